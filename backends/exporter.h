@@ -1,0 +1,87 @@
+// Exporter: the seam between the pipeline and a backend (console, file, null, otlp, langfuse...).
+//
+// Contract: the pipeline calls send() from one thread with spans in order. The exporter batches
+// (--batch-spans / --batch-bytes), encodes, sends, retries, and reports each span's outcome exactly
+// once through the AckFn (from any thread). send() blocks while the exporter holds its maximum of
+// in-flight work: that is the backpressure that slows every upstream stage.
+// Before a request goes out, on_before_send (if set) is called with its span keys and must return
+// only once they are recorded as "in flight" (so a crash leaves a record of possible repeats).
+// Errors: transient failures are retried inside; final rejections come back as kDead acks; a fatal
+// condition (unreachable, retries exhausted, 401/403/404) makes fatal() true, send() returns false,
+// and the spans not delivered come back as kFailed acks (nothing marked in the state).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pipeline/span.h"
+
+namespace chsync {
+
+struct SpanRef {
+  std::uint64_t span_key = 0;    // Span::span_key()
+  std::uint64_t bundle_seq = 0;  // Span::bundle_seq
+};
+
+struct Ack {
+  enum class Outcome : std::uint8_t {
+    kDelivered,  // the backend accepted the spans (2xx)
+    kDead,       // rejected for good: goes to the dead-letter file, marked dead
+    kFailed,     // not delivered, not marked: the next run sends them again
+  };
+  Outcome outcome = Outcome::kDelivered;
+  std::vector<SpanRef> spans;
+  int http_status = 0;
+  std::string reason;  // human-readable, with a response excerpt for kDead
+  // kDead only: what is needed to replay the request (replay-dead-letters).
+  std::string endpoint;
+  std::string content_type;
+  std::string body;  // uncompressed request body
+};
+using AckFn = std::function<void(Ack&&)>;
+
+struct ExporterStats {
+  std::uint64_t requests = 0;        // HTTP requests attempted (including retries)
+  std::uint64_t requests_ok = 0;
+  std::map<std::string, std::uint64_t> retries;  // by cause: "429", "503", "reset", "timeout", ...
+  std::map<int, std::uint64_t> status_counts;   // by HTTP status
+  std::uint64_t spans_delivered = 0;
+  std::uint64_t spans_dead = 0;
+  std::uint64_t spans_partial_rejected = 0;  // OTLP partialSuccess.rejected_spans
+  std::uint64_t bytes_raw = 0;   // encoded bodies before compression
+  std::uint64_t bytes_wire = 0;  // bodies as sent
+  std::uint64_t splits_413 = 0;
+  std::uint64_t max_in_flight_seen = 0;
+  std::uint64_t time_blocked_ms = 0;  // send() waiting for a free slot
+};
+
+class Exporter {
+ public:
+  virtual ~Exporter() = default;
+  virtual std::string_view instance() const noexcept = 0;  // state key, e.g. "otlp" or config name
+  // Takes ownership of spans. Returns false once the exporter is fatal (caller stops feeding).
+  virtual bool send(std::vector<Span>&& spans) = 0;
+  // Sends any partial batch, waits for in-flight requests up to drain_timeout, then stops.
+  // Spans still not acknowledged come back as kFailed. Returns false on timeout.
+  virtual bool stop(std::chrono::milliseconds drain_timeout) noexcept = 0;
+  virtual bool fatal() const noexcept = 0;
+  virtual std::string fatal_reason() const = 0;
+  virtual ExporterStats stats() const = 0;
+
+  void set_ack_fn(AckFn fn) { ack_ = std::move(fn); }
+  void set_before_send(std::function<void(const std::vector<SpanRef>&)> fn) {
+    before_send_ = std::move(fn);
+  }
+
+ protected:
+  AckFn ack_;
+  std::function<void(const std::vector<SpanRef>&)> before_send_;
+};
+
+}  // namespace chsync

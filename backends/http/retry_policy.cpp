@@ -1,0 +1,114 @@
+#include "backends/http/retry_policy.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace chsync::http {
+
+std::chrono::milliseconds RetryPolicy::backoff_cap(std::uint32_t n) const noexcept {
+  const double base = static_cast<double>(initial_backoff.count());
+  const double cap = static_cast<double>(max_backoff.count());
+  const double v = base * std::pow(multiplier < 1.0 ? 1.0 : multiplier, static_cast<double>(std::min(n, 62u)));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(v, cap)));
+}
+
+std::chrono::milliseconds RetryPolicy::backoff(std::uint32_t n, std::mt19937_64& rng) const {
+  const auto cap = backoff_cap(n).count();
+  if (cap <= 0) return std::chrono::milliseconds(0);
+  std::uniform_int_distribution<std::int64_t> dist(0, cap);
+  return std::chrono::milliseconds(dist(rng));
+}
+
+bool is_retryable_status(int status) noexcept {
+  return status == 429 || status == 502 || status == 503 || status == 504;
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+int month_index(std::string_view m) {
+  static constexpr std::array<std::string_view, 12> kMonths = {"jan", "feb", "mar", "apr", "may", "jun",
+                                                               "jul", "aug", "sep", "oct", "nov", "dec"};
+  if (m.size() != 3) return -1;
+  std::string lower(m);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::size_t i = 0; i < kMonths.size(); ++i)
+    if (kMonths[i] == lower) return static_cast<int>(i);
+  return -1;
+}
+
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+bool to_int(std::string_view s, int& out) {
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// Splits on spaces, commas, dashes and colons; returns the tokens.
+std::vector<std::string_view> tokens(std::string_view s) {
+  std::vector<std::string_view> out;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == ',' || s[i] == '-' || s[i] == ':')) ++i;
+    std::size_t j = i;
+    while (j < s.size() && !(s[j] == ' ' || s[j] == ',' || s[j] == '-' || s[j] == ':')) ++j;
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
+                                                           std::chrono::system_clock::time_point now) {
+  value = trim(value);
+  if (value.empty()) return std::nullopt;
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    std::int64_t secs = 0;
+    auto r = std::from_chars(value.data(), value.data() + value.size(), secs);
+    if (r.ec != std::errc()) return std::nullopt;
+    return std::chrono::milliseconds(secs * 1000);
+  }
+  // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT   RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
+  // asctime: Sun Nov  6 08:49:37 1994
+  auto t = tokens(value);
+  int day = 0, year = 0, hh = 0, mm = 0, ss = 0, mon = -1;
+  if (t.size() >= 8 && month_index(t[2]) >= 0) {  // IMF / RFC 850 (weekday first)
+    mon = month_index(t[2]);
+    if (!to_int(t[1], day) || !to_int(t[3], year) || !to_int(t[4], hh) || !to_int(t[5], mm) || !to_int(t[6], ss))
+      return std::nullopt;
+    if (t[3].size() == 2) year += year < 70 ? 2000 : 1900;
+  } else if (t.size() == 7 && month_index(t[1]) >= 0) {  // asctime
+    mon = month_index(t[1]);
+    if (!to_int(t[2], day) || !to_int(t[3], hh) || !to_int(t[4], mm) || !to_int(t[5], ss) || !to_int(t[6], year))
+      return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
+  if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return std::nullopt;
+  const std::int64_t epoch_s = days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(day)) * 86400 +
+                               hh * 3600 + mm * 60 + ss;
+  const auto target = std::chrono::system_clock::time_point(std::chrono::seconds(epoch_s));
+  if (target <= now) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(target - now);
+}
+
+}  // namespace chsync::http

@@ -1,0 +1,181 @@
+#include "cli/commands.h"
+
+#include <archive.h>
+#include <boost/version.hpp>
+#include <fmt/format.h>
+#include <openssl/opensslv.h>
+#include <simdjson.h>
+#include <sqlite3.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "backends/console/json_writer.h"
+#include "stages/mapper/mapper.h"
+#include "stages/state/state_store.h"
+
+namespace chsync {
+
+int cmd_version(const char* version, const char* revision) {
+  std::printf("chsync %s (git %s)\n", version, revision);
+  std::printf("built with: simdjson %s, OpenSSL %s, SQLite %s, zlib %s, zstd %s, %s, Boost %d.%d\n",
+              SIMDJSON_VERSION, OPENSSL_VERSION_STR, sqlite3_libversion(), zlibVersion(),
+              ZSTD_versionString(), archive_version_string(), BOOST_VERSION / 100000,
+              BOOST_VERSION / 100 % 1000);
+  return 0;
+}
+
+int cmd_status(const std::string& db_path, bool json) {
+  StateOpenOptions so;
+  so.read_only = true;
+  so.take_lock = false;
+  std::unique_ptr<StateStore> st;
+  try {
+    st = open_sqlite_state(db_path, so);
+  } catch (const StateError& e) {
+    if (e.code() == StateError::Code::kReadOnlyMissing) {
+      if (json)
+        std::printf("{\"schema\":\"chsync.status/1\",\"db\":\"%s\",\"exists\":false}\n",
+                    db_path.c_str());
+      else
+        std::printf("Database: %s (not created yet: nothing synced)\n", db_path.c_str());
+      return 0;
+    }
+    throw;
+  }
+  std::uint64_t dead_count = 0;
+  {
+    std::uint64_t bad = 0;
+    dead_count = read_dead_letters(dead_letter_path(db_path), bad).size();
+  }
+  std::string out;
+  if (json) out = fmt::format("{{\"schema\":\"chsync.status/1\",\"db\":\"{}\",\"exists\":true,\"backends\":[", db_path);
+  else out = fmt::format("Database: {}\n", db_path);
+  bool first_inst = true;
+  for (const auto& inst : st->instances()) {
+    auto t = st->totals(inst);
+    auto files = st->files(inst);
+    std::map<std::string, std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::int64_t>> proj;
+    for (const auto& f : files) {
+      auto& [n, bytes, spans, errors, last] = proj[f.project];
+      ++n;
+      bytes += f.committed_offset;
+      spans += f.spans;
+      errors += f.errors;
+      last = std::max(last, f.last_sync_ms);
+    }
+    if (json) {
+      out += fmt::format("{}{{\"backend\":\"{}\",\"files\":{},\"bytes\":{},\"spans_delivered\":{},"
+                         "\"spans_dead\":{},\"spans_in_flight\":{},\"file_errors\":{},"
+                         "\"last_sync\":\"{}\",\"projects\":[",
+                         first_inst ? "" : ",", inst, t.files, t.bytes, t.spans_delivered,
+                         t.spans_dead, t.spans_in_flight, t.file_errors,
+                         t.last_sync_ms ? format_rfc3339_ms(t.last_sync_ms) : "");
+      bool first = true;
+      for (auto& [p, v] : proj) {
+        auto& [n, bytes, spans, errors, last] = v;
+        out += first ? "" : ",";
+        first = false;
+        out += "{\"project\":";
+        append_json_string(out, p);
+        out += fmt::format(",\"files\":{},\"bytes\":{},\"spans_delivered\":{},\"errors\":{},"
+                           "\"last_sync\":\"{}\"}}",
+                           n, bytes, spans, errors, last ? format_rfc3339_ms(last) : "");
+      }
+      out += "]}";
+    } else {
+      out += fmt::format("Backend {}: {} files, {:.1f} MB committed, {} spans delivered, {} dead, "
+                         "{} in flight at an interrupted run, {} bad lines, last sync {}\n",
+                         inst, t.files, static_cast<double>(t.bytes) / 1e6, t.spans_delivered,
+                         t.spans_dead, t.spans_in_flight, t.file_errors,
+                         t.last_sync_ms ? format_rfc3339_ms(t.last_sync_ms) : "never");
+      for (auto& [p, v] : proj) {
+        auto& [n, bytes, spans, errors, last] = v;
+        out += fmt::format("  {:<50} {:>6} files {:>10.1f} MB {:>9} spans {:>5} errors  {}\n",
+                           p.empty() ? "(none)" : p, n, static_cast<double>(bytes) / 1e6, spans,
+                           errors, last ? format_rfc3339_ms(last) : "");
+      }
+    }
+    first_inst = false;
+  }
+  if (json)
+    out += fmt::format("],\"dead_letter_requests\":{}}}\n", dead_count);
+  else
+    out += fmt::format("Dead-letter requests: {} ({})\n", dead_count, dead_letter_path(db_path));
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+int cmd_hash(const std::string& target) {
+  auto colon = target.rfind(':');
+  if (colon == std::string::npos) {
+    std::fprintf(stderr, "chsync: hash: expected FILE:LINE\n");
+    return 2;
+  }
+  std::string path = target.substr(0, colon);
+  std::uint64_t want = 0;
+  try {
+    want = std::stoull(target.substr(colon + 1));
+  } catch (...) {
+    std::fprintf(stderr, "chsync: hash: bad line number in '%s'\n", target.c_str());
+    return 2;
+  }
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "chsync: hash: cannot open %s\n", path.c_str());
+    return 2;
+  }
+  std::string line;
+  for (std::uint64_t n = 1; std::getline(in, line); ++n) {
+    if (n != want) continue;
+    std::string h;
+    if (!seed_message_hash(line, h)) {
+      std::fprintf(stderr, "chsync: hash: %s:%llu is not a JSON object\n", path.c_str(),
+                   static_cast<unsigned long long>(want));
+      return 1;
+    }
+    std::printf("%s\n", h.c_str());
+    return 0;
+  }
+  std::fprintf(stderr, "chsync: hash: %s has fewer than %llu lines\n", path.c_str(),
+               static_cast<unsigned long long>(want));
+  return 2;
+}
+
+int cmd_state(const std::string& db_path, const std::string& action, const std::string& target,
+              const std::string& instance) {
+  StateOpenOptions so;
+  auto st = open_sqlite_state(db_path, so);
+  if (action == "vacuum") {
+    st->vacuum();
+    std::printf("vacuumed %s\n", db_path.c_str());
+  } else if (action == "backup") {
+    if (target.empty()) {
+      std::fprintf(stderr, "chsync: state backup needs a destination file\n");
+      return 2;
+    }
+    st->backup(target);
+    std::printf("backed up %s to %s\n", db_path.c_str(), target.c_str());
+  } else if (action == "forget") {
+    if (target.empty()) {
+      std::fprintf(stderr, "chsync: state forget needs a path prefix\n");
+      return 2;
+    }
+    std::uint64_t n = 0;
+    std::string prefix = target;
+    if (std::filesystem::exists(prefix)) prefix = std::filesystem::canonical(prefix).string();
+    for (const auto& inst : st->instances())
+      if (instance.empty() || inst == instance) n += st->forget_files(inst, prefix);
+    std::printf("forgot %llu file rows under %s (their spans stay delivered; use --resend to "
+                "send them again)\n",
+                static_cast<unsigned long long>(n), prefix.c_str());
+  }
+  st->flush();
+  return 0;
+}
+
+}  // namespace chsync

@@ -1,0 +1,355 @@
+// chsync: Claude Code transcripts -> traces, shipped to OTLP / Langfuse / Phoenix backends.
+// main() parses the command line (CLI11), applies environment and defaults, and runs a command.
+// Precedence: flags > environment > defaults. Exit codes: see cli/sync.h and README.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "backends/console/json_writer.h"
+#include "cli/commands.h"
+#include "cli/dead_letters.h"
+#include "cli/sync.h"
+#include "cli/units.h"
+#include "stages/mapper/mapper.h"
+#include "stages/state/state_store.h"
+
+#ifndef CHSYNC_VERSION
+#define CHSYNC_VERSION "0.0.0"
+#endif
+#ifndef CHSYNC_GIT_REVISION
+#define CHSYNC_GIT_REVISION "unknown"
+#endif
+
+using namespace chsync;
+
+namespace {
+
+std::string env(const char* name, std::string fallback = "") {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string home_dir() { return env("HOME", "/root"); }
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "chsync: %s\n", msg.c_str());
+  std::exit(kExitUsage);
+}
+
+struct RawSyncFlags {
+  std::vector<std::string> inputs;
+  std::vector<std::string> files;
+  std::vector<std::string> backends;
+  std::string format = "text";
+  bool json = false;
+  std::string output;
+  std::size_t workers = 0;
+  std::string db;
+  bool dry_run = false, rebuild_state = false, resend = false;
+  std::string report;
+  std::string settle = "10m", max_field_bytes = "64KiB", max_line_bytes = "64MiB",
+              max_memory = "256MiB", drain_timeout = "30s", progress_interval = "10s";
+  bool trace_per_session = false, message_hash = false;
+  std::string user_id, user_from_path;
+  std::vector<std::string> include, exclude, projects, sessions;
+  std::string since, until;
+  bool verbose = false, quiet = false;
+  // network backends
+  std::string endpoint, host, compression, otlp_encoding = "protobuf", profile, ca_file,
+                                           client_cert, client_key, project_name;
+  std::vector<std::string> headers;
+  bool insecure = false;
+  std::size_t batch_spans = 512, max_in_flight = 16;
+  std::string batch_bytes = "4MiB", rate, timeout, retry_initial = "1s", retry_max = "30s",
+              retry_max_elapsed = "5m";
+};
+
+void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
+  cmd->add_option("inputs", f.inputs,
+                  "Directories, .jsonl/.jsonl.gz/.jsonl.zst files, tar/tar.gz/tar.zst/zip "
+                  "archives, or - for stdin (default: $CLAUDE_PROJECTS_DIR or ~/.claude/projects)");
+  cmd->add_option("--file", f.files, "Sync one file (repeatable; as in ch sync)");
+  cmd->add_option("--backend,-b", f.backends,
+                  "console|file|null|otlp|langfuse|langfuse-legacy|phoenix (repeatable; env "
+                  "CH_SYNC_BACKEND / CHSYNC_BACKEND; default console)");
+  cmd->add_option("--format", f.format, "Console format: text|json")
+      ->check(CLI::IsMember({"text", "json"}));
+  cmd->add_flag("--json", f.json, "Same as --format json (ch sync compatible)");
+  cmd->add_option("--output,-o", f.output, "Path for --backend file (JSON lines, appended)");
+  cmd->add_option("--workers,-w", f.workers, "Mapper threads (default: number of cores)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--db", f.db, "State database (env CH_SYNC_DB / CHSYNC_DB; default "
+                                "$XDG_STATE_HOME/chsync/state.db)");
+  cmd->add_flag("--dry-run", f.dry_run, "Map and count; send nothing, write no state");
+  cmd->add_flag("--rebuild-state", f.rebuild_state,
+                "Move a corrupt/foreign state aside and start over (re-sends everything)");
+  cmd->add_flag("--resend", f.resend, "Send again spans already delivered (on purpose)");
+  cmd->add_option("--report", f.report, "Write the run report as JSON to this file");
+  cmd->add_option("--settle", f.settle,
+                  "A turn in a file modified less than this ago is held back (default 10m)");
+  cmd->add_option("--max-field-bytes", f.max_field_bytes, "Truncate content fields (default 64KiB)");
+  cmd->add_option("--max-line-bytes", f.max_line_bytes, "Skip longer lines (default 64MiB)");
+  cmd->add_option("--max-memory", f.max_memory, "Memory cap for queues (default 256MiB)");
+  cmd->add_option("--drain-timeout", f.drain_timeout, "On stop, wait this long for in-flight requests");
+  cmd->add_option("--progress-interval", f.progress_interval, "Log progress this often (0: never)");
+  cmd->add_flag("--trace-per-session", f.trace_per_session, "One trace per session, a span per turn");
+  cmd->add_flag("--message-hash", f.message_hash, "Add the seed's message hash to metadata");
+  cmd->add_option("--user-id", f.user_id, "user.id on every span");
+  cmd->add_option("--user-from-path", f.user_from_path,
+                  "Regex on the file path; its first capture group is the user id");
+  cmd->add_option("--include", f.include, "Only paths matching this glob (repeatable)");
+  cmd->add_option("--exclude", f.exclude, "Skip paths matching this glob (repeatable)");
+  cmd->add_option("--project", f.projects, "Only these project folders (glob, repeatable)");
+  cmd->add_option("--session", f.sessions, "Only these session ids (glob, repeatable)");
+  cmd->add_option("--since", f.since, "Only turns at or after this time (RFC 3339 or YYYY-MM-DD)");
+  cmd->add_option("--until", f.until, "Only turns before this time");
+  cmd->add_flag("-v,--verbose", f.verbose, "More log output");
+  cmd->add_flag("-q,--quiet", f.quiet, "Only errors");
+  cmd->add_option("--endpoint", f.endpoint, "OTLP traces URL, used as is");
+  cmd->add_option("--host", f.host, "Base URL for langfuse/phoenix");
+  cmd->add_option("--header", f.headers, "Extra HTTP header K=V (repeatable)");
+  cmd->add_option("--compression", f.compression, "gzip|none (default gzip)");
+  cmd->add_option("--otlp-encoding", f.otlp_encoding, "protobuf|json")
+      ->check(CLI::IsMember({"protobuf", "json"}));
+  cmd->add_option("--profile", f.profile, "generic|langfuse|phoenix (content attribute keys)");
+  cmd->add_option("--project-name", f.project_name, "Phoenix project (openinference.project.name)");
+  cmd->add_option("--batch-spans", f.batch_spans, "Spans per request (default 512)");
+  cmd->add_option("--batch-bytes", f.batch_bytes, "Request size before compression (default 4MiB)");
+  cmd->add_option("--max-in-flight", f.max_in_flight, "Concurrent requests (default 16)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--rate", f.rate, "Cap: 50/s (requests) or 5000spans/s");
+  cmd->add_option("--timeout", f.timeout, "Request timeout (default 10s or OTEL_EXPORTER_OTLP_TIMEOUT)");
+  cmd->add_option("--retry-initial", f.retry_initial, "First retry backoff (default 1s)");
+  cmd->add_option("--retry-max", f.retry_max, "Longest backoff (default 30s)");
+  cmd->add_option("--retry-max-elapsed", f.retry_max_elapsed, "Give up after (default 5m)");
+  cmd->add_option("--ca-file", f.ca_file, "PEM bundle to verify the server");
+  cmd->add_flag("--insecure", f.insecure, "Do not verify TLS certificates");
+  cmd->add_option("--client-cert", f.client_cert, "mTLS client certificate (PEM)");
+  cmd->add_option("--client-key", f.client_key, "mTLS client key (PEM)");
+}
+
+std::chrono::milliseconds dur_flag(const std::string& flag, const std::string& v) {
+  std::chrono::milliseconds d{};
+  if (!parse_duration(v, d))
+    usage_error(fmt::format("{}: invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", flag, v));
+  return d;
+}
+std::uint64_t size_flag(const std::string& flag, const std::string& v) {
+  std::uint64_t n = 0;
+  if (!parse_size(v, n)) usage_error(fmt::format("{}: invalid size '{}' (use 64KiB, 4MiB)", flag, v));
+  return n;
+}
+
+std::string default_db() {
+  std::string db = env("CHSYNC_DB", env("CH_SYNC_DB"));
+  return db.empty() ? default_state_path() : db;
+}
+
+SyncOptions build_sync_options(RawSyncFlags& f) {
+  SyncOptions o;
+  o.inputs = f.inputs;
+  for (auto& p : f.files) o.inputs.push_back(p);
+  if (o.inputs.empty())
+    o.inputs.push_back(env("CLAUDE_PROJECTS_DIR", home_dir() + "/.claude/projects"));
+  if (f.backends.empty()) {
+    std::string b = env("CHSYNC_BACKEND", env("CH_SYNC_BACKEND", "console"));
+    f.backends.push_back(b);
+  }
+  for (const auto& b : f.backends) {
+    static const std::vector<std::string> kKnown = {"console", "file", "null", "otlp",
+                                                    "langfuse", "langfuse-legacy", "phoenix"};
+    if (std::find(kKnown.begin(), kKnown.end(), b) == kKnown.end())
+      usage_error(fmt::format("--backend: unknown backend '{}' (one of console, file, null, "
+                              "otlp, langfuse, langfuse-legacy, phoenix)", b));
+    BackendSpec spec;
+    spec.type = b;
+    spec.instance = b;
+    auto& s = spec.settings;
+    if (!f.output.empty()) s["path"] = f.output;
+    if (!f.endpoint.empty()) s["endpoint"] = f.endpoint;
+    if (!f.host.empty()) s["host"] = f.host;
+    if (!f.compression.empty()) s["compression"] = f.compression;
+    s["encoding"] = f.otlp_encoding;
+    if (!f.profile.empty()) s["profile"] = f.profile;
+    if (!f.project_name.empty()) s["project_name"] = f.project_name;
+    s["batch_spans"] = std::to_string(f.batch_spans);
+    s["batch_bytes"] = std::to_string(size_flag("--batch-bytes", f.batch_bytes));
+    s["max_in_flight"] = std::to_string(f.max_in_flight);
+    if (!f.rate.empty()) {
+      Rate r;
+      if (!parse_rate(f.rate, r))
+        usage_error(fmt::format("--rate: invalid rate '{}' (use 50/s or 5000spans/s)", f.rate));
+      s["rate"] = std::to_string(r.per_second);
+      s["rate_unit"] = r.spans ? "spans" : "requests";
+    }
+    if (!f.timeout.empty()) s["timeout_ms"] = std::to_string(dur_flag("--timeout", f.timeout).count());
+    s["retry_initial_ms"] = std::to_string(dur_flag("--retry-initial", f.retry_initial).count());
+    s["retry_max_ms"] = std::to_string(dur_flag("--retry-max", f.retry_max).count());
+    s["retry_max_elapsed_ms"] =
+        std::to_string(dur_flag("--retry-max-elapsed", f.retry_max_elapsed).count());
+    if (!f.ca_file.empty()) s["ca_file"] = f.ca_file;
+    if (f.insecure) s["insecure"] = "1";
+    if (!f.client_cert.empty()) s["client_cert"] = f.client_cert;
+    if (!f.client_key.empty()) s["client_key"] = f.client_key;
+    for (std::size_t i = 0; i < f.headers.size(); ++i) {
+      if (f.headers[i].find('=') == std::string::npos)
+        usage_error(fmt::format("--header: expected K=V, got '{}'", f.headers[i]));
+      s["header." + std::to_string(i)] = f.headers[i];
+    }
+    o.backends.push_back(std::move(spec));
+  }
+  o.format = (f.json || f.format == "json") ? ConsoleFormat::kJson : ConsoleFormat::kText;
+  o.workers = f.workers ? f.workers : std::max(1u, std::thread::hardware_concurrency());
+  o.db_path = f.db.empty() ? default_db() : f.db;
+  o.dry_run = f.dry_run;
+  o.rebuild_state = f.rebuild_state;
+  o.resend = f.resend;
+  o.report_path = f.report;
+  o.map.settle_ms = dur_flag("--settle", f.settle).count();
+  o.map.max_field_bytes = size_flag("--max-field-bytes", f.max_field_bytes);
+  if (o.map.max_field_bytes < 64) usage_error("--max-field-bytes: must be at least 64");
+  o.reader.max_line_bytes = size_flag("--max-line-bytes", f.max_line_bytes);
+  o.max_memory_bytes = size_flag("--max-memory", f.max_memory);
+  o.reader.chunk_bytes = std::min<std::size_t>(4u << 20, std::max<std::size_t>(o.reader.max_line_bytes, 64 * 1024));
+  o.drain_timeout = dur_flag("--drain-timeout", f.drain_timeout);
+  o.progress_interval = dur_flag("--progress-interval", f.progress_interval);
+  o.map.trace_per_session = f.trace_per_session;
+  o.map.message_hash = f.message_hash;
+  o.map.user_id = f.user_id;
+  o.map.user_from_path_regex = f.user_from_path;
+  if (!f.user_from_path.empty()) {
+    try {
+      std::regex re(f.user_from_path);
+      if (re.mark_count() < 1) usage_error("--user-from-path: the regex needs a capture group");
+    } catch (const std::regex_error& e) {
+      usage_error(fmt::format("--user-from-path: invalid regex: {}", e.what()));
+    }
+  }
+  if (!f.since.empty() && !parse_time_bound(f.since, o.map.since_ms))
+    usage_error(fmt::format("--since: invalid time '{}'", f.since));
+  if (!f.until.empty() && !parse_time_bound(f.until, o.map.until_ms))
+    usage_error(fmt::format("--until: invalid time '{}'", f.until));
+  o.discover.include_globs = f.include;
+  o.discover.exclude_globs = f.exclude;
+  o.discover.projects = f.projects;
+  o.discover.sessions = f.sessions;
+  o.verbose = f.verbose;
+  o.quiet = f.quiet;
+  if (f.quiet && f.verbose) usage_error("--quiet and --verbose contradict each other");
+  if (f.dry_run && f.resend) usage_error("--dry-run and --resend contradict each other");
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"chsync: turn Claude Code transcripts into traces and ship them to OTLP, "
+               "Langfuse and Phoenix backends, exactly once in effect.\n\n"
+               "Exit codes: 0 all delivered; 1 finished with dead letters, bad lines or "
+               "unreadable files; 2 usage/config/state error; 3 backend unreachable, retries "
+               "exhausted or auth refused; 4 another run holds the state lock; 130/143 stopped "
+               "by SIGINT/SIGTERM after draining.",
+               "chsync"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("chsync ") + CHSYNC_VERSION);
+
+  RawSyncFlags sf;
+  auto* sync_cmd = app.add_subcommand("sync", "Export transcripts to backends");
+  sync_cmd->footer(
+      "Examples:\n"
+      "  chsync sync --backend console --format json --settle 0 ~/.claude/projects\n"
+      "  chsync sync --backend otlp --endpoint http://127.0.0.1:4318/v1/traces backup.tar.zst\n"
+      "  chsync sync --dry-run --report run.json ~/.claude/projects\n"
+      "  chsync sync status            (same as chsync status)");
+  add_sync_flags(sync_cmd, sf);
+  bool sync_status_json = false;
+  auto* sync_status = sync_cmd->add_subcommand("status", "Show the state (as in ch sync status)");
+  sync_status->add_flag("--json", sync_status_json, "JSON output");
+
+  std::string status_db;
+  bool status_json = false;
+  auto* status_cmd = app.add_subcommand("status", "Show files, offsets, spans delivered, errors");
+  status_cmd->add_option("--db", status_db, "State database");
+  status_cmd->add_flag("--json", status_json, "JSON output");
+
+  std::string hash_target;
+  auto* hash_cmd = app.add_subcommand("hash", "Print the seed's message hash of FILE:LINE");
+  hash_cmd->add_option("target", hash_target, "FILE:LINE (1-based)")->required();
+
+  std::string replay_db;
+  RawSyncFlags rf;
+  auto* replay_cmd = app.add_subcommand("replay-dead-letters",
+                                        "Send the dead-lettered requests again");
+  replay_cmd->add_option("--db", replay_db, "State database");
+  replay_cmd->add_option("--endpoint", rf.endpoint, "Override the recorded endpoint");
+  replay_cmd->add_option("--header", rf.headers, "Extra HTTP header K=V");
+  replay_cmd->add_option("--ca-file", rf.ca_file, "PEM bundle to verify the server");
+  replay_cmd->add_flag("--insecure", rf.insecure, "Do not verify TLS certificates");
+
+  std::string state_db, state_arg;
+  auto* state_cmd = app.add_subcommand("state", "Housekeeping: vacuum, backup DEST, forget PREFIX");
+  state_cmd->add_option("action", state_arg, "vacuum | backup | forget")
+      ->required()
+      ->check(CLI::IsMember({"vacuum", "backup", "forget"}));
+  std::string state_target, state_instance;
+  state_cmd->add_option("target", state_target, "backup: destination file; forget: path prefix");
+  state_cmd->add_option("--db", state_db, "State database");
+  state_cmd->add_option("--backend", state_instance, "Backend instance (forget; default all)");
+
+  auto* version_cmd = app.add_subcommand("version", "Print version and build information");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "chsync: %s\n", e.what());
+    return kExitUsage;
+  }
+
+  try {
+    if (version_cmd->parsed()) return cmd_version(CHSYNC_VERSION, CHSYNC_GIT_REVISION);
+    if (status_cmd->parsed())
+      return cmd_status(status_db.empty() ? default_db() : status_db, status_json);
+    if (sync_status->parsed())
+      return cmd_status(sf.db.empty() ? default_db() : sf.db, sync_status_json || sf.json);
+    if (hash_cmd->parsed()) return cmd_hash(hash_target);
+    if (state_cmd->parsed())
+      return cmd_state(state_db.empty() ? default_db() : state_db, state_arg, state_target,
+                       state_instance);
+    if (replay_cmd->parsed()) {
+      ReplayOptions ro;
+      ro.db_path = replay_db.empty() ? default_db() : replay_db;
+      ro.endpoint = rf.endpoint;
+      ro.headers = rf.headers;
+      ro.ca_file = rf.ca_file;
+      ro.insecure = rf.insecure;
+      return cmd_replay_dead_letters(ro);
+    }
+    if (sync_cmd->parsed()) {
+      SyncOptions o = build_sync_options(sf);
+      return run_sync(o, make_network_exporter);
+    }
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "chsync: %s\n", e.what());
+    return kExitUsage;
+  } catch (const StateError& e) {
+    std::fprintf(stderr, "chsync: state: %s\n", e.what());
+    return e.code() == StateError::Code::kLocked ? kExitLocked : kExitUsage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chsync: error: %s\n", e.what());
+    return kExitPartial;
+  }
+  return kExitOk;
+}

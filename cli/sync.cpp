@@ -1,0 +1,765 @@
+#include "cli/sync.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <simdjson.h>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "backends/console/json_writer.h"
+#include "cli/dead_letters.h"
+#include "pipeline/bounded_queue.h"
+#include "pipeline/runtime.h"
+#include "stages/state/state_store.h"
+
+namespace chsync {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A bundle ready for mapping; archive members carry their bytes (read by the feeder).
+struct WorkItem {
+  std::size_t bundle_index = 0;
+  std::vector<std::string> member_data;  // parallel to bundle.files for archive members
+};
+
+struct FileOutcome {
+  std::uint64_t lines = 0;
+  std::uint64_t end_offset = 0;
+  std::uint64_t bad = 0;
+  bool truncated_tail = false;  // unparseable last line without '\n'
+  std::string error;            // unreadable / corrupt stream
+};
+
+struct BundleResult {
+  std::size_t bundle_index = 0;
+  std::vector<Span> spans;
+  MapStats stats;
+  std::vector<FileOutcome> files;
+  std::uint64_t bytes = 0;
+};
+
+struct BadLineCounts {
+  std::mutex mu;
+  std::map<std::string, std::uint64_t> by_kind;
+  std::uint64_t printed = 0;
+};
+
+// Per-instance delivery bookkeeping.
+struct Instance {
+  BackendSpec spec;
+  std::unique_ptr<Exporter> exporter;
+  bool synchronous = false;             // console/file/null: acked inside send()
+  std::vector<std::uint64_t> delivered;  // sorted, from the state
+  std::vector<std::uint64_t> in_flight_before;  // sorted: possible repeats from a crashed run
+  std::unordered_set<std::uint64_t> sent_this_run;
+  std::vector<bool> needs;  // per bundle
+  // Ack accounting.
+  std::mutex mu;
+  struct Pending {
+    std::uint64_t outstanding = 0;
+    bool dispatched = false;
+    bool failed = false;
+    std::uint64_t delivered = 0;
+  };
+  std::unordered_map<std::uint64_t, Pending> pending;  // by bundle seq
+  std::vector<std::uint64_t> ready;  // bundles whose every span has an outcome
+  std::unordered_map<std::uint64_t, std::uint64_t> request_of;  // span key -> state request id
+  std::uint64_t spans_delivered = 0;
+  std::uint64_t spans_dead = 0;
+  std::uint64_t spans_failed = 0;
+  std::uint64_t spans_repeated = 0;
+  std::uint64_t spans_deduped = 0;
+};
+
+bool contains_sorted(const std::vector<std::uint64_t>& v, std::uint64_t k) {
+  return std::binary_search(v.begin(), v.end(), k);
+}
+
+std::uint64_t peak_rss_kb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<std::uint64_t>(ru.ru_maxrss);
+}
+
+double cpu_seconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+}  // namespace
+
+int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
+  const auto t_start = Clock::now();
+  install_signal_handlers();
+  reset_signal_state();
+  if (opt.backends.empty()) throw ConfigError("no backend configured (use --backend)");
+
+  // ---- state ----
+  std::unique_ptr<StateStore> state;
+  if (!opt.db_path.empty()) {
+    StateOpenOptions so;
+    so.rebuild = opt.rebuild_state;
+    if (opt.dry_run) {
+      so.read_only = true;
+      so.take_lock = false;
+      if (std::filesystem::exists(opt.db_path)) state = open_sqlite_state(opt.db_path, so);
+    } else {
+      if (opt.rebuild_state && !opt.quiet)
+        std::fprintf(stderr,
+                     "chsync: --rebuild-state: starting with a fresh state; every span will be "
+                     "sent again\n");
+      state = open_sqlite_state(opt.db_path, so);
+    }
+  }
+
+  // ---- exporters ----
+  std::vector<std::unique_ptr<Instance>> instances;
+  std::set<std::string> names;
+  for (const auto& spec : opt.backends) {
+    auto inst = std::make_unique<Instance>();
+    inst->spec = spec;
+    if (inst->spec.instance.empty()) inst->spec.instance = spec.type;
+    if (!names.insert(inst->spec.instance).second)
+      throw ConfigError("backend instance '" + inst->spec.instance +
+                        "' given twice (name instances in the config file)");
+    if (spec.type == "console") {
+      inst->exporter = make_console_exporter(inst->spec.instance, opt.format, 1);
+      inst->synchronous = true;
+    } else if (spec.type == "null") {
+      inst->exporter = make_null_exporter(inst->spec.instance);
+      inst->synchronous = true;
+    } else if (spec.type == "file") {
+      auto it = spec.settings.find("path");
+      if (it == spec.settings.end() || it->second.empty())
+        throw ConfigError("--backend file needs --output PATH");
+      if (!opt.dry_run) inst->exporter = make_file_exporter(inst->spec.instance, it->second);
+      else inst->exporter = make_null_exporter(inst->spec.instance);
+      inst->synchronous = true;
+    } else {
+      if (!factory) throw ConfigError("backend '" + spec.type + "' is not available");
+      if (opt.dry_run)
+        inst->exporter = make_null_exporter(inst->spec.instance);
+      else
+        inst->exporter = factory(inst->spec);
+      if (!inst->exporter) throw ConfigError("unknown backend '" + spec.type + "'");
+    }
+    instances.push_back(std::move(inst));
+  }
+  const bool ordered_output = std::any_of(instances.begin(), instances.end(), [](auto& i) {
+    return i->spec.type == "console" || i->spec.type == "file";
+  });
+
+  // ---- discover ----
+  DiscoverResult disc = discover(opt.inputs, opt.discover);
+  for (const auto& e : disc.errors)
+    if (!opt.quiet) std::fprintf(stderr, "chsync: %s: %s: %s\n", e.path.c_str(), e.kind.c_str(),
+                                 e.message.c_str());
+  const auto& bundles = disc.bundles;
+
+  // Which bundles each instance needs: skip files unchanged since a complete delivery.
+  std::uint64_t files_skipped = 0, files_updated = 0;
+  std::vector<bool> any_need(bundles.size(), false);
+  for (auto& inst : instances) {
+    inst->needs.assign(bundles.size(), true);
+    if (!state || opt.resend) continue;
+    for (std::size_t b = 0; b < bundles.size(); ++b) {
+      bool all_same = true;
+      for (const auto& f : bundles[b].files) {
+        if (f.kind == SourceKind::kStdin) {
+          all_same = false;
+          break;
+        }
+        auto row = state->file(inst->spec.instance, f.key);
+        if (!row || !row->complete || row->size != f.size || row->mtime_ms != f.mtime_ms) {
+          all_same = false;
+          break;
+        }
+      }
+      inst->needs[b] = !all_same;
+    }
+  }
+  for (std::size_t b = 0; b < bundles.size(); ++b) {
+    for (auto& inst : instances) any_need[b] = any_need[b] || inst->needs[b];
+    if (any_need[b])
+      files_updated += bundles[b].files.size();
+    else
+      files_skipped += bundles[b].files.size();
+  }
+  const bool any_work = std::any_of(any_need.begin(), any_need.end(), [](bool v) { return v; });
+  if (state && any_work) {
+    for (auto& inst : instances) {
+      if (!opt.resend) inst->delivered = state->load_delivered(inst->spec.instance);
+      inst->in_flight_before = state->load_in_flight(inst->spec.instance);
+    }
+  }
+
+  // ---- dead letters ----
+  std::unique_ptr<DeadLetterWriter> dead_letters;
+  if (state && !opt.dry_run)
+    dead_letters = std::make_unique<DeadLetterWriter>(dead_letter_path(opt.db_path));
+
+  // ---- wiring: acks ----
+  for (auto& instp : instances) {
+    Instance* inst = instp.get();
+    const std::string iname = inst->spec.instance;
+    if (state && !opt.dry_run && !inst->synchronous) {
+      inst->exporter->set_before_send([inst, st = state.get(), iname](const std::vector<SpanRef>& refs) {
+        std::vector<std::uint64_t> keys;
+        keys.reserve(refs.size());
+        for (const auto& r : refs) keys.push_back(r.span_key);
+        std::uint64_t req = st->begin_request(iname, keys);
+        std::lock_guard lock(inst->mu);
+        for (auto k : keys) inst->request_of[k] = req;
+      });
+    }
+    inst->exporter->set_ack_fn([inst, st = state.get(), iname, dry = opt.dry_run, &bundles,
+                                dl = dead_letters.get()](Ack&& ack) {
+      std::vector<std::uint64_t> keys;
+      keys.reserve(ack.spans.size());
+      for (const auto& r : ack.spans) keys.push_back(r.span_key);
+      const bool delivered = ack.outcome == Ack::Outcome::kDelivered;
+      const bool dead = ack.outcome == Ack::Outcome::kDead;
+      if (dead && dl) dl->write(iname, ack, keys);
+      std::map<std::uint64_t, std::vector<std::uint64_t>> by_request;
+      std::vector<std::uint64_t> finished_bundles;
+      {
+        std::lock_guard lock(inst->mu);
+        for (const auto& r : ack.spans) {
+          auto it = inst->request_of.find(r.span_key);
+          std::uint64_t req = 0;
+          if (it != inst->request_of.end()) {
+            req = it->second;
+            inst->request_of.erase(it);
+          }
+          by_request[req].push_back(r.span_key);
+          auto& p = inst->pending[r.bundle_seq];
+          if (p.outstanding > 0) --p.outstanding;
+          if (!delivered && !dead) p.failed = true;
+          if (delivered) ++p.delivered;
+          if (p.outstanding == 0 && p.dispatched) inst->ready.push_back(r.bundle_seq);
+        }
+        if (delivered) inst->spans_delivered += keys.size();
+        else if (dead) inst->spans_dead += keys.size();
+        else inst->spans_failed += keys.size();
+      }
+      if (st && !dry) {
+        for (auto& [req, ks] : by_request) {
+          if (req != 0 || delivered || dead) st->finish_request(iname, req, ks, delivered, dead);
+        }
+      }
+      (void)bundles;
+    });
+  }
+
+  // ---- threads ----
+  StageRunner runner;
+  const std::uint64_t work_cap = std::max<std::uint64_t>(opt.max_memory_bytes / 4, 8u << 20);
+  BoundedQueue<WorkItem> work(work_cap);
+  BoundedQueue<BundleResult> results(std::max<std::uint64_t>(opt.max_memory_bytes / 4, 8u << 20));
+  BadLineCounts bad;
+  std::atomic<std::uint64_t> bytes_read{0}, bundles_done{0};
+  std::mutex err_mu;
+  std::vector<std::string> file_errors;
+
+  auto report_bad = [&](const BadLine& bl) {
+    std::lock_guard lock(bad.mu);
+    bad.by_kind[bl.kind]++;
+    if (!opt.quiet && bad.printed < opt.max_bad_line_messages) {
+      std::fprintf(stderr, "chsync: %s:%llu: bad line (%s): %s\n", bl.file.c_str(),
+                   static_cast<unsigned long long>(bl.line), bl.kind.c_str(), bl.message.c_str());
+      if (++bad.printed == opt.max_bad_line_messages)
+        std::fprintf(stderr, "chsync: further bad lines are counted but not printed\n");
+    }
+  };
+
+  // Feeder: plain bundles first (workers read them), then archives member by member.
+  runner.spawn("feeder", [&] {
+    std::map<std::string, std::vector<std::size_t>> by_archive;
+    for (std::size_t b = 0; b < bundles.size(); ++b) {
+      if (!any_need[b]) continue;
+      if (runner.stop_requested()) break;
+      if (!bundles[b].files.empty() && bundles[b].files[0].kind == SourceKind::kArchiveMember) {
+        by_archive[bundles[b].files[0].path].push_back(b);
+        continue;
+      }
+      if (!work.push(WorkItem{b, {}}, 1)) break;
+    }
+    for (auto& [apath, list] : by_archive) {
+      if (runner.stop_requested()) break;
+      // member -> (bundle, file index); members of a bundle may be scattered in any order, so
+      // the bundle is released when its last member has been read (held in memory until then).
+      std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> where;
+      std::unordered_map<std::size_t, WorkItem> partial;
+      std::unordered_map<std::size_t, std::size_t> missing;
+      for (auto b : list) {
+        for (std::size_t i = 0; i < bundles[b].files.size(); ++i)
+          where[bundles[b].files[i].member] = {b, i};
+        partial[b] = WorkItem{b, std::vector<std::string>(bundles[b].files.size())};
+        missing[b] = bundles[b].files.size();
+      }
+      struct archive* ar = archive_read_new();
+      archive_read_support_filter_all(ar);
+      archive_read_support_format_all(ar);
+      if (archive_read_open_filename(ar, apath.c_str(), 1 << 20) != ARCHIVE_OK) {
+        std::lock_guard lock(err_mu);
+        file_errors.push_back(apath + ": " + (archive_error_string(ar) ? archive_error_string(ar) : "cannot open"));
+        archive_read_free(ar);
+        continue;
+      }
+      archive_entry* e = nullptr;
+      std::string damage;
+      for (;;) {
+        if (runner.stop_requested()) break;
+        int rc = archive_read_next_header(ar, &e);
+        if (rc == ARCHIVE_EOF) break;
+        if (rc < ARCHIVE_WARN) {
+          damage = archive_error_string(ar) ? archive_error_string(ar) : "corrupt archive";
+          break;
+        }
+        std::string m = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
+        while (m.rfind("./", 0) == 0) m.erase(0, 2);
+        auto it = where.find(m);
+        if (it == where.end()) {
+          archive_read_data_skip(ar);
+          continue;
+        }
+        auto [b, i] = it->second;
+        std::string data;
+        char buf[1 << 16];
+        for (;;) {
+          la_ssize_t n = archive_read_data(ar, buf, sizeof buf);
+          if (n < 0) {
+            damage = archive_error_string(ar) ? archive_error_string(ar) : "corrupt member";
+            break;
+          }
+          if (n == 0) break;
+          data.append(buf, static_cast<std::size_t>(n));
+        }
+        if (!damage.empty()) {
+          std::lock_guard lock(err_mu);
+          file_errors.push_back(apath + "!" + m + ": " + damage);
+          data.clear();
+        }
+        partial[b].member_data[i] = std::move(data);
+        if (--missing[b] == 0) {
+          std::uint64_t sz = 1;
+          for (auto& d : partial[b].member_data) sz += d.size();
+          if (!work.push(std::move(partial[b]), sz)) break;
+          partial.erase(b);
+        }
+        if (!damage.empty()) break;
+      }
+      if (!damage.empty()) {
+        std::lock_guard lock(err_mu);
+        file_errors.push_back(apath + ": truncated or corrupt archive: " + damage);
+      }
+      // Bundles cut short by damage: map what arrived (the rest stays unread and counted).
+      for (auto& [b, item] : partial) {
+        std::uint64_t sz = 1;
+        for (auto& d : item.member_data) sz += d.size();
+        if (!work.push(std::move(item), sz)) break;
+      }
+      archive_read_free(ar);
+    }
+    work.close();
+  });
+
+  MapOptions map_opts = opt.map;
+  if (map_opts.now_ms == 0) map_opts.now_ms = now_ms();
+  std::atomic<std::size_t> workers_left{std::max<std::size_t>(opt.workers, 1)};
+  for (std::size_t w = 0; w < std::max<std::size_t>(opt.workers, 1); ++w) {
+    runner.spawn("worker-" + std::to_string(w), [&] {
+      simdjson::dom::parser tail_parser;
+      while (auto item = work.pop()) {
+        if (runner.stop_requested()) continue;  // drain without work
+        const Bundle& bundle = bundles[item->bundle_index];
+        BundleResult res;
+        res.bundle_index = item->bundle_index;
+        res.files.resize(bundle.files.size());
+        BundleMapper mapper(map_opts, bundle, report_bad);
+        for (std::size_t fi = 0; fi < bundle.files.size(); ++fi) {
+          const FileRef& f = bundle.files[fi];
+          FileOutcome& fo = res.files[fi];
+          auto on_line = [&](std::string_view line, std::size_t cap, std::uint64_t ln,
+                             std::uint64_t off, bool no_newline) {
+            if (line.empty()) return true;
+            if (no_newline) {
+              // A last line without '\n': complete only if it parses (else: still being written,
+              // or cut off in an archive).
+              simdjson::padded_string ps(line);
+              if (tail_parser.parse(ps).error() != simdjson::SUCCESS) {
+                fo.truncated_tail = true;
+                if (!f.settles || f.kind == SourceKind::kArchiveMember)
+                  report_bad(BadLine{f.display, ln, "truncated_tail",
+                                     "last line has no newline and does not parse"});
+                return true;
+              }
+            }
+            mapper.add_line(fi, line, cap, ln, off);
+            return true;
+          };
+          auto on_too_long = [&](std::uint64_t ln, std::uint64_t n) {
+            ++fo.bad;
+            report_bad(BadLine{f.display, ln, "too_long",
+                               fmt::format("line of {} bytes exceeds --max-line-bytes", n)});
+          };
+          ReadResult rr;
+          if (f.kind == SourceKind::kArchiveMember) {
+            const std::string& data = item->member_data[fi];
+            rr = read_memory_lines(data, opt.reader, on_line, on_too_long);
+          } else {
+            rr = read_lines(f, opt.reader, on_line, on_too_long);
+          }
+          fo.lines = rr.end_line;
+          fo.end_offset = rr.end_offset;
+          fo.error = rr.error;
+          res.bytes += rr.bytes;
+          bytes_read.fetch_add(rr.bytes, std::memory_order_relaxed);
+          if (!rr.error.empty()) {
+            std::lock_guard lock(err_mu);
+            file_errors.push_back(f.display + ": " + rr.error);
+            if (!opt.quiet) std::fprintf(stderr, "chsync: %s: %s\n", f.display.c_str(), rr.error.c_str());
+          }
+        }
+        mapper.finish(res.spans);
+        res.stats = mapper.stats();
+        std::uint64_t sz = 64;
+        for (const auto& s : res.spans) sz += approx_bytes(s);
+        if (!results.push(std::move(res), sz)) break;
+      }
+      if (workers_left.fetch_sub(1) == 1) results.close();
+    });
+  }
+
+  // Dispatcher: dedupe, order (console/file), send; counts.
+  MapStats total_stats;
+  std::mutex stats_mu;
+  std::atomic<bool> exporter_fatal{false};
+  std::uint64_t bundles_with_held = 0;
+  std::vector<std::vector<FileOutcome>> outcomes(bundles.size());
+  std::vector<bool> mapped(bundles.size(), false);
+  std::vector<std::uint64_t> held_by_bundle(bundles.size(), 0);
+
+  auto finalize_ready_bundles = [&](Instance& inst) {
+    if (!state || opt.dry_run) return;
+    std::vector<FileState> rows;
+    std::vector<std::uint64_t> done;
+    {
+      std::lock_guard lock(inst.mu);
+      std::vector<std::uint64_t> ready;
+      ready.swap(inst.ready);
+      std::sort(ready.begin(), ready.end());
+      ready.erase(std::unique(ready.begin(), ready.end()), ready.end());
+      for (auto seq : ready) {
+        auto pit = inst.pending.find(seq);
+        if (pit == inst.pending.end()) continue;
+        auto& p = pit->second;
+        if (!p.dispatched || p.outstanding > 0) continue;
+        done.push_back(seq);
+        if (p.failed) continue;
+        const Bundle& b = bundles[seq];
+        const auto& fos = outcomes[seq];
+        for (std::size_t i = 0; i < b.files.size(); ++i) {
+          const FileRef& f = b.files[i];
+          if (f.kind == SourceKind::kStdin) continue;
+          FileState fs;
+          fs.instance = inst.spec.instance;
+          fs.key = f.key;
+          fs.size = f.size;
+          fs.mtime_ms = f.mtime_ms;
+          fs.committed_offset = i < fos.size() ? fos[i].end_offset : 0;
+          fs.lines = i < fos.size() ? fos[i].lines : 0;
+          fs.errors = i < fos.size() ? fos[i].bad : 0;
+          const bool tail_pending = i < fos.size() && fos[i].truncated_tail && f.settles;
+          const bool read_error = i < fos.size() && !fos[i].error.empty();
+          fs.complete = held_by_bundle[seq] == 0 && !tail_pending && !read_error;
+          fs.last_sync_ms = now_ms();
+          fs.spans = i == 0 ? p.delivered : 0;
+          fs.project = b.project;
+          rows.push_back(std::move(fs));
+        }
+      }
+      for (auto s : done) inst.pending.erase(s);
+    }
+    if (!rows.empty()) state->put_files(rows);
+  };
+
+  auto dispatch = [&](BundleResult& r) {
+    const std::size_t bi = r.bundle_index;
+    {
+      std::lock_guard lock(stats_mu);
+      total_stats.lines += r.stats.lines;
+      total_stats.bad_lines_json += r.stats.bad_lines_json;
+      total_stats.bad_lines_utf8 += r.stats.bad_lines_utf8;
+      total_stats.bad_lines_schema += r.stats.bad_lines_schema;
+      total_stats.turns += r.stats.turns;
+      total_stats.turns_held += r.stats.turns_held;
+      total_stats.spans += r.stats.spans;
+      total_stats.generations += r.stats.generations;
+      total_stats.tool_spans += r.stats.tool_spans;
+      total_stats.agents += r.stats.agents;
+      total_stats.agents_unlinked += r.stats.agents_unlinked;
+      total_stats.events += r.stats.events;
+    }
+    if (r.stats.turns_held > 0) ++bundles_with_held;
+    held_by_bundle[bi] = r.stats.turns_held;
+    outcomes[bi] = std::move(r.files);
+    mapped[bi] = true;
+    bundles_done.fetch_add(1, std::memory_order_relaxed);
+    for (std::size_t ii = 0; ii < instances.size(); ++ii) {
+      Instance& inst = *instances[ii];
+      if (!inst.needs[bi]) continue;
+      std::vector<Span> out;
+      out.reserve(r.spans.size());
+      for (auto& s : r.spans) {
+        const std::uint64_t k = s.span_key();
+        if (contains_sorted(inst.delivered, k) || !inst.sent_this_run.insert(k).second) {
+          ++inst.spans_deduped;
+          continue;
+        }
+        if (contains_sorted(inst.in_flight_before, k)) ++inst.spans_repeated;
+        if (ii + 1 == instances.size())
+          out.push_back(std::move(s));
+        else
+          out.push_back(s);
+      }
+      {
+        std::lock_guard lock(inst.mu);
+        auto& p = inst.pending[bi];
+        p.outstanding += out.size();
+        p.dispatched = true;
+        if (p.outstanding == 0) inst.ready.push_back(bi);
+      }
+      if (!out.empty() && !exporter_fatal.load()) {
+        if (!inst.exporter->send(std::move(out))) {
+          exporter_fatal = true;
+          runner.request_stop();
+        }
+      } else if (!out.empty()) {
+        std::lock_guard lock(inst.mu);
+        inst.pending[bi].failed = true;
+      }
+      finalize_ready_bundles(inst);
+    }
+  };
+
+  runner.spawn("dispatcher", [&] {
+    std::map<std::size_t, BundleResult> reorder;  // bundle seq -> result (console/file only)
+    std::size_t next = 0;
+    auto advance = [&] {
+      while (next < bundles.size() && !any_need[next]) ++next;
+    };
+    advance();
+    while (auto r = results.pop()) {
+      if (!ordered_output) {
+        dispatch(*r);
+        continue;
+      }
+      reorder.emplace(r->bundle_index, std::move(*r));
+      while (!reorder.empty() && reorder.begin()->first == next) {
+        dispatch(reorder.begin()->second);
+        reorder.erase(reorder.begin());
+        ++next;
+        advance();
+      }
+    }
+    for (auto& [k, r] : reorder) dispatch(r);  // after a stop: whatever arrived
+  });
+
+  // Signal watcher: a SIGINT/SIGTERM stops reading; in-flight work drains.
+  std::atomic<bool> all_done{false};
+  std::thread watcher([&] {
+    auto last_progress = Clock::now();
+    while (!all_done.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (received_signal() != 0 && !runner.stop_requested()) {
+        if (!opt.quiet)
+          std::fprintf(stderr, "chsync: signal %d: stopping, draining in-flight requests\n",
+                       received_signal());
+        runner.request_stop();
+        work.close();
+      }
+      if (runner.stop_requested()) work.close();
+      if (!opt.quiet && opt.progress_interval.count() > 0 &&
+          Clock::now() - last_progress >= opt.progress_interval) {
+        last_progress = Clock::now();
+        double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
+        std::fprintf(stderr, "chsync: progress: %llu/%zu bundles, %.1f MB read, %.1f MB/s\n",
+                     static_cast<unsigned long long>(bundles_done.load()), bundles.size(),
+                     static_cast<double>(bytes_read.load()) / 1e6,
+                     static_cast<double>(bytes_read.load()) / 1e6 / std::max(secs, 1e-3));
+      }
+    }
+  });
+
+  runner.join_all();
+  bool drained = true;
+  for (auto& inst : instances) drained = inst->exporter->stop(opt.drain_timeout) && drained;
+  for (auto& inst : instances) finalize_ready_bundles(*inst);
+  all_done = true;
+  watcher.join();
+
+  // Crash repeats from an earlier run are accounted for once everything it held was resent.
+  bool any_fatal = false;
+  for (auto& inst : instances) {
+    if (inst->exporter->fatal()) any_fatal = true;
+  }
+  if (state && !opt.dry_run) {
+    if (!any_fatal && received_signal() == 0)
+      for (auto& inst : instances) state->clear_in_flight(inst->spec.instance);
+    state->flush();
+  }
+
+  // ---- report ----
+  const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
+  std::uint64_t spans_synced = 0, dead = 0, repeated = 0, failed = 0, requests = 0;
+  std::map<std::string, std::uint64_t> retries;
+  std::uint64_t bytes_wire = 0, bytes_raw = 0;
+  for (auto& inst : instances) {
+    auto st = inst->exporter->stats();
+    spans_synced += inst->spans_delivered;
+    dead += inst->spans_dead;
+    repeated += inst->spans_repeated;
+    failed += inst->spans_failed;
+    requests += st.requests;
+    bytes_wire += st.bytes_wire;
+    bytes_raw += st.bytes_raw;
+    for (auto& [k, v] : st.retries) retries[k] += v;
+  }
+  std::uint64_t bad_total = 0;
+  for (auto& [k, v] : bad.by_kind) bad_total += v;
+  const std::uint64_t file_error_count = file_errors.size() + disc.errors.size();
+
+  int code = kExitOk;
+  if (bad_total > 0 || dead > 0 || file_error_count > 0) code = kExitPartial;
+  if (any_fatal) code = kExitBackend;
+  const int sig = received_signal();
+  if (sig == SIGINT) code = kExitSigint;
+  if (sig == SIGTERM) code = kExitSigterm;
+  const std::string first_error = runner.first_error();
+  if (!first_error.empty()) {
+    std::fprintf(stderr, "chsync: internal error: %s\n", first_error.c_str());
+    if (code == kExitOk) code = kExitPartial;
+  }
+
+  if (!opt.report_path.empty()) {
+    std::string j = "{\"schema\":\"chsync.report/1\"";
+    auto kv = [&](const char* k, std::uint64_t v) { j += fmt::format(",\"{}\":{}", k, v); };
+    kv("files_scanned", disc.files);
+    kv("files_updated", files_updated);
+    kv("files_skipped", files_skipped);
+    kv("spans_synced", spans_synced);
+    kv("spans_repeated", repeated);
+    kv("spans_failed", failed);
+    kv("turns_held", total_stats.turns_held);
+    kv("requests", requests);
+    j += ",\"retries\":{";
+    bool first = true;
+    std::uint64_t rsum = 0;
+    for (auto& [k, v] : retries) {
+      j += fmt::format("{}\"{}\":{}", first ? "" : ",", k, v);
+      first = false;
+      rsum += v;
+    }
+    j += fmt::format("{}\"total\":{}}}", first ? "" : ",", rsum);
+    kv("dead_letters", dead);
+    j += ",\"bad_lines\":{";
+    first = true;
+    for (auto& [k, v] : bad.by_kind) {
+      j += fmt::format("{}\"{}\":{}", first ? "" : ",", k, v);
+      first = false;
+    }
+    j += fmt::format("{}\"total\":{}}}", first ? "" : ",", bad_total);
+    j += ",\"errors\":[";
+    first = true;
+    for (const auto& e : disc.errors) {
+      if (!first) j += ",";
+      first = false;
+      std::string s = e.path + ": " + e.kind + ": " + e.message;
+      append_json_string(j, s);
+    }
+    for (const auto& e : file_errors) {
+      if (!first) j += ",";
+      first = false;
+      append_json_string(j, e);
+    }
+    j += "]";
+    kv("bytes_read", bytes_read.load());
+    kv("bytes_sent", bytes_wire);
+    kv("bytes_encoded", bytes_raw);
+    kv("duration_ms", static_cast<std::uint64_t>(secs * 1000));
+    j += fmt::format(",\"spans_mapped\":{},\"generations\":{},\"tool_spans\":{},\"agents\":{},"
+                     "\"agents_unlinked\":{},\"events\":{},\"turns\":{}",
+                     total_stats.spans, total_stats.generations, total_stats.tool_spans,
+                     total_stats.agents, total_stats.agents_unlinked, total_stats.events,
+                     total_stats.turns);
+    j += fmt::format(",\"stages\":{{\"work_queue\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}},"
+                     "\"result_queue\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}",
+                     work.counters().pushed_items.load(), work.counters().pushed_bytes.load(),
+                     work.counters().push_blocked_ns.load() / 1000000,
+                     results.counters().pushed_items.load(), results.counters().pushed_bytes.load(),
+                     results.counters().push_blocked_ns.load() / 1000000);
+    for (auto& inst : instances) {
+      auto st = inst->exporter->stats();
+      j += fmt::format(",\"sender.{}\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}",
+                       inst->spec.instance, inst->spans_delivered, st.bytes_wire,
+                       st.time_blocked_ms);
+    }
+    j += "}";
+    j += fmt::format(",\"throughput\":{{\"mb_per_s\":{:.2f},\"spans_per_s\":{:.1f}}}",
+                     static_cast<double>(bytes_read.load()) / 1e6 / std::max(secs, 1e-6),
+                     static_cast<double>(spans_synced) / std::max(secs, 1e-6));
+    j += fmt::format(",\"peak_rss_kb\":{},\"cpu_seconds\":{:.3f},\"exit_code\":{},\"dry_run\":{}}}\n",
+                     peak_rss_kb(), cpu_seconds(), code, opt.dry_run ? "true" : "false");
+    std::ofstream(opt.report_path) << j;
+  }
+
+  if (!opt.quiet) {
+    std::fprintf(stderr,
+                 "chsync: %s%llu files scanned (%llu updated, %llu skipped), %llu spans %s, %llu "
+                 "deduped, %llu held turns, %llu dead, %llu bad lines, %.1f MB in %.2f s "
+                 "(%.1f MB/s)\n",
+                 opt.dry_run ? "dry run: " : "", static_cast<unsigned long long>(disc.files),
+                 static_cast<unsigned long long>(files_updated),
+                 static_cast<unsigned long long>(files_skipped),
+                 static_cast<unsigned long long>(spans_synced),
+                 opt.dry_run ? "would be sent" : "sent",
+                 static_cast<unsigned long long>(instances.empty() ? 0 : instances[0]->spans_deduped),
+                 static_cast<unsigned long long>(total_stats.turns_held),
+                 static_cast<unsigned long long>(dead), static_cast<unsigned long long>(bad_total),
+                 static_cast<double>(bytes_read.load()) / 1e6, secs,
+                 static_cast<double>(bytes_read.load()) / 1e6 / std::max(secs, 1e-6));
+    for (auto& inst : instances)
+      if (inst->exporter->fatal())
+        std::fprintf(stderr, "chsync: backend %s failed: %s\n", inst->spec.instance.c_str(),
+                     inst->exporter->fatal_reason().c_str());
+  }
+  (void)drained;
+  return code;
+}
+
+}  // namespace chsync

@@ -1,0 +1,76 @@
+// The sync run: wires Discover -> Reader/Parser/Mapper workers -> Dedupe -> exporters -> State.
+//
+// Threads: one feeder (bundles and archive members into the work queue), --workers mapper
+// threads, one dispatcher (dedupe, ordering, exporter send — it blocks when an exporter is full,
+// which is what stops everything upstream), plus whatever each exporter runs inside.
+// Errors: configuration and state problems throw ConfigError before any work (exit 2); bad input
+// is counted and reported, never fatal; an exporter turning fatal stops reading and drains (exit 3).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backends/console/console.h"
+#include "backends/exporter.h"
+#include "stages/discover/discover.h"
+#include "stages/mapper/mapper.h"
+#include "stages/reader/reader.h"
+
+namespace chsync {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Exit codes (design Contracts).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitPartial = 1,      // dead letters, bad lines, truncated archives, unreadable files
+  kExitUsage = 2,        // usage/config error, corrupt or foreign state
+  kExitBackend = 3,      // backend unreachable, retries exhausted, auth refused
+  kExitLocked = 4,       // another run holds the state lock
+  kExitSigint = 130,
+  kExitSigterm = 143,
+};
+
+struct BackendSpec {
+  std::string type;      // console, file, null, otlp, langfuse, langfuse-legacy, phoenix
+  std::string instance;  // state key; defaults to the type
+  std::map<std::string, std::string> settings;  // type-specific (endpoint, path, ...)
+};
+
+using ExporterFactory = std::function<std::unique_ptr<Exporter>(const BackendSpec&)>;
+
+struct SyncOptions {
+  std::vector<std::string> inputs;
+  std::vector<BackendSpec> backends;
+  ConsoleFormat format = ConsoleFormat::kText;
+  std::size_t workers = 2;
+  MapOptions map;
+  ReaderOptions reader;
+  DiscoverOptions discover;
+  std::string db_path;
+  bool dry_run = false;
+  bool rebuild_state = false;
+  bool resend = false;
+  std::string report_path;
+  std::uint64_t max_memory_bytes = 256u << 20;
+  std::chrono::milliseconds drain_timeout{30000};
+  bool quiet = false;
+  bool verbose = false;
+  std::chrono::milliseconds progress_interval{10000};
+  std::size_t max_bad_line_messages = 200;  // printed to stderr; all are counted
+};
+
+// Runs one sync and returns the process exit code. `factory` builds network exporters
+// (console/file/null are built here).
+int run_sync(const SyncOptions& options, const ExporterFactory& factory);
+
+}  // namespace chsync

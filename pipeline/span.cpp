@@ -1,0 +1,153 @@
+#include "pipeline/span.h"
+
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+
+namespace chsync {
+
+std::string_view to_string(SpanKind kind) noexcept {
+  switch (kind) {
+    case SpanKind::kTrace: return "trace";
+    case SpanKind::kGeneration: return "generation";
+    case SpanKind::kSpan: return "span";
+    case SpanKind::kAgent: return "agent";
+    case SpanKind::kEvent: return "event";
+  }
+  return "span";
+}
+
+std::uint64_t Span::span_key() const noexcept {
+  std::uint64_t k = 0;
+  for (auto b : span_id) k = (k << 8) | b;
+  return k;
+}
+
+SpanId span_id_from_key(std::uint64_t key) noexcept {
+  SpanId id{};
+  for (int i = 7; i >= 0; --i) {
+    id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(key & 0xff);
+    key >>= 8;
+  }
+  return id;
+}
+
+std::string to_hex(const std::uint8_t* data, std::size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(n * 2, '0');
+  for (std::size_t i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[data[i] >> 4];
+    out[2 * i + 1] = kDigits[data[i] & 0xf];
+  }
+  return out;
+}
+
+std::size_t approx_bytes(const Span& s) noexcept {
+  std::size_t n = sizeof(Span) + s.name.size() + s.source_file.size() + s.session_id.size() +
+                  s.user_id.size() + s.status_message.size();
+  auto opt = [&](const std::optional<std::string>& o) { if (o) n += o->size(); };
+  opt(s.input);
+  opt(s.output);
+  opt(s.model);
+  opt(s.tool_name);
+  opt(s.tool_result);
+  for (const auto& a : s.metadata) n += sizeof(Attr) + a.key.size() + a.str.size();
+  return n;
+}
+
+namespace {
+// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) noexcept {
+  if (pos + n > s.size()) return false;
+  int v = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  out = v;
+  return true;
+}
+}  // namespace
+
+bool parse_rfc3339_ms(std::string_view s, std::int64_t& epoch_ms) noexcept {
+  int y, mo, d, h, mi, se;
+  if (!digits(s, 0, 4, y) || s.size() < 19 || s[4] != '-' || !digits(s, 5, 2, mo) || s[7] != '-' ||
+      !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' ||
+      !digits(s, 17, 2, se))
+    return false;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return false;
+  std::size_t pos = 19;
+  int ms = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int ndig = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (ndig < 3) ms = ms * 10 + (s[pos] - '0');
+      ++ndig;
+      ++pos;
+    }
+    if (ndig == 0) return false;
+    for (int i = ndig; i < 3; ++i) ms *= 10;
+  }
+  std::int64_t offset_min = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh, om;
+    if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(s, pos + 4, 2, om))
+      return false;
+    offset_min = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return false;
+  }
+  if (pos != s.size()) return false;
+  const std::int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
+  epoch_ms = ((days * 24 + h) * 60 + mi - offset_min) * 60000LL + se * 1000LL + ms;
+  return true;
+}
+
+std::string format_rfc3339_ms(std::int64_t epoch_ms) {
+  std::int64_t secs = epoch_ms / 1000;
+  std::int64_t ms = epoch_ms % 1000;
+  if (ms < 0) {
+    ms += 1000;
+    secs -= 1;
+  }
+  std::int64_t days = secs / 86400;
+  std::int64_t rem = secs % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    days -= 1;
+  }
+  // civil_from_days
+  days += 719468;
+  const std::int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(days - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  y += m <= 2;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                static_cast<long long>(y), m, d, static_cast<long long>(rem / 3600),
+                static_cast<long long>((rem / 60) % 60), static_cast<long long>(rem % 60),
+                static_cast<long long>(ms));
+  return buf;
+}
+
+}  // namespace chsync

@@ -1,0 +1,367 @@
+#include "stages/discover/discover.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include "stages/reader/reader.h"
+
+namespace chsync {
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suf) {
+  return s.size() >= suf.size() && s.substr(s.size() - suf.size()) == suf;
+}
+
+std::string_view basename_of(std::string_view p) {
+  auto pos = p.rfind('/');
+  return pos == std::string_view::npos ? p : p.substr(pos + 1);
+}
+
+std::string dirname_of(std::string_view p) {
+  auto pos = p.rfind('/');
+  return pos == std::string_view::npos ? std::string() : std::string(p.substr(0, pos));
+}
+
+// Transcript file kinds by name; returns false for anything else.
+bool transcript_kind(std::string_view name, SourceKind& kind, std::string_view& stem) {
+  if (ends_with(name, ".jsonl")) {
+    kind = SourceKind::kPlain;
+    stem = name.substr(0, name.size() - 6);
+  } else if (ends_with(name, ".jsonl.gz")) {
+    kind = SourceKind::kGzip;
+    stem = name.substr(0, name.size() - 9);
+  } else if (ends_with(name, ".jsonl.zst")) {
+    kind = SourceKind::kZstd;
+    stem = name.substr(0, name.size() - 10);
+  } else {
+    return false;
+  }
+  return !stem.empty();
+}
+
+struct Candidate {
+  FileRef ref;
+  std::string dir;         // directory (or archive-internal directory) holding the file
+  std::string stem;        // file name without extension
+  std::string session;     // resolved session id
+  std::string project;     // project folder name
+};
+
+// Where a subagent file belongs: <...>/<project>/<session>/subagents[/workflows/<wf>]/agent-x.
+// Returns the session directory (…/<project>/<session>) or "" for flat 2.0.x siblings.
+std::string session_dir_of_subagent(const std::string& dir) {
+  std::string d = dir;
+  for (int depth = 0; depth < 4 && !d.empty(); ++depth) {
+    if (basename_of(d) == "subagents") return dirname_of(d);
+    d = dirname_of(d);
+  }
+  return "";
+}
+
+// Peeks the first lines of a flat agent file for "sessionId" without a JSON parser: the key is a
+// top-level field of every envelope, and a wrong guess only makes the file an orphan bundle.
+std::string peek_session_id(std::string_view head) {
+  static constexpr std::string_view kKey = "\"sessionId\":\"";
+  auto pos = head.find(kKey);
+  if (pos == std::string_view::npos) return "";
+  pos += kKey.size();
+  auto end = head.find('"', pos);
+  if (end == std::string_view::npos || end - pos > 64) return "";
+  return std::string(head.substr(pos, end - pos));
+}
+
+std::string read_head(const FileRef& f, std::size_t bytes) {
+  std::string head;
+  ReaderOptions o;
+  o.chunk_bytes = 64 * 1024;
+  o.max_line_bytes = 64 * 1024;
+  std::size_t lines = 0;
+  read_lines(f, o,
+             [&](std::string_view line, std::size_t, std::uint64_t, std::uint64_t, bool) {
+               head.append(line.substr(0, bytes));
+               head.push_back('\n');
+               return ++lines < 8 && head.size() < bytes;
+             },
+             nullptr);
+  return head;
+}
+
+bool glob_match(const std::vector<std::string>& globs, const std::string& s) {
+  for (const auto& g : globs)
+    if (::fnmatch(g.c_str(), s.c_str(), 0) == 0) return true;
+  return false;
+}
+
+class Walker {
+ public:
+  Walker(const DiscoverOptions& opt, DiscoverResult& res, std::vector<Candidate>& out)
+      : opt_(opt), res_(res), out_(out) {}
+
+  void walk_root(const std::string& root) {
+    struct stat st {};
+    if (::stat(root.c_str(), &st) != 0) {
+      error(root, errno == ENOENT ? "missing" : "unreadable", std::strerror(errno));
+      return;
+    }
+    std::string r = root;
+    while (r.size() > 1 && r.back() == '/') r.pop_back();
+    root_ = r;
+    if (S_ISDIR(st.st_mode)) {
+      walk_dir(r, 0);
+    } else {
+      root_ = dirname_of(r);
+      add_file(r, st);
+    }
+  }
+
+ private:
+  void error(const std::string& path, const char* kind, const std::string& msg) {
+    res_.errors.push_back({path, kind, msg});
+  }
+
+  void walk_dir(const std::string& dir, int depth) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return;
+    auto id = std::make_pair(st.st_dev, st.st_ino);
+    if (!visited_.insert(id).second) {
+      error(dir, "symlink_loop", "directory already visited (symlink loop)");
+      return;
+    }
+    if (depth > 64) {
+      error(dir, "symlink_loop", "directory nesting deeper than 64");
+      return;
+    }
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) {
+      error(dir, "unreadable", std::strerror(errno));
+      return;
+    }
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n == "." || n == "..") continue;
+      names.emplace_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      std::string p = dir + "/" + n;
+      struct stat lst {};
+      if (::lstat(p.c_str(), &lst) != 0) continue;
+      if (S_ISLNK(lst.st_mode)) {
+        if (::stat(p.c_str(), &st) != 0) {
+          error(p, errno == ELOOP ? "symlink_loop" : "broken_symlink", std::strerror(errno));
+          continue;
+        }
+        if (!opt_.follow_symlinks) continue;
+      } else {
+        st = lst;
+      }
+      if (S_ISDIR(st.st_mode)) {
+        walk_dir(p, depth + 1);
+      } else if (S_ISREG(st.st_mode)) {
+        add_file(p, st);
+      }
+    }
+  }
+
+  void add_file(const std::string& path, const struct stat& st) {
+    std::string_view name = basename_of(path);
+    SourceKind kind;
+    std::string_view stem;
+    if (!transcript_kind(name, kind, stem)) return;
+    if (::access(path.c_str(), R_OK) != 0) {
+      error(path, "unreadable", std::strerror(errno));
+      return;
+    }
+    Candidate c;
+    c.ref.kind = kind;
+    c.ref.path = path;
+    char* real = ::realpath(path.c_str(), nullptr);
+    c.ref.key = real ? real : path;
+    std::free(real);
+    std::string rel = path.size() > root_.size() && path.compare(0, root_.size(), root_) == 0
+                          ? path.substr(root_.size() + 1)
+                          : path;
+    c.ref.display = rel;
+    c.ref.size = static_cast<std::uint64_t>(st.st_size);
+    c.ref.mtime_ms = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 +
+                     st.st_mtim.tv_nsec / 1000000;
+    c.ref.settles = true;
+    c.dir = dirname_of(path);
+    c.stem = std::string(stem);
+    out_.push_back(std::move(c));
+  }
+
+  const DiscoverOptions& opt_;
+  DiscoverResult& res_;
+  std::vector<Candidate>& out_;
+  std::set<std::pair<dev_t, ino_t>> visited_;
+  std::string root_;
+};
+
+void list_archive(const std::string& path, DiscoverResult& res, std::vector<Candidate>& out) {
+  struct archive* ar = archive_read_new();
+  archive_read_support_filter_all(ar);
+  archive_read_support_format_all(ar);
+  struct stat ast {};
+  ::stat(path.c_str(), &ast);
+  char* real = ::realpath(path.c_str(), nullptr);
+  std::string apath = real ? real : path;
+  std::free(real);
+  if (archive_read_open_filename(ar, path.c_str(), 1 << 20) != ARCHIVE_OK) {
+    res.errors.push_back({path, "corrupt_archive",
+                          archive_error_string(ar) ? archive_error_string(ar) : "cannot open"});
+    archive_read_free(ar);
+    return;
+  }
+  archive_entry* e = nullptr;
+  for (;;) {
+    int rc = archive_read_next_header(ar, &e);
+    if (rc == ARCHIVE_EOF) break;
+    if (rc < ARCHIVE_WARN) {
+      res.errors.push_back({path, "corrupt_archive",
+                            archive_error_string(ar) ? archive_error_string(ar) : "bad header"});
+      break;
+    }
+    if (archive_entry_filetype(e) != AE_IFREG) continue;
+    std::string member = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
+    while (member.rfind("./", 0) == 0) member.erase(0, 2);
+    std::string_view name = basename_of(member);
+    SourceKind kind;
+    std::string_view stem;
+    if (!transcript_kind(name, kind, stem) || kind != SourceKind::kPlain) {
+      archive_read_data_skip(ar);
+      continue;
+    }
+    Candidate c;
+    c.ref.kind = SourceKind::kArchiveMember;
+    c.ref.path = path;
+    c.ref.member = member;
+    c.ref.key = apath + "!" + member;
+    c.ref.display = path + "!" + member;
+    c.ref.size = static_cast<std::uint64_t>(archive_entry_size(e));
+    c.ref.mtime_ms = static_cast<std::int64_t>(archive_entry_mtime(e)) * 1000;
+    c.ref.settles = false;  // archived files are final by definition
+    c.dir = dirname_of(member);
+    c.stem = std::string(stem);
+    if (c.stem.rfind("agent-", 0) == 0 && session_dir_of_subagent(c.dir).empty()) {
+      // Flat 2.0.x sibling: peek its first bytes for the parent sessionId.
+      std::string head(64 * 1024, '\0');
+      la_ssize_t n = archive_read_data(ar, head.data(), head.size());
+      head.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+      c.session = peek_session_id(head);
+    }
+    archive_read_data_skip(ar);
+    out.push_back(std::move(c));
+  }
+  archive_read_free(ar);
+}
+
+}  // namespace
+
+bool is_archive_path(const std::string& p) {
+  return ends_with(p, ".tar") || ends_with(p, ".tar.gz") || ends_with(p, ".tgz") ||
+         ends_with(p, ".tar.zst") || ends_with(p, ".tzst") || ends_with(p, ".tar.xz") ||
+         ends_with(p, ".tar.bz2") || ends_with(p, ".zip");
+}
+
+DiscoverResult discover(const std::vector<std::string>& inputs, const DiscoverOptions& options) {
+  DiscoverResult res;
+  // Candidates per input, grouped independently: a bundle never spans two inputs.
+  std::vector<Bundle> bundles;
+  for (const auto& input : inputs) {
+    std::vector<Candidate> cands;
+    if (input == "-") {
+      Candidate c;
+      c.ref.kind = SourceKind::kStdin;
+      c.ref.key = "-";
+      c.ref.display = "-";
+      c.ref.path = "-";
+      c.ref.settles = false;
+      c.stem = "stdin";
+      cands.push_back(std::move(c));
+    } else if (is_archive_path(input)) {
+      list_archive(input, res, cands);
+    } else {
+      Walker w(options, res, cands);
+      w.walk_root(input);
+    }
+
+    // Resolve each candidate's session and project.
+    for (auto& c : cands) {
+      const bool agent = c.stem.rfind("agent-", 0) == 0;
+      if (agent) {
+        c.ref.is_subagent = true;
+        c.ref.agent_id = c.stem.substr(6);
+        std::string sdir = session_dir_of_subagent(c.dir);
+        if (!sdir.empty()) {
+          c.session = std::string(basename_of(sdir));
+          c.project = std::string(basename_of(dirname_of(sdir)));
+          c.dir = dirname_of(sdir);
+        } else {
+          c.project = std::string(basename_of(c.dir));
+          if (c.session.empty() && c.ref.kind != SourceKind::kArchiveMember)
+            c.session = peek_session_id(read_head(c.ref, 16 * 1024));
+        }
+      } else {
+        c.session = c.stem;
+        c.project = std::string(basename_of(c.dir));
+      }
+    }
+
+    // Group: (dir, session) -> bundle. Main file first, then subagents sorted by path.
+    std::map<std::pair<std::string, std::string>, std::vector<Candidate*>> groups;
+    for (auto& c : cands) {
+      std::string sess = c.session.empty() ? "orphan:" + c.ref.key : c.session;
+      groups[{c.dir, sess}].push_back(&c);
+    }
+    for (auto& [k, members] : groups) {
+      std::stable_sort(members.begin(), members.end(), [](const Candidate* a, const Candidate* b) {
+        if (a->ref.is_subagent != b->ref.is_subagent) return !a->ref.is_subagent;
+        return a->ref.display < b->ref.display;
+      });
+      Bundle b;
+      b.session_id = members.front()->session;
+      b.project = members.front()->project;
+      for (auto* c : members) b.files.push_back(std::move(c->ref));
+      bundles.push_back(std::move(b));
+    }
+  }
+
+  // Filters.
+  for (auto& b : bundles) {
+    if (!options.projects.empty() && !glob_match(options.projects, b.project)) continue;
+    if (!options.sessions.empty() && !glob_match(options.sessions, b.session_id)) continue;
+    std::vector<FileRef> kept;
+    for (auto& f : b.files) {
+      if (!options.include_globs.empty() && !glob_match(options.include_globs, f.display)) continue;
+      if (glob_match(options.exclude_globs, f.display)) continue;
+      kept.push_back(std::move(f));
+    }
+    if (kept.empty()) continue;
+    b.files = std::move(kept);
+    for (auto& f : b.files) {
+      ++res.files;
+      res.bytes += f.size;
+      if (f.size == 0 && f.kind != SourceKind::kStdin) ++res.empty_files;
+    }
+    b.seq = res.bundles.size();
+    res.bundles.push_back(std::move(b));
+  }
+  return res;
+}
+
+}  // namespace chsync

@@ -1,0 +1,539 @@
+#include "stages/mapper/entry.h"
+
+#include <simdjson.h>
+
+#include <cstring>
+
+#include "pipeline/ids.h"
+
+namespace chsync::mapper {
+
+namespace od = simdjson::ondemand;
+
+namespace {
+
+// One failed accessor aborts the whole line: a half-read entry would map to wrong spans.
+struct ParseError {
+  simdjson::error_code code;
+};
+
+void check(simdjson::error_code e) {
+  if (e) throw ParseError{e};
+}
+
+std::string_view get_sv(od::value v) {
+  std::string_view s;
+  check(v.get_string().get(s));
+  return s;
+}
+
+// String fields that may be null in some versions: null (or another scalar type) gives "".
+std::string opt_string(od::value v) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t == od::json_type::string) return std::string(get_sv(v));
+  return {};
+}
+
+bool opt_bool(od::value v) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t != od::json_type::boolean) return false;
+  bool b = false;
+  check(v.get_bool().get(b));
+  return b;
+}
+
+std::int64_t opt_int(od::value v, std::int64_t fallback = 0) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t != od::json_type::number) return fallback;
+  std::int64_t n = 0;
+  if (!v.get_int64().get(n)) return n;
+  double d = 0;
+  check(v.get_double().get(d));
+  return static_cast<std::int64_t>(d);
+}
+
+std::string_view rtrim(std::string_view s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// Raw JSON text of any value (objects and arrays are consumed).
+std::string raw_json(od::value v) {
+  od::json_type t;
+  check(v.type().get(t));
+  std::string_view sv;
+  if (t == od::json_type::object) {
+    od::object o;
+    check(v.get_object().get(o));
+    check(o.raw_json().get(sv));
+  } else if (t == od::json_type::array) {
+    od::array a;
+    check(v.get_array().get(a));
+    check(a.raw_json().get(sv));
+  } else {
+    sv = v.raw_json_token();
+  }
+  return std::string(rtrim(sv));
+}
+
+void parse_usage(od::value v, Usage& u) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t != od::json_type::object) return;
+  od::object o;
+  check(v.get_object().get(o));
+  u.present = true;
+  for (auto fr : o) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    od::value val = f.value();
+    if (k == "input_tokens") u.input_tokens = opt_int(val);
+    else if (k == "cache_read_input_tokens") u.cache_read_input_tokens = opt_int(val);
+    else if (k == "cache_creation_input_tokens") u.cache_creation_input_tokens = opt_int(val);
+    else if (k == "output_tokens") u.output_tokens = opt_int(val);
+    else if (k == "cache_creation") {
+      od::json_type ct;
+      check(val.type().get(ct));
+      if (ct != od::json_type::object) continue;
+      od::object co;
+      check(val.get_object().get(co));
+      for (auto cfr : co) {
+        od::field cf;
+        check(std::move(cfr).get(cf));
+        std::string_view ck;
+        check(cf.unescaped_key().get(ck));
+        if (ck == "ephemeral_5m_input_tokens") u.cache_creation_5m = opt_int(cf.value(), -1);
+        else if (ck == "ephemeral_1h_input_tokens") u.cache_creation_1h = opt_int(cf.value(), -1);
+      }
+    }
+  }
+}
+
+// Text of a tool_result content value: a string, or its blocks joined by "\n".
+std::string result_text(od::value v) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t == od::json_type::string) return std::string(get_sv(v));
+  if (t != od::json_type::array) return t == od::json_type::null ? std::string() : raw_json(v);
+  std::string out;
+  od::array arr;
+  check(v.get_array().get(arr));
+  for (auto br : arr) {
+    od::value b;
+    check(std::move(br).get(b));
+    od::json_type bt;
+    check(b.type().get(bt));
+    if (bt != od::json_type::object) continue;
+    od::object bo;
+    check(b.get_object().get(bo));
+    std::string type, text, tool_name;
+    for (auto fr : bo) {
+      od::field f;
+      check(std::move(fr).get(f));
+      std::string_view k;
+      check(f.unescaped_key().get(k));
+      if (k == "type") type = opt_string(f.value());
+      else if (k == "text") text = opt_string(f.value());
+      else if (k == "tool_name") tool_name = opt_string(f.value());
+    }
+    if (!out.empty()) out += '\n';
+    if (type == "text") out += text;
+    else if (type == "image") out += "[image]";
+    else if (type == "tool_reference") out += "[tool_reference " + tool_name + "]";
+    else out += "[" + type + "]";
+  }
+  return out;
+}
+
+void parse_tool_input(od::value v, Block& b) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t != od::json_type::object) {
+    b.input_json = raw_json(v);
+    return;
+  }
+  od::object o;
+  check(v.get_object().get(o));
+  std::string_view raw;
+  check(o.raw_json().get(raw));
+  b.input_json = std::string(rtrim(raw));
+  check(o.reset().error());
+  for (auto fr : o) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    if (k == "prompt") b.task_prompt = opt_string(f.value());
+    else if (k == "subagent_type") b.subagent_type = opt_string(f.value());
+  }
+}
+
+void parse_content(od::value v, Entry& e) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t == od::json_type::string) {
+    e.content_is_string = true;
+    e.text = std::string(get_sv(v));
+    return;
+  }
+  if (t != od::json_type::array) return;
+  od::array arr;
+  check(v.get_array().get(arr));
+  for (auto br : arr) {
+    od::value bv;
+    check(std::move(br).get(bv));
+    od::json_type bt;
+    check(bv.type().get(bt));
+    if (bt != od::json_type::object) continue;
+    od::object bo;
+    check(bv.get_object().get(bo));
+    Block b;
+    ToolResult r;
+    std::string type;
+    bool has_input = false;
+    for (auto fr : bo) {
+      od::field f;
+      check(std::move(fr).get(f));
+      std::string_view k;
+      check(f.unescaped_key().get(k));
+      od::value fv = f.value();
+      if (k == "type") type = opt_string(fv);
+      else if (k == "text") b.text = opt_string(fv);
+      else if (k == "thinking") b.text = opt_string(fv);
+      else if (k == "id") b.tool_id = opt_string(fv);
+      else if (k == "name") b.tool_name = opt_string(fv);
+      else if (k == "input") { parse_tool_input(fv, b); has_input = true; }
+      else if (k == "tool_use_id") r.tool_use_id = opt_string(fv);
+      else if (k == "content") r.content = result_text(fv);
+      else if (k == "is_error") r.is_error = opt_bool(fv);
+    }
+    if (type == "tool_result") {
+      e.results.push_back(std::move(r));
+      continue;
+    }
+    if (type == "image") {
+      e.has_image = true;
+      if (!e.text.empty()) e.text += '\n';
+      e.text += "[image]";
+      continue;
+    }
+    if (e.type == EntryType::kUser) {
+      if (type == "text") {
+        if (!e.text.empty()) e.text += '\n';
+        e.text += b.text;
+      }
+      continue;
+    }
+    if (type == "text") b.type = Block::Type::kText;
+    else if (type == "thinking") b.type = Block::Type::kThinking;
+    else if (type == "tool_use") b.type = Block::Type::kToolUse;
+    else b.type_name = type;
+    if (b.type == Block::Type::kToolUse && !has_input) b.input_json = "{}";
+    e.blocks.push_back(std::move(b));
+  }
+}
+
+void parse_message(od::value v, Entry& e) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t != od::json_type::object) return;
+  od::object o;
+  check(v.get_object().get(o));
+  for (auto fr : o) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    od::value fv = f.value();
+    if (k == "content") parse_content(fv, e);
+    else if (k == "id") e.message_id = opt_string(fv);
+    else if (k == "model") e.model = opt_string(fv);
+    else if (k == "stop_reason") e.stop_reason = opt_string(fv);
+    else if (k == "usage") parse_usage(fv, e.usage);
+  }
+}
+
+void parse_tool_use_result(od::value v, Entry& e) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t == od::json_type::string) {
+    e.tur_error = std::string(get_sv(v));
+    return;
+  }
+  if (t != od::json_type::object) return;
+  od::object o;
+  check(v.get_object().get(o));
+  for (auto fr : o) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    od::value fv = f.value();
+    if (k == "agentId") e.tur_agent_id = opt_string(fv);
+    else if (k == "agentType") e.tur_agent_type = opt_string(fv);
+    else if (k == "totalTokens") e.tur_total_tokens = opt_int(fv, -1);
+    else if (k == "totalDurationMs") e.tur_total_duration_ms = opt_int(fv, -1);
+    else if (k == "totalToolUseCount") e.tur_total_tool_use_count = opt_int(fv, -1);
+    else if (k == "usage") e.tur_usage_json = raw_json(fv);
+  }
+}
+
+void parse_compact_metadata(od::value v, Entry& e) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t != od::json_type::object) return;
+  od::object o;
+  check(v.get_object().get(o));
+  for (auto fr : o) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    if (k == "trigger") e.compact_trigger = opt_string(f.value());
+    else if (k == "preTokens") e.compact_pre_tokens = opt_int(f.value(), -1);
+  }
+}
+
+void parse_progress_data(od::value v, Entry& e) {
+  od::json_type t;
+  check(v.type().get(t));
+  if (t != od::json_type::object) return;
+  od::object o;
+  check(v.get_object().get(o));
+  std::string type, agent;
+  for (auto fr : o) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    // data.message is an exact copy of a subagent entry: never read (double-count hazard).
+    if (k == "type") type = opt_string(f.value());
+    else if (k == "agentId") agent = opt_string(f.value());
+  }
+  if (type == "agent_progress") e.progress_agent_id = std::move(agent);
+}
+
+EntryType type_of(std::string_view t) {
+  if (t == "user") return EntryType::kUser;
+  if (t == "assistant") return EntryType::kAssistant;
+  if (t == "system") return EntryType::kSystem;
+  if (t == "summary") return EntryType::kSummary;
+  if (t == "progress") return EntryType::kProgress;
+  return EntryType::kOther;
+}
+
+// The object's fields are visited once, in file order; "type" may come after "message" (assistant
+// entries put message first), so content is parsed into the entry before the type is known and the
+// user/assistant split of content blocks is fixed up afterwards.
+void parse_entry(od::object& root, Entry& e) {
+  // First pass: find "type" (cheap scan) so content parsing knows the role.
+  for (auto fr : root) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    if (k == "type") {
+      e.type = type_of(opt_string(f.value()));
+      break;
+    }
+  }
+  check(root.reset().error());
+  for (auto fr : root) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    od::value v = f.value();
+    if (k == "uuid") e.uuid = opt_string(v);
+    else if (k == "parentUuid") e.parent_uuid = opt_string(v);
+    else if (k == "sessionId") e.session_id = opt_string(v);
+    else if (k == "timestamp") {
+      std::string ts = opt_string(v);
+      e.has_ts = !ts.empty() && parse_rfc3339_ms(ts, e.ts_ms);
+    } else if (k == "agentId") e.agent_id = opt_string(v);
+    else if (k == "cwd") e.cwd = opt_string(v);
+    else if (k == "gitBranch") e.git_branch = opt_string(v);
+    else if (k == "version") e.version = opt_string(v);
+    else if (k == "isSidechain") e.is_sidechain = opt_bool(v);
+    else if (k == "isMeta") e.is_meta = opt_bool(v);
+    else if (k == "isCompactSummary") e.is_compact_summary = opt_bool(v);
+    else if (k == "isApiErrorMessage") e.is_api_error = opt_bool(v);
+    else if (k == "requestId") e.request_id = opt_string(v);
+    else if (e.type == EntryType::kUser || e.type == EntryType::kAssistant) {
+      if (k == "message") parse_message(v, e);
+      else if (k == "toolUseResult") parse_tool_use_result(v, e);
+    } else if (e.type == EntryType::kSystem) {
+      if (k == "subtype") e.subtype = opt_string(v);
+      else if (k == "level") e.level = opt_string(v);
+      else if (k == "content") e.content = opt_string(v);
+      else if (k == "compactMetadata") parse_compact_metadata(v, e);
+      else if (k == "durationMs") e.duration_ms = opt_int(v, -1);
+    } else if (e.type == EntryType::kSummary) {
+      if (k == "summary") e.summary = opt_string(v);
+      else if (k == "leafUuid") e.leaf_uuid = opt_string(v);
+    } else if (e.type == EntryType::kProgress) {
+      if (k == "data") parse_progress_data(v, e);
+      else if (k == "parentToolUseID") e.parent_tool_use_id = opt_string(v);
+    }
+  }
+}
+
+// The seed's GenerateMessageHash over the fields of one object: type, sessionId, timestamp, uuid
+// (unescaped strings) and the raw bytes of "message" (Go json.RawMessage keeps them verbatim).
+std::string hash_fields(od::object& root) {
+  std::string type, session, ts, uuid, message;
+  for (auto fr : root) {
+    od::field f;
+    check(std::move(fr).get(f));
+    std::string_view k;
+    check(f.unescaped_key().get(k));
+    if (k == "type") type = opt_string(f.value());
+    else if (k == "sessionId") session = opt_string(f.value());
+    else if (k == "timestamp") ts = opt_string(f.value());
+    else if (k == "uuid") uuid = opt_string(f.value());
+    else if (k == "message") message = raw_json(f.value());
+  }
+  thread_local IdHasher hasher;
+  auto d = hasher.sha256({type, session, ts, uuid, message});
+  return to_hex(d.data(), 16);
+}
+
+}  // namespace
+
+struct EntryParser::Impl {
+  od::parser parser;
+  std::string repaired;  // private padded copy of a line with invalid UTF-8
+};
+
+EntryParser::EntryParser() : impl_(std::make_unique<Impl>()) {}
+EntryParser::~EntryParser() = default;
+
+ParseStatus EntryParser::parse(const char* data, std::size_t size, std::size_t capacity,
+                               bool with_hash, Entry& out, bool& utf8_repaired,
+                               std::string& error) {
+  utf8_repaired = false;
+  if (!simdjson::validate_utf8(data, size)) {
+    std::string fixed;
+    repair_utf8(std::string_view(data, size), fixed);
+    impl_->repaired = std::move(fixed);
+    size = impl_->repaired.size();
+    impl_->repaired.append(simdjson::SIMDJSON_PADDING, '\0');
+    data = impl_->repaired.data();
+    capacity = impl_->repaired.size();
+    utf8_repaired = true;
+  }
+  try {
+    od::document doc;
+    check(impl_->parser.iterate(data, size, capacity).get(doc));
+    od::json_type t;
+    check(doc.type().get(t));
+    if (t != od::json_type::object) {
+      error = "not a JSON object";
+      return ParseStatus::kBadSchema;
+    }
+    od::object root;
+    check(doc.get_object().get(root));
+    parse_entry(root, out);
+    if (with_hash) {
+      // A fresh iteration: re-reading strings of the same document could overrun simdjson's
+      // string buffer, which is sized for one unescape of each string.
+      od::document doc2;
+      check(impl_->parser.iterate(data, size, capacity).get(doc2));
+      od::object root2;
+      check(doc2.get_object().get(root2));
+      out.message_hash = hash_fields(root2);
+    }
+  } catch (const ParseError& e) {
+    error = simdjson::error_message(e.code);
+    return ParseStatus::kBadJson;
+  }
+  return out.type == EntryType::kOther ? ParseStatus::kSkipped : ParseStatus::kOk;
+}
+
+bool repair_utf8(std::string_view in, std::string& out) {
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+  out.clear();
+  out.reserve(in.size() + 8);
+  bool changed = false;
+  const auto* s = reinterpret_cast<const unsigned char*>(in.data());
+  const std::size_t n = in.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = s[i];
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) { len = 3; lo = 0xA0; }
+    else if (c >= 0xE1 && c <= 0xEC) len = 3;
+    else if (c == 0xED) { len = 3; hi = 0x9F; }
+    else if (c >= 0xEE && c <= 0xEF) len = 3;
+    else if (c == 0xF0) { len = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) { len = 4; hi = 0x8F; }
+    std::size_t good = 0;  // bytes of a valid prefix of the sequence
+    if (len > 0) {
+      good = 1;
+      for (std::size_t k = 1; k < len && i + k < n; ++k) {
+        const unsigned char cc = s[i + k];
+        const unsigned char l = k == 1 ? lo : 0x80;
+        const unsigned char h = k == 1 ? hi : 0xBF;
+        if (cc < l || cc > h) break;
+        ++good;
+      }
+    }
+    if (len > 0 && good == len) {
+      out.append(in.data() + i, len);
+      i += len;
+    } else {
+      out += kReplacement;  // one U+FFFD per maximal invalid subpart
+      i += good > 0 ? good : 1;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept {
+  if (s.size() <= max_bytes) return s.size();
+  std::size_t cut = max_bytes;
+  // Step back over continuation bytes to the start of the sequence that would be split.
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return cut;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace chsync::mapper

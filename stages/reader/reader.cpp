@@ -1,0 +1,409 @@
+#include "stages/reader/reader.h"
+
+#include <archive.h>
+#include <fcntl.h>
+#include <libdeflate.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "pipeline/ids.h"
+
+namespace chsync {
+namespace {
+
+constexpr std::size_t kPadding = 64;  // simdjson::SIMDJSON_PADDING
+// A .gz file up to this size is inflated in one call with libdeflate (5x zlib's speed, measured in
+// docs/perf-limits.md); larger ones, or multi-member streams, go through zlib streaming.
+constexpr std::uint64_t kWholeGzipMaxBytes = 64u << 20;
+
+// A pull source of bytes. read() returns bytes read, 0 at end, -1 on error (error() says why).
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual long read(char* buf, std::size_t n) = 0;
+  const std::string& error() const { return error_; }
+
+ protected:
+  std::string error_;
+};
+
+struct FdCloser {
+  int fd = -1;
+  ~FdCloser() {
+    if (fd > 2) ::close(fd);
+  }
+};
+
+class FdSource : public ByteSource {
+ public:
+  explicit FdSource(int fd) : fd_(fd) {}
+  long read(char* buf, std::size_t n) override {
+    for (;;) {
+      ssize_t r = ::read(fd_, buf, n);
+      if (r >= 0) return static_cast<long>(r);
+      if (errno == EINTR) continue;
+      error_ = std::strerror(errno);
+      return -1;
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+class MemorySource : public ByteSource {
+ public:
+  explicit MemorySource(std::string_view data) : data_(data) {}
+  long read(char* buf, std::size_t n) override {
+    std::size_t k = std::min(n, data_.size() - pos_);
+    std::memcpy(buf, data_.data() + pos_, k);
+    pos_ += k;
+    return static_cast<long>(k);
+  }
+
+ private:
+  std::string_view data_;
+  std::size_t pos_ = 0;
+};
+
+class GzipStreamSource : public ByteSource {
+ public:
+  explicit GzipStreamSource(int fd) : fd_(fd) {
+    std::memset(&zs_, 0, sizeof zs_);
+    inflateInit2(&zs_, 15 + 32);  // auto-detect gzip/zlib headers
+    in_.resize(1 << 20);
+  }
+  ~GzipStreamSource() override { inflateEnd(&zs_); }
+  long read(char* buf, std::size_t n) override {
+    zs_.next_out = reinterpret_cast<Bytef*>(buf);
+    zs_.avail_out = static_cast<uInt>(n);
+    while (zs_.avail_out == n) {
+      if (zs_.avail_in == 0) {
+        if (eof_) {
+          if (!stream_end_) {
+            error_ = "truncated gzip stream";
+            return -1;
+          }
+          return 0;
+        }
+        ssize_t r = ::read(fd_, in_.data(), in_.size());
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          error_ = std::strerror(errno);
+          return -1;
+        }
+        if (r == 0) {
+          eof_ = true;
+          continue;
+        }
+        zs_.next_in = reinterpret_cast<Bytef*>(in_.data());
+        zs_.avail_in = static_cast<uInt>(r);
+      }
+      if (stream_end_) {
+        // Concatenated gzip members: start the next one.
+        inflateReset(&zs_);
+        stream_end_ = false;
+      }
+      int rc = inflate(&zs_, Z_NO_FLUSH);
+      if (rc == Z_STREAM_END) {
+        stream_end_ = true;
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        error_ = std::string("corrupt gzip stream: ") + (zs_.msg ? zs_.msg : "inflate error");
+        return -1;
+      }
+    }
+    return static_cast<long>(n - zs_.avail_out);
+  }
+
+ private:
+  int fd_;
+  z_stream zs_;
+  std::vector<char> in_;
+  bool eof_ = false;
+  bool stream_end_ = false;
+};
+
+class ZstdSource : public ByteSource {
+ public:
+  explicit ZstdSource(int fd) : fd_(fd), ds_(ZSTD_createDStream()) {
+    ZSTD_initDStream(ds_);
+    in_.resize(ZSTD_DStreamInSize());
+  }
+  ~ZstdSource() override { ZSTD_freeDStream(ds_); }
+  long read(char* buf, std::size_t n) override {
+    ZSTD_outBuffer out{buf, n, 0};
+    while (out.pos == 0) {
+      if (input_.pos == input_.size) {
+        ssize_t r = ::read(fd_, in_.data(), in_.size());
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          error_ = std::strerror(errno);
+          return -1;
+        }
+        if (r == 0) {
+          if (pending_ != 0) {
+            error_ = "truncated zstd stream";
+            return -1;
+          }
+          return 0;
+        }
+        input_ = ZSTD_inBuffer{in_.data(), static_cast<std::size_t>(r), 0};
+      }
+      std::size_t rc = ZSTD_decompressStream(ds_, &out, &input_);
+      if (ZSTD_isError(rc)) {
+        error_ = std::string("corrupt zstd stream: ") + ZSTD_getErrorName(rc);
+        return -1;
+      }
+      pending_ = rc;
+    }
+    return static_cast<long>(out.pos);
+  }
+
+ private:
+  int fd_;
+  ZSTD_DStream* ds_;
+  std::vector<char> in_;
+  ZSTD_inBuffer input_{nullptr, 0, 0};
+  std::size_t pending_ = 0;
+};
+
+class ArchiveSource : public ByteSource {
+ public:
+  explicit ArchiveSource(struct archive* ar) : ar_(ar) {}
+  long read(char* buf, std::size_t n) override {
+    la_ssize_t r = archive_read_data(ar_, buf, n);
+    if (r < 0) {
+      error_ = archive_error_string(ar_) ? archive_error_string(ar_) : "archive read error";
+      return -1;
+    }
+    return static_cast<long>(r);
+  }
+
+ private:
+  struct archive* ar_;
+};
+
+// The line splitter shared by every source.
+ReadResult split_lines(ByteSource& src, const ReaderOptions& opt, const LineFn& on_line,
+                       const TooLongFn& on_too_long) {
+  ReadResult res;
+  std::size_t cap = std::max<std::size_t>(opt.chunk_bytes, 4096);
+  std::unique_ptr<char[]> buf(new char[cap + kPadding]);
+  std::size_t begin = 0, end = 0;  // unconsumed data is buf[begin, end)
+  std::uint64_t offset = opt.start_offset;  // stream offset of buf[begin]
+  std::uint64_t line_no = opt.start_line;
+  bool skipping = false;  // inside an oversize line, discarding until '\n'
+  std::uint64_t skipped_bytes = 0;
+  bool eof = false;
+  res.end_offset = opt.start_offset;
+  res.end_line = opt.start_line;
+
+  for (;;) {
+    // Deliver every complete line in the buffer.
+    while (begin < end) {
+      char* nl = static_cast<char*>(std::memchr(buf.get() + begin, '\n', end - begin));
+      if (!nl) break;
+      std::size_t len = static_cast<std::size_t>(nl - (buf.get() + begin));
+      ++line_no;
+      if (skipping) {
+        skipped_bytes += len;
+        if (on_too_long) on_too_long(line_no, skipped_bytes);
+        ++res.too_long;
+        skipping = false;
+        skipped_bytes = 0;
+      } else {
+        ++res.lines;
+        std::string_view line(buf.get() + begin, len);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (!on_line(line, cap + kPadding - begin, line_no, offset, false)) {
+          res.end_offset = offset + len + 1;
+          res.end_line = line_no;
+          return res;
+        }
+      }
+      begin += len + 1;
+      offset += len + 1;
+      res.end_offset = offset;
+      res.end_line = line_no;
+    }
+    if (eof) break;
+    // Make room: move the partial line to the front, or grow for a long line.
+    if (begin > 0) {
+      std::memmove(buf.get(), buf.get() + begin, end - begin);
+      end -= begin;
+      begin = 0;
+    }
+    if (end == cap) {
+      if (skipping || cap >= opt.max_line_bytes) {
+        // Oversize line: drop what we hold and discard until the next newline.
+        skipping = true;
+        skipped_bytes += end;
+        offset += end;
+        end = 0;
+      } else {
+        std::size_t ncap = std::min(cap * 2, std::max(opt.max_line_bytes, cap));
+        std::unique_ptr<char[]> nbuf(new char[ncap + kPadding]);
+        std::memcpy(nbuf.get(), buf.get(), end);
+        buf = std::move(nbuf);
+        cap = ncap;
+      }
+    }
+    long r = src.read(buf.get() + end, cap - end);
+    if (r < 0) {
+      res.error = src.error();
+      eof = true;
+      // Deliver nothing more: a partial tail after a read error is not trusted.
+      break;
+    }
+    if (r == 0) {
+      eof = true;
+      continue;
+    }
+    end += static_cast<std::size_t>(r);
+    res.bytes += static_cast<std::uint64_t>(r);
+  }
+  if (res.error.empty() && end > begin) {
+    if (skipping) {
+      ++line_no;
+      ++res.too_long;
+      if (on_too_long) on_too_long(line_no, skipped_bytes + (end - begin));
+    } else {
+      ++line_no;
+      res.had_tail = true;
+      std::memset(buf.get() + end, 0, kPadding);
+      on_line(std::string_view(buf.get() + begin, end - begin), cap + kPadding - begin, line_no,
+              offset, true);
+    }
+  }
+  return res;
+}
+
+std::uint32_t le32(const unsigned char* p) {
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+
+// Whole-file gzip via libdeflate. Returns false (and leaves `out` empty) when the file is not a
+// single gzip member of a size we accept, so the caller falls back to zlib streaming.
+bool inflate_whole(int fd, std::uint64_t size, std::string& out, std::string& error) {
+  if (size < 18 || size > kWholeGzipMaxBytes) return false;
+  std::string in(size, '\0');
+  std::size_t got = 0;
+  while (got < size) {
+    ssize_t r = ::pread(fd, in.data() + got, size - got, static_cast<off_t>(got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    got += static_cast<std::size_t>(r);
+  }
+  std::uint32_t isize = le32(reinterpret_cast<const unsigned char*>(in.data()) + size - 4);
+  std::size_t guess = std::max<std::size_t>(isize, 1);
+  if (guess > 8 * kWholeGzipMaxBytes) return false;
+  out.resize(guess);
+  libdeflate_decompressor* d = libdeflate_alloc_decompressor();
+  std::size_t in_used = 0, actual = 0;
+  libdeflate_result rc = libdeflate_gzip_decompress_ex(d, in.data(), in.size(), out.data(),
+                                                       out.size(), &in_used, &actual);
+  libdeflate_free_decompressor(d);
+  if (rc != LIBDEFLATE_SUCCESS || in_used != in.size()) {
+    out.clear();
+    if (rc == LIBDEFLATE_BAD_DATA) error = "corrupt gzip stream";
+    return false;  // multi-member, wrong ISIZE (>4 GiB) or damage: let zlib stream it
+  }
+  out.resize(actual);
+  return true;
+}
+
+}  // namespace
+
+ReadResult read_lines(const FileRef& file, const ReaderOptions& options, const LineFn& on_line,
+                      const TooLongFn& on_too_long) {
+  FdCloser fdc;
+  if (file.kind == SourceKind::kStdin) {
+    fdc.fd = 0;
+  } else {
+    fdc.fd = ::open(file.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fdc.fd < 0) {
+      ReadResult r;
+      r.error = std::string("cannot open: ") + std::strerror(errno);
+      return r;
+    }
+  }
+  switch (file.kind) {
+    case SourceKind::kPlain: {
+      if (options.start_offset > 0 &&
+          ::lseek(fdc.fd, static_cast<off_t>(options.start_offset), SEEK_SET) < 0) {
+        ReadResult r;
+        r.error = std::string("cannot seek: ") + std::strerror(errno);
+        return r;
+      }
+      ::posix_fadvise(fdc.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+      FdSource src(fdc.fd);
+      return split_lines(src, options, on_line, on_too_long);
+    }
+    case SourceKind::kStdin: {
+      FdSource src(fdc.fd);
+      return split_lines(src, options, on_line, on_too_long);
+    }
+    case SourceKind::kGzip: {
+      std::string whole, err;
+      if (inflate_whole(fdc.fd, file.size, whole, err)) {
+        MemorySource src(whole);
+        ReaderOptions o = options;
+        o.chunk_bytes = std::max(whole.size(), o.chunk_bytes);
+        return split_lines(src, o, on_line, on_too_long);
+      }
+      ::lseek(fdc.fd, 0, SEEK_SET);
+      GzipStreamSource src(fdc.fd);
+      return split_lines(src, options, on_line, on_too_long);
+    }
+    case SourceKind::kZstd: {
+      ZstdSource src(fdc.fd);
+      return split_lines(src, options, on_line, on_too_long);
+    }
+    case SourceKind::kArchiveMember: {
+      ReadResult r;
+      r.error = "archive members are read by the archive feeder";
+      return r;
+    }
+  }
+  return {};
+}
+
+ReadResult read_archive_entry_lines(struct archive* ar, const ReaderOptions& options,
+                                    const LineFn& on_line, const TooLongFn& on_too_long) {
+  ArchiveSource src(ar);
+  return split_lines(src, options, on_line, on_too_long);
+}
+
+ReadResult read_memory_lines(std::string_view data, const ReaderOptions& options,
+                             const LineFn& on_line, const TooLongFn& on_too_long) {
+  MemorySource src(data);
+  return split_lines(src, options, on_line, on_too_long);
+}
+
+std::string fingerprint_file(const FileRef& file, std::size_t bytes) {
+  std::string head;
+  head.reserve(bytes);
+  ReaderOptions o;
+  o.chunk_bytes = 64 * 1024;
+  o.max_line_bytes = 64 * 1024;
+  auto take = [&](std::string_view line, std::size_t, std::uint64_t, std::uint64_t, bool nn) {
+    std::size_t room = bytes - head.size();
+    head.append(line.substr(0, room));
+    if (!nn && head.size() < bytes) head.push_back('\n');
+    return head.size() < bytes;
+  };
+  if (file.kind == SourceKind::kArchiveMember || file.kind == SourceKind::kStdin) return "";
+  ReadResult r = read_lines(file, o, take, nullptr);
+  if (!r.error.empty() && head.empty()) return "";
+  return sha256_hex(head).substr(0, 32);
+}
+
+}  // namespace chsync

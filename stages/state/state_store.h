@@ -1,0 +1,149 @@
+// State store: what has been delivered, per backend instance, so that reruns send nothing twice.
+//
+// Keys: everything is scoped by backend instance name (a backend added later receives everything).
+// Files: one row per (instance, file key) with size, mtime, fingerprint, committed offset, counts;
+// a file whose row matches (size, mtime, fingerprint) and is complete is skipped unread.
+// Spans: delivered span IDs (64-bit, INTEGER PRIMARY KEY), dead span IDs, and in-flight records
+// written before a request is sent (after a crash they tell which resent spans may be repeats).
+// Thread-safety: all methods may be called from any thread; writes are serialised internally and
+// committed in batched transactions (one writer). Errors: open() reports corrupt/foreign/locked
+// databases as a StateError; other I/O errors throw StateError (they end the run, exit 1/2).
+//
+// Crash ordering (see docs/state.md): write calls are applied in call order, and every commit
+// includes all earlier buffered calls, so what survives a kill -9 is always a prefix of the calls
+// made. begin_request commits before it returns; finish_request may be buffered (up to
+// StateOpenOptions::ack_flush_interval / ack_flush_keys) - a kill loses only acks, whose in-flight
+// records then remain, and the next run counts those spans as possible repeats (safe).
+// Every other write (put_files, mark_delivered, forget_*, clear_in_flight) commits before it
+// returns, together with the buffered acks before it; so a file row never becomes durable before
+// the acks of the spans it covers.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace chsync {
+
+class StateError : public std::runtime_error {
+ public:
+  enum class Code { kCorrupt, kForeign, kNewerSchema, kLocked, kIo, kReadOnlyMissing };
+  StateError(Code code, std::string message) : std::runtime_error(std::move(message)), code_(code) {}
+  Code code() const noexcept { return code_; }
+
+ private:
+  Code code_;
+};
+
+struct FileState {
+  std::string instance;
+  std::string key;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ms = 0;
+  std::string fingerprint;            // hex hash of the first bytes (catches replacement)
+  std::uint64_t committed_offset = 0;  // bytes fully delivered (a turn boundary)
+  std::uint64_t lines = 0;
+  bool complete = false;  // false: held turns or undelivered spans remain; reread next run
+  std::int64_t last_sync_ms = 0;
+  std::uint64_t spans = 0;   // spans delivered from this file (cumulative)
+  std::uint64_t errors = 0;  // bad lines seen at the last read
+  std::string project;
+};
+
+struct StateOpenOptions {
+  bool read_only = false;      // status: never create, never write
+  bool rebuild = false;        // --rebuild-state: move the old file aside and start over
+  bool take_lock = true;       // exclusive run lock (exit 4 when held by a live process)
+  // Added: tuning. Buffered finish_request calls are committed when this old or this many keys.
+  std::chrono::milliseconds ack_flush_interval{50};
+  std::size_t ack_flush_keys = 16384;
+  std::chrono::milliseconds busy_timeout{5000};  // SQLite busy handler (other readers, backup)
+  std::int64_t cache_kib = 16384;                // PRAGMA cache_size = -cache_kib
+  std::int64_t max_page_count = 0;               // tests only: > 0 caps the db (forces SQLITE_FULL)
+};
+
+// Added: identification of a chsync state database (PRAGMA application_id / user_version).
+inline constexpr std::int32_t kStateApplicationId = 0x43485359;  // "CHSY"
+inline constexpr int kStateSchemaVersion = 1;
+
+struct StatusTotals {
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t spans_delivered = 0;
+  std::uint64_t spans_dead = 0;
+  std::uint64_t spans_in_flight = 0;
+  std::uint64_t file_errors = 0;
+  std::int64_t last_sync_ms = 0;
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // Files.
+  virtual std::optional<FileState> file(std::string_view instance, std::string_view key) = 0;
+  virtual void put_files(const std::vector<FileState>& rows) = 0;
+  virtual std::vector<FileState> files(std::string_view instance) = 0;
+
+  // Spans. load_delivered returns delivered and dead span keys of an instance, sorted ascending.
+  virtual std::vector<std::uint64_t> load_delivered(std::string_view instance) = 0;
+  // Span keys recorded in flight by an earlier run that never got an outcome, sorted, deduped
+  // (union of the records that existed when the store was opened; records of this run excluded).
+  virtual std::vector<std::uint64_t> load_in_flight(std::string_view instance) = 0;
+  // Records a request's spans as in flight; returns a request id. Durable against process kill
+  // when it returns (WAL, synchronous=NORMAL).
+  virtual std::uint64_t begin_request(std::string_view instance,
+                                      const std::vector<std::uint64_t>& span_keys) = 0;
+  // Outcome of a request: delivered or dead keys are recorded and its in-flight record removed
+  // in one transaction. failed == true: only the in-flight record is removed.
+  virtual void finish_request(std::string_view instance, std::uint64_t request_id,
+                              const std::vector<std::uint64_t>& span_keys, bool delivered,
+                              bool dead) = 0;
+  // Added: like finish_request(..., delivered=false, dead=true) but stores a reference to the
+  // dead-letter record (file:line or id) with each dead key.
+  virtual void finish_request_dead(std::string_view instance, std::uint64_t request_id,
+                                   const std::vector<std::uint64_t>& span_keys,
+                                   std::string_view dead_letter_ref) = 0;
+  // Added: removes the in-flight records of earlier runs (those load_in_flight returns) for the
+  // instance, once the caller has resent/accounted for them. Records of this run are kept.
+  virtual void clear_in_flight(std::string_view instance) = 0;
+  // Added: dead span keys of an instance, sorted ascending (replay-dead-letters).
+  virtual std::vector<std::uint64_t> load_dead(std::string_view instance) = 0;
+  // Marks keys delivered without a request (replay-dead-letters, --resend bookkeeping); a key
+  // that was dead stops being dead.
+  virtual void mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) = 0;
+  // Removes keys from delivered and dead (--resend of a set, forget).
+  virtual void forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) = 0;
+
+  // Housekeeping.
+  virtual StatusTotals totals(std::string_view instance) = 0;  // "" = all instances
+  // files(""), like totals(""), returns all instances.
+  virtual std::vector<std::string> instances() = 0;
+  virtual void vacuum() = 0;
+  // Online copy (sqlite3_backup) to dest_path.tmp, then renamed over dest_path.
+  virtual void backup(const std::string& dest_path) = 0;
+  // Forgets file rows whose key starts with prefix (and nothing else).
+  virtual std::uint64_t forget_files(std::string_view instance, std::string_view key_prefix) = 0;
+  virtual void flush() = 0;  // commit pending batched writes now
+  virtual std::string path() const = 0;
+  // Added: where open() with rebuild moved the old database ("" when nothing was moved).
+  virtual std::string moved_aside_path() const { return {}; }
+};
+
+// Opens (creating if needed and allowed) the SQLite store at `path`. Throws StateError:
+// kLocked (another live run holds <path>.lock), kCorrupt (not a database / quick_check fails),
+// kForeign (other application_id, or tables without one), kNewerSchema (user_version too new),
+// kReadOnlyMissing (read_only and no file), kIo (anything else, with the SQLite message and path).
+// Order: lock, then rebuild (move aside to <path>.broken-<UTC timestamp>), then checks, migrations.
+std::unique_ptr<StateStore> open_sqlite_state(const std::string& path, const StateOpenOptions& opts);
+
+// Default path: $XDG_STATE_HOME/chsync/state.db, else ~/.local/state/chsync/state.db.
+std::string default_state_path();
+
+}  // namespace chsync
