@@ -15,6 +15,7 @@
 #include <map>
 
 #include "backends/console/json_writer.h"
+#include "cli/dead_letters.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"
 
@@ -22,8 +23,8 @@ namespace chsync {
 
 int cmd_version(const char* version, const char* revision) {
   std::printf("chsync %s (git %s)\n", version, revision);
-  std::printf("built with: simdjson %s, OpenSSL %s, SQLite %s, zlib %s, zstd %s, %s, Boost %d.%d\n",
-              SIMDJSON_VERSION, OPENSSL_VERSION_STR, sqlite3_libversion(), zlibVersion(),
+  std::printf("built with: simdjson %d.%d.%d, OpenSSL %s, SQLite %s, zlib %s, zstd %s, %s, Boost %d.%d\n",
+              int(simdjson::SIMDJSON_VERSION_MAJOR), int(simdjson::SIMDJSON_VERSION_MINOR), int(simdjson::SIMDJSON_VERSION_REVISION), OPENSSL_VERSION_STR, sqlite3_libversion(), zlibVersion(),
               ZSTD_versionString(), archive_version_string(), BOOST_VERSION / 100000,
               BOOST_VERSION / 100 % 1000);
   return 0;

@@ -1,19 +1,230 @@
-// Network exporters (otlp, langfuse, langfuse-legacy, phoenix) and dead-letter replay.
-// Wired to backends/otlp once that library lands; until then these backends are reported as
-// unavailable with a clear configuration error.
-#include <cstdio>
+// Network exporters (otlp, langfuse, phoenix) built from a BackendSpec, and dead-letter replay.
+// Endpoint resolution follows design Contracts: --endpoint as is, else the OTEL_* variables, else
+// http://127.0.0.1:4318/v1/traces; Langfuse and Phoenix take a base URL and add their paths.
+#include <fmt/format.h>
+#include <openssl/evp.h>
 
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "backends/http/http_client.h"
+#include "backends/otlp/otlp_env.h"
+#include "backends/otlp/otlp_exporter.h"
 #include "cli/commands.h"
+#include "cli/dead_letters.h"
+#include "stages/state/state_store.h"
 
 namespace chsync {
+namespace {
 
-std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
-  throw ConfigError("backend '" + spec.type + "' is not built into this binary yet");
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::string(v) : std::string();
 }
 
-int cmd_replay_dead_letters(const ReplayOptions&) {
-  std::fprintf(stderr, "chsync: replay-dead-letters needs the HTTP backend\n");
-  return kExitUsage;
+std::string setting(const BackendSpec& spec, const std::string& key, std::string fallback = "") {
+  auto it = spec.settings.find(key);
+  return it == spec.settings.end() ? fallback : it->second;
+}
+
+std::string strip_slash(std::string s) {
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
+  otlp::OtlpOptions o;
+  o.instance = spec.instance;
+  const std::string type = spec.type;
+  if (type == "langfuse-legacy")
+    throw ConfigError("--backend langfuse-legacy is not available in this build (use langfuse)");
+  if (type != "otlp" && type != "langfuse" && type != "phoenix")
+    throw ConfigError("unknown backend '" + type + "'");
+
+  // Headers: OTEL_EXPORTER_OTLP_HEADERS (and the traces variant), then --header.
+  for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_HEADERS"))) o.headers.push_back(kv);
+  for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))) o.headers.push_back(kv);
+  for (const auto& [k, v] : spec.settings) {
+    if (k.rfind("header.", 0) != 0) continue;
+    auto eq = v.find('=');
+    o.headers.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+  }
+  o.resource_attributes =
+      otlp::parse_resource_attributes(env("OTEL_RESOURCE_ATTRIBUTES"), env("OTEL_SERVICE_NAME"));
+
+  if (type == "otlp") {
+    o.endpoint = otlp::resolve_endpoint(setting(spec, "endpoint"),
+                                        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+                                        env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    o.profile = otlp::Profile::kGeneric;
+  } else if (type == "langfuse") {
+    std::string host = setting(spec, "host");
+    if (host.empty()) host = env("LANGFUSE_BASE_URL");
+    if (host.empty()) host = env("LANGFUSE_HOST");
+    if (host.empty()) host = "https://cloud.langfuse.com";
+    o.endpoint = setting(spec, "endpoint", strip_slash(host) + "/api/public/otel/v1/traces");
+    const std::string pk = env("LANGFUSE_PUBLIC_KEY"), sk = env("LANGFUSE_SECRET_KEY");
+    if (pk.empty() || sk.empty())
+      throw ConfigError("--backend langfuse needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY");
+    o.headers.emplace_back("Authorization", "Basic " + base64_encode(pk + ":" + sk));
+    o.profile = otlp::Profile::kLangfuse;
+    // Self-hosted Langfuse rejects bodies over ~4.5 MB: stay well below it.
+    o.batch_bytes = std::min<std::size_t>(o.batch_bytes, 3u << 20);
+  } else {  // phoenix
+    std::string host = setting(spec, "host");
+    if (host.empty()) host = env("PHOENIX_COLLECTOR_ENDPOINT");
+    if (host.empty()) host = "http://127.0.0.1:6006";
+    o.endpoint = setting(spec, "endpoint", strip_slash(host) + "/v1/traces");
+    o.profile = otlp::Profile::kPhoenix;
+    o.project_name = setting(spec, "project_name", env("PHOENIX_PROJECT_NAME"));
+    const std::string key = env("PHOENIX_API_KEY");
+    if (!key.empty()) o.headers.emplace_back("Authorization", "Bearer " + key);
+  }
+
+  const std::string profile = setting(spec, "profile");
+  if (profile == "generic") o.profile = otlp::Profile::kGeneric;
+  else if (profile == "langfuse") o.profile = otlp::Profile::kLangfuse;
+  else if (profile == "phoenix") o.profile = otlp::Profile::kPhoenix;
+  else if (!profile.empty())
+    throw ConfigError("--profile: unknown profile '" + profile + "' (generic, langfuse, phoenix)");
+
+  if (setting(spec, "encoding") == "json") o.encoding = otlp::OtlpOptions::Encoding::kJson;
+  std::string comp = setting(spec, "compression");
+  if (comp.empty()) comp = env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION");
+  if (comp.empty()) comp = env("OTEL_EXPORTER_OTLP_COMPRESSION");
+  if (!comp.empty()) {
+    auto gz = otlp::parse_compression_gzip(comp);
+    if (!gz) throw ConfigError("--compression: expected gzip or none, got '" + comp + "'");
+    o.compression = *gz ? otlp::OtlpOptions::Compression::kGzip
+                        : otlp::OtlpOptions::Compression::kNone;
+  }
+  if (auto t = setting(spec, "timeout_ms"); !t.empty()) {
+    o.timeout = std::chrono::milliseconds(std::stoll(t));
+  } else {
+    std::string te = env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT");
+    if (te.empty()) te = env("OTEL_EXPORTER_OTLP_TIMEOUT");
+    if (!te.empty()) {
+      auto ms = otlp::parse_timeout_ms(te);
+      if (!ms) throw ConfigError("OTEL_EXPORTER_OTLP_TIMEOUT: expected milliseconds, got '" + te + "'");
+      o.timeout = *ms;
+    }
+  }
+  o.connect_timeout = o.timeout.count() > 0 ? o.timeout : std::chrono::milliseconds(10000);
+  o.batch_spans = std::stoull(setting(spec, "batch_spans", "512"));
+  o.batch_bytes = std::min<std::size_t>(o.batch_bytes, std::stoull(setting(spec, "batch_bytes", "4194304")));
+  o.max_in_flight = std::stoull(setting(spec, "max_in_flight", "16"));
+  if (auto r = setting(spec, "rate"); !r.empty()) {
+    o.rate = std::stod(r);
+    o.rate_is_spans = setting(spec, "rate_unit") == "spans";
+  }
+  o.retry.initial_backoff = std::chrono::milliseconds(std::stoll(setting(spec, "retry_initial_ms", "1000")));
+  o.retry.max_backoff = std::chrono::milliseconds(std::stoll(setting(spec, "retry_max_ms", "30000")));
+  o.retry.max_elapsed = std::chrono::milliseconds(std::stoll(setting(spec, "retry_max_elapsed_ms", "300000")));
+  o.ca_file = setting(spec, "ca_file", env("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+  o.insecure = setting(spec, "insecure") == "1";
+  o.client_cert = setting(spec, "client_cert", env("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"));
+  o.client_key = setting(spec, "client_key", env("OTEL_EXPORTER_OTLP_CLIENT_KEY"));
+
+  std::string error;
+  auto exp = otlp::make_otlp_exporter(std::move(o), &error);
+  if (!exp) throw ConfigError("backend " + spec.instance + ": " + error);
+  return exp;
+}
+
+int cmd_replay_dead_letters(const ReplayOptions& ro) {
+  const std::string path = dead_letter_path(ro.db_path);
+  std::uint64_t bad = 0;
+  auto letters = read_dead_letters(path, bad);
+  if (letters.empty()) {
+    std::printf("no dead letters in %s\n", path.c_str());
+    return bad ? 1 : 0;
+  }
+  StateOpenOptions so;
+  auto state = open_sqlite_state(ro.db_path, so);
+
+  http::ClientOptions co;
+  co.ca_file = ro.ca_file;
+  co.insecure = ro.insecure;
+  co.user_agent = "chsync/" + std::string(otlp::chsync_version());
+  auto client = http::make_http_client(co);
+
+  std::vector<DeadLetter> still_dead;
+  std::uint64_t replayed_spans = 0, failed = 0;
+  for (auto& d : letters) {
+    std::string endpoint = ro.endpoint.empty() ? d.endpoint : ro.endpoint;
+    auto url = http::parse_url(endpoint);
+    if (!url) {
+      std::fprintf(stderr, "chsync: replay: bad endpoint '%s'\n", endpoint.c_str());
+      still_dead.push_back(std::move(d));
+      ++failed;
+      continue;
+    }
+    http::Request req;
+    req.url = *url;
+    req.headers.emplace_back("Content-Type", d.content_type.empty() ? "application/x-protobuf"
+                                                                     : d.content_type);
+    for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_HEADERS"))) req.headers.push_back(kv);
+    for (const auto& h : ro.headers) {
+      auto eq = h.find('=');
+      if (eq != std::string::npos) req.headers.emplace_back(h.substr(0, eq), h.substr(eq + 1));
+    }
+    req.body = std::make_shared<const std::string>(d.body);
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    http::Response resp;
+    client->post(std::move(req), [&](http::Response&& r) {
+      std::lock_guard lock(mu);
+      resp = std::move(r);
+      done = true;
+      cv.notify_all();
+    });
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return done; });
+    }
+    if (resp.error == http::TransportError::kNone && resp.status >= 200 && resp.status < 300) {
+      state->mark_delivered(d.instance, d.span_keys);
+      replayed_spans += d.span_keys.size();
+    } else {
+      std::fprintf(stderr, "chsync: replay to %s failed: %s\n", endpoint.c_str(),
+                   resp.error != http::TransportError::kNone
+                       ? std::string(http::to_string(resp.error)).c_str()
+                       : fmt::format("HTTP {}", resp.status).c_str());
+      still_dead.push_back(std::move(d));
+      ++failed;
+    }
+  }
+  client->shutdown();
+  state->flush();
+  // Rewrite the file with what is still dead (write a temp file, then rename).
+  const std::string tmp = path + ".tmp";
+  {
+    DeadLetterWriter w(tmp);
+    for (auto& d : still_dead) {
+      Ack a;
+      a.endpoint = d.endpoint;
+      a.content_type = d.content_type;
+      a.http_status = d.status;
+      a.reason = d.reason;
+      a.body = d.body;
+      w.write(d.instance, a, d.span_keys);
+    }
+  }
+  if (still_dead.empty()) {
+    std::remove(tmp.c_str());
+    std::remove(path.c_str());
+  } else {
+    std::rename(tmp.c_str(), path.c_str());
+  }
+  std::printf("replayed %llu spans in %zu requests; %llu requests still dead\n",
+              static_cast<unsigned long long>(replayed_spans), letters.size() - still_dead.size(),
+              static_cast<unsigned long long>(failed));
+  return failed ? 3 : 0;
 }
 
 }  // namespace chsync

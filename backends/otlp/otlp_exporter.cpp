@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "backends/otlp/gzip.h"
+#include "backends/otlp/otlp_json.h"
 
 #ifndef CHSYNC_VERSION
 #define CHSYNC_VERSION "0.0.0"
@@ -78,9 +79,13 @@ OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<h
       res.emplace_back(k, v);
     }
   }
-  resource_ = encode_resource(res);
-  scope_ = encode_scope(options_.scope_name,
-                        options_.scope_version.empty() ? chsync_version() : std::string_view(options_.scope_version));
+  const std::string_view scope_version =
+      options_.scope_version.empty() ? chsync_version() : std::string_view(options_.scope_version);
+  json_ = options_.encoding == OtlpOptions::Encoding::kJson;
+  content_type_ = json_ ? "application/json" : std::string(kProtobufType);
+  if (json_) json_encoder_ = std::make_unique<JsonSpanEncoder>(EncoderOptions{options_.profile, true});
+  resource_ = json_ ? json_resource(res) : encode_resource(res);
+  scope_ = json_ ? json_scope(options_.scope_name, scope_version) : encode_scope(options_.scope_name, scope_version);
   if (options_.profile == Profile::kLangfuse) {
     const bool has = std::any_of(options_.headers.begin(), options_.headers.end(), [](const auto& h) {
       return h.first.size() == 28 && contains_ci(h.first, "x-langfuse-ingestion-version");
@@ -133,7 +138,11 @@ bool OtlpExporter::send(std::vector<Span>&& spans) {
   const auto forever = Clock::time_point::max();
   for (const auto& s : spans) {
     one_.clear();
-    encoder_.append_span(s, one_);
+    if (json_) {
+      json_encoder_->append_span(s, one_);
+    } else {
+      encoder_.append_span(s, one_);
+    }
     if (!cur_.empty() && cur_.blob.size() + one_.size() > options_.batch_bytes) {
       dispatch(std::move(cur_), forever);
       cur_ = Batch{};
@@ -201,7 +210,12 @@ std::string OtlpExporter::body_of(const Flight& f, std::size_t first, std::size_
   const std::size_t begin = first == 0 ? 0 : ends[first - 1];
   const std::size_t end = ends[last - 1];
   std::string body;
-  build_request(resource_, scope_, std::string_view(f.batch.blob).substr(begin, end - begin), body);
+  const auto spans = std::string_view(f.batch.blob).substr(begin, end - begin);
+  if (json_) {
+    build_json_request(resource_, scope_, spans, body);
+  } else {
+    build_request(resource_, scope_, spans, body);
+  }
   return body;
 }
 
@@ -247,7 +261,7 @@ void OtlpExporter::start_part(std::uint64_t id) {
   http::Request req;
   req.url = url_;
   req.headers.reserve(options_.headers.size() + 2);
-  req.headers.emplace_back("Content-Type", std::string(kProtobufType));
+  req.headers.emplace_back("Content-Type", content_type_);
   if (options_.compression == OtlpOptions::Compression::kGzip) req.headers.emplace_back("Content-Encoding", "gzip");
   for (const auto& h : options_.headers) req.headers.push_back(h);
   req.body = std::move(wire);
@@ -297,7 +311,7 @@ void OtlpExporter::on_response(std::uint64_t id, http::Response&& r) {
       a.http_status = r.status;
       a.reason = std::move(reason);
       a.endpoint = endpoint_;
-      a.content_type = std::string(kProtobufType);
+      a.content_type = content_type_;
       a.body = body_of(*f, part.first, part.last);
       stats_.spans_dead += part.last - part.first;
       finish_part(std::move(a));
@@ -400,9 +414,9 @@ void OtlpExporter::on_response(std::uint64_t id, http::Response&& r) {
   if (retry_delay.count() >= 0) {
     transport_->schedule(retry_delay, [this, id](bool cancelled) {
       if (!cancelled) return start_part(id);
-      http::Response r;
-      r.error = http::TransportError::kCancelled;
-      on_response(id, std::move(r));
+      http::Response cancelled_resp;
+      cancelled_resp.error = http::TransportError::kCancelled;
+      on_response(id, std::move(cancelled_resp));
     });
   } else if (next) {
     start_part(id);
@@ -444,7 +458,6 @@ std::unique_ptr<Exporter> make_otlp_exporter(OtlpOptions options, std::string* e
     if (error) *error = std::move(e);
     return nullptr;
   };
-  if (options.encoding == OtlpOptions::Encoding::kJson) return fail("otlp: JSON encoding is not implemented yet");
   if (options.endpoint.empty()) options.endpoint = "http://127.0.0.1:4318/v1/traces";
   auto url = http::parse_url(options.endpoint);
   if (!url) return fail("otlp: invalid endpoint URL: " + options.endpoint);

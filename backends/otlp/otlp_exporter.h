@@ -37,6 +37,8 @@
 
 namespace chsync::otlp {
 
+class JsonSpanEncoder;
+
 std::string_view chsync_version() noexcept;
 
 struct OtlpOptions {
@@ -46,9 +48,9 @@ struct OtlpOptions {
   std::string instance = "otlp";  // state key
   std::string endpoint;           // full traces URL (see resolve_endpoint); empty: the default
   http::Headers headers;          // extra request headers (auth, x-honeycomb-team, ...)
-  Encoding encoding = Encoding::kProtobuf;  // kJson: not implemented yet (factory error)
+  Encoding encoding = Encoding::kProtobuf;  // kJson: OTLP/JSON (§B.2); Phoenix rejects it (415)
   Compression compression = Compression::kGzip;
-  int gzip_level = 6;  // libdeflate level (see bench/otlp_encode_bench.cpp)
+  int gzip_level = 1;  // libdeflate level: 1 is ~1.6x faster than 6 for ~8% larger bodies (bench)
   std::chrono::milliseconds timeout{10000};  // per request attempt; 0: none
   std::chrono::milliseconds connect_timeout{10000};
   std::size_t max_in_flight = 16;
@@ -111,6 +113,9 @@ class OtlpExporter final : public Exporter {
   std::string resource_, scope_;
   std::unique_ptr<http::Transport> transport_;
   SpanEncoder encoder_;
+  std::unique_ptr<JsonSpanEncoder> json_encoder_;  // Encoding::kJson only
+  bool json_ = false;
+  std::string content_type_;
   std::string one_;  // scratch: one encoded span
   Batch cur_;
   std::chrono::steady_clock::time_point next_send_{};  // rate limiter (send thread only)
@@ -128,7 +133,7 @@ class OtlpExporter final : public Exporter {
 };
 
 // Builds an OtlpExporter with the Beast client. Returns nullptr and sets *error on a configuration
-// error (bad URL, unreadable CA/cert/key, unsupported encoding) — the CLI exits 2 on it.
+// error (bad URL, unreadable CA/cert/key) — the CLI exits 2 on it.
 std::unique_ptr<Exporter> make_otlp_exporter(OtlpOptions options, std::string* error);
 
 }  // namespace chsync::otlp

@@ -643,6 +643,12 @@ struct BundleMapper::Impl {
       } else if (best != nullptr) {
         s.usage = best->usage;
         s.usage.final = final;
+        // The 5m/1h split is identical on every entry that has it; take it from any of them.
+        for (int k : g.all) {
+          const Usage& u = entries[static_cast<std::size_t>(k)].usage;
+          s.usage.cache_creation_5m = std::max(s.usage.cache_creation_5m, u.cache_creation_5m);
+          s.usage.cache_creation_1h = std::max(s.usage.cache_creation_1h, u.cache_creation_1h);
+        }
         s.tokens_in = s.usage.prompt_total();
         s.tokens_out = s.usage.output_tokens;
         s.metadata.push_back(Attr::integer("input_tokens", s.usage.input_tokens));

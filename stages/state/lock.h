@@ -1,11 +1,11 @@
 // Run lock: `<state path>.lock`, held with flock(LOCK_EX | LOCK_NB) for the life of the store.
 //
-// The file holds "pid start_time_iso hostname\n" of the holder, for the message a second run prints.
-// flock locks belong to the open file description, so the kernel releases them when the holder
-// dies (kill -9 included): a stale lock of a killed run is taken over without any cleanup. The
-// lock file is never unlinked (unlinking would let two runs lock two different inodes).
-// Errors: StateError kLocked when a live process holds it (message names its pid and start time),
-// kIo when the file cannot be created or locked.
+// The file holds "pid start_time_iso hostname\n" of the holder, for the message a second run
+// prints. flock locks belong to the open file description, so the kernel releases them when the
+// holder dies (kill -9 included): a stale lock of a killed run is taken over without any cleanup.
+// The lock file is never unlinked (unlinking would let two runs lock two different inodes). Errors:
+// StateError kLocked when a live process holds it (message names its pid and start time), kIo when
+// the file cannot be created or locked.
 #pragma once
 
 #include <string>

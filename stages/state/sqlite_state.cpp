@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -135,6 +136,24 @@ std::string prefix_successor(std::string_view prefix) {
   return s;
 }
 
+// Checks the 16-byte SQLite header ourselves before SQLite opens the file: SQLite would delete or
+// replay a -wal next to a non-database, and a garbage file must be left exactly as found.
+bool has_foreign_header(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) {
+    return false;  // unreadable: SQLite reports it
+  }
+  char buf[16] = {};
+  f.read(buf, sizeof buf);
+  const auto got = f.gcount();
+  if (got == 0) {
+    return false;  // empty file: a fresh database
+  }
+  static constexpr char kMagic[16] = {'S', 'Q', 'L', 'i', 't', 'e', ' ', 'f',
+                                      'o', 'r', 'm', 'a', 't', ' ', '3', '\0'};
+  return got != sizeof buf || std::memcmp(buf, kMagic, sizeof buf) != 0;
+}
+
 bool path_exists(const std::string& p) {
   std::error_code ec;
   return fs::exists(fs::symlink_status(p, ec)) && !ec;
@@ -149,9 +168,8 @@ StateError sqlite_error(sqlite3* db, int rc, std::string_view what, const std::s
                                   "are resent and counted as repeats)",
                                   path, what, msg));
   }
-  return StateError(Code::kIo,
-                    fmt::format("state database {}: {} failed: {} (sqlite error {})", path, what,
-                                msg, rc));
+  return StateError(Code::kIo, fmt::format("state database {}: {} failed: {} (sqlite error {})",
+                                           path, what, msg, rc));
 }
 
 enum class Outcome : std::uint8_t { kDelivered, kDead, kFailed };
@@ -228,8 +246,10 @@ class SqliteState final : public StateStore {
   void load_all_instances();
   void prepare_instance(Instance& in);
 
+  // Runs body in one BEGIN IMMEDIATE..COMMIT. with_acks: apply the pending ack log first (all
+  // writes except begin_request, whose record may safely get ahead of earlier acks).
   template <class F>
-  void write_tx(std::string_view what, F&& body);
+  void write_tx(std::string_view what, F&& body, bool with_acks = true);
   void apply_pending();
   void flush_locked();
   void rethrow_async_error();
@@ -245,7 +265,7 @@ class SqliteState final : public StateStore {
   std::string moved_aside_;
   std::unique_ptr<RunLock> lock_;  // released last, after the database is closed
   DbPtr db_;                       // statements below are finalized before it closes
-  int last_rc_ = SQLITE_OK;         // code of the last failure (open-time classification)
+  int last_rc_ = SQLITE_OK;        // code of the last failure (open-time classification)
   bool empty_ = false;             // read-only open of a database with no chsync schema yet
   std::int64_t max_request_at_open_ = 0;
 
@@ -400,6 +420,12 @@ SqliteState::SqliteState(std::string path, const StateOpenOptions& opts)
 }
 
 void SqliteState::open_db(int flags) {
+  if (has_foreign_header(path_)) {
+    throw StateError(Code::kCorrupt,
+                     fmt::format("state database {} is not an SQLite database (bad header); "
+                                 "rerun with --rebuild-state to move it aside and start over",
+                                 path_));
+  }
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path_.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   db_.reset(raw);
@@ -520,8 +546,8 @@ void SqliteState::move_aside() {
     std::error_code ec;
     fs::rename(from, dest + suffix, ec);
     if (ec) {
-      throw StateError(Code::kIo, fmt::format("cannot move {} aside to {}: {}", from,
-                                              dest + suffix, ec.message()));
+      throw StateError(Code::kIo, fmt::format("cannot move {} aside to {}: {}", from, dest + suffix,
+                                              ec.message()));
     }
   }
   moved_aside_ = dest;
@@ -621,7 +647,7 @@ void SqliteState::load_all_instances() {
 // Writing
 
 template <class F>
-void SqliteState::write_tx(std::string_view what, F&& body) {
+void SqliteState::write_tx(std::string_view what, F&& body, bool with_acks) {
   if (opts_.read_only) {
     throw StateError(Code::kIo, fmt::format("state database {} is open read-only", path_));
   }
@@ -631,7 +657,9 @@ void SqliteState::write_tx(std::string_view what, F&& body) {
     step(b, fmt::format("{} (begin)", what));
   }
   try {
-    apply_pending();
+    if (with_acks) {
+      apply_pending();
+    }
     body();
     sqlite3_stmt* c = prepare(commit_, "COMMIT");
     StmtUse use(c);
@@ -649,8 +677,10 @@ void SqliteState::write_tx(std::string_view what, F&& body) {
     throw;
   }
   new_instances_.clear();
-  pending_.clear();
-  pending_keys_ = 0;
+  if (with_acks) {
+    pending_.clear();
+    pending_keys_ = 0;
+  }
 }
 
 void SqliteState::insert_delivered(Instance& in, const std::vector<std::uint64_t>& keys) {
@@ -678,8 +708,9 @@ void SqliteState::apply_pending() {
     if (a.outcome == Outcome::kDelivered) {
       insert_delivered(in, a.keys);
     } else if (a.outcome == Outcome::kDead) {
-      sqlite3_stmt* s = prepare(
-          ins_dead_, "INSERT OR REPLACE INTO dead_spans(instance, span, dead_letter) VALUES(?,?,?)");
+      sqlite3_stmt* s =
+          prepare(ins_dead_,
+                  "INSERT OR REPLACE INTO dead_spans(instance, span, dead_letter) VALUES(?,?,?)");
       for (const std::uint64_t k : a.keys) {
         StmtUse use(s);
         bind_i64(s, 1, in.id);
@@ -725,13 +756,13 @@ void SqliteState::flusher_loop() {
     if (cv_.wait_until(lk, deadline, [&] { return stop_; })) {
       break;
     }
-    if (pending_.empty() || std::chrono::steady_clock::now() < pending_since_ +
-                                                                     opts_.ack_flush_interval) {
+    if (pending_.empty() ||
+        std::chrono::steady_clock::now() < pending_since_ + opts_.ack_flush_interval) {
       continue;
     }
     try {
       flush_locked();
-    } catch (const StateError&) {
+    } catch (const StateError& e) {
       async_error_ = e;  // reported by the next call; the acks stay pending and are retried
       pending_since_ = std::chrono::steady_clock::now();
     }
@@ -770,19 +801,21 @@ std::uint64_t SqliteState::begin_request(std::string_view instance,
   rethrow_async_error();
   const std::string blob = encode_keys(span_keys);
   std::int64_t id = 0;
-  write_tx("record in-flight request", [&] {
-    Instance& in = intern_instance(instance);
-    sqlite3_stmt* s = prepare(
-        ins_in_flight_,
-        "INSERT INTO in_flight(instance, n, created_ms, keys) VALUES(?,?,?,?)");
-    StmtUse use(s);
-    bind_i64(s, 1, in.id);
-    bind_i64(s, 2, static_cast<std::int64_t>(span_keys.size()));
-    bind_i64(s, 3, now_ms());
-    bind_blob(s, 4, blob);
-    step(s, "record in-flight request");
-    id = sqlite3_last_insert_rowid(db_.get());
-  });
+  write_tx(
+      "record in-flight request",
+      [&] {
+        Instance& in = intern_instance(instance);
+        sqlite3_stmt* s = prepare(
+            ins_in_flight_, "INSERT INTO in_flight(instance, n, created_ms, keys) VALUES(?,?,?,?)");
+        StmtUse use(s);
+        bind_i64(s, 1, in.id);
+        bind_i64(s, 2, static_cast<std::int64_t>(span_keys.size()));
+        bind_i64(s, 3, now_ms());
+        bind_blob(s, 4, blob);
+        step(s, "record in-flight request");
+        id = sqlite3_last_insert_rowid(db_.get());
+      },
+      /*with_acks=*/false);
   return static_cast<std::uint64_t>(id);
 }
 
@@ -821,8 +854,7 @@ void SqliteState::mark_delivered(std::string_view instance,
   write_tx("mark delivered", [&] { insert_delivered(intern_instance(instance), sorted); });
 }
 
-void SqliteState::forget_spans(std::string_view instance,
-                               const std::vector<std::uint64_t>& keys) {
+void SqliteState::forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) {
   std::lock_guard lk(mu_);
   rethrow_async_error();
   write_tx("forget spans", [&] {
@@ -850,11 +882,11 @@ void SqliteState::put_files(const std::vector<FileState>& rows) {
   std::lock_guard lk(mu_);
   rethrow_async_error();
   write_tx("store file rows", [&] {
-    sqlite3_stmt* s = prepare(
-        upsert_file_,
-        "INSERT OR REPLACE INTO files(instance, key, size, mtime_ms, fingerprint, "
-        "committed_offset, lines, complete, last_sync_ms, spans, errors, project) "
-        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    sqlite3_stmt* s =
+        prepare(upsert_file_,
+                "INSERT OR REPLACE INTO files(instance, key, size, mtime_ms, fingerprint, "
+                "committed_offset, lines, complete, last_sync_ms, spans, errors, project) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
     for (const FileState& r : rows) {
       Instance& in = intern_instance(r.instance);
       StmtUse use(s);
@@ -885,9 +917,9 @@ std::uint64_t SqliteState::forget_files(std::string_view instance, std::string_v
       return;
     }
     const std::string hi = prefix_successor(key_prefix);
-    StmtPtr s = prepare_once(hi.empty()
-                                 ? "DELETE FROM files WHERE instance=?1 AND key>=?2"
-                                 : "DELETE FROM files WHERE instance=?1 AND key>=?2 AND key<?3");
+    StmtPtr s =
+        prepare_once(hi.empty() ? "DELETE FROM files WHERE instance=?1 AND key>=?2"
+                                : "DELETE FROM files WHERE instance=?1 AND key>=?2 AND key<?3");
     bind_i64(s.get(), 1, in->id);
     bind_text(s.get(), 2, key_prefix);
     if (!hi.empty()) {
@@ -967,8 +999,8 @@ std::vector<FileState> SqliteState::files(std::string_view instance) {
         "SELECT i.name, {} FROM files f JOIN instances i ON i.id=f.instance ORDER BY i.name, key",
         kFileCols));
     while (step(s.get(), "list files")) {
-      out.push_back(read_file_row(
-          s.get(), 1, reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0))));
+      out.push_back(read_file_row(s.get(), 1,
+                                  reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0))));
     }
     return out;
   }
@@ -976,8 +1008,8 @@ std::vector<FileState> SqliteState::files(std::string_view instance) {
   if (in == nullptr) {
     return out;
   }
-  StmtPtr s = prepare_once(
-      fmt::format("SELECT {} FROM files WHERE instance=? ORDER BY key", kFileCols));
+  StmtPtr s =
+      prepare_once(fmt::format("SELECT {} FROM files WHERE instance=? ORDER BY key", kFileCols));
   bind_i64(s.get(), 1, in->id);
   while (step(s.get(), "list files")) {
     out.push_back(read_file_row(s.get(), 0, std::string(instance)));
@@ -1008,10 +1040,10 @@ std::vector<std::uint64_t> SqliteState::load_dead_locked(std::string_view instan
   if (in == nullptr || !in->has_dead) {
     return out;
   }
-  StmtPtr pos = prepare_once(
-      "SELECT span FROM dead_spans WHERE instance=? AND span>=0 ORDER BY span");
-  StmtPtr neg = prepare_once(
-      "SELECT span FROM dead_spans WHERE instance=? AND span<0 ORDER BY span");
+  StmtPtr pos =
+      prepare_once("SELECT span FROM dead_spans WHERE instance=? AND span>=0 ORDER BY span");
+  StmtPtr neg =
+      prepare_once("SELECT span FROM dead_spans WHERE instance=? AND span<0 ORDER BY span");
   bind_i64(pos.get(), 1, in->id);
   bind_i64(neg.get(), 1, in->id);
   read_sorted_span_keys(pos.get(), neg.get(), out);
@@ -1026,8 +1058,7 @@ std::vector<std::uint64_t> SqliteState::load_delivered(std::string_view instance
   if (in == nullptr) {
     return out;
   }
-  sqlite3_stmt* count =
-      prepare(in->count, fmt::format("SELECT count(*) FROM {}", in->table));
+  sqlite3_stmt* count = prepare(in->count, fmt::format("SELECT count(*) FROM {}", in->table));
   {
     StmtUse use(count);
     if (step(count, "count delivered")) {
@@ -1089,10 +1120,10 @@ StatusTotals SqliteState::totals(std::string_view instance) {
   const std::optional<std::int64_t> arg =
       instance.empty() ? std::nullopt : std::optional<std::int64_t>(scope.front()->id);
   {
-    StmtPtr s = prepare_once(fmt::format(
-        "SELECT count(*), coalesce(sum(size),0), coalesce(sum(errors),0), "
-        "coalesce(max(last_sync_ms),0) FROM files{}",
-        where));
+    StmtPtr s =
+        prepare_once(fmt::format("SELECT count(*), coalesce(sum(size),0), coalesce(sum(errors),0), "
+                                 "coalesce(max(last_sync_ms),0) FROM files{}",
+                                 where));
     if (arg) {
       bind_i64(s.get(), 1, *arg);
     }
@@ -1151,8 +1182,8 @@ void SqliteState::backup(const std::string& dest_path) {
   std::error_code ec;
   fs::remove(tmp, ec);
   sqlite3* raw = nullptr;
-  const int orc = sqlite3_open_v2(tmp.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                                  nullptr);
+  const int orc =
+      sqlite3_open_v2(tmp.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   DbPtr dest(raw);
   if (orc != SQLITE_OK) {
     throw sqlite_error(raw, orc, "open backup destination", tmp);
@@ -1173,8 +1204,8 @@ void SqliteState::backup(const std::string& dest_path) {
   dest.reset();
   fs::rename(tmp, dest_path, ec);
   if (ec) {
-    throw StateError(Code::kIo,
-                     fmt::format("cannot rename backup {} to {}: {}", tmp, dest_path, ec.message()));
+    throw StateError(
+        Code::kIo, fmt::format("cannot rename backup {} to {}: {}", tmp, dest_path, ec.message()));
   }
 }
 

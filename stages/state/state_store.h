@@ -9,14 +9,15 @@
 // committed in batched transactions (one writer). Errors: open() reports corrupt/foreign/locked
 // databases as a StateError; other I/O errors throw StateError (they end the run, exit 1/2).
 //
-// Crash ordering (see docs/state.md): write calls are applied in call order, and every commit
-// includes all earlier buffered calls, so what survives a kill -9 is always a prefix of the calls
-// made. begin_request commits before it returns; finish_request may be buffered (up to
-// StateOpenOptions::ack_flush_interval / ack_flush_keys) - a kill loses only acks, whose in-flight
-// records then remain, and the next run counts those spans as possible repeats (safe).
-// Every other write (put_files, mark_delivered, forget_*, clear_in_flight) commits before it
-// returns, together with the buffered acks before it; so a file row never becomes durable before
-// the acks of the spans it covers.
+// Crash ordering (see docs/state.md): begin_request commits its in-flight record before it
+// returns. finish_request calls are buffered in call order (up to
+// StateOpenOptions::ack_flush_interval / ack_flush_keys) and committed together; a kill loses
+// only acks, whose in-flight records then remain, and the next run counts those spans as possible
+// repeats (safe). Every other write (put_files, mark_delivered, forget_*, clear_in_flight,
+// flush) commits before it returns, in one transaction with all buffered acks before it; so a
+// file row never becomes durable before the acks of the spans it covers. What survives a kill is
+// therefore a prefix of the calls, except that begin_request records may be ahead of earlier
+// buffered acks (harmless: those requests just stay in flight).
 #pragma once
 
 #include <chrono>
@@ -61,7 +62,7 @@ struct StateOpenOptions {
   bool rebuild = false;        // --rebuild-state: move the old file aside and start over
   bool take_lock = true;       // exclusive run lock (exit 4 when held by a live process)
   // Added: tuning. Buffered finish_request calls are committed when this old or this many keys.
-  std::chrono::milliseconds ack_flush_interval{50};
+  std::chrono::milliseconds ack_flush_interval{50};  // <= 0: commit every ack immediately
   std::size_t ack_flush_keys = 16384;
   std::chrono::milliseconds busy_timeout{5000};  // SQLite busy handler (other readers, backup)
   std::int64_t cache_kib = 16384;                // PRAGMA cache_size = -cache_kib
@@ -123,8 +124,7 @@ class StateStore {
 
   // Housekeeping.
   virtual StatusTotals totals(std::string_view instance) = 0;  // "" = all instances
-  // files(""), like totals(""), returns all instances.
-  virtual std::vector<std::string> instances() = 0;
+  virtual std::vector<std::string> instances() = 0;  // files("") also means all instances
   virtual void vacuum() = 0;
   // Online copy (sqlite3_backup) to dest_path.tmp, then renamed over dest_path.
   virtual void backup(const std::string& dest_path) = 0;

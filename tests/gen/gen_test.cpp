@@ -85,7 +85,6 @@ struct Recount {
   std::uint64_t bad_lines = 0, empty_files = 0;
 };
 
-bool has(simdjson::dom::object o, std::string_view k) { return o[k].error() == simdjson::SUCCESS; }
 bool is_true(simdjson::dom::object o, std::string_view k) {
   bool b = false;
   return o[k].get(b) == simdjson::SUCCESS && b;

@@ -187,6 +187,13 @@ struct Pools {
   }
 };
 
+// First <= n bytes of s, never cutting a UTF-8 sequence.
+std::string utf8_prefix(std::string_view s, std::size_t n) {
+  if (s.size() <= n) return std::string(s);
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return std::string(s.substr(0, n));
+}
+
 // ----------------------------------------------------------------------------- ids and time
 
 std::string hex(Rng& r, int n) {
@@ -692,7 +699,7 @@ class Generator {
       tur = task_result;
     } else {
       const std::size_t n =
-          static_cast<std::size_t>(r_.lognormal(600, 1.5, 0, kMaxToolOutput));
+          static_cast<std::size_t>(r_.lognormal(650, 1.75, 0, kMaxToolOutput));
       const std::string_view body = n == 0 ? std::string_view{} : pools_.prose(r_, n);
       if (t.name == "Read" && r_.chance(0.1)) {
         content = "[{\"type\":\"text\",\"text\":";
@@ -787,6 +794,10 @@ class Generator {
         ToolCall t;
         t.id = b62(r_, "toolu_01", 22);
         t.name = pick_tool(allow_task && depth == 0);
+        if (allow_task && depth == 0 && !task_seen_[static_cast<std::size_t>(v.era)]) {
+          t.name = "Task";
+          task_seen_[static_cast<std::size_t>(v.era)] = true;
+        }
         if (t.name == "Task" && v.era == Era::k21114) t.name = "Agent";
         t.input_json = tool_input(c, t);
         std::string b = "{\"type\":\"tool_use\",\"id\":\"" + t.id + "\",\"name\":\"" + t.name +
@@ -987,9 +998,12 @@ class Generator {
       } else {
         ao.agent_id = "a" + hex(r_, v.era == Era::k2139 ? 6 : 16);
         std::string dir = project_rel_ + "/" + parent.session_id + "/subagents";
-        if (v.era == Era::k21114 && r_.chance(0.15)) dir += "/workflows/wf_" + hex(r_, 12);
+        if (v.era == Era::k21114 && (!workflow_done_ || r_.chance(0.15))) {
+          dir += "/workflows/wf_" + hex(r_, 12);
+          workflow_done_ = true;
+        }
         rel = dir + "/agent-" + ao.agent_id + ".jsonl";
-        if (v.era == Era::k21114 && r_.chance(0.8)) {
+        if (v.era == Era::k21114 && (m_.meta_files == 0 || r_.chance(0.8))) {
           FileBuf meta;
           meta.rel = dir + "/agent-" + ao.agent_id + ".meta.json";
           meta.jsonl = false;
@@ -1126,8 +1140,11 @@ class Generator {
   }
 
   // ---- sessions ------------------------------------------------------------------------
-  const Ver& pick_version() {
+  const Ver& pick_version(std::int64_t index) {
     const std::uint64_t x = r_.below(100);
+    // The first sessions walk through every version so that even tiny runs hold every layout.
+    if (opt_.layout == Layout::kMixed && index < static_cast<std::int64_t>(kVersions.size()))
+      return kVersions[static_cast<std::size_t>(index)];
     switch (opt_.layout) {
       case Layout::kFlat: return kVersions[2 + (x & 1)];
       case Layout::kV21: return kVersions[x < 50 ? 4 : 5];
@@ -1150,7 +1167,7 @@ class Generator {
       project_cwd_ = std::string("/home/user/") + buf;
       ++m_.projects;
     }
-    const Ver& v = pick_version();
+    const Ver& v = pick_version(index);
     std::int64_t clock = kBaseMs + static_cast<std::int64_t>(r_.below(kSpanMs));
     clock_ = &clock;
     extra_files_.clear();
@@ -1277,7 +1294,7 @@ class Generator {
       ++m_.prompts;
       if (v.era == Era::k21114 && turn == 0) {
         o += "{\"type\":\"last-prompt\",\"lastPrompt\":";
-        json_str(o, ptext.substr(0, std::min<std::size_t>(ptext.size(), 60)));
+        json_str(o, utf8_prefix(ptext, 60) + (ptext.size() > 60 ? "…" : ""));
         o += ",\"sessionId\":\"" + c.session_id + "\"}\n";
       }
       if (v.era == Era::k21114 && r_.chance(0.3)) {
@@ -1315,7 +1332,10 @@ class Generator {
           json_str(f, pools_.prose(r_, 200));
           system_entry(c, f + ",\"isMeta\":false", tick(60000, 600000));
         }
-        if (c.context > 140000 || (c.context > 60000 && r_.chance(0.05))) compaction(c);
+        // The first 2.1.x session with two turns always compacts (coverage on tiny runs).
+        if (c.context > 140000 || (c.context > 60000 && r_.chance(0.05)) ||
+            (m_.compactions == 0 && turn == 0))
+          compaction(c);
       }
       ++turn;
     }
@@ -1441,6 +1461,8 @@ class Generator {
   std::int64_t huge_total_ = 0, huge_done_ = 0;
   std::array<bool, 4> bad_done_{};
   bool empty_done_ = false;
+  bool workflow_done_ = false;
+  std::array<bool, 4> task_seen_{};  // per era: forced first Task call (coverage)
 };
 
 }  // namespace

@@ -555,7 +555,7 @@ void Session<Stream>::finish(unsigned status) {
 template <class Stream>
 void Session<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (ec == http::error::body_limit) {
-    counted_ = true;
+    counted_ = true;  // only data routes take bodies this large
     server_.state().request_started();
     res_ = {};
     res_.version(parser_->get().version());
@@ -571,8 +571,15 @@ void Session<Stream>::on_read(beast::error_code ec, std::size_t) {
     return do_close();
   }
   Request req = parser_->release();
-  const std::uint64_t request_no = server_.state().request_started();
-  counted_ = true;
+  // Only data requests (OTLP, legacy ingestion) are counted: /stats polling must not change
+  // requests_total or max_concurrent_requests.
+  bool langfuse_otel = false;
+  const Route route = route_of(req.target(), langfuse_otel);
+  std::uint64_t request_no = 0;
+  if (route == Route::kOtlp || route == Route::kLegacy) {
+    request_no = server_.state().request_started();
+    counted_ = true;
+  }
   Reply reply = handle(req, server_.state(), request_no);
   if (reply.reset) {
     return do_reset();

@@ -65,7 +65,8 @@ public:
 
   [[nodiscard]] FaultConfig config() const;
 
-  // A request was fully read: counts it and tracks concurrency. Returns its number (1-based).
+  // A data request (OTLP or legacy ingestion) was fully read: counts it and tracks
+  // concurrency. Returns its number (1-based). /stats, /control etc. are not counted.
   std::uint64_t request_started();
   // The response was written (status) or the connection was reset (status 0).
   void request_finished(unsigned status);
