@@ -1,0 +1,140 @@
+"""Helpers for integration tests: run the real chsync binary against a real chsync-sink.
+
+Every network test binds 127.0.0.1 only, uses a free port chosen by the sink (--listen
+127.0.0.1:0 + --port-file), bounds every wait with a timeout, and kills what it started.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+BUILD = os.environ.get("CHSYNC_BUILD_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+BUILD = os.path.abspath(BUILD)
+SRC = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+CHSYNC = os.path.join(BUILD, "chsync")
+SINK = os.path.join(BUILD, "chsync-sink")
+GEN = os.path.join(BUILD, "chsync-gen")
+REAL = os.path.join(SRC, "tests", "data", "real")
+EXAMPLES = os.path.join(SRC, "examples", "projects")
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "LANGFUSE_", "CHSYNC_", "CH_SYNC_", "CLAUDE_"))}
+    env.update(extra)
+    return env
+
+
+class Sink:
+    """A chsync-sink process on a free loopback port."""
+
+    def __init__(self, workdir, *args, timeout=10):
+        self.workdir = workdir
+        self.port_file = os.path.join(workdir, f"sink-{time.time_ns()}.port")
+        self.record = os.path.join(workdir, f"sink-{time.time_ns()}.jsonl")
+        self.args = list(args)
+        self.proc = subprocess.Popen(
+            [SINK, "--listen", "127.0.0.1:0", "--port-file", self.port_file,
+             "--record", self.record, *self.args],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "sink.log"), "ab"))
+        deadline = time.time() + timeout
+        while not os.path.exists(self.port_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chsync-sink exited with {self.proc.returncode}")
+            if time.time() > deadline:
+                self.stop()
+                raise RuntimeError("chsync-sink did not start")
+            time.sleep(0.02)
+        with open(self.port_file) as f:
+            self.port = int(f.read().strip())
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def traces_url(self):
+        return self.url + "/v1/traces"
+
+    def stats(self):
+        with urllib.request.urlopen(self.url + "/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def control(self, **settings):
+        req = urllib.request.Request(self.url + "/control", data=json.dumps(settings).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.read()
+
+    def spans(self):
+        out = []
+        if not os.path.exists(self.record):
+            return out
+        with open(self.record) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    out.append(json.loads(line))
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def run(args, timeout=120, env=None, input=None, check_rc=None):
+    p = subprocess.run([CHSYNC, *args], capture_output=True, timeout=timeout,
+                       env=env or clean_env(), input=input)
+    out = p.stdout.decode("utf-8", "replace")
+    err = p.stderr.decode("utf-8", "replace")
+    if check_rc is not None and p.returncode != check_rc:
+        raise AssertionError(f"chsync {' '.join(args)} exited {p.returncode}, wanted {check_rc}\n"
+                             f"stderr:\n{err[-4000:]}")
+    return p.returncode, out, err
+
+
+def json_spans(stdout):
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def gen(outdir, size="2M", seed=1, *extra):
+    p = subprocess.run([GEN, "--out", outdir, "--bytes", size, "--seed", str(seed), *extra],
+                       capture_output=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.decode())
+    return json.loads(p.stdout)
+
+
+class TempTestCase(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="chsync-it-")
+        self.sinks = []
+
+    def tearDown(self):
+        for s in self.sinks:
+            s.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def sink(self, *args):
+        s = Sink(self.tmp, *args)
+        self.sinks.append(s)
+        return s
+
+    def db(self, name="state.db"):
+        return os.path.join(self.tmp, name)
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
