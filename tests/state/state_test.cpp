@@ -690,6 +690,10 @@ TEST(StateTest, DiskFullGivesClearErrorAndLosesNothing) {
   const std::string mnt = dir.file("tiny");
   fs::create_directories(mnt);
   if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k") == 0) {
+    struct Unmount {  // also on a failed assertion/exception, so no mount is left behind
+      std::string dir;
+      ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+    } unmount{mnt};
     SCOPED_TRACE("tmpfs 256k");
     const std::string filler = mnt + "/filler";
     {
@@ -697,7 +701,6 @@ TEST(StateTest, DiskFullGivesClearErrorAndLosesNothing) {
       f << std::string(64 * 1024, 'f');
     }
     expect_disk_full(mnt + "/state.db", {}, [&] { fs::remove(filler); });
-    ::umount2(mnt.c_str(), MNT_DETACH);
   } else {
     std::printf("[   INFO   ] tmpfs mount not permitted; using max_page_count only\n");
   }
