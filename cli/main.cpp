@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include "backends/console/json_writer.h"
 #include "cli/commands.h"
+#include "cli/config.h"
 #include "cli/dead_letters.h"
 #include "cli/sync.h"
 #include "cli/units.h"
@@ -67,6 +69,8 @@ struct RawSyncFlags {
   std::vector<std::string> headers;
   bool insecure = false;
   std::size_t batch_spans = 512, max_in_flight = 16;
+  std::string config;
+  bool print_config = false;
   std::string batch_bytes = "4MiB", rate, timeout, retry_initial = "1s", retry_max = "30s",
               retry_max_elapsed = "5m";
 };
@@ -76,6 +80,10 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
                   "Directories, .jsonl/.jsonl.gz/.jsonl.zst files, tar/tar.gz/tar.zst/zip "
                   "archives, or - for stdin (default: $CLAUDE_PROJECTS_DIR or ~/.claude/projects)");
   cmd->add_option("--file", f.files, "Sync one file (repeatable; as in ch sync)");
+  cmd->add_option("--config", f.config,
+                  "TOML config file (default $XDG_CONFIG_HOME/chsync/config.toml if present)");
+  cmd->add_flag("--print-config", f.print_config,
+                "Print the effective configuration (secrets masked) and exit");
   cmd->add_option("--backend,-b", f.backends,
                   "console|file|null|otlp|langfuse|langfuse-legacy|phoenix (repeatable; env "
                   "CH_SYNC_BACKEND / CHSYNC_BACKEND; default console)");
@@ -147,61 +155,115 @@ std::uint64_t size_flag(const std::string& flag, const std::string& v) {
   return n;
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s + ",") {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur.push_back(c);
+    }
+  }
+  return out;
+}
+
 std::string default_db() {
   std::string db = env("CHSYNC_DB", env("CH_SYNC_DB"));
   return db.empty() ? default_state_path() : db;
 }
 
-SyncOptions build_sync_options(RawSyncFlags& f) {
+SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
+                               const std::set<std::string>& explicit_opts) {
   SyncOptions o;
   o.inputs = f.inputs;
   for (auto& p : f.files) o.inputs.push_back(p);
   if (o.inputs.empty())
     o.inputs.push_back(env("CLAUDE_PROJECTS_DIR", home_dir() + "/.claude/projects"));
   if (f.backends.empty()) {
-    std::string b = env("CHSYNC_BACKEND", env("CH_SYNC_BACKEND", "console"));
-    f.backends.push_back(b);
+    for (const auto& b : split_list(env("CH_SYNC_BACKEND", "console"))) f.backends.push_back(b);
   }
+  // Settings derived from flags. Those the user set explicitly (flag or environment) override a
+  // named instance's config; the rest are defaults that the instance config may replace.
+  std::map<std::string, std::pair<std::string, bool>> fs;  // key -> (value, explicit)
+  auto put = [&](const std::string& key, const std::string& value, const char* flag) {
+    fs[key] = {value, explicit_opts.count(flag) > 0};
+  };
+  if (!f.output.empty()) put("path", f.output, "output");
+  if (!f.endpoint.empty()) put("endpoint", f.endpoint, "endpoint");
+  if (!f.host.empty()) put("host", f.host, "host");
+  if (!f.compression.empty()) put("compression", f.compression, "compression");
+  put("encoding", f.otlp_encoding, "otlp-encoding");
+  if (!f.profile.empty()) put("profile", f.profile, "profile");
+  if (!f.project_name.empty()) put("project_name", f.project_name, "project-name");
+  put("batch_spans", std::to_string(f.batch_spans), "batch-spans");
+  put("batch_bytes", std::to_string(size_flag("--batch-bytes", f.batch_bytes)), "batch-bytes");
+  put("max_in_flight", std::to_string(f.max_in_flight), "max-in-flight");
+  if (!f.rate.empty()) {
+    Rate r;
+    if (!parse_rate(f.rate, r))
+      usage_error(fmt::format("--rate: invalid rate '{}' (use 50/s or 5000spans/s)", f.rate));
+    put("rate", std::to_string(r.per_second), "rate");
+    put("rate_unit", r.spans ? "spans" : "requests", "rate");
+  }
+  if (!f.timeout.empty())
+    put("timeout_ms", std::to_string(dur_flag("--timeout", f.timeout).count()), "timeout");
+  put("retry_initial_ms", std::to_string(dur_flag("--retry-initial", f.retry_initial).count()),
+      "retry-initial");
+  put("retry_max_ms", std::to_string(dur_flag("--retry-max", f.retry_max).count()), "retry-max");
+  put("retry_max_elapsed_ms",
+      std::to_string(dur_flag("--retry-max-elapsed", f.retry_max_elapsed).count()),
+      "retry-max-elapsed");
+  if (!f.ca_file.empty()) put("ca_file", f.ca_file, "ca-file");
+  if (f.insecure) put("insecure", "1", "insecure");
+  if (!f.client_cert.empty()) put("client_cert", f.client_cert, "client-cert");
+  if (!f.client_key.empty()) put("client_key", f.client_key, "client-key");
+  for (std::size_t i = 0; i < f.headers.size(); ++i) {
+    if (f.headers[i].find('=') == std::string::npos)
+      usage_error(fmt::format("--header: expected K=V, got '{}'", f.headers[i]));
+    put("header." + std::to_string(i), f.headers[i], "header");
+  }
+
+  static const std::vector<std::string> kKnown = {"console", "file", "null", "otlp",
+                                                  "langfuse", "langfuse-legacy", "phoenix"};
   for (const auto& b : f.backends) {
-    static const std::vector<std::string> kKnown = {"console", "file", "null", "otlp",
-                                                    "langfuse", "langfuse-legacy", "phoenix"};
-    if (std::find(kKnown.begin(), kKnown.end(), b) == kKnown.end())
-      usage_error(fmt::format("--backend: unknown backend '{}' (one of console, file, null, "
-                              "otlp, langfuse, langfuse-legacy, phoenix)", b));
     BackendSpec spec;
-    spec.type = b;
     spec.instance = b;
-    auto& s = spec.settings;
-    if (!f.output.empty()) s["path"] = f.output;
-    if (!f.endpoint.empty()) s["endpoint"] = f.endpoint;
-    if (!f.host.empty()) s["host"] = f.host;
-    if (!f.compression.empty()) s["compression"] = f.compression;
-    s["encoding"] = f.otlp_encoding;
-    if (!f.profile.empty()) s["profile"] = f.profile;
-    if (!f.project_name.empty()) s["project_name"] = f.project_name;
-    s["batch_spans"] = std::to_string(f.batch_spans);
-    s["batch_bytes"] = std::to_string(size_flag("--batch-bytes", f.batch_bytes));
-    s["max_in_flight"] = std::to_string(f.max_in_flight);
-    if (!f.rate.empty()) {
-      Rate r;
-      if (!parse_rate(f.rate, r))
-        usage_error(fmt::format("--rate: invalid rate '{}' (use 50/s or 5000spans/s)", f.rate));
-      s["rate"] = std::to_string(r.per_second);
-      s["rate_unit"] = r.spans ? "spans" : "requests";
-    }
-    if (!f.timeout.empty()) s["timeout_ms"] = std::to_string(dur_flag("--timeout", f.timeout).count());
-    s["retry_initial_ms"] = std::to_string(dur_flag("--retry-initial", f.retry_initial).count());
-    s["retry_max_ms"] = std::to_string(dur_flag("--retry-max", f.retry_max).count());
-    s["retry_max_elapsed_ms"] =
-        std::to_string(dur_flag("--retry-max-elapsed", f.retry_max_elapsed).count());
-    if (!f.ca_file.empty()) s["ca_file"] = f.ca_file;
-    if (f.insecure) s["insecure"] = "1";
-    if (!f.client_cert.empty()) s["client_cert"] = f.client_cert;
-    if (!f.client_key.empty()) s["client_key"] = f.client_key;
-    for (std::size_t i = 0; i < f.headers.size(); ++i) {
-      if (f.headers[i].find('=') == std::string::npos)
-        usage_error(fmt::format("--header: expected K=V, got '{}'", f.headers[i]));
-      s["header." + std::to_string(i)] = f.headers[i];
+    auto inst = cf.backends.find(b);
+    if (inst != cf.backends.end()) {
+      spec.type = inst->second.at("type");
+      if (std::find(kKnown.begin(), kKnown.end(), spec.type) == kKnown.end())
+        usage_error(fmt::format("config {}: backends.{}.type: unknown backend type '{}'", cf.path,
+                                b, spec.type));
+      for (const auto& [k, v] : fs) spec.settings[k] = v.first;
+      for (const auto& [k, v] : inst->second) {
+        if (k == "type") continue;
+        auto it = fs.find(k);
+        if (it != fs.end() && it->second.second) continue;  // an explicit flag wins
+        std::string value = v;
+        if (k == "batch_bytes") value = std::to_string(size_flag("backends." + b + ".batch_bytes", v));
+        if (k == "timeout" || k == "retry_initial" || k == "retry_max" || k == "retry_max_elapsed") {
+          spec.settings[k + "_ms"] = std::to_string(dur_flag("backends." + b + "." + k, v).count());
+          continue;
+        }
+        if (k == "output") {
+          spec.settings["path"] = v;
+          continue;
+        }
+        if (k == "otlp_encoding") {
+          spec.settings["encoding"] = v;
+          continue;
+        }
+        spec.settings[k] = value;
+      }
+    } else {
+      if (std::find(kKnown.begin(), kKnown.end(), b) == kKnown.end())
+        usage_error(fmt::format("--backend: unknown backend '{}' (one of console, file, null, "
+                                "otlp, langfuse, langfuse-legacy, phoenix, or an instance name "
+                                "from the config file)", b));
+      spec.type = b;
+      for (const auto& [k, v] : fs) spec.settings[k] = v.first;
     }
     o.backends.push_back(std::move(spec));
   }
@@ -249,7 +311,9 @@ SyncOptions build_sync_options(RawSyncFlags& f) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+struct Cli {
   CLI::App app{"chsync: turn Claude Code transcripts into traces and ship them to OTLP, "
                "Langfuse and Phoenix backends, exactly once in effect.\n\n"
                "Exit codes: 0 all delivered; 1 finished with dead letters, bad lines or "
@@ -257,88 +321,237 @@ int main(int argc, char** argv) {
                "exhausted or auth refused; 4 another run holds the state lock; 130/143 stopped "
                "by SIGINT/SIGTERM after draining.",
                "chsync"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("chsync ") + CHSYNC_VERSION);
-
   RawSyncFlags sf;
-  auto* sync_cmd = app.add_subcommand("sync", "Export transcripts to backends");
-  sync_cmd->footer(
-      "Examples:\n"
-      "  chsync sync --backend console --format json --settle 0 ~/.claude/projects\n"
-      "  chsync sync --backend otlp --endpoint http://127.0.0.1:4318/v1/traces backup.tar.zst\n"
-      "  chsync sync --dry-run --report run.json ~/.claude/projects\n"
-      "  chsync sync status            (same as chsync status)");
-  add_sync_flags(sync_cmd, sf);
+  CLI::App* sync_cmd = nullptr;
+  CLI::App* sync_status = nullptr;
   bool sync_status_json = false;
-  auto* sync_status = sync_cmd->add_subcommand("status", "Show the state (as in ch sync status)");
-  sync_status->add_flag("--json", sync_status_json, "JSON output");
-
   std::string status_db;
   bool status_json = false;
-  auto* status_cmd = app.add_subcommand("status", "Show files, offsets, spans delivered, errors");
-  status_cmd->add_option("--db", status_db, "State database");
-  status_cmd->add_flag("--json", status_json, "JSON output");
-
+  CLI::App* status_cmd = nullptr;
   std::string hash_target;
-  auto* hash_cmd = app.add_subcommand("hash", "Print the seed's message hash of FILE:LINE");
-  hash_cmd->add_option("target", hash_target, "FILE:LINE (1-based)")->required();
-
+  CLI::App* hash_cmd = nullptr;
   std::string replay_db;
   RawSyncFlags rf;
-  auto* replay_cmd = app.add_subcommand("replay-dead-letters",
-                                        "Send the dead-lettered requests again");
-  replay_cmd->add_option("--db", replay_db, "State database");
-  replay_cmd->add_option("--endpoint", rf.endpoint, "Override the recorded endpoint");
-  replay_cmd->add_option("--header", rf.headers, "Extra HTTP header K=V");
-  replay_cmd->add_option("--ca-file", rf.ca_file, "PEM bundle to verify the server");
-  replay_cmd->add_flag("--insecure", rf.insecure, "Do not verify TLS certificates");
+  CLI::App* replay_cmd = nullptr;
+  std::string state_db, state_arg, state_target, state_instance;
+  CLI::App* state_cmd = nullptr;
+  CLI::App* version_cmd = nullptr;
 
-  std::string state_db, state_arg;
-  auto* state_cmd = app.add_subcommand("state", "Housekeeping: vacuum, backup DEST, forget PREFIX");
-  state_cmd->add_option("action", state_arg, "vacuum | backup | forget")
-      ->required()
-      ->check(CLI::IsMember({"vacuum", "backup", "forget"}));
-  std::string state_target, state_instance;
-  state_cmd->add_option("target", state_target, "backup: destination file; forget: path prefix");
-  state_cmd->add_option("--db", state_db, "State database");
-  state_cmd->add_option("--backend", state_instance, "Backend instance (forget; default all)");
+  Cli() {
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("chsync ") + CHSYNC_VERSION);
+    sync_cmd = app.add_subcommand("sync", "Export transcripts to backends");
+    sync_cmd->footer(
+        "Examples:\n"
+        "  chsync sync --backend console --format json --settle 0 ~/.claude/projects\n"
+        "  chsync sync --backend otlp --endpoint http://127.0.0.1:4318/v1/traces backup.tar.zst\n"
+        "  chsync sync --dry-run --report run.json ~/.claude/projects\n"
+        "  chsync sync --config /etc/chsync/config.toml --print-config\n"
+        "  chsync sync status            (same as chsync status)\n\n"
+        "Every flag can also be set as CHSYNC_<FLAG> (e.g. CHSYNC_SETTLE=0) or in the [sync]\n"
+        "table of the config file; precedence: flags > environment > file > defaults.");
+    add_sync_flags(sync_cmd, sf);
+    sync_status = sync_cmd->add_subcommand("status", "Show the state (as in ch sync status)");
+    sync_status->add_flag("--json", sync_status_json, "JSON output");
 
-  auto* version_cmd = app.add_subcommand("version", "Print version and build information");
+    status_cmd = app.add_subcommand("status", "Show files, offsets, spans delivered, errors");
+    status_cmd->add_option("--db", status_db, "State database");
+    status_cmd->add_flag("--json", status_json, "JSON output");
+    status_cmd->footer("Example:\n  chsync status --db /var/lib/chsync/state.db --json");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "chsync: %s\n", e.what());
-    return kExitUsage;
+    hash_cmd = app.add_subcommand("hash", "Print the seed's message hash of FILE:LINE");
+    hash_cmd->add_option("target", hash_target, "FILE:LINE (1-based)")->required();
+    hash_cmd->footer("Example:\n  chsync hash ~/.claude/projects/-home-me-proj/3f2a….jsonl:12");
+
+    replay_cmd = app.add_subcommand("replay-dead-letters", "Send the dead-lettered requests again");
+    replay_cmd->add_option("--db", replay_db, "State database");
+    replay_cmd->add_option("--endpoint", rf.endpoint, "Override the recorded endpoint");
+    replay_cmd->add_option("--header", rf.headers, "Extra HTTP header K=V");
+    replay_cmd->add_option("--ca-file", rf.ca_file, "PEM bundle to verify the server");
+    replay_cmd->add_flag("--insecure", rf.insecure, "Do not verify TLS certificates");
+    replay_cmd->footer("Example:\n  chsync replay-dead-letters --db state.db --endpoint http://otel:4318/v1/traces");
+
+    state_cmd = app.add_subcommand("state", "Housekeeping: vacuum, backup DEST, forget PREFIX");
+    state_cmd->add_option("action", state_arg, "vacuum | backup | forget")
+        ->required()
+        ->check(CLI::IsMember({"vacuum", "backup", "forget"}));
+    state_cmd->add_option("target", state_target, "backup: destination file; forget: path prefix");
+    state_cmd->add_option("--db", state_db, "State database");
+    state_cmd->add_option("--backend", state_instance, "Backend instance (forget; default all)");
+    state_cmd->footer("Examples:\n  chsync state backup /backups/chsync.db\n"
+                      "  chsync state forget /data/old-archive.tar.zst");
+
+    version_cmd = app.add_subcommand("version", "Print version and build information");
   }
 
+  int parse(const std::vector<std::string>& args) {
+    std::vector<char*> av;
+    static char prog[] = "chsync";
+    av.push_back(prog);
+    for (auto& a : args) av.push_back(const_cast<char*>(a.c_str()));
+    try {
+      app.parse(static_cast<int>(av.size()), av.data());
+    } catch (const CLI::CallForHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+      return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+      std::fprintf(stderr, "chsync: %s\n", e.what());
+      return kExitUsage;
+    }
+    return -1;
+  }
+};
+
+std::string env_name(const std::string& lname) {
+  std::string n = "CHSYNC_";
+  for (char c : lname) n.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  return n;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+// Rebuilds the argument list with values from the environment and the config file for every
+// sync option the command line did not set (flags > environment > file > defaults).
+std::vector<std::string> layer_sync_args(const std::vector<std::string>& args, Cli& first,
+                                         const ConfigFile& cf, std::set<std::string>& explicit_opts) {
+  auto pos = std::find(args.begin(), args.end(), "sync");
+  std::vector<std::string> extra;
+  for (const CLI::Option* opt : first.sync_cmd->get_options()) {
+    if (opt->get_lnames().empty()) continue;
+    const std::string lname = opt->get_lnames().front();
+    if (lname == "help" || lname == "config" || lname == "print-config") continue;
+    if (opt->count() > 0) {
+      explicit_opts.insert(lname);
+      continue;
+    }
+    const bool is_flag = opt->get_expected_min() == 0;
+    std::vector<std::string> values;
+    const char* ev = std::getenv(env_name(lname).c_str());
+    if (ev && *ev) {
+      values = opt->get_expected_max() > 1 ? split_commas(ev) : std::vector<std::string>{ev};
+      explicit_opts.insert(lname);
+    } else if (auto it = cf.sync.find(lname); it != cf.sync.end()) {
+      values = it->second;
+    } else {
+      continue;
+    }
+    for (const auto& v : values) {
+      if (is_flag) {
+        if (v == "true" || v == "1" || v == "yes") extra.push_back("--" + lname);
+      } else {
+        extra.push_back("--" + lname);
+        extra.push_back(v);
+      }
+    }
+  }
+  std::vector<std::string> out(args.begin(), pos + 1);
+  out.insert(out.end(), extra.begin(), extra.end());
+  out.insert(out.end(), pos + 1, args.end());
+  // Inputs from the file only when none were given (and no --file).
+  if (first.sf.inputs.empty() && first.sf.files.empty()) {
+    if (auto it = cf.sync.find("inputs"); it != cf.sync.end())
+      for (const auto& v : it->second) out.push_back(v);
+  }
+  return out;
+}
+
+void print_config(const SyncOptions& o, const ConfigFile& cf) {
+  std::string j = "{\"config_file\":";
+  append_json_string(j, cf.path);
+  j += ",\"inputs\":[";
+  for (std::size_t i = 0; i < o.inputs.size(); ++i) {
+    if (i) j += ",";
+    append_json_string(j, o.inputs[i]);
+  }
+  j += "],\"db\":";
+  append_json_string(j, o.db_path);
+  j += fmt::format(",\"workers\":{},\"dry_run\":{},\"settle_ms\":{},\"max_field_bytes\":{},"
+                   "\"max_line_bytes\":{},\"max_memory_bytes\":{},\"drain_timeout_ms\":{},"
+                   "\"format\":\"{}\",\"trace_per_session\":{},\"backends\":[",
+                   o.workers, o.dry_run, o.map.settle_ms, o.map.max_field_bytes,
+                   o.reader.max_line_bytes, o.max_memory_bytes, o.drain_timeout.count(),
+                   o.format == ConsoleFormat::kJson ? "json" : "text", o.map.trace_per_session);
+  for (std::size_t i = 0; i < o.backends.size(); ++i) {
+    const auto& b = o.backends[i];
+    if (i) j += ",";
+    j += "{\"instance\":";
+    append_json_string(j, b.instance);
+    j += ",\"type\":";
+    append_json_string(j, b.type);
+    for (const auto& [k, v] : b.settings) {
+      j += ",";
+      append_json_string(j, k);
+      j += ":";
+      std::string shown = v;
+      if (k.rfind("header.", 0) == 0) {
+        auto eq = v.find('=');
+        if (eq != std::string::npos && is_secret_key(v.substr(0, eq)))
+          shown = v.substr(0, eq + 1) + mask_secret(v.substr(eq + 1));
+      } else if (is_secret_key(k)) {
+        shown = mask_secret(v);
+      }
+      append_json_string(j, shown);
+    }
+    j += "}";
+  }
+  j += "]}\n";
+  std::fputs(j.c_str(), stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto cli = std::make_unique<Cli>();
+  if (int rc = cli->parse(args); rc >= 0) return rc;
+
   try {
-    if (version_cmd->parsed()) return cmd_version(CHSYNC_VERSION, CHSYNC_GIT_REVISION);
-    if (status_cmd->parsed())
-      return cmd_status(status_db.empty() ? default_db() : status_db, status_json);
-    if (sync_status->parsed())
-      return cmd_status(sf.db.empty() ? default_db() : sf.db, sync_status_json || sf.json);
-    if (hash_cmd->parsed()) return cmd_hash(hash_target);
-    if (state_cmd->parsed())
-      return cmd_state(state_db.empty() ? default_db() : state_db, state_arg, state_target,
-                       state_instance);
-    if (replay_cmd->parsed()) {
+    if (cli->version_cmd->parsed()) return cmd_version(CHSYNC_VERSION, CHSYNC_GIT_REVISION);
+    if (cli->status_cmd->parsed())
+      return cmd_status(cli->status_db.empty() ? default_db() : cli->status_db, cli->status_json);
+    if (cli->sync_status->parsed())
+      return cmd_status(cli->sf.db.empty() ? default_db() : cli->sf.db,
+                        cli->sync_status_json || cli->sf.json);
+    if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_target);
+    if (cli->state_cmd->parsed())
+      return cmd_state(cli->state_db.empty() ? default_db() : cli->state_db, cli->state_arg,
+                       cli->state_target, cli->state_instance);
+    if (cli->replay_cmd->parsed()) {
       ReplayOptions ro;
-      ro.db_path = replay_db.empty() ? default_db() : replay_db;
-      ro.endpoint = rf.endpoint;
-      ro.headers = rf.headers;
-      ro.ca_file = rf.ca_file;
-      ro.insecure = rf.insecure;
+      ro.db_path = cli->replay_db.empty() ? default_db() : cli->replay_db;
+      ro.endpoint = cli->rf.endpoint;
+      ro.headers = cli->rf.headers;
+      ro.ca_file = cli->rf.ca_file;
+      ro.insecure = cli->rf.insecure;
       return cmd_replay_dead_letters(ro);
     }
-    if (sync_cmd->parsed()) {
-      SyncOptions o = build_sync_options(sf);
+    if (cli->sync_cmd->parsed()) {
+      ConfigFile cf = load_default_or(cli->sf.config);
+      std::set<std::string> explicit_opts;
+      auto layered = layer_sync_args(args, *cli, cf, explicit_opts);
+      auto second = std::make_unique<Cli>();
+      if (int rc = second->parse(layered); rc >= 0) return rc;
+      SyncOptions o = build_sync_options(second->sf, cf, explicit_opts);
+      if (second->sf.print_config) {
+        print_config(o, cf);
+        return kExitOk;
+      }
       return run_sync(o, make_network_exporter);
     }
   } catch (const ConfigError& e) {

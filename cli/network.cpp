@@ -67,7 +67,8 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
     if (host.empty()) host = env("LANGFUSE_HOST");
     if (host.empty()) host = "https://cloud.langfuse.com";
     o.endpoint = setting(spec, "endpoint", strip_slash(host) + "/api/public/otel/v1/traces");
-    const std::string pk = env("LANGFUSE_PUBLIC_KEY"), sk = env("LANGFUSE_SECRET_KEY");
+    const std::string pk = setting(spec, "public_key", env("LANGFUSE_PUBLIC_KEY"));
+    const std::string sk = setting(spec, "secret_key", env("LANGFUSE_SECRET_KEY"));
     if (pk.empty() || sk.empty())
       throw ConfigError("--backend langfuse needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY");
     o.headers.emplace_back("Authorization", "Basic " + base64_encode(pk + ":" + sk));

@@ -25,6 +25,7 @@
 #include "cli/dead_letters.h"
 #include "pipeline/bounded_queue.h"
 #include "pipeline/runtime.h"
+#include "stages/reader/spool.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {
@@ -41,7 +42,8 @@ std::int64_t now_ms() {
 // A bundle ready for mapping; archive members carry their bytes (read by the feeder).
 struct WorkItem {
   std::size_t bundle_index = 0;
-  std::vector<std::string> member_data;  // parallel to bundle.files for archive members
+  std::vector<std::string> member_data;   // parallel to bundle.files for archive members
+  std::vector<std::string> member_spool;  // non-empty: that member was spooled to this file
 };
 
 struct FileOutcome {
@@ -73,6 +75,9 @@ struct Instance {
   bool synchronous = false;             // console/file/null: acked inside send()
   std::vector<std::uint64_t> delivered;  // sorted, from the state
   std::vector<std::uint64_t> in_flight_before;  // sorted: possible repeats from a crashed run
+  // Sorted, one entry per earlier in-flight record holding the key (= sends of unknown outcome).
+  std::vector<std::uint64_t> in_flight_records;
+  std::unordered_set<std::uint64_t> recovered;  // keys of in_flight_before delivered/dead now
   std::unordered_set<std::uint64_t> sent_this_run;
   std::vector<bool> needs;  // per bundle
   // Ack accounting.
@@ -86,6 +91,17 @@ struct Instance {
   std::unordered_map<std::uint64_t, Pending> pending;  // by bundle seq
   std::vector<std::uint64_t> ready;  // bundles whose every span has an outcome
   std::unordered_map<std::uint64_t, std::uint64_t> request_of;  // span key -> state request id
+  // Per in-flight state record: spans still without an outcome, and spans whose request failed
+  // (outcome unknown: they may have reached the backend, so their record must survive).
+  struct ReqInfo {
+    std::uint64_t left = 0;
+    std::vector<std::uint64_t> uncertain;
+  };
+  std::unordered_map<std::uint64_t, ReqInfo> reqs;
+  std::uint64_t sends_before(std::uint64_t k) const {
+    auto [a, b] = std::equal_range(in_flight_records.begin(), in_flight_records.end(), k);
+    return static_cast<std::uint64_t>(b - a);
+  }
   std::uint64_t spans_delivered = 0;
   std::uint64_t spans_dead = 0;
   std::uint64_t spans_failed = 0;
@@ -210,10 +226,23 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       files_skipped += bundles[b].files.size();
   }
   const bool any_work = std::any_of(any_need.begin(), any_need.end(), [](bool v) { return v; });
-  if (state && any_work) {
+  if (state) {
     for (auto& inst : instances) {
-      if (!opt.resend) inst->delivered = state->load_delivered(inst->spec.instance);
-      inst->in_flight_before = state->load_in_flight(inst->spec.instance);
+      inst->in_flight_records = state->load_in_flight_records(inst->spec.instance);
+      inst->in_flight_before = inst->in_flight_records;
+      inst->in_flight_before.erase(
+          std::unique(inst->in_flight_before.begin(), inst->in_flight_before.end()),
+          inst->in_flight_before.end());
+      if (!opt.resend && (any_work || !inst->in_flight_before.empty()))
+        inst->delivered = state->load_delivered(inst->spec.instance);
+      // A send of unknown outcome (in flight at a kill) whose spans a later run (itself killed
+      // before it could report) delivered again: a possible repeat at the backend, counted now.
+      for (auto k : inst->in_flight_before) {
+        if (contains_sorted(inst->delivered, k)) {
+          inst->spans_repeated += inst->sends_before(k);
+          inst->recovered.insert(k);
+        }
+      }
     }
   }
 
@@ -234,6 +263,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         std::uint64_t req = st->begin_request(iname, keys);
         std::lock_guard lock(inst->mu);
         for (auto k : keys) inst->request_of[k] = req;
+        inst->reqs[req].left = keys.size();
       });
     }
     inst->exporter->set_ack_fn([inst, st = state.get(), iname, dry = opt.dry_run, &bundles,
@@ -245,7 +275,6 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       const bool dead = ack.outcome == Ack::Outcome::kDead;
       if (dead && dl) dl->write(iname, ack, keys);
       std::map<std::uint64_t, std::vector<std::uint64_t>> by_request;
-      std::vector<std::uint64_t> finished_bundles;
       {
         std::lock_guard lock(inst->mu);
         for (const auto& r : ack.spans) {
@@ -256,6 +285,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
             inst->request_of.erase(it);
           }
           by_request[req].push_back(r.span_key);
+          if ((delivered || dead) && !inst->in_flight_before.empty() &&
+              contains_sorted(inst->in_flight_before, r.span_key))
+            inst->recovered.insert(r.span_key);
           auto& p = inst->pending[r.bundle_seq];
           if (p.outstanding > 0) --p.outstanding;
           if (!delivered && !dead) p.failed = true;
@@ -265,10 +297,43 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         if (delivered) inst->spans_delivered += keys.size();
         else if (dead) inst->spans_dead += keys.size();
         else inst->spans_failed += keys.size();
-      }
-      if (st && !dry) {
-        for (auto& [req, ks] : by_request) {
-          if (req != 0 || delivered || dead) st->finish_request(iname, req, ks, delivered, dead);
+        // State, under inst->mu so that a request's record and request_of stay consistent.
+        if (st && !dry) {
+          for (auto& [req, ks] : by_request) {
+            if (req == 0) {  // synchronous exporters: no in-flight record
+              if (delivered || dead) st->finish_request(iname, 0, ks, delivered, dead);
+              continue;
+            }
+            Instance::ReqInfo info;
+            if (auto rit = inst->reqs.find(req); rit != inst->reqs.end()) {
+              info = std::move(rit->second);
+              inst->reqs.erase(rit);
+            }
+            info.left = info.left > ks.size() ? info.left - ks.size() : 0;
+            if (!delivered && !dead) {
+              // Retries exhausted, refused or stopped: the request may have reached the backend,
+              // so its record stays and the next run counts these spans as possible repeats.
+              info.uncertain.insert(info.uncertain.end(), ks.begin(), ks.end());
+              if (info.left > 0) inst->reqs.emplace(req, std::move(info));
+              continue;
+            }
+            if (info.left == 0 && info.uncertain.empty()) {
+              st->finish_request(iname, req, ks, delivered, dead);
+              continue;
+            }
+            // Part of a request (413 halves, or after a failed part): finishing it removes the
+            // whole record, so the rest is recorded again first (committed before the removal).
+            std::vector<std::uint64_t> outstanding;
+            if (info.left > 0)
+              for (const auto& [k, q] : inst->request_of)
+                if (q == req) outstanding.push_back(k);
+            std::vector<std::uint64_t> rest = info.uncertain;
+            rest.insert(rest.end(), outstanding.begin(), outstanding.end());
+            const std::uint64_t nreq = st->begin_request(iname, rest);
+            st->finish_request(iname, req, ks, delivered, dead);
+            for (auto k : outstanding) inst->request_of[k] = nreq;
+            if (info.left > 0) inst->reqs.emplace(nreq, std::move(info));
+          }
         }
       }
       (void)bundles;
@@ -297,6 +362,14 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   };
 
   // Feeder: plain bundles first (workers read them), then archives member by member.
+  // Members of a bundle may be scattered in any order, so a bundle is released when its last
+  // member has been read. A member waits in memory while the bytes held for incomplete bundles
+  // stay under pending_cap; beyond that, or when it is large on its own, it is spooled to a
+  // private temp folder and the worker streams it back (measured against two passes in
+  // docs/inputs.md). `spool` outlives the workers and removes the folder at the end.
+  SpoolDir spool;
+  const std::uint64_t pending_cap = std::max<std::uint64_t>(opt.max_memory_bytes / 4, 8u << 20);
+  const std::uint64_t member_mem_cap = pending_cap / 4;
   runner.spawn("feeder", [&] {
     std::map<std::string, std::vector<std::size_t>> by_archive;
     for (std::size_t b = 0; b < bundles.size(); ++b) {
@@ -306,82 +379,125 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         by_archive[bundles[b].files[0].path].push_back(b);
         continue;
       }
-      if (!work.push(WorkItem{b, {}}, 1)) break;
+      if (!work.push(WorkItem{b, {}, {}}, 1)) break;
     }
+    auto feed_error = [&](const std::string& msg) {
+      std::lock_guard lock(err_mu);
+      file_errors.push_back(msg);
+      if (!opt.quiet) std::fprintf(stderr, "chsync: %s\n", msg.c_str());
+    };
+    std::vector<char> buf(1 << 16);
     for (auto& [apath, list] : by_archive) {
       if (runner.stop_requested()) break;
-      // member -> (bundle, file index); members of a bundle may be scattered in any order, so
-      // the bundle is released when its last member has been read (held in memory until then).
+      // Discover already named this archive's damage (it lists the same headers): say it once.
+      const bool damage_known = std::any_of(disc.errors.begin(), disc.errors.end(), [&](auto& e) {
+        return e.path == apath && e.kind == "corrupt_archive";
+      });
       std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> where;
-      std::unordered_map<std::size_t, WorkItem> partial;
+      std::map<std::size_t, WorkItem> partial;  // ordered: released in bundle order at the end
       std::unordered_map<std::size_t, std::size_t> missing;
+      std::unordered_map<std::size_t, std::uint64_t> held;  // in-memory bytes per bundle
+      std::uint64_t pending_bytes = 0;
       for (auto b : list) {
         for (std::size_t i = 0; i < bundles[b].files.size(); ++i)
           where[bundles[b].files[i].member] = {b, i};
-        partial[b] = WorkItem{b, std::vector<std::string>(bundles[b].files.size())};
-        missing[b] = bundles[b].files.size();
+        const std::size_t n = bundles[b].files.size();
+        partial[b] = WorkItem{b, std::vector<std::string>(n), std::vector<std::string>(n)};
+        missing[b] = n;
       }
       struct archive* ar = archive_read_new();
       archive_read_support_filter_all(ar);
       archive_read_support_format_all(ar);
       if (archive_read_open_filename(ar, apath.c_str(), 1 << 20) != ARCHIVE_OK) {
-        std::lock_guard lock(err_mu);
-        file_errors.push_back(apath + ": " + (archive_error_string(ar) ? archive_error_string(ar) : "cannot open"));
+        feed_error(apath + ": cannot open archive: " +
+                   (archive_error_string(ar) ? archive_error_string(ar) : "unknown error"));
         archive_read_free(ar);
         continue;
       }
       archive_entry* e = nullptr;
-      std::string damage;
+      bool stopped = false;
       for (;;) {
         if (runner.stop_requested()) break;
         int rc = archive_read_next_header(ar, &e);
         if (rc == ARCHIVE_EOF) break;
         if (rc < ARCHIVE_WARN) {
-          damage = archive_error_string(ar) ? archive_error_string(ar) : "corrupt archive";
+          if (!damage_known)
+            feed_error(apath + ": truncated or corrupt archive: " +
+                       (archive_error_string(ar) ? archive_error_string(ar) : "bad header"));
           break;
         }
         std::string m = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
         while (m.rfind("./", 0) == 0) m.erase(0, 2);
         auto it = where.find(m);
-        if (it == where.end()) {
+        if (it == where.end() || partial.find(it->second.first) == partial.end()) {
           archive_read_data_skip(ar);
           continue;
         }
         auto [b, i] = it->second;
-        std::string data;
-        char buf[1 << 16];
-        for (;;) {
-          la_ssize_t n = archive_read_data(ar, buf, sizeof buf);
+        const std::uint64_t declared =
+            archive_entry_size_is_set(e) ? static_cast<std::uint64_t>(archive_entry_size(e)) : 0;
+        std::string data, spath, werr;
+        int fd = -1;
+        auto to_disk = [&] {
+          spath = spool.create_file(fd, werr);
+          if (spath.empty()) return false;
+          if (!data.empty() && !write_all(fd, data.data(), data.size(), werr)) return false;
+          std::string().swap(data);
+          return true;
+        };
+        bool ok = true;
+        if (declared > member_mem_cap || pending_bytes + declared > pending_cap) ok = to_disk();
+        std::string damage;
+        while (ok) {
+          la_ssize_t n = archive_read_data(ar, buf.data(), buf.size());
           if (n < 0) {
             damage = archive_error_string(ar) ? archive_error_string(ar) : "corrupt member";
             break;
           }
           if (n == 0) break;
-          data.append(buf, static_cast<std::size_t>(n));
+          if (fd >= 0) {
+            ok = write_all(fd, buf.data(), static_cast<std::size_t>(n), werr);
+          } else {
+            data.append(buf.data(), static_cast<std::size_t>(n));
+            // Sizes can be unknown (zip streams) or wrong: check as the data grows.
+            if (data.size() > member_mem_cap || pending_bytes + data.size() > pending_cap)
+              ok = to_disk();
+          }
         }
-        if (!damage.empty()) {
-          std::lock_guard lock(err_mu);
-          file_errors.push_back(apath + "!" + m + ": " + damage);
-          data.clear();
+        if (fd >= 0) ::close(fd);
+        if (!ok) {
+          // Spooling failed (disk full?): the member is reported and left out, the rest goes on.
+          feed_error(apath + "!" + m + ": cannot spool member: " + werr);
+          if (!spath.empty()) ::unlink(spath.c_str());
+          spath.clear();
+          std::string().swap(data);
+          archive_read_data_skip(ar);
         }
-        partial[b].member_data[i] = std::move(data);
+        // Lines before the damage are kept: the reader passes the cut tail as a bad line.
+        if (!damage.empty())
+          feed_error(apath + "!" + m + ": truncated or corrupt archive member: " + damage);
+        held[b] += data.size();
+        pending_bytes += data.size();
+        WorkItem& item = partial[b];
+        item.member_data[i] = std::move(data);
+        item.member_spool[i] = std::move(spath);
         if (--missing[b] == 0) {
-          std::uint64_t sz = 1;
-          for (auto& d : partial[b].member_data) sz += d.size();
-          if (!work.push(std::move(partial[b]), sz)) break;
+          const std::uint64_t sz = 1 + held[b];
+          pending_bytes -= held[b];
+          held.erase(b);
+          WorkItem ready = std::move(item);
           partial.erase(b);
+          if (!work.push(std::move(ready), sz)) {
+            stopped = true;
+            break;
+          }
         }
         if (!damage.empty()) break;
       }
-      if (!damage.empty()) {
-        std::lock_guard lock(err_mu);
-        file_errors.push_back(apath + ": truncated or corrupt archive: " + damage);
-      }
       // Bundles cut short by damage: map what arrived (the rest stays unread and counted).
       for (auto& [b, item] : partial) {
-        std::uint64_t sz = 1;
-        for (auto& d : item.member_data) sz += d.size();
-        if (!work.push(std::move(item), sz)) break;
+        if (stopped) break;
+        if (!work.push(std::move(item), 1 + held[b])) break;
       }
       archive_read_free(ar);
     }
@@ -427,10 +543,23 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
             report_bad(BadLine{f.display, ln, "too_long",
                                fmt::format("line of {} bytes exceeds --max-line-bytes", n)});
           };
+          if (f.size == 0 && f.kind != SourceKind::kStdin && !opt.quiet)
+            std::fprintf(stderr, "chsync: %s: empty file (nothing to export)\n",
+                         f.display.c_str());
           ReadResult rr;
           if (f.kind == SourceKind::kArchiveMember) {
-            const std::string& data = item->member_data[fi];
-            rr = read_memory_lines(data, opt.reader, on_line, on_too_long);
+            const std::string spooled =
+                fi < item->member_spool.size() ? item->member_spool[fi] : std::string();
+            if (!spooled.empty()) {
+              FileRef sf;
+              sf.kind = SourceKind::kPlain;
+              sf.path = spooled;
+              rr = read_lines(sf, opt.reader, on_line, on_too_long);
+              ::unlink(spooled.c_str());
+            } else if (fi < item->member_data.size()) {
+              rr = read_memory_lines(item->member_data[fi], opt.reader, on_line, on_too_long);
+              std::string().swap(item->member_data[fi]);  // release as the bundle is read
+            }
           } else {
             rr = read_lines(f, opt.reader, on_line, on_too_long);
           }
@@ -535,13 +664,15 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       if (!inst.needs[bi]) continue;
       std::vector<Span> out;
       out.reserve(r.spans.size());
+      std::uint64_t repeats = 0;
       for (auto& s : r.spans) {
         const std::uint64_t k = s.span_key();
         if (contains_sorted(inst.delivered, k) || !inst.sent_this_run.insert(k).second) {
           ++inst.spans_deduped;
           continue;
         }
-        if (contains_sorted(inst.in_flight_before, k)) ++inst.spans_repeated;
+        if (!inst.in_flight_before.empty() && contains_sorted(inst.in_flight_before, k))
+          repeats += inst.sends_before(k);
         if (ii + 1 == instances.size())
           out.push_back(std::move(s));
         else
@@ -554,7 +685,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         p.dispatched = true;
         if (p.outstanding == 0) inst.ready.push_back(bi);
       }
-      if (!out.empty() && !exporter_fatal.load()) {
+      // After a signal (or a fatal error) nothing new goes out: only in-flight requests drain.
+      if (!out.empty() && !exporter_fatal.load() && !runner.stop_requested()) {
+        inst.spans_repeated += repeats;  // single dispatcher thread; read after join
         if (!inst.exporter->send(std::move(out))) {
           exporter_fatal = true;
           runner.request_stop();
@@ -629,8 +762,21 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     if (inst->exporter->fatal()) any_fatal = true;
   }
   if (state && !opt.dry_run) {
-    if (!any_fatal && received_signal() == 0)
-      for (auto& inst : instances) state->clear_in_flight(inst->spec.instance);
+    for (auto& inst : instances) {
+      if (inst->in_flight_before.empty()) continue;
+      // Earlier records are accounted for (counted in spans_repeated) once their spans were
+      // delivered; the others carry over to the next run in one record (written before the
+      // old ones are removed, so a kill in between only over-counts).
+      std::vector<std::uint64_t> carry;
+      {
+        std::lock_guard lock(inst->mu);
+        for (auto k : inst->in_flight_before)
+          if (!contains_sorted(inst->delivered, k) && !inst->recovered.count(k))
+            carry.insert(carry.end(), inst->sends_before(k), k);
+      }
+      if (!carry.empty()) state->begin_request(inst->spec.instance, carry);
+      state->clear_in_flight(inst->spec.instance);
+    }
     state->flush();
   }
 
