@@ -310,8 +310,14 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
               inst->reqs.erase(rit);
             }
             info.left = info.left > ks.size() ? info.left - ks.size() : 0;
+            if (!delivered && !dead && ack.http_status != 0 && info.left == 0 &&
+                info.uncertain.empty()) {
+              // The backend answered no (401/403/404, or a final 429/5xx): not delivered.
+              st->finish_request(iname, req, ks, false, false);
+              continue;
+            }
             if (!delivered && !dead) {
-              // Retries exhausted, refused or stopped: the request may have reached the backend,
+              // Transport error, timeout or stopped: the request may have reached the backend,
               // so its record stays and the next run counts these spans as possible repeats.
               info.uncertain.insert(info.uncertain.end(), ks.begin(), ks.end());
               if (info.left > 0) inst->reqs.emplace(req, std::move(info));

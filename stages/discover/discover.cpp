@@ -264,7 +264,14 @@ void list_archive(const std::string& path, DiscoverResult& res, std::vector<Cand
       head.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
       c.session = peek_session_id(head);
     }
-    archive_read_data_skip(ar);
+    if (archive_read_data_skip(ar) < ARCHIVE_WARN) {
+      // The member's data is cut or damaged: lines before the damage are still read by the
+      // feeder, so the member is listed, and the archive is reported once, here.
+      out.push_back(std::move(c));
+      res.errors.push_back({path, "corrupt_archive",
+                            archive_error_string(ar) ? archive_error_string(ar) : "bad data"});
+      break;
+    }
     out.push_back(std::move(c));
   }
   archive_read_free(ar);

@@ -22,6 +22,9 @@ constexpr std::size_t kPadding = 64;  // simdjson::SIMDJSON_PADDING
 // A .gz file up to this size is inflated in one call with libdeflate (5x zlib's speed, measured in
 // docs/perf-limits.md); larger ones, or multi-member streams, go through zlib streaming.
 constexpr std::uint64_t kWholeGzipMaxBytes = 64u << 20;
+// ...and only when it inflates to at most this much (the gzip trailer's ISIZE): the inflated copy
+// and the line buffer over it are held at once, per worker, so this bounds that stage's memory.
+constexpr std::uint64_t kWholeGzipMaxOutBytes = 16u << 20;
 
 // A pull source of bytes. read() returns bytes read, 0 at end, -1 on error (error() says why).
 class ByteSource {
@@ -82,6 +85,7 @@ class GzipStreamSource : public ByteSource {
   }
   ~GzipStreamSource() override { inflateEnd(&zs_); }
   long read(char* buf, std::size_t n) override {
+    if (failed_) return -1;
     zs_.next_out = reinterpret_cast<Bytef*>(buf);
     zs_.avail_out = static_cast<uInt>(n);
     while (zs_.avail_out == n) {
@@ -89,7 +93,8 @@ class GzipStreamSource : public ByteSource {
         if (eof_) {
           if (!stream_end_) {
             error_ = "truncated gzip stream";
-            return -1;
+            failed_ = true;
+            break;
           }
           return 0;
         }
@@ -97,7 +102,8 @@ class GzipStreamSource : public ByteSource {
         if (r < 0) {
           if (errno == EINTR) continue;
           error_ = std::strerror(errno);
-          return -1;
+          failed_ = true;
+          break;
         }
         if (r == 0) {
           eof_ = true;
@@ -116,10 +122,13 @@ class GzipStreamSource : public ByteSource {
         stream_end_ = true;
       } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
         error_ = std::string("corrupt gzip stream: ") + (zs_.msg ? zs_.msg : "inflate error");
-        return -1;
+        failed_ = true;
+        break;
       }
     }
-    return static_cast<long>(n - zs_.avail_out);
+    // Bytes inflated before the damage are handed out first; the error comes with the next call.
+    if (n - zs_.avail_out > 0) return static_cast<long>(n - zs_.avail_out);
+    return failed_ ? -1 : 0;
   }
 
  private:
@@ -128,6 +137,7 @@ class GzipStreamSource : public ByteSource {
   std::vector<char> in_;
   bool eof_ = false;
   bool stream_end_ = false;
+  bool failed_ = false;
 };
 
 class ZstdSource : public ByteSource {
@@ -138,6 +148,7 @@ class ZstdSource : public ByteSource {
   }
   ~ZstdSource() override { ZSTD_freeDStream(ds_); }
   long read(char* buf, std::size_t n) override {
+    if (failed_) return -1;
     ZSTD_outBuffer out{buf, n, 0};
     while (out.pos == 0) {
       if (input_.pos == input_.size) {
@@ -159,7 +170,9 @@ class ZstdSource : public ByteSource {
       std::size_t rc = ZSTD_decompressStream(ds_, &out, &input_);
       if (ZSTD_isError(rc)) {
         error_ = std::string("corrupt zstd stream: ") + ZSTD_getErrorName(rc);
-        return -1;
+        failed_ = true;
+        // Bytes decoded before the damage are handed out first; the error comes next call.
+        return out.pos > 0 ? static_cast<long>(out.pos) : -1;
       }
       pending_ = rc;
     }
@@ -172,6 +185,7 @@ class ZstdSource : public ByteSource {
   std::vector<char> in_;
   ZSTD_inBuffer input_{nullptr, 0, 0};
   std::size_t pending_ = 0;
+  bool failed_ = false;
 };
 
 class ArchiveSource : public ByteSource {
@@ -212,6 +226,11 @@ ReadResult split_lines(ByteSource& src, const ReaderOptions& opt, const LineFn& 
       if (!nl) break;
       std::size_t len = static_cast<std::size_t>(nl - (buf.get() + begin));
       ++line_no;
+      if (!skipping && len > opt.max_line_bytes) {
+        // The buffer may be larger than max_line_bytes (chunk size, whole-file gzip): the limit
+        // is on the line, not on the buffer.
+        skipping = true;
+      }
       if (skipping) {
         skipped_bytes += len;
         if (on_too_long) on_too_long(line_no, skipped_bytes);
@@ -270,7 +289,7 @@ ReadResult split_lines(ByteSource& src, const ReaderOptions& opt, const LineFn& 
     res.bytes += static_cast<std::uint64_t>(r);
   }
   if (res.error.empty() && end > begin) {
-    if (skipping) {
+    if (skipping || end - begin > opt.max_line_bytes) {
       ++line_no;
       ++res.too_long;
       if (on_too_long) on_too_long(line_no, skipped_bytes + (end - begin));
@@ -294,6 +313,9 @@ std::uint32_t le32(const unsigned char* p) {
 // single gzip member of a size we accept, so the caller falls back to zlib streaming.
 bool inflate_whole(int fd, std::uint64_t size, std::string& out, std::string& error) {
   if (size < 18 || size > kWholeGzipMaxBytes) return false;
+  unsigned char trailer[4];
+  if (::pread(fd, trailer, 4, static_cast<off_t>(size - 4)) != 4) return false;
+  if (le32(trailer) > kWholeGzipMaxOutBytes) return false;  // before reading the whole file
   std::string in(size, '\0');
   std::size_t got = 0;
   while (got < size) {
@@ -304,7 +326,7 @@ bool inflate_whole(int fd, std::uint64_t size, std::string& out, std::string& er
   }
   std::uint32_t isize = le32(reinterpret_cast<const unsigned char*>(in.data()) + size - 4);
   std::size_t guess = std::max<std::size_t>(isize, 1);
-  if (guess > 8 * kWholeGzipMaxBytes) return false;
+  if (guess > kWholeGzipMaxOutBytes) return false;
   out.resize(guess);
   libdeflate_decompressor* d = libdeflate_alloc_decompressor();
   std::size_t in_used = 0, actual = 0;

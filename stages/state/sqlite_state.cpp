@@ -186,6 +186,7 @@ class SqliteState final : public StateStore {
   std::vector<FileState> files(std::string_view instance) override;
   std::vector<std::uint64_t> load_delivered(std::string_view instance) override;
   std::vector<std::uint64_t> load_in_flight(std::string_view instance) override;
+  std::vector<std::uint64_t> load_in_flight_records(std::string_view instance) override;
   std::vector<std::uint64_t> load_dead(std::string_view instance) override;
   std::uint64_t begin_request(std::string_view instance,
                               const std::vector<std::uint64_t>& span_keys) override;
@@ -1079,6 +1080,12 @@ std::vector<std::uint64_t> SqliteState::load_delivered(std::string_view instance
 }
 
 std::vector<std::uint64_t> SqliteState::load_in_flight(std::string_view instance) {
+  std::vector<std::uint64_t> out = load_in_flight_records(instance);
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<std::uint64_t> SqliteState::load_in_flight_records(std::string_view instance) {
   std::lock_guard lk(mu_);
   flush_locked();
   std::vector<std::uint64_t> out;
@@ -1094,7 +1101,6 @@ std::vector<std::uint64_t> SqliteState::load_in_flight(std::string_view instance
                 static_cast<std::size_t>(sqlite3_column_bytes(s.get(), 0)), out);
   }
   std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

@@ -97,6 +97,11 @@ class StateStore {
   // Span keys recorded in flight by an earlier run that never got an outcome, sorted, deduped
   // (union of the records that existed when the store was opened; records of this run excluded).
   virtual std::vector<std::uint64_t> load_in_flight(std::string_view instance) = 0;
+  // Added: like load_in_flight but a key appears once per record holding it (sorted, not
+  // deduped): each record is one send of unknown outcome, so one possible repeat.
+  virtual std::vector<std::uint64_t> load_in_flight_records(std::string_view instance) {
+    return load_in_flight(instance);
+  }
   // Records a request's spans as in flight; returns a request id. Durable against process kill
   // when it returns (WAL, synchronous=NORMAL).
   virtual std::uint64_t begin_request(std::string_view instance,

@@ -1,0 +1,466 @@
+"""Delivery you can trust (issue 6) and the sink's fault matrix (issue 7, Tests): the real chsync
+binary against a real chsync-sink on 127.0.0.1, with a real SQLite state."""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import (CHSYNC, REAL, TempTestCase, clean_env, gen, json_spans, load_json, run)
+
+# A real session without subagents, split at a turn boundary into part 1 and part 2.
+SESSION = os.path.join(
+    REAL, "iansherr__claude-code-log", "-Users-dain-workspace-claude-code-log-sample",
+    "fe869ecb-c176-478f-9734-7e4b8ef12cff.jsonl")
+
+
+def is_prompt(line):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        return False
+    if o.get("type") != "user" or o.get("isMeta") or o.get("isSidechain"):
+        return False
+    c = (o.get("message") or {}).get("content")
+    return isinstance(c, str) and not c.startswith("<")
+
+
+def split_session(path):
+    """(part1 bytes, part2 bytes): split before a user prompt near the middle."""
+    with open(path, "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    cands = [i for i, l in enumerate(lines) if i > 0 and is_prompt(l.decode("utf-8", "replace"))]
+    assert cands, "no turn boundary"
+    mid = min(cands, key=lambda i: abs(i - len(lines) // 2))
+    return b"".join(lines[:mid]), b"".join(lines[mid:])
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class DeliveryTest(TempTestCase):
+    # ---- helpers ----
+    def sync(self, inputs, sink_or_url, *extra, report=None, timeout=120, db=None):
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        url = sink_or_url if isinstance(sink_or_url, str) else sink_or_url.traces_url
+        report = report or os.path.join(self.tmp, f"report-{time.time_ns()}.json")
+        settle = [] if "--settle" in extra else ["--settle", "0"]
+        args = ["sync", *inputs, "--backend", "otlp", "--endpoint", url, *settle,
+                "--db", db or self.db(), "--report", report, "--quiet", *extra]
+        rc, out, err = run(args, timeout=timeout)
+        r = load_json(report) if os.path.exists(report) else None
+        return rc, r, err
+
+    def expected_ids(self, inputs, *extra):
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        rc, out, err = run(["sync", *inputs, "--backend", "console", "--format", "json",
+                            "--settle", "0", "--dry-run", "--quiet", *extra], timeout=300)
+        self.assertIn(rc, (0, 1), err[-2000:])
+        ids = [s["id"] for s in json_spans(out)]
+        self.assertEqual(len(ids), len(set(ids)), "dry run emitted a span id twice")
+        return set(ids)
+
+    def sink_ids(self, sink):
+        return [s["span_id"].lower() for s in sink.spans()]
+
+    def assert_exactly_once(self, sink, expected):
+        ids = self.sink_ids(sink)
+        self.assertEqual(set(ids), expected)
+        self.assertEqual(len(ids), len(set(ids)), "sink received a span twice")
+        self.assertEqual(sink.stats()["spans_duplicate"], 0)
+
+    def status(self, db=None):
+        rc, out, err = run(["status", "--db", db or self.db(), "--json"])
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)
+
+    def session_copy(self, name="proj"):
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d, exist_ok=True)
+        dst = os.path.join(d, os.path.basename(SESSION))
+        shutil.copyfile(SESSION, dst)
+        return d, dst
+
+    # ---- 1. rerun ----
+    def test_rerun_sends_zero_requests(self):
+        sink = self.sink()
+        d, _ = self.session_copy()
+        rc, r1, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(r1["spans_synced"], 50)
+        before = sink.stats()
+        self.assertEqual(before["spans_accepted"], r1["spans_synced"])
+        rc, r2, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(r2["spans_synced"], 0)
+        self.assertEqual(r2["requests"], 0)
+        self.assertEqual(r2["files_skipped"], r1["files_scanned"])
+        self.assertEqual(sink.stats()["requests_total"], before["requests_total"])
+        self.assert_exactly_once(sink, self.expected_ids(d))
+
+    # ---- 2. append ----
+    def test_append_sends_exactly_the_new_spans(self):
+        sink = self.sink()
+        part1, part2 = split_session(SESSION)
+        d = os.path.join(self.tmp, "proj")
+        os.makedirs(d)
+        f = os.path.join(d, os.path.basename(SESSION))
+        with open(f, "wb") as fh:
+            fh.write(part1)
+        rc, r1, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        first = set(self.sink_ids(sink))
+        self.assertEqual(first, self.expected_ids(d))
+        with open(f, "ab") as fh:
+            fh.write(part2)
+        os.utime(f, (time.time() - 3600, time.time() - 3600))  # a different mtime for sure
+        rc, r2, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        full = self.expected_ids(d)
+        self.assertGreater(len(full - first), 10)
+        self.assertEqual(r2["spans_synced"], len(full - first))
+        self.assert_exactly_once(sink, full)
+
+    # ---- 3. settle ----
+    def test_open_turn_is_held_then_sent_once(self):
+        sink = self.sink()
+        d, f = self.session_copy()
+        now = time.time()
+        os.utime(f, (now, now))
+        rc, r1, err = self.sync(d, sink, "--settle", "10m")
+        self.assertEqual(rc, 0, err)
+        self.assertGreaterEqual(r1["turns_held"], 1)
+        full = self.expected_ids(d)
+        got = set(self.sink_ids(sink))
+        self.assertLess(len(got), len(full), "the open turn's spans must be held back")
+        self.assertTrue(got < full)
+        os.utime(f, (now - 3600, now - 3600))
+        rc, r2, err = self.sync(d, sink, "--settle", "10m")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(r2["turns_held"], 0)
+        self.assertEqual(r2["spans_synced"], len(full - got))
+        self.assert_exactly_once(sink, full)
+        rc, r3, err = self.sync(d, sink, "--settle", "10m")
+        self.assertEqual((rc, r3["spans_synced"], r3["requests"]), (0, 0, 0))
+
+    # ---- 4. truncate and rewrite ----
+    def test_truncate_and_rewrite_sends_only_new_spans(self):
+        sink = self.sink()
+        part1, part2 = split_session(SESSION)
+        d = os.path.join(self.tmp, "proj")
+        os.makedirs(d)
+        f = os.path.join(d, os.path.basename(SESSION))
+        with open(f, "wb") as fh:
+            fh.write(part1 + part2)
+        rc, r1, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        full = self.expected_ids(d)
+        # Shrink: the first part only; nothing new.
+        with open(f, "wb") as fh:
+            fh.write(part1)
+        rc, r2, err = self.sync(d, sink)
+        self.assertEqual((rc, r2["spans_synced"]), (0, 0), err)
+        self.assertGreater(r2["files_updated"], 0, "a shrunk file must be re-read")
+        # Same size, different content: part 1 with one prompt changed in place (same length).
+        text = part1.decode("utf-8")
+        lines = text.splitlines(keepends=True)
+        idx = max(i for i, l in enumerate(lines) if is_prompt(l))
+        o = json.loads(lines[idx])
+        c = o["message"]["content"]
+        o["message"]["content"] = "Z" + c[1:] if c[:1] != "Z" else "Y" + c[1:]
+        new_line = json.dumps(o, ensure_ascii=False, separators=(",", ":")) + "\n"
+        if len(new_line.encode()) != len(lines[idx].encode()):
+            # Keep the byte size: re-serialise the original the same way and patch the text.
+            orig = lines[idx]
+            pos = orig.find(json.dumps(c, ensure_ascii=False)[1:-1][:20])
+            self.assertGreater(pos, 0)
+            ch = "Z" if orig[pos] != "Z" else "Y"
+            new_line = orig[:pos] + ch + orig[pos + 1:]
+        lines[idx] = new_line
+        data = "".join(lines).encode()
+        self.assertEqual(len(data), len(part1))
+        with open(f, "wb") as fh:
+            fh.write(data)
+        rewritten = self.expected_ids(d)
+        new = rewritten - full
+        rc, r3, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(r3["spans_synced"], len(new))
+        self.assert_exactly_once(sink, full | rewritten)
+
+    # ---- 5. copies ----
+    def test_copied_session_sends_nothing_new(self):
+        sink = self.sink()
+        d, _ = self.session_copy("proj")
+        rc, r1, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        before = sink.stats()["requests_total"]
+        d2, _ = self.session_copy("other-proj")
+        shutil.copyfile(SESSION, os.path.join(d, "copy-" + os.path.basename(SESSION)))
+        rc, r2, err = self.sync([d, d2], sink)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(r2["spans_synced"], 0)
+        self.assertEqual(sink.stats()["requests_total"], before)
+        self.assert_exactly_once(sink, self.expected_ids(d))
+
+    # ---- 6. kill -9 ----
+    def test_kill9_at_random_moments_then_rerun(self):
+        src = os.path.join(self.tmp, "gen")
+        gen(src, "20M", 11, "--format", "tar")
+        archive = [os.path.join(src, n) for n in os.listdir(src) if n.endswith(".tar")]
+        self.assertEqual(len(archive), 1, os.listdir(src))
+        expected = self.expected_ids(archive[0])
+        sink = self.sink("--latency-ms", "5")
+        max_in_flight, batch = 4, 64
+        args = ["sync", archive[0], "--backend", "otlp", "--endpoint", sink.traces_url,
+                "--settle", "0", "--db", self.db(), "--quiet", "--batch-spans", str(batch),
+                "--max-in-flight", str(max_in_flight)]
+        rng = random.Random(6)
+        # Calibrate: how long a full run takes here (into a throwaway sink and state).
+        cal = self.sink("--latency-ms", "5")
+        t0 = time.time()
+        cal_args = list(args)
+        cal_args[cal_args.index(sink.traces_url)] = cal.traces_url
+        cal_args[cal_args.index(self.db())] = self.db("cal.db")
+        run(cal_args, timeout=120, check_rc=0)
+        full_s = time.time() - t0
+        cal.stop()
+        kills = 0
+        deadline = time.time() + 45
+        for i in range(20):
+            if time.time() > deadline:
+                break
+            p = subprocess.Popen([CHSYNC, *args], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=clean_env())
+            time.sleep(rng.uniform(0.02, max(0.05, full_s * 0.6)))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+            p.wait(timeout=30)
+        report = os.path.join(self.tmp, "final.json")
+        rc, out, err = run([*args, "--report", report], timeout=120)
+        self.assertEqual(rc, 0, err[-2000:])
+        r = load_json(report)
+        ids = self.sink_ids(sink)
+        self.assertEqual(set(ids), expected, "lost or foreign spans after kills")
+        st = sink.stats()
+        dup = st["spans_duplicate"]
+        self.assertEqual(dup, len(ids) - len(set(ids)))
+        self.assertLessEqual(dup, kills * max_in_flight * batch)
+        self.assertLessEqual(dup, r["spans_repeated"],
+                             "every repeat the sink saw must be counted in spans_repeated")
+        print(f"\nkill -9: {kills} kills, full run {full_s:.2f}s, {len(expected)} spans, "
+              f"{dup} duplicates at the sink, spans_repeated {r['spans_repeated']}")
+        rc, r2, err = self.sync(archive[0], sink, "--batch-spans", str(batch))
+        self.assertEqual((rc, r2["spans_synced"], r2["requests"], r2["spans_repeated"]),
+                         (0, 0, 0, 0), err)
+        self.assertEqual(self.status()["backends"][0]["spans_in_flight"], 0)
+
+    # ---- 7. reject all → dead letters → replay ----
+    def test_reject_all_400_dead_letters_then_replay(self):
+        bad = self.sink("--reject-all", "400")
+        d, _ = self.session_copy()
+        expected = self.expected_ids(d)
+        rc, r, err = self.sync(d, bad)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(r["dead_letters"], len(expected))
+        self.assertEqual(r["spans_synced"], 0)
+        dl = os.path.join(self.tmp, "state.dead-letters.jsonl")
+        self.assertTrue(os.path.exists(dl))
+        dead_ids = set()
+        with open(dl) as f:
+            for line in f:
+                rec = json.loads(line)
+                self.assertEqual(rec["status"], 400)
+                self.assertTrue(rec["reason"])
+                dead_ids.update(rec["span_ids"])
+        self.assertEqual(dead_ids, expected)
+        st = self.status()
+        self.assertEqual(st["backends"][0]["spans_dead"], len(expected))
+        self.assertEqual(st["backends"][0]["spans_delivered"], 0)
+        self.assertGreater(st["dead_letter_requests"], 0)
+        # A rerun does not resend dead spans (only replay-dead-letters does).
+        rc, r2, err = self.sync(d, bad)
+        self.assertEqual((rc, r2["spans_synced"], r2["requests"]), (0, 0, 0), err)
+        good = self.sink()
+        rc, out, err = run(["replay-dead-letters", "--db", self.db(), "--endpoint",
+                            good.traces_url])
+        self.assertEqual(rc, 0, err)
+        self.assert_exactly_once(good, expected)
+        self.assertFalse(os.path.exists(dl), "replayed letters leave the file")
+        st = self.status()
+        self.assertEqual(st["backends"][0]["spans_dead"], 0)
+        self.assertEqual(st["backends"][0]["spans_delivered"], len(expected))
+        self.assertEqual(st["dead_letter_requests"], 0)
+        before = good.stats()["requests_total"]
+        rc, r3, err = self.sync(d, good)
+        self.assertEqual((rc, r3["spans_synced"], r3["requests"]), (0, 0, 0), err)
+        self.assertEqual(good.stats()["requests_total"], before)
+
+    # ---- 8. sink down ----
+    def test_sink_down_exits_3_then_next_run_delivers(self):
+        d, _ = self.session_copy()
+        url = f"http://127.0.0.1:{free_port()}/v1/traces"
+        t0 = time.time()
+        rc, r, err = self.sync(d, url, "--retry-max-elapsed", "3s", "--retry-initial", "100ms",
+                               timeout=60)
+        self.assertEqual(rc, 3, err)
+        self.assertLess(time.time() - t0, 20)
+        self.assertEqual(r["spans_synced"], 0)
+        st = self.status()
+        for b in st["backends"]:
+            self.assertEqual(b["spans_delivered"], 0)
+            self.assertEqual(b["spans_dead"], 0)
+        sink = self.sink()
+        rc, r2, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        expected = self.expected_ids(d)
+        self.assertEqual(r2["spans_synced"], len(expected))
+        self.assert_exactly_once(sink, expected)
+
+    # ---- 9. faults ----
+    def test_fault_503_429_retry_after_exactly_once_and_retry_counts_match(self):
+        sink = self.sink("--fail-rate", "0.3", "--fail-status", "503,429", "--retry-after", "1")
+        d, _ = self.session_copy()
+        expected = self.expected_ids(d)
+        rc, r, err = self.sync(d, sink, "--batch-spans", "32", timeout=180)
+        self.assertEqual(rc, 0, err)
+        self.assert_exactly_once(sink, expected)
+        st = sink.stats()
+        faults = st["faults_injected"]["status_5xx"] + st["faults_injected"]["status_429"]
+        self.assertGreater(faults, 0)
+        self.assertEqual(r["retries"]["total"], faults, r["retries"])
+        self.assertEqual(r["spans_synced"], len(expected))
+
+    def test_fault_connection_resets(self):
+        sink = self.sink("--reset-rate", "0.1")
+        d = os.path.join(self.tmp, "gen")
+        gen(d, "2M", 4)
+        expected = self.expected_ids(d)
+        rc, r, err = self.sync(d, sink, "--batch-spans", "32", "--retry-initial", "50ms",
+                               timeout=180)
+        self.assertEqual(rc, 0, err)
+        ids = self.sink_ids(sink)
+        self.assertEqual(set(ids), expected)
+        st = sink.stats()
+        self.assertGreater(st["faults_injected"]["resets"], 0)
+        self.assertLessEqual(st["spans_duplicate"], r["spans_repeated"])
+        self.assertEqual(r["retries"]["total"], st["faults_injected"]["resets"], r["retries"])
+
+    def test_fault_413_splits(self):
+        sink = self.sink("--max-body-bytes", "1048576")
+        d = os.path.join(self.tmp, "gen")
+        gen(d, "8M", 3)
+        expected = self.expected_ids(d)
+        rc, r, err = self.sync(d, sink, "--batch-bytes", "4MiB", "--batch-spans", "100000",
+                               "--compression", "none", timeout=180)
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(sink.stats()["requests_by_status"].get("413", 0), 0)
+        self.assert_exactly_once(sink, expected)
+        self.assertEqual(r["dead_letters"], 0)
+
+    def test_slow_sink_bounded_in_flight_and_memory(self):
+        sink = self.sink("--latency-ms", "2000", "--threads", "8")
+        d = os.path.join(self.tmp, "gen")
+        gen(d, "50M", 5)
+        rc, r, err = self.sync(d, sink, "--max-in-flight", "4", "--batch-spans", "4000",
+                               timeout=300)
+        self.assertEqual(rc, 0, err)
+        st = sink.stats()
+        self.assertLessEqual(st["max_concurrent_requests"], 4)
+        self.assertGreaterEqual(st["max_concurrent_requests"], 2)
+        self.assertLess(r["peak_rss_kb"], 300 * 1024)
+        self.assertEqual(st["spans_unique"], r["spans_synced"])
+        self.assertEqual(st["spans_duplicate"], 0)
+        print(f"\nslow sink: peak_rss {r['peak_rss_kb'] // 1024} MB, "
+              f"{r['requests']} requests, {r['duration_ms']} ms")
+
+    # ---- 10. lock ----
+    def test_second_concurrent_run_exits_4_naming_pid(self):
+        sink = self.sink("--latency-ms", "1500")
+        d, _ = self.session_copy()
+        p = subprocess.Popen([CHSYNC, "sync", d, "--backend", "otlp", "--endpoint",
+                              sink.traces_url, "--settle", "0", "--db", self.db(), "--quiet",
+                              "--batch-spans", "16", "--max-in-flight", "1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=clean_env())
+        try:
+            deadline = time.time() + 10
+            while sink.stats()["in_flight"] == 0 and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertIsNone(p.poll())
+            rc, r, err = self.sync(d, sink, timeout=30)
+            self.assertEqual(rc, 4, err)
+            self.assertIn(str(p.pid), err)
+            self.assertIn("pid", err.lower())
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=10)
+
+    # ---- 11. corrupt state ----
+    def test_corrupt_state_exit_2_then_rebuild(self):
+        d, _ = self.session_copy()
+        with open(self.db(), "wb") as f:
+            f.write(os.urandom(8192))
+        sink = self.sink()
+        rc, r, err = self.sync(d, sink)
+        self.assertEqual(rc, 2, err)
+        self.assertRegex(err, r"(?i)corrupt|not an? (SQLite |chsync )?(state|database)")
+        self.assertIn(self.db(), err)
+        self.assertEqual(sink.stats()["requests_total"], 0)
+        rc, r, err = self.sync(d, sink, "--rebuild-state")
+        self.assertEqual(rc, 0, err)
+        self.assert_exactly_once(sink, self.expected_ids(d))
+
+    # ---- 12. SIGTERM ----
+    def test_sigterm_drains_exits_143_and_rerun_completes(self):
+        sink = self.sink("--latency-ms", "300")
+        d = os.path.join(self.tmp, "gen")
+        gen(d, "4M", 9)
+        expected = self.expected_ids(d)
+        report = os.path.join(self.tmp, "term.json")
+        p = subprocess.Popen([CHSYNC, "sync", d, "--backend", "otlp", "--endpoint",
+                              sink.traces_url, "--settle", "0", "--db", self.db(), "--quiet",
+                              "--batch-spans", "64", "--max-in-flight", "4",
+                              "--report", report],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
+        try:
+            deadline = time.time() + 20
+            while sink.stats()["spans_accepted"] < 500 and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertIsNone(p.poll(), "finished before the signal: make the input bigger")
+            t0 = time.time()
+            p.send_signal(signal.SIGTERM)
+            _, err = p.communicate(timeout=30)
+            self.assertEqual(p.returncode, 143, err.decode()[-2000:])
+            self.assertLess(time.time() - t0, 10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        r1 = load_json(report)
+        accepted = sink.stats()["spans_accepted"]
+        self.assertLess(accepted, len(expected))
+        st = self.status()
+        # Drained: everything the sink accepted was acked and recorded.
+        self.assertEqual(st["backends"][0]["spans_delivered"], accepted)
+        self.assertEqual(r1["spans_synced"], accepted)
+        sink.control(**{"latency-ms": 0})
+        rc, r2, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        self.assert_exactly_once(sink, expected)
+
+
+if __name__ == "__main__":
+    unittest.main()
