@@ -480,7 +480,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           archive_read_data_skip(ar);
         }
         // Lines before the damage are kept: the reader passes the cut tail as a bad line.
-        if (!damage.empty())
+        if (!damage.empty() && !damage_known)
           feed_error(apath + "!" + m + ": truncated or corrupt archive member: " + damage);
         held[b] += data.size();
         pending_bytes += data.size();
@@ -767,24 +767,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   for (auto& inst : instances) {
     if (inst->exporter->fatal()) any_fatal = true;
   }
-  if (state && !opt.dry_run) {
-    for (auto& inst : instances) {
-      if (inst->in_flight_before.empty()) continue;
-      // Earlier records are accounted for (counted in spans_repeated) once their spans were
-      // delivered; the others carry over to the next run in one record (written before the
-      // old ones are removed, so a kill in between only over-counts).
-      std::vector<std::uint64_t> carry;
-      {
-        std::lock_guard lock(inst->mu);
-        for (auto k : inst->in_flight_before)
-          if (!contains_sorted(inst->delivered, k) && !inst->recovered.count(k))
-            carry.insert(carry.end(), inst->sends_before(k), k);
-      }
-      if (!carry.empty()) state->begin_request(inst->spec.instance, carry);
-      state->clear_in_flight(inst->spec.instance);
-    }
-    state->flush();
-  }
+  if (state && !opt.dry_run) state->flush();
 
   // ---- report ----
   const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
@@ -887,7 +870,37 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
                      static_cast<double>(spans_synced) / std::max(secs, 1e-6));
     j += fmt::format(",\"peak_rss_kb\":{},\"cpu_seconds\":{:.3f},\"exit_code\":{},\"dry_run\":{}}}\n",
                      peak_rss_kb(), cpu_seconds(), code, opt.dry_run ? "true" : "false");
-    std::ofstream(opt.report_path) << j;
+    // Whole or not at all (temp + rename) for regular files; /dev/stdout and the like directly.
+    std::error_code ec;
+    if (std::filesystem::exists(opt.report_path, ec) &&
+        !std::filesystem::is_regular_file(opt.report_path, ec)) {
+      std::ofstream(opt.report_path) << j;
+    } else {
+      const std::string tmp = opt.report_path + ".tmp";
+      { std::ofstream(tmp) << j; }
+      if (std::rename(tmp.c_str(), opt.report_path.c_str()) != 0) std::remove(tmp.c_str());
+    }
+  }
+
+  // Only after the report is on disk: a kill before this point leaves the records, and the
+  // next run counts those repeats again (over-counting is safe, losing a count is not).
+  if (state && !opt.dry_run) {
+    for (auto& inst : instances) {
+      if (inst->in_flight_before.empty()) continue;
+      // Earlier records are accounted for (counted in spans_repeated) once their spans were
+      // delivered; the others carry over to the next run in one record (written before the
+      // old ones are removed, so a kill in between only over-counts).
+      std::vector<std::uint64_t> carry;
+      {
+        std::lock_guard lock(inst->mu);
+        for (auto k : inst->in_flight_before)
+          if (!contains_sorted(inst->delivered, k) && !inst->recovered.count(k))
+            carry.insert(carry.end(), inst->sends_before(k), k);
+      }
+      if (!carry.empty()) state->begin_request(inst->spec.instance, carry);
+      state->clear_in_flight(inst->spec.instance);
+    }
+    state->flush();
   }
 
   if (!opt.quiet) {

@@ -39,10 +39,11 @@ class Sink:
         self.port_file = os.path.join(workdir, f"sink-{time.time_ns()}.port")
         self.record = os.path.join(workdir, f"sink-{time.time_ns()}.jsonl")
         self.args = list(args)
+        self._log = open(os.path.join(workdir, "sink.log"), "ab")
         self.proc = subprocess.Popen(
             [SINK, "--listen", "127.0.0.1:0", "--port-file", self.port_file,
              "--record", self.record, *self.args],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "sink.log"), "ab"))
+            stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.time() + timeout
         while not os.path.exists(self.port_file):
             if self.proc.poll() is not None:
@@ -91,6 +92,7 @@ class Sink:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        self._log.close()
 
 
 def run(args, timeout=120, env=None, input=None, check_rc=None):
