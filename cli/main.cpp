@@ -16,6 +16,8 @@
 #include "backends/console/json_writer.h"
 #include "cli/commands.h"
 #include "cli/config.h"
+#include "cli/metrics/metrics.h"
+#include "cli/log.h"
 #include "cli/dead_letters.h"
 #include "cli/sync.h"
 #include "cli/units.h"
@@ -71,8 +73,13 @@ struct RawSyncFlags {
   std::size_t batch_spans = 512, max_in_flight = 16;
   std::string config;
   bool print_config = false;
+  std::string log_format = "text";
   std::string batch_bytes = "4MiB", rate, timeout, retry_initial = "1s", retry_max = "30s",
               retry_max_elapsed = "5m";
+  // operations
+  bool redact = false, no_content = false;
+  std::vector<std::string> redact_patterns;
+  std::string metrics_listen, metrics_file;
 };
 
 void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
@@ -118,8 +125,20 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   cmd->add_option("--session", f.sessions, "Only these session ids (glob, repeatable)");
   cmd->add_option("--since", f.since, "Only turns at or after this time (RFC 3339 or YYYY-MM-DD)");
   cmd->add_option("--until", f.until, "Only turns before this time");
+  cmd->add_flag("--redact", f.redact,
+                "Replace secrets in content (API keys, tokens, passwords...) with [REDACTED:kind]");
+  cmd->add_option("--redact-pattern", f.redact_patterns,
+                  "Extra secret regex (ECMAScript; group 1 if any; repeatable; implies --redact)");
+  cmd->add_flag("--no-content", f.no_content,
+                "Export structure and usage only: no prompts, outputs or tool results");
+  cmd->add_option("--metrics-listen", f.metrics_listen,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics during the run (loopback)");
+  cmd->add_option("--metrics-file", f.metrics_file,
+                  "Write a node-exporter textfile (.prom) at the end of the run");
   cmd->add_flag("-v,--verbose", f.verbose, "More log output");
   cmd->add_flag("-q,--quiet", f.quiet, "Only errors");
+  cmd->add_option("--log-format", f.log_format, "Log lines on stderr: text|json")
+      ->check(CLI::IsMember({"text", "json"}));
   cmd->add_option("--endpoint", f.endpoint, "OTLP traces URL, used as is");
   cmd->add_option("--host", f.host, "Base URL for langfuse/phoenix");
   cmd->add_option("--header", f.headers, "Extra HTTP header K=V (repeatable)");
@@ -284,6 +303,21 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   o.progress_interval = dur_flag("--progress-interval", f.progress_interval);
   o.map.trace_per_session = f.trace_per_session;
   o.map.message_hash = f.message_hash;
+  o.redact = f.redact || !f.redact_patterns.empty();
+  o.redact_patterns = f.redact_patterns;
+  o.no_content = f.no_content;
+  for (const auto& p : f.redact_patterns) {
+    try {
+      std::regex re(p);
+    } catch (const std::regex_error& e) {
+      usage_error(fmt::format("--redact-pattern '{}': invalid regex: {}", p, e.what()));
+    }
+  }
+  o.metrics_listen = f.metrics_listen;
+  if (!f.metrics_listen.empty())
+    if (auto err = check_metrics_listen(f.metrics_listen); !err.empty())
+      usage_error(fmt::format("--metrics-listen {}: {}", f.metrics_listen, err));
+  o.metrics_file = f.metrics_file;
   o.map.user_id = f.user_id;
   o.map.user_from_path_regex = f.user_from_path;
   if (!f.user_from_path.empty()) {
@@ -548,6 +582,9 @@ int main(int argc, char** argv) {
       auto second = std::make_unique<Cli>();
       if (int rc = second->parse(layered); rc >= 0) return rc;
       SyncOptions o = build_sync_options(second->sf, cf, explicit_opts);
+      log::configure(second->sf.log_format == "json" ? log::Format::kJson : log::Format::kText,
+                     o.quiet ? log::Level::kError
+                             : (o.verbose ? log::Level::kDebug : log::Level::kInfo));
       if (second->sf.print_config) {
         print_config(o, cf);
         return kExitOk;

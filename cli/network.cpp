@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "backends/http/http_client.h"
+#include "backends/langfuse_legacy/langfuse_legacy.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
 #include "cli/commands.h"
@@ -34,14 +35,60 @@ std::string strip_slash(std::string s) {
   return s;
 }
 
+std::string langfuse_host(const BackendSpec& spec) {
+  std::string host = setting(spec, "host");
+  if (host.empty()) host = env("LANGFUSE_BASE_URL");
+  if (host.empty()) host = env("LANGFUSE_HOST");
+  if (host.empty()) host = "https://cloud.langfuse.com";
+  return strip_slash(host);
+}
+
+std::string langfuse_auth(const BackendSpec& spec) {
+  const std::string pk = setting(spec, "public_key", env("LANGFUSE_PUBLIC_KEY"));
+  const std::string sk = setting(spec, "secret_key", env("LANGFUSE_SECRET_KEY"));
+  if (pk.empty() || sk.empty())
+    throw ConfigError("--backend " + spec.type + " needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY");
+  return "Basic " + base64_encode(pk + ":" + sk);
+}
+
+// Langfuse batch ingestion API (protocols §A.3-A.8), for self-hosted v3 servers.
+std::unique_ptr<Exporter> make_langfuse_legacy(const BackendSpec& spec) {
+  langfuse::LegacyOptions o;
+  o.instance = spec.instance;
+  o.endpoint = setting(spec, "endpoint", langfuse_host(spec) + "/api/public/ingestion");
+  o.headers.emplace_back("Authorization", langfuse_auth(spec));
+  for (const auto& [k, v] : spec.settings) {
+    if (k.rfind("header.", 0) != 0) continue;
+    auto eq = v.find('=');
+    o.headers.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+  }
+  o.environment = env("LANGFUSE_TRACING_ENVIRONMENT");
+  if (auto t = setting(spec, "timeout_ms"); !t.empty()) o.timeout = std::chrono::milliseconds(std::stoll(t));
+  o.connect_timeout = o.timeout.count() > 0 ? o.timeout : std::chrono::milliseconds(10000);
+  o.batch_spans = std::stoull(setting(spec, "batch_spans", "512"));
+  o.batch_bytes = std::min<std::size_t>(langfuse::kMaxBatchBytes,
+                                        std::stoull(setting(spec, "batch_bytes", "3500000")));
+  o.max_in_flight = std::stoull(setting(spec, "max_in_flight", "4"));
+  o.retry.initial_backoff = std::chrono::milliseconds(std::stoll(setting(spec, "retry_initial_ms", "1000")));
+  o.retry.max_backoff = std::chrono::milliseconds(std::stoll(setting(spec, "retry_max_ms", "30000")));
+  o.retry.max_elapsed = std::chrono::milliseconds(std::stoll(setting(spec, "retry_max_elapsed_ms", "300000")));
+  o.ca_file = setting(spec, "ca_file");
+  o.insecure = setting(spec, "insecure") == "1";
+  o.client_cert = setting(spec, "client_cert");
+  o.client_key = setting(spec, "client_key");
+  std::string error;
+  auto exp = langfuse::make_langfuse_legacy_exporter(std::move(o), &error);
+  if (!exp) throw ConfigError("backend " + spec.instance + ": " + error);
+  return exp;
+}
+
 }  // namespace
 
 std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
   otlp::OtlpOptions o;
   o.instance = spec.instance;
   const std::string type = spec.type;
-  if (type == "langfuse-legacy")
-    throw ConfigError("--backend langfuse-legacy is not available in this build (use langfuse)");
+  if (type == "langfuse-legacy") return make_langfuse_legacy(spec);
   if (type != "otlp" && type != "langfuse" && type != "phoenix")
     throw ConfigError("unknown backend '" + type + "'");
 
@@ -62,16 +109,8 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
                                         env("OTEL_EXPORTER_OTLP_ENDPOINT"));
     o.profile = otlp::Profile::kGeneric;
   } else if (type == "langfuse") {
-    std::string host = setting(spec, "host");
-    if (host.empty()) host = env("LANGFUSE_BASE_URL");
-    if (host.empty()) host = env("LANGFUSE_HOST");
-    if (host.empty()) host = "https://cloud.langfuse.com";
-    o.endpoint = setting(spec, "endpoint", strip_slash(host) + "/api/public/otel/v1/traces");
-    const std::string pk = setting(spec, "public_key", env("LANGFUSE_PUBLIC_KEY"));
-    const std::string sk = setting(spec, "secret_key", env("LANGFUSE_SECRET_KEY"));
-    if (pk.empty() || sk.empty())
-      throw ConfigError("--backend langfuse needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY");
-    o.headers.emplace_back("Authorization", "Basic " + base64_encode(pk + ":" + sk));
+    o.endpoint = setting(spec, "endpoint", langfuse_host(spec) + "/api/public/otel/v1/traces");
+    o.headers.emplace_back("Authorization", langfuse_auth(spec));
     o.profile = otlp::Profile::kLangfuse;
     // Self-hosted Langfuse rejects bodies over ~4.5 MB: stay well below it.
     o.batch_bytes = std::min<std::size_t>(o.batch_bytes, 3u << 20);

@@ -23,6 +23,8 @@
 
 #include "backends/console/json_writer.h"
 #include "cli/dead_letters.h"
+#include "cli/log.h"
+#include "cli/progress.h"
 #include "pipeline/bounded_queue.h"
 #include "pipeline/runtime.h"
 #include "stages/reader/spool.h"
@@ -352,7 +354,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   BoundedQueue<WorkItem> work(work_cap);
   BoundedQueue<BundleResult> results(std::max<std::uint64_t>(opt.max_memory_bytes / 4, 8u << 20));
   BadLineCounts bad;
-  std::atomic<std::uint64_t> bytes_read{0}, bundles_done{0};
+  std::atomic<std::uint64_t> bytes_read{0}, bundles_done{0}, files_done{0}, disk_bytes_done{0};
   std::mutex err_mu;
   std::vector<std::string> file_errors;
 
@@ -665,6 +667,8 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     outcomes[bi] = std::move(r.files);
     mapped[bi] = true;
     bundles_done.fetch_add(1, std::memory_order_relaxed);
+    files_done.fetch_add(bundles[bi].files.size(), std::memory_order_relaxed);
+    disk_bytes_done.fetch_add(bundles[bi].total_bytes(), std::memory_order_relaxed);
     for (std::size_t ii = 0; ii < instances.size(); ++ii) {
       Instance& inst = *instances[ii];
       if (!inst.needs[bi]) continue;
@@ -731,6 +735,15 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
 
   // Signal watcher: a SIGINT/SIGTERM stops reading; in-flight work drains.
   std::atomic<bool> all_done{false};
+  // A live line only when stderr is a terminal and stdout does not share it (console output).
+  const bool progress_tty = ::isatty(2) && !(::isatty(1) && ordered_output);
+  bool progress_drawn = false;
+  std::uint64_t files_to_read = 0, disk_bytes_to_read = 0;
+  for (std::size_t b = 0; b < bundles.size(); ++b)
+    if (any_need[b]) {
+      files_to_read += bundles[b].files.size();
+      disk_bytes_to_read += bundles[b].total_bytes();
+    }
   std::thread watcher([&] {
     auto last_progress = Clock::now();
     while (!all_done.load()) {
@@ -743,14 +756,31 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         work.close();
       }
       if (runner.stop_requested()) work.close();
-      if (!opt.quiet && opt.progress_interval.count() > 0 &&
-          Clock::now() - last_progress >= opt.progress_interval) {
+      const bool tty = progress_tty;
+      const auto every = tty ? std::chrono::milliseconds(250) : opt.progress_interval;
+      if (!opt.quiet && every.count() > 0 && Clock::now() - last_progress >= every) {
         last_progress = Clock::now();
-        double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
-        std::fprintf(stderr, "chsync: progress: %llu/%zu bundles, %.1f MB read, %.1f MB/s\n",
-                     static_cast<unsigned long long>(bundles_done.load()), bundles.size(),
-                     static_cast<double>(bytes_read.load()) / 1e6,
-                     static_cast<double>(bytes_read.load()) / 1e6 / std::max(secs, 1e-3));
+        ProgressSnapshot ps;
+        ps.files_total = files_to_read;
+        ps.bytes_total = disk_bytes_to_read;
+        ps.files_done = files_done.load();
+        ps.bytes_done = disk_bytes_done.load();
+        ps.bytes_read = bytes_read.load();
+        for (auto& inst : instances) {
+          auto st = inst->exporter->stats();
+          ps.spans_sent += st.spans_delivered;
+          ps.dead += st.spans_dead;
+          for (auto& [k, v] : st.retries) ps.retries += v;
+        }
+        ps.elapsed_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+        if (tty) {
+          std::string line = "\r\x1b[K" + render_progress(ps);
+          std::fwrite(line.data(), 1, line.size(), stderr);
+          std::fflush(stderr);
+          progress_drawn = true;
+        } else {
+          log::info("progress: " + render_progress(ps));
+        }
       }
     }
   });
@@ -761,6 +791,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   for (auto& inst : instances) finalize_ready_bundles(*inst);
   all_done = true;
   watcher.join();
+  if (progress_drawn) std::fputs("\r\x1b[K", stderr);
 
   // Crash repeats from an earlier run are accounted for once everything it held was resent.
   bool any_fatal = false;

@@ -67,6 +67,12 @@ struct SyncOptions {
   bool verbose = false;
   std::chrono::milliseconds progress_interval{10000};
   std::size_t max_bad_line_messages = 200;  // printed to stderr; all are counted
+  // Operations (docs/operations.md).
+  bool redact = false;                      // --redact
+  std::vector<std::string> redact_patterns;  // --redact-pattern (implies --redact)
+  bool no_content = false;                  // --no-content
+  std::string metrics_listen;               // --metrics-listen 127.0.0.1:9464
+  std::string metrics_file;                 // --metrics-file PATH (node-exporter textfile)
 };
 
 // Runs one sync and returns the process exit code. `factory` builds network exporters

@@ -1,0 +1,245 @@
+#include "cli/metrics/metrics.h"
+
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <cstdio>
+#include <fmt/format.h>
+#include <map>
+#include <stdexcept>
+#include <thread>
+
+namespace chsync {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct Descriptor {
+  std::string_view name;
+  std::string_view type;
+  std::string_view help;
+};
+
+// Rendering order and documentation; docs/operations.md lists the same names.
+constexpr Descriptor kDescriptors[] = {
+    {"chsync_run_start_timestamp_seconds", "gauge", "Unix time the run started"},
+    {"chsync_files_total", "gauge", "Files this run has to read"},
+    {"chsync_files_done", "gauge", "Files read and mapped so far (lag = total - done)"},
+    {"chsync_bytes_read_total", "counter", "Transcript bytes read"},
+    {"chsync_bad_lines_total", "counter", "Unusable input lines by kind"},
+    {"chsync_redactions_total", "counter", "Secrets replaced by --redact, by kind"},
+    {"chsync_spans_sent_total", "counter", "Spans acknowledged by the backend"},
+    {"chsync_dead_letters_total", "counter", "Spans given up on (written to dead letters)"},
+    {"chsync_requests_total", "counter", "HTTP requests by response status"},
+    {"chsync_retries_total", "counter", "Retried requests by cause"},
+    {"chsync_bytes_sent_total", "counter", "Request body bytes sent (after compression)"},
+    {"chsync_in_flight_requests", "gauge", "Requests awaiting a response"},
+    {"chsync_queue_bytes", "gauge", "Bytes held in an internal queue"},
+    {"chsync_stage_blocked_seconds_total", "counter",
+     "Time a stage waited on a full downstream (backpressure)"},
+    {"chsync_last_run_exit_code", "gauge", "Exit code of the last finished run (textfile only)"},
+    {"chsync_last_run_timestamp_seconds", "gauge", "Unix time the last run finished (textfile only)"},
+    {"chsync_last_run_duration_seconds", "gauge", "Duration of the last run (textfile only)"},
+};
+
+std::string format_value(double v) {
+  if (v == static_cast<double>(static_cast<std::int64_t>(v))) return fmt::format("{}", static_cast<std::int64_t>(v));
+  return fmt::format("{:.6f}", v);
+}
+
+bool split_listen(const std::string& listen, std::string& host, std::string& port) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) return false;
+  host = listen.substr(0, colon);
+  port = listen.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return port.find_first_not_of("0123456789") == std::string::npos && port.size() <= 5 &&
+         std::stoul(port) <= 65535;
+}
+
+// One connection: read a request (5 s budget), answer, close. Scrapes are rare and tiny, so the
+// server handles them one at a time on its own thread; a slow client only delays the next scrape.
+void serve_one(tcp::socket socket, MetricsRegistry& registry) {
+  constexpr auto kTimeout = std::chrono::seconds(5);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  http::request<http::string_body> req;
+  beast::error_code ec;
+  stream.expires_after(kTimeout);
+  http::read(stream, buffer, req, ec);
+  if (ec) return;
+  http::response<http::string_body> res;
+  res.version(req.version());
+  res.keep_alive(false);
+  res.set(http::field::server, "chsync");
+  const std::string_view target(req.target().data(), req.target().size());
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    res.result(http::status::method_not_allowed);
+    res.body() = "GET only\n";
+  } else if (target == "/metrics" || target.rfind("/metrics?", 0) == 0) {
+    registry.scrapes.fetch_add(1, std::memory_order_relaxed);
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    if (req.method() == http::verb::get) res.body() = registry.render();
+  } else {
+    res.result(http::status::not_found);
+    res.body() = "see /metrics\n";
+  }
+  res.prepare_payload();
+  stream.expires_after(kTimeout);
+  http::write(stream, res, ec);
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+}
+
+}  // namespace
+
+std::string metric_label(std::string_view key, std::string_view value) {
+  std::string s(key);
+  s += "=\"";
+  for (char c : value) {
+    if (c == '\\' || c == '"') {
+      s += '\\';
+      s += c;
+    } else if (c == '\n') {
+      s += "\\n";
+    } else {
+      s += c;
+    }
+  }
+  s += '"';
+  return s;
+}
+
+void MetricsRegistry::set_sampler(Sampler sampler) {
+  std::lock_guard lock(mu_);
+  sampler_ = std::move(sampler);
+}
+
+void MetricsRegistry::clear_sampler() {
+  std::lock_guard lock(mu_);
+  sampler_ = nullptr;
+}
+
+std::string MetricsRegistry::render(const std::vector<MetricSample>& extra) const {
+  std::vector<MetricSample> samples;
+  {
+    std::lock_guard lock(mu_);
+    if (sampler_) sampler_(samples);
+  }
+  samples.insert(samples.end(), extra.begin(), extra.end());
+  std::map<std::string_view, std::vector<const MetricSample*>> by_name;
+  for (const auto& s : samples) by_name[s.name].push_back(&s);
+  std::string out;
+  auto emit = [&](std::string_view name, std::string_view type, std::string_view help) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return;
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const MetricSample* s : it->second) {
+      out += s->name;
+      if (!s->labels.empty()) out += "{" + s->labels + "}";
+      out += ' ';
+      out += format_value(s->value);
+      out += '\n';
+    }
+    by_name.erase(it);
+  };
+  for (const Descriptor& d : kDescriptors) emit(d.name, d.type, d.help);
+  while (!by_name.empty()) emit(by_name.begin()->first, "untyped", "chsync metric");
+  return out;
+}
+
+std::string check_metrics_listen(const std::string& listen) {
+  std::string host, port;
+  if (!split_listen(listen, host, port)) return "expected HOST:PORT, e.g. 127.0.0.1:9464";
+  if (host != "127.0.0.1" && host != "::1" && host != "localhost")
+    return "only loopback addresses (127.0.0.1, ::1, localhost): put a proxy in front to expose it";
+  return {};
+}
+
+struct MetricsServer::Impl {
+  MetricsRegistry& registry;
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  std::thread thread;
+  std::atomic<bool> stopped{false};
+
+  explicit Impl(MetricsRegistry& r) : registry(r) {}
+
+  void accept() {
+    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+        return accept();  // e.g. EMFILE: try the next one
+      }
+      serve_one(std::move(socket), registry);
+      accept();
+    });
+  }
+};
+
+MetricsServer::MetricsServer(MetricsRegistry& registry, const std::string& listen)
+    : impl_(std::make_unique<Impl>(registry)) {
+  if (auto err = check_metrics_listen(listen); !err.empty())
+    throw std::runtime_error("--metrics-listen " + listen + ": " + err);
+  std::string host, port;
+  split_listen(listen, host, port);
+  if (host == "localhost") host = "127.0.0.1";
+  beast::error_code ec;
+  const auto addr = asio::ip::make_address(host, ec);
+  if (ec) throw std::runtime_error("--metrics-listen " + listen + ": " + ec.message());
+  const tcp::endpoint ep(addr, static_cast<std::uint16_t>(std::stoul(port)));
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("--metrics-listen " + listen + ": cannot listen: " + ec.message());
+  impl_->accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+MetricsServer::~MetricsServer() { stop(); }
+
+std::uint16_t MetricsServer::port() const noexcept {
+  beast::error_code ec;
+  const auto ep = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+void MetricsServer::stop() noexcept {
+  if (impl_->stopped.exchange(true)) return;
+  impl_->io.stop();  // the acceptor closes with Impl
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+bool write_metrics_textfile(const std::string& path, const std::string& text, std::string& error) {
+  // node-exporter reads *.prom files whole: write a temp file next to it, then rename.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) {
+    error = tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !ok) {
+    error = tmp + ": write failed: " + std::strerror(errno);
+    std::remove(tmp.c_str());
+    return false;
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = path + ": " + std::strerror(errno);
+    std::remove(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace chsync
