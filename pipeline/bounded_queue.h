@@ -15,9 +15,45 @@
 #include <mutex>
 #include <optional>
 
+#include <deque>
+
+#if defined(__SANITIZE_THREAD__)
+#define CHSYNC_QUEUE_LOCKED 1
+#else
 #include <concurrentqueue/concurrentqueue.h>
+#endif
 
 namespace chsync {
+
+#if defined(CHSYNC_QUEUE_LOCKED)
+// Under ThreadSanitizer the storage is a plain locked deque: TSan does not model the standalone
+// fences moodycamel relies on (it reports false races, and GCC rejects the fences under -Werror).
+// Everything chsync adds on top (byte accounting, blocking, close) is still checked by TSan.
+template <typename T>
+class LockedStorage {
+ public:
+  bool enqueue(T&& v) {
+    std::lock_guard lock(mu_);
+    q_.push_back(std::move(v));
+    return true;
+  }
+  bool try_dequeue(T& out) {
+    std::lock_guard lock(mu_);
+    if (q_.empty()) return false;
+    out = std::move(q_.front());
+    q_.pop_front();
+    return true;
+  }
+  std::size_t size_approx() const {
+    std::lock_guard lock(mu_);
+    return q_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::deque<T> q_;
+};
+#endif
 
 struct QueueCounters {
   std::atomic<std::uint64_t> pushed_items{0};
@@ -161,7 +197,11 @@ class BoundedQueue {
   }
 
   const std::uint64_t capacity_bytes_;
+#if defined(CHSYNC_QUEUE_LOCKED)
+  LockedStorage<Slot> queue_;
+#else
   moodycamel::ConcurrentQueue<Slot> queue_;
+#endif
   std::atomic<std::uint64_t> used_bytes_{0};
   std::atomic<bool> closed_{false};
   std::mutex mutex_;
