@@ -59,6 +59,7 @@ struct ExporterStats {
   std::uint64_t splits_413 = 0;
   std::uint64_t max_in_flight_seen = 0;
   std::uint64_t time_blocked_ms = 0;  // send() waiting for a free slot
+  std::uint64_t in_flight = 0;        // requests awaiting a response now (sampled)
 };
 
 class Exporter {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "backends/console/json_writer.h"
+#include "cli/bench_cli.h"
 #include "cli/commands.h"
 #include "cli/config.h"
 #include "cli/metrics/metrics.h"
@@ -370,6 +371,8 @@ struct Cli {
   std::string state_db, state_arg, state_target, state_instance;
   CLI::App* state_cmd = nullptr;
   CLI::App* version_cmd = nullptr;
+  RawBenchFlags bf;
+  CLI::App* bench_cmd = nullptr;
 
   Cli() {
     app.require_subcommand(1);
@@ -416,6 +419,7 @@ struct Cli {
                       "  chsync state forget /data/old-archive.tar.zst");
 
     version_cmd = app.add_subcommand("version", "Print version and build information");
+    bench_cmd = add_bench_command(app, bf);
   }
 
   int parse(const std::vector<std::string>& args) {
@@ -563,6 +567,7 @@ int main(int argc, char** argv) {
       return cmd_status(cli->sf.db.empty() ? default_db() : cli->sf.db,
                         cli->sync_status_json || cli->sf.json);
     if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_target);
+    if (cli->bench_cmd->parsed()) return run_bench(build_bench_options(cli->bf));
     if (cli->state_cmd->parsed())
       return cmd_state(cli->state_db.empty() ? default_db() : cli->state_db, cli->state_arg,
                        cli->state_target, cli->state_instance);

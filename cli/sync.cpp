@@ -17,17 +17,21 @@
 #include <mutex>
 #include <set>
 #include <simdjson.h>
+#include <numeric>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "backends/console/json_writer.h"
 #include "cli/dead_letters.h"
+#include "cli/metrics/metrics.h"
 #include "cli/log.h"
 #include "cli/progress.h"
 #include "pipeline/bounded_queue.h"
+#include "pipeline/flat_u64_set.h"
 #include "pipeline/runtime.h"
 #include "stages/reader/spool.h"
+#include "stages/redact/redact.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {
@@ -80,7 +84,7 @@ struct Instance {
   // Sorted, one entry per earlier in-flight record holding the key (= sends of unknown outcome).
   std::vector<std::uint64_t> in_flight_records;
   std::unordered_set<std::uint64_t> recovered;  // keys of in_flight_before delivered/dead now
-  std::unordered_set<std::uint64_t> sent_this_run;
+  FlatU64Set sent_this_run;  // span keys handed to this exporter in this run
   std::vector<bool> needs;  // per bundle
   // Ack accounting.
   std::mutex mu;
@@ -135,6 +139,14 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   install_signal_handlers();
   reset_signal_state();
   if (opt.backends.empty()) throw ConfigError("no backend configured (use --backend)");
+  std::unique_ptr<Redactor> redactor;  // shared read-only by the mapper threads; counts are atomic
+  if (opt.redact && !opt.no_content) {
+    try {
+      redactor = std::make_unique<Redactor>(RedactOptions{opt.redact_patterns});
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(e.what());
+    }
+  }
 
   // ---- state ----
   std::unique_ptr<StateStore> state;
@@ -358,6 +370,61 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   std::mutex err_mu;
   std::vector<std::string> file_errors;
 
+  // ---- metrics: sampled on scrape from the counters above (docs/operations.md) ----
+  MetricsRegistry metrics;
+  const double run_start_s = static_cast<double>(now_ms()) / 1000.0;
+  std::atomic<bool> run_finished{false};  // after the joins: synchronous exporters' stats are safe
+  metrics.set_sampler([&](std::vector<MetricSample>& out) {
+    auto add = [&](const char* n, std::string l, double v) { out.push_back({n, std::move(l), v}); };
+    auto d = [](std::uint64_t v) { return static_cast<double>(v); };
+    add("chsync_run_start_timestamp_seconds", "", run_start_s);
+    add("chsync_files_total", "", d(files_updated));
+    add("chsync_files_done", "", d(files_done.load()));
+    add("chsync_bytes_read_total", "", d(bytes_read.load()));
+    {
+      std::lock_guard lock(bad.mu);
+      for (auto& [k, v] : bad.by_kind) add("chsync_bad_lines_total", metric_label("kind", k), d(v));
+    }
+    if (redactor)
+      for (auto& [k, v] : redactor->counts())
+        add("chsync_redactions_total", metric_label("kind", k), d(v));
+    add("chsync_queue_bytes", metric_label("queue", "work"), d(work.queued_bytes()));
+    add("chsync_queue_bytes", metric_label("queue", "result"), d(results.queued_bytes()));
+    add("chsync_stage_blocked_seconds_total", metric_label("stage", "feeder"),
+        d(work.counters().push_blocked_ns.load()) / 1e9);
+    add("chsync_stage_blocked_seconds_total", metric_label("stage", "mapper"),
+        d(results.counters().push_blocked_ns.load()) / 1e9);
+    for (auto& inst : instances) {
+      const std::string b = metric_label("backend", inst->spec.instance);
+      {
+        std::lock_guard lock(inst->mu);
+        add("chsync_spans_sent_total", b, d(inst->spans_delivered));
+        add("chsync_dead_letters_total", b, d(inst->spans_dead));
+      }
+      if (inst->synchronous && !run_finished.load()) continue;  // their stats: dispatcher only
+      const ExporterStats st = inst->exporter->stats();
+      add("chsync_bytes_sent_total", b, d(st.bytes_wire));
+      add("chsync_in_flight_requests", b, d(st.in_flight));
+      for (auto& [code, n] : st.status_counts)
+        add("chsync_requests_total", b + "," + metric_label("status", std::to_string(code)), d(n));
+      for (auto& [cause, n] : st.retries)
+        add("chsync_retries_total", b + "," + metric_label("cause", cause), d(n));
+      add("chsync_stage_blocked_seconds_total", metric_label("stage", "sender." + inst->spec.instance),
+          d(st.time_blocked_ms) / 1e3);
+    }
+  });
+  std::unique_ptr<MetricsServer> metrics_server;  // declared after what it samples: stops first
+  if (!opt.metrics_listen.empty()) {
+    try {
+      metrics_server = std::make_unique<MetricsServer>(metrics, opt.metrics_listen);
+    } catch (const std::runtime_error& e) {
+      throw ConfigError(e.what());
+    }
+    if (!opt.quiet)
+      std::fprintf(stderr, "chsync: metrics at http://127.0.0.1:%u/metrics\n",
+                   static_cast<unsigned>(metrics_server->port()));
+  }
+
   auto report_bad = [&](const BadLine& bl) {
     std::lock_guard lock(bad.mu);
     bad.by_kind[bl.kind]++;
@@ -513,6 +580,8 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   });
 
   MapOptions map_opts = opt.map;
+  map_opts.redactor = redactor.get();
+  map_opts.no_content = opt.no_content;
   if (map_opts.now_ms == 0) map_opts.now_ms = now_ms();
   std::atomic<std::size_t> workers_left{std::max<std::size_t>(opt.workers, 1)};
   for (std::size_t w = 0; w < std::max<std::size_t>(opt.workers, 1); ++w) {
@@ -602,7 +671,8 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   std::vector<std::uint64_t> held_by_bundle(bundles.size(), 0);
 
   auto finalize_ready_bundles = [&](Instance& inst) {
-    if (!state || opt.dry_run) return;
+    // The bookkeeping runs in a dry run too (so `pending` does not grow); only rows are skipped.
+    const bool write_rows = state && !opt.dry_run;
     std::vector<FileState> rows;
     std::vector<std::uint64_t> done;
     {
@@ -617,7 +687,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         auto& p = pit->second;
         if (!p.dispatched || p.outstanding > 0) continue;
         done.push_back(seq);
-        if (p.failed) continue;
+        if (p.failed || !write_rows) continue;
         const Bundle& b = bundles[seq];
         const auto& fos = outcomes[seq];
         for (std::size_t i = 0; i < b.files.size(); ++i) {
@@ -642,8 +712,51 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       }
       for (auto s : done) inst.pending.erase(s);
     }
-    if (!rows.empty()) state->put_files(rows);
+    if (write_rows && !rows.empty()) state->put_files(rows);
   };
+
+  // Sends one bundle's spans to one instance, then records finished bundles. Runs on the
+  // dispatcher thread (one backend) or on the instance's sender thread (several backends).
+  auto send_to = [&](Instance& inst, std::size_t bi, std::vector<Span>&& out, std::uint64_t repeats) {
+    // After a signal (or a fatal error) nothing new goes out: only in-flight requests drain.
+    if (!out.empty() && !exporter_fatal.load() && !runner.stop_requested()) {
+      inst.spans_repeated += repeats;  // one thread per instance; read after join
+      if (!inst.exporter->send(std::move(out))) {
+        exporter_fatal = true;
+        runner.request_stop();
+      }
+    } else if (!out.empty()) {
+      std::lock_guard lock(inst.mu);
+      inst.pending[bi].failed = true;
+    }
+    finalize_ready_bundles(inst);
+  };
+  // Several backends: each gets a bounded queue and a sender thread, so a slow or failing backend
+  // (send() blocked on its in-flight slots while it retries) holds back only its own queue; the
+  // dispatcher (and so every other backend) blocks only once that queue holds its share of the
+  // memory cap. One backend keeps the direct call (no extra copy, no extra thread).
+  struct SendItem {
+    std::size_t bundle = 0;
+    std::vector<Span> spans;
+    std::uint64_t repeats = 0;
+  };
+  std::vector<std::unique_ptr<BoundedQueue<SendItem>>> send_queues;
+  // Per sender: -1 not stopped yet, else the result of its exporter's stop().
+  std::vector<int> sender_stopped(instances.size() > 1 ? instances.size() : 0, -1);
+  if (instances.size() > 1) {
+    const std::uint64_t per_queue =
+        std::max<std::uint64_t>(opt.max_memory_bytes / 4 / instances.size(), 4u << 20);
+    for (std::size_t ii = 0; ii < instances.size(); ++ii) {
+      send_queues.push_back(std::make_unique<BoundedQueue<SendItem>>(per_queue));
+      runner.spawn("sender-" + instances[ii]->spec.instance, [&, ii] {
+        while (auto item = send_queues[ii]->pop())
+          send_to(*instances[ii], item->bundle, std::move(item->spans), item->repeats);
+        // Input is exhausted: flush this backend's partial batch and drain it now, without
+        // waiting for the slower backends' senders.
+        sender_stopped[ii] = instances[ii]->exporter->stop(opt.drain_timeout) ? 1 : 0;
+      });
+    }
+  }
 
   auto dispatch = [&](BundleResult& r) {
     const std::size_t bi = r.bundle_index;
@@ -677,7 +790,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       std::uint64_t repeats = 0;
       for (auto& s : r.spans) {
         const std::uint64_t k = s.span_key();
-        if (contains_sorted(inst.delivered, k) || !inst.sent_this_run.insert(k).second) {
+        if (contains_sorted(inst.delivered, k) || !inst.sent_this_run.insert(k)) {
           ++inst.spans_deduped;
           continue;
         }
@@ -695,23 +808,25 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         p.dispatched = true;
         if (p.outstanding == 0) inst.ready.push_back(bi);
       }
-      // After a signal (or a fatal error) nothing new goes out: only in-flight requests drain.
-      if (!out.empty() && !exporter_fatal.load() && !runner.stop_requested()) {
-        inst.spans_repeated += repeats;  // single dispatcher thread; read after join
-        if (!inst.exporter->send(std::move(out))) {
-          exporter_fatal = true;
-          runner.request_stop();
-        }
-      } else if (!out.empty()) {
-        std::lock_guard lock(inst.mu);
-        inst.pending[bi].failed = true;
+      if (!send_queues.empty()) {
+        const std::uint64_t bytes = std::accumulate(
+            out.begin(), out.end(), std::uint64_t{64},
+            [](std::uint64_t n, const Span& sp) { return n + approx_bytes(sp); });
+        if (send_queues[ii]->push(SendItem{bi, std::move(out), repeats}, bytes)) continue;
+        out.clear();  // closed: cannot happen while the dispatcher runs; account as not sent
       }
-      finalize_ready_bundles(inst);
+      send_to(inst, bi, std::move(out), repeats);
     }
   };
 
   runner.spawn("dispatcher", [&] {
-    std::map<std::size_t, BundleResult> reorder;  // bundle seq -> result (console/file only)
+    // Console/file output is ordered by bundle so it is the same for any --workers. The buffer is
+    // bounded: past a quarter of --max-memory the smallest waiting bundle goes out even though an
+    // earlier one is still being mapped (that one then follows as soon as it arrives).
+    std::map<std::size_t, BundleResult> reorder;  // bundle seq -> result
+    std::map<std::size_t, std::uint64_t> reorder_size;
+    std::uint64_t reorder_bytes = 0;
+    const std::uint64_t reorder_cap = std::max<std::uint64_t>(opt.max_memory_bytes / 4, 8u << 20);
     std::size_t next = 0;
     auto advance = [&] {
       while (next < bundles.size() && !any_need[next]) ++next;
@@ -722,15 +837,25 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         dispatch(*r);
         continue;
       }
+      std::uint64_t sz = 64;
+      for (const auto& sp : r->spans) sz += approx_bytes(sp);
+      reorder_bytes += sz;
+      reorder_size[r->bundle_index] = sz;
       reorder.emplace(r->bundle_index, std::move(*r));
-      while (!reorder.empty() && reorder.begin()->first == next) {
+      while (!reorder.empty() && (reorder.begin()->first <= next || reorder_bytes > reorder_cap)) {
+        const std::size_t k = reorder.begin()->first;
         dispatch(reorder.begin()->second);
         reorder.erase(reorder.begin());
-        ++next;
-        advance();
+        reorder_bytes -= reorder_size[k];
+        reorder_size.erase(k);
+        if (k >= next) {
+          next = k + 1;
+          advance();
+        }
       }
     }
     for (auto& [k, r] : reorder) dispatch(r);  // after a stop: whatever arrived
+    for (auto& q : send_queues) q->close();  // senders drain what is queued, then exit
   });
 
   // Signal watcher: a SIGINT/SIGTERM stops reading; in-flight work drains.
@@ -787,7 +912,12 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
 
   runner.join_all();
   bool drained = true;
-  for (auto& inst : instances) drained = inst->exporter->stop(opt.drain_timeout) && drained;
+  for (std::size_t ii = 0; ii < instances.size(); ++ii) {
+    const bool ok = ii < sender_stopped.size() && sender_stopped[ii] >= 0
+                        ? sender_stopped[ii] == 1
+                        : instances[ii]->exporter->stop(opt.drain_timeout);
+    drained = ok && drained;
+  }
   for (auto& inst : instances) finalize_ready_bundles(*inst);
   all_done = true;
   watcher.join();
@@ -853,6 +983,11 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     }
     j += fmt::format("{}\"total\":{}}}", first ? "" : ",", rsum);
     kv("dead_letters", dead);
+    if (redactor) {
+      j += ",\"redactions\":{";
+      for (auto& [k, v] : redactor->counts()) j += fmt::format("\"{}\":{},", k, v);
+      j += fmt::format("\"total\":{}}}", redactor->total());
+    }
     j += ",\"bad_lines\":{";
     first = true;
     for (auto& [k, v] : bad.by_kind) {
@@ -911,6 +1046,17 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       { std::ofstream(tmp) << j; }
       if (std::rename(tmp.c_str(), opt.report_path.c_str()) != 0) std::remove(tmp.c_str());
     }
+  }
+
+  run_finished = true;
+  if (!opt.metrics_file.empty()) {
+    const std::vector<MetricSample> last = {
+        {"chsync_last_run_exit_code", "", static_cast<double>(code)},
+        {"chsync_last_run_timestamp_seconds", "", static_cast<double>(now_ms()) / 1000.0},
+        {"chsync_last_run_duration_seconds", "", secs}};
+    std::string err;
+    if (!write_metrics_textfile(opt.metrics_file, metrics.render(last), err))
+      std::fprintf(stderr, "chsync: --metrics-file: %s\n", err.c_str());
   }
 
   // Only after the report is on disk: a kill before this point leaves the records, and the

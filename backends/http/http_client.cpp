@@ -4,7 +4,11 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cstdlib>
+#include <optional>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -128,6 +132,83 @@ bool is_ip_literal(const std::string& host) {
   return !ec;
 }
 
+std::vector<std::string> split_no_proxy(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s + ",") {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
+  }
+  return out;
+}
+
+std::string base64(const std::string& in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                       (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i < in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string getenv_str(const char* a, const char* b) {
+  const char* v = std::getenv(a);
+  if (!v || !*v) v = std::getenv(b);
+  return v ? std::string(v) : std::string();
+}
+
+}  // namespace
+
+ProxyEnv proxy_env_from_process() {
+  ProxyEnv e;
+  e.http_proxy = getenv_str("HTTP_PROXY", "http_proxy");
+  e.https_proxy = getenv_str("HTTPS_PROXY", "https_proxy");
+  e.no_proxy = getenv_str("NO_PROXY", "no_proxy");
+  return e;
+}
+
+bool host_excluded(const std::string& host, const std::vector<std::string>& no_proxy) {
+  std::string h = host;
+  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (std::string pat : no_proxy) {
+    if (pat == "*") return true;
+    if (!pat.empty() && pat.front() == '.') pat.erase(0, 1);
+    if (h == pat) return true;
+    if (h.size() > pat.size() && h.compare(h.size() - pat.size(), pat.size(), pat) == 0 &&
+        h[h.size() - pat.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
+std::string proxy_for(const Url& target, const ProxyEnv& env) {
+  const std::string& p = target.tls ? env.https_proxy : env.http_proxy;
+  if (p.empty()) return "";
+  if (host_excluded(target.host, split_no_proxy(env.no_proxy))) return "";
+  return p;
+}
+
+namespace {
+
 class ClientImpl;
 
 class ConnBase : public std::enable_shared_from_this<ConnBase> {
@@ -170,6 +251,8 @@ class Connection final : public ConnBase {
   void on_resolve(const beast::error_code& ec, const tcp::resolver::results_type& results);
   void on_connect(const beast::error_code& ec);
   void on_handshake(const beast::error_code& ec);
+  void start_tls();
+  void on_tunnel(const beast::error_code& ec);
   void write();
   void on_write(const beast::error_code& ec);
   void on_read(const beast::error_code& ec);
@@ -185,6 +268,10 @@ class Connection final : public ConnBase {
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
   Request req_;
   ResponseFn done_;
+  std::optional<Url> proxy_;       // set when this connection goes through a forward proxy
+  std::string proxy_auth_;         // "Basic …" from the proxy URL's user:pass, or ""
+  bhttp::request<bhttp::empty_body> connect_req_;
+  std::optional<bhttp::response_parser<bhttp::empty_body>> connect_parser_;
   bool connected_ = false;
   bool reused_ = false;
   bool retried_ = false;
@@ -222,6 +309,13 @@ class ClientImpl final : public Transport {
   ~ClientImpl() override { shutdown(); }
 
   void post(Request req, ResponseFn done) override { start(std::move(req), std::move(done), false); }
+
+  // The forward proxy for a target ("" for none): the explicit option wins over the environment.
+  std::string proxy_url_for(const Url& target) const {
+    if (!opts_.proxy_url.empty())
+      return host_excluded(target.host, opts_.no_proxy) ? std::string() : opts_.proxy_url;
+    return proxy_for(target, proxy_env_);
+  }
 
   void start(Request req, ResponseFn done, bool retried) {
     const std::string key = (req.url.tls ? "https://" : "http://") + req.url.host + ":" + req.url.port;
@@ -328,6 +422,7 @@ class ClientImpl final : public Transport {
   asio::io_context ioc_;  // first: destroyed last
   ssl::context ssl_ctx_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
+  ProxyEnv proxy_env_ = proxy_env_from_process();
   std::vector<std::thread> threads_;
   std::mutex mu_;
   bool stopped_ = false;
@@ -345,7 +440,29 @@ void Connection<kTls>::start(Request req, ResponseFn done, bool reused, bool ret
   const auto& o = client_.options();
   http_req_ = {};
   http_req_.method(req_.method == "GET" ? bhttp::verb::get : bhttp::verb::post);
-  http_req_.target(req_.url.target);
+  if (!connected_) {
+    proxy_.reset();
+    proxy_auth_.clear();
+    std::string purl = client_.proxy_url_for(req_.url);
+    if (!purl.empty()) {
+      // Strip user:pass@ (parse_url does not take userinfo) and keep it for Proxy-Authorization.
+      auto scheme_end = purl.find("://");
+      auto at = purl.find('@', scheme_end == std::string::npos ? 0 : scheme_end + 3);
+      auto slash = purl.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
+      if (scheme_end != std::string::npos && at != std::string::npos && (slash == std::string::npos || at < slash)) {
+        proxy_auth_ = "Basic " + base64(purl.substr(scheme_end + 3, at - scheme_end - 3));
+        purl.erase(scheme_end + 3, at - scheme_end - 2);
+      }
+      proxy_ = parse_url(purl);
+      if (!proxy_) return fail(asio::error::invalid_argument, "proxy url");
+    }
+  }
+  if (proxy_ && !kTls) {
+    http_req_.target("http://" + req_.url.host_header() + req_.url.target);
+    if (!proxy_auth_.empty()) http_req_.set(bhttp::field::proxy_authorization, proxy_auth_);
+  } else {
+    http_req_.target(req_.url.target);
+  }
   http_req_.version(11);
   http_req_.set(bhttp::field::host, req_.url.host_header());
   if (!o.user_agent.empty()) http_req_.set(bhttp::field::user_agent, o.user_agent);
@@ -357,7 +474,8 @@ void Connection<kTls>::start(Request req, ResponseFn done, bool reused, bool ret
   http_req_.prepare_payload();
   if (cancelled_) return fail(asio::error::operation_aborted, "start");
   if (connected_) return write();
-  resolver_.async_resolve(req_.url.host, req_.url.port,
+  const Url& peer = proxy_ ? *proxy_ : req_.url;
+  resolver_.async_resolve(peer.host, peer.port,
                           beast::bind_front_handler(&Connection::on_resolve, shared()));
 }
 
@@ -373,8 +491,50 @@ void Connection<kTls>::on_resolve(const beast::error_code& ec, const tcp::resolv
 
 template <bool kTls>
 void Connection<kTls>::on_connect(const beast::error_code& ec) {
-  if (ec) return fail(ec, "connect");
+  if (ec) return fail(ec, proxy_ ? "connect to proxy" : "connect");
   beast::get_lowest_layer(stream_).socket().set_option(tcp::no_delay(true));
+  if constexpr (kTls) {
+    if (proxy_) {
+      // HTTPS through a proxy: CONNECT host:port, then TLS with the origin inside the tunnel.
+      const std::string authority = req_.url.host + ":" + req_.url.port;
+      connect_req_ = {};
+      connect_req_.method(bhttp::verb::connect);
+      connect_req_.target(authority);
+      connect_req_.version(11);
+      connect_req_.set(bhttp::field::host, authority);
+      if (!proxy_auth_.empty()) connect_req_.set(bhttp::field::proxy_authorization, proxy_auth_);
+      auto& lowest = beast::get_lowest_layer(stream_);
+      lowest.expires_after(client_.options().connect_timeout);
+      bhttp::async_write(lowest, connect_req_, [self = shared()](const beast::error_code& e, std::size_t) {
+        if (e) return self->fail(e, "proxy CONNECT write");
+        self->connect_parser_.emplace();
+        self->connect_parser_->skip(true);  // a CONNECT response has no body
+        bhttp::async_read(beast::get_lowest_layer(self->stream_), self->buffer_, *self->connect_parser_,
+                          [self](const beast::error_code& e2, std::size_t) { self->on_tunnel(e2); });
+      });
+      return;
+    }
+    start_tls();
+  } else {
+    connected_ = true;
+    write();
+  }
+}
+
+template <bool kTls>
+void Connection<kTls>::on_tunnel(const beast::error_code& ec) {
+  if (ec) return fail(ec, "proxy CONNECT read");
+  const unsigned status = connect_parser_->get().result_int();
+  if (status / 100 != 2) {
+    return fail(asio::error::connection_refused,
+                "proxy refused CONNECT with HTTP " + std::to_string(status));
+  }
+  buffer_.consume(buffer_.size());
+  start_tls();
+}
+
+template <bool kTls>
+void Connection<kTls>::start_tls() {
   if constexpr (kTls) {
     const auto& host = req_.url.host;
     if (!is_ip_literal(host) && !SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str())) {
@@ -384,9 +544,6 @@ void Connection<kTls>::on_connect(const beast::error_code& ec) {
     beast::get_lowest_layer(stream_).expires_after(client_.options().connect_timeout);
     stream_.async_handshake(ssl::stream_base::client,
                             beast::bind_front_handler(&Connection::on_handshake, shared()));
-  } else {
-    connected_ = true;
-    write();
   }
 }
 

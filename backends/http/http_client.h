@@ -91,7 +91,23 @@ struct ClientOptions {
   bool insecure = false;  // skip certificate and host verification
   std::string client_cert, client_key;  // PEM, mTLS
   std::string user_agent;
+  // Forward proxy (http://[user:pass@]host:port). Plain HTTP requests go to it in absolute form;
+  // HTTPS requests open a CONNECT tunnel through it, then TLS end to end with the origin.
+  std::string proxy_url;
+  // Hosts that bypass the proxy: exact names, ".suffix"/"suffix" domain matches, or "*".
+  std::vector<std::string> no_proxy;
 };
+
+// Proxy settings from the environment the way curl reads them: HTTPS_PROXY/https_proxy for https
+// URLs, HTTP_PROXY/http_proxy for http URLs, NO_PROXY/no_proxy (comma-separated). Pure function
+// of the values so it can be tested.
+struct ProxyEnv {
+  std::string http_proxy, https_proxy, no_proxy;
+};
+ProxyEnv proxy_env_from_process();
+// The proxy URL for a target, or "" when none applies (no proxy set, or the host is excluded).
+std::string proxy_for(const Url& target, const ProxyEnv& env);
+bool host_excluded(const std::string& host, const std::vector<std::string>& no_proxy);
 
 // Builds the Beast client. Throws std::runtime_error on a TLS configuration error (unreadable
 // ca_file, cert or key) — a startup error.

@@ -115,7 +115,9 @@ std::string OtlpExporter::fatal_reason() const {
 
 ExporterStats OtlpExporter::stats() const {
   std::lock_guard lock(mu_);
-  return stats_;
+  ExporterStats s = stats_;
+  s.in_flight = flights_.size();
+  return s;
 }
 
 void OtlpExporter::deliver(std::vector<Ack>& acks) {

@@ -1,6 +1,7 @@
 #include "backends/otlp/otlp_proto.h"
 
 #include <cstring>
+#include <limits>
 #include <string>
 
 namespace chsync::otlp {
@@ -507,7 +508,12 @@ bool decode_partial_success_json(std::string_view body, PartialSuccess& out) {
     std::size_t i = 0;
     while (i < v.size() && (v[i] == ' ' || v[i] == '"')) ++i;
     std::int64_t n = 0;
-    while (i < v.size() && v[i] >= '0' && v[i] <= '9') n = n * 10 + (v[i++] - '0');
+    // Saturates: a backend sending more digits than int64 holds must not overflow (fuzz_otlp_response).
+    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') {
+      const int d = v[i++] - '0';
+      n = n > (kMax - d) / 10 ? kMax : n * 10 + d;
+    }
     out.present = true;
     out.rejected_spans = n;
   }

@@ -406,8 +406,26 @@ std::string hash_fields(od::object& root) {
 
 }  // namespace
 
+namespace {
+// The simdjson parser is per thread, not per EntryParser: a BundleMapper (and its EntryParser) is
+// made per bundle, and a fresh parser re-allocated its buffers (~5x the longest line) for every
+// bundle; the allocator then returned them to the OS (madvise + TLB shootdowns). Measured in
+// BENCHMARKS.md (issue 9). No parser state outlives a parse() call (Entry owns its bytes).
+// A parser grown for one huge line (capacity above kKeepParserBytes) is released after it, so
+// the resident size stays flat across archives.
+constexpr std::size_t kKeepParserBytes = 1u << 20;
+thread_local std::unique_ptr<od::parser> t_parser;
+od::parser& thread_parser() {
+  if (!t_parser) t_parser = std::make_unique<od::parser>();
+  return *t_parser;
+}
+void trim_thread_parser() {
+  if (t_parser && t_parser->capacity() > kKeepParserBytes) t_parser.reset();
+}
+
+}  // namespace
+
 struct EntryParser::Impl {
-  od::parser parser;
   std::string repaired;  // private padded copy of a line with invalid UTF-8
 };
 
@@ -428,9 +446,12 @@ ParseStatus EntryParser::parse(const char* data, std::size_t size, std::size_t c
     capacity = impl_->repaired.size();
     utf8_repaired = true;
   }
+  struct Trim {
+    ~Trim() { trim_thread_parser(); }
+  } trim;
   try {
     od::document doc;
-    check(impl_->parser.iterate(data, size, capacity).get(doc));
+    check(thread_parser().iterate(data, size, capacity).get(doc));
     od::json_type t;
     check(doc.type().get(t));
     if (t != od::json_type::object) {
@@ -444,7 +465,7 @@ ParseStatus EntryParser::parse(const char* data, std::size_t size, std::size_t c
       // A fresh iteration: re-reading strings of the same document could overrun simdjson's
       // string buffer, which is sized for one unescape of each string.
       od::document doc2;
-      check(impl_->parser.iterate(data, size, capacity).get(doc2));
+      check(thread_parser().iterate(data, size, capacity).get(doc2));
       od::object root2;
       check(doc2.get_object().get(root2));
       out.message_hash = hash_fields(root2);

@@ -1,5 +1,6 @@
 // BundleMapper: see mapper.h for the contract and docs/mapping.md for every mapping choice.
 #include "stages/mapper/mapper.h"
+#include "stages/redact/redact.h"
 
 #include <simdjson.h>
 
@@ -941,6 +942,7 @@ struct BundleMapper::Impl {
     for (std::size_t i : order) {
       Span& s = spans[i];
       // Spans whose parent was not emitted would be orphans: a mapping bug, never expected.
+      apply_content_policy(s, opt.redactor, opt.no_content);  // before truncation and its sha256
       truncate_field(s, s.input, "input");
       truncate_field(s, s.output, "output");
       truncate_field(s, s.tool_result, "tool_result");

@@ -21,6 +21,8 @@
 
 namespace chsync {
 
+class Redactor;
+
 struct MapOptions {
   bool trace_per_session = false;
   std::size_t max_field_bytes = 64 * 1024;  // per-field truncation, UTF-8 safe
@@ -31,6 +33,9 @@ struct MapOptions {
   std::int64_t settle_ms = 10 * 60 * 1000;  // a turn whose file changed less than this ago is held
   std::int64_t since_ms = 0;                // --since/--until on entry timestamps (0: unbounded)
   std::int64_t until_ms = 0;
+  // Content policy (stages/redact), applied before truncation and before content is hashed:
+  const Redactor* redactor = nullptr;  // --redact: secrets in content become [REDACTED:kind]
+  bool no_content = false;             // --no-content: structure and usage only
 };
 
 struct MapStats {

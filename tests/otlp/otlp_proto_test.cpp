@@ -2,6 +2,8 @@
 // (tools/proto/otlp_trace.proto, the sink's independent schema).
 #include "backends/otlp/otlp_proto.h"
 
+#include <limits>
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -319,6 +321,10 @@ TEST(OtlpProtoTest, DecodesPartialSuccessAndRpcStatus) {
   EXPECT_EQ(ps.rejected_spans, 2);
   EXPECT_EQ(ps.error_message, "bad \"x\"");
   EXPECT_FALSE(chsync::otlp::decode_partial_success_json("{}", ps));
+  // Regression (fuzz_otlp_response, issue 13): more digits than int64 holds saturated, no UB.
+  EXPECT_TRUE(chsync::otlp::decode_partial_success_json(
+      R"({"partialSuccess":{"rejectedSpans":"99999999999999999999999"}})", ps));
+  EXPECT_EQ(ps.rejected_spans, std::numeric_limits<std::int64_t>::max());
 
   pbv1::RpcStatus st;
   st.set_code(3);

@@ -1,0 +1,66 @@
+// LangfuseLegacyExporter: chsync::Exporter over the Langfuse batch ingestion API
+// (`POST {host}/api/public/ingestion`, protocols §A.3–A.8), for self-hosted Langfuse v3 servers
+// that predate the OTel endpoint's direct write path.
+//
+// Contract (in addition to backends/exporter.h):
+// * Events: a trace root gives trace-create (body id = trace id) + span-create (body id = span id);
+//   a generation gives generation-create (model, usageDetails per §A.5, no total); a tool, turn or
+//   agent span gives span-create; an event gives event-create (no endTime). Observations carry
+//   traceId, parentObservationId, startTime/endTime (ISO, ms, Z), input/output, metadata, and
+//   level ERROR + statusMessage when is_error.
+// * Envelope id = sha256(type + body id + canonical body)[0:16] as 32 hex chars, so an identical
+//   re-export dedupes and a changed one merges in; envelope timestamp = export time (§A.7).
+// * Batching: a request holds at most batch_spans spans and batch_bytes (default and cap 3.5 MB)
+//   of serialized events; all events of one span go in the same request; a span over the cap
+//   goes alone.
+// * Outcomes, one Ack per span: 2xx → per-event results from the 207 body: 201 → done; per-event
+//   5xx → only those events are re-sent (same envelope ids) after a backoff; per-event 4xx → the
+//   span is kDead (dead letter holds its events as a replayable batch). A span is acknowledged
+//   when all its events have a result (kDead wins over kDelivered). Whole-request 429/502/503/504
+//   and transport errors → the pending events are retried with the RetryPolicy (Retry-After
+//   honoured, bounded by max_elapsed); 401/403/404, TLS failure or retries exhausted → fatal
+//   (kFailed for everything unacknowledged); other statuses → kDead for the pending events.
+// * Slots: at most max_in_flight requests; send() blocks while all are taken (time_blocked_ms).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "backends/exporter.h"
+#include "backends/http/http_client.h"
+#include "backends/http/retry_policy.h"
+
+namespace chsync::langfuse {
+
+struct LegacyOptions {
+  std::string instance = "langfuse-legacy";  // state key
+  std::string endpoint;        // full ingestion URL ({host}/api/public/ingestion)
+  http::Headers headers;       // Authorization: Basic ..., extra headers
+  std::string environment;     // Langfuse environment; empty: not sent (server default)
+  std::chrono::milliseconds timeout{10000};
+  std::chrono::milliseconds connect_timeout{10000};
+  std::size_t max_in_flight = 4;
+  std::size_t batch_spans = 512;
+  std::size_t batch_bytes = 3500000;  // documented cap: "Batch sizes are limited to 3.5 MB"
+  http::RetryPolicy retry{};
+  std::string ca_file;
+  bool insecure = false;
+  std::string client_cert, client_key;
+};
+
+// Capped at 3.5 MB whatever the caller asks for.
+constexpr std::size_t kMaxBatchBytes = 3500000;
+
+// Builds the events of one span as JSON objects (for tests): each element is a full envelope.
+std::vector<std::string> legacy_events(const Span& span, const std::string& environment,
+                                       const std::string& export_time);
+
+// transport: make_http_client in production, a fake in tests.
+std::unique_ptr<Exporter> make_langfuse_legacy_exporter(LegacyOptions options,
+                                                        std::unique_ptr<http::Transport> transport,
+                                                        std::string* error);
+// Same with the Beast client. nullptr + *error on a configuration error.
+std::unique_ptr<Exporter> make_langfuse_legacy_exporter(LegacyOptions options, std::string* error);
+
+}  // namespace chsync::langfuse

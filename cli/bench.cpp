@@ -1,0 +1,692 @@
+#include "cli/bench.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "backends/http/http_client.h"
+#include "backends/otlp/gzip.h"
+#include "backends/otlp/otlp_env.h"
+#include "backends/otlp/otlp_exporter.h"
+#include "backends/otlp/otlp_proto.h"
+#include "cli/bench_report.h"
+#include "cli/dead_letters.h"
+#include "cli/sync.h"
+#include "pipeline/ids.h"
+#include "stages/discover/discover.h"
+#include "stages/mapper/mapper.h"
+#include "stages/reader/reader.h"
+
+namespace chsync {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kGzipLevel = 1;                   // as the exporter: fastest, ~8% larger
+constexpr std::uint64_t kGenerateSeed = 1;      // --generate data is deterministic
+constexpr auto kDrainGrace = std::chrono::seconds(2);  // after the last timeout could fire
+
+// A temporary directory removed with everything in it when it goes out of scope.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "chsync-bench-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const noexcept { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// The directory of the running chsync binary (chsync-gen is installed next to it).
+fs::path self_dir() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::current_path() : exe.parent_path();
+}
+
+// Runs argv (argv[0] a path) and waits; stdout (and stderr with quiet_stderr) to /dev/null.
+// Returns the exit status, or -1 when it could not run.
+int run_child(const std::vector<std::string>& argv, bool quiet_stdout, bool quiet_stderr = false) {
+  std::vector<char*> av;
+  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+  av.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (quiet_stdout) {
+      if (std::FILE* f = std::freopen("/dev/null", "w", stdout); f == nullptr) ::_exit(127);
+    }
+    if (quiet_stderr) {
+      if (std::FILE* f = std::freopen("/dev/null", "w", stderr); f == nullptr) ::_exit(127);
+    }
+    ::execv(av[0], av.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void generate_input(std::uint64_t bytes, const fs::path& out, bool quiet) {
+  const fs::path gen = self_dir() / "chsync-gen";
+  if (!fs::exists(gen))
+    throw ConfigError("--generate needs chsync-gen next to chsync (looked for " + gen.string() +
+                      "); build the chsync-gen target or pass INPUT paths instead");
+  if (!quiet) std::fprintf(stderr, "chsync bench: generating %llu bytes of transcripts with %s\n",
+                           static_cast<unsigned long long>(bytes), gen.c_str());
+  const int rc = run_child({gen.string(), "--out", out.string(), "--bytes", std::to_string(bytes),
+                            "--seed", std::to_string(kGenerateSeed)},
+                           true, quiet);
+  if (rc != 0) throw ConfigError(fmt::format("chsync-gen failed (exit {})", rc));
+}
+
+std::string random_salt() {
+  std::random_device rd;
+  return fmt::format("{:08x}{:08x}", rd(), rd());
+}
+
+// ---- the input: OTLP span slices with the positions of their ids ----
+
+struct SpanStore {
+  std::string blob;                 // concatenated SpanEncoder::append_span slices
+  std::vector<std::uint64_t> ends;  // end offset of each slice
+  struct IdPos {
+    std::uint64_t trace = 0, span = 0, parent = 0;  // absolute offsets in blob; 0: absent
+  };
+  std::vector<IdPos> ids;
+  struct Batch {
+    std::size_t first = 0, last = 0;  // span indexes [first, last)
+  };
+  std::vector<Batch> batches;
+  bool truncated = false;
+
+  std::uint64_t begin_of(std::size_t i) const { return i == 0 ? 0 : ends[i - 1]; }
+};
+
+bool read_varint(const std::uint8_t*& p, const std::uint8_t* end, std::uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64 && p < end; shift += 7) {
+    const std::uint8_t b = *p++;
+    v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
+// Finds trace_id (1), span_id (2) and parent_span_id (4) in one ScopeSpans.spans slice.
+bool locate_ids(const std::string& blob, std::uint64_t begin, std::uint64_t end, SpanStore::IdPos& pos) {
+  const auto* base = reinterpret_cast<const std::uint8_t*>(blob.data());
+  const std::uint8_t* p = base + begin;
+  const std::uint8_t* e = base + end;
+  std::uint64_t key = 0, len = 0;
+  if (!read_varint(p, e, key) || !read_varint(p, e, len)) return false;  // the Span field header
+  while (p < e) {
+    if (!read_varint(p, e, key)) return false;
+    const std::uint64_t field = key >> 3;
+    switch (key & 7) {
+      case 0:
+        if (!read_varint(p, e, len)) return false;
+        break;
+      case 1: p += 8; break;
+      case 5: p += 4; break;
+      case 2: {
+        if (!read_varint(p, e, len) || len > static_cast<std::uint64_t>(e - p)) return false;
+        const auto off = static_cast<std::uint64_t>(p - base);
+        if (field == 1 && len == 16) pos.trace = off;
+        if (field == 2 && len == 8) pos.span = off;
+        if (field == 4 && len == 8) pos.parent = off;
+        p += len;
+        break;
+      }
+      default: return false;
+    }
+  }
+  return pos.trace != 0 && pos.span != 0;
+}
+
+otlp::Profile profile_of(const BenchOptions& o) {
+  std::string p = o.profile.empty() ? o.backend : o.profile;
+  if (p == "langfuse") return otlp::Profile::kLangfuse;
+  if (p == "phoenix") return otlp::Profile::kPhoenix;
+  if (p == "otlp" || p == "generic") return otlp::Profile::kGeneric;
+  throw ConfigError("--profile: unknown profile '" + p + "' (generic, langfuse, phoenix)");
+}
+
+class InputLoader {
+ public:
+  InputLoader(const BenchOptions& o, SpanStore& store)
+      : opt_(o), store_(store), encoder_(otlp::EncoderOptions{profile_of(o), true}) {
+    map_.settle_ms = 0;  // a bench replays everything there is
+    map_.now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  }
+
+  void load(const std::vector<std::string>& inputs) {
+    DiscoverResult disc = discover(inputs, DiscoverOptions{});
+    for (const auto& e : disc.errors)
+      if (!opt_.quiet) std::fprintf(stderr, "chsync bench: %s: %s: %s\n", e.path.c_str(), e.kind.c_str(), e.message.c_str());
+    std::map<std::string, std::vector<std::size_t>> by_archive;
+    for (std::size_t b = 0; b < disc.bundles.size() && !full(); ++b) {
+      const Bundle& bundle = disc.bundles[b];
+      const bool archived = std::any_of(bundle.files.begin(), bundle.files.end(), [](const FileRef& f) {
+        return f.kind == SourceKind::kArchiveMember;
+      });
+      if (archived) {
+        by_archive[bundle.files.front().path].push_back(b);
+        continue;
+      }
+      std::vector<std::string> none(bundle.files.size());
+      map_bundle(bundle, none);
+    }
+    for (const auto& [path, list] : by_archive) {
+      if (full()) break;
+      load_archive(path, disc.bundles, list);
+    }
+  }
+
+ private:
+  bool full() const noexcept { return store_.truncated; }
+
+  // Maps one bundle; data[i] non-empty: file i's bytes (archive member), else read from disk.
+  void map_bundle(const Bundle& bundle, const std::vector<std::string>& data) {
+    BundleMapper mapper(map_, bundle, [](const BadLine&) {});
+    ReaderOptions ro;
+    for (std::size_t fi = 0; fi < bundle.files.size(); ++fi) {
+      auto on_line = [&](std::string_view line, std::size_t cap, std::uint64_t ln, std::uint64_t off,
+                         bool) {
+        if (!line.empty()) mapper.add_line(fi, line, cap, ln, off);
+        return true;
+      };
+      auto on_too_long = [](std::uint64_t, std::uint64_t) {};
+      const FileRef& f = bundle.files[fi];
+      if (f.kind == SourceKind::kArchiveMember)
+        (void)read_memory_lines(data[fi], ro, on_line, on_too_long);
+      else
+        (void)read_lines(f, ro, on_line, on_too_long);
+    }
+    spans_.clear();
+    mapper.finish(spans_);
+    for (const Span& s : spans_) {
+      const std::uint64_t begin = store_.blob.size();
+      encoder_.append_span(s, store_.blob);
+      if (store_.blob.size() > opt_.max_memory_bytes && !store_.ends.empty()) {
+        store_.blob.resize(begin);
+        store_.truncated = true;
+        return;
+      }
+      SpanStore::IdPos pos;
+      if (!locate_ids(store_.blob, begin, store_.blob.size(), pos)) {
+        store_.blob.resize(begin);  // cannot re-salt it: leave it out
+        continue;
+      }
+      store_.ends.push_back(store_.blob.size());
+      store_.ids.push_back(pos);
+    }
+  }
+
+  // Reads the members of one archive in archive order; a bundle is mapped as soon as all its
+  // members are in memory, so only the bundles in progress are held.
+  void load_archive(const std::string& path, const std::vector<Bundle>& bundles,
+                    const std::vector<std::size_t>& list) {
+    std::map<std::string, std::pair<std::size_t, std::size_t>> where;  // member -> (bundle, file)
+    std::map<std::size_t, std::vector<std::string>> data;
+    std::map<std::size_t, std::size_t> missing;
+    for (std::size_t b : list) {
+      missing[b] = bundles[b].files.size();
+      data[b].resize(bundles[b].files.size());
+      for (std::size_t fi = 0; fi < bundles[b].files.size(); ++fi)
+        where[bundles[b].files[fi].member] = {b, fi};
+    }
+    struct archive* ar = archive_read_new();
+    archive_read_support_filter_all(ar);
+    archive_read_support_format_all(ar);
+    if (archive_read_open_filename(ar, path.c_str(), 1 << 20) != ARCHIVE_OK) {
+      std::fprintf(stderr, "chsync bench: %s: %s\n", path.c_str(), archive_error_string(ar));
+      archive_read_free(ar);
+      return;
+    }
+    struct archive_entry* e = nullptr;
+    std::vector<char> buf(1 << 20);
+    while (!full() && archive_read_next_header(ar, &e) == ARCHIVE_OK) {
+      auto it = where.find(archive_entry_pathname(e));
+      if (it == where.end()) {
+        archive_read_data_skip(ar);
+        continue;
+      }
+      auto [b, fi] = it->second;
+      std::string& out = data[b][fi];
+      for (;;) {
+        const la_ssize_t n = archive_read_data(ar, buf.data(), buf.size());
+        if (n <= 0) break;
+        out.append(buf.data(), static_cast<std::size_t>(n));
+      }
+      if (--missing[b] == 0) {
+        map_bundle(bundles[b], data[b]);
+        data.erase(b);
+      }
+    }
+    archive_read_free(ar);
+  }
+
+  const BenchOptions& opt_;
+  SpanStore& store_;
+  MapOptions map_;
+  otlp::SpanEncoder encoder_;
+  std::vector<Span> spans_;
+};
+
+void cut_batches(SpanStore& s, std::size_t batch_spans, std::uint64_t batch_bytes) {
+  std::size_t first = 0;
+  for (std::size_t i = 0; i < s.ends.size(); ++i) {
+    const std::uint64_t bytes = s.ends[i] - s.begin_of(first);
+    if (i > first && (i - first >= batch_spans || bytes > batch_bytes)) {
+      s.batches.push_back({first, i});
+      first = i;
+    }
+  }
+  if (first < s.ends.size()) s.batches.push_back({first, s.ends.size()});
+}
+
+// Replaces ids by sha256(salt || id)[0:n] in a copy of a batch's slices.
+class Resalter {
+ public:
+  void apply(const SpanStore& s, const SpanStore::Batch& b, const std::string& salt, std::string& out) {
+    const std::uint64_t base = s.begin_of(b.first);
+    out.assign(s.blob, base, s.ends[b.last - 1] - base);
+    for (std::size_t i = b.first; i < b.last; ++i) {
+      const auto& p = s.ids[i];
+      patch(out, p.trace - base, 16, salt);
+      patch(out, p.span - base, 8, salt);
+      if (p.parent) patch(out, p.parent - base, 8, salt);
+    }
+  }
+
+ private:
+  void patch(std::string& out, std::uint64_t off, std::size_t n, const std::string& salt) {
+    std::string_view old(out.data() + off, n);
+    if (n == 16 && old == last_trace_old_) {  // spans of a turn share their trace id
+      std::copy(last_trace_new_.begin(), last_trace_new_.end(), out.begin() + static_cast<std::ptrdiff_t>(off));
+      return;
+    }
+    const std::string old_copy(old);
+    auto d = hasher_.sha256({salt, old_copy});
+    if (std::all_of(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(n), [](std::uint8_t c) { return c == 0; }))
+      d[n - 1] = 1;  // all-zero ids are invalid in OTLP
+    std::copy(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + static_cast<std::ptrdiff_t>(off));
+    if (n == 16) {
+      last_trace_old_ = old_copy;
+      last_trace_new_.assign(reinterpret_cast<const char*>(d.data()), 16);
+    }
+  }
+  IdHasher hasher_;
+  std::string last_trace_old_, last_trace_new_;
+};
+
+std::string salt_for(const std::string& salt, std::uint64_t loop) {
+  return loop == 0 ? salt : fmt::format("{}/{}", salt, loop);
+}
+
+// Seconds from the start at which the x-th unit (request or span) is due: a linear ramp from 0
+// to `rate` over `ramp` seconds, then flat.
+double intended_offset_s(double x, double rate, double ramp) {
+  if (ramp <= 0) return x / rate;
+  if (x < rate * ramp / 2) return std::sqrt(2 * x * ramp / rate);
+  return ramp / 2 + x / rate;
+}
+
+struct Endpoint {
+  std::string url;
+  http::Headers headers;
+};
+
+Endpoint resolve(const BenchOptions& o) {
+  auto env = [](const char* n) {
+    const char* v = std::getenv(n);
+    return v ? std::string(v) : std::string();
+  };
+  auto strip = [](std::string s) {
+    while (!s.empty() && s.back() == '/') s.pop_back();
+    return s;
+  };
+  Endpoint ep;
+  if (o.backend == "otlp") {
+    ep.url = otlp::resolve_endpoint(o.endpoint, env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+                                    env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_HEADERS"))) ep.headers.push_back(kv);
+  } else if (o.backend == "langfuse") {
+    std::string host = o.host.empty() ? env("LANGFUSE_BASE_URL") : o.host;
+    if (host.empty()) host = env("LANGFUSE_HOST");
+    if (host.empty()) host = "https://cloud.langfuse.com";
+    ep.url = o.endpoint.empty() ? strip(host) + "/api/public/otel/v1/traces" : o.endpoint;
+    const std::string pk = env("LANGFUSE_PUBLIC_KEY"), sk = env("LANGFUSE_SECRET_KEY");
+    if (!pk.empty() && !sk.empty()) ep.headers.emplace_back("Authorization", "Basic " + base64_encode(pk + ":" + sk));
+    ep.headers.emplace_back("x-langfuse-ingestion-version", "4");
+  } else if (o.backend == "phoenix") {
+    std::string host = o.host.empty() ? env("PHOENIX_COLLECTOR_ENDPOINT") : o.host;
+    if (host.empty()) host = "http://127.0.0.1:6006";
+    ep.url = o.endpoint.empty() ? strip(host) + "/v1/traces" : o.endpoint;
+    if (const std::string key = env("PHOENIX_API_KEY"); !key.empty())
+      ep.headers.emplace_back("Authorization", "Bearer " + key);
+  } else {
+    throw ConfigError("--backend: bench takes otlp, langfuse or phoenix, not '" + o.backend + "'");
+  }
+  for (const auto& h : o.headers) {
+    const auto eq = h.find('=');
+    if (eq == std::string::npos || eq == 0) throw ConfigError("--header: expected K=V, got '" + h + "'");
+    ep.headers.emplace_back(h.substr(0, eq), h.substr(eq + 1));
+  }
+  return ep;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << text;
+    if (!f) throw std::runtime_error("cannot write " + path);
+  }
+  fs::rename(tmp, path);
+}
+
+// A number from the sync report, 0 when absent.
+std::uint64_t json_u64(simdjson::simdjson_result<simdjson::dom::element> v) {
+  std::uint64_t n = 0;
+  if (v.get(n) != simdjson::SUCCESS) return 0;
+  return n;
+}
+double json_f64(simdjson::simdjson_result<simdjson::dom::element> v) {
+  double d = 0;
+  if (v.get(d) != simdjson::SUCCESS) return 0;
+  return d;
+}
+
+// ---- --self: the sync pipeline with the null backend and --dry-run semantics ----
+
+int run_self(const BenchOptions& o, const std::vector<std::string>& inputs) {
+  TempDir tmp;
+  const std::string report = (tmp.path() / "sync-report.json").string();
+  std::vector<std::string> argv = {(self_dir() / "chsync").string(), "sync", "--backend", "null",
+                                   "--dry-run", "--settle", "0", "--quiet", "--db",
+                                   (tmp.path() / "none.db").string(), "--report", report,
+                                   "--progress-interval", "0"};
+  argv.insert(argv.end(), inputs.begin(), inputs.end());
+  if (!o.quiet) std::fprintf(stderr, "chsync bench --self: running the sync pipeline (null backend, dry run)\n");
+  const int rc = run_child(argv, true);
+  if (!fs::exists(report)) {
+    std::fprintf(stderr, "chsync bench --self: the sync run failed (exit %d) without a report\n", rc);
+    return rc == 0 ? kExitPartial : rc;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.load(report).get(doc) != simdjson::SUCCESS) {
+    std::fprintf(stderr, "chsync bench --self: unreadable sync report\n");
+    return kExitPartial;
+  }
+  auto u64 = [&](const char* k) { return json_u64(doc[k]); };
+  const double cpu = json_f64(doc["cpu_seconds"]);
+  const double mbps = json_f64(doc["throughput"]["mb_per_s"]);
+  const double sps = json_f64(doc["throughput"]["spans_per_s"]);
+  const double secs = static_cast<double>(u64("duration_ms")) / 1000.0;
+  std::string out = "chsync bench --self: sync pipeline, null backend, dry run\n";
+  out += fmt::format("  {:<22}{:>14}\n", "files", u64("files_scanned"));
+  out += fmt::format("  {:<22}{:>14}\n", "bytes read", u64("bytes_read"));
+  out += fmt::format("  {:<22}{:>14}\n", "spans mapped", u64("spans_mapped"));
+  out += fmt::format("  {:<22}{:>14.3f}\n", "wall seconds", secs);
+  out += fmt::format("  {:<22}{:>14.3f}\n", "cpu seconds", cpu);
+  out += fmt::format("  {:<22}{:>14.1f}\n", "MB/s", mbps);
+  out += fmt::format("  {:<22}{:>14.1f}\n", "spans/s", sps);
+  out += fmt::format("  {:<22}{:>14}\n", "peak RSS KiB", u64("peak_rss_kb"));
+  out += fmt::format("\n  {:<22}{:>12}{:>14}{:>12}{:>10}\n", "stage (producer side)", "items", "bytes",
+                     "blocked ms", "blocked%");
+  simdjson::dom::object stages;
+  if (doc["stages"].get(stages) == simdjson::SUCCESS) {
+    for (auto [key, val] : stages) {
+      const std::uint64_t items = json_u64(val["items"]), bytes = json_u64(val["bytes"]),
+                          blocked = json_u64(val["blocked_ms"]);
+      out += fmt::format("  {:<22}{:>12}{:>14}{:>12}{:>9.1f}%\n", std::string(key), items, bytes, blocked,
+                         secs > 0 ? static_cast<double>(blocked) / 10.0 / secs : 0.0);
+    }
+  }
+  out += "\n  A stage blocked for long on its push waits for the next one: the bottleneck is\n"
+         "  downstream of it. Nothing blocked: reading and mapping (the CPU) are the limit.\n";
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+  if (!o.report_path.empty()) {
+    std::ifstream f(report, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string sync_json = ss.str();
+    while (!sync_json.empty() && (sync_json.back() == '\n' || sync_json.back() == ' ')) sync_json.pop_back();
+    write_file(o.report_path, "{\"schema\":\"chsync.bench.self/1\",\"sync_report\":" + sync_json + "}\n");
+  }
+  return rc;
+}
+
+}  // namespace
+
+int run_bench(const BenchOptions& o) {
+  if (o.rate < 0) throw ConfigError("--rate must be positive");
+  if (o.duration.count() <= 0) throw ConfigError("--duration must be positive");
+  if (o.batch_spans == 0) throw ConfigError("--batch-spans must be at least 1");
+
+  std::unique_ptr<TempDir> gen_dir;
+  std::vector<std::string> inputs = o.inputs;
+  if (o.generate_bytes > 0) {
+    gen_dir = std::make_unique<TempDir>();
+    generate_input(o.generate_bytes, gen_dir->path(), o.quiet);
+    inputs = {(gen_dir->path() / "projects").string()};
+  }
+  if (inputs.empty()) throw ConfigError("bench needs INPUT paths or --generate SIZE");
+  if (o.self) return run_self(o, inputs);
+
+  const Endpoint ep = resolve(o);
+  auto url = http::parse_url(ep.url);
+  if (!url) throw ConfigError("--endpoint: not an http(s) URL: '" + ep.url + "'");
+
+  // ---- input ----
+  const auto t_load = Clock::now();
+  SpanStore store;
+  InputLoader(o, store).load(inputs);
+  gen_dir.reset();  // the spans are in memory now
+  cut_batches(store, o.batch_spans, o.batch_bytes);
+  if (store.batches.empty()) throw ConfigError("bench: the input has no spans to send");
+  if (!o.quiet) {
+    std::fprintf(stderr, "chsync bench: %zu spans (%.1f MiB encoded) in %zu requests, loaded in %.1f s%s\n",
+                 store.ends.size(), static_cast<double>(store.blob.size()) / (1 << 20), store.batches.size(),
+                 std::chrono::duration<double>(Clock::now() - t_load).count(),
+                 store.truncated ? "; input TRUNCATED at --max-memory" : "");
+  }
+
+  bench::BenchResult r;
+  r.backend = o.backend;
+  r.endpoint = ep.url;
+  const bool open = o.rate > 0;
+  r.mode = open ? "open" : "closed";
+  r.rate_unit = o.rate_is_spans ? "spans/s" : "requests/s";
+  r.target_rate = o.rate;
+  r.duration_s = std::chrono::duration<double>(o.duration).count();
+  r.ramp_s = open ? std::chrono::duration<double>(o.ramp).count() : 0;
+  const std::size_t closed_n = o.concurrency ? o.concurrency : 8;
+  const std::size_t cap = open ? (o.concurrency ? o.concurrency : o.max_in_flight) : closed_n;
+  r.concurrency = open ? o.concurrency : closed_n;
+  r.batch_spans = o.batch_spans;
+  r.compression = o.gzip ? "gzip" : "none";
+  r.id_salt = o.id_salt.empty() ? random_salt() : o.id_salt;
+  r.input_spans = store.ends.size();
+  r.input_bytes_encoded = store.blob.size();
+  r.input_batches = store.batches.size();
+  r.input_truncated = store.truncated;
+  r.timeline.resize(static_cast<std::size_t>(std::ceil(r.duration_s)) + 1);
+
+  const otlp::Profile profile = profile_of(o);
+  otlp::StringPairs res = {{"service.name", "claude-code"},
+                           {"service.version", std::string(otlp::chsync_version())},
+                           {"telemetry.sdk.name", "chsync"},
+                           {"chsync.bench.salt", r.id_salt}};
+  if (profile == otlp::Profile::kPhoenix) res.emplace_back("openinference.project.name", "claude-code");
+  const std::string resource = otlp::encode_resource(res);
+  const std::string scope = otlp::encode_scope("chsync", otlp::chsync_version());
+  http::Headers headers = {{"Content-Type", "application/x-protobuf"}};
+  if (o.gzip) headers.emplace_back("Content-Encoding", "gzip");
+  headers.insert(headers.end(), ep.headers.begin(), ep.headers.end());
+
+  http::ClientOptions co;
+  co.io_threads = std::max<std::size_t>(1, o.io_threads);
+  co.request_timeout = o.timeout;
+  co.connect_timeout = std::min(o.timeout, std::chrono::milliseconds(10000));
+  co.max_idle_per_endpoint = std::max<std::size_t>(cap, 16);
+  co.ca_file = o.ca_file;
+  co.insecure = o.insecure;
+  co.user_agent = fmt::format("chsync-bench/{}", otlp::chsync_version());
+  auto transport = http::make_http_client(co);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t in_flight = 0;
+  const auto start = Clock::now() + std::chrono::milliseconds(20);  // let the first build finish
+  const auto end = start + o.duration;
+
+  Resalter salter;
+  std::string spans_buf, body, gz;
+  std::size_t cursor = 0;
+  std::uint64_t loop = 0, sent = 0;
+  double units = 0;  // requests or spans scheduled so far (open loop)
+  std::string salt = salt_for(r.id_salt, 0);
+  auto last_send = start;
+  for (;;) {
+    const auto& batch = store.batches[cursor];
+    const std::size_t nspans = batch.last - batch.first;
+    Clock::time_point intended;
+    if (open) {
+      const double t = intended_offset_s(units, o.rate, r.ramp_s);
+      if (t >= r.duration_s) break;
+      intended = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
+    }
+    salter.apply(store, batch, salt, spans_buf);
+    otlp::build_request(resource, scope, spans_buf, body);
+    const std::uint64_t raw = body.size();
+    if (o.gzip) {
+      if (!otlp::gzip_libdeflate(body, gz, kGzipLevel)) throw std::runtime_error("gzip failed");
+      body.swap(gz);
+    }
+    {
+      std::unique_lock lock(mu);
+      const auto give_up = end + o.timeout + kDrainGrace;
+      if (!cv.wait_until(lock, give_up, [&] { return in_flight < cap; })) break;
+    }
+    if (open) {
+      std::this_thread::sleep_until(intended);
+      const double lag = std::chrono::duration<double, std::milli>(Clock::now() - intended).count();
+      r.max_schedule_lag_ms = std::max(r.max_schedule_lag_ms, lag);
+    } else {
+      intended = Clock::now();
+      if (intended < start) {
+        std::this_thread::sleep_until(start);
+        intended = start;
+      }
+      if (intended >= end) break;
+    }
+    const auto second = std::min<std::size_t>(
+        static_cast<std::size_t>(std::chrono::duration<double>(intended - start).count()), r.timeline.size() - 1);
+    {
+      std::lock_guard lock(mu);
+      ++in_flight;
+      ++r.requests_sent;
+      r.spans_sent += nspans;
+      r.bytes_raw += raw;
+      r.bytes_sent += body.size();
+      ++r.timeline[second].requests;
+      r.timeline[second].spans += nspans;
+    }
+    http::Request req;
+    req.url = *url;
+    req.headers = headers;
+    req.body = std::make_shared<const std::string>(std::move(body));
+    body.clear();
+    transport->post(std::move(req), [&, intended, second, nspans](http::Response&& resp) {
+      const auto now = Clock::now();
+      const double us = std::chrono::duration<double, std::micro>(now - intended).count();
+      std::lock_guard lock(mu);
+      --in_flight;
+      ++r.requests_completed;
+      auto& sec = r.timeline[second];
+      if (resp.error == http::TransportError::kNone) {
+        ++r.status_codes[resp.status];
+        r.latency.record_us(us);
+        sec.latency.record_us(us);
+        if (resp.status >= 200 && resp.status < 300) {
+          ++r.requests_ok;
+          r.spans_ok += nspans;
+          ++sec.ok;
+        } else {
+          ++r.errors_http;
+          ++sec.errors;
+        }
+      } else {
+        ++r.transport_errors[std::string(http::to_string(resp.error))];
+        ++r.errors_transport;
+        ++sec.errors;
+      }
+      cv.notify_all();
+    });
+    last_send = Clock::now();
+    ++sent;
+    units += o.rate_is_spans ? static_cast<double>(nspans) : 1.0;
+    if (++cursor == store.batches.size()) {
+      cursor = 0;
+      salt = salt_for(r.id_salt, ++loop);
+    }
+  }
+  r.loops = loop + (cursor > 0 ? 1 : 0);
+  r.elapsed_s = open ? std::max(r.duration_s, std::chrono::duration<double>(last_send - start).count())
+                     : std::chrono::duration<double>(std::max(last_send, end) - start).count();
+  {
+    std::unique_lock lock(mu);
+    cv.wait_until(lock, Clock::now() + o.timeout + kDrainGrace, [&] { return in_flight == 0; });
+  }
+  transport->shutdown();
+  {
+    std::lock_guard lock(mu);
+    r.unfinished = r.requests_sent - std::min(r.requests_sent, r.requests_completed);
+  }
+  while (r.timeline.size() > 1 && r.timeline.back().requests == 0) r.timeline.pop_back();
+
+  const std::string table = bench::render_table(r);
+  std::fputs(table.c_str(), stdout);
+  std::fflush(stdout);
+  if (!o.report_path.empty()) write_file(o.report_path, bench::render_json(r));
+  if (!o.html_path.empty()) write_file(o.html_path, bench::render_html(r));
+  return (r.errors_http + r.errors_transport + r.unfinished) > 0 ? kExitPartial : kExitOk;
+}
+
+}  // namespace chsync

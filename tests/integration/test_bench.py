@@ -1,0 +1,158 @@
+"""chsync bench against chsync-sink: latency accuracy, rate accuracy, no coordinated omission,
+report keys, id salting and the HTML report (issue 12). Runtime: about 30 s."""
+import os
+import shutil
+import subprocess
+import unittest
+
+from harness import REAL, TempTestCase, load_json, run
+
+NUMERIC_KEYS = [("latency_ms", "p50"), ("latency_ms", "p90"), ("latency_ms", "p99"),
+                ("latency_ms", "p999"), ("latency_ms", "max"), ("rate", "target"),
+                ("rate", "achieved"), ("bytes", "raw"), ("bytes", "sent"), ("errors", "total")]
+
+
+class BenchTest(TempTestCase):
+    def bench(self, sink, *args, check_rc=0, timeout=60):
+        report = os.path.join(self.tmp, f"bench-{len(os.listdir(self.tmp))}.json")
+        rc, out, err = run(["bench", "--quiet", "--endpoint", sink.traces_url, "--report", report,
+                            *args], timeout=timeout, check_rc=check_rc)
+        return load_json(report), out
+
+    def test_p50_matches_injected_latency(self):
+        sink = self.sink("--latency-ms", "20", "--no-decode")
+        rep, out = self.bench(sink, "--rate", "50/s", "--duration", "3s", "--batch-spans", "10", REAL)
+        p50 = rep["latency_ms"]["p50"]
+        self.assertGreaterEqual(p50, 19.9, out)
+        self.assertLessEqual(p50, 22.0, out)  # within 10% of 20 ms, loopback included
+        self.assertIn("p99.9", out)
+
+    def test_fixed_rate_is_achieved(self):
+        sink = self.sink("--no-decode")
+        rep, out = self.bench(sink, "--rate", "50/s", "--duration", "4s", "--batch-spans", "20", REAL)
+        self.assertEqual(rep["rate"]["unit"], "requests/s")
+        self.assertEqual(rep["rate"]["target"], 50)
+        self.assertAlmostEqual(rep["rate"]["achieved"], 50, delta=1.0, msg=out)
+        # The sink's own count agrees (open loop: every intended request is sent).
+        self.assertAlmostEqual(sink.stats()["requests_total"] / 4.0, 50, delta=1.0)
+        self.assertEqual(rep["status_codes"], {"200": 200})
+        self.assertEqual(len(rep["timeline"]), 4)
+        for sec in rep["timeline"]:
+            self.assertEqual(sec["requests"], 50)
+
+    def test_spans_rate_and_ramp(self):
+        sink = self.sink("--no-decode")
+        rep, _ = self.bench(sink, "--rate", "2000spans/s", "--ramp", "2s", "--duration", "3s",
+                            "--batch-spans", "50", REAL)
+        self.assertEqual(rep["rate"]["unit"], "spans/s")
+        tl = rep["timeline"]
+        # Linear ramp over 2 s: the first second carries about a quarter of the plateau.
+        self.assertLess(tl[0]["spans"], tl[2]["spans"] * 0.5)
+        self.assertAlmostEqual(tl[2]["spans"], 2000, delta=150)
+
+    def test_stall_shows_in_open_loop_latencies(self):
+        # One connection's worth of capacity (--concurrency 1 caps in-flight requests) and a sink
+        # that holds 1% of requests for 1 s: an open-loop bench keeps its schedule and charges the
+        # wait to every request queued behind a stall; a closed loop just sends fewer requests.
+        sink = self.sink("--stall-ms", "1000", "--stall-rate", "0.01", "--seed", "3", "--no-decode")
+        rep, out = self.bench(sink, "--rate", "50/s", "--concurrency", "1", "--duration", "4s",
+                              "--batch-spans", "10", REAL)
+        stalls = sink.stats()["faults_injected"]["stalls"]
+        self.assertGreaterEqual(stalls, 1)
+        self.assertEqual(rep["requests"]["sent"], 200, out)  # nothing omitted
+        self.assertLessEqual(stalls / 200, 0.05)
+        self.assertGreaterEqual(rep["latency_ms"]["p99"], 900, out)
+        self.assertGreaterEqual(rep["latency_ms"]["max"], 1000, out)
+        # Far more requests were slow than were stalled.
+        self.assertGreaterEqual(rep["latency_ms"]["p90"], 100, out)
+
+        sink.control(**{"clear-stats": True})
+        closed, out2 = self.bench(sink, "--concurrency", "1", "--duration", "3s", "--batch-spans",
+                                  "10", REAL)
+        self.assertEqual(closed["mode"], "closed")
+        self.assertLess(closed["latency_ms"]["p90"], 100, out2)  # the closed loop hides the wait
+
+    def test_report_keys_and_id_salt(self):
+        sink = self.sink()
+        args = ["--rate", "10/s", "--duration", "1s", "--batch-spans", "512", REAL]
+        rep, _ = self.bench(sink, "--id-salt", "alpha", *args)
+        for a, b in NUMERIC_KEYS:
+            self.assertIsInstance(rep[a][b], (int, float), f"{a}.{b}")
+            self.assertNotIsInstance(rep[a][b], bool)
+        self.assertEqual(rep["input"]["id_salt"], "alpha")
+        self.assertGreater(rep["bytes"]["raw"], rep["bytes"]["sent"])  # gzip
+        self.assertIsInstance(rep["status_codes"], dict)
+        self.assertIsInstance(rep["timeline"], list)
+        first = sink.spans()
+        ids_a = {(s["trace_id"], s["span_id"]) for s in first}
+        self.assertTrue(ids_a)
+        # Parent links are re-salted consistently: every parent is a span of the run.
+        span_ids = {s["span_id"] for s in first}
+        parents = {s["parent_span_id"] for s in first if s["parent_span_id"]}
+        self.assertLessEqual(len(parents - span_ids), len(parents) // 100 + 1)
+
+        sink2 = self.sink()
+        self.bench(sink2, "--id-salt", "alpha", *args)
+        self.assertEqual({(s["trace_id"], s["span_id"]) for s in sink2.spans()}, ids_a)
+
+        sink3 = self.sink()
+        self.bench(sink3, "--id-salt", "beta", *args)
+        ids_b = {(s["trace_id"], s["span_id"]) for s in sink3.spans()}
+        self.assertTrue(ids_b)
+        self.assertFalse(ids_a & ids_b)
+        self.assertFalse({s for _, s in ids_a} & {s for _, s in ids_b})
+
+    def test_loops_with_new_salt(self):
+        sink = self.sink()
+        rep, _ = self.bench(sink, "--id-salt", "x", "--rate", "40/s", "--duration", "1s",
+                            "--batch-spans", "512", REAL)
+        self.assertGreaterEqual(rep["input"]["loops"], 2)
+        st = sink.stats()
+        self.assertEqual(st["spans_duplicate"], 0)  # a second pass has fresh ids
+        self.assertEqual(st["spans_unique"], rep["spans"]["sent"])
+
+    def test_html_report(self):
+        sink = self.sink("--latency-ms", "5", "--no-decode")
+        html = os.path.join(self.tmp, "bench.html")
+        self.bench(sink, "--rate", "20/s", "--duration", "3s", "--batch-spans", "20", "--html",
+                   html, REAL)
+        with open(html) as f:
+            page = f.read()
+        self.assertIn("<svg", page)
+        for series in ("series-p50", "series-p99", "series-requests", "series-spans"):
+            self.assertIn(series, page)
+        self.assertNotIn("<script", page)
+        self.assertNotIn("http://", page.replace("http://www.w3.org/2000/svg", "").replace(
+            sink.traces_url, ""))
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if not chromium:
+            self.skipTest("chromium not installed: HTML checked as text only")
+        png = os.path.join(self.tmp, "bench.png")
+        profile = os.path.join(self.tmp, "chromium-profile")
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                        f"--screenshot={png}", "--window-size=1200,900", "file://" + html],
+                       capture_output=True, timeout=60)
+        self.assertTrue(os.path.exists(png), "chromium wrote no screenshot")
+        self.assertGreater(os.path.getsize(png), 20000)  # charts, not a blank page
+        keep = os.environ.get("CHSYNC_BENCH_SCREENSHOT")
+        if keep:
+            shutil.copy(png, keep)
+
+    def test_self_mode(self):
+        rc, out, err = run(["bench", "--self", "--quiet", REAL], timeout=60, check_rc=0)
+        self.assertIn("spans mapped", out)
+        self.assertIn("blocked ms", out)
+
+    def test_usage_errors(self):
+        rc, _, err = run(["bench", "--rate", "fast", REAL])
+        self.assertEqual(rc, 2)
+        self.assertIn("--rate", err)
+        rc, _, err = run(["bench", "--endpoint", "http://127.0.0.1:9/v1/traces"])
+        self.assertEqual(rc, 2)
+        self.assertIn("INPUT", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
