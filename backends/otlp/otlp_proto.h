@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "pipeline/json_escape.h"
 #include "pipeline/span.h"
 
 namespace chsync::otlp {
@@ -124,7 +125,7 @@ bool decode_partial_success_json(std::string_view body, PartialSuccess& out);
 // google.rpc.Status.message from a protobuf error body; empty when not decodable.
 std::string decode_rpc_status_message(std::string_view body);
 
-// JSON string escaping (RFC 8259), appended to out without quotes.
-void append_json_escaped(std::string& out, std::string_view s);
+// JSON string escaping (RFC 8259), appended to out without quotes: see pipeline/json_escape.h.
+using chsync::append_json_escaped;
 
 }  // namespace chsync::otlp

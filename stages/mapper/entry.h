@@ -7,6 +7,8 @@
 // Thread: one EntryParser per thread. Errors: returned as ParseStatus, never thrown.
 #pragma once
 
+#include "pipeline/json_escape.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -140,7 +142,7 @@ class EntryParser {
 bool repair_utf8(std::string_view in, std::string& out);
 // Largest prefix length <= max_bytes that does not split a UTF-8 sequence.
 std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept;
-// JSON string literal (with quotes) for s.
-void append_json_string(std::string& out, std::string_view s);
+// JSON string literal (with quotes) for s: see pipeline/json_escape.h.
+using chsync::append_json_string;
 
 }  // namespace chsync::mapper
