@@ -54,6 +54,9 @@ struct ExporterStats {
   std::uint64_t spans_delivered = 0;
   std::uint64_t spans_dead = 0;
   std::uint64_t spans_partial_rejected = 0;  // OTLP partialSuccess.rejected_spans
+  // Spans resent after an unknown outcome (connection reset or timeout after the request was
+  // written): the backend may have them twice.
+  std::uint64_t spans_maybe_repeated = 0;
   std::uint64_t bytes_raw = 0;   // encoded bodies before compression
   std::uint64_t bytes_wire = 0;  // bodies as sent
   std::uint64_t splits_413 = 0;

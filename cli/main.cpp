@@ -6,6 +6,8 @@
 #include <mimalloc.h>
 #endif
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -566,6 +568,9 @@ int main(int argc, char** argv) {
   mi_option_set_default(mi_option_decommit_delay, 100000);
   mi_option_set_default(mi_option_segment_decommit_delay, 100000);
 #endif
+  // Library code logs through spdlog; stdout carries only spans (design Contracts).
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("chsync"));
+  spdlog::set_pattern("chsync: %v");
   std::vector<std::string> args(argv + 1, argv + argc);
   auto cli = std::make_unique<Cli>();
   if (int rc = cli->parse(args); rc >= 0) return rc;

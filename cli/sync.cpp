@@ -56,6 +56,7 @@ struct FileOutcome {
   std::uint64_t lines = 0;
   std::uint64_t end_offset = 0;
   std::uint64_t bad = 0;
+  std::uint64_t bytes = 0;       // decompressed bytes read
   bool truncated_tail = false;  // unparseable last line without '\n'
   std::string error;            // unreadable / corrupt stream
 };
@@ -266,6 +267,16 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     dead_letters = std::make_unique<DeadLetterWriter>(dead_letter_path(opt.db_path));
 
   // ---- wiring: acks ----
+  struct StateFailure {
+    std::atomic<bool> failed{false};
+    std::mutex mu;
+    std::string message;
+    void fail(std::string m) {
+      std::lock_guard lock(mu);
+      if (!failed.exchange(true)) message = std::move(m);
+    }
+  };
+  auto state_failure = std::make_shared<StateFailure>();
   for (auto& instp : instances) {
     Instance* inst = instp.get();
     const std::string iname = inst->spec.instance;
@@ -281,7 +292,11 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       });
     }
     inst->exporter->set_ack_fn([inst, st = state.get(), iname, dry = opt.dry_run, &bundles,
-                                dl = dead_letters.get()](Ack&& ack) {
+                                dl = dead_letters.get(), sf = state_failure](Ack&& ack) {
+     // Acks arrive on exporter threads: a state write that fails here (disk full, I/O error)
+     // must not escape the thread. It stops the run; what was not recorded is sent again by the
+     // next run (and counted as repeats through the in-flight records).
+     try {
       std::vector<std::uint64_t> keys;
       keys.reserve(ack.spans.size());
       for (const auto& r : ack.spans) keys.push_back(r.span_key);
@@ -357,6 +372,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         }
       }
       (void)bundles;
+     } catch (const std::exception& e) {
+      sf->fail(std::string("state: ") + e.what());
+     }
     });
   }
 
@@ -642,6 +660,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           }
           fo.lines = rr.end_line;
           fo.end_offset = rr.end_offset;
+          fo.bytes = rr.bytes;
           fo.error = rr.error;
           res.bytes += rr.bytes;
           bytes_read.fetch_add(rr.bytes, std::memory_order_relaxed);
@@ -703,7 +722,11 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           fs.errors = i < fos.size() ? fos[i].bad : 0;
           const bool tail_pending = i < fos.size() && fos[i].truncated_tail && f.settles;
           const bool read_error = i < fos.size() && !fos[i].error.empty();
-          fs.complete = held_by_bundle[seq] == 0 && !tail_pending && !read_error;
+          // An archive member cut short by damage (fewer bytes than its header says) stays
+          // incomplete, so a repaired archive is read again even if size and mtime match.
+          const bool member_short = f.kind == SourceKind::kArchiveMember && i < fos.size() &&
+                                    fos[i].bytes < f.size;
+          fs.complete = held_by_bundle[seq] == 0 && !tail_pending && !read_error && !member_short;
           fs.last_sync_ms = now_ms();
           fs.spans = i == 0 ? p.delivered : 0;
           fs.project = b.project;
@@ -712,7 +735,13 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       }
       for (auto s : done) inst.pending.erase(s);
     }
-    if (write_rows && !rows.empty()) state->put_files(rows);
+    if (write_rows && !rows.empty() && !state_failure->failed.load()) {
+      try {
+        state->put_files(rows);
+      } catch (const std::exception& e) {
+        state_failure->fail(std::string("state: ") + e.what());
+      }
+    }
   };
 
   // Sends one bundle's spans to one instance, then records finished bundles. Runs on the
@@ -880,7 +909,16 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         runner.request_stop();
         work.close();
       }
-      if (runner.stop_requested()) work.close();
+      if (state_failure->failed.load() && !runner.stop_requested()) {
+        log::error("the state cannot be written; stopping (nothing more is sent)");
+        runner.request_stop();
+      }
+      if (runner.stop_requested()) {
+        // Nothing new is sent after a stop: closing both queues also frees workers blocked on
+        // a full result queue when the dispatcher itself ended early (an internal error).
+        work.close();
+        results.close();
+      }
       const bool tty = progress_tty;
       const auto every = tty ? std::chrono::milliseconds(250) : opt.progress_interval;
       if (!opt.quiet && every.count() > 0 && Clock::now() - last_progress >= every) {
@@ -918,7 +956,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
                         : instances[ii]->exporter->stop(opt.drain_timeout);
     drained = ok && drained;
   }
-  for (auto& inst : instances) finalize_ready_bundles(*inst);
+  for (auto& inst : instances) finalize_ready_bundles(*inst);  // never throws (see above)
   all_done = true;
   watcher.join();
   if (progress_drawn) std::fputs("\r\x1b[K", stderr);
@@ -928,11 +966,17 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   for (auto& inst : instances) {
     if (inst->exporter->fatal()) any_fatal = true;
   }
-  if (state && !opt.dry_run) state->flush();
+  if (state && !opt.dry_run && !state_failure->failed.load()) {
+    try {
+      state->flush();
+    } catch (const std::exception& e) {
+      state_failure->fail(std::string("state: ") + e.what());
+    }
+  }
 
   // ---- report ----
   const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
-  std::uint64_t spans_synced = 0, dead = 0, repeated = 0, failed = 0, requests = 0;
+  std::uint64_t spans_synced = 0, dead = 0, repeated = 0, failed = 0, requests = 0, rejected = 0;
   std::map<std::string, std::uint64_t> retries;
   std::uint64_t bytes_wire = 0, bytes_raw = 0;
   for (auto& inst : instances) {
@@ -942,6 +986,10 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     repeated += inst->spans_repeated;
     failed += inst->spans_failed;
     requests += st.requests;
+    rejected += st.spans_partial_rejected;
+    // Retries after an unknown outcome (a reset or timeout once the request was written) may
+    // have reached the backend: they are possible repeats, counted like those of a crash.
+    repeated += st.spans_maybe_repeated;
     bytes_wire += st.bytes_wire;
     bytes_raw += st.bytes_raw;
     for (auto& [k, v] : st.retries) retries[k] += v;
@@ -951,7 +999,16 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   const std::uint64_t file_error_count = file_errors.size() + disc.errors.size();
 
   int code = kExitOk;
-  if (bad_total > 0 || dead > 0 || file_error_count > 0) code = kExitPartial;
+  if (bad_total > 0 || dead > 0 || file_error_count > 0 || rejected > 0) code = kExitPartial;
+  if (rejected > 0)
+    log::warn(fmt::format("the backend accepted requests but reported {} spans rejected "
+                          "(OTLP partialSuccess); they are not resent", rejected));
+  if (state_failure->failed.load()) {
+    std::lock_guard lock(state_failure->mu);
+    log::error(state_failure->message +
+               " — spans whose outcome was not recorded are sent again by the next run");
+    code = kExitPartial;
+  }
   if (any_fatal) code = kExitBackend;
   const int sig = received_signal();
   if (sig == SIGINT) code = kExitSigint;
@@ -971,6 +1028,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     kv("spans_synced", spans_synced);
     kv("spans_repeated", repeated);
     kv("spans_failed", failed);
+    kv("spans_rejected", rejected);
     kv("turns_held", total_stats.turns_held);
     kv("requests", requests);
     j += ",\"retries\":{";
@@ -1074,10 +1132,18 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           if (!contains_sorted(inst->delivered, k) && !inst->recovered.count(k))
             carry.insert(carry.end(), inst->sends_before(k), k);
       }
-      if (!carry.empty()) state->begin_request(inst->spec.instance, carry);
-      state->clear_in_flight(inst->spec.instance);
+      try {
+        if (!carry.empty()) state->begin_request(inst->spec.instance, carry);
+        state->clear_in_flight(inst->spec.instance);
+      } catch (const std::exception& e) {
+        log::error(std::string("state: ") + e.what());
+      }
     }
-    state->flush();
+    try {
+      state->flush();
+    } catch (const std::exception& e) {
+      log::error(std::string("state: ") + e.what());
+    }
   }
 
   if (!opt.quiet) {

@@ -273,6 +273,7 @@ class Connection final : public ConnBase {
   bhttp::request<bhttp::empty_body> connect_req_;
   std::optional<bhttp::response_parser<bhttp::empty_body>> connect_parser_;
   bool connected_ = false;
+  bool written_ = false;  // the current request was written completely
   bool reused_ = false;
   bool retried_ = false;
   bool cancelled_ = false;
@@ -435,6 +436,7 @@ template <bool kTls>
 void Connection<kTls>::start(Request req, ResponseFn done, bool reused, bool retried) {
   req_ = std::move(req);
   done_ = std::move(done);
+  written_ = false;
   reused_ = reused;
   retried_ = retried;
   const auto& o = client_.options();
@@ -571,6 +573,7 @@ void Connection<kTls>::write() {
 template <bool kTls>
 void Connection<kTls>::on_write(const beast::error_code& ec) {
   if (ec) return fail(ec, "write");
+  written_ = true;
   parser_.emplace();
   parser_->body_limit(client_.options().max_response_bytes);
   bhttp::async_read(stream_, buffer_, *parser_, [self = shared()](const beast::error_code& e, std::size_t) {
@@ -616,13 +619,24 @@ void Connection<kTls>::fail(const beast::error_code& ec, std::string_view what) 
   auto self = shared_from_this();
   client_.release(self, key_, false);
   auto done = std::move(done_);
+  const bool written = written_;
+  written_ = false;
   if (reused_ && !retried_ && !got_bytes && kind == TransportError::kReset) {
-    // The server closed the idle keep-alive connection: send once more on a fresh one.
+    // The server closed the idle keep-alive connection: send once more on a fresh one. If the
+    // request had been written, it may have been processed: the caller is told, so that it
+    // counts the resend as a possible repeat.
+    if (written) {
+      done = [inner = std::move(done)](Response&& r) mutable {
+        r.resent_after_unknown = true;
+        inner(std::move(r));
+      };
+    }
     client_.start(std::move(req_), std::move(done), true);
     return;
   }
   Response r;
   r.error = kind;
+  r.request_written = written;
   r.reused_connection = reused_;
   r.error_message = std::string(what) + ": " + ec.message();
   req_ = {};

@@ -63,6 +63,12 @@ struct Response {
   std::string content_type;
   std::string retry_after;  // raw Retry-After header value, empty if absent
   bool reused_connection = false;
+  // The request was written completely before the failure: the server may have processed it
+  // (an unknown outcome; a resend may be a repeat).
+  bool request_written = false;
+  // The client already resent this request once on a fresh connection after a reused one failed
+  // with the request written: the response is the resend's, and the first may have arrived too.
+  bool resent_after_unknown = false;
 };
 
 using ResponseFn = std::function<void(Response&&)>;

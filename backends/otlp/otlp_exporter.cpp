@@ -199,7 +199,26 @@ bool OtlpExporter::dispatch(Batch&& batch, Clock::time_point deadline) {
   stats_.max_in_flight_seen = std::max<std::uint64_t>(stats_.max_in_flight_seen, flights_.size());
   lock.unlock();
   // Record "in flight" before the request can leave (crash leaves a record of possible repeats).
-  if (before_send_) before_send_(flight->batch.refs);
+  // If that record cannot be written (disk full), the request must not leave at all.
+  if (before_send_) {
+    try {
+      before_send_(flight->batch.refs);
+    } catch (const std::exception& e) {
+      std::vector<Ack> failed;
+      {
+        std::lock_guard relock(mu_);
+        set_fatal_locked(std::string("cannot record the request before sending: ") + e.what());
+        auto it = flights_.find(id);
+        if (it != flights_.end()) {
+          fail_all_locked(it->second, failed, fatal_reason_);
+          flights_.erase(it);
+        }
+        cv_.notify_all();
+      }
+      deliver(failed);
+      return false;
+    }
+  }
   // Body assembly and gzip run on an io thread, off the pipeline.
   transport_->schedule(milliseconds(0), [this, id](bool cancelled) {
     if (!cancelled) start_part(id);
@@ -341,7 +360,10 @@ void OtlpExporter::on_response(std::uint64_t id, http::Response&& r) {
       retry_delay = delay;
     };
 
+    if (r.resent_after_unknown) stats_.spans_maybe_repeated += part.last - part.first;
     if (r.error != http::TransportError::kNone) {
+      if (r.request_written && r.error != http::TransportError::kCancelled)
+        stats_.spans_maybe_repeated += part.last - part.first;
       const std::string detail = std::string(http::to_string(r.error)) + " (" + r.error_message + ") to " + endpoint_;
       switch (r.error) {
         case http::TransportError::kCancelled: fail_all_locked(f, acks, "cancelled"); break;

@@ -81,7 +81,6 @@ class InputDeliveryFaults(FaultCase):
     # tail of a non-settling source and the archive's read error is not attributed to the
     # member) with the size from its tar header; the repaired archive has the same size and
     # fingerprint for it, so it is skipped and the spans after the damage are never sent.
-    @unittest.expectedFailure
     def test_19c_cut_tar_then_repaired_sends_only_the_rest(self):
         g = self.gen_dir("2M", 19)
         full = os.path.join(self.tmp, "full.tar")

@@ -125,7 +125,6 @@ class NetworkFaults(FaultCase):
     # is resent once by the HTTP client itself (backends/http/http_client.cpp, Connection::fail:
     # `reused_ && !retried_ && !got_bytes && kReset` -> client_.start(...)), so the exporter never
     # learns the outcome was ambiguous: duplicates at the sink, spans_repeated 0.
-    @unittest.expectedFailure
     def test_06d_reset_after_sink_answered_counted_as_repeats(self):
         d = self.gen_dir("2M", 63)
         expected = self.expected_ids(d)
@@ -225,7 +224,6 @@ class NetworkFaults(FaultCase):
     # spdlog warning, on stdout) but the run exits 0, the report has no count of it and every
     # span of the request is marked delivered: the rejected spans are silently lost.
     # reliability.md #9: "a 2xx is not trusted blindly when the body reports errors".
-    @unittest.expectedFailure
     def test_09d_partial_success_is_not_a_clean_run(self):
         d, one = self.one_request_input()
         sink = self.sink("--partial-rejected", "3")

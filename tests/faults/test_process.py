@@ -185,7 +185,6 @@ class ProcessFaults(FaultCase):
     # making progress and then dies in std::terminate ("terminate called without an active
     # exception", SIGABRT, no report). Recovery is right (the rerun delivers everything; repeats
     # counted through the in_flight table), the failing run is not.
-    @unittest.expectedFailure
     def test_10b_disk_full_mid_run_fails_cleanly_rerun_sends_the_rest(self):
         self.disk_full_case(48)
 
