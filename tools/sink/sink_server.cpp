@@ -392,6 +392,9 @@ private:
   }
 
   void do_read() {
+    // Beast sizes each read by the buffer's free capacity (at least 512 bytes, at most 64 KiB):
+    // an unreserved buffer reads a 1 MiB body in ~2,000 tiny reads (measured: 30 MB/s).
+    if (buffer_.capacity() < kReadBufferBytes) buffer_.reserve(kReadBufferBytes);
     parser_.emplace();
     parser_->body_limit(kParserBodyLimit);
     parser_->header_limit(kHeaderLimit);
@@ -462,6 +465,7 @@ private:
   Server& server_;
   Stream stream_;
   net::steady_timer timer_;
+  static constexpr std::size_t kReadBufferBytes = 256 * 1024;
   beast::flat_buffer buffer_;  // kept across reads: Beast may read past the current message
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::empty_body>> continue_;
