@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import unittest
 
-from harness import REAL, TempTestCase, load_json, run
+from harness import SANITIZED, REAL, TempTestCase, load_json, run
 
 NUMERIC_KEYS = [("latency_ms", "p50"), ("latency_ms", "p90"), ("latency_ms", "p99"),
                 ("latency_ms", "p999"), ("latency_ms", "max"), ("rate", "target"),
@@ -24,7 +24,8 @@ class BenchTest(TempTestCase):
         rep, out = self.bench(sink, "--rate", "50/s", "--duration", "3s", "--batch-spans", "10", REAL)
         p50 = rep["latency_ms"]["p50"]
         self.assertGreaterEqual(p50, 19.9, out)
-        self.assertLessEqual(p50, 22.0, out)  # within 10% of 20 ms, loopback included
+        if not SANITIZED:
+            self.assertLessEqual(p50, 22.0, out)  # within 10% of 20 ms, loopback included
         self.assertIn("p99.9", out)
 
     def test_fixed_rate_is_achieved(self):

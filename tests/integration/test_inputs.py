@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import CHSYNC, REAL, TempTestCase, clean_env, gen, json_spans, load_json, run
+from harness import SANITIZED, CHSYNC, REAL, TempTestCase, clean_env, gen, json_spans, load_json, run
 
 HAS_ZSTD = shutil.which("zstd") is not None
 HAS_ZIP = shutil.which("zip") is not None
@@ -387,7 +387,8 @@ class BadInputTest(Base):
         rep = load_json(report)
         self.assertEqual(rep["files_scanned"], n)
         self.assertEqual(rep["spans_synced"], 2 * n)
-        self.assertLess(secs, 60, f"{n} files took {secs:.1f}s")
+        if not SANITIZED:
+            self.assertLess(secs, 60, f"{n} files took {secs:.1f}s")
         print(f"\n  {n} files: {secs:.2f}s, peak RSS {rep['peak_rss_kb'] // 1024} MB", end=" ")
 
 
@@ -416,7 +417,8 @@ class MemoryTest(Base):
         spans = json_spans(out)
         self.assertTrue(any(s["source_line"] == 3 for s in spans))
         print(f"\n  50 MB line: peak RSS {rss:.0f} MB", end=" ")
-        self.assertLess(rss, 400)
+        if not SANITIZED:
+            self.assertLess(rss, 400)
 
     def test_100mb_line_over_the_limit_is_skipped_in_bounded_memory(self):
         top = os.path.join(self.tmp, "m")
@@ -430,7 +432,8 @@ class MemoryTest(Base):
         self.assertIn("huge.jsonl:3: bad line (too_long)", err)
         self.assertEqual(load_json(report)["bad_lines"]["too_long"], 1)
         print(f"\n  100 MB line, 16MiB limit: peak RSS {rss:.0f} MB", end=" ")
-        self.assertLess(rss, 70)
+        if not SANITIZED:
+            self.assertLess(rss, 70)
         self.assertTrue(any(s["source_line"] == 4 for s in json_spans(out)))
 
 
