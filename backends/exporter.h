@@ -71,6 +71,9 @@ class Exporter {
   virtual std::string_view instance() const noexcept = 0;  // state key, e.g. "otlp" or config name
   // Takes ownership of spans. Returns false once the exporter is fatal (caller stops feeding).
   virtual bool send(std::vector<Span>&& spans) = 0;
+  // Sends the partial batch now (same thread as send()), so its spans get an outcome without
+  // waiting for more input; used when the input pauses (work sharing waits for claims).
+  virtual void flush() {}
   // Sends any partial batch, waits for in-flight requests up to drain_timeout, then stops.
   // Spans still not acknowledged come back as kFailed. Returns false on timeout.
   virtual bool stop(std::chrono::milliseconds drain_timeout) noexcept = 0;

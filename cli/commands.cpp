@@ -36,7 +36,7 @@ int cmd_status(const std::string& db_path, bool json) {
   so.take_lock = false;
   std::unique_ptr<StateStore> st;
   try {
-    st = open_sqlite_state(db_path, so);
+    st = open_state(db_path, so);
   } catch (const StateError& e) {
     if (e.code() == StateError::Code::kReadOnlyMissing) {
       if (json)
@@ -54,8 +54,8 @@ int cmd_status(const std::string& db_path, bool json) {
     dead_count = read_dead_letters(dead_letter_path(db_path), bad).size();
   }
   std::string out;
-  if (json) out = fmt::format("{{\"schema\":\"chsync.status/1\",\"db\":\"{}\",\"exists\":true,\"backends\":[", db_path);
-  else out = fmt::format("Database: {}\n", db_path);
+  if (json) out = fmt::format("{{\"schema\":\"chsync.status/1\",\"db\":\"{}\",\"exists\":true,\"backends\":[", st->path());
+  else out = fmt::format("Database: {}\n", st->path());
   bool first_inst = true;
   for (const auto& inst : st->instances()) {
     auto t = st->totals(inst);
@@ -103,8 +103,43 @@ int cmd_status(const std::string& db_path, bool json) {
     }
     first_inst = false;
   }
+  if (json) out += "]";
+  if (WorkTable* w = st->work()) {
+    // Shared state: the workers of the work group and where the units stand.
+    const WorkCounts c = w->counts();
+    const auto ws = w->workers();
+    if (json) {
+      out += ",\"workers\":[";
+      for (std::size_t i = 0; i < ws.size(); ++i) {
+        const auto& x = ws[i];
+        out += i ? ",{" : "{";
+        out += "\"worker_id\":";
+        append_json_string(out, x.worker_id);
+        out += ",\"run_id\":";
+        append_json_string(out, x.run_id);
+        out += ",\"host\":";
+        append_json_string(out, x.host);
+        out += fmt::format(",\"pid\":{},\"status\":\"{}\",\"started_at\":\"{}\","
+                           "\"heartbeat_at\":\"{}\",\"units_claimed\":{},\"units_done\":{},"
+                           "\"spans_sent\":{},\"bytes_read\":{}}}",
+                           x.pid, x.status, x.started_at, x.heartbeat_at, x.units_claimed,
+                           x.units_done, x.spans_sent, x.bytes_read);
+      }
+      out += fmt::format("],\"work\":{{\"pending\":{},\"claimed\":{},\"expired\":{},\"done\":{}}}",
+                         c.pending, c.claimed, c.expired, c.done);
+    } else {
+      out += fmt::format("Work units: {} pending, {} claimed, {} with an expired lease, {} done\n",
+                         c.pending, c.claimed, c.expired, c.done);
+      out += fmt::format("Workers ({}):\n", ws.size());
+      for (const auto& x : ws)
+        out += fmt::format("  {:<28} {:<9} units {:>6} claimed {:>6} done {:>10} spans {:>9.1f} MB  "
+                           "started {}  heartbeat {}\n",
+                           x.worker_id, x.status, x.units_claimed, x.units_done, x.spans_sent,
+                           static_cast<double>(x.bytes_read) / 1e6, x.started_at, x.heartbeat_at);
+    }
+  }
   if (json)
-    out += fmt::format("],\"dead_letter_requests\":{}}}\n", dead_count);
+    out += fmt::format(",\"dead_letter_requests\":{}}}\n", dead_count);
   else
     out += fmt::format("Dead-letter requests: {} ({})\n", dead_count, dead_letter_path(db_path));
   std::fputs(out.c_str(), stdout);
@@ -150,7 +185,7 @@ int cmd_hash(const std::string& target) {
 int cmd_state(const std::string& db_path, const std::string& action, const std::string& target,
               const std::string& instance) {
   StateOpenOptions so;
-  auto st = open_sqlite_state(db_path, so);
+  auto st = open_state(db_path, so);
   if (action == "vacuum") {
     st->vacuum();
     std::printf("vacuumed %s\n", db_path.c_str());

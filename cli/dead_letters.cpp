@@ -1,5 +1,7 @@
 #include "cli/dead_letters.h"
 
+#include "stages/state/state_store.h"
+
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <unistd.h>
@@ -13,6 +15,11 @@
 namespace chsync {
 
 std::string dead_letter_path(const std::string& state_path) {
+  // A shared PostgreSQL state: dead letters stay on the host that wrote them.
+  if (is_pg_url(state_path))
+    return (std::filesystem::path(default_state_path()).parent_path() /
+            "postgres.dead-letters.jsonl")
+        .string();
   std::filesystem::path p(state_path);
   return (p.parent_path() / (p.stem().string() + ".dead-letters.jsonl")).string();
 }

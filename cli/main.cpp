@@ -62,6 +62,7 @@ struct RawSyncFlags {
   std::string output;
   std::size_t workers = 0;
   std::string db;
+  std::string state_url, lease = "60s", work_group = "default", worker_id, shard;
   bool dry_run = false, rebuild_state = false, resend = false;
   std::string report;
   std::string settle = "10m", max_field_bytes = "64KiB", max_line_bytes = "64MiB",
@@ -108,6 +109,20 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
       ->check(CLI::Range(1, 256));
   cmd->add_option("--db", f.db, "State database (env CH_SYNC_DB / CHSYNC_DB; default "
                                 "$XDG_STATE_HOME/chsync/state.db)");
+  cmd->add_option("--state", f.state_url,
+                  "Shared PostgreSQL state, postgres://... (env CHSYNC_STATE_URL); several "
+                  "processes using it share the work (docs/scaleout.md)");
+  cmd->add_option("--lease", f.lease,
+                  "PostgreSQL work sharing: lease of a claimed unit, renewed every third of it "
+                  "(default 60s)");
+  cmd->add_option("--work-group", f.work_group,
+                  "PostgreSQL work sharing: processes of one import share a group (default "
+                  "\"default\")");
+  cmd->add_option("--worker-id", f.worker_id,
+                  "PostgreSQL work sharing: this worker's name in status (default HOST:PID)");
+  cmd->add_option("--shard", f.shard,
+                  "Static sharding K/N: only bundles whose stable hash mod N is K; '/N' takes "
+                  "K from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)");
   cmd->add_flag("--dry-run", f.dry_run, "Map and count; send nothing, write no state");
   cmd->add_flag("--rebuild-state", f.rebuild_state,
                 "Move a corrupt/foreign state aside and start over (re-sends everything)");
@@ -194,9 +209,53 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// State location when no --db/--state is given: CHSYNC_STATE_URL (PostgreSQL), then
+// CHSYNC_DB / CH_SYNC_DB, then the default SQLite path.
 std::string default_db() {
+  std::string url = env("CHSYNC_STATE_URL");
+  if (!url.empty()) return url;
   std::string db = env("CHSYNC_DB", env("CH_SYNC_DB"));
   return db.empty() ? default_state_path() : db;
+}
+
+// --db PATH and --state URL name the same thing; --state must be a PostgreSQL URL.
+std::string state_location(const std::string& db, const std::string& state) {
+  if (!db.empty() && !state.empty()) usage_error("--db and --state: give one of them");
+  if (!state.empty()) {
+    if (!is_pg_url(state))
+      usage_error(fmt::format("--state: expected a postgres:// or postgresql:// URL, got '{}' "
+                              "(use --db PATH for a local SQLite state)",
+                              state));
+    return state;
+  }
+  return db.empty() ? default_db() : db;
+}
+
+// "K/N" (0 <= K < N), or "/N" with K from JOB_COMPLETION_INDEX.
+std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& s) {
+  auto bad = [&](const std::string& why) -> std::pair<std::uint32_t, std::uint32_t> {
+    usage_error(fmt::format("--shard '{}': {} (expected K/N with 0 <= K < N, or /N with "
+                            "JOB_COMPLETION_INDEX set)",
+                            s, why));
+  };
+  const auto slash = s.find('/');
+  if (slash == std::string::npos) return bad("no '/'");
+  std::string k = s.substr(0, slash), n = s.substr(slash + 1);
+  if (k.empty()) {
+    k = env("JOB_COMPLETION_INDEX");
+    if (k.empty()) return bad("JOB_COMPLETION_INDEX is not set");
+  }
+  auto num = [](const std::string& v, std::uint64_t& out) {
+    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    out = std::stoull(v);
+    return true;
+  };
+  std::uint64_t kk = 0, nn = 0;
+  if (!num(k, kk) || !num(n, nn)) return bad("not numbers");
+  if (nn == 0) return bad("N must be at least 1");
+  if (kk >= nn) return bad("K must be below N");
+  return {static_cast<std::uint32_t>(kk), static_cast<std::uint32_t>(nn)};
 }
 
 SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
@@ -294,7 +353,17 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   }
   o.format = (f.json || f.format == "json") ? ConsoleFormat::kJson : ConsoleFormat::kText;
   o.workers = f.workers ? f.workers : std::max(1u, std::thread::hardware_concurrency());
-  o.db_path = f.db.empty() ? default_db() : f.db;
+  o.db_path = state_location(f.db, f.state_url);
+  o.lease = dur_flag("--lease", f.lease);
+  if (o.lease < std::chrono::milliseconds(500)) usage_error("--lease: must be at least 500ms");
+  o.work_group = f.work_group;
+  if (o.work_group.empty()) usage_error("--work-group: must not be empty");
+  o.worker_id = f.worker_id;
+  if (!f.shard.empty()) {
+    auto [k, n] = parse_shard(f.shard);
+    o.shard_index = k;
+    o.shard_count = n;
+  }
   o.dry_run = f.dry_run;
   o.rebuild_state = f.rebuild_state;
   o.resend = f.resend;
@@ -365,7 +434,7 @@ struct Cli {
   CLI::App* sync_cmd = nullptr;
   CLI::App* sync_status = nullptr;
   bool sync_status_json = false;
-  std::string status_db;
+  std::string status_db, status_state;
   bool status_json = false;
   CLI::App* status_cmd = nullptr;
   std::string hash_target;
@@ -398,6 +467,9 @@ struct Cli {
 
     status_cmd = app.add_subcommand("status", "Show files, offsets, spans delivered, errors");
     status_cmd->add_option("--db", status_db, "State database");
+    status_cmd->add_option("--state", status_state,
+                           "PostgreSQL state URL (env CHSYNC_STATE_URL): also lists workers and "
+                           "work units");
     status_cmd->add_flag("--json", status_json, "JSON output");
     status_cmd->footer("Example:\n  chsync status --db /var/lib/chsync/state.db --json");
 
@@ -578,9 +650,9 @@ int main(int argc, char** argv) {
   try {
     if (cli->version_cmd->parsed()) return cmd_version(CHSYNC_VERSION, CHSYNC_GIT_REVISION);
     if (cli->status_cmd->parsed())
-      return cmd_status(cli->status_db.empty() ? default_db() : cli->status_db, cli->status_json);
+      return cmd_status(state_location(cli->status_db, cli->status_state), cli->status_json);
     if (cli->sync_status->parsed())
-      return cmd_status(cli->sf.db.empty() ? default_db() : cli->sf.db,
+      return cmd_status(state_location(cli->sf.db, cli->sf.state_url),
                         cli->sync_status_json || cli->sf.json);
     if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_target);
     if (cli->bench_cmd->parsed()) return run_bench(build_bench_options(cli->bf));

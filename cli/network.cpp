@@ -184,7 +184,7 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
     return bad ? 1 : 0;
   }
   StateOpenOptions so;
-  auto state = open_sqlite_state(ro.db_path, so);
+  auto state = open_state(ro.db_path, so);
 
   http::ClientOptions co;
   co.ca_file = ro.ca_file;

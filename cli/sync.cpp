@@ -67,6 +67,7 @@ struct BundleResult {
   MapStats stats;
   std::vector<FileOutcome> files;
   std::uint64_t bytes = 0;
+  std::vector<BundleCheck> checks;  // lease mode: per instance, the shared state's view
 };
 
 struct BadLineCounts {
@@ -105,6 +106,9 @@ struct Instance {
     std::vector<std::uint64_t> uncertain;
   };
   std::unordered_map<std::uint64_t, ReqInfo> reqs;
+  // Lease mode: per bundle, the in-flight record adopted from a gone run (removed once the
+  // bundle is delivered).
+  std::unordered_map<std::uint64_t, std::uint64_t> adopted_request;
   std::uint64_t sends_before(std::uint64_t k) const {
     auto [a, b] = std::equal_range(in_flight_records.begin(), in_flight_records.end(), k);
     return static_cast<std::uint64_t>(b - a);
@@ -133,6 +137,26 @@ double cpu_seconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// Stable across hosts and mount points: the bundle's project and session, not its paths.
+std::uint32_t shard_of(const Bundle& b, std::uint32_t shards) {
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, then a splitmix64 finish to spread bits
+  auto mix = [&](std::string_view s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+  };
+  mix(b.project);
+  mix(std::string_view("\0", 1));
+  mix(b.session_id);
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return static_cast<std::uint32_t>(h % shards);
+}
+
 }  // namespace
 
 int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
@@ -151,13 +175,29 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
 
   // ---- state ----
   std::unique_ptr<StateStore> state;
+  const bool pg = is_pg_url(opt.db_path);
   if (!opt.db_path.empty()) {
     StateOpenOptions so;
     so.rebuild = opt.rebuild_state;
+    so.work_group = opt.work_group;
+    so.worker_id = opt.worker_id;
+    so.lease = opt.lease;
+    so.pool_connections = std::max<std::size_t>(opt.workers, 1) + 3;
     if (opt.dry_run) {
       so.read_only = true;
       so.take_lock = false;
-      if (std::filesystem::exists(opt.db_path)) state = open_sqlite_state(opt.db_path, so);
+      if (pg) {
+        try {
+          state = open_pg_state(opt.db_path, so);
+        } catch (const StateError& e) {
+          if (e.code() != StateError::Code::kReadOnlyMissing) throw;
+        }
+      } else if (std::filesystem::exists(opt.db_path)) {
+        state = open_sqlite_state(opt.db_path, so);
+      }
+    } else if (pg) {
+      so.register_worker = true;
+      state = open_pg_state(opt.db_path, so);
     } else {
       if (opt.rebuild_state && !opt.quiet)
         std::fprintf(stderr,
@@ -209,7 +249,26 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   for (const auto& e : disc.errors)
     if (!opt.quiet) std::fprintf(stderr, "chsync: %s: %s: %s\n", e.path.c_str(), e.kind.c_str(),
                                  e.message.c_str());
+  // Static sharding: this process keeps its share of the bundles (renumbered in order, since a
+  // bundle's seq is its index below).
+  std::uint64_t bundles_other_shards = 0, files_other_shards = 0;
+  if (opt.shard_count > 1) {
+    std::vector<Bundle> mine;
+    for (auto& b : disc.bundles) {
+      if (shard_of(b, opt.shard_count) != opt.shard_index) {
+        ++bundles_other_shards;
+        files_other_shards += b.files.size();
+        continue;
+      }
+      b.seq = mine.size();
+      mine.push_back(std::move(b));
+    }
+    disc.bundles = std::move(mine);
+  }
   const auto& bundles = disc.bundles;
+  // Work sharing: a shared state (PostgreSQL) hands out units of work by lease.
+  WorkTable* const work_table = state && !opt.dry_run ? state->work() : nullptr;
+  const bool lease_mode = work_table != nullptr;
 
   // Which bundles each instance needs: skip files unchanged since a complete delivery.
   std::uint64_t files_skipped = 0, files_updated = 0;
@@ -217,6 +276,16 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   for (auto& inst : instances) {
     inst->needs.assign(bundles.size(), true);
     if (!state || opt.resend) continue;
+    // A shared store answers in one query rather than one round trip per file.
+    std::unordered_map<std::string, FileState> rows;
+    if (state->shared())
+      for (auto& fs : state->files(inst->spec.instance)) rows.emplace(fs.key, std::move(fs));
+    auto lookup = [&](const std::string& key) -> std::optional<FileState> {
+      if (!state->shared()) return state->file(inst->spec.instance, key);
+      auto it = rows.find(key);
+      if (it == rows.end()) return std::nullopt;
+      return it->second;
+    };
     for (std::size_t b = 0; b < bundles.size(); ++b) {
       bool all_same = true;
       for (const auto& f : bundles[b].files) {
@@ -224,7 +293,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           all_same = false;
           break;
         }
-        auto row = state->file(inst->spec.instance, f.key);
+        auto row = lookup(f.key);
         if (!row || !row->complete || row->size != f.size || row->mtime_ms != f.mtime_ms) {
           all_same = false;
           break;
@@ -241,7 +310,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       files_skipped += bundles[b].files.size();
   }
   const bool any_work = std::any_of(any_need.begin(), any_need.end(), [](bool v) { return v; });
-  if (state) {
+  if (state && !state->shared()) {
     for (auto& inst : instances) {
       inst->in_flight_records = state->load_in_flight_records(inst->spec.instance);
       inst->in_flight_before = inst->in_flight_records;
@@ -463,25 +532,205 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   SpoolDir spool;
   const std::uint64_t pending_cap = std::max<std::uint64_t>(opt.max_memory_bytes / 4, 8u << 20);
   const std::uint64_t member_mem_cap = pending_cap / 4;
-  runner.spawn("feeder", [&] {
-    std::map<std::string, std::vector<std::size_t>> by_archive;
+  // ---- work units (lease mode; stages/state/work_table.h) ----
+  // A unit is a plain bundle or a whole archive. It is complete once every bundle pushed for it
+  // has been finalized by every instance that needs it; then it is marked done in the work
+  // table (or released, when a bundle failed: another worker or run retries it).
+  struct Unit {
+    std::string key;
+    std::string archive;               // non-empty: archive unit
+    std::vector<std::size_t> bundles;  // needed bundles, in order
+    std::uint64_t left = 0;            // (bundle, instance) finalizations still due
+    bool feeding = false;
+    bool failed = false;
+    bool finished = false;
+  };
+  std::vector<Unit> units;
+  std::vector<std::size_t> unit_of(bundles.size(), static_cast<std::size_t>(-1));
+  std::unordered_map<std::string, std::size_t> unit_by_key;
+  std::mutex unit_mu;
+  std::condition_variable unit_cv;
+  std::size_t units_outstanding = 0;
+  std::uint64_t units_claimed = 0, units_done = 0, units_taken_over = 0;
+  if (lease_mode) {
     for (std::size_t b = 0; b < bundles.size(); ++b) {
-      if (!any_need[b]) continue;
-      if (runner.stop_requested()) break;
-      if (!bundles[b].files.empty() && bundles[b].files[0].kind == SourceKind::kArchiveMember) {
-        by_archive[bundles[b].files[0].path].push_back(b);
+      if (!any_need[b] || bundles[b].files.empty()) continue;
+      const FileRef& f0 = bundles[b].files[0];
+      const bool member = f0.kind == SourceKind::kArchiveMember;
+      const std::string key = member ? f0.path : f0.key;
+      auto [it, fresh] = unit_by_key.emplace(key, units.size());
+      if (fresh) {
+        Unit u;
+        u.key = key;
+        if (member) u.archive = f0.path;
+        units.push_back(std::move(u));
+      }
+      units[it->second].bundles.push_back(b);
+      unit_of[b] = it->second;
+    }
+    std::vector<WorkUnitSpec> specs;
+    specs.reserve(units.size());
+    for (const auto& u : units) {
+      std::uint64_t h = 0xcbf29ce484222325ull;
+      auto mix = [&](std::string_view v) {
+        for (unsigned char c : v) {
+          h ^= c;
+          h *= 0x100000001b3ull;
+        }
+        h ^= 0xff;
+        h *= 0x100000001b3ull;
+      };
+      for (auto b : u.bundles)
+        for (const auto& f : bundles[b].files) {
+          mix(f.key);
+          mix(std::to_string(f.size));
+          mix(std::to_string(f.mtime_ms));
+        }
+      specs.push_back(WorkUnitSpec{u.key, fmt::format("{:016x}", h), u.bundles.front()});
+    }
+    work_table->register_units(specs);
+  }
+  // A (bundle, instance) pair reached its outcome: completes the unit once nothing is due.
+  auto unit_finish_if_done = [&](std::size_t u, std::unique_lock<std::mutex>& lock) {
+    Unit& unit = units[u];
+    if (unit.left > 0 || unit.feeding || unit.finished) return;
+    unit.finished = true;
+    --units_outstanding;
+    const bool failed = unit.failed;
+    if (!failed) ++units_done;
+    const std::string key = unit.key;
+    lock.unlock();
+    unit_cv.notify_all();
+    try {
+      if (failed) work_table->release(key);
+      else work_table->complete(key);
+    } catch (const std::exception& e) {
+      // The lease then simply expires and another worker redoes the unit (deduped by span).
+      log::warn(std::string("work table: ") + e.what());
+    }
+    lock.lock();
+  };
+  auto bundle_finalized = [&](std::size_t seq, bool failed) {
+    if (!lease_mode || seq >= unit_of.size() || unit_of[seq] == static_cast<std::size_t>(-1))
+      return;
+    std::unique_lock lock(unit_mu);
+    Unit& unit = units[unit_of[seq]];
+    if (failed) unit.failed = true;
+    if (unit.left > 0) --unit.left;
+    unit_finish_if_done(unit_of[seq], lock);
+  };
+  auto push_item = [&](WorkItem&& item, std::uint64_t bytes) {
+    if (lease_mode) {
+      std::uint64_t n = 0;
+      for (auto& inst : instances) n += inst->needs[item.bundle_index] ? 1 : 0;
+      std::lock_guard lock(unit_mu);
+      units[unit_of[item.bundle_index]].left += n;
+    }
+    return work.push(std::move(item), bytes);
+  };
+  std::atomic<bool> feeder_idle{false};  // lease mode: waiting for claims (flush partial batches)
+  // Lease mode feeder: claim units a few at a time while fewer than max_outstanding are in this
+  // process, feed them, and keep asking until no unit is pending, claimed by a live worker, or
+  // held by an expired lease (a crashed worker's units are taken over here).
+  auto feed_leased = [&](const auto& feed_archive) {
+    const std::size_t max_outstanding = std::max<std::size_t>(16, 8 * std::max<std::size_t>(opt.workers, 1));
+    const auto idle_wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500),
+                                                               opt.lease / 4);
+    std::vector<std::string> foreign;  // claimed but unknown here (not in this run's inputs)
+    while (!runner.stop_requested()) {
+      std::size_t room = 0;
+      {
+        std::unique_lock lock(unit_mu);
+        if (units_outstanding >= max_outstanding) {
+          feeder_idle = true;
+          unit_cv.wait_for(lock, std::chrono::milliseconds(100));
+          continue;
+        }
+        room = std::min<std::size_t>(max_outstanding - units_outstanding, 8);
+      }
+      std::vector<ClaimedUnit> got;
+      try {
+        got = work_table->claim(room, foreign);
+      } catch (const std::exception& e) {
+        log::warn(std::string("work table: ") + e.what() + " (retrying)");
+        feeder_idle = true;
+        std::this_thread::sleep_for(idle_wait);
         continue;
       }
-      if (!work.push(WorkItem{b, {}, {}}, 1)) break;
+      if (got.empty()) {
+        feeder_idle = true;
+        std::size_t mine = 0;
+        {
+          std::lock_guard lock(unit_mu);
+          mine = units_outstanding;
+        }
+        if (mine == 0) {
+          WorkCounts c;
+          try {
+            c = work_table->counts();
+          } catch (const std::exception& e) {
+            log::warn(std::string("work table: ") + e.what() + " (retrying)");
+            std::this_thread::sleep_for(idle_wait);
+            continue;
+          }
+          // Nothing left that this process could ever take: done. Units only other inputs know
+          // (foreign) are left to their own workers.
+          if (c.claimed == 0 && c.pending + c.expired <= foreign.size()) break;
+        }
+        std::unique_lock lock(unit_mu);
+        unit_cv.wait_for(lock, idle_wait);
+        continue;
+      }
+      feeder_idle = false;
+      for (const auto& cu : got) {
+        auto it = unit_by_key.find(cu.key);
+        if (it == unit_by_key.end()) {
+          foreign.push_back(cu.key);
+          try {
+            work_table->release(cu.key);
+          } catch (const std::exception& e) {
+            log::warn(std::string("work table: ") + e.what());
+          }
+          continue;
+        }
+        const std::size_t u = it->second;
+        {
+          std::lock_guard lock(unit_mu);
+          ++units_outstanding;
+          ++units_claimed;
+          if (cu.attempts > 1) ++units_taken_over;
+          units[u].feeding = true;
+          units[u].finished = false;
+          units[u].failed = false;
+        }
+        if (cu.attempts > 1 && opt.verbose)
+          log::info(fmt::format("taking over {} (attempt {}, last holder {})", cu.key,
+                                cu.attempts, cu.prev_owner.empty() ? "none" : cu.prev_owner));
+        bool open = true;
+        if (!units[u].archive.empty()) {
+          open = feed_archive(units[u].archive, units[u].bundles);
+        } else {
+          open = push_item(WorkItem{units[u].bundles.front(), {}, {}}, 1);
+        }
+        {
+          std::unique_lock lock(unit_mu);
+          units[u].feeding = false;
+          unit_finish_if_done(u, lock);
+        }
+        if (!open) return;
+      }
     }
+  };
+  runner.spawn("feeder", [&] {
     auto feed_error = [&](const std::string& msg) {
       std::lock_guard lock(err_mu);
       file_errors.push_back(msg);
       if (!opt.quiet) std::fprintf(stderr, "chsync: %s\n", msg.c_str());
     };
     std::vector<char> buf(1 << 16);
-    for (auto& [apath, list] : by_archive) {
-      if (runner.stop_requested()) break;
+    // Reads one archive front to back and releases its bundles (list: needed ones, in order).
+    // Returns false once the work queue is closed (stop).
+    auto feed_archive = [&](const std::string& apath, const std::vector<std::size_t>& list) {
       // Discover already named this archive's damage (it lists the same headers): say it once.
       const bool damage_known = std::any_of(disc.errors.begin(), disc.errors.end(), [&](auto& e) {
         return e.path == apath && e.kind == "corrupt_archive";
@@ -505,7 +754,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         feed_error(apath + ": cannot open archive: " +
                    (archive_error_string(ar) ? archive_error_string(ar) : "unknown error"));
         archive_read_free(ar);
-        continue;
+        return true;
       }
       archive_entry* e = nullptr;
       bool stopped = false;
@@ -580,7 +829,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           held.erase(b);
           WorkItem ready = std::move(item);
           partial.erase(b);
-          if (!work.push(std::move(ready), sz)) {
+          if (!push_item(std::move(ready), sz)) {
             stopped = true;
             break;
           }
@@ -590,9 +839,29 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       // Bundles cut short by damage: map what arrived (the rest stays unread and counted).
       for (auto& [b, item] : partial) {
         if (stopped) break;
-        if (!work.push(std::move(item), 1 + held[b])) break;
+        if (!push_item(std::move(item), 1 + held[b])) break;
       }
       archive_read_free(ar);
+      return !stopped;
+    };
+    if (lease_mode) {
+      feed_leased(feed_archive);
+      work.close();
+      return;
+    }
+    std::map<std::string, std::vector<std::size_t>> by_archive;
+    for (std::size_t b = 0; b < bundles.size(); ++b) {
+      if (!any_need[b]) continue;
+      if (runner.stop_requested()) break;
+      if (!bundles[b].files.empty() && bundles[b].files[0].kind == SourceKind::kArchiveMember) {
+        by_archive[bundles[b].files[0].path].push_back(b);
+        continue;
+      }
+      if (!work.push(WorkItem{b, {}, {}}, 1)) break;
+    }
+    for (auto& [apath, list] : by_archive) {
+      if (runner.stop_requested()) break;
+      if (!feed_archive(apath, list)) break;
     }
     work.close();
   });
@@ -672,6 +941,24 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         }
         mapper.finish(res.spans);
         res.stats = mapper.stats();
+        if (lease_mode && !res.spans.empty()) {
+          // Another worker may have delivered some of these since this run started (a resume
+          // copy in another bundle, or a crashed worker's unit): ask the shared state now.
+          std::vector<std::uint64_t> keys;
+          keys.reserve(res.spans.size());
+          for (const auto& sp : res.spans) keys.push_back(sp.span_key());
+          std::sort(keys.begin(), keys.end());
+          keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+          res.checks.resize(instances.size());
+          for (std::size_t ii = 0; ii < instances.size(); ++ii) {
+            if (!instances[ii]->needs[item->bundle_index]) continue;
+            try {
+              res.checks[ii] = state->check_bundle(instances[ii]->spec.instance, keys);
+            } catch (const std::exception& e) {
+              state_failure->fail(std::string("state: ") + e.what());
+            }
+          }
+        }
         std::uint64_t sz = 64;
         for (const auto& s : res.spans) sz += approx_bytes(s);
         if (!results.push(std::move(res), sz)) break;
@@ -694,6 +981,8 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     const bool write_rows = state && !opt.dry_run;
     std::vector<FileState> rows;
     std::vector<std::uint64_t> done;
+    std::vector<std::pair<std::uint64_t, bool>> outcomes_of;  // (bundle, failed)
+    std::vector<std::uint64_t> adopted_done;  // adopted in-flight records now settled
     {
       std::lock_guard lock(inst.mu);
       std::vector<std::uint64_t> ready;
@@ -706,6 +995,11 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         auto& p = pit->second;
         if (!p.dispatched || p.outstanding > 0) continue;
         done.push_back(seq);
+        outcomes_of.emplace_back(seq, p.failed);
+        if (auto ait = inst.adopted_request.find(seq); ait != inst.adopted_request.end()) {
+          if (!p.failed) adopted_done.push_back(ait->second);
+          inst.adopted_request.erase(ait);
+        }
         if (p.failed || !write_rows) continue;
         const Bundle& b = bundles[seq];
         const auto& fos = outcomes[seq];
@@ -738,10 +1032,14 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     if (write_rows && !rows.empty() && !state_failure->failed.load()) {
       try {
         state->put_files(rows);
+        for (auto req : adopted_done) state->finish_request(inst.spec.instance, req, {}, false, false);
       } catch (const std::exception& e) {
         state_failure->fail(std::string("state: ") + e.what());
       }
     }
+    // The unit is done only if its rows were written (else it is released for a retry).
+    const bool rows_failed = write_rows && state_failure->failed.load();
+    for (auto [seq, failed] : outcomes_of) bundle_finalized(seq, failed || rows_failed);
   };
 
   // Sends one bundle's spans to one instance, then records finished bundles. Runs on the
@@ -768,6 +1066,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     std::size_t bundle = 0;
     std::vector<Span> spans;
     std::uint64_t repeats = 0;
+    bool flush = false;  // input paused: send the partial batch, record finished bundles
   };
   std::vector<std::unique_ptr<BoundedQueue<SendItem>>> send_queues;
   // Per sender: -1 not stopped yet, else the result of its exporter's stop().
@@ -778,8 +1077,14 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     for (std::size_t ii = 0; ii < instances.size(); ++ii) {
       send_queues.push_back(std::make_unique<BoundedQueue<SendItem>>(per_queue));
       runner.spawn("sender-" + instances[ii]->spec.instance, [&, ii] {
-        while (auto item = send_queues[ii]->pop())
+        while (auto item = send_queues[ii]->pop()) {
+          if (item->flush) {
+            instances[ii]->exporter->flush();
+            finalize_ready_bundles(*instances[ii]);
+            continue;
+          }
           send_to(*instances[ii], item->bundle, std::move(item->spans), item->repeats);
+        }
         // Input is exhausted: flush this backend's partial batch and drain it now, without
         // waiting for the slower backends' senders.
         sender_stopped[ii] = instances[ii]->exporter->stop(opt.drain_timeout) ? 1 : 0;
@@ -817,9 +1122,18 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       std::vector<Span> out;
       out.reserve(r.spans.size());
       std::uint64_t repeats = 0;
+      static const BundleCheck kNoCheck;
+      const BundleCheck& chk = ii < r.checks.size() ? r.checks[ii] : kNoCheck;
+      // Sends of unknown outcome by a gone run, now this run's: each a possible repeat.
+      repeats += chk.adopted.size();
+      if (chk.adopted_request != 0) {
+        std::lock_guard lock(inst.mu);
+        inst.adopted_request[bi] = chk.adopted_request;
+      }
       for (auto& s : r.spans) {
         const std::uint64_t k = s.span_key();
-        if (contains_sorted(inst.delivered, k) || !inst.sent_this_run.insert(k)) {
+        if (contains_sorted(inst.delivered, k) || contains_sorted(chk.settled, k) ||
+            !inst.sent_this_run.insert(k)) {
           ++inst.spans_deduped;
           continue;
         }
@@ -861,7 +1175,33 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       while (next < bundles.size() && !any_need[next]) ++next;
     };
     advance();
-    while (auto r = results.pop()) {
+    // Lease mode: while the feeder waits for claims, partial batches go out and finished bundles
+    // are recorded, so that units complete (and the feeder may claim more) without more input.
+    auto idle_flush = [&] {
+      if (send_queues.empty()) {
+        for (auto& inst : instances) {
+          inst->exporter->flush();
+          finalize_ready_bundles(*inst);
+        }
+        return;
+      }
+      for (auto& q : send_queues) {
+        SendItem f;
+        f.flush = true;
+        q->try_push(f, 64);
+      }
+    };
+    for (;;) {
+      bool timed_out = false;
+      auto r = lease_mode ? results.pop_for(std::chrono::milliseconds(50), timed_out)
+                          : results.pop();
+      if (!r) {
+        if (timed_out) {
+          if (feeder_idle.load()) idle_flush();
+          continue;
+        }
+        break;
+      }
       if (!ordered_output) {
         dispatch(*r);
         continue;
@@ -898,9 +1238,41 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       files_to_read += bundles[b].files.size();
       disk_bytes_to_read += bundles[b].total_bytes();
     }
+  auto worker_progress = [&] {
+    WorkerProgress p;
+    {
+      std::lock_guard lock(unit_mu);
+      p.units_done = units_done;
+    }
+    for (auto& inst : instances) {
+      std::lock_guard lock(inst->mu);
+      p.spans_sent += inst->spans_delivered;
+    }
+    p.bytes_read = bytes_read.load();
+    return p;
+  };
+  std::string lease_note;  // watcher thread only: " | units ... workers ..." from the heartbeat
   std::thread watcher([&] {
     auto last_progress = Clock::now();
+    auto last_heartbeat = Clock::now();
     while (!all_done.load()) {
+      if (lease_mode && Clock::now() - last_heartbeat >= opt.lease / 3) {
+        // Renew this run's leases; a failure is only logged: at worst the leases expire and
+        // other workers redo those units (deduped by span ID, repeats counted).
+        last_heartbeat = Clock::now();
+        try {
+          work_table->heartbeat(worker_progress());
+          if (!opt.quiet) {
+            const WorkCounts c = work_table->counts();
+            std::size_t live = 0;
+            for (const auto& w : work_table->workers()) live += w.live ? 1 : 0;
+            lease_note = fmt::format("  units {}/{} done, {} claimed, {} live workers", c.done,
+                                     c.done + c.pending + c.claimed + c.expired, c.claimed, live);
+          }
+        } catch (const std::exception& e) {
+          log::warn(std::string("work table heartbeat: ") + e.what());
+        }
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       if (received_signal() != 0 && !runner.stop_requested()) {
         if (!opt.quiet)
@@ -937,12 +1309,12 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         }
         ps.elapsed_s = std::chrono::duration<double>(Clock::now() - t_start).count();
         if (tty) {
-          std::string line = "\r\x1b[K" + render_progress(ps);
+          std::string line = "\r\x1b[K" + render_progress(ps) + lease_note;
           std::fwrite(line.data(), 1, line.size(), stderr);
           std::fflush(stderr);
           progress_drawn = true;
         } else {
-          log::info("progress: " + render_progress(ps));
+          log::info("progress: " + render_progress(ps) + lease_note);
         }
       }
     }
@@ -971,6 +1343,17 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       state->flush();
     } catch (const std::exception& e) {
       state_failure->fail(std::string("state: ") + e.what());
+    }
+  }
+  if (lease_mode) {
+    // Units still claimed here go back to pending; the worker row says how the run ended.
+    const bool ok = !any_fatal && !state_failure->failed.load() && received_signal() == 0 &&
+                    runner.first_error().empty();
+    try {
+      work_table->finish(worker_progress(), ok);
+    } catch (const std::exception& e) {
+      log::warn(std::string("work table: ") + e.what() +
+                " (this run's leases expire by themselves)");
     }
   }
 
@@ -1025,6 +1408,21 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     kv("files_scanned", disc.files);
     kv("files_updated", files_updated);
     kv("files_skipped", files_skipped);
+    if (opt.shard_count > 1) {
+      j += fmt::format(",\"shard\":\"{}/{}\"", opt.shard_index, opt.shard_count);
+      kv("bundles_other_shards", bundles_other_shards);
+      kv("files_other_shards", files_other_shards);
+    }
+    if (lease_mode) {
+      const std::string& rid = work_table->run_id();
+      j += ",\"worker_id\":";
+      append_json_string(j, rid.substr(0, rid.rfind('#')));
+      j += ",\"run_id\":";
+      append_json_string(j, rid);
+      kv("units_claimed", units_claimed);
+      kv("units_done", units_done);
+      kv("units_taken_over", units_taken_over);
+    }
     kv("spans_synced", spans_synced);
     kv("spans_repeated", repeated);
     kv("spans_failed", failed);

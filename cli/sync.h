@@ -56,7 +56,13 @@ struct SyncOptions {
   MapOptions map;
   ReaderOptions reader;
   DiscoverOptions discover;
-  std::string db_path;
+  std::string db_path;  // SQLite path, or a postgres:// URL (shared state, work sharing)
+  // Work sharing (PostgreSQL state only; docs/scaleout.md).
+  std::chrono::milliseconds lease{60000};
+  std::string work_group = "default";
+  std::string worker_id;  // "" = HOST:PID
+  // Static sharding: keep bundles whose stable hash mod shard_count == shard_index.
+  std::uint32_t shard_index = 0, shard_count = 1;
   bool dry_run = false;
   bool rebuild_state = false;
   bool resend = false;

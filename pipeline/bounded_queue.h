@@ -116,6 +116,34 @@ class BoundedQueue {
     }
   }
 
+  // Like pop(), but gives up after `wait`: nullopt with timed_out = true (still open, empty).
+  std::optional<T> pop_for(std::chrono::milliseconds wait, bool& timed_out) {
+    timed_out = false;
+    Slot slot;
+    if (queue_.try_dequeue(slot)) return release(std::move(slot));
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      if (queue_.try_dequeue(slot)) {
+        lock.unlock();
+        return release(std::move(slot));
+      }
+      if (closed_.load(std::memory_order_acquire)) {
+        if (queue_.try_dequeue(slot)) {
+          lock.unlock();
+          return release(std::move(slot));
+        }
+        return std::nullopt;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        timed_out = true;
+        return std::nullopt;
+      }
+      not_empty_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
+                                                         std::chrono::milliseconds(50)));
+    }
+  }
+
   std::optional<T> try_pop() {
     Slot slot;
     if (queue_.try_dequeue(slot)) return release(std::move(slot));

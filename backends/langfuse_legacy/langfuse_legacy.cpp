@@ -300,6 +300,12 @@ class LegacyExporter final : public Exporter {
     return !fatal();
   }
 
+  void flush() override {
+    if (cur_.empty() || fatal()) return;
+    dispatch(std::move(cur_), Clock::time_point::max());
+    cur_ = Batch{};
+  }
+
   bool stop(milliseconds drain_timeout) noexcept override {
     try {
       {

@@ -160,6 +160,12 @@ bool OtlpExporter::send(std::vector<Span>&& spans) {
   return !fatal();
 }
 
+void OtlpExporter::flush() {
+  if (cur_.empty() || fatal()) return;
+  dispatch(std::move(cur_), Clock::time_point::max());
+  cur_ = Batch{};
+}
+
 bool OtlpExporter::dispatch(Batch&& batch, Clock::time_point deadline) {
   if (batch.empty()) return true;
   std::vector<Ack> acks;

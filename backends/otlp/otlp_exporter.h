@@ -83,6 +83,7 @@ class OtlpExporter final : public Exporter {
   std::string_view instance() const noexcept override { return options_.instance; }
   bool send(std::vector<Span>&& spans) override;
   bool stop(std::chrono::milliseconds drain_timeout) noexcept override;
+  void flush() override;
   bool fatal() const noexcept override;
   std::string fatal_reason() const override;
   ExporterStats stats() const override;

@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "stages/state/work_table.h"
+
 namespace chsync {
 
 class StateError : public std::runtime_error {
@@ -67,6 +69,23 @@ struct StateOpenOptions {
   std::chrono::milliseconds busy_timeout{5000};  // SQLite busy handler (other readers, backup)
   std::int64_t cache_kib = 16384;                // PRAGMA cache_size = -cache_kib
   std::int64_t max_page_count = 0;               // tests only: > 0 caps the db (forces SQLITE_FULL)
+  // Shared (PostgreSQL) stores only: work sharing identity (stages/state/work_table.h).
+  bool register_worker = false;          // sync: join the work group as a worker
+  std::string work_group = "default";    // --work-group
+  std::string worker_id;                 // --worker-id; "" = HOST:PID
+  std::chrono::milliseconds lease{60000};  // --lease
+  std::size_t pool_connections = 4;      // pooled connections (workers + claims + heartbeat)
+};
+
+// Per-bundle view of a shared store (check_bundle).
+struct BundleCheck {
+  std::vector<std::uint64_t> settled;  // of the asked keys: delivered or dead now (sorted)
+  // Keys held by in-flight records of runs that are gone (crashed, or ended without an
+  // outcome), one entry per record (sorted): each is one send of unknown outcome. Those records
+  // now belong to this run as `adopted_request` (0 when none), so a crash of this run leaves
+  // them for the next one to count again (over-counting repeats is safe, losing them is not).
+  std::vector<std::uint64_t> adopted;
+  std::uint64_t adopted_request = 0;
 };
 
 // Added: identification of a chsync state database (PRAGMA application_id / user_version).
@@ -139,7 +158,30 @@ class StateStore {
   virtual std::string path() const = 0;
   // Added: where open() with rebuild moved the old database ("" when nothing was moved).
   virtual std::string moved_aside_path() const { return {}; }
+
+  // Added for shared stores (PostgreSQL, several processes at once). A local store (SQLite) has
+  // one writer, so its callers load delivered keys and in-flight records once at the start; a
+  // shared one changes under the caller, so it is asked per bundle instead.
+  virtual bool shared() const { return false; }
+  virtual WorkTable* work() { return nullptr; }  // non-null: work sharing is on
+  // keys: sorted. Which are settled now, and the in-flight records of gone runs that hold any.
+  virtual BundleCheck check_bundle(std::string_view /*instance*/,
+                                   const std::vector<std::uint64_t>& /*keys*/) {
+    return {};
+  }
 };
+
+// Opens a PostgreSQL store (url: postgres:// or postgresql://, any libpq connection URI). Schema
+// migrations run under an advisory lock; there is no run lock (several runs share the store).
+// Throws StateError: kIo (cannot connect; message without the password), kForeign, kNewerSchema,
+// kReadOnlyMissing (read_only and no chsync schema), kIo for rebuild (refused: shared state).
+std::unique_ptr<StateStore> open_pg_state(const std::string& url, const StateOpenOptions& opts);
+
+// True for postgres:// and postgresql:// URLs.
+bool is_pg_url(std::string_view location);
+
+// open_pg_state for PostgreSQL URLs, open_sqlite_state for anything else (a path).
+std::unique_ptr<StateStore> open_state(const std::string& location, const StateOpenOptions& opts);
 
 // Opens (creating if needed and allowed) the SQLite store at `path`. Throws StateError:
 // kLocked (another live run holds <path>.lock), kCorrupt (not a database / quick_check fails),

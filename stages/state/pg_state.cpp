@@ -1,0 +1,1072 @@
+// PostgreSQL state store and work table (state_store.h, work_table.h; docs/scaleout.md).
+//
+// Tables (schema version kPgSchemaVersion, created/migrated under an advisory lock so that
+// several workers starting at once do not race):
+//   chsync_meta(key, value)                      application, schema_version, created_at
+//   chsync_files(instance, key, ...)             one row per file, as in SQLite
+//   chsync_spans(instance, span, dead, dead_letter)  delivered and dead span keys
+//   chsync_in_flight(request_id, instance, owner, keys bigint[])  one row per request
+//   chsync_workers(run_id, worker_id, ...)       one row per run, heartbeat and progress
+//   chsync_work(work_group, unit_key, ...)       leases
+// Span keys are unsigned 64-bit; PostgreSQL has signed bigint, so they are stored bit-cast.
+//
+// Writes: finish_request is buffered (ack_flush_interval / ack_flush_keys, committed by a flusher
+// thread or the next write) and committed in one transaction on the writer connection, which
+// also serialises every other write, so the crash ordering of state_store.h holds here too.
+// Reads, claims and heartbeats use pooled connections and never wait for the writer.
+#include <libpq-fe.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <cstdlib>
+#include <thread>
+
+#include "stages/state/state_store.h"
+
+namespace chsync {
+namespace {
+
+using Code = StateError::Code;
+constexpr int kPgSchemaVersion = 1;
+
+struct PgMigration {
+  int version;
+  const char* sql;
+};
+constexpr PgMigration kPgMigrations[] = {
+    {1, R"sql(
+CREATE TABLE chsync_files(
+  instance text NOT NULL, key text NOT NULL, size bigint NOT NULL, mtime_ms bigint NOT NULL,
+  fingerprint text NOT NULL, committed_offset bigint NOT NULL, lines bigint NOT NULL,
+  complete boolean NOT NULL, last_sync_ms bigint NOT NULL, spans bigint NOT NULL,
+  errors bigint NOT NULL, project text NOT NULL, PRIMARY KEY(instance, key));
+CREATE TABLE chsync_spans(instance text NOT NULL, span bigint NOT NULL,
+  dead boolean NOT NULL DEFAULT false, dead_letter text, PRIMARY KEY(instance, span));
+CREATE TABLE chsync_in_flight(request_id bigserial PRIMARY KEY, instance text NOT NULL,
+  owner text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), keys bigint[] NOT NULL);
+CREATE INDEX chsync_in_flight_by_instance ON chsync_in_flight(instance, owner);
+CREATE TABLE chsync_workers(run_id text PRIMARY KEY, worker_id text NOT NULL,
+  work_group text NOT NULL, host text NOT NULL, pid bigint NOT NULL, status text NOT NULL,
+  lease_ms bigint NOT NULL, started_at timestamptz NOT NULL, heartbeat_at timestamptz NOT NULL,
+  finished_at timestamptz, units_claimed bigint NOT NULL DEFAULT 0,
+  units_done bigint NOT NULL DEFAULT 0, spans_sent bigint NOT NULL DEFAULT 0,
+  bytes_read bigint NOT NULL DEFAULT 0);
+CREATE TABLE chsync_work(work_group text NOT NULL, unit_key text NOT NULL,
+  signature text NOT NULL, seq bigint NOT NULL, status text NOT NULL, owner text,
+  lease_until timestamptz, attempts integer NOT NULL DEFAULT 0, claimed_at timestamptz,
+  done_at timestamptz, PRIMARY KEY(work_group, unit_key));
+CREATE INDEX chsync_work_open ON chsync_work(work_group, seq) WHERE status <> 'done';
+)sql"},
+};
+static_assert(kPgMigrations[std::size(kPgMigrations) - 1].version == kPgSchemaVersion);
+
+// A run's owner token is live while it says so and its heartbeat is younger than its lease.
+constexpr const char* kOwnerLive =
+    "EXISTS (SELECT 1 FROM chsync_workers w WHERE w.run_id = {} AND w.status = 'running' AND "
+    "w.heartbeat_at > now() - w.lease_ms * interval '1 millisecond')";
+
+std::string redact_url(std::string url) {
+  // postgres://user:secret@host -> postgres://user:***@host
+  const auto scheme = url.find("://");
+  const auto at = url.find('@', scheme == std::string::npos ? 0 : scheme + 3);
+  if (scheme != std::string::npos && at != std::string::npos) {
+    const auto colon = url.find(':', scheme + 3);
+    if (colon != std::string::npos && colon < at) url.replace(colon + 1, at - colon - 1, "***");
+  }
+  const auto pw = url.find("password=");
+  if (pw != std::string::npos) {
+    auto end = url.find_first_of("& ", pw);
+    url.replace(pw + 9, (end == std::string::npos ? url.size() : end) - pw - 9, "***");
+  }
+  return url;
+}
+
+std::int64_t to_db(std::uint64_t k) { return static_cast<std::int64_t>(k); }
+
+std::string int_array(const std::vector<std::uint64_t>& keys) {
+  std::string a = "{";
+  a.reserve(keys.size() * 21 + 2);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (i) a += ',';
+    fmt::format_to(std::back_inserter(a), "{}", to_db(keys[i]));
+  }
+  a += '}';
+  return a;
+}
+
+std::string text_array(const std::vector<std::string>& v) {
+  std::string a = "{";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) a += ',';
+    a += '"';
+    for (char c : v[i]) {
+      if (c == '"' || c == '\\') a += '\\';
+      a += c;
+    }
+    a += '"';
+  }
+  a += '}';
+  return a;
+}
+
+// Parses a bigint[] value in text form ("{1,-2,3}").
+void parse_int_array(const char* s, std::vector<std::uint64_t>& out) {
+  if (!s) return;
+  const char* p = s;
+  while (*p) {
+    if (*p == '-' || (*p >= '0' && *p <= '9')) {
+      char* end = nullptr;
+      out.push_back(static_cast<std::uint64_t>(std::strtoll(p, &end, 10)));
+      p = end;
+    } else {
+      ++p;
+    }
+  }
+}
+
+class Result {
+ public:
+  explicit Result(PGresult* r) : r_(r) {}
+  Result(Result&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+  Result(const Result&) = delete;
+  ~Result() { PQclear(r_); }
+  int rows() const { return PQntuples(r_); }
+  const char* get(int row, int col) const { return PQgetvalue(r_, row, col); }
+  bool null(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
+  std::int64_t i64(int row, int col) const { return std::strtoll(get(row, col), nullptr, 10); }
+  std::uint64_t u64(int row, int col) const { return static_cast<std::uint64_t>(i64(row, col)); }
+  std::string str(int row, int col) const { return null(row, col) ? std::string() : get(row, col); }
+  std::uint64_t affected() const {
+    const char* n = PQcmdTuples(r_);
+    return n && *n ? std::strtoull(n, nullptr, 10) : 0;
+  }
+
+ private:
+  PGresult* r_;
+};
+
+class Conn {
+ public:
+  Conn(const std::string& url, const std::string& shown) : shown_(shown) {
+    c_ = PQconnectdb(url.c_str());
+    if (PQstatus(c_) != CONNECTION_OK) {
+      std::string msg = PQerrorMessage(c_);
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      PQfinish(c_);
+      c_ = nullptr;
+      throw StateError(Code::kIo, fmt::format("cannot connect to PostgreSQL state {}: {}", shown_, msg));
+    }
+    // Quiet NOTICEs (CREATE ... IF NOT EXISTS) instead of libpq's default print to stderr.
+    PQsetNoticeProcessor(c_, [](void*, const char*) {}, nullptr);
+  }
+  ~Conn() {
+    if (c_) PQfinish(c_);
+  }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  bool ok() const { return c_ && PQstatus(c_) == CONNECTION_OK; }
+
+  Result exec(std::string_view what, const std::string& sql,
+              std::initializer_list<std::optional<std::string>> params = {}) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+    PGresult* r = PQexecParams(c_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                               values.data(), nullptr, nullptr, 0);
+    const auto st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      PQclear(r);
+      throw StateError(Code::kIo, fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg));
+    }
+    return Result(r);
+  }
+  // Without parameters (PQexec): may hold several statements (migrations).
+  void run(std::string_view what, const std::string& sql) {
+    PGresult* r = PQexec(c_, sql.c_str());
+    const auto st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      PQclear(r);
+      throw StateError(Code::kIo, fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg));
+    }
+    PQclear(r);
+  }
+
+ private:
+  std::string shown_;
+  PGconn* c_ = nullptr;
+};
+
+// A transaction on one connection: rolled back unless committed (also on exceptions).
+class Tx {
+ public:
+  explicit Tx(Conn& c) : c_(c) { c_.run("begin", "BEGIN"); }
+  ~Tx() {
+    if (!done_ && c_.ok()) {
+      try {
+        c_.run("rollback", "ROLLBACK");
+      } catch (...) {
+      }
+    }
+  }
+  void commit() {
+    c_.run("commit", "COMMIT");
+    done_ = true;
+  }
+
+ private:
+  Conn& c_;
+  bool done_ = false;
+};
+
+std::string i64s(std::int64_t v) { return std::to_string(v); }
+
+class PgState;
+
+class PgWork final : public WorkTable {
+ public:
+  explicit PgWork(PgState& s) : s_(s) {}
+  const std::string& run_id() const override;
+  void register_units(const std::vector<WorkUnitSpec>& units) override;
+  std::vector<ClaimedUnit> claim(std::size_t max, const std::vector<std::string>& exclude) override;
+  void complete(const std::string& key) override;
+  void release(const std::string& key) override;
+  WorkCounts counts() override;
+  std::uint64_t heartbeat(const WorkerProgress& progress) override;
+  void finish(const WorkerProgress& progress, bool ok) override;
+  std::vector<WorkerRow> workers() override;
+  std::chrono::milliseconds lease() const override;
+
+ private:
+  PgState& s_;
+};
+
+class PgState final : public StateStore {
+ public:
+  PgState(std::string url, StateOpenOptions opts);
+  ~PgState() override;
+
+  std::optional<FileState> file(std::string_view instance, std::string_view key) override;
+  void put_files(const std::vector<FileState>& rows) override;
+  std::vector<FileState> files(std::string_view instance) override;
+  std::vector<std::uint64_t> load_delivered(std::string_view instance) override;
+  std::vector<std::uint64_t> load_in_flight(std::string_view instance) override;
+  std::vector<std::uint64_t> load_in_flight_records(std::string_view instance) override;
+  std::uint64_t begin_request(std::string_view instance,
+                              const std::vector<std::uint64_t>& span_keys) override;
+  void finish_request(std::string_view instance, std::uint64_t request_id,
+                      const std::vector<std::uint64_t>& span_keys, bool delivered,
+                      bool dead) override;
+  void finish_request_dead(std::string_view instance, std::uint64_t request_id,
+                           const std::vector<std::uint64_t>& span_keys,
+                           std::string_view dead_letter_ref) override;
+  void clear_in_flight(std::string_view instance) override;
+  std::vector<std::uint64_t> load_dead(std::string_view instance) override;
+  void mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) override;
+  void forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) override;
+  StatusTotals totals(std::string_view instance) override;
+  std::vector<std::string> instances() override;
+  void vacuum() override;
+  void backup(const std::string& dest_path) override;
+  std::uint64_t forget_files(std::string_view instance, std::string_view key_prefix) override;
+  void flush() override;
+  std::string path() const override { return shown_; }
+  bool shared() const override { return true; }
+  WorkTable* work() override { return work_ ? work_.get() : nullptr; }
+  BundleCheck check_bundle(std::string_view instance,
+                           const std::vector<std::uint64_t>& keys) override;
+
+  // Pool: a connection for one call, returned afterwards (dropped if broken).
+  class Lease {
+   public:
+    Lease(PgState& s, std::unique_ptr<Conn> c) : s_(s), c_(std::move(c)) {}
+    ~Lease() { s_.give_back(std::move(c_)); }
+    Conn& operator*() { return *c_; }
+    Conn* operator->() { return c_.get(); }
+
+   private:
+    PgState& s_;
+    std::unique_ptr<Conn> c_;
+  };
+  Lease conn() {
+    {
+      std::lock_guard lk(pool_mu_);
+      if (!pool_.empty()) {
+        auto c = std::move(pool_.back());
+        pool_.pop_back();
+        return Lease(*this, std::move(c));
+      }
+    }
+    return Lease(*this, std::make_unique<Conn>(url_, shown_));
+  }
+  void give_back(std::unique_ptr<Conn> c) {
+    if (!c || !c->ok()) return;
+    std::lock_guard lk(pool_mu_);
+    if (pool_.size() < opts_.pool_connections) pool_.push_back(std::move(c));
+  }
+
+  const StateOpenOptions& opts() const { return opts_; }
+  const std::string& run_id() const { return run_id_; }
+  const std::string& started_at() const { return started_at_; }
+
+ private:
+  struct PendingAck {
+    std::string instance;
+    std::uint64_t request_id;
+    std::vector<std::uint64_t> keys;
+    int outcome;  // 0 failed, 1 delivered, 2 dead
+    std::string dead_ref;
+  };
+  void migrate(Conn& c);
+  void flush_locked();  // writer_mu_ held
+  void flusher_loop();
+  void rethrow_async_error() {
+    if (async_error_) {
+      auto e = *async_error_;
+      async_error_.reset();
+      throw e;
+    }
+  }
+  void register_run(Conn& c);
+
+  std::string url_, shown_;
+  StateOpenOptions opts_;
+  bool empty_ = false;  // read-only open of a database without the chsync schema
+  std::string run_id_, started_at_;
+  std::unique_ptr<PgWork> work_;
+  std::set<std::uint64_t> loaded_in_flight_;  // request ids load_in_flight returned
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Conn>> pool_;
+
+  std::mutex writer_mu_;  // the writer connection and the pending acks
+  std::unique_ptr<Conn> writer_;
+  std::vector<PendingAck> pending_;
+  std::size_t pending_keys_ = 0;
+  std::chrono::steady_clock::time_point pending_since_;
+  std::optional<StateError> async_error_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread flusher_;
+
+  friend class PgWork;
+};
+
+PgState::PgState(std::string url, StateOpenOptions opts)
+    : url_(std::move(url)), shown_(redact_url(url_)), opts_(std::move(opts)) {
+  if (opts_.rebuild) {
+    throw StateError(Code::kIo,
+                     fmt::format("--rebuild-state is refused for the shared PostgreSQL state {} "
+                                 "(other workers may be using it); use `chsync state forget` or "
+                                 "drop the chsync_* tables by hand",
+                                 shown_));
+  }
+  writer_ = std::make_unique<Conn>(url_, shown_);
+  Conn& c = *writer_;
+  // What is there: no meta table (new), ours, or someone else's.
+  Result m = c.exec("inspect schema",
+                    "SELECT to_regclass('chsync_meta') IS NOT NULL, "
+                    "to_regclass('chsync_spans') IS NOT NULL");
+  const bool has_meta = m.get(0, 0)[0] == 't';
+  const bool has_spans = m.get(0, 1)[0] == 't';
+  if (!has_meta && has_spans)
+    throw StateError(Code::kForeign,
+                     fmt::format("PostgreSQL state {}: chsync_* tables without chsync_meta: not "
+                                 "a chsync state (or damaged); refusing to touch it",
+                                 shown_));
+  if (has_meta) {
+    Result a = c.exec("read meta",
+                      "SELECT coalesce((SELECT value FROM chsync_meta WHERE key='application'),''),"
+                      " coalesce((SELECT value FROM chsync_meta WHERE key='schema_version'),'0')");
+    if (std::string(a.get(0, 0)) != "chsync")
+      throw StateError(Code::kForeign,
+                       fmt::format("PostgreSQL state {}: chsync_meta belongs to another "
+                                   "application ('{}')",
+                                   shown_, a.get(0, 0)));
+    const int v = std::atoi(a.get(0, 1));
+    if (v > kPgSchemaVersion)
+      throw StateError(Code::kNewerSchema,
+                       fmt::format("PostgreSQL state {} has schema version {}, this chsync knows "
+                                   "up to {}: upgrade chsync",
+                                   shown_, v, kPgSchemaVersion));
+  }
+  if (opts_.read_only) {
+    if (!has_meta)
+      throw StateError(Code::kReadOnlyMissing,
+                       fmt::format("PostgreSQL state {} has no chsync tables yet", shown_));
+  } else {
+    migrate(c);
+  }
+  if (opts_.register_worker && !opts_.read_only) register_run(c);
+  work_ = std::make_unique<PgWork>(*this);  // read-only: counts and workers for status
+  if (!opts_.read_only && opts_.ack_flush_interval.count() > 0)
+    flusher_ = std::thread([this] { flusher_loop(); });
+}
+
+PgState::~PgState() {
+  {
+    std::lock_guard lk(writer_mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  std::lock_guard lk(writer_mu_);
+  try {
+    flush_locked();
+  } catch (const std::exception&) {
+    // Destruction cannot report: the acks stay in flight and the next run counts them.
+  }
+}
+
+void PgState::migrate(Conn& c) {
+  Tx tx(c);
+  c.run("lock for migration", "SELECT pg_advisory_xact_lock(4849385929)");  // "CHSY" + 1
+  c.run("create meta",
+        "CREATE TABLE IF NOT EXISTS chsync_meta(key text PRIMARY KEY, value text NOT NULL)");
+  Result v = c.exec("schema version",
+                    "SELECT coalesce((SELECT value::int FROM chsync_meta WHERE "
+                    "key='schema_version'), 0)");
+  int have = std::atoi(v.get(0, 0));
+  for (const auto& mig : kPgMigrations) {
+    if (mig.version <= have) continue;
+    c.run(fmt::format("migration {}", mig.version), mig.sql);
+    have = mig.version;
+  }
+  c.exec("write meta",
+         "INSERT INTO chsync_meta(key, value) VALUES ('application','chsync'), "
+         "('schema_version',$1), ('created_at', to_char(now() AT TIME ZONE 'UTC', "
+         "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) ON CONFLICT (key) DO UPDATE SET value = CASE WHEN "
+         "chsync_meta.key = 'schema_version' THEN excluded.value ELSE chsync_meta.value END",
+         {std::to_string(have)});
+  tx.commit();
+}
+
+void PgState::register_run(Conn& c) {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const long pid = static_cast<long>(::getpid());
+  std::string wid = opts_.worker_id.empty() ? fmt::format("{}:{}", host, pid) : opts_.worker_id;
+  std::random_device rd;
+  run_id_ = fmt::format("{}#{:08x}", wid, rd());
+  Result r = c.exec("register worker",
+                    "INSERT INTO chsync_workers(run_id, worker_id, work_group, host, pid, status, "
+                    "lease_ms, started_at, heartbeat_at) VALUES ($1,$2,$3,$4,$5,'running',$6,"
+                    "now(),now()) RETURNING started_at::text",
+                    {run_id_, wid, opts_.work_group, std::string(host), i64s(pid),
+                     i64s(opts_.lease.count())});
+  started_at_ = r.get(0, 0);
+}
+
+// ---- files ----
+
+std::optional<FileState> PgState::file(std::string_view instance, std::string_view key) {
+  auto c = conn();
+  Result r = c->exec("read file row",
+                     "SELECT size, mtime_ms, fingerprint, committed_offset, lines, complete, "
+                     "last_sync_ms, spans, errors, project FROM chsync_files WHERE instance=$1 "
+                     "AND key=$2",
+                     {std::string(instance), std::string(key)});
+  if (r.rows() == 0) return std::nullopt;
+  FileState f;
+  f.instance = instance;
+  f.key = key;
+  f.size = r.u64(0, 0);
+  f.mtime_ms = r.i64(0, 1);
+  f.fingerprint = r.str(0, 2);
+  f.committed_offset = r.u64(0, 3);
+  f.lines = r.u64(0, 4);
+  f.complete = r.get(0, 5)[0] == 't';
+  f.last_sync_ms = r.i64(0, 6);
+  f.spans = r.u64(0, 7);
+  f.errors = r.u64(0, 8);
+  f.project = r.str(0, 9);
+  return f;
+}
+
+std::vector<FileState> PgState::files(std::string_view instance) {
+  auto c = conn();
+  Result r = instance.empty()
+                 ? c->exec("read file rows",
+                           "SELECT instance, key, size, mtime_ms, fingerprint, committed_offset, "
+                           "lines, complete, last_sync_ms, spans, errors, project FROM "
+                           "chsync_files ORDER BY instance, key")
+                 : c->exec("read file rows",
+                           "SELECT instance, key, size, mtime_ms, fingerprint, committed_offset, "
+                           "lines, complete, last_sync_ms, spans, errors, project FROM "
+                           "chsync_files WHERE instance=$1 ORDER BY key",
+                           {std::string(instance)});
+  std::vector<FileState> out(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    FileState& f = out[static_cast<std::size_t>(i)];
+    f.instance = r.str(i, 0);
+    f.key = r.str(i, 1);
+    f.size = r.u64(i, 2);
+    f.mtime_ms = r.i64(i, 3);
+    f.fingerprint = r.str(i, 4);
+    f.committed_offset = r.u64(i, 5);
+    f.lines = r.u64(i, 6);
+    f.complete = r.get(i, 7)[0] == 't';
+    f.last_sync_ms = r.i64(i, 8);
+    f.spans = r.u64(i, 9);
+    f.errors = r.u64(i, 10);
+    f.project = r.str(i, 11);
+  }
+  return out;
+}
+
+void PgState::put_files(const std::vector<FileState>& rows) {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  Conn& c = *writer_;
+  Tx tx(c);
+  flush_locked();  // acks before the rows they cover (same transaction)
+  constexpr std::size_t kChunk = 1000;
+  for (std::size_t at = 0; at < rows.size(); at += kChunk) {
+    const std::size_t n = std::min(kChunk, rows.size() - at);
+    std::vector<std::string> inst, key, fp, project;
+    std::vector<std::uint64_t> size, mtime, off, lines, last, spans, errors, complete;
+    for (std::size_t i = at; i < at + n; ++i) {
+      const FileState& f = rows[i];
+      inst.push_back(f.instance);
+      key.push_back(f.key);
+      fp.push_back(f.fingerprint);
+      project.push_back(f.project);
+      size.push_back(f.size);
+      mtime.push_back(static_cast<std::uint64_t>(f.mtime_ms));
+      off.push_back(f.committed_offset);
+      lines.push_back(f.lines);
+      last.push_back(static_cast<std::uint64_t>(f.last_sync_ms));
+      spans.push_back(f.spans);
+      errors.push_back(f.errors);
+      complete.push_back(f.complete ? 1 : 0);
+    }
+    // Cumulative spans, as in SQLite: a file row adds what this delivery added.
+    c.exec("write file rows",
+           "INSERT INTO chsync_files AS f(instance, key, size, mtime_ms, fingerprint, "
+           "committed_offset, lines, complete, last_sync_ms, spans, errors, project) "
+           "SELECT i, k, s, m, fp, o, l, c <> 0, ls, sp, e, p FROM unnest($1::text[], "
+           "$2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], "
+           "$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[]) AS "
+           "t(i, k, s, m, fp, o, l, c, ls, sp, e, p) ON CONFLICT (instance, key) DO UPDATE SET "
+           "size=excluded.size, mtime_ms=excluded.mtime_ms, fingerprint=excluded.fingerprint, "
+           "committed_offset=excluded.committed_offset, lines=excluded.lines, "
+           "complete=excluded.complete, last_sync_ms=excluded.last_sync_ms, "
+           "spans=f.spans + excluded.spans, errors=excluded.errors, project=excluded.project",
+           {text_array(inst), text_array(key), int_array(size), int_array(mtime), text_array(fp),
+            int_array(off), int_array(lines), int_array(complete), int_array(last),
+            int_array(spans), int_array(errors), text_array(project)});
+  }
+  tx.commit();
+}
+
+std::uint64_t PgState::forget_files(std::string_view instance, std::string_view key_prefix) {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  flush_locked();
+  std::string like;
+  for (char ch : key_prefix) {
+    if (ch == '%' || ch == '_' || ch == '\\') like += '\\';
+    like += ch;
+  }
+  like += '%';
+  Result r = writer_->exec("forget files",
+                           "DELETE FROM chsync_files WHERE instance=$1 AND key LIKE $2",
+                           {std::string(instance), like});
+  return r.affected();
+}
+
+// ---- spans ----
+
+std::vector<std::uint64_t> PgState::load_delivered(std::string_view instance) {
+  flush();
+  auto c = conn();
+  Result r = c->exec("load delivered", "SELECT span FROM chsync_spans WHERE instance=$1",
+                     {std::string(instance)});
+  std::vector<std::uint64_t> out(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out[static_cast<std::size_t>(i)] = r.u64(i, 0);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::uint64_t> PgState::load_dead(std::string_view instance) {
+  flush();
+  auto c = conn();
+  Result r = c->exec("load dead", "SELECT span FROM chsync_spans WHERE instance=$1 AND dead",
+                     {std::string(instance)});
+  std::vector<std::uint64_t> out(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out[static_cast<std::size_t>(i)] = r.u64(i, 0);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::uint64_t> PgState::load_in_flight_records(std::string_view instance) {
+  flush();
+  auto c = conn();
+  // Records of runs that are gone; a live run's records are its own business.
+  Result r = c->exec("read in-flight records",
+                     fmt::format("SELECT request_id, keys FROM chsync_in_flight f WHERE "
+                                 "instance=$1 AND owner <> $2 AND NOT {}",
+                                 fmt::format(kOwnerLive, "f.owner")),
+                     {std::string(instance), run_id_});
+  std::vector<std::uint64_t> out;
+  std::lock_guard lk(writer_mu_);
+  for (int i = 0; i < r.rows(); ++i) {
+    loaded_in_flight_.insert(r.u64(i, 0));
+    parse_int_array(r.get(i, 1), out);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::uint64_t> PgState::load_in_flight(std::string_view instance) {
+  auto out = load_in_flight_records(instance);
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void PgState::clear_in_flight(std::string_view instance) {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  flush_locked();
+  if (loaded_in_flight_.empty()) return;
+  std::vector<std::uint64_t> ids(loaded_in_flight_.begin(), loaded_in_flight_.end());
+  writer_->exec("clear in-flight records",
+                "DELETE FROM chsync_in_flight WHERE instance=$1 AND request_id = ANY($2::bigint[])",
+                {std::string(instance), int_array(ids)});
+}
+
+std::uint64_t PgState::begin_request(std::string_view instance,
+                                     const std::vector<std::uint64_t>& span_keys) {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  // Committed (autocommit) before it returns: durable against a kill of this process.
+  Result r = writer_->exec("record in-flight request",
+                           "INSERT INTO chsync_in_flight(instance, owner, keys) VALUES "
+                           "($1, $2, $3::bigint[]) RETURNING request_id",
+                           {std::string(instance), run_id_.empty() ? std::string("-") : run_id_,
+                            int_array(span_keys)});
+  return r.u64(0, 0);
+}
+
+void PgState::finish_request(std::string_view instance, std::uint64_t request_id,
+                             const std::vector<std::uint64_t>& span_keys, bool delivered,
+                             bool dead) {
+  std::unique_lock lk(writer_mu_);
+  rethrow_async_error();
+  if (pending_.empty()) pending_since_ = std::chrono::steady_clock::now();
+  pending_.push_back(PendingAck{std::string(instance), request_id, span_keys,
+                                delivered ? 1 : (dead ? 2 : 0), {}});
+  pending_keys_ += span_keys.size();
+  if (opts_.ack_flush_interval.count() <= 0 || pending_keys_ >= opts_.ack_flush_keys) {
+    Tx tx(*writer_);
+    flush_locked();
+    tx.commit();
+  } else {
+    cv_.notify_all();
+  }
+}
+
+void PgState::finish_request_dead(std::string_view instance, std::uint64_t request_id,
+                                  const std::vector<std::uint64_t>& span_keys,
+                                  std::string_view dead_letter_ref) {
+  std::unique_lock lk(writer_mu_);
+  rethrow_async_error();
+  if (pending_.empty()) pending_since_ = std::chrono::steady_clock::now();
+  pending_.push_back(
+      PendingAck{std::string(instance), request_id, span_keys, 2, std::string(dead_letter_ref)});
+  pending_keys_ += span_keys.size();
+  cv_.notify_all();
+}
+
+// Writes the buffered acks. Callers hold writer_mu_; inside an open transaction when they want
+// the acks committed together with their own write, else each statement autocommits in order
+// (in-flight removal last, so a kill in between leaves records: over-counted repeats, safe).
+void PgState::flush_locked() {
+  if (pending_.empty()) return;
+  std::vector<PendingAck> batch;
+  batch.swap(pending_);
+  pending_keys_ = 0;
+  Conn& c = *writer_;
+  // Group: (instance, outcome, dead ref) -> keys.
+  std::map<std::tuple<std::string, int, std::string>, std::vector<std::uint64_t>> groups;
+  std::vector<std::uint64_t> req_ids;
+  for (auto& a : batch) {
+    if (a.request_id != 0) req_ids.push_back(a.request_id);
+    if (a.outcome == 0 || a.keys.empty()) continue;
+    auto& v = groups[{a.instance, a.outcome, a.dead_ref}];
+    v.insert(v.end(), a.keys.begin(), a.keys.end());
+  }
+  try {
+    for (auto& [g, keys] : groups) {
+      const auto& [inst, outcome, ref] = g;
+      std::sort(keys.begin(), keys.end());
+      keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+      if (outcome == 1) {
+        c.exec("record delivered spans",
+               "INSERT INTO chsync_spans(instance, span) SELECT $1, unnest($2::bigint[]) "
+               "ON CONFLICT (instance, span) DO UPDATE SET dead=false, dead_letter=NULL "
+               "WHERE chsync_spans.dead",
+               {inst, int_array(keys)});
+      } else {
+        c.exec("record dead spans",
+               "INSERT INTO chsync_spans(instance, span, dead, dead_letter) SELECT $1, "
+               "unnest($2::bigint[]), true, $3 ON CONFLICT (instance, span) DO NOTHING",
+               {inst, int_array(keys), ref.empty() ? std::nullopt : std::optional<std::string>(ref)});
+      }
+    }
+    if (!req_ids.empty())
+      c.exec("remove in-flight records",
+             "DELETE FROM chsync_in_flight WHERE request_id = ANY($1::bigint[])",
+             {int_array(req_ids)});
+  } catch (...) {
+    // Put them back so a later flush (or the caller's error path) does not lose them silently.
+    pending_.insert(pending_.begin(), std::make_move_iterator(batch.begin()),
+                    std::make_move_iterator(batch.end()));
+    for (auto& a : pending_) pending_keys_ += a.keys.size();
+    throw;
+  }
+}
+
+void PgState::flusher_loop() {
+  std::unique_lock lk(writer_mu_);
+  while (!stop_) {
+    if (pending_.empty()) {
+      cv_.wait(lk);
+      continue;
+    }
+    const auto deadline = pending_since_ + opts_.ack_flush_interval;
+    if (std::chrono::steady_clock::now() < deadline) {
+      cv_.wait_until(lk, deadline);
+      continue;
+    }
+    try {
+      Tx tx(*writer_);
+      flush_locked();
+      tx.commit();
+    } catch (const StateError& e) {
+      if (!async_error_) async_error_ = e;
+      pending_.clear();
+      pending_keys_ = 0;
+    }
+  }
+}
+
+void PgState::flush() {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  if (pending_.empty()) return;
+  Tx tx(*writer_);
+  flush_locked();
+  tx.commit();
+}
+
+void PgState::mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  Tx tx(*writer_);
+  flush_locked();
+  writer_->exec("mark delivered",
+                "INSERT INTO chsync_spans(instance, span) SELECT $1, unnest($2::bigint[]) ON "
+                "CONFLICT (instance, span) DO UPDATE SET dead=false, dead_letter=NULL",
+                {std::string(instance), int_array(keys)});
+  tx.commit();
+}
+
+void PgState::forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  Tx tx(*writer_);
+  flush_locked();
+  writer_->exec("forget spans",
+                "DELETE FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[])",
+                {std::string(instance), int_array(keys)});
+  tx.commit();
+}
+
+BundleCheck PgState::check_bundle(std::string_view instance,
+                                  const std::vector<std::uint64_t>& keys) {
+  BundleCheck out;
+  if (keys.empty()) return out;
+  const std::string arr = int_array(keys);
+  const std::string inst(instance);
+  auto c = conn();
+  Result r = c->exec("check delivered spans",
+                     "SELECT span FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[])",
+                     {inst, arr});
+  out.settled.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out.settled.push_back(r.u64(i, 0));
+  std::sort(out.settled.begin(), out.settled.end());
+  // Sends of unknown outcome by runs that are gone, holding any of these keys. Rare (a crash),
+  // so the common case is one cheap query that finds nothing.
+  const std::string gone =
+      fmt::format("f.instance=$1 AND f.owner <> $2 AND f.keys && $3::bigint[] AND NOT {}",
+                  fmt::format(kOwnerLive, "f.owner"));
+  Result probe = c->exec("look for orphaned in-flight records",
+                         "SELECT 1 FROM chsync_in_flight f WHERE " + gone + " LIMIT 1",
+                         {inst, run_id_, arr});
+  if (probe.rows() == 0) return out;
+  Tx tx(*c);
+  Result recs = c->exec("adopt in-flight records",
+                        "SELECT request_id, keys FROM chsync_in_flight f WHERE " + gone +
+                            " FOR UPDATE SKIP LOCKED",
+                        {inst, run_id_, arr});
+  for (int i = 0; i < recs.rows(); ++i) {
+    std::vector<std::uint64_t> rk;
+    parse_int_array(recs.get(i, 1), rk);
+    std::vector<std::uint64_t> mine, rest;
+    for (auto k : rk) (std::binary_search(keys.begin(), keys.end(), k) ? mine : rest).push_back(k);
+    out.adopted.insert(out.adopted.end(), mine.begin(), mine.end());
+    if (rest.empty())
+      c->exec("remove adopted record", "DELETE FROM chsync_in_flight WHERE request_id=$1",
+              {recs.str(i, 0)});
+    else
+      c->exec("shrink adopted record",
+              "UPDATE chsync_in_flight SET keys=$2::bigint[] WHERE request_id=$1",
+              {recs.str(i, 0), int_array(rest)});
+  }
+  std::sort(out.adopted.begin(), out.adopted.end());
+  if (!out.adopted.empty()) {
+    Result n = c->exec("record adopted keys",
+                       "INSERT INTO chsync_in_flight(instance, owner, keys) VALUES ($1, $2, "
+                       "$3::bigint[]) RETURNING request_id",
+                       {inst, run_id_.empty() ? std::string("-") : run_id_, int_array(out.adopted)});
+    out.adopted_request = n.u64(0, 0);
+  }
+  tx.commit();
+  return out;
+}
+
+// ---- housekeeping ----
+
+StatusTotals PgState::totals(std::string_view instance) {
+  flush();
+  StatusTotals t;
+  auto c = conn();
+  const bool all = instance.empty();
+  const std::string where = all ? "" : " WHERE instance=$1";
+  auto q = [&](std::string_view what, const std::string& sql) {
+    return all ? c->exec(what, sql) : c->exec(what, sql, {std::string(instance)});
+  };
+  Result f = q("file totals",
+               "SELECT count(*), coalesce(sum(size),0), coalesce(sum(errors),0), "
+               "coalesce(max(last_sync_ms),0) FROM chsync_files" + where);
+  t.files = f.u64(0, 0);
+  t.bytes = f.u64(0, 1);
+  t.file_errors = f.u64(0, 2);
+  t.last_sync_ms = f.i64(0, 3);
+  Result s = q("span totals",
+               "SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM "
+               "chsync_spans" + where);
+  t.spans_delivered = s.u64(0, 0);
+  t.spans_dead = s.u64(0, 1);
+  Result i = q("in-flight totals",
+               "SELECT coalesce(sum(cardinality(keys)),0) FROM chsync_in_flight" + where);
+  t.spans_in_flight = i.u64(0, 0);
+  return t;
+}
+
+std::vector<std::string> PgState::instances() {
+  auto c = conn();
+  Result r = c->exec("list instances",
+                     "SELECT instance FROM chsync_files UNION SELECT DISTINCT instance FROM "
+                     "chsync_spans ORDER BY 1");
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(r.str(i, 0));
+  return out;
+}
+
+void PgState::vacuum() {
+  flush();
+  auto c = conn();
+  for (const char* t : {"chsync_files", "chsync_spans", "chsync_in_flight", "chsync_work",
+                        "chsync_workers"})
+    c->run("vacuum", fmt::format("VACUUM (ANALYZE) {}", t));
+}
+
+void PgState::backup(const std::string&) {
+  throw StateError(Code::kIo,
+                   fmt::format("backup of the PostgreSQL state {}: use pg_dump -t 'chsync_*'",
+                               shown_));
+}
+
+// ---- work table ----
+
+const std::string& PgWork::run_id() const { return s_.run_id(); }
+std::chrono::milliseconds PgWork::lease() const { return s_.opts().lease; }
+
+void PgWork::register_units(const std::vector<WorkUnitSpec>& units) {
+  auto c = s_.conn();
+  constexpr std::size_t kChunk = 5000;
+  for (std::size_t at = 0; at < units.size(); at += kChunk) {
+    const std::size_t n = std::min(kChunk, units.size() - at);
+    std::vector<std::string> keys, sigs;
+    std::vector<std::uint64_t> seqs;
+    for (std::size_t i = at; i < at + n; ++i) {
+      keys.push_back(units[i].key);
+      sigs.push_back(units[i].signature);
+      seqs.push_back(units[i].seq);
+    }
+    // A unit finished before this run started (and still needed, since it was registered) or
+    // whose files changed is open again; one finished by a concurrent run is not.
+    c->exec("register work units",
+            "INSERT INTO chsync_work AS w(work_group, unit_key, signature, seq, status) "
+            "SELECT $1, k, s, q, 'pending' FROM unnest($2::text[], $3::text[], $4::bigint[]) "
+            "AS t(k, s, q) ON CONFLICT (work_group, unit_key) DO UPDATE SET status='pending', "
+            "signature=excluded.signature, seq=excluded.seq, owner=NULL, lease_until=NULL, "
+            "attempts=0 WHERE w.status='done' AND (w.signature <> excluded.signature OR "
+            "w.done_at < $5::timestamptz)",
+            {s_.opts().work_group, text_array(keys), text_array(sigs), int_array(seqs),
+             s_.started_at()});
+  }
+}
+
+std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::string>& exclude) {
+  auto c = s_.conn();
+  Tx tx(*c);
+  Result r = c->exec(
+      "claim work units",
+      "WITH c AS (SELECT unit_key, owner AS prev FROM chsync_work WHERE work_group=$1 AND "
+      "status <> 'done' AND (status = 'pending' OR lease_until < now()) AND NOT (unit_key = "
+      "ANY($3::text[])) ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) "
+      "UPDATE chsync_work w SET status='claimed', owner=$4, lease_until=now() + $5 * "
+      "interval '1 millisecond', attempts=w.attempts+1, claimed_at=now() FROM c WHERE "
+      "w.work_group=$1 AND w.unit_key=c.unit_key RETURNING w.unit_key, w.attempts, "
+      "coalesce(c.prev, '')",
+      {s_.opts().work_group, std::to_string(max), text_array(exclude), s_.run_id(),
+       i64s(s_.opts().lease.count())});
+  std::vector<ClaimedUnit> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2)});
+  if (!out.empty())
+    c->exec("count claims",
+            "UPDATE chsync_workers SET units_claimed = units_claimed + $2 WHERE run_id=$1",
+            {s_.run_id(), std::to_string(out.size())});
+  tx.commit();
+  return out;
+}
+
+void PgWork::complete(const std::string& key) {
+  auto c = s_.conn();
+  c->exec("complete work unit",
+          "UPDATE chsync_work SET status='done', done_at=now(), lease_until=NULL WHERE "
+          "work_group=$1 AND unit_key=$2 AND owner=$3 AND status='claimed'",
+          {s_.opts().work_group, key, s_.run_id()});
+}
+
+void PgWork::release(const std::string& key) {
+  auto c = s_.conn();
+  c->exec("release work unit",
+          "UPDATE chsync_work SET status='pending', owner=NULL, lease_until=NULL WHERE "
+          "work_group=$1 AND unit_key=$2 AND owner=$3 AND status='claimed'",
+          {s_.opts().work_group, key, s_.run_id()});
+}
+
+WorkCounts PgWork::counts() {
+  auto c = s_.conn();
+  Result r = c->exec(
+      "count work units",
+      "SELECT count(*) FILTER (WHERE status='pending'), count(*) FILTER (WHERE status='claimed' "
+      "AND lease_until >= now()), count(*) FILTER (WHERE status='claimed' AND lease_until >= "
+      "now() AND owner=$2), count(*) FILTER (WHERE status='claimed' AND lease_until < now()), "
+      "count(*) FILTER (WHERE status='done') FROM chsync_work WHERE work_group=$1",
+      {s_.opts().work_group, s_.run_id()});
+  WorkCounts w;
+  w.pending = r.u64(0, 0);
+  w.claimed = r.u64(0, 1);
+  w.claimed_by_me = r.u64(0, 2);
+  w.expired = r.u64(0, 3);
+  w.done = r.u64(0, 4);
+  return w;
+}
+
+std::uint64_t PgWork::heartbeat(const WorkerProgress& p) {
+  auto c = s_.conn();
+  Tx tx(*c);
+  Result r = c->exec("renew leases",
+                     "UPDATE chsync_work SET lease_until = now() + $3 * interval '1 millisecond' "
+                     "WHERE work_group=$1 AND owner=$2 AND status='claimed'",
+                     {s_.opts().work_group, s_.run_id(), i64s(s_.opts().lease.count())});
+  c->exec("heartbeat",
+          "UPDATE chsync_workers SET heartbeat_at=now(), units_done=$2, spans_sent=$3, "
+          "bytes_read=$4 WHERE run_id=$1",
+          {s_.run_id(), std::to_string(p.units_done), std::to_string(p.spans_sent),
+           std::to_string(p.bytes_read)});
+  tx.commit();
+  return r.affected();
+}
+
+void PgWork::finish(const WorkerProgress& p, bool ok) {
+  auto c = s_.conn();
+  Tx tx(*c);
+  c->exec("release work units",
+          "UPDATE chsync_work SET status='pending', owner=NULL, lease_until=NULL WHERE "
+          "work_group=$1 AND owner=$2 AND status='claimed'",
+          {s_.opts().work_group, s_.run_id()});
+  c->exec("finish worker",
+          "UPDATE chsync_workers SET status=$2, finished_at=now(), heartbeat_at=now(), "
+          "units_done=$3, spans_sent=$4, bytes_read=$5 WHERE run_id=$1",
+          {s_.run_id(), ok ? "finished" : "failed", std::to_string(p.units_done),
+           std::to_string(p.spans_sent), std::to_string(p.bytes_read)});
+  tx.commit();
+}
+
+std::vector<WorkerRow> PgWork::workers() {
+  auto c = s_.conn();
+  Result r = c->exec(
+      "list workers",
+      fmt::format("SELECT run_id, worker_id, host, pid, status, "
+                  "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                  "to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                  "units_claimed, units_done, spans_sent, bytes_read, {} FROM chsync_workers x "
+                  "WHERE work_group=$1 AND (status='running' OR heartbeat_at > now() - interval "
+                  "'1 day') ORDER BY started_at, run_id",
+                  fmt::format(kOwnerLive, "x.run_id")),
+      {s_.opts().work_group});
+  std::vector<WorkerRow> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    WorkerRow w;
+    w.run_id = r.str(i, 0);
+    w.worker_id = r.str(i, 1);
+    w.host = r.str(i, 2);
+    w.pid = r.i64(i, 3);
+    w.status = r.str(i, 4);
+    w.started_at = r.str(i, 5);
+    w.heartbeat_at = r.str(i, 6);
+    w.units_claimed = r.u64(i, 7);
+    w.units_done = r.u64(i, 8);
+    w.spans_sent = r.u64(i, 9);
+    w.bytes_read = r.u64(i, 10);
+    w.live = r.get(i, 11)[0] == 't';
+    if (w.status == "running" && !w.live) w.status = "lost";  // stopped heart-beating
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool is_pg_url(std::string_view location) {
+  return location.rfind("postgres://", 0) == 0 || location.rfind("postgresql://", 0) == 0;
+}
+
+std::unique_ptr<StateStore> open_pg_state(const std::string& url, const StateOpenOptions& opts) {
+  return std::make_unique<PgState>(url, opts);
+}
+
+std::unique_ptr<StateStore> open_state(const std::string& location, const StateOpenOptions& opts) {
+  if (is_pg_url(location)) return open_pg_state(location, opts);
+  return open_sqlite_state(location, opts);
+}
+
+}  // namespace chsync

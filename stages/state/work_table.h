@@ -1,0 +1,77 @@
+// Work sharing between chsync processes that use one shared state (PostgreSQL; docs/scaleout.md).
+//
+// Units: a plain session bundle, or a whole archive (its members cannot be read out of order).
+// Every process registers the units it discovered and needs; processes then claim units with a
+// lease (FOR UPDATE SKIP LOCKED), so a unit is processed by one live process at a time. A lease
+// is renewed by heartbeat(); a process that dies (kill -9, lost host) stops renewing, and once its
+// lease has expired its units are claimed again by the others (attempts > 1, prev_owner set).
+// All times are the database server's clock, so the hosts' clocks do not matter.
+//
+// Identity: a run is identified by run_id (worker_id + a random suffix), so a restarted worker
+// with the same --worker-id never mistakes the records of its killed predecessor for its own.
+// Thread-safety: every method may be called from any thread (each call uses a pooled
+// connection). Errors: StateError kIo with the server message.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chsync {
+
+struct WorkUnitSpec {
+  std::string key;        // state identity: first file key of a bundle, or the archive path
+  std::string signature;  // hash of the unit's (file key, size, mtime): a change re-opens it
+  std::uint64_t seq = 0;  // claim order (discovery order)
+};
+
+struct ClaimedUnit {
+  std::string key;
+  int attempts = 0;        // 1 on the first claim
+  std::string prev_owner;  // run id of the expired lease holder ("" on a first claim)
+};
+
+struct WorkCounts {
+  std::uint64_t pending = 0;
+  std::uint64_t claimed = 0;          // live leases, any owner
+  std::uint64_t claimed_by_me = 0;
+  std::uint64_t expired = 0;          // claimed but the lease ran out (claimable)
+  std::uint64_t done = 0;
+};
+
+struct WorkerRow {
+  std::string run_id, worker_id, host, status, started_at, heartbeat_at;
+  std::int64_t pid = 0;
+  bool live = false;  // running with a fresh heartbeat
+  std::uint64_t units_claimed = 0, units_done = 0, spans_sent = 0, bytes_read = 0;
+};
+
+struct WorkerProgress {
+  std::uint64_t units_done = 0, spans_sent = 0, bytes_read = 0;
+};
+
+class WorkTable {
+ public:
+  virtual ~WorkTable() = default;
+  virtual const std::string& run_id() const = 0;
+  // Inserts units not yet known; a unit that is done re-opens (pending) when its signature
+  // changed or it was finished before this run started. Claimed units are left alone.
+  virtual void register_units(const std::vector<WorkUnitSpec>& units) = 0;
+  // Claims up to max claimable units (pending, or claimed with an expired lease), in seq order,
+  // skipping rows other processes are claiming right now and keys in `exclude`.
+  virtual std::vector<ClaimedUnit> claim(std::size_t max, const std::vector<std::string>& exclude) = 0;
+  // The unit is finished (every span has an outcome and its file rows are committed).
+  virtual void complete(const std::string& key) = 0;
+  // Gives a claimed unit back (pending) without finishing it: stop, backend failure.
+  virtual void release(const std::string& key) = 0;
+  virtual WorkCounts counts() = 0;
+  // Renews this run's leases and publishes its progress; returns how many leases it still holds.
+  virtual std::uint64_t heartbeat(const WorkerProgress& progress) = 0;
+  // End of the run: releases every unit still claimed and marks the worker finished/failed.
+  virtual void finish(const WorkerProgress& progress, bool ok) = 0;
+  virtual std::vector<WorkerRow> workers() = 0;  // running ones and those of the last day
+  virtual std::chrono::milliseconds lease() const = 0;
+};
+
+}  // namespace chsync
