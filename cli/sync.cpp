@@ -310,7 +310,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       files_skipped += bundles[b].files.size();
   }
   const bool any_work = std::any_of(any_need.begin(), any_need.end(), [](bool v) { return v; });
-  if (state && !state->shared()) {
+  // A shared store is asked per bundle instead (check_bundle), except by a dry run, which only
+  // reads and so takes one snapshot like the local store.
+  if (state && (!state->shared() || opt.dry_run)) {
     for (auto& inst : instances) {
       inst->in_flight_records = state->load_in_flight_records(inst->spec.instance);
       inst->in_flight_before = inst->in_flight_records;
@@ -550,7 +552,8 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   std::unordered_map<std::string, std::size_t> unit_by_key;
   std::mutex unit_mu;
   std::condition_variable unit_cv;
-  std::size_t units_outstanding = 0;
+  std::size_t units_outstanding = 0;     // claimed here, not yet complete
+  std::size_t bundles_in_pipeline = 0;   // fed, not yet dispatched (bounds what is claimed)
   std::uint64_t units_claimed = 0, units_done = 0, units_taken_over = 0;
   if (lease_mode) {
     for (std::size_t b = 0; b < bundles.size(); ++b) {
@@ -625,15 +628,26 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       for (auto& inst : instances) n += inst->needs[item.bundle_index] ? 1 : 0;
       std::lock_guard lock(unit_mu);
       units[unit_of[item.bundle_index]].left += n;
+      ++bundles_in_pipeline;
     }
     return work.push(std::move(item), bytes);
   };
+  auto bundle_dispatched = [&] {
+    if (!lease_mode) return;
+    {
+      std::lock_guard lock(unit_mu);
+      if (bundles_in_pipeline > 0) --bundles_in_pipeline;
+    }
+    unit_cv.notify_all();
+  };
   std::atomic<bool> feeder_idle{false};  // lease mode: waiting for claims (flush partial batches)
-  // Lease mode feeder: claim units a few at a time while fewer than max_outstanding are in this
-  // process, feed them, and keep asking until no unit is pending, claimed by a live worker, or
-  // held by an expired lease (a crashed worker's units are taken over here).
+  // Lease mode feeder: claim units a few at a time, only while few bundles wait to be mapped
+  // (units waiting for acks do not count: the exporters' in-flight limit bounds those), feed
+  // them, and keep asking until no unit is pending, claimed by a live worker, or held by an
+  // expired lease (a crashed worker's units are taken over here). Claiming just ahead of the
+  // mappers keeps the units spread over the workers.
   auto feed_leased = [&](const auto& feed_archive) {
-    const std::size_t max_outstanding = std::max<std::size_t>(16, 8 * std::max<std::size_t>(opt.workers, 1));
+    const std::size_t max_queued = 2 * std::max<std::size_t>(opt.workers, 1) + 2;
     const auto idle_wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500),
                                                                opt.lease / 4);
     std::vector<std::string> foreign;  // claimed but unknown here (not in this run's inputs)
@@ -641,12 +655,11 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       std::size_t room = 0;
       {
         std::unique_lock lock(unit_mu);
-        if (units_outstanding >= max_outstanding) {
-          feeder_idle = true;
+        if (bundles_in_pipeline >= max_queued) {
           unit_cv.wait_for(lock, std::chrono::milliseconds(100));
           continue;
         }
-        room = std::min<std::size_t>(max_outstanding - units_outstanding, 8);
+        room = std::min<std::size_t>(max_queued - bundles_in_pipeline, 4);
       }
       std::vector<ClaimedUnit> got;
       try {
@@ -941,7 +954,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         }
         mapper.finish(res.spans);
         res.stats = mapper.stats();
-        if (lease_mode && !res.spans.empty()) {
+        if (lease_mode && !opt.resend && !res.spans.empty()) {
           // Another worker may have delivered some of these since this run started (a resume
           // copy in another bundle, or a crashed worker's unit): ask the shared state now.
           std::vector<std::uint64_t> keys;
@@ -1111,6 +1124,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     }
     if (r.stats.turns_held > 0) ++bundles_with_held;
     held_by_bundle[bi] = r.stats.turns_held;
+    bundle_dispatched();
     outcomes[bi] = std::move(r.files);
     mapped[bi] = true;
     bundles_done.fetch_add(1, std::memory_order_relaxed);

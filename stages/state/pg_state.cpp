@@ -816,10 +816,14 @@ BundleCheck PgState::check_bundle(std::string_view instance,
                          "SELECT 1 FROM chsync_in_flight f WHERE " + gone + " LIMIT 1",
                          {inst, run_id_, arr});
   if (probe.rows() == 0) return out;
+  // One request record usually holds spans of several bundles, so workers taking over those
+  // bundles at the same time compete for it: each waits for the other (FOR UPDATE, not SKIP
+  // LOCKED, which would leave its share behind uncounted) and then takes its own keys out of
+  // the version the other left. Locks are taken in request_id order: no deadlock.
   Tx tx(*c);
   Result recs = c->exec("adopt in-flight records",
                         "SELECT request_id, keys FROM chsync_in_flight f WHERE " + gone +
-                            " FOR UPDATE SKIP LOCKED",
+                            " ORDER BY request_id FOR UPDATE",
                         {inst, run_id_, arr});
   for (int i = 0; i < recs.rows(); ++i) {
     std::vector<std::uint64_t> rk;
@@ -929,6 +933,9 @@ void PgWork::register_units(const std::vector<WorkUnitSpec>& units) {
             {s_.opts().work_group, text_array(keys), text_array(sigs), int_array(seqs),
              s_.started_at()});
   }
+  // Fresh statistics, or the claim query may scan and sort the whole table until autovacuum
+  // comes by (measured: 0.4 s per claim over 400k fresh rows, 1 ms after ANALYZE).
+  if (units.size() >= 1000) c->run("analyze work table", "ANALYZE chsync_work");
 }
 
 std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::string>& exclude) {
