@@ -647,7 +647,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   // expired lease (a crashed worker's units are taken over here). Claiming just ahead of the
   // mappers keeps the units spread over the workers.
   auto feed_leased = [&](const auto& feed_archive) {
-    const std::size_t max_queued = 2 * std::max<std::size_t>(opt.workers, 1) + 2;
+    const std::size_t max_queued = 4 * std::max<std::size_t>(opt.workers, 1) + 4;
     const auto idle_wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500),
                                                                opt.lease / 4);
     std::vector<std::string> foreign;  // claimed but unknown here (not in this run's inputs)
@@ -659,7 +659,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           unit_cv.wait_for(lock, std::chrono::milliseconds(100));
           continue;
         }
-        room = std::min<std::size_t>(max_queued - bundles_in_pipeline, 4);
+        room = std::min<std::size_t>(max_queued - bundles_in_pipeline, 8);
       }
       std::vector<ClaimedUnit> got;
       try {
@@ -687,8 +687,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
             continue;
           }
           // Nothing left that this process could ever take: done. Units only other inputs know
-          // (foreign) are left to their own workers.
-          if (c.claimed == 0 && c.pending + c.expired <= foreign.size()) break;
+          // (foreign) are left to their own workers; units still claimed by this run are
+          // finished here (their completion is on its way to the database).
+          if (c.claimed == c.claimed_by_me && c.pending + c.expired <= foreign.size()) break;
         }
         std::unique_lock lock(unit_mu);
         unit_cv.wait_for(lock, idle_wait);

@@ -308,7 +308,11 @@ class PgState final : public StateStore {
         return Lease(*this, std::move(c));
       }
     }
-    return Lease(*this, std::make_unique<Conn>(url_, shown_));
+    auto c = std::make_unique<Conn>(url_, shown_);
+    // Pooled connections write only what a server crash may lose safely (claims, heartbeats,
+    // adoptions: a lost one is redone, or over-counts repeats): no wait for the WAL flush.
+    c->run("session settings", "SET synchronous_commit = off");
+    return Lease(*this, std::move(c));
   }
   void give_back(std::unique_ptr<Conn> c) {
     if (!c || !c->ok()) return;
@@ -319,6 +323,8 @@ class PgState final : public StateStore {
   const StateOpenOptions& opts() const { return opts_; }
   const std::string& run_id() const { return run_id_; }
   const std::string& started_at() const { return started_at_; }
+  // PgWork::complete: marked done in the flush that makes its files' rows durable.
+  void defer_complete(const std::string& key);
 
  private:
   struct PendingAck {
@@ -330,6 +336,10 @@ class PgState final : public StateStore {
   };
   void migrate(Conn& c);
   void flush_locked();  // writer_mu_ held
+  void write_files_locked(const std::vector<FileState>& rows);
+  bool has_pending() const {
+    return !pending_.empty() || !pending_files_.empty() || !pending_done_.empty();
+  }
   void flusher_loop();
   void rethrow_async_error() {
     if (async_error_) {
@@ -353,6 +363,8 @@ class PgState final : public StateStore {
   std::mutex writer_mu_;  // the writer connection and the pending acks
   std::unique_ptr<Conn> writer_;
   std::vector<PendingAck> pending_;
+  std::vector<FileState> pending_files_;   // put_files, written after the acks
+  std::vector<std::string> pending_done_;  // work units complete once the above are durable
   std::size_t pending_keys_ = 0;
   std::chrono::steady_clock::time_point pending_since_;
   std::optional<StateError> async_error_;
@@ -525,12 +537,33 @@ std::vector<FileState> PgState::files(std::string_view instance) {
   return out;
 }
 
+// Buffered like acks: the rows go out with the next flush, in the same transaction as (and
+// after) the acks they cover; a kill loses both together (the files are read again and their
+// spans, still in flight, are resent and counted as possible repeats).
 void PgState::put_files(const std::vector<FileState>& rows) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
+  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
+  pending_files_.insert(pending_files_.end(), rows.begin(), rows.end());
+  if (opts_.ack_flush_interval.count() <= 0 || pending_files_.size() >= 4096) {
+    Tx tx(*writer_);
+    flush_locked();
+    tx.commit();
+  } else {
+    cv_.notify_all();
+  }
+}
+
+void PgState::defer_complete(const std::string& key) {
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
+  pending_done_.push_back(key);
+  cv_.notify_all();
+}
+
+void PgState::write_files_locked(const std::vector<FileState>& rows) {
   Conn& c = *writer_;
-  Tx tx(c);
-  flush_locked();  // acks before the rows they cover (same transaction)
   constexpr std::size_t kChunk = 1000;
   for (std::size_t at = 0; at < rows.size(); at += kChunk) {
     const std::size_t n = std::min(kChunk, rows.size() - at);
@@ -567,7 +600,6 @@ void PgState::put_files(const std::vector<FileState>& rows) {
             int_array(off), int_array(lines), int_array(complete), int_array(last),
             int_array(spans), int_array(errors), text_array(project)});
   }
-  tx.commit();
 }
 
 std::uint64_t PgState::forget_files(std::string_view instance, std::string_view key_prefix) {
@@ -664,7 +696,7 @@ void PgState::finish_request(std::string_view instance, std::uint64_t request_id
                              bool dead) {
   std::unique_lock lk(writer_mu_);
   rethrow_async_error();
-  if (pending_.empty()) pending_since_ = std::chrono::steady_clock::now();
+  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
   pending_.push_back(PendingAck{std::string(instance), request_id, span_keys,
                                 delivered ? 1 : (dead ? 2 : 0), {}});
   pending_keys_ += span_keys.size();
@@ -682,7 +714,7 @@ void PgState::finish_request_dead(std::string_view instance, std::uint64_t reque
                                   std::string_view dead_letter_ref) {
   std::unique_lock lk(writer_mu_);
   rethrow_async_error();
-  if (pending_.empty()) pending_since_ = std::chrono::steady_clock::now();
+  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
   pending_.push_back(
       PendingAck{std::string(instance), request_id, span_keys, 2, std::string(dead_letter_ref)});
   pending_keys_ += span_keys.size();
@@ -693,9 +725,13 @@ void PgState::finish_request_dead(std::string_view instance, std::uint64_t reque
 // the acks committed together with their own write, else each statement autocommits in order
 // (in-flight removal last, so a kill in between leaves records: over-counted repeats, safe).
 void PgState::flush_locked() {
-  if (pending_.empty()) return;
+  if (!has_pending()) return;
   std::vector<PendingAck> batch;
   batch.swap(pending_);
+  std::vector<FileState> files;
+  files.swap(pending_files_);
+  std::vector<std::string> done;
+  done.swap(pending_done_);
   pending_keys_ = 0;
   Conn& c = *writer_;
   // Group: (instance, outcome, dead ref) -> keys.
@@ -729,10 +765,18 @@ void PgState::flush_locked() {
       c.exec("remove in-flight records",
              "DELETE FROM chsync_in_flight WHERE request_id = ANY($1::bigint[])",
              {int_array(req_ids)});
+    if (!files.empty()) write_files_locked(files);
+    if (!done.empty())
+      c.exec("complete work units",
+             "UPDATE chsync_work SET status='done', done_at=now(), lease_until=NULL WHERE "
+             "work_group=$1 AND unit_key = ANY($2::text[]) AND owner=$3 AND status='claimed'",
+             {opts_.work_group, text_array(done), run_id_});
   } catch (...) {
     // Put them back so a later flush (or the caller's error path) does not lose them silently.
     pending_.insert(pending_.begin(), std::make_move_iterator(batch.begin()),
                     std::make_move_iterator(batch.end()));
+    pending_files_.insert(pending_files_.begin(), files.begin(), files.end());
+    pending_done_.insert(pending_done_.begin(), done.begin(), done.end());
     for (auto& a : pending_) pending_keys_ += a.keys.size();
     throw;
   }
@@ -741,7 +785,7 @@ void PgState::flush_locked() {
 void PgState::flusher_loop() {
   std::unique_lock lk(writer_mu_);
   while (!stop_) {
-    if (pending_.empty()) {
+    if (!has_pending()) {
       cv_.wait(lk);
       continue;
     }
@@ -751,12 +795,19 @@ void PgState::flusher_loop() {
       continue;
     }
     try {
+      // Acks, file rows and completions: a server crash that loses them leaves the in-flight
+      // records (committed synchronously by begin_request), so the next run resends and counts
+      // those spans as possible repeats. Not waiting for the WAL flush keeps the writer free for
+      // begin_request, which does wait.
       Tx tx(*writer_);
+      writer_->run("async commit", "SET LOCAL synchronous_commit = off");
       flush_locked();
       tx.commit();
     } catch (const StateError& e) {
       if (!async_error_) async_error_ = e;
       pending_.clear();
+      pending_files_.clear();
+      pending_done_.clear();
       pending_keys_ = 0;
     }
   }
@@ -765,7 +816,7 @@ void PgState::flusher_loop() {
 void PgState::flush() {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
-  if (pending_.empty()) return;
+  if (!has_pending()) return;
   Tx tx(*writer_);
   flush_locked();
   tx.commit();
@@ -801,21 +852,23 @@ BundleCheck PgState::check_bundle(std::string_view instance,
   const std::string arr = int_array(keys);
   const std::string inst(instance);
   auto c = conn();
-  Result r = c->exec("check delivered spans",
-                     "SELECT span FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[])",
-                     {inst, arr});
-  out.settled.reserve(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) out.settled.push_back(r.u64(i, 0));
-  std::sort(out.settled.begin(), out.settled.end());
-  // Sends of unknown outcome by runs that are gone, holding any of these keys. Rare (a crash),
-  // so the common case is one cheap query that finds nothing.
+  // Sends of unknown outcome by runs that are gone, holding any of these keys, are rare (a
+  // crash): one round trip answers both questions, the orphan probe as a row with a NULL span.
   const std::string gone =
-      fmt::format("f.instance=$1 AND f.owner <> $2 AND f.keys && $3::bigint[] AND NOT {}",
+      fmt::format("f.instance=$1 AND f.owner <> $3 AND f.keys && $2::bigint[] AND NOT {}",
                   fmt::format(kOwnerLive, "f.owner"));
-  Result probe = c->exec("look for orphaned in-flight records",
-                         "SELECT 1 FROM chsync_in_flight f WHERE " + gone + " LIMIT 1",
-                         {inst, run_id_, arr});
-  if (probe.rows() == 0) return out;
+  Result r = c->exec("check delivered spans",
+                     "SELECT span FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[]) "
+                     "UNION ALL (SELECT NULL FROM chsync_in_flight f WHERE " + gone + " LIMIT 1)",
+                     {inst, arr, run_id_});
+  bool orphans = false;
+  out.settled.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    if (r.null(i, 0)) orphans = true;
+    else out.settled.push_back(r.u64(i, 0));
+  }
+  std::sort(out.settled.begin(), out.settled.end());
+  if (!orphans) return out;
   // One request record usually holds spans of several bundles, so workers taking over those
   // bundles at the same time compete for it: each waits for the other (FOR UPDATE, not SKIP
   // LOCKED, which would leave its share behind uncounted) and then takes its own keys out of
@@ -824,7 +877,7 @@ BundleCheck PgState::check_bundle(std::string_view instance,
   Result recs = c->exec("adopt in-flight records",
                         "SELECT request_id, keys FROM chsync_in_flight f WHERE " + gone +
                             " ORDER BY request_id FOR UPDATE",
-                        {inst, run_id_, arr});
+                        {inst, arr, run_id_});
   for (int i = 0; i < recs.rows(); ++i) {
     std::vector<std::uint64_t> rk;
     parse_int_array(recs.get(i, 1), rk);
@@ -938,38 +991,29 @@ void PgWork::register_units(const std::vector<WorkUnitSpec>& units) {
   if (units.size() >= 1000) c->run("analyze work table", "ANALYZE chsync_work");
 }
 
+// One statement, one round trip: pick, lease and count in a single implicit transaction.
 std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::string>& exclude) {
   auto c = s_.conn();
-  Tx tx(*c);
   Result r = c->exec(
       "claim work units",
       "WITH c AS (SELECT unit_key, owner AS prev FROM chsync_work WHERE work_group=$1 AND "
       "status <> 'done' AND (status = 'pending' OR lease_until < now()) AND NOT (unit_key = "
-      "ANY($3::text[])) ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) "
-      "UPDATE chsync_work w SET status='claimed', owner=$4, lease_until=now() + $5 * "
+      "ANY($3::text[])) ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED), "
+      "u AS (UPDATE chsync_work w SET status='claimed', owner=$4, lease_until=now() + $5 * "
       "interval '1 millisecond', attempts=w.attempts+1, claimed_at=now() FROM c WHERE "
       "w.work_group=$1 AND w.unit_key=c.unit_key RETURNING w.unit_key, w.attempts, "
-      "coalesce(c.prev, '')",
+      "coalesce(c.prev, '') AS prev), "
+      "n AS (UPDATE chsync_workers SET units_claimed = units_claimed + (SELECT count(*) FROM u) "
+      "WHERE run_id=$4) SELECT unit_key, attempts, prev FROM u",
       {s_.opts().work_group, std::to_string(max), text_array(exclude), s_.run_id(),
        i64s(s_.opts().lease.count())});
   std::vector<ClaimedUnit> out;
   for (int i = 0; i < r.rows(); ++i)
     out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2)});
-  if (!out.empty())
-    c->exec("count claims",
-            "UPDATE chsync_workers SET units_claimed = units_claimed + $2 WHERE run_id=$1",
-            {s_.run_id(), std::to_string(out.size())});
-  tx.commit();
   return out;
 }
 
-void PgWork::complete(const std::string& key) {
-  auto c = s_.conn();
-  c->exec("complete work unit",
-          "UPDATE chsync_work SET status='done', done_at=now(), lease_until=NULL WHERE "
-          "work_group=$1 AND unit_key=$2 AND owner=$3 AND status='claimed'",
-          {s_.opts().work_group, key, s_.run_id()});
-}
+void PgWork::complete(const std::string& key) { s_.defer_complete(key); }
 
 void PgWork::release(const std::string& key) {
   auto c = s_.conn();
@@ -1014,6 +1058,7 @@ std::uint64_t PgWork::heartbeat(const WorkerProgress& p) {
 }
 
 void PgWork::finish(const WorkerProgress& p, bool ok) {
+  s_.flush();  // deferred completions first, or the release below would undo them
   auto c = s_.conn();
   Tx tx(*c);
   c->exec("release work units",
