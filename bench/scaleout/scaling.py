@@ -61,6 +61,7 @@ def main():
                                 *(["--no-decode"] if args.no_decode else []))
             try:
                 procs = []
+                lsn0 = pg.scalar("SELECT pg_current_wal_lsn()") if pg else None
                 t0 = time.monotonic()
                 for i in range(n):
                     rep = os.path.join(work, f"r{n}-{i}.json")
@@ -79,6 +80,17 @@ def main():
             finally:
                 sink.stop()
             spans = sum(r["spans_synced"] for r in reps)
+            pgstats = {}
+            if pg:
+                pgstats = {
+                    "wal_bytes": int(float(pg.scalar(
+                        f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}')"))),
+                    "spans_table_bytes": int(pg.scalar(
+                        "SELECT pg_total_relation_size('chsync_spans')", db=db)),
+                    "all_tables_bytes": int(pg.scalar(
+                        "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE "
+                        "c.relname LIKE 'chsync_%' AND c.relkind = 'r'", db=db)),
+                }
             row = {
                 "workers": n, "seconds": round(secs, 2), "exit_codes": rcs, "spans": spans,
                 "spans_per_s": round(spans / secs, 1), "requests": st["requests_total"],
@@ -86,6 +98,7 @@ def main():
                 "units_per_worker": [r.get("units_claimed", 0) for r in reps],
                 "cpu_seconds": round(sum(r["cpu_seconds"] for r in reps), 2),
                 "worker_seconds": [round(r["duration_ms"] / 1000, 2) for r in reps],
+                **pgstats,
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
