@@ -39,11 +39,15 @@ int cmd_status(const std::string& db_path, bool json) {
     st = open_state(db_path, so);
   } catch (const StateError& e) {
     if (e.code() == StateError::Code::kReadOnlyMissing) {
-      if (json)
-        std::printf("{\"schema\":\"chsync.status/1\",\"db\":\"%s\",\"exists\":false}\n",
-                    db_path.c_str());
-      else
-        std::printf("Database: %s (not created yet: nothing synced)\n", db_path.c_str());
+      const std::string shown = display_state_location(db_path);
+      if (json) {
+        std::string j = "{\"schema\":\"chsync.status/1\",\"db\":";
+        append_json_string(j, shown);
+        j += ",\"exists\":false}\n";
+        std::fputs(j.c_str(), stdout);
+      } else {
+        std::printf("Database: %s (not created yet: nothing synced)\n", shown.c_str());
+      }
       return 0;
     }
     throw;

@@ -595,7 +595,7 @@ void print_config(const SyncOptions& o, const ConfigFile& cf) {
     append_json_string(j, o.inputs[i]);
   }
   j += "],\"db\":";
-  append_json_string(j, o.db_path);
+  append_json_string(j, display_state_location(o.db_path));
   j += fmt::format(",\"workers\":{},\"dry_run\":{},\"settle_ms\":{},\"max_field_bytes\":{},"
                    "\"max_line_bytes\":{},\"max_memory_bytes\":{},\"drain_timeout_ms\":{},"
                    "\"format\":\"{}\",\"trace_per_session\":{},\"backends\":[",

@@ -478,6 +478,10 @@ void PgState::register_run(Conn& c) {
                     {run_id_, wid, opts_.work_group, std::string(host), i64s(pid),
                      i64s(opts_.lease.count())});
   started_at_ = r.get(0, 0);
+  // Keep a month of finished runs for `chsync status` and post-mortems, not every run forever.
+  c.exec("prune old worker rows",
+         "DELETE FROM chsync_workers WHERE status <> 'running' AND heartbeat_at < now() - "
+         "interval '30 days'");
 }
 
 // ---- files ----
@@ -1107,6 +1111,10 @@ std::vector<WorkerRow> PgWork::workers() {
 }
 
 }  // namespace
+
+std::string display_state_location(const std::string& location) {
+  return is_pg_url(location) ? redact_url(location) : location;
+}
 
 bool is_pg_url(std::string_view location) {
   return location.rfind("postgres://", 0) == 0 || location.rfind("postgresql://", 0) == 0;

@@ -179,6 +179,8 @@ std::unique_ptr<StateStore> open_pg_state(const std::string& url, const StateOpe
 
 // True for postgres:// and postgresql:// URLs.
 bool is_pg_url(std::string_view location);
+// A state location fit for messages: a PostgreSQL URL without its password.
+std::string display_state_location(const std::string& location);
 
 // open_pg_state for PostgreSQL URLs, open_sqlite_state for anything else (a path).
 std::unique_ptr<StateStore> open_state(const std::string& location, const StateOpenOptions& opts);

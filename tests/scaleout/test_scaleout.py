@@ -445,5 +445,33 @@ class ShardingTest(ScaleoutCase):
         self.assertEqual(sink.stats()["requests_total"], 0)
 
 
+class StateUrlUsageTest(unittest.TestCase):
+    """--state errors are reported before any work, with exit 2 and no password in the text."""
+
+    def run_chsync(self, *args):
+        p = subprocess.run([CHSYNC, "sync", harness.EXAMPLES, "--backend", "null", "--settle",
+                            "0", "--quiet", *args], env=worker_env(), capture_output=True,
+                           timeout=RUN_TIMEOUT)
+        return p.returncode, p.stderr.decode("utf-8", "replace")
+
+    def test_not_a_url_and_both_db_and_state_exit_2(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            rc, err = self.run_chsync("--state", os.path.join(tmp, "x.db"))
+            self.assertEqual(rc, 2, err)
+            self.assertIn("postgres://", err)
+            rc, err = self.run_chsync("--state", "postgresql://u@127.0.0.1:1/x", "--db",
+                                      os.path.join(tmp, "x.db"))
+            self.assertEqual(rc, 2, err)
+            self.assertIn("--db and --state", err)
+
+    def test_unreachable_server_exit_2_without_password(self):
+        # Port 1 on loopback: nothing listens there, the connection is refused at once.
+        rc, err = self.run_chsync("--state", "postgresql://chsync:s3cret@127.0.0.1:1/chsync")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("cannot connect to PostgreSQL state", err)
+        self.assertIn("127.0.0.1:1", err)
+        self.assertNotIn("s3cret", err)
+
+
 if __name__ == "__main__":
     unittest.main()
