@@ -5,7 +5,8 @@
 // once through the AckFn (from any thread). send() blocks while the exporter holds its maximum of
 // in-flight work: that is the backpressure that slows every upstream stage.
 // Before a request goes out, on_before_send (if set) is called with its span keys and must return
-// only once they are recorded as "in flight" (so a crash leaves a record of possible repeats).
+// only once they are recorded as "in flight" (so a crash leaves a record of possible repeats);
+// if it throws, the request does not leave: the exporter turns fatal and fails its spans.
 // Errors: transient failures are retried inside; final rejections come back as kDead acks; a fatal
 // condition (unreachable, retries exhausted, 401/403/404) makes fatal() true, send() returns false,
 // and the spans not delivered come back as kFailed acks (nothing marked in the state).

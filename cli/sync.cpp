@@ -18,6 +18,7 @@
 #include <set>
 #include <simdjson.h>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -352,11 +353,21 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     Instance* inst = instp.get();
     const std::string iname = inst->spec.instance;
     if (state && !opt.dry_run && !inst->synchronous) {
-      inst->exporter->set_before_send([inst, st = state.get(), iname](const std::vector<SpanRef>& refs) {
+      inst->exporter->set_before_send([inst, st = state.get(), iname, sf = state_failure](
+                                          const std::vector<SpanRef>& refs) {
         std::vector<std::uint64_t> keys;
         keys.reserve(refs.size());
         for (const auto& r : refs) keys.push_back(r.span_key);
-        std::uint64_t req = st->begin_request(iname, keys);
+        std::uint64_t req = 0;
+        try {
+          req = st->begin_request(iname, keys);
+        } catch (const std::exception& e) {
+          // The state cannot record the send (disk full, database gone): the run stops, and the
+          // exporter keeps this request from leaving (backends/exporter.h), since a send
+          // without its record could repeat uncounted.
+          sf->fail(std::string("state: ") + e.what());
+          throw;
+        }
         std::lock_guard lock(inst->mu);
         for (auto k : keys) inst->request_of[k] = req;
         inst->reqs[req].left = keys.size();
@@ -651,6 +662,20 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     const auto idle_wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500),
                                                                opt.lease / 4);
     std::vector<std::string> foreign;  // claimed but unknown here (not in this run's inputs)
+    // The database unreachable for this long (claims failing in a row) ends the run like any
+    // other state failure: what was sent is recorded by the next run that can reach it.
+    const auto give_up_after = std::max<std::chrono::milliseconds>(opt.lease, std::chrono::seconds(10));
+    std::optional<Clock::time_point> failing_since;
+    auto db_trouble = [&](const std::exception& e) {
+      if (!failing_since) failing_since = Clock::now();
+      if (Clock::now() - *failing_since > give_up_after) {
+        state_failure->fail(std::string("work table: ") + e.what());
+        return true;
+      }
+      log::warn(std::string("work table: ") + e.what() + " (retrying)");
+      std::this_thread::sleep_for(idle_wait);
+      return false;
+    };
     while (!runner.stop_requested()) {
       std::size_t room = 0;
       {
@@ -664,10 +689,10 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       std::vector<ClaimedUnit> got;
       try {
         got = work_table->claim(room, foreign);
+        failing_since.reset();
       } catch (const std::exception& e) {
-        log::warn(std::string("work table: ") + e.what() + " (retrying)");
         feeder_idle = true;
-        std::this_thread::sleep_for(idle_wait);
+        if (db_trouble(e)) return;
         continue;
       }
       if (got.empty()) {
@@ -681,9 +706,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           WorkCounts c;
           try {
             c = work_table->counts();
+            failing_since.reset();
           } catch (const std::exception& e) {
-            log::warn(std::string("work table: ") + e.what() + " (retrying)");
-            std::this_thread::sleep_for(idle_wait);
+            if (db_trouble(e)) return;
             continue;
           }
           // Nothing left that this process could ever take: done. Units only other inputs know
@@ -1217,7 +1242,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         }
         break;
       }
-      if (!ordered_output) {
+      // With leases this process sees only the bundles it claims, in claim order: waiting for
+      // "the next" bundle could wait for one another worker holds, so output is not reordered.
+      if (!ordered_output || lease_mode) {
         dispatch(*r);
         continue;
       }

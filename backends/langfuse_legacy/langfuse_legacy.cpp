@@ -395,7 +395,26 @@ class LegacyExporter final : public Exporter {
     flights_.emplace(id, f);
     stats_.max_in_flight_seen = std::max<std::uint64_t>(stats_.max_in_flight_seen, flights_.size());
     lock.unlock();
-    if (before_send_) before_send_(f->batch.refs);
+    // As in the OTLP exporter: a request whose in-flight record cannot be written never leaves.
+    if (before_send_) {
+      try {
+        before_send_(f->batch.refs);
+      } catch (const std::exception& e) {
+        std::vector<Ack> failed;
+        {
+          std::lock_guard relock(mu_);
+          set_fatal_locked(std::string("cannot record the request before sending: ") + e.what());
+          auto it = flights_.find(id);
+          if (it != flights_.end()) {
+            fail_all_locked(*it->second, failed, fatal_reason_);
+            flights_.erase(it);
+          }
+          cv_.notify_all();
+        }
+        deliver(failed);
+        return false;
+      }
+    }
     transport_->schedule(milliseconds(0), [this, id](bool cancelled) {
       if (!cancelled) start(id);
     });

@@ -169,6 +169,7 @@ class PgCluster:
             if fast:
                 opts.update(fsync="off", synchronous_commit="off", full_page_writes="off")
             opts.update({k: str(v) for k, v in (settings or {}).items()})
+            self._opts = opts
             self._start(opts, start_timeout)
             self.createdb(dbname)
         except BaseException:
@@ -214,10 +215,10 @@ class PgCluster:
         except OSError:
             return ""
 
-    def _start(self, opts, timeout):
+    def _start(self, opts, timeout, fixed_port=None):
         last = ""
-        for _ in range(3):  # a free port can be taken between the probe and the bind: retry
-            port = free_port()
+        for _ in range(1 if fixed_port else 3):  # a free port can be taken between the probe
+            port = fixed_port or free_port()      # and the bind: retry (not for a restart)
             o = [f"-p {port}", f"-k {self.sockdir}"] + [f"-c {k}={v}" for k, v in opts.items()]
             rc, text = self._run_server_tool(
                 ["pg_ctl", "start", "-w", "-t", str(timeout), "-D", self.datadir,
@@ -277,6 +278,20 @@ class PgCluster:
                 atexit.unregister(self.stop)
             except Exception:  # noqa: BLE001 - interpreter shutting down
                 pass
+
+    def crash(self):
+        """Immediate shutdown, as in a crash (no checkpoint; WAL not yet flushed is lost); the
+        data directory stays for restart()."""
+        rc, _ = self._run_server_tool(
+            ["pg_ctl", "stop", "-m", "immediate", "-w", "-t", "30", "-D", self.datadir],
+            timeout=45)
+        if rc != 0:
+            self._kill_postmaster()
+
+    def restart(self, timeout=30):
+        """Starts the server again after crash(), on the same port (URLs stay valid); runs
+        crash recovery."""
+        self._start(self._opts, timeout, fixed_port=self.port)
 
     def __enter__(self):
         return self

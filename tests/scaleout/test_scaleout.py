@@ -382,6 +382,30 @@ class WorkSharingTest(ScaleoutCase):
         self.assertEqual(st["work"]["done"], self.ref_bundles)
 
 
+    # ---- e. console output with leases: no reordering wait on bundles other workers hold ----
+    def test_e_console_backend_with_leases(self):
+        url = self.database()
+        procs = []
+        for n in ("c0", "c1"):
+            out = open(os.path.join(self.tmp, f"{n}.out"), "wb")
+            err = open(os.path.join(self.tmp, f"{n}.stderr"), "wb")
+            p = subprocess.Popen([CHSYNC, "sync", self.input, "--backend", "console", "--format",
+                                  "json", "--settle", "0", "--quiet", "--state", url,
+                                  "--worker-id", n], stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=err, env=self.env)
+            out.close()
+            err.close()
+            procs.append((p, n, None))
+            self.procs.append((p, n, None))
+        rcs = self.wait_all(procs)
+        ids = []
+        for n in ("c0", "c1"):
+            self.assertEqual(rcs[n], 0, self.stderr_of(n))
+            with open(os.path.join(self.tmp, f"{n}.out")) as f:
+                ids += [json.loads(line)["id"] for line in f if line.strip()]
+        self.assertEqual(len(ids), len(set(ids)), "a span was printed by both workers")
+        self.assert_reference(ids, "console output of two workers")
+
 class ShardingTest(ScaleoutCase):
     needs_pg = False  # static sharding needs no database: SQLite --db per shard
 
@@ -443,6 +467,63 @@ class ShardingTest(ScaleoutCase):
             rc, _, err = self.run_once(sink, *args, "--db", db, env=env)
             self.assertEqual(rc, 2, f"{args} JOB_COMPLETION_INDEX={index}: exit {rc}\n{err}")
         self.assertEqual(sink.stats()["requests_total"], 0)
+
+class DatabaseCrashTest(ScaleoutCase):
+    """The database crashes (immediate shutdown) while two workers send: they stop with an error
+    instead of hanging; after a restart one rerun delivers the rest, and what reaches the
+    backend twice is at most what the rerun counts as possible repeats."""
+
+    needs_pg = False  # this test crashes its own cluster
+
+    def test_f_database_crash_mid_run_then_rerun(self):
+        pg = start_or_skip(fast=False)
+        try:
+            url = pg.createdb("outage")
+            sink = self.sink("--latency-ms", "100")
+            extra = ["--lease", "2s", "--batch-spans", "50", "--max-in-flight", "1",
+                     "--workers", "1"]
+            procs = []
+            for n in ("d0", "d1"):
+                report = os.path.join(self.tmp, f"{n}.report.json")
+                err = open(os.path.join(self.tmp, f"{n}.stderr"), "wb")
+                p = subprocess.Popen(
+                    [CHSYNC, *self.sync_args(sink, report, "--state", url, "--worker-id", n,
+                                             *extra)],
+                    stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=self.env)
+                err.close()
+                procs.append((p, n, report))
+                self.procs.append((p, n, report))
+            deadline = time.time() + 30
+            while sink.stats()["spans_accepted"] < 200:
+                self.assertLess(time.time(), deadline, "no spans arrived")
+                self.assertTrue(all(p.poll() is None for p, _, _ in procs), "a worker ended early")
+                time.sleep(0.05)
+            pg.crash()
+            rcs = self.wait_all(procs, timeout=60)  # bounded: they must not hang on the database
+            for n, rc in rcs.items():
+                self.assertNotIn(rc, (0, 2, 4), f"{n} exited {rc} after the database crashed:\n"
+                                 f"{self.stderr_of(n)}")
+            self.assertIn("state", self.stderr_of("d0") + self.stderr_of("d1"))
+            before = sink.stats()["spans_accepted"]
+            self.assertLess(before, len(self.ref), "everything was sent before the crash")
+            pg.restart()
+            rc, r, err = self.run_once(sink, "--state", url, "--worker-id", "rerun", "--lease", "2s")
+            self.assertEqual(rc, 0, err)
+            ids = sink_ids(sink)
+            self.assert_reference(ids, "after a database crash and one rerun")
+            dups = len(ids) - len(set(ids))
+            self.assertLessEqual(dups, r["spans_repeated"],
+                                 f"{dups} spans delivered twice, {r['spans_repeated']} counted")
+            st = self.pg_status(url)
+            self.assertEqual(st["work"]["pending"] + st["work"]["claimed"], 0, st["work"])
+        finally:
+            pg.stop()
+
+    def pg_status(self, url):
+        p = subprocess.run([CHSYNC, "status", "--json", "--state", url], capture_output=True,
+                           timeout=60, env=self.env)
+        self.assertEqual(p.returncode, 0, p.stderr.decode("utf-8", "replace")[-2000:])
+        return json.loads(p.stdout)
 
 
 class StateUrlUsageTest(unittest.TestCase):
