@@ -337,6 +337,8 @@ class PgState final : public StateStore {
   void migrate(Conn& c);
   void flush_locked();  // writer_mu_ held
   void write_files_locked(const std::vector<FileState>& rows);
+  std::vector<std::uint64_t> load_span_keys(std::string_view what, const char* sql,
+                                            std::string_view instance);
   bool has_pending() const {
     return !pending_.empty() || !pending_files_.empty() || !pending_done_.empty();
   }
@@ -624,26 +626,25 @@ std::uint64_t PgState::forget_files(std::string_view instance, std::string_view 
 
 // ---- spans ----
 
-std::vector<std::uint64_t> PgState::load_delivered(std::string_view instance) {
+std::vector<std::uint64_t> PgState::load_span_keys(std::string_view what, const char* sql,
+                                                   std::string_view instance) {
   flush();
   auto c = conn();
-  Result r = c->exec("load delivered", "SELECT span FROM chsync_spans WHERE instance=$1",
-                     {std::string(instance)});
+  Result r = c->exec(what, sql, {std::string(instance)});
   std::vector<std::uint64_t> out(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) out[static_cast<std::size_t>(i)] = r.u64(i, 0);
   std::sort(out.begin(), out.end());
   return out;
 }
 
+std::vector<std::uint64_t> PgState::load_delivered(std::string_view instance) {
+  return load_span_keys("load delivered", "SELECT span FROM chsync_spans WHERE instance=$1",
+                        instance);
+}
+
 std::vector<std::uint64_t> PgState::load_dead(std::string_view instance) {
-  flush();
-  auto c = conn();
-  Result r = c->exec("load dead", "SELECT span FROM chsync_spans WHERE instance=$1 AND dead",
-                     {std::string(instance)});
-  std::vector<std::uint64_t> out(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) out[static_cast<std::size_t>(i)] = r.u64(i, 0);
-  std::sort(out.begin(), out.end());
-  return out;
+  return load_span_keys("load dead",
+                        "SELECT span FROM chsync_spans WHERE instance=$1 AND dead", instance);
 }
 
 std::vector<std::uint64_t> PgState::load_in_flight_records(std::string_view instance) {
