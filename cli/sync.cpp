@@ -138,18 +138,22 @@ double cpu_seconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// FNV-1a over s, continuing from h (start: kFnvBasis); stable across builds and hosts.
+constexpr std::uint64_t kFnvBasis = 0xcbf29ce484222325ull;
+std::uint64_t fnv1a(std::uint64_t h, std::string_view s) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
 // Stable across hosts and mount points: the bundle's project and session, not its paths.
 std::uint32_t shard_of(const Bundle& b, std::uint32_t shards) {
-  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, then a splitmix64 finish to spread bits
-  auto mix = [&](std::string_view s) {
-    for (unsigned char c : s) {
-      h ^= c;
-      h *= 0x100000001b3ull;
-    }
-  };
-  mix(b.project);
-  mix(std::string_view("\0", 1));
-  mix(b.session_id);
+  // FNV-1a, then a splitmix64 finish to spread the bits before the modulo.
+  std::uint64_t h = fnv1a(kFnvBasis, b.project);
+  h = fnv1a(h, std::string_view("\0", 1));
+  h = fnv1a(h, b.session_id);
   h ^= h >> 30;
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 27;
@@ -585,21 +589,10 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     std::vector<WorkUnitSpec> specs;
     specs.reserve(units.size());
     for (const auto& u : units) {
-      std::uint64_t h = 0xcbf29ce484222325ull;
-      auto mix = [&](std::string_view v) {
-        for (unsigned char c : v) {
-          h ^= c;
-          h *= 0x100000001b3ull;
-        }
-        h ^= 0xff;
-        h *= 0x100000001b3ull;
-      };
+      std::uint64_t h = kFnvBasis;
       for (auto b : u.bundles)
-        for (const auto& f : bundles[b].files) {
-          mix(f.key);
-          mix(std::to_string(f.size));
-          mix(std::to_string(f.mtime_ms));
-        }
+        for (const auto& f : bundles[b].files)
+          h = fnv1a(h, fmt::format("{}\n{}\n{}\n", f.key, f.size, f.mtime_ms));
       specs.push_back(WorkUnitSpec{u.key, fmt::format("{:016x}", h), u.bundles.front()});
     }
     work_table->register_units(specs);

@@ -181,29 +181,27 @@ class Conn {
     for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
     PGresult* r = PQexecParams(c_, sql.c_str(), static_cast<int>(values.size()), nullptr,
                                values.data(), nullptr, nullptr, 0);
-    const auto st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-      std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      PQclear(r);
-      throw StateError(Code::kIo, fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg));
-    }
+    check(r, what);
     return Result(r);
   }
   // Without parameters (PQexec): may hold several statements (migrations).
   void run(std::string_view what, const std::string& sql) {
     PGresult* r = PQexec(c_, sql.c_str());
-    const auto st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-      std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      PQclear(r);
-      throw StateError(Code::kIo, fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg));
-    }
+    check(r, what);
     PQclear(r);
   }
 
  private:
+  // Throws (after freeing r) unless r is a success.
+  void check(PGresult* r, std::string_view what) {
+    const auto st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return;
+    std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    PQclear(r);
+    throw StateError(Code::kIo, fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg));
+  }
+
   std::string shown_;
   PGconn* c_ = nullptr;
 };
