@@ -188,6 +188,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     so.worker_id = opt.worker_id;
     so.lease = opt.lease;
     so.pool_connections = std::max<std::size_t>(opt.workers, 1) + 3;
+    // A database restart or failover shorter than this is ridden out (the feeder gives up on
+    // claims after the same time).
+    so.outage_tolerance = std::max<std::chrono::milliseconds>(opt.lease, std::chrono::seconds(10));
     if (opt.dry_run) {
       so.read_only = true;
       so.take_lock = false;
@@ -561,6 +564,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     bool feeding = false;
     bool failed = false;
     bool finished = false;
+    bool active = false;  // claimed in this run and not finished: never fed twice at once
   };
   std::vector<Unit> units;
   std::vector<std::size_t> unit_of(bundles.size(), static_cast<std::size_t>(-1));
@@ -602,6 +606,7 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
     Unit& unit = units[u];
     if (unit.left > 0 || unit.feeding || unit.finished) return;
     unit.finished = true;
+    unit.active = false;
     --units_outstanding;
     const bool failed = unit.failed;
     if (!failed) ++units_done;
@@ -669,11 +674,34 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       std::this_thread::sleep_for(idle_wait);
       return false;
     };
+    auto last_wait_log = Clock::now();
+    // --verbose: why this worker is still waiting (an operator's first question at the end).
+    auto log_wait = [&](const char* why, const WorkCounts* c) {
+      if (!opt.verbose || Clock::now() - last_wait_log < std::chrono::seconds(5)) return;
+      last_wait_log = Clock::now();
+      std::size_t mine = 0, queued = 0;
+      {
+        std::lock_guard lock(unit_mu);
+        mine = units_outstanding;
+        queued = bundles_in_pipeline;
+      }
+      log::info(fmt::format("work sharing: waiting ({}): {} units in progress here, {} bundles "
+                            "queued{}",
+                            why, mine, queued,
+                            c ? fmt::format("; group: {} pending, {} claimed ({} here), {} "
+                                            "expired, {} done",
+                                            c->pending, c->claimed, c->claimed_by_me,
+                                            c->expired, c->done)
+                              : std::string()));
+    };
     while (!runner.stop_requested()) {
       std::size_t room = 0;
       {
         std::unique_lock lock(unit_mu);
         if (bundles_in_pipeline >= max_queued) {
+          lock.unlock();
+          log_wait("mappers busy", nullptr);
+          lock.lock();
           unit_cv.wait_for(lock, std::chrono::milliseconds(100));
           continue;
         }
@@ -708,6 +736,9 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           // (foreign) are left to their own workers; units still claimed by this run are
           // finished here (their completion is on its way to the database).
           if (c.claimed == c.claimed_by_me && c.pending + c.expired <= foreign.size()) break;
+          log_wait("units held by other workers", &c);
+        } else {
+          log_wait("own units awaiting acknowledgement", nullptr);
         }
         std::unique_lock lock(unit_mu);
         unit_cv.wait_for(lock, idle_wait);
@@ -728,6 +759,10 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         const std::size_t u = it->second;
         {
           std::lock_guard lock(unit_mu);
+          // Still in this pipeline (the claim query skips this run's own expired leases; this
+          // guards the invariant that a bundle's bookkeeping is fed once at a time).
+          if (units[u].active) continue;
+          units[u].active = true;
           ++units_outstanding;
           ++units_claimed;
           if (cu.attempts > 1) ++units_taken_over;

@@ -72,6 +72,13 @@ constexpr const char* kOwnerLive =
     "EXISTS (SELECT 1 FROM chsync_workers w WHERE w.run_id = {} AND w.status = 'running' AND "
     "w.heartbeat_at > now() - w.lease_ms * interval '1 millisecond')";
 
+// The connection itself failed (server gone, restarting, network): worth reconnecting and
+// retrying, unlike an error the server reported on a live connection.
+class PgTransient : public StateError {
+ public:
+  PgTransient(std::string message) : StateError(Code::kIo, std::move(message)) {}
+};
+
 std::string redact_url(std::string url) {
   // postgres://user:secret@host -> postgres://user:***@host
   const auto scheme = url.find("://");
@@ -161,7 +168,7 @@ class Conn {
       while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
       PQfinish(c_);
       c_ = nullptr;
-      throw StateError(Code::kIo, fmt::format("cannot connect to PostgreSQL state {}: {}", shown_, msg));
+      throw PgTransient(fmt::format("cannot connect to PostgreSQL state {}: {}", shown_, msg));
     }
     // Quiet NOTICEs (CREATE ... IF NOT EXISTS) instead of libpq's default print to stderr.
     PQsetNoticeProcessor(c_, [](void*, const char*) {}, nullptr);
@@ -199,7 +206,9 @@ class Conn {
     std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     PQclear(r);
-    throw StateError(Code::kIo, fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg));
+    msg = fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg);
+    if (PQstatus(c_) != CONNECTION_OK) throw PgTransient(std::move(msg));
+    throw StateError(Code::kIo, std::move(msg));
   }
 
   std::string shown_;
@@ -333,7 +342,37 @@ class PgState final : public StateStore {
     std::string dead_ref;
   };
   void migrate(Conn& c);
-  void flush_locked();  // writer_mu_ held
+  // The writer connection, reconnected if the last one broke (writer_mu_ held).
+  Conn& writer() {
+    if (!writer_ || !writer_->ok()) {
+      writer_.reset();
+      writer_ = std::make_unique<Conn>(url_, shown_);
+    }
+    return *writer_;
+  }
+  // Runs fn again after a connection failure (database restarting, failing over, network), with
+  // backoff, for up to opts_.outage_tolerance; other errors, and the last failure, propagate.
+  // fn must be safe to repeat: every caller's writes are idempotent or over-count repeats.
+  template <class F>
+  auto retrying(F&& fn) {
+    const auto deadline = std::chrono::steady_clock::now() + opts_.outage_tolerance;
+    auto backoff = std::chrono::milliseconds(100);
+    for (;;) {
+      try {
+        return fn();
+      } catch (const PgTransient&) {
+        if (std::chrono::steady_clock::now() + backoff > deadline) throw;
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      }
+    }
+  }
+  BundleCheck check_bundle_once(std::string_view instance, const std::vector<std::uint64_t>& keys);
+  // Writes the buffered acks, file rows and completions (writer_mu_ held). own_tx: in a
+  // transaction of its own, restoring the buffers if anything fails, commit included (then a
+  // retry applies them again: idempotent, except that a lost COMMIT reply can make a file row's
+  // cumulative span count count twice — cosmetic); else in the caller's transaction.
+  void flush_locked(bool own_tx = false);
   void write_files_locked(const std::vector<FileState>& rows);
   std::vector<std::uint64_t> load_span_keys(std::string_view what, const char* sql,
                                             std::string_view instance);
@@ -385,7 +424,7 @@ PgState::PgState(std::string url, StateOpenOptions opts)
                                  shown_));
   }
   writer_ = std::make_unique<Conn>(url_, shown_);
-  Conn& c = *writer_;
+  Conn& c = writer();
   // What is there: no meta table (new), ours, or someone else's.
   Result m = c.exec("inspect schema",
                     "SELECT to_regclass('chsync_meta') IS NOT NULL, "
@@ -550,9 +589,7 @@ void PgState::put_files(const std::vector<FileState>& rows) {
   if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
   pending_files_.insert(pending_files_.end(), rows.begin(), rows.end());
   if (opts_.ack_flush_interval.count() <= 0 || pending_files_.size() >= 4096) {
-    Tx tx(*writer_);
-    flush_locked();
-    tx.commit();
+    retrying([&] { flush_locked(true); });
   } else {
     cv_.notify_all();
   }
@@ -567,7 +604,7 @@ void PgState::defer_complete(const std::string& key) {
 }
 
 void PgState::write_files_locked(const std::vector<FileState>& rows) {
-  Conn& c = *writer_;
+  Conn& c = writer();
   constexpr std::size_t kChunk = 1000;
   for (std::size_t at = 0; at < rows.size(); at += kChunk) {
     const std::size_t n = std::min(kChunk, rows.size() - at);
@@ -616,7 +653,7 @@ std::uint64_t PgState::forget_files(std::string_view instance, std::string_view 
     like += ch;
   }
   like += '%';
-  Result r = writer_->exec("forget files",
+  Result r = writer().exec("forget files",
                            "DELETE FROM chsync_files WHERE instance=$1 AND key LIKE $2",
                            {std::string(instance), like});
   return r.affected();
@@ -676,7 +713,7 @@ void PgState::clear_in_flight(std::string_view instance) {
   flush_locked();
   if (loaded_in_flight_.empty()) return;
   std::vector<std::uint64_t> ids(loaded_in_flight_.begin(), loaded_in_flight_.end());
-  writer_->exec("clear in-flight records",
+  writer().exec("clear in-flight records",
                 "DELETE FROM chsync_in_flight WHERE instance=$1 AND request_id = ANY($2::bigint[])",
                 {std::string(instance), int_array(ids)});
 }
@@ -685,13 +722,17 @@ std::uint64_t PgState::begin_request(std::string_view instance,
                                      const std::vector<std::uint64_t>& span_keys) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
-  // Committed (autocommit) before it returns: durable against a kill of this process.
-  Result r = writer_->exec("record in-flight request",
-                           "INSERT INTO chsync_in_flight(instance, owner, keys) VALUES "
-                           "($1, $2, $3::bigint[]) RETURNING request_id",
-                           {std::string(instance), run_id_.empty() ? std::string("-") : run_id_,
-                            int_array(span_keys)});
-  return r.u64(0, 0);
+  // Committed (autocommit) before it returns: durable against a kill of this process. Retried
+  // after a lost connection: a record inserted twice only over-counts possible repeats.
+  const std::string keys = int_array(span_keys);
+  return retrying([&] {
+    return writer()
+        .exec("record in-flight request",
+              "INSERT INTO chsync_in_flight(instance, owner, keys) VALUES ($1, $2, $3::bigint[]) "
+              "RETURNING request_id",
+              {std::string(instance), run_id_.empty() ? std::string("-") : run_id_, keys})
+        .u64(0, 0);
+  });
 }
 
 void PgState::finish_request(std::string_view instance, std::uint64_t request_id,
@@ -704,9 +745,7 @@ void PgState::finish_request(std::string_view instance, std::uint64_t request_id
                                 delivered ? 1 : (dead ? 2 : 0), {}});
   pending_keys_ += span_keys.size();
   if (opts_.ack_flush_interval.count() <= 0 || pending_keys_ >= opts_.ack_flush_keys) {
-    Tx tx(*writer_);
-    flush_locked();
-    tx.commit();
+    retrying([&] { flush_locked(true); });
   } else {
     cv_.notify_all();
   }
@@ -727,8 +766,9 @@ void PgState::finish_request_dead(std::string_view instance, std::uint64_t reque
 // Writes the buffered acks. Callers hold writer_mu_; inside an open transaction when they want
 // the acks committed together with their own write, else each statement autocommits in order
 // (in-flight removal last, so a kill in between leaves records: over-counted repeats, safe).
-void PgState::flush_locked() {
+void PgState::flush_locked(bool own_tx) {
   if (!has_pending()) return;
+  Conn& c = writer();
   std::vector<PendingAck> batch;
   batch.swap(pending_);
   std::vector<FileState> files;
@@ -736,7 +776,6 @@ void PgState::flush_locked() {
   std::vector<std::string> done;
   done.swap(pending_done_);
   pending_keys_ = 0;
-  Conn& c = *writer_;
   // Group: (instance, outcome, dead ref) -> keys.
   std::map<std::tuple<std::string, int, std::string>, std::vector<std::uint64_t>> groups;
   std::vector<std::uint64_t> req_ids;
@@ -747,6 +786,8 @@ void PgState::flush_locked() {
     v.insert(v.end(), a.keys.begin(), a.keys.end());
   }
   try {
+    std::optional<Tx> tx;
+    if (own_tx) tx.emplace(c);
     for (auto& [g, keys] : groups) {
       const auto& [inst, outcome, ref] = g;
       std::sort(keys.begin(), keys.end());
@@ -774,6 +815,7 @@ void PgState::flush_locked() {
              "UPDATE chsync_work SET status='done', done_at=now(), lease_until=NULL WHERE "
              "work_group=$1 AND unit_key = ANY($2::text[]) AND owner=$3 AND status='claimed'",
              {opts_.work_group, text_array(done), run_id_});
+    if (tx) tx->commit();
   } catch (...) {
     // Put them back so a later flush (or the caller's error path) does not lose them silently.
     pending_.insert(pending_.begin(), std::make_move_iterator(batch.begin()),
@@ -798,14 +840,10 @@ void PgState::flusher_loop() {
       continue;
     }
     try {
-      // Acks, file rows and completions: a server crash that loses them leaves the in-flight
-      // records (committed synchronously by begin_request), so the next run resends and counts
-      // those spans as possible repeats. Not waiting for the WAL flush keeps the writer free for
-      // begin_request, which does wait.
-      Tx tx(*writer_);
-      writer_->run("async commit", "SET LOCAL synchronous_commit = off");
-      flush_locked();
-      tx.commit();
+      // Synchronous commit on purpose: a unit completion lost in a database crash while this
+      // run believes it done would stay "claimed" by a live worker, and workers that each wait
+      // for the other's claimed units would never finish (seen in DatabaseCrashTest).
+      retrying([&] { flush_locked(true); });
     } catch (const StateError& e) {
       if (!async_error_) async_error_ = e;
       pending_.clear();
@@ -819,18 +857,15 @@ void PgState::flusher_loop() {
 void PgState::flush() {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
-  if (!has_pending()) return;
-  Tx tx(*writer_);
-  flush_locked();
-  tx.commit();
+  retrying([&] { flush_locked(true); });
 }
 
 void PgState::mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
-  Tx tx(*writer_);
+  Tx tx(writer());
   flush_locked();
-  writer_->exec("mark delivered",
+  writer().exec("mark delivered",
                 "INSERT INTO chsync_spans(instance, span) SELECT $1, unnest($2::bigint[]) ON "
                 "CONFLICT (instance, span) DO UPDATE SET dead=false, dead_letter=NULL",
                 {std::string(instance), int_array(keys)});
@@ -840,9 +875,9 @@ void PgState::mark_delivered(std::string_view instance, const std::vector<std::u
 void PgState::forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
-  Tx tx(*writer_);
+  Tx tx(writer());
   flush_locked();
-  writer_->exec("forget spans",
+  writer().exec("forget spans",
                 "DELETE FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[])",
                 {std::string(instance), int_array(keys)});
   tx.commit();
@@ -850,6 +885,13 @@ void PgState::forget_spans(std::string_view instance, const std::vector<std::uin
 
 BundleCheck PgState::check_bundle(std::string_view instance,
                                   const std::vector<std::uint64_t>& keys) {
+  // A lost connection is retried: an adoption committed just before it was lost leaves its
+  // records owned by this run, and the next taker counts them again (over-counting is safe).
+  return retrying([&] { return check_bundle_once(instance, keys); });
+}
+
+BundleCheck PgState::check_bundle_once(std::string_view instance,
+                                       const std::vector<std::uint64_t>& keys) {
   BundleCheck out;
   if (keys.empty()) return out;
   const std::string arr = int_array(keys);
@@ -994,14 +1036,18 @@ void PgWork::register_units(const std::vector<WorkUnitSpec>& units) {
   if (units.size() >= 1000) c->run("analyze work table", "ANALYZE chsync_work");
 }
 
-// One statement, one round trip: pick, lease and count in a single implicit transaction.
+// One statement, one round trip: pick, lease and count in a single implicit transaction. This
+// run's own expired leases are not picked: those units are still in its pipeline (a heartbeat
+// missed during a database outage), and the next heartbeat renews them unless another worker
+// took them meanwhile.
 std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::string>& exclude) {
   auto c = s_.conn();
   Result r = c->exec(
       "claim work units",
       "WITH c AS (SELECT unit_key, owner AS prev FROM chsync_work WHERE work_group=$1 AND "
-      "status <> 'done' AND (status = 'pending' OR lease_until < now()) AND NOT (unit_key = "
-      "ANY($3::text[])) ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED), "
+      "status <> 'done' AND (status = 'pending' OR (lease_until < now() AND owner IS DISTINCT "
+      "FROM $4)) AND NOT (unit_key = ANY($3::text[])) ORDER BY seq LIMIT $2 FOR UPDATE SKIP "
+      "LOCKED), "
       "u AS (UPDATE chsync_work w SET status='claimed', owner=$4, lease_until=now() + $5 * "
       "interval '1 millisecond', attempts=w.attempts+1, claimed_at=now() FROM c WHERE "
       "w.work_group=$1 AND w.unit_key=c.unit_key RETURNING w.unit_key, w.attempts, "

@@ -75,6 +75,9 @@ struct StateOpenOptions {
   std::string worker_id;                 // --worker-id; "" = HOST:PID
   std::chrono::milliseconds lease{60000};  // --lease
   std::size_t pool_connections = 4;      // pooled connections (workers + claims + heartbeat)
+  // How long a PostgreSQL store keeps reconnecting and retrying a write or a bundle check after
+  // the connection broke (restart, failover) before the error reaches the caller.
+  std::chrono::milliseconds outage_tolerance{30000};
 };
 
 // Per-bundle view of a shared store (check_bundle).

@@ -77,11 +77,15 @@ class Sink:
             return r.read()
 
     def spans(self):
+        """Recorded spans. Polled while the sink still appends: a last line without its newline
+        is being written and is left for the next call (a complete line must parse)."""
         out = []
         if not os.path.exists(self.record):
             return out
         with open(self.record) as f:
             for line in f:
+                if not line.endswith("\n"):
+                    break
                 line = line.strip()
                 if line:
                     out.append(json.loads(line))
