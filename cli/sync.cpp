@@ -1325,13 +1325,22 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
   std::thread watcher([&] {
     auto last_progress = Clock::now();
     auto last_heartbeat = Clock::now();
+    bool heartbeat_failed = false;
     while (!all_done.load()) {
-      if (lease_mode && Clock::now() - last_heartbeat >= opt.lease / 3) {
+      // After a failed heartbeat (database away) try again every 500 ms rather than every
+      // lease/3: the leases must be renewed as soon as the database is back, before they run
+      // out and other workers take units this run is still sending.
+      const auto beat = heartbeat_failed
+                            ? std::min<std::chrono::milliseconds>(opt.lease / 3,
+                                                                  std::chrono::milliseconds(500))
+                            : std::chrono::milliseconds(opt.lease / 3);
+      if (lease_mode && Clock::now() - last_heartbeat >= beat) {
         // Renew this run's leases; a failure is only logged: at worst the leases expire and
         // other workers redo those units (deduped by span ID, repeats counted).
         last_heartbeat = Clock::now();
         try {
           work_table->heartbeat(worker_progress());
+          heartbeat_failed = false;
           if (!opt.quiet) {
             const WorkCounts c = work_table->counts();
             std::size_t live = 0;
@@ -1340,7 +1349,8 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
                                      c.done + c.pending + c.claimed + c.expired, c.claimed, live);
           }
         } catch (const std::exception& e) {
-          log::warn(std::string("work table heartbeat: ") + e.what());
+          if (!heartbeat_failed) log::warn(std::string("work table heartbeat: ") + e.what());
+          heartbeat_failed = true;
         }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -506,7 +506,7 @@ class DatabaseCrashTest(ScaleoutCase):
             sink = self.sink("--latency-ms", "100")
             # The lease outlasts the outage (deploy.md: lease >= 3 x the longest pause), so no
             # unit changes hands while its holder is alive and only waiting for the database.
-            extra = ["--lease", "10s", "--batch-spans", "50", "--max-in-flight", "1",
+            extra = ["--lease", "15s", "--batch-spans", "50", "--max-in-flight", "1",
                      "--workers", "1"]
             procs = self.start_two(sink, url, extra)
             pg.crash()
