@@ -529,58 +529,46 @@ void PgState::register_run(Conn& c) {
 
 // ---- files ----
 
+// One column list and one parser for file rows (file() and files()).
+constexpr const char* kFileColumns =
+    "SELECT instance, key, size, mtime_ms, fingerprint, committed_offset, lines, complete, "
+    "last_sync_ms, spans, errors, project FROM chsync_files";
+
+FileState file_row(const Result& r, int i) {
+  FileState f;
+  f.instance = r.str(i, 0);
+  f.key = r.str(i, 1);
+  f.size = r.u64(i, 2);
+  f.mtime_ms = r.i64(i, 3);
+  f.fingerprint = r.str(i, 4);
+  f.committed_offset = r.u64(i, 5);
+  f.lines = r.u64(i, 6);
+  f.complete = r.get(i, 7)[0] == 't';
+  f.last_sync_ms = r.i64(i, 8);
+  f.spans = r.u64(i, 9);
+  f.errors = r.u64(i, 10);
+  f.project = r.str(i, 11);
+  return f;
+}
+
 std::optional<FileState> PgState::file(std::string_view instance, std::string_view key) {
   auto c = conn();
-  Result r = c->exec("read file row",
-                     "SELECT size, mtime_ms, fingerprint, committed_offset, lines, complete, "
-                     "last_sync_ms, spans, errors, project FROM chsync_files WHERE instance=$1 "
-                     "AND key=$2",
+  Result r = c->exec("read file row", std::string(kFileColumns) + " WHERE instance=$1 AND key=$2",
                      {std::string(instance), std::string(key)});
   if (r.rows() == 0) return std::nullopt;
-  FileState f;
-  f.instance = instance;
-  f.key = key;
-  f.size = r.u64(0, 0);
-  f.mtime_ms = r.i64(0, 1);
-  f.fingerprint = r.str(0, 2);
-  f.committed_offset = r.u64(0, 3);
-  f.lines = r.u64(0, 4);
-  f.complete = r.get(0, 5)[0] == 't';
-  f.last_sync_ms = r.i64(0, 6);
-  f.spans = r.u64(0, 7);
-  f.errors = r.u64(0, 8);
-  f.project = r.str(0, 9);
-  return f;
+  return file_row(r, 0);
 }
 
 std::vector<FileState> PgState::files(std::string_view instance) {
   auto c = conn();
   Result r = instance.empty()
-                 ? c->exec("read file rows",
-                           "SELECT instance, key, size, mtime_ms, fingerprint, committed_offset, "
-                           "lines, complete, last_sync_ms, spans, errors, project FROM "
-                           "chsync_files ORDER BY instance, key")
-                 : c->exec("read file rows",
-                           "SELECT instance, key, size, mtime_ms, fingerprint, committed_offset, "
-                           "lines, complete, last_sync_ms, spans, errors, project FROM "
-                           "chsync_files WHERE instance=$1 ORDER BY key",
+                 ? c->exec("read file rows", std::string(kFileColumns) + " ORDER BY instance, key")
+                 : c->exec("read file rows", std::string(kFileColumns) +
+                                                 " WHERE instance=$1 ORDER BY key",
                            {std::string(instance)});
-  std::vector<FileState> out(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) {
-    FileState& f = out[static_cast<std::size_t>(i)];
-    f.instance = r.str(i, 0);
-    f.key = r.str(i, 1);
-    f.size = r.u64(i, 2);
-    f.mtime_ms = r.i64(i, 3);
-    f.fingerprint = r.str(i, 4);
-    f.committed_offset = r.u64(i, 5);
-    f.lines = r.u64(i, 6);
-    f.complete = r.get(i, 7)[0] == 't';
-    f.last_sync_ms = r.i64(i, 8);
-    f.spans = r.u64(i, 9);
-    f.errors = r.u64(i, 10);
-    f.project = r.str(i, 11);
-  }
+  std::vector<FileState> out;
+  out.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out.push_back(file_row(r, i));
   return out;
 }
 
