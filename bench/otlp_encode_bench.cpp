@@ -1,5 +1,7 @@
-// OTLP encode throughput (spans/s, MB/s out) and gzip of a 512-span request body:
-// zlib deflate vs libdeflate at levels 1 and 6 (MB/s of input, compression ratio as a counter).
+// OTLP encode throughput (spans/s, MB/s out) and gzip of request bodies: zlib deflate vs
+// libdeflate on a synthetic 512-span body, and libdeflate levels 1..9 on the real request bodies
+// of a chsync-gen archive (BM_GzipArchive: MB/s of uncompressed body per core, ratio). The
+// default --compression-level is chosen from the latter (BENCHMARKS.md "Compression level").
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -7,6 +9,8 @@
 
 #include "backends/otlp/gzip.h"
 #include "backends/otlp/otlp_proto.h"
+#include "bench/bench_data.h"
+#include "stages/mapper/mapper.h"
 
 namespace {
 
@@ -97,6 +101,76 @@ void BM_Gzip(benchmark::State& state) {
 }
 BENCHMARK(BM_Gzip<false>)->Arg(1)->Arg(6)->ArgName("zlib_level")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Gzip<true>)->Arg(1)->Arg(6)->ArgName("libdeflate_level")->Unit(benchmark::kMillisecond);
+
+// Request bodies as the exporter sends them: the archive's spans (generic profile, protobuf),
+// cut at 512 spans or 4 MiB, whichever comes first. Capped at ~48 MB of bodies.
+const std::vector<std::string>& archive_bodies() {
+  static const std::vector<std::string> v = [] {
+    const auto& c = chsync::bench::corpus();
+    chsync::MapOptions mo;
+    mo.settle_ms = 0;
+    mo.now_ms = 4102444800000;  // 2100: every turn final
+    chsync::otlp::SpanEncoder enc;
+    const std::string resource = chsync::otlp::encode_resource({{"service.name", "claude-code"}});
+    const std::string scope = chsync::otlp::encode_scope("chsync", "0.1.0");
+    std::vector<std::string> bodies;
+    std::string blob;
+    std::size_t in_blob = 0, total = 0;
+    auto cut = [&] {
+      if (in_blob == 0) return;
+      std::string body;
+      chsync::otlp::build_request(resource, scope, blob, body);
+      total += body.size();
+      bodies.push_back(std::move(body));
+      blob.clear();
+      in_blob = 0;
+    };
+    std::vector<chsync::Span> spans;
+    for (std::size_t b = 0; b < c.bundles.size() && total < (48u << 20); ++b) {
+      chsync::BundleMapper m(mo, c.bundles[b], nullptr);
+      for (std::size_t fi = 0; fi < c.files[b].size(); ++fi) {
+        const auto& f = c.files[b][fi];
+        for (std::size_t i = 0; i < f.line_starts.size(); ++i)
+          m.add_line(fi, std::string_view(f.data.data() + f.line_starts[i], f.line_sizes[i]),
+                     f.data.capacity() - f.line_starts[i], i + 1, f.line_starts[i]);
+      }
+      spans.clear();
+      m.finish(spans);
+      for (const auto& sp : spans) {
+        std::string one;
+        enc.append_span(sp, one);
+        if (in_blob > 0 && (in_blob >= 512 || blob.size() + one.size() > (4u << 20))) cut();
+        blob += one;
+        ++in_blob;
+      }
+    }
+    cut();
+    return bodies;
+  }();
+  return v;
+}
+
+void BM_GzipArchive(benchmark::State& state) {
+  const auto& bodies = archive_bodies();
+  const int level = static_cast<int>(state.range(0));
+  std::string out;
+  std::uint64_t in_bytes = 0, out_bytes = 0;
+  for (auto _ : state) {
+    for (const auto& b : bodies) {
+      if (!chsync::otlp::gzip_libdeflate(b, out, level)) state.SkipWithError("gzip failed");
+      in_bytes += b.size();
+      out_bytes += out.size();
+    }
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(in_bytes));
+  state.counters["ratio"] = static_cast<double>(in_bytes) / static_cast<double>(out_bytes);
+  state.counters["bodies"] = static_cast<double>(bodies.size());
+}
+BENCHMARK(BM_GzipArchive)
+    ->Arg(1)->Arg(2)->Arg(3)->Arg(4)->Arg(6)->Arg(9)
+    ->ArgName("libdeflate_level")
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime();
 
 }  // namespace
 

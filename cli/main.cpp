@@ -73,6 +73,7 @@ struct RawSyncFlags {
   std::string since, until;
   bool verbose = false, quiet = false;
   // network backends
+  int compression_level = 0;  // 0: the backend's default (BENCHMARKS.md "Compression level")
   std::string endpoint, host, compression, otlp_encoding = "protobuf", profile, ca_file,
                                            client_cert, client_key, project_name;
   std::vector<std::string> headers;
@@ -164,6 +165,9 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   cmd->add_option("--host", f.host, "Base URL for langfuse/phoenix");
   cmd->add_option("--header", f.headers, "Extra HTTP header K=V (repeatable)");
   cmd->add_option("--compression", f.compression, "gzip|none (default gzip)");
+  cmd->add_option("--compression-level", f.compression_level,
+                  "gzip level 1-12 (libdeflate; default 1: fastest per core, see BENCHMARKS.md)")
+      ->check(CLI::Range(1, 12));
   cmd->add_option("--otlp-encoding", f.otlp_encoding, "protobuf|json")
       ->check(CLI::IsMember({"protobuf", "json"}));
   cmd->add_option("--profile", f.profile, "generic|langfuse|phoenix (content attribute keys)");
@@ -278,6 +282,8 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   if (!f.endpoint.empty()) put("endpoint", f.endpoint, "endpoint");
   if (!f.host.empty()) put("host", f.host, "host");
   if (!f.compression.empty()) put("compression", f.compression, "compression");
+  if (f.compression_level != 0)
+    put("compression_level", std::to_string(f.compression_level), "compression-level");
   put("encoding", f.otlp_encoding, "otlp-encoding");
   if (!f.profile.empty()) put("profile", f.profile, "profile");
   if (!f.project_name.empty()) put("project_name", f.project_name, "project-name");

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include <charconv>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -141,6 +142,14 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
     if (!gz) throw ConfigError("--compression: expected gzip or none, got '" + comp + "'");
     o.compression = *gz ? otlp::OtlpOptions::Compression::kGzip
                         : otlp::OtlpOptions::Compression::kNone;
+  }
+  if (auto lv = setting(spec, "compression_level"); !lv.empty()) {
+    // libdeflate's levels; BENCHMARKS.md "Compression level" measures 1, 3 and 6.
+    int level = 0;
+    const auto [end, ec] = std::from_chars(lv.data(), lv.data() + lv.size(), level);
+    if (ec != std::errc() || end != lv.data() + lv.size() || level < 1 || level > 12)
+      throw ConfigError("compression_level: expected 1..12, got '" + lv + "'");
+    o.gzip_level = level;
   }
   if (auto t = setting(spec, "timeout_ms"); !t.empty()) {
     o.timeout = std::chrono::milliseconds(std::stoll(t));

@@ -82,7 +82,10 @@ struct Instance {
   BackendSpec spec;
   std::unique_ptr<Exporter> exporter;
   bool synchronous = false;             // console/file/null: acked inside send()
-  std::vector<std::uint64_t> delivered;  // sorted, from the state
+  std::vector<std::uint64_t> delivered;  // sorted, from the state (when it fits its share)
+  // The delivered set is over its share of --max-memory: each bundle's keys are looked up in the
+  // state by the map worker instead (StateStore::settled_among, into BundleResult::checks).
+  bool lookup_settled = false;
   std::vector<std::uint64_t> in_flight_before;  // sorted: possible repeats from a crashed run
   // Sorted, one entry per earlier in-flight record holding the key (= sends of unknown outcome).
   std::vector<std::uint64_t> in_flight_records;
@@ -327,12 +330,26 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
       inst->in_flight_before.erase(
           std::unique(inst->in_flight_before.begin(), inst->in_flight_before.end()),
           inst->in_flight_before.end());
-      if (!opt.resend && (any_work || !inst->in_flight_before.empty()))
-        inst->delivered = state->load_delivered(inst->spec.instance);
+      if (!opt.resend && (any_work || !inst->in_flight_before.empty())) {
+        // Loaded whole (8 bytes a key) while it fits a sixteenth of --max-memory (2 M keys at the
+        // default); a larger state is asked per bundle, so memory does not grow with the state.
+        const std::uint64_t max_keys = opt.max_memory_bytes / 16 / sizeof(std::uint64_t);
+        if (state->settled_fits(inst->spec.instance, max_keys))
+          inst->delivered = state->load_delivered(inst->spec.instance);
+        else
+          inst->lookup_settled = true;
+        if (inst->lookup_settled && opt.verbose)
+          log::info(fmt::format("{}: delivered set over {} keys: looked up per bundle",
+                                inst->spec.instance, max_keys));
+      }
+      const std::vector<std::uint64_t> settled_before =
+          inst->lookup_settled ? state->settled_among(inst->spec.instance, inst->in_flight_before)
+                               : std::vector<std::uint64_t>{};
+      const auto& known = inst->lookup_settled ? settled_before : inst->delivered;
       // A send of unknown outcome (in flight at a kill) whose spans a later run (itself killed
       // before it could report) delivered again: a possible repeat at the backend, counted now.
       for (auto k : inst->in_flight_before) {
-        if (contains_sorted(inst->delivered, k)) {
+        if (contains_sorted(known, k)) {
           inst->spans_repeated += inst->sends_before(k);
           inst->recovered.insert(k);
         }
@@ -1008,9 +1025,15 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
         }
         mapper.finish(res.spans);
         res.stats = mapper.stats();
-        if (lease_mode && !opt.resend && !res.spans.empty()) {
-          // Another worker may have delivered some of these since this run started (a resume
-          // copy in another bundle, or a crashed worker's unit): ask the shared state now.
+        const bool ask_state =
+            !opt.resend && !res.spans.empty() &&
+            (lease_mode || std::any_of(instances.begin(), instances.end(), [&](auto& i) {
+               return i->lookup_settled && i->needs[item->bundle_index];
+             }));
+        if (ask_state) {
+          // Lease mode: another worker may have delivered some of these since this run started
+          // (a resume copy in another bundle, or a crashed worker's unit): ask the shared state
+          // now. A local state too large to load whole is asked the same way (lookup_settled).
           std::vector<std::uint64_t> keys;
           keys.reserve(res.spans.size());
           for (const auto& sp : res.spans) keys.push_back(sp.span_key());
@@ -1020,7 +1043,10 @@ int run_sync(const SyncOptions& opt, const ExporterFactory& factory) {
           for (std::size_t ii = 0; ii < instances.size(); ++ii) {
             if (!instances[ii]->needs[item->bundle_index]) continue;
             try {
-              res.checks[ii] = state->check_bundle(instances[ii]->spec.instance, keys);
+              if (lease_mode)
+                res.checks[ii] = state->check_bundle(instances[ii]->spec.instance, keys);
+              else if (instances[ii]->lookup_settled)
+                res.checks[ii].settled = state->settled_among(instances[ii]->spec.instance, keys);
             } catch (const std::exception& e) {
               state_failure->fail(std::string("state: ") + e.what());
             }

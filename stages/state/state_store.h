@@ -20,9 +20,11 @@
 // buffered acks (harmless: those requests just stay in flight).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -119,6 +121,23 @@ class StateStore {
   // Span keys recorded in flight by an earlier run that never got an outcome, sorted, deduped
   // (union of the records that existed when the store was opened; records of this run excluded).
   virtual std::vector<std::uint64_t> load_in_flight(std::string_view instance) = 0;
+  // Added: delivered-set look-ups, for states too large to load whole. settled_fits: true when
+  // load_delivered would return at most max_keys keys (reads at most max_keys + 1 rows); a store
+  // that cannot tell cheaply returns true, and the caller loads the set as before.
+  virtual bool settled_fits(std::string_view /*instance*/, std::uint64_t /*max_keys*/) {
+    return true;
+  }
+  // Of `keys` (sorted ascending), those delivered or dead, sorted. Point look-ups on the
+  // committed rows: acks this process still buffers are not seen (a run tracks its own sends).
+  // Thread-safe like every method; the default filters load_delivered (correct, not cheap).
+  virtual std::vector<std::uint64_t> settled_among(std::string_view instance,
+                                                   const std::vector<std::uint64_t>& keys) {
+    const std::vector<std::uint64_t> all = load_delivered(instance);
+    std::vector<std::uint64_t> out;
+    std::set_intersection(keys.begin(), keys.end(), all.begin(), all.end(),
+                          std::back_inserter(out));
+    return out;
+  }
   // Added: like load_in_flight but a key appears once per record holding it (sorted, not
   // deduped): each record is one send of unknown outcome, so one possible repeat.
   virtual std::vector<std::uint64_t> load_in_flight_records(std::string_view instance) {

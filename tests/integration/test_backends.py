@@ -88,6 +88,25 @@ class BackendsTest(TempTestCase):
             for k in ra:
                 self.assertEqual(ra[k], rb[k], f"span {sid} field {k}")
 
+    def test_compression_level_changes_the_body_not_the_spans(self):
+        d = self.corpus()
+        expected = self.console(d)
+        sent = {}
+        for level in ("1", "9"):
+            s = self.sink()
+            rc, r, err = self.sync(d, "--backend", "otlp", "--endpoint", s.traces_url,
+                                   "--compression-level", level, db=self.db(f"l{level}.db"))
+            self.assertEqual(rc, 0, err[-2000:])
+            self.assert_no_errors(s)  # gzip bodies the sink decodes
+            self.assertEqual(set(self.by_id(s)), set(expected))
+            sent[level] = (r["bytes_sent"], r["bytes_encoded"])
+        self.assertEqual(sent["1"][1], sent["9"][1])  # same encoded bodies
+        self.assertLess(sent["9"][0], sent["1"][0])  # level 9 compresses them smaller
+        rc, out, err = run(["sync", d, "--backend", "otlp", "--endpoint", "http://127.0.0.1:9/",
+                            "--compression-level", "13", "--dry-run"])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--compression-level", err)
+
     # ---- 2. profiles ----
     def test_profiles_put_content_once_and_metadata_everywhere(self):
         d = self.corpus()

@@ -132,6 +132,35 @@ class DeliveryTest(TempTestCase):
         self.assertEqual(r2["spans_synced"], len(full - first))
         self.assert_exactly_once(sink, full)
 
+    def test_append_with_delivered_set_looked_up_per_bundle(self):
+        # --max-memory 1KiB gives the delivered set a share of 8 keys: the second run must ask
+        # the state per bundle (StateStore::settled_among) instead of loading it, and still send
+        # exactly the new spans.
+        sink = self.sink()
+        part1, part2 = split_session(SESSION)
+        d = os.path.join(self.tmp, "proj")
+        os.makedirs(d)
+        f = os.path.join(d, os.path.basename(SESSION))
+        with open(f, "wb") as fh:
+            fh.write(part1)
+        rc, r1, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        first = set(self.sink_ids(sink))
+        self.assertGreater(len(first), 8)
+        with open(f, "ab") as fh:
+            fh.write(part2)
+        os.utime(f, (time.time() - 3600, time.time() - 3600))
+        report = os.path.join(self.tmp, "r2.json")
+        rc, out, err = run(["sync", d, "--backend", "otlp", "--endpoint", sink.traces_url,
+                            "--settle", "0", "--db", self.db(), "--report", report,
+                            "--max-memory", "1KiB", "--verbose", "--progress-interval", "0"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("looked up per bundle", err)
+        full = self.expected_ids(d)
+        self.assertGreater(len(full - first), 10)
+        self.assertEqual(load_json(report)["spans_synced"], len(full - first))
+        self.assert_exactly_once(sink, full)
+
     # ---- 3. settle ----
     def test_open_turn_is_held_then_sent_once(self):
         sink = self.sink()

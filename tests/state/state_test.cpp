@@ -128,6 +128,30 @@ void kill_and_reap(pid_t pid) {
 
 // --------------------------------------------------------------------------------------------
 
+TEST(StateTest, SettledLookupsMatchTheLoadedSet) {
+  TempDir dir;
+  auto s = open_sqlite_state(dir.file("state.db"), {});
+  EXPECT_TRUE(s->settled_fits("otlp", 0));  // unknown instance: nothing to load
+  EXPECT_TRUE(s->settled_among("otlp", {1, 2}).empty());
+  // Delivered keys on both sides of the signed rowid order, plus dead ones.
+  const std::uint64_t big = 0x9000000000000001ull;  // negative as a rowid
+  s->mark_delivered("otlp", {5, 7, big});
+  const std::uint64_t req = s->begin_request("otlp", {11, 12});
+  s->finish_request("otlp", req, {11, 12}, false, true);
+  s->flush();
+  EXPECT_TRUE(s->settled_fits("otlp", 5));
+  EXPECT_FALSE(s->settled_fits("otlp", 4));  // 3 delivered + 2 dead
+  EXPECT_FALSE(s->settled_fits("otlp", 2));
+  const std::vector<std::uint64_t> asked = {1, 5, 6, 7, 11, 13, big, big + 1};
+  EXPECT_EQ(s->settled_among("otlp", asked), (std::vector<std::uint64_t>{5, 7, 11, big}));
+  std::vector<std::uint64_t> loaded = s->load_delivered("otlp");
+  std::vector<std::uint64_t> expect;
+  std::set_intersection(asked.begin(), asked.end(), loaded.begin(), loaded.end(),
+                        std::back_inserter(expect));
+  EXPECT_EQ(s->settled_among("otlp", asked), expect);
+  EXPECT_TRUE(s->settled_among("other", asked).empty());
+}
+
 TEST(StateTest, CreateAndReopenKeepsData) {
   TempDir dir;
   const std::string db = dir.file("sub/dir/state.db");
