@@ -151,6 +151,8 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
       throw ConfigError("compression_level: expected 1..12, got '" + lv + "'");
     o.gzip_level = level;
   }
+  if (auto n = setting(spec, "io_threads"); !n.empty())
+    o.io_threads = std::max<std::size_t>(1, std::stoull(n));
   if (auto t = setting(spec, "timeout_ms"); !t.empty()) {
     o.timeout = std::chrono::milliseconds(std::stoll(t));
   } else {
