@@ -69,6 +69,9 @@ struct RawSyncFlags {
               max_memory = "256MiB", drain_timeout = "30s", progress_interval = "10s";
   bool trace_per_session = false, message_hash = false;
   std::string user_id, user_from_path;
+  std::string trace_name = "claude-code", environment;
+  std::vector<std::string> tags;
+  bool typed_observations = false;
   std::vector<std::string> include, exclude, projects, sessions;
   std::string since, until;
   bool verbose = false, quiet = false;
@@ -138,6 +141,16 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   cmd->add_option("--progress-interval", f.progress_interval, "Log progress this often (0: never)");
   cmd->add_flag("--trace-per-session", f.trace_per_session, "One trace per session, a span per turn");
   cmd->add_flag("--message-hash", f.message_hash, "Add the seed's message hash to metadata");
+  cmd->add_option("--trace-name", f.trace_name,
+                  "Name of every root span and Langfuse trace (default claude-code; the turn number "
+                  "and the prompt's first words are attributes)");
+  cmd->add_option("--environment", f.environment,
+                  "Langfuse environment / deployment.environment.name (default: "
+                  "$LANGFUSE_TRACING_ENVIRONMENT)");
+  cmd->add_option("--tag", f.tags, "Langfuse trace tag, after claude-code (repeatable)");
+  cmd->add_flag("--typed-observations", f.typed_observations,
+                "langfuse-legacy: send agent-create/tool-create instead of span-create (Langfuse v3 "
+                "servers that accept them)");
   cmd->add_option("--user-id", f.user_id, "user.id on every span");
   cmd->add_option("--user-from-path", f.user_from_path,
                   "Regex on the file path; its first capture group is the user id");
@@ -309,6 +322,23 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   if (f.insecure) put("insecure", "1", "insecure");
   if (!f.client_cert.empty()) put("client_cert", f.client_cert, "client-cert");
   if (!f.client_key.empty()) put("client_key", f.client_key, "client-key");
+  if (f.environment.empty()) f.environment = env("LANGFUSE_TRACING_ENVIRONMENT");
+  if (!f.environment.empty()) {
+    // Langfuse's rule for environment names; anything else it rejects at ingestion.
+    const bool ok = f.environment.size() <= 40 && f.environment.rfind("langfuse", 0) != 0 &&
+                    std::all_of(f.environment.begin(), f.environment.end(), [](char c) {
+                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+                    });
+    if (!ok)
+      usage_error(fmt::format("--environment '{}': use at most 40 lowercase letters, digits, '-' or '_', "
+                              "not starting with 'langfuse'", f.environment));
+    put("environment", f.environment, "environment");
+  }
+  for (std::size_t i = 0; i < f.tags.size(); ++i) {
+    if (f.tags[i].empty()) usage_error("--tag: must not be empty");
+    put("tag." + std::to_string(i), f.tags[i], "tag");
+  }
+  if (f.typed_observations) put("typed_observations", "1", "typed-observations");
   for (std::size_t i = 0; i < f.headers.size(); ++i) {
     if (f.headers[i].find('=') == std::string::npos)
       usage_error(fmt::format("--header: expected K=V, got '{}'", f.headers[i]));
@@ -355,6 +385,9 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
       spec.type = b;
       for (const auto& [k, v] : fs) spec.settings[k] = v.first;
     }
+    // Phoenix's OTLP receiver takes protobuf only (it answers JSON with 415).
+    if (spec.type == "phoenix" && spec.settings["encoding"] == "json")
+      usage_error(fmt::format("--backend {}: phoenix accepts only --otlp-encoding protobuf", b));
     o.backends.push_back(std::move(spec));
   }
   o.format = (f.json || f.format == "json") ? ConsoleFormat::kJson : ConsoleFormat::kText;
@@ -383,6 +416,8 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   o.drain_timeout = dur_flag("--drain-timeout", f.drain_timeout);
   o.progress_interval = dur_flag("--progress-interval", f.progress_interval);
   o.map.trace_per_session = f.trace_per_session;
+  if (f.trace_name.empty()) usage_error("--trace-name: must not be empty");
+  o.map.trace_name = f.trace_name;
   o.map.message_hash = f.message_hash;
   o.redact = f.redact || !f.redact_patterns.empty();
   o.redact_patterns = f.redact_patterns;

@@ -31,6 +31,16 @@ std::string setting(const BackendSpec& spec, const std::string& key, std::string
   return it == spec.settings.end() ? fallback : it->second;
 }
 
+// --tag values in the order given (settings tag.0, tag.1, ...).
+std::vector<std::string> spec_tags(const BackendSpec& spec) {
+  std::vector<std::string> tags;
+  for (std::size_t i = 0;; ++i) {
+    auto it = spec.settings.find("tag." + std::to_string(i));
+    if (it == spec.settings.end()) return tags;
+    tags.push_back(it->second);
+  }
+}
+
 std::string strip_slash(std::string s) {
   while (!s.empty() && s.back() == '/') s.pop_back();
   return s;
@@ -63,7 +73,9 @@ std::unique_ptr<Exporter> make_langfuse_legacy(const BackendSpec& spec) {
     auto eq = v.find('=');
     o.headers.emplace_back(v.substr(0, eq), v.substr(eq + 1));
   }
-  o.environment = env("LANGFUSE_TRACING_ENVIRONMENT");
+  o.environment = setting(spec, "environment", env("LANGFUSE_TRACING_ENVIRONMENT"));
+  o.tags = spec_tags(spec);
+  o.typed_observations = setting(spec, "typed_observations") == "1";
   if (auto t = setting(spec, "timeout_ms"); !t.empty()) o.timeout = std::chrono::milliseconds(std::stoll(t));
   o.connect_timeout = o.timeout.count() > 0 ? o.timeout : std::chrono::milliseconds(10000);
   o.batch_spans = std::stoull(setting(spec, "batch_spans", "512"));
@@ -134,6 +146,8 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
     throw ConfigError("--profile: unknown profile '" + profile + "' (generic, langfuse, phoenix)");
 
   if (setting(spec, "encoding") == "json") o.encoding = otlp::OtlpOptions::Encoding::kJson;
+  o.environment = setting(spec, "environment", env("LANGFUSE_TRACING_ENVIRONMENT"));
+  o.tags = spec_tags(spec);
   std::string comp = setting(spec, "compression");
   if (comp.empty()) comp = env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION");
   if (comp.empty()) comp = env("OTEL_EXPORTER_OTLP_COMPRESSION");

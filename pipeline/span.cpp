@@ -52,6 +52,12 @@ std::size_t approx_bytes(const Span& s) noexcept {
   opt(s.tool_name);
   opt(s.tool_result);
   for (const auto& a : s.metadata) n += sizeof(Attr) + a.key.size() + a.str.size();
+  n += s.stop_reason.size() + s.finish_reason.size() + s.trace_name.size();
+  for (const auto* list : {&s.input_messages, &s.output_messages})
+    for (const Message& m : *list) {
+      n += sizeof(Message) + m.role.size();
+      for (const MessagePart& p : m.parts) n += sizeof(MessagePart) + p.content.size() + p.id.size() + p.name.size();
+    }
   return n;
 }
 

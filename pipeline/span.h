@@ -76,6 +76,27 @@ struct Usage {
   }
 };
 
+// One part of a chat message, typed as the GenAI conventions type message parts (docs/mapping.md
+// "Messages"). Encoders render the same parts as GenAI JSON, OpenInference flattened keys or
+// Langfuse chat messages; the mapper has already applied --redact, --no-content and truncation.
+struct MessagePart {
+  enum class Type : std::uint8_t { kText, kReasoning, kToolCall, kToolCallResponse };
+  Type type = Type::kText;
+  std::string content;     // text, reasoning, tool result text; kToolCall: arguments as JSON text
+  std::string id;          // kToolCall / kToolCallResponse: the tool_use_id
+  std::string name;        // kToolCall: tool name; kToolCallResponse: tool name when known
+  bool is_error = false;   // kToolCallResponse
+  bool truncated = false;  // content was cut to the field budget (kToolCall: arguments then hold a
+                           // JSON string of the cut text, since cut JSON is no longer JSON)
+  std::uint64_t original_bytes = 0;  // set when truncated
+};
+
+// role: "user", "assistant" or "tool" (a message of tool_call_response parts).
+struct Message {
+  std::string role;
+  std::vector<MessagePart> parts;
+};
+
 struct Span {
   TraceId trace_id{};
   SpanId span_id{};
@@ -103,7 +124,13 @@ struct Span {
   std::string user_id;
   std::string status_message;  // set with is_error
   Usage usage;                 // generations only
-  std::string stop_reason;
+  std::string stop_reason;    // Anthropic's raw value (end_turn, tool_use, ...)
+  std::string finish_reason;  // stop_reason mapped to the OTel set: stop, length, content_filter,
+                              // tool_call, error (empty: the response does not say)
+  std::string trace_name;     // roots only (turn roots, session root, unlinked agents): --trace-name
+  // Generations: the call's new input (prompt, tool results) and its output content blocks.
+  std::vector<Message> input_messages;
+  std::vector<Message> output_messages;
   std::string response_id;  // message.id
   std::string tool_use_id;
   std::string agent_id;

@@ -1,5 +1,7 @@
 #include "backends/langfuse_legacy/langfuse_legacy.h"
 
+#include "backends/otlp/message_json.h"
+
 #include <openssl/evp.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
@@ -74,23 +76,30 @@ void metadata(std::string& out, const Span& s) {
       case Attr::Type::kJson: out += a.str.empty() ? "null" : a.str; break;
     }
   }
+  auto has = [&](std::string_view k) {
+    return std::any_of(s.metadata.begin(), s.metadata.end(), [&](const Attr& a) { return a.key == k; });
+  };
+  if (!s.finish_reason.empty()) {
+    key("finish_reason");
+    jstr(out, s.finish_reason);
+  }
   if (s.tool_name) {
     key("tool_name");
     jstr(out, *s.tool_name);
   }
-  if (!s.tool_use_id.empty()) {
+  if (!s.tool_use_id.empty() && !has("tool_use_id")) {
     key("tool_use_id");
     jstr(out, s.tool_use_id);
   }
-  if (!s.agent_id.empty()) {
+  if (!s.agent_id.empty() && !has("agent_id")) {
     key("agent_id");
     jstr(out, s.agent_id);
   }
-  if (!s.response_id.empty()) {
+  if (!s.response_id.empty() && !has("message_id")) {
     key("message_id");
     jstr(out, s.response_id);
   }
-  if (!s.stop_reason.empty()) {
+  if (!s.stop_reason.empty() && !has("stop_reason")) {
     key("stop_reason");
     jstr(out, s.stop_reason);
   }
@@ -134,8 +143,8 @@ std::string_view id_of(std::string_view ev) { return ev.substr(7, 32); }
 
 }  // namespace
 
-std::vector<std::string> legacy_events(const Span& s, const std::string& environment,
-                                       const std::string& export_time) {
+std::vector<std::string> legacy_events(const Span& s, const EventOptions& options, const std::string& export_time) {
+  const std::string& environment = options.environment;
   std::vector<std::string> out;
   const std::string trace_id = to_hex(s.trace_id);
   const std::string span_id = to_hex(s.span_id);
@@ -147,9 +156,12 @@ std::vector<std::string> legacy_events(const Span& s, const std::string& environ
       jstr(b, environment);
     }
   };
-  if (s.kind == SpanKind::kTrace) {
+  // Every trace root gets its trace-create: without one, an unlinked subagent's observations count
+  // in no trace or session total.
+  const bool root = s.kind == SpanKind::kTrace || (s.kind == SpanKind::kAgent && !s.has_parent);
+  if (root) {
     std::string b = "{\"id\":\"" + trace_id + "\",\"timestamp\":\"" + format_rfc3339_ms(s.start_ms) + "\",\"name\":";
-    jstr(b, s.name);
+    jstr(b, s.trace_name.empty() ? s.name : s.trace_name);
     if (!s.session_id.empty()) {
       b += ",\"sessionId\":";
       jstr(b, s.session_id);
@@ -161,7 +173,21 @@ std::vector<std::string> legacy_events(const Span& s, const std::string& environ
     if (s.input) content(b, "input", *s.input, s.input_is_json);
     if (output) content(b, "output", *output, s.output_is_json);
     metadata(b, s);
-    b += ",\"tags\":[\"claude-code\"]";
+    b += ",\"tags\":[\"claude-code\"";
+    for (std::size_t i = 0; i < options.tags.size(); ++i) {
+      if (options.tags[i] == "claude-code" ||
+          std::find(options.tags.begin(), options.tags.begin() + static_cast<std::ptrdiff_t>(i), options.tags[i]) !=
+              options.tags.begin() + static_cast<std::ptrdiff_t>(i))
+        continue;
+      b += ',';
+      jstr(b, options.tags[i]);
+    }
+    b += ']';
+    for (const auto& a : s.metadata)
+      if (a.key == "cc_version" && !a.str.empty()) {
+        b += ",\"release\":";
+        jstr(b, a.str);
+      }
     common_tail(b);
     b += '}';
     out.push_back(envelope("trace-create", trace_id, b, export_time));
@@ -169,14 +195,26 @@ std::vector<std::string> legacy_events(const Span& s, const std::string& environ
   std::string_view type = "span-create";
   if (s.kind == SpanKind::kGeneration) type = "generation-create";
   if (s.kind == SpanKind::kEvent) type = "event-create";
+  if (options.typed_observations && is_tool) type = "tool-create";
+  if (options.typed_observations && (s.kind == SpanKind::kAgent || s.kind == SpanKind::kTrace)) type = "agent-create";
   std::string b = "{\"id\":\"" + span_id + "\",\"traceId\":\"" + trace_id + "\",\"name\":";
   jstr(b, s.name);
   if (s.has_parent) b += ",\"parentObservationId\":\"" + to_hex(s.parent_id) + '"';
   b += ",\"startTime\":\"" + format_rfc3339_ms(s.start_ms) + '"';
   if (s.kind != SpanKind::kEvent)
     b += ",\"endTime\":\"" + format_rfc3339_ms(std::max(s.end_ms, s.start_ms)) + '"';
-  if (s.input) content(b, "input", *s.input, s.input_is_json);
-  if (output) content(b, "output", *output, s.output_is_json);
+  if (!s.input_messages.empty()) {  // generations: chat messages, as the OTel langfuse profile
+    b += ",\"input\":";
+    otlp::append_chat_messages(b, s.input_messages);
+  } else if (s.input) {
+    content(b, "input", *s.input, s.input_is_json);
+  }
+  if (!s.output_messages.empty()) {
+    b += ",\"output\":";
+    otlp::append_chat_messages(b, s.output_messages);
+  } else if (output) {
+    content(b, "output", *output, s.output_is_json);
+  }
   metadata(b, s);
   if (s.is_error) {
     b += ",\"level\":\"ERROR\"";
@@ -281,7 +319,7 @@ class LegacyExporter final : public Exporter {
     const auto forever = Clock::time_point::max();
     const std::string now = export_time_now();
     for (const auto& s : spans) {
-      auto evs = legacy_events(s, options_.environment, now);
+      auto evs = legacy_events(s, EventOptions{options_.environment, options_.tags, options_.typed_observations}, now);
       std::size_t bytes = 0;
       for (const auto& e : evs) bytes += e.size() + 1;
       if (!cur_.empty() && cur_.bytes + bytes + kFrameBytes > options_.batch_bytes) {

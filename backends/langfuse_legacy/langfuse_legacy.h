@@ -3,9 +3,12 @@
 // that predate the OTel endpoint's direct write path.
 //
 // Contract (in addition to backends/exporter.h):
-// * Events: a trace root gives trace-create (body id = trace id) + span-create (body id = span id);
-//   a generation gives generation-create (model, usageDetails per §A.5, no total); a tool, turn or
-//   agent span gives span-create; an event gives event-create (no endTime). Observations carry
+// * Events: every trace root (a turn or session root, or an unlinked subagent, which has no
+//   parent) gives trace-create (body id = trace id; name = the --trace-name, tags "claude-code" +
+//   --tag, release = Claude Code version, environment) before its observation; a generation gives
+//   generation-create (model, usageDetails per §A.5, no total; input/output as chat messages with
+//   tool_calls); a tool, turn or agent span gives span-create, or tool-create / agent-create with
+//   typed_observations (servers that accept them); an event gives event-create (no endTime). Observations carry
 //   traceId, parentObservationId, startTime/endTime (ISO, ms, Z), input/output, metadata, and
 //   level ERROR + statusMessage when is_error.
 // * Envelope id = sha256(type + body id + canonical body)[0:16] as 32 hex chars, so an identical
@@ -26,6 +29,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backends/exporter.h"
 #include "backends/http/http_client.h"
@@ -38,6 +42,8 @@ struct LegacyOptions {
   std::string endpoint;        // full ingestion URL ({host}/api/public/ingestion)
   http::Headers headers;       // Authorization: Basic ..., extra headers
   std::string environment;     // Langfuse environment; empty: not sent (server default)
+  std::vector<std::string> tags;   // trace tags after "claude-code"
+  bool typed_observations = false;  // tool-create / agent-create instead of span-create
   std::chrono::milliseconds timeout{10000};
   std::chrono::milliseconds connect_timeout{10000};
   std::size_t max_in_flight = 4;
@@ -52,9 +58,19 @@ struct LegacyOptions {
 // Capped at 3.5 MB whatever the caller asks for.
 constexpr std::size_t kMaxBatchBytes = 3500000;
 
+// What the event builder needs from LegacyOptions.
+struct EventOptions {
+  std::string environment;
+  std::vector<std::string> tags;
+  bool typed_observations = false;
+};
+
 // Builds the events of one span as JSON objects (for tests): each element is a full envelope.
-std::vector<std::string> legacy_events(const Span& span, const std::string& environment,
-                                       const std::string& export_time);
+std::vector<std::string> legacy_events(const Span& span, const EventOptions& options, const std::string& export_time);
+inline std::vector<std::string> legacy_events(const Span& span, const std::string& environment,
+                                              const std::string& export_time) {
+  return legacy_events(span, EventOptions{environment, {}, false}, export_time);
+}
 
 // transport: make_http_client in production, a fake in tests.
 std::unique_ptr<Exporter> make_langfuse_legacy_exporter(LegacyOptions options,

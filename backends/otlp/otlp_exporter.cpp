@@ -56,7 +56,7 @@ struct OtlpExporter::Flight {
 
 OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<http::Transport> transport)
     : options_(std::move(options)), url_(std::move(url)), transport_(std::move(transport)),
-      encoder_(EncoderOptions{options_.profile, true}), rng_(std::random_device{}()) {
+      encoder_(EncoderOptions{options_.profile, true, options_.tags}), rng_(std::random_device{}()) {
   if (options_.max_in_flight == 0) options_.max_in_flight = 1;
   if (options_.batch_spans == 0) options_.batch_spans = 1;
   endpoint_ = (url_.tls ? "https://" : "http://") + url_.host_header() + url_.target;
@@ -67,6 +67,8 @@ OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<h
                      {"telemetry.sdk.name", "chsync"},
                      {"telemetry.sdk.language", "cpp"},
                      {"telemetry.sdk.version", std::string(chsync_version())}};
+  if (options_.profile == Profile::kLangfuse) res.erase(res.begin() + 1);  // service.version: see header
+  if (!options_.environment.empty()) res.emplace_back("deployment.environment.name", options_.environment);
   if (auto h = host_name(); !h.empty()) res.emplace_back("host.name", h);
   if (options_.profile == Profile::kPhoenix)
     res.emplace_back("openinference.project.name",
@@ -83,7 +85,7 @@ OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<h
       options_.scope_version.empty() ? chsync_version() : std::string_view(options_.scope_version);
   json_ = options_.encoding == OtlpOptions::Encoding::kJson;
   content_type_ = json_ ? "application/json" : std::string(kProtobufType);
-  if (json_) json_encoder_ = std::make_unique<JsonSpanEncoder>(EncoderOptions{options_.profile, true});
+  if (json_) json_encoder_ = std::make_unique<JsonSpanEncoder>(EncoderOptions{options_.profile, true, options_.tags});
   resource_ = json_ ? json_resource(res) : encode_resource(res);
   scope_ = json_ ? json_scope(options_.scope_name, scope_version) : encode_scope(options_.scope_name, scope_version);
   if (options_.profile == Profile::kLangfuse) {

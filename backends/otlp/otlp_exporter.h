@@ -65,7 +65,10 @@ struct OtlpOptions {
   Profile profile = Profile::kGeneric;
   StringPairs resource_attributes;  // user-given; win over the defaults below
   std::string service_name = "claude-code";
-  std::string service_version;  // empty: chsync version
+  std::string service_version;  // empty: chsync version (not sent with the langfuse profile: Langfuse
+                                // would show it as every trace's `version`)
+  std::string environment;      // --environment: resource deployment.environment.name (Langfuse reads it)
+  std::vector<std::string> tags;  // --tag: langfuse.trace.tags on roots, after "claude-code"
   std::string project_name;     // phoenix: openinference.project.name; empty: service_name
   std::string scope_name = "chsync";
   std::string scope_version;  // empty: chsync version

@@ -40,6 +40,8 @@ inline char* put_fixed32(char* p, std::uint32_t v) {
   return p;
 }
 
+}  // namespace
+
 void size_attr(SpanEncoder::Attr& a) {
   using T = SpanEncoder::Attr::Type;
   switch (a.type) {
@@ -56,6 +58,8 @@ void size_attr(SpanEncoder::Attr& a) {
   }
   a.kv_size = pb::len_field_size(a.key.size()) + pb::len_field_size(a.any_size);
 }
+
+namespace {
 
 char* write_attr(char* p, const SpanEncoder::Attr& a) {
   using T = SpanEncoder::Attr::Type;
@@ -98,190 +102,8 @@ std::uint64_t ms_to_ns(std::int64_t ms) {
   return ms <= 0 ? 0 : static_cast<std::uint64_t>(ms) * 1000000ull;
 }
 
-bool looks_like_json_array(std::string_view s) {
-  for (char c : s) {
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') continue;
-    return c == '[';
-  }
-  return false;
-}
-
 }  // namespace
 
-
-std::string_view SpanEncoder::keep(std::string s) {
-  scratch_.push_back(std::move(s));
-  return scratch_.back();
-}
-
-const std::vector<SpanEncoder::Attr>& SpanEncoder::collect_attributes(const Span& s) {
-  attrs_.clear();
-  scratch_.clear();
-  const bool is_tool = s.kind == SpanKind::kSpan && s.tool_name.has_value();
-  const bool is_root = s.kind == SpanKind::kTrace;
-
-  if (!s.session_id.empty()) {
-    add_str("session.id", s.session_id);
-    add_str("gen_ai.conversation.id", s.session_id);
-  }
-  if (!s.user_id.empty()) add_str("user.id", s.user_id);
-
-  std::string_view lf_type = "span", oi_kind = "CHAIN", op;
-  switch (s.kind) {
-    case SpanKind::kTrace: lf_type = "agent"; oi_kind = "AGENT"; op = "invoke_agent"; break;
-    case SpanKind::kGeneration: lf_type = "generation"; oi_kind = "LLM"; op = "chat"; break;
-    case SpanKind::kSpan:
-      if (is_tool) {
-        lf_type = "tool";
-        oi_kind = "TOOL";
-        op = "execute_tool";
-      }
-      break;
-    case SpanKind::kAgent: lf_type = "agent"; oi_kind = "AGENT"; op = "invoke_agent"; break;
-    case SpanKind::kEvent: lf_type = "event"; oi_kind = "CHAIN"; break;
-  }
-  add_str("langfuse.observation.type", lf_type);
-  add_str("openinference.span.kind", oi_kind);
-  if (!op.empty()) add_str("gen_ai.operation.name", op);
-  add_str("gen_ai.provider.name", "anthropic");
-
-  if (is_root) {
-    add_str("gen_ai.agent.name", "claude-code");
-    add_str("langfuse.trace.name", s.name);
-  }
-  if (s.kind == SpanKind::kAgent) {
-    if (!s.agent_id.empty()) add_str("gen_ai.agent.id", s.agent_id);
-    if (!s.agent_name.empty()) add_str("gen_ai.agent.name", s.agent_name);
-  }
-  if (s.kind == SpanKind::kGeneration) {
-    if (s.model) {
-      add_str("gen_ai.request.model", *s.model);
-      add_str("gen_ai.response.model", *s.model);
-      add_str("llm.model_name", *s.model);
-      add_str("langfuse.observation.model.name", *s.model);
-    }
-    add_str("llm.provider", "anthropic");
-    add_str("llm.system", "anthropic");
-    if (!s.response_id.empty()) add_str("gen_ai.response.id", s.response_id);
-    if (!s.stop_reason.empty()) {
-      attrs_.push_back(make("gen_ai.response.finish_reasons", Attr::Type::kStringArray1, s.stop_reason));
-      add_str("llm.finish_reason", s.stop_reason);
-    }
-    const Usage& u = s.usage;
-    if (u.present) {
-      const std::int64_t prompt = u.prompt_total();
-      add_int("gen_ai.usage.input_tokens", prompt);
-      add_int("gen_ai.usage.output_tokens", u.output_tokens);
-      add_int("gen_ai.usage.cache_read.input_tokens", u.cache_read_input_tokens);
-      add_int("gen_ai.usage.cache_creation.input_tokens", u.cache_creation_input_tokens);
-      add_int("llm.token_count.prompt", prompt);
-      add_int("llm.token_count.completion", u.output_tokens);
-      add_int("llm.token_count.total", prompt + u.output_tokens);
-      add_int("llm.token_count.prompt_details.cache_read", u.cache_read_input_tokens);
-      add_int("llm.token_count.prompt_details.cache_write", u.cache_creation_input_tokens);
-      std::string j = "{\"input\":" + std::to_string(u.input_tokens) + ",\"output\":" + std::to_string(u.output_tokens) +
-                      ",\"cache_read_input_tokens\":" + std::to_string(u.cache_read_input_tokens);
-      if (u.cache_creation_5m >= 0 || u.cache_creation_1h >= 0) {
-        j += ",\"input_cache_creation_5m\":" + std::to_string(u.cache_creation_5m < 0 ? 0 : u.cache_creation_5m);
-        j += ",\"input_cache_creation_1h\":" + std::to_string(u.cache_creation_1h < 0 ? 0 : u.cache_creation_1h);
-      } else {
-        j += ",\"cache_creation_input_tokens\":" + std::to_string(u.cache_creation_input_tokens);
-      }
-      j += '}';
-      add_str("langfuse.observation.usage_details", keep(std::move(j)));
-    } else if (s.tokens_in != 0 || s.tokens_out != 0) {
-      add_int("gen_ai.usage.input_tokens", s.tokens_in);
-      add_int("gen_ai.usage.output_tokens", s.tokens_out);
-      add_int("llm.token_count.prompt", s.tokens_in);
-      add_int("llm.token_count.completion", s.tokens_out);
-      add_int("llm.token_count.total", s.tokens_in + s.tokens_out);
-    }
-    if (s.is_streaming) {
-      Attr a = make("chsync.is_streaming", Attr::Type::kBool);
-      a.flag = true;
-      attrs_.push_back(a);
-    }
-  }
-  if (is_tool) {
-    add_str("gen_ai.tool.name", *s.tool_name);
-    add_str("tool.name", *s.tool_name);
-    if (!s.tool_use_id.empty()) {
-      add_str("gen_ai.tool.call.id", s.tool_use_id);
-      add_str("tool.id", s.tool_use_id);
-    }
-    add_str("gen_ai.tool.type", "function");
-  }
-  if (s.is_error) add_str("error.type", is_tool ? "tool_error" : "error");
-
-  // Content, once, by profile.
-  const std::optional<std::string>& output = (is_tool && !s.output && s.tool_result) ? s.tool_result : s.output;
-  switch (options_.profile) {
-    case Profile::kGeneric: {
-      if (is_tool) {
-        if (s.input) add_str("gen_ai.tool.call.arguments", *s.input);
-        if (output) add_str("gen_ai.tool.call.result", *output);
-        break;
-      }
-      auto wrap = [&](std::string_view role, const std::string& text, bool is_json, bool with_finish) {
-        if (is_json && looks_like_json_array(text)) return std::string_view(text);
-        std::string j = "[{\"role\":\"";
-        j += role;
-        j += "\",\"parts\":[{\"type\":\"text\",\"content\":\"";
-        append_json_escaped(j, text);
-        j += "\"}]";
-        if (with_finish && !s.stop_reason.empty()) {
-          j += ",\"finish_reason\":\"";
-          append_json_escaped(j, s.stop_reason);
-          j += '"';
-        }
-        j += "}]";
-        return keep(std::move(j));
-      };
-      if (s.input) add_str("gen_ai.input.messages", wrap("user", *s.input, s.input_is_json, false));
-      if (output)
-        add_str("gen_ai.output.messages",
-                wrap("assistant", *output, s.output_is_json, s.kind == SpanKind::kGeneration));
-      break;
-    }
-    case Profile::kLangfuse:
-      if (s.input) add_str("langfuse.observation.input", *s.input);
-      if (output) add_str("langfuse.observation.output", *output);
-      if (is_root) {
-        if (s.input) add_str("langfuse.trace.input", *s.input);
-        if (output) add_str("langfuse.trace.output", *output);
-      }
-      break;
-    case Profile::kPhoenix:
-      if (s.input) {
-        add_str("input.value", *s.input);
-        add_str("input.mime_type", s.input_is_json ? "application/json" : "text/plain");
-      }
-      if (output) {
-        add_str("output.value", *output);
-        add_str("output.mime_type", s.output_is_json ? "application/json" : "text/plain");
-      }
-      break;
-  }
-
-  // Metadata: chsync.<key>, plus langfuse.observation.metadata.<key> for the langfuse profile.
-  const int copies = options_.profile == Profile::kLangfuse ? 2 : 1;
-  for (const auto& m : s.metadata) {
-    for (int c = 0; c < copies; ++c) {
-      Attr a;
-      a.key = keep((c == 0 ? "chsync." : "langfuse.observation.metadata.") + m.key);
-      switch (m.type) {
-        case chsync::Attr::Type::kString:
-        case chsync::Attr::Type::kJson: a.type = Attr::Type::kString; a.str = m.str; break;
-        case chsync::Attr::Type::kInt: a.type = Attr::Type::kInt; a.num = m.num; break;
-        case chsync::Attr::Type::kBool: a.type = Attr::Type::kBool; a.flag = m.flag; break;
-        case chsync::Attr::Type::kDouble: a.type = Attr::Type::kDouble; a.dbl = m.dbl; break;
-      }
-      attrs_.push_back(a);
-    }
-  }
-  for (auto& a : attrs_) size_attr(a);
-  return attrs_;
-}
 
 std::size_t SpanEncoder::append_span(const Span& s, std::string& out) {
   const auto& attrs = collect_attributes(s);

@@ -20,11 +20,17 @@
 
 namespace chsync::otlp {
 
-// Which content attributes a span carries (protocols §C.4.6). Non-content attributes are the union.
+// Which attributes a span carries (docs/mapping.md "Backend profiles"): each profile sends what
+// its target reads, and every content value once.
 enum class Profile : std::uint8_t {
-  kGeneric,   // gen_ai.input.messages / gen_ai.output.messages (tools: gen_ai.tool.call.arguments/result)
-  kLangfuse,  // langfuse.observation.input/output (+ langfuse.trace.input/output on the root)
-  kPhoenix,   // input.value / output.value + mime types
+  kGeneric,   // union of the GenAI, OpenInference and langfuse.* non-content keys (a collector may
+              // forward anywhere); content as gen_ai.input/output.messages (tools:
+              // gen_ai.tool.call.arguments/result); metadata as chsync.<key>
+  kLangfuse,  // langfuse.* + the gen_ai keys Langfuse reads; content as langfuse.observation.input/
+              // output (chat messages for generations); trace-level keys on roots only; metadata
+              // once, as langfuse.observation.metadata.<key> (roots: langfuse.trace.metadata.<key>)
+  kPhoenix,   // OpenInference only: llm.input_messages/llm.output_messages on LLM spans,
+              // input.value/output.value elsewhere, metadata as one JSON object, agent.name
 };
 std::string_view to_string(Profile p) noexcept;
 
@@ -53,13 +59,18 @@ constexpr std::size_t len_field_size(std::size_t n) noexcept { return 1 + varint
 }  // namespace pb
 
 struct EncoderOptions {
+  // A constructor rather than an aggregate, so {profile, flags} stays valid as fields are added.
+  EncoderOptions(Profile p = Profile::kGeneric, bool flags = true, std::vector<std::string> t = {})
+      : profile(p), emit_flags(flags), tags(std::move(t)) {}
   Profile profile = Profile::kGeneric;
   bool emit_flags = true;  // Span.flags = 0x101 (sampled, parent known to be local)
+  // langfuse: langfuse.trace.tags on roots ("claude-code" first, then --tag values, no repeats).
+  std::vector<std::string> tags;
 };
 
 class SpanEncoder {
  public:
-  explicit SpanEncoder(EncoderOptions options = {}) : options_(options) {}
+  explicit SpanEncoder(EncoderOptions options = {});
   // Appends one ScopeSpans.spans field to out; returns the number of bytes appended.
   std::size_t append_span(const Span& span, std::string& out);
   const EncoderOptions& options() const noexcept { return options_; }
@@ -98,11 +109,25 @@ class SpanEncoder {
     a.num = v;
     attrs_.push_back(a);
   }
+  // Parts of collect_attributes (backends/otlp/span_attributes.cpp).
+  void add_identity(const Span& s);
+  void add_generation(const Span& s);
+  void add_usage(const Span& s);
+  void add_tool(const Span& s);
+  void add_content_generic(const Span& s);
+  void add_content_langfuse(const Span& s);
+  void add_content_phoenix(const Span& s);
+  void add_oi_messages(std::string_view prefix, const std::vector<Message>& messages);
+  void add_metadata(const Span& s);
+  std::string tags_json_;  // langfuse.trace.tags value, built once from options_.tags
 
   EncoderOptions options_;
   std::vector<Attr> attrs_;
   std::deque<std::string> scratch_;  // deque: push_back keeps earlier views valid
 };
+
+// Fills a.any_size and a.kv_size (the encoded sizes of one attribute).
+void size_attr(SpanEncoder::Attr& a);
 
 // Resource message bytes (no outer tag): string attributes in order.
 std::string encode_resource(const StringPairs& attributes);

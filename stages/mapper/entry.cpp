@@ -1,4 +1,5 @@
 #include "stages/mapper/entry.h"
+#include "stages/mapper/mapper.h"
 
 #include <simdjson.h>
 
@@ -534,4 +535,45 @@ std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept {
 }
 
 
+std::string_view ltrim(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  return s;
+}
+
+bool is_command_output(std::string_view text) noexcept {
+  text = ltrim(text);
+  return starts_with(text, "<local-command-stdout>") || starts_with(text, "<local-command-stderr>") ||
+         starts_with(text, "<bash-stdout>") || starts_with(text, "<bash-stderr>") ||
+         starts_with(text, "<local-command-caveat>");
+}
+
+bool is_prompt(const Entry& e) noexcept {
+  if (e.type != EntryType::kUser || e.is_meta || e.is_compact_summary || e.is_sidechain) return false;
+  if (!e.results.empty() || e.uuid.empty()) return false;
+  if (e.text.empty() && !e.has_image) return false;
+  const std::string_view t = ltrim(e.text);
+  if (starts_with(t, "[Request interrupted by user")) return false;
+  return !is_command_output(t);
+}
+
 }  // namespace chsync::mapper
+
+namespace chsync {
+
+// Declared in mapper.h (the seed hash is part of the mapper contract); it only needs the parser.
+bool seed_message_hash(std::string_view line, std::string& out_hex) {
+  const simdjson::padded_string padded(line);
+  mapper::EntryParser parser;
+  mapper::Entry e;
+  bool repaired = false;
+  std::string err;
+  const mapper::ParseStatus st = parser.parse(padded.data(), line.size(), padded.size() + simdjson::SIMDJSON_PADDING,
+                                      true, e, repaired, err);
+  if (st == mapper::ParseStatus::kBadJson || st == mapper::ParseStatus::kBadSchema) return false;
+  if (e.message_hash.empty()) return false;
+  out_hex = e.message_hash;
+  return true;
+}
+
+}  // namespace chsync

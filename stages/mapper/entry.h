@@ -138,6 +138,15 @@ class EntryParser {
   std::unique_ptr<Impl> impl_;
 };
 
+// Text helpers of the turn rules (docs/mapping.md "Turns").
+inline bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+std::string_view ltrim(std::string_view s) noexcept;
+// Outputs of local commands typed by the user: they belong to the current turn, never start one.
+bool is_command_output(std::string_view text) noexcept;
+// A real user prompt: a main-context user entry with text or an image that is not meta, a compact
+// summary, a tool result, an interruption notice or command output.
+bool is_prompt(const Entry& e) noexcept;
+
 // Replaces every invalid UTF-8 sequence by U+FFFD (maximal-subpart rule). Returns true if changed.
 bool repair_utf8(std::string_view in, std::string& out);
 // Largest prefix length <= max_bytes that does not split a UTF-8 sequence.

@@ -12,6 +12,8 @@
 
 #include "pipeline/ids.h"
 #include "stages/mapper/entry.h"
+#include "stages/mapper/messages.h"
+#include "stages/mapper/tree.h"
 
 namespace chsync {
 
@@ -23,35 +25,14 @@ using mapper::ParseStatus;
 namespace {
 
 constexpr std::string_view kSchema = "chsync.span/1";
-constexpr std::int64_t kMappingVersion = 1;
+constexpr std::int64_t kMappingVersion = 2;  // 2: GenAI span names, message parts, tool spans beside chat
 constexpr std::size_t kStatusMessageBytes = 512;
 constexpr int kNone = -1;
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-
-std::string_view ltrim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t' || s.front() == '\r'))
-    s.remove_prefix(1);
-  return s;
-}
-
-// Outputs of local commands typed by the user: they belong to the current turn, never start one.
-bool is_command_output(std::string_view text) {
-  text = ltrim(text);
-  return starts_with(text, "<local-command-stdout>") || starts_with(text, "<local-command-stderr>") ||
-         starts_with(text, "<bash-stdout>") || starts_with(text, "<bash-stderr>") ||
-         starts_with(text, "<local-command-caveat>");
-}
-
-// A real user prompt (docs/mapping.md "Turns").
-bool is_prompt(const Entry& e) {
-  if (e.type != EntryType::kUser || e.is_meta || e.is_compact_summary || e.is_sidechain) return false;
-  if (!e.results.empty() || e.uuid.empty()) return false;
-  if (e.text.empty() && !e.has_image) return false;
-  const std::string_view t = ltrim(e.text);
-  if (starts_with(t, "[Request interrupted by user")) return false;
-  return !is_command_output(t);
-}
+using mapper::is_command_output;
+using mapper::is_prompt;
+using mapper::ltrim;
+using mapper::starts_with;
 
 std::string status_message(std::string_view s) {
   return std::string(s.substr(0, mapper::utf8_cut(s, kStatusMessageBytes)));
@@ -77,6 +58,7 @@ struct BundleMapper::Impl {
     std::vector<Block> blocks;
     int ctx = kNone;
     std::optional<std::string> input;
+    std::vector<int> input_entries;  // the user entries of the call's input delta
     std::int64_t trigger_ts = 0;
     bool has_trigger = false;
   };
@@ -302,53 +284,15 @@ struct BundleMapper::Impl {
     }
   }
 
-  static std::string render_output(const std::vector<Block>& blocks, std::string* text_only) {
-    std::string out;
-    for (const Block& b : blocks) {
-      std::string part;
-      switch (b.type) {
-        case Block::Type::kText:
-          part = b.text;
-          if (text_only) {
-            if (!text_only->empty()) *text_only += "\n\n";
-            *text_only += b.text;
-          }
-          break;
-        case Block::Type::kThinking:
-          if (b.text.empty()) continue;  // Opus 4.7 writes only a signature, never exported
-          part = "<thinking>\n" + b.text + "\n</thinking>";
-          break;
-        case Block::Type::kToolUse:
-          part = "[tool_use " + b.tool_name + " " + b.tool_id + "]\n" + b.input_json;
-          break;
-        case Block::Type::kOther:
-          part = "[" + b.type_name + "]";
-          break;
-      }
-      if (!out.empty()) out += "\n\n";
-      out += part;
-    }
-    return out;
+  std::string tool_name_of(const std::string& id) const {
+    auto it = tools.find(id);
+    return it != tools.end() ? it->second.block->tool_name : std::string();
   }
 
-  std::string render_input(const std::vector<int>& pending) const {
-    std::string out;
-    auto add = [&](const std::string& part) {
-      if (!out.empty()) out += "\n\n";
-      out += part;
-    };
-    for (int i : pending) {
-      const Entry& e = entries[static_cast<std::size_t>(i)];
-      for (const auto& r : e.results) {
-        std::string head = "[tool_result ";
-        auto it = tools.find(r.tool_use_id);
-        head += it != tools.end() ? it->second.block->tool_name + " " : std::string();
-        head += r.tool_use_id;
-        head += r.is_error ? " error]\n" : "]\n";
-        add(head + r.content);
-      }
-      if (!e.text.empty() || e.has_image) add(e.is_meta ? "[meta]\n" + e.text : e.text);
-    }
+  std::vector<const Entry*> entries_of(const std::vector<int>& idx) const {
+    std::vector<const Entry*> out;
+    out.reserve(idx.size());
+    for (int i : idx) out.push_back(&entries[static_cast<std::size_t>(i)]);
     return out;
   }
 
@@ -411,9 +355,12 @@ struct BundleMapper::Impl {
       }
     }
     // Inputs need tool names, so they are rendered once tools are known.
+    const mapper::ToolNameFn name_of = [this](const std::string& id) { return tool_name_of(id); };
     for (auto& [gi, p] : pending_inputs) {
-      std::string s = render_input(p);
-      if (!s.empty()) groups[static_cast<std::size_t>(gi)].input = std::move(s);
+      Group& g = groups[static_cast<std::size_t>(gi)];
+      std::string s = mapper::render_input_text(entries_of(p), name_of);
+      if (!s.empty()) g.input = std::move(s);
+      g.input_entries = std::move(p);
     }
   }
   std::vector<std::pair<int, std::vector<int>>> pending_inputs;
@@ -621,7 +568,12 @@ struct BundleMapper::Impl {
       if (!model.empty()) s.model = model;
       s.input = g.input;
       std::string text;
-      s.output = render_output(g.blocks, &text);
+      s.output = mapper::render_output_text(g.blocks, &text);
+      s.input_messages = mapper::input_messages(entries_of(g.input_entries),
+                                                [this](const std::string& id) { return tool_name_of(id); });
+      s.output_messages = mapper::output_messages(g.blocks);
+      bool inferred = false;
+      s.finish_reason = mapper::finish_reason(stop, g.blocks, api_error, &inferred);
       if (!c.is_agent) {
         Turn& t = turns[static_cast<std::size_t>(c.index)];
         if (!text.empty()) t.last_text = text;
@@ -634,6 +586,7 @@ struct BundleMapper::Impl {
       if (!first.request_id.empty()) s.metadata.push_back(Attr::string("request_id", first.request_id));
       if (!first.message_id.empty()) s.metadata.push_back(Attr::string("message_id", first.message_id));
       if (!stop.empty()) s.metadata.push_back(Attr::string("stop_reason", stop));
+      if (inferred) s.metadata.push_back(Attr::boolean("finish_reason_inferred", true));
       s.metadata.push_back(Attr::integer("entry_count", static_cast<std::int64_t>(g.kept.size())));
       if (c.is_agent)
         s.metadata.push_back(Attr::string("agent_id", agents[static_cast<std::size_t>(c.index)].key));
@@ -676,9 +629,11 @@ struct BundleMapper::Impl {
       if (!r.included) continue;
       Span s = make_span(r, t.entry, SpanKind::kSpan);
       s.span_id = ids.span("tool", id);
-      s.parent_id = ids.span("generation", g.key);
+      // Beside the chat span that asked for it, under the turn or agent (docs/mapping.md "Tool
+      // span placement"); the chat's tool_call part carries the same id.
+      s.parent_id = r.parent;
       s.has_parent = true;
-      s.name = t.block->tool_name;
+      s.name = "execute_tool " + t.block->tool_name;
       s.tool_name = t.block->tool_name;
       s.tool_use_id = id;
       s.input = t.block->input_json;
@@ -754,7 +709,8 @@ struct BundleMapper::Impl {
       }
       if (ag.compaction) type = "compaction";
       if (type.empty()) type = warmup ? "warmup" : "subagent";
-      s.name = "agent " + type;
+      s.name = "invoke_agent " + type;
+      if (!s.has_parent) s.trace_name = opt.trace_name;
       s.agent_name = type;
       s.agent_id = ag.key;
       s.input = input;
@@ -828,48 +784,26 @@ struct BundleMapper::Impl {
         s.parent_id = ids.span("session", session_id);
         s.has_parent = true;
       }
-      if (turn.prompt != kNone) {
-        s.name = "turn " + std::to_string(turn.number);
-        s.input = first.text;
-      } else {
-        s.name = "session start";
-        s.metadata.push_back(Attr::boolean("pseudo_turn", true));
-      }
+      // Roots share one stable name (--trace-name) so a backend can filter and group them; the
+      // turn number and the prompt's first words tell them apart. Under --trace-per-session the
+      // turn spans are children of the session root and keep "turn N".
+      if (!opt.trace_per_session) s.trace_name = opt.trace_name;
+      s.name = !opt.trace_per_session ? opt.trace_name
+               : turn.prompt != kNone ? "turn " + std::to_string(turn.number)
+                                      : std::string("session start");
+      if (turn.prompt != kNone) s.input = first.text;
+      else s.metadata.push_back(Attr::boolean("pseudo_turn", true));
       if (!turn.last_text.empty()) s.output = turn.last_text;
       else if (!turn.command_text.empty()) s.output = turn.command_text;
       if (!opt.trace_per_session) add_trace_metadata(s, &first);
       if (turn.prompt != kNone) {
         s.metadata.push_back(Attr::string("prompt_uuid", first.uuid));
         s.metadata.push_back(Attr::integer("turn_number", turn.number));
+        const std::string preview = mapper::prompt_preview(first.text);
+        if (!preview.empty()) s.metadata.push_back(Attr::string("prompt_preview", preview));
       }
       push(std::move(s), r.order);
     }
-  }
-
-  // Turn and session roots end at the latest end of their descendants.
-  void fix_root_ends() {
-    std::unordered_map<std::uint64_t, std::size_t> by_key;
-    for (std::size_t i = 0; i < spans.size(); ++i) by_key.emplace(spans[i].span_key(), i);
-    // Walk each span up to its top ancestors, extending ends (trees are shallow).
-    for (std::size_t i = 0; i < spans.size(); ++i) {
-      const std::int64_t end = spans[i].end_ms;
-      const Span* cur = &spans[i];
-      int guard = 0;
-      while (cur->has_parent && guard++ < 64) {
-        auto it = by_key.find(span_id_key(cur->parent_id));
-        if (it == by_key.end()) break;
-        Span& p = spans[it->second];
-        if (p.kind == SpanKind::kTrace || (p.kind == SpanKind::kSpan && !p.tool_name))
-          p.end_ms = std::max(p.end_ms, end);
-        cur = &p;
-      }
-    }
-  }
-
-  static std::uint64_t span_id_key(const SpanId& id) {
-    std::uint64_t k = 0;
-    for (auto b : id) k = (k << 8) | b;
-    return k;
   }
 
   void emit_session_root() {
@@ -885,7 +819,8 @@ struct BundleMapper::Impl {
     const int anchor = first_prompt != kNone ? first_prompt : 0;
     Span s = make_span(fake, entries.empty() ? kNone : anchor, SpanKind::kTrace);
     s.span_id = ids.span("session", session_id);
-    s.name = "claude-code session";
+    s.name = opt.trace_name;
+    s.trace_name = opt.trace_name;
     if (first_prompt != kNone) s.input = entries[static_cast<std::size_t>(first_prompt)].text;
     if (!last_output.empty()) s.output = last_output;
     std::int64_t start = spans.front().start_ms, end = spans.front().end_ms;
@@ -910,34 +845,7 @@ struct BundleMapper::Impl {
 
   // Parents before children; siblings by (start, span id); trees by turn order.
   void order_output(std::vector<Span>& out) {
-    std::unordered_map<std::uint64_t, std::size_t> by_key;
-    for (std::size_t i = 0; i < spans.size(); ++i) by_key.emplace(spans[i].span_key(), i);
-    std::vector<std::vector<std::size_t>> children(spans.size());
-    std::vector<std::size_t> roots;
-    for (std::size_t i = 0; i < spans.size(); ++i) {
-      auto it = spans[i].has_parent ? by_key.find(span_id_key(spans[i].parent_id)) : by_key.end();
-      if (it != by_key.end() && it->second != i) children[it->second].push_back(i);
-      else roots.push_back(i);
-    }
-    auto less = [&](std::size_t a, std::size_t b) {
-      const Span& x = spans[a];
-      const Span& y = spans[b];
-      if (span_order[a] != span_order[b]) return span_order[a] < span_order[b];
-      if (x.start_ms != y.start_ms) return x.start_ms < y.start_ms;
-      return x.span_key() < y.span_key();
-    };
-    std::sort(roots.begin(), roots.end(), less);
-    std::vector<std::size_t> order;
-    order.reserve(spans.size());
-    std::vector<std::size_t> stack(roots.rbegin(), roots.rend());
-    while (!stack.empty()) {
-      const std::size_t i = stack.back();
-      stack.pop_back();
-      order.push_back(i);
-      auto& ch = children[i];
-      std::sort(ch.begin(), ch.end(), less);
-      for (auto it = ch.rbegin(); it != ch.rend(); ++it) stack.push_back(*it);
-    }
+    const std::vector<std::size_t> order = mapper::tree_order(spans, span_order);
     out.reserve(out.size() + order.size());
     for (std::size_t i : order) {
       Span& s = spans[i];
@@ -946,6 +854,7 @@ struct BundleMapper::Impl {
       truncate_field(s, s.input, "input");
       truncate_field(s, s.output, "output");
       truncate_field(s, s.tool_result, "tool_result");
+      mapper::apply_message_policy(s, opt.redactor, opt.no_content, opt.max_field_bytes);
       out.push_back(std::move(s));
     }
     stats.spans += order.size();
@@ -966,7 +875,7 @@ struct BundleMapper::Impl {
     emit_events();       // before agents: compaction events parent the acompact agents
     emit_agents();
     emit_turns();
-    fix_root_ends();
+    mapper::extend_root_ends(spans);
     emit_session_root();
     order_output(out);
   }
@@ -984,19 +893,5 @@ void BundleMapper::add_line(std::size_t file_index, std::string_view line, std::
 void BundleMapper::finish(std::vector<Span>& out) { impl_->finish(out); }
 
 const MapStats& BundleMapper::stats() const noexcept { return impl_->stats; }
-
-bool seed_message_hash(std::string_view line, std::string& out_hex) {
-  const simdjson::padded_string padded(line);
-  mapper::EntryParser parser;
-  Entry e;
-  bool repaired = false;
-  std::string err;
-  const ParseStatus st = parser.parse(padded.data(), line.size(), padded.size() + simdjson::SIMDJSON_PADDING,
-                                      true, e, repaired, err);
-  if (st == ParseStatus::kBadJson || st == ParseStatus::kBadSchema) return false;
-  if (e.message_hash.empty()) return false;
-  out_hex = e.message_hash;
-  return true;
-}
 
 }  // namespace chsync

@@ -25,6 +25,7 @@ class Redactor;
 
 struct MapOptions {
   bool trace_per_session = false;
+  std::string trace_name = "claude-code";   // --trace-name: the name of every root (Langfuse trace name)
   std::size_t max_field_bytes = 64 * 1024;  // per-field truncation, UTF-8 safe
   bool message_hash = false;                // add the seed's message hash to metadata
   std::string user_id;                      // --user-id

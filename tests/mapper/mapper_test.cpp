@@ -59,13 +59,16 @@ TEST(MapperTest, SplitResponseWithInterleavedParallelTools) {
   const Span* root = by_id(r, ids.span("turn", "u1"));
   ASSERT_NE(root, nullptr);
   EXPECT_EQ(root->trace_id, ids.turn_trace("s1", "u1"));
-  EXPECT_EQ(root->name, "turn 1");
+  EXPECT_EQ(root->name, "claude-code");  // --trace-name default: one stable root name
+  EXPECT_EQ(root->trace_name, "claude-code");
+  EXPECT_EQ(find_attr(*root, "turn_number")->num, 1);
+  EXPECT_EQ(find_attr(*root, "prompt_preview")->str, "list files");
   EXPECT_EQ(root->input, "list files");
   EXPECT_EQ(root->output, "Here: a.txt");
   EXPECT_EQ(root->start_ms, ts("2025-01-01T00:00:00.000Z"));
   EXPECT_EQ(root->end_ms, ts("2025-01-01T00:00:05.000Z"));
   EXPECT_EQ(find_attr(*root, "schema")->str, "chsync.span/1");
-  EXPECT_EQ(find_attr(*root, "mapping_version")->num, 1);
+  EXPECT_EQ(find_attr(*root, "mapping_version")->num, 2);
   EXPECT_EQ(find_attr(*root, "cwd")->str, "/p");
   EXPECT_EQ(find_attr(*root, "git_branch")->str, "main");
   EXPECT_EQ(find_attr(*root, "cc_version")->str, "2.0.37");
@@ -82,6 +85,26 @@ TEST(MapperTest, SplitResponseWithInterleavedParallelTools) {
   EXPECT_TRUE(a->usage.final);
   EXPECT_EQ(a->usage.cache_creation_5m, 5);
   EXPECT_EQ(a->stop_reason, "tool_use");
+  EXPECT_EQ(a->finish_reason, "tool_call");  // mapped to the OTel set; the raw value stays
+  // Output parts follow the content blocks: reasoning, then the two tool calls (no signature).
+  ASSERT_EQ(a->output_messages.size(), 1u);
+  const auto& parts = a->output_messages[0].parts;
+  ASSERT_GE(parts.size(), 3u);
+  EXPECT_EQ(a->output_messages[0].role, "assistant");
+  EXPECT_EQ(parts[0].type, MessagePart::Type::kReasoning);
+  EXPECT_NE(parts[0].content.find("hmm"), std::string::npos);
+  int calls = 0;
+  for (const auto& p : parts)
+    if (p.type == MessagePart::Type::kToolCall) {
+      ++calls;
+      EXPECT_FALSE(p.id.empty());
+      EXPECT_FALSE(p.name.empty());
+      EXPECT_EQ(p.content.front(), '{');  // the tool input as JSON
+    }
+  EXPECT_EQ(calls, 2);
+  ASSERT_EQ(a->input_messages.size(), 1u);
+  EXPECT_EQ(a->input_messages[0].role, "user");
+  EXPECT_EQ(a->input_messages[0].parts[0].content, "list files");
   EXPECT_EQ(a->response_id, "msg_A");
   EXPECT_EQ(a->start_ms, ts("2025-01-01T00:00:00.000Z"));  // the prompt triggered it
   EXPECT_EQ(a->end_ms, ts("2025-01-01T00:00:03.000Z"));
@@ -102,12 +125,21 @@ TEST(MapperTest, SplitResponseWithInterleavedParallelTools) {
   EXPECT_EQ(b->start_ms, ts("2025-01-01T00:00:04.000Z"));
   EXPECT_NE(b->input->find("[tool_result Bash toolu_1]\na.txt"), std::string::npos);
   EXPECT_NE(b->input->find("[tool_result Read toolu_2 error]"), std::string::npos);
+  EXPECT_EQ(b->finish_reason, "");  // no stop_reason and the last block is text: unknown
+  // Tool results are tool_call_response parts, one "tool" message each, linked by id.
+  ASSERT_EQ(b->input_messages.size(), 2u);
+  EXPECT_EQ(b->input_messages[0].role, "tool");
+  EXPECT_EQ(b->input_messages[0].parts[0].type, MessagePart::Type::kToolCallResponse);
+  EXPECT_EQ(b->input_messages[0].parts[0].id, "toolu_1");
+  EXPECT_EQ(b->input_messages[0].parts[0].name, "Bash");
+  EXPECT_EQ(b->input_messages[0].parts[0].content, "a.txt");
+  EXPECT_TRUE(b->input_messages[1].parts[0].is_error);
 
   const Span* t1 = by_id(r, ids.span("tool", "toolu_1"));
   ASSERT_NE(t1, nullptr);
-  EXPECT_EQ(t1->parent_id, a->span_id);
+  EXPECT_EQ(t1->parent_id, root->span_id);  // beside the chat span, under the turn
   EXPECT_EQ(t1->tool_name, "Bash");
-  EXPECT_EQ(t1->name, "Bash");
+  EXPECT_EQ(t1->name, "execute_tool Bash");
   EXPECT_EQ(t1->input, R"({"command":"ls"})");
   EXPECT_TRUE(t1->input_is_json);
   EXPECT_EQ(t1->output, "a.txt");
@@ -165,7 +197,7 @@ TEST(MapperTest, InlineSidechainsCompactionAndAcompact) {
   EXPECT_EQ(ag_a->parent_id, ids.span("tool", "toolu_T1"));
   EXPECT_EQ(ag_b->parent_id, ids.span("tool", "toolu_T2"));
   EXPECT_EQ(ag_a->kind, SpanKind::kAgent);
-  EXPECT_EQ(ag_a->name, "agent general-purpose");
+  EXPECT_EQ(ag_a->name, "invoke_agent general-purpose");
   EXPECT_EQ(ag_a->input, "Do A");
   EXPECT_EQ(ag_a->output, "A done");
   EXPECT_EQ(by_id(r, ids.span("generation", "req_sa"))->parent_id, ag_a->span_id);
@@ -206,7 +238,7 @@ TEST(MapperTest, SubagentFilesWorkflowsAndWarmup) {
   EXPECT_EQ(a1->trace_id, trace);
   EXPECT_EQ(a1->parent_id, ids.span("tool", "toolu_A"));
   EXPECT_EQ(a1->agent_id, "a111111");
-  EXPECT_EQ(a1->name, "agent Explore");
+  EXPECT_EQ(a1->name, "invoke_agent Explore");
   // The agent_progress copy (999 tokens) never becomes a generation.
   const Span* g = by_id(r, ids.span("generation", "req_s1"));
   ASSERT_NE(g, nullptr);
@@ -221,7 +253,7 @@ TEST(MapperTest, SubagentFilesWorkflowsAndWarmup) {
   EXPECT_EQ(a2->trace_id, trace);
   const Span* inner = by_id(r, ids.span("tool", "toolu_inner"));
   ASSERT_NE(inner, nullptr);
-  EXPECT_EQ(inner->parent_id, ids.span("generation", "req_w1"));
+  EXPECT_EQ(inner->parent_id, a2->span_id);
   EXPECT_EQ(inner->trace_id, trace);
   EXPECT_EQ(inner->output, "x.c");
 

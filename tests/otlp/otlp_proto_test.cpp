@@ -92,6 +92,7 @@ TEST(OtlpProtoTest, GenerationRoundTripsAllFields) {
   s.model = "claude-sonnet-4-5";
   s.response_id = "msg_01";
   s.stop_reason = "end_turn";
+  s.finish_reason = "stop";
   s.user_id = "alice";
   s.usage.present = true;
   s.usage.input_tokens = 3;
@@ -139,7 +140,7 @@ TEST(OtlpProtoTest, GenerationRoundTripsAllFields) {
   EXPECT_EQ(a["gen_ai.response.id"].string_value(), "msg_01");
   ASSERT_TRUE(a["gen_ai.response.finish_reasons"].has_array_value());
   ASSERT_EQ(a["gen_ai.response.finish_reasons"].array_value().values_size(), 1);
-  EXPECT_EQ(a["gen_ai.response.finish_reasons"].array_value().values(0).string_value(), "end_turn");
+  EXPECT_EQ(a["gen_ai.response.finish_reasons"].array_value().values(0).string_value(), "stop");
   EXPECT_EQ(a["gen_ai.usage.input_tokens"].int_value(), 21503);
   EXPECT_EQ(a["gen_ai.usage.output_tokens"].int_value(), 300);
   EXPECT_EQ(a["gen_ai.usage.cache_read.input_tokens"].int_value(), 20000);
@@ -158,7 +159,7 @@ TEST(OtlpProtoTest, GenerationRoundTripsAllFields) {
   EXPECT_EQ(a["gen_ai.input.messages"].string_value(),
             "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"hello \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"}]}]");
   EXPECT_EQ(a["gen_ai.output.messages"].string_value(),
-            "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"\"}],\"finish_reason\":\"end_turn\"}]");
+            "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"\"}],\"finish_reason\":\"stop\"}]");
   // oneof members present even when zero/empty
   ASSERT_TRUE(a.count("chsync.big"));
   EXPECT_EQ(a["chsync.big"].value_case(), pbv1::AnyValue::kIntValue);
@@ -199,15 +200,12 @@ TEST(OtlpProtoTest, ToolSpanErrorStatusAndPhoenixContent) {
   EXPECT_EQ(p.status().code(), pbv1::Status::STATUS_CODE_ERROR);
   EXPECT_EQ(p.status().message(), "exit 2");
   auto a = attrs_of(p);
-  EXPECT_EQ(a["langfuse.observation.type"].string_value(), "tool");
+  // The phoenix profile sends what Phoenix reads: OpenInference keys only.
   EXPECT_EQ(a["openinference.span.kind"].string_value(), "TOOL");
-  EXPECT_EQ(a["gen_ai.operation.name"].string_value(), "execute_tool");
-  EXPECT_EQ(a["gen_ai.tool.name"].string_value(), "Bash");
-  EXPECT_EQ(a["gen_ai.tool.call.id"].string_value(), "toolu_1");
-  EXPECT_EQ(a["gen_ai.tool.type"].string_value(), "function");
   EXPECT_EQ(a["tool.name"].string_value(), "Bash");
   EXPECT_EQ(a["tool.id"].string_value(), "toolu_1");
-  EXPECT_EQ(a["error.type"].string_value(), "tool_error");
+  EXPECT_FALSE(a.count("langfuse.observation.type"));
+  EXPECT_FALSE(a.count("gen_ai.tool.name"));
   EXPECT_EQ(a["input.value"].string_value(), "{\"command\":\"ls\"}");
   EXPECT_EQ(a["input.mime_type"].string_value(), "application/json");
   EXPECT_EQ(a["output.value"].string_value(), "No such file");
@@ -218,22 +216,26 @@ TEST(OtlpProtoTest, ToolSpanErrorStatusAndPhoenixContent) {
 
 TEST(OtlpProtoTest, RootLangfuseProfileAndMetadata) {
   Span s = make_span(SpanKind::kTrace);
-  s.name = "turn 1";
+  s.name = "claude-code";
+  s.trace_name = "claude-code";
   s.input = "fix the bug";
   s.output = "done";
   s.metadata.push_back(chsync::Attr::string("cwd", "/src"));
+  s.metadata.push_back(chsync::Attr::string("cc_version", "2.0.37"));
   auto a = attrs_of(only_span(decode(encode_one(s, Profile::kLangfuse))));
   EXPECT_EQ(a["langfuse.observation.type"].string_value(), "agent");
-  EXPECT_EQ(a["openinference.span.kind"].string_value(), "AGENT");
-  EXPECT_EQ(a["gen_ai.operation.name"].string_value(), "invoke_agent");
-  EXPECT_EQ(a["gen_ai.agent.name"].string_value(), "claude-code");
-  EXPECT_EQ(a["langfuse.trace.name"].string_value(), "turn 1");
+  EXPECT_EQ(a["langfuse.trace.name"].string_value(), "claude-code");
+  EXPECT_EQ(a["langfuse.trace.tags"].string_value(), "[\"claude-code\"]");
+  EXPECT_EQ(a["langfuse.release"].string_value(), "2.0.37");
+  EXPECT_EQ(a["session.id"].string_value(), "sess-1");  // trace-level keys: on roots only
   EXPECT_EQ(a["langfuse.observation.input"].string_value(), "fix the bug");
   EXPECT_EQ(a["langfuse.observation.output"].string_value(), "done");
   EXPECT_EQ(a["langfuse.trace.input"].string_value(), "fix the bug");
   EXPECT_EQ(a["langfuse.trace.output"].string_value(), "done");
-  EXPECT_EQ(a["chsync.cwd"].string_value(), "/src");
-  EXPECT_EQ(a["langfuse.observation.metadata.cwd"].string_value(), "/src");
+  // Metadata once: the root's as the trace's metadata, no chsync.* copy.
+  EXPECT_EQ(a["langfuse.trace.metadata.cwd"].string_value(), "/src");
+  EXPECT_FALSE(a.count("chsync.cwd"));
+  EXPECT_FALSE(a.count("langfuse.observation.metadata.cwd"));
   EXPECT_FALSE(a.count("gen_ai.input.messages"));
 }
 
