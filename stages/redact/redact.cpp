@@ -370,7 +370,7 @@ std::uint64_t Redactor::total() const noexcept {
 
 namespace {
 bool is_content_metadata(std::string_view key) noexcept {
-  return key == "session_title" || key == "tool_use_result_error";
+  return key == "session_title" || key == "tool_use_result_error" || key == "prompt_preview";
 }
 }  // namespace
 

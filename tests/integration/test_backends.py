@@ -207,7 +207,8 @@ class BackendsTest(TempTestCase):
         self.assertEqual(st["legacy_events_duplicate"], 0, "a retry re-sent an accepted event")
         obs, traces = self.legacy_obs(s)
         self.assertEqual(set(obs), set(expected))
-        roots = {v["trace_id"] for v in expected.values() if v["kind"] == "trace"}
+        # every root gets a trace-create: turn roots and unlinked subagents (no parent)
+        roots = {v["trace_id"] for v in expected.values() if v["parent_id"] is None}
         self.assertEqual(set(traces), roots)
         kinds = {"generation": "generation-create", "event": "event-create"}
         for sid, evs in obs.items():
