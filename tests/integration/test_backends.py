@@ -23,6 +23,12 @@ CONTENT_KEYS = {
                  "langfuse.trace.input", "langfuse.trace.output"},
     "phoenix": {"input.value", "output.value"},
 }
+# docs/mapping.md "Backend profiles": the kind key each profile's target reads.
+KIND_KEYS = {
+    "generic": ("langfuse.observation.type", "openinference.span.kind", "gen_ai.provider.name"),
+    "langfuse": ("langfuse.observation.type",),
+    "phoenix": ("openinference.span.kind",),
+}
 
 
 class BackendsTest(TempTestCase):
@@ -124,16 +130,19 @@ class BackendsTest(TempTestCase):
             with_content = 0
             for sid, rec in recs.items():
                 attrs = rec["attributes"]
-                for k in ("langfuse.observation.type", "openinference.span.kind",
-                          "gen_ai.provider.name"):
+                for k in KIND_KEYS[profile]:
                     self.assertIn(k, attrs, f"{profile}: {sid} lacks {k}")
+                if profile != "generic":  # the others send only what their target reads
+                    self.assertFalse([k for k in attrs if k.startswith("chsync.")], sid)
                 self.assertFalse(other & set(attrs),
                                  f"{profile}: {sid} carries another profile's content keys "
                                  f"{other & set(attrs)}")
-                if CONTENT_KEYS[profile] & set(attrs):
-                    with_content += 1
                 span = expected[sid]
-                if span["kind"] == "generation":
+                oi_messages = any(k.startswith("llm.input_messages.") or
+                                  k.startswith("llm.output_messages.") for k in attrs)
+                if CONTENT_KEYS[profile] & set(attrs) or (profile == "phoenix" and oi_messages):
+                    with_content += 1
+                if span["kind"] == "generation" and profile == "generic":
                     self.assertEqual(attrs["gen_ai.operation.name"], "chat")
                     self.assertEqual(attrs["openinference.span.kind"], "LLM")
                     self.assertEqual(attrs["langfuse.observation.type"], "generation")
@@ -148,6 +157,10 @@ class BackendsTest(TempTestCase):
                         self.assertEqual(attrs["llm.token_count.completion"], span["tokens_out"])
                         self.assertEqual(attrs["llm.token_count.total"],
                                          span["tokens_in"] + span["tokens_out"])
+                if span["kind"] == "generation" and profile != "generic":
+                    key = "llm.model_name" if profile == "phoenix" else "langfuse.observation.model.name"
+                    if span["model"]:
+                        self.assertEqual(attrs[key], span["model"], key)
                 if span["kind"] == "trace" and profile == "langfuse" and span["input"]:
                     self.assertIn("langfuse.trace.input", attrs)
             self.assertGreater(with_content, len(recs) // 2, profile)
@@ -176,6 +189,43 @@ class BackendsTest(TempTestCase):
         env["LANGFUSE_SECRET_KEY"] = "wrong"
         rc, r, err = self.sync(d, "--backend", "langfuse", env=env, db=self.db("other.db"))
         self.assertEqual(rc, 3, err[-2000:])
+
+    def test_langfuse_trace_name_environment_tags_release(self):
+        d = self.corpus()
+        expected = self.console(d)
+        s = self.sink()
+        env = clean_env(LANGFUSE_HOST=s.url, LANGFUSE_PUBLIC_KEY="pk", LANGFUSE_SECRET_KEY="sk",
+                        LANGFUSE_TRACING_ENVIRONMENT="from-env")
+        rc, r, err = self.sync(d, "--backend", "langfuse", "--trace-name", "cc-import",
+                               "--environment", "staging", "--tag", "team-a", "--tag", "team-a",
+                               env=env)
+        self.assertEqual(rc, 0, err[-2000:])
+        recs = self.by_id(s)
+        self.assertEqual(set(recs), set(expected))
+        roots = 0
+        for sid, rec in recs.items():
+            # the flag wins over LANGFUSE_TRACING_ENVIRONMENT; chsync's version is not `version`
+            self.assertEqual(rec["resource"]["deployment.environment.name"], "staging")
+            self.assertNotIn("service.version", rec["resource"])
+            attrs, span = rec["attributes"], expected[sid]
+            if span["parent_id"] is None:
+                roots += 1
+                self.assertEqual(attrs["langfuse.trace.name"], "cc-import")
+                self.assertEqual(json.loads(attrs["langfuse.trace.tags"]), ["claude-code", "team-a"])
+                self.assertIn("session.id", attrs)
+                if "cc_version" in span["metadata"]:
+                    self.assertEqual(attrs["langfuse.release"], span["metadata"]["cc_version"])
+            else:  # trace-level keys only on roots: one trace update per trace
+                self.assertFalse([k for k in attrs if k.startswith("langfuse.trace.") or
+                                  k in ("session.id", "user.id")], sid)
+        self.assertGreater(roots, 0)
+        # Settings that cannot be meant: exit 2 before any work.
+        for bad in (["--environment", "Prod!"], ["--environment", "langfuse-x"], ["--trace-name", ""]):
+            rc, _, err = self.sync(d, "--backend", "langfuse", *bad, env=env)
+            self.assertEqual(rc, 2, (bad, err[-500:]))
+        rc, _, err = self.sync(d, "--backend", "phoenix", "--host", s.url, "--otlp-encoding", "json")
+        self.assertEqual(rc, 2, err[-500:])
+        self.assertIn("protobuf", err)
 
     # ---- 4. Langfuse legacy batch API ----
     def legacy_sync(self, sink, d, *extra, db=None):
@@ -279,10 +329,19 @@ class BackendsTest(TempTestCase):
             self.assertEqual(rec["encoding"], "protobuf")
             self.assertEqual(rec["resource"]["openinference.project.name"], "my-proj")
             span = expected[sid]
+            attrs = rec["attributes"]
+            self.assertIn("metadata", attrs, sid)  # one JSON object
+            json.loads(attrs["metadata"])
+            if span["kind"] == "generation":  # chat view: OpenInference messages
+                if span["input"]:
+                    self.assertIn("llm.input_messages.0.message.role", attrs, sid)
+                if span["output"]:
+                    self.assertEqual(attrs["llm.output_messages.0.message.role"], "assistant")
+                continue
             if span["input"]:
-                self.assertIn("input.value", rec["attributes"], sid)
+                self.assertIn("input.value", attrs, sid)
             if span["output"] or span["tool_result"]:
-                self.assertIn("output.value", rec["attributes"], sid)
+                self.assertIn("output.value", attrs, sid)
 
     # ---- 6. several backends ----
     def test_two_backends_one_failing_does_not_block_the_other(self):
