@@ -26,7 +26,10 @@ void extend_root_ends(std::vector<Span>& spans) {
       auto it = by_key.find(id_key(cur->parent_id));
       if (it == by_key.end()) break;
       Span& p = spans[it->second];
-      if (p.kind == SpanKind::kTrace || (p.kind == SpanKind::kSpan && !p.tool_name)) p.end_ms = std::max(p.end_ms, end);
+      // Roots and agents cover their descendants (a timeline draws a child past its parent's bar
+      // otherwise); tools keep their own end (a subagent never outlasts its Task call's result).
+      if (p.kind == SpanKind::kTrace || p.kind == SpanKind::kAgent || (p.kind == SpanKind::kSpan && !p.tool_name))
+        p.end_ms = std::max(p.end_ms, end);
       cur = &p;
     }
   }

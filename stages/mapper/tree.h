@@ -2,7 +2,7 @@
 // order").
 //
 // Contract: extend_root_ends() makes every turn or session root (kind trace, or a span without
-// tool_name) end at the latest end among its descendants. tree_order() returns the indexes of
+// tool_name) and every agent span end at the latest end among its descendants. tree_order() returns the indexes of
 // `spans` depth-first, parents before children, trees by `order_key` (the turn order), siblings
 // by (order key, start, span id); a span whose parent is not in `spans` is a root.
 // Thread: pure functions. Errors: none.
