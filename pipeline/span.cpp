@@ -43,21 +43,27 @@ std::string to_hex(const std::uint8_t* data, std::size_t n) {
 }
 
 std::size_t approx_bytes(const Span& s) noexcept {
-  std::size_t n = sizeof(Span) + s.name.size() + s.source_file.size() + s.session_id.size() +
-                  s.user_id.size() + s.status_message.size();
-  auto opt = [&](const std::optional<std::string>& o) { if (o) n += o->size(); };
-  opt(s.input);
-  opt(s.output);
-  opt(s.model);
-  opt(s.tool_name);
-  opt(s.tool_result);
-  for (const auto& a : s.metadata) n += sizeof(Attr) + a.key.size() + a.str.size();
-  n += s.stop_reason.size() + s.finish_reason.size() + s.trace_name.size();
-  for (const auto* list : {&s.input_messages, &s.output_messages})
+  // Heap bytes as allocated (capacity, not size: strings built by appending hold up to twice
+  // their length), so the byte-bounded queues admit what memory really holds (issue 19: the
+  // result queue's 64 MiB held ~1.5x that in RSS).
+  auto str = [](const std::string& x) -> std::size_t {
+    return x.capacity() > 15 ? x.capacity() + 1 : 0;  // libstdc++: 15 chars inline
+  };
+  auto opt = [&](const std::optional<std::string>& o) -> std::size_t { return o ? str(*o) : 0; };
+  std::size_t n = sizeof(Span) + str(s.name) + str(s.source_file) + str(s.session_id) +
+                  str(s.user_id) + str(s.status_message) + str(s.stop_reason) +
+                  str(s.finish_reason) + str(s.trace_name) + str(s.response_id) +
+                  str(s.tool_use_id) + str(s.agent_id) + str(s.agent_name);
+  n += opt(s.input) + opt(s.output) + opt(s.model) + opt(s.tool_name) + opt(s.tool_result);
+  n += s.metadata.capacity() * sizeof(Attr);
+  for (const auto& a : s.metadata) n += str(a.key) + str(a.str);
+  for (const auto* list : {&s.input_messages, &s.output_messages}) {
+    n += list->capacity() * sizeof(Message);
     for (const Message& m : *list) {
-      n += sizeof(Message) + m.role.size();
-      for (const MessagePart& p : m.parts) n += sizeof(MessagePart) + p.content.size() + p.id.size() + p.name.size();
+      n += str(m.role) + m.parts.capacity() * sizeof(MessagePart);
+      for (const MessagePart& p : m.parts) n += str(p.content) + str(p.id) + str(p.name);
     }
+  }
   return n;
 }
 
