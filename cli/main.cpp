@@ -637,6 +637,8 @@ void print_config(const SyncOptions& o, const ConfigFile& cf) {
   }
   j += "],\"db\":";
   append_json_string(j, display_state_location(o.db_path));
+  j += ",\"trace_name\":";
+  append_json_string(j, o.map.trace_name);
   j += fmt::format(",\"workers\":{},\"dry_run\":{},\"settle_ms\":{},\"max_field_bytes\":{},"
                    "\"max_line_bytes\":{},\"max_memory_bytes\":{},\"drain_timeout_ms\":{},"
                    "\"format\":\"{}\",\"trace_per_session\":{},\"backends\":[",

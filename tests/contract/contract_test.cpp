@@ -27,7 +27,7 @@ using otlp::Profile;
 
 const std::string kRealDir = std::string(CHSYNC_SOURCE_DIR) + "/tests/data/real";
 const std::string kGoldenDir = std::string(CHSYNC_SOURCE_DIR) + "/tests/data/golden";
-const std::string kGoldenInput = "marot__spotter/subagent.jsonl";
+const std::string kGoldenInput = "-experiments-worktrees/ef958aa1-0e93-49f0-bb71-150f63befcd1.jsonl";  // with 6 subagents
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
