@@ -156,7 +156,7 @@ void BM_ConsoleJson(benchmark::State& state) {
 }
 BENCHMARK(BM_ConsoleJson)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// Dedupe as in cli/sync.cpp dispatch: binary search in the sorted delivered keys (from the state)
+// Dedupe as in app/sync/sync.cpp dispatch: binary search in the sorted delivered keys (from the state)
 // then insert into the per-run set. range(0): delivered keys in the state.
 void BM_DedupeLookup(benchmark::State& state) {
   std::mt19937_64 rng(9);

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "cli/bench.h"
-#include "cli/sync.h"
+#include "app/bench/bench.h"
+#include "app/sync/sync.h"
 #include "cli/units.h"
 
 namespace chsync {

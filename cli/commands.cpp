@@ -15,7 +15,7 @@
 #include <map>
 
 #include "backends/console/json_writer.h"
-#include "cli/dead_letters.h"
+#include "app/dead_letters/dead_letters.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"
 

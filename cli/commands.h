@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "backends/exporter.h"
-#include "cli/sync.h"
+#include "app/sync/sync.h"
 
 namespace chsync {
 

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "cli/sync.h"
+#include "app/sync/sync.h"
 
 namespace chsync {
 namespace {

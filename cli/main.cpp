@@ -1,6 +1,6 @@
 // chsync: Claude Code transcripts -> traces, shipped to OTLP / Langfuse / Phoenix backends.
 // main() parses the command line (CLI11), applies environment and defaults, and runs a command.
-// Precedence: flags > environment > defaults. Exit codes: see cli/sync.h and README.
+// Precedence: flags > environment > defaults. Exit codes: see app/sync/sync.h and README.
 #include <CLI/CLI.hpp>
 #ifdef CHSYNC_WITH_MIMALLOC
 #include <mimalloc.h>
@@ -22,10 +22,10 @@
 #include "cli/bench_cli.h"
 #include "cli/commands.h"
 #include "cli/config.h"
-#include "cli/metrics/metrics.h"
-#include "cli/log.h"
-#include "cli/dead_letters.h"
-#include "cli/sync.h"
+#include "app/metrics/metrics.h"
+#include "pipeline/log.h"
+#include "app/dead_letters/dead_letters.h"
+#include "app/sync/sync.h"
 #include "cli/units.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"

@@ -15,7 +15,7 @@
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
 #include "cli/commands.h"
-#include "cli/dead_letters.h"
+#include "app/dead_letters/dead_letters.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {

@@ -1,4 +1,4 @@
-#include "cli/sync.h"
+#include "app/sync/sync.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -24,10 +24,10 @@
 #include <unordered_set>
 
 #include "backends/console/json_writer.h"
-#include "cli/dead_letters.h"
-#include "cli/metrics/metrics.h"
-#include "cli/log.h"
-#include "cli/progress.h"
+#include "app/dead_letters/dead_letters.h"
+#include "app/metrics/metrics.h"
+#include "pipeline/log.h"
+#include "app/sync/progress.h"
 #include "pipeline/bounded_queue.h"
 #include "pipeline/flat_u64_set.h"
 #include "pipeline/runtime.h"

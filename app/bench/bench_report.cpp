@@ -1,4 +1,4 @@
-#include "cli/bench_report.h"
+#include "app/bench/bench_report.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "cli/metrics/metrics.h"
+#include "app/metrics/metrics.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "cli/progress.h"
+#include "app/sync/progress.h"
 
 #include <fmt/format.h>
 

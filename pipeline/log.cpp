@@ -1,10 +1,10 @@
-#include "cli/log.h"
+#include "pipeline/log.h"
 
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 
-#include "backends/console/json_writer.h"
+#include "pipeline/json_escape.h"
 #include "pipeline/span.h"
 
 namespace chsync::log {

@@ -1,4 +1,4 @@
-#include "cli/dead_letters.h"
+#include "app/dead_letters/dead_letters.h"
 
 #include "stages/state/state_store.h"
 

@@ -1,4 +1,4 @@
-#include "cli/bench.h"
+#include "app/bench/bench.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -25,9 +25,9 @@
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
 #include "backends/otlp/otlp_proto.h"
-#include "cli/bench_report.h"
-#include "cli/dead_letters.h"
-#include "cli/sync.h"
+#include "app/bench/bench_report.h"
+#include "app/dead_letters/dead_letters.h"
+#include "app/sync/sync.h"
 #include "pipeline/ids.h"
 #include "stages/discover/discover.h"
 #include "stages/mapper/mapper.h"
