@@ -77,8 +77,8 @@ class InputDeliveryFaults(FaultCase):
         self.assertIn("caf\ufffd", texts)
 
     # BUG (issue 13 report): after a run over a cut tar, the member cut in the middle is recorded
-    # complete (app/sync/sync.cpp, run_sync, the FileState commit: fs.complete ignores a truncated
-    # tail of a non-settling source and the archive's read error is not attributed to the
+    # complete (stages/delivery/delivery_ledger.cpp, the FileState rows: fs.complete ignores a
+    # truncated tail of a non-settling source and the archive's read error is not attributed to the
     # member) with the size from its tar header; the repaired archive has the same size and
     # fingerprint for it, so it is skipped and the spans after the damage are never sent.
     def test_19c_cut_tar_then_repaired_sends_only_the_rest(self):

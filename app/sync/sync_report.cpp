@@ -1,0 +1,217 @@
+// SyncRun end of run: totals, exit code, the JSON report, the metrics textfile, the summary.
+#include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "app/sync/sync_run.h"
+#include "pipeline/clock.h"
+#include "pipeline/json_escape.h"
+#include "pipeline/log.h"
+
+namespace chsync {
+namespace {
+
+std::uint64_t peak_rss_kb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<std::uint64_t>(ru.ru_maxrss);
+}
+
+double cpu_seconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// {"k":v,...,"total":N} for a map of counts.
+void append_counts(std::string& j, const std::map<std::string, std::uint64_t>& counts,
+                   std::uint64_t total) {
+  j += "{";
+  for (auto& [k, v] : counts) j += fmt::format("\"{}\":{},", k, v);
+  j += fmt::format("\"total\":{}}}", total);
+}
+
+// Whole or not at all (temp + rename) for regular files; /dev/stdout and the like directly.
+void write_whole(const std::string& path, const std::string& text) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    std::ofstream(path) << text;
+    return;
+  }
+  const std::string tmp = path + ".tmp";
+  { std::ofstream(tmp) << text; }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) std::remove(tmp.c_str());
+}
+
+}  // namespace
+
+SyncRun::Totals SyncRun::totals() const {
+  Totals t;
+  for (auto& inst : instances_) {
+    const auto st = inst->exporter->stats();
+    const DeliveryCounts c = inst->ledger->counts();
+    t.spans_synced += c.delivered;
+    t.dead += c.dead;
+    t.repeated += c.repeated;
+    t.failed += c.failed;
+    t.requests += st.requests;
+    t.rejected += st.spans_partial_rejected;
+    // Retries after an unknown outcome (a reset or timeout once the request was written) may
+    // have reached the backend: they are possible repeats, counted like those of a crash.
+    t.repeated += st.spans_maybe_repeated;
+    t.bytes_wire += st.bytes_wire;
+    t.bytes_raw += st.bytes_raw;
+    for (auto& [k, v] : st.retries) t.retries[k] += v;
+  }
+  t.bytes_read = workers_->bytes_read();
+  t.bad_lines = problems_->bad_lines_by_kind();
+  for (auto& [k, v] : t.bad_lines) t.bad_total += v;
+  t.file_errors = problems_->file_errors();
+  t.map = dispatcher_->totals();
+  return t;
+}
+
+int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
+  const std::uint64_t file_error_count = t.file_errors.size() + disc_.errors.size();
+  int code = kExitOk;
+  if (t.bad_total > 0 || t.dead > 0 || file_error_count > 0 || t.rejected > 0) code = kExitPartial;
+  if (t.rejected > 0)
+    log::warn(fmt::format("the backend accepted requests but reported {} spans rejected "
+                          "(OTLP partialSuccess); they are not resent",
+                          t.rejected));
+  if (state_failure_.failed()) {
+    log::error(state_failure_.message() +
+               " — spans whose outcome was not recorded are sent again by the next run");
+    code = kExitPartial;
+  }
+  if (any_fatal) code = kExitBackend;
+  const int sig = received_signal();
+  if (sig == SIGINT) code = kExitSigint;
+  if (sig == SIGTERM) code = kExitSigterm;
+  const std::string first_error = runner_.first_error();
+  if (!first_error.empty()) {
+    std::fprintf(stderr, "chsync: internal error: %s\n", first_error.c_str());
+    if (code == kExitOk) code = kExitPartial;
+  }
+  return code;
+}
+
+void SyncRun::write_report(const Totals& t, int code, double secs) const {
+  std::string j = "{\"schema\":\"chsync.report/1\"";
+  auto kv = [&](const char* k, std::uint64_t v) { j += fmt::format(",\"{}\":{}", k, v); };
+  kv("files_scanned", disc_.files);
+  kv("files_updated", files_updated_);
+  kv("files_skipped", files_skipped_);
+  if (opt_.shard_count > 1) {
+    j += fmt::format(",\"shard\":\"{}/{}\"", opt_.shard_index, opt_.shard_count);
+    kv("bundles_other_shards", bundles_other_shards_);
+    kv("files_other_shards", files_other_shards_);
+  }
+  if (lease_) {
+    const std::string& rid = work_table_->run_id();
+    j += ",\"worker_id\":";
+    append_json_string(j, rid.substr(0, rid.rfind('#')));
+    j += ",\"run_id\":";
+    append_json_string(j, rid);
+    const LeaseUnits::Counts uc = lease_->counts();
+    kv("units_claimed", uc.claimed);
+    kv("units_done", uc.done);
+    kv("units_taken_over", uc.taken_over);
+  }
+  kv("spans_synced", t.spans_synced);
+  kv("spans_repeated", t.repeated);
+  kv("spans_failed", t.failed);
+  kv("spans_rejected", t.rejected);
+  kv("turns_held", t.map.turns_held);
+  kv("requests", t.requests);
+  std::uint64_t rsum = 0;
+  for (auto& [k, v] : t.retries) rsum += v;
+  j += ",\"retries\":";
+  append_counts(j, t.retries, rsum);
+  kv("dead_letters", t.dead);
+  if (redactor_) {
+    j += ",\"redactions\":";
+    append_counts(j, redactor_->counts(), redactor_->total());
+  }
+  j += ",\"bad_lines\":";
+  append_counts(j, t.bad_lines, t.bad_total);
+  j += ",\"errors\":[";
+  bool first = true;
+  auto add_error = [&](const std::string& s) {
+    if (!first) j += ",";
+    first = false;
+    append_json_string(j, s);
+  };
+  for (const auto& e : disc_.errors) add_error(e.path + ": " + e.kind + ": " + e.message);
+  for (const auto& e : t.file_errors) add_error(e);
+  j += "]";
+  kv("bytes_read", t.bytes_read);
+  kv("bytes_sent", t.bytes_wire);
+  kv("bytes_encoded", t.bytes_raw);
+  kv("duration_ms", static_cast<std::uint64_t>(secs * 1000));
+  j += fmt::format(",\"spans_mapped\":{},\"generations\":{},\"tool_spans\":{},\"agents\":{},"
+                   "\"agents_unlinked\":{},\"events\":{},\"turns\":{}",
+                   t.map.spans, t.map.generations, t.map.tool_spans, t.map.agents,
+                   t.map.agents_unlinked, t.map.events, t.map.turns);
+  j += fmt::format(",\"stages\":{{\"work_queue\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}},"
+                   "\"result_queue\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}",
+                   work_->counters().pushed_items.load(), work_->counters().pushed_bytes.load(),
+                   work_->counters().push_blocked_ns.load() / 1000000,
+                   results_->counters().pushed_items.load(),
+                   results_->counters().pushed_bytes.load(),
+                   results_->counters().push_blocked_ns.load() / 1000000);
+  for (auto& inst : instances_) {
+    auto st = inst->exporter->stats();
+    j += fmt::format(",\"sender.{}\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}",
+                     inst->spec.instance, inst->ledger->counts().delivered, st.bytes_wire,
+                     st.time_blocked_ms);
+  }
+  j += "}";
+  j += fmt::format(",\"throughput\":{{\"mb_per_s\":{:.2f},\"spans_per_s\":{:.1f}}}",
+                   static_cast<double>(t.bytes_read) / 1e6 / std::max(secs, 1e-6),
+                   static_cast<double>(t.spans_synced) / std::max(secs, 1e-6));
+  j += fmt::format(",\"peak_rss_kb\":{},\"cpu_seconds\":{:.3f},\"exit_code\":{},\"dry_run\":{}}}\n",
+                   peak_rss_kb(), cpu_seconds(), code, opt_.dry_run ? "true" : "false");
+  write_whole(opt_.report_path, j);
+}
+
+void SyncRun::write_metrics_file(int code, double secs) const {
+  const std::vector<MetricSample> last = {
+      {"chsync_last_run_exit_code", "", static_cast<double>(code)},
+      {"chsync_last_run_timestamp_seconds", "", static_cast<double>(wall_clock_ms()) / 1000.0},
+      {"chsync_last_run_duration_seconds", "", secs}};
+  std::string err;
+  if (!write_metrics_textfile(opt_.metrics_file, metrics_.render(last), err))
+    std::fprintf(stderr, "chsync: --metrics-file: %s\n", err.c_str());
+}
+
+void SyncRun::print_summary(const Totals& t, double secs) const {
+  const double mb = static_cast<double>(t.bytes_read) / 1e6;
+  std::fprintf(stderr,
+               "chsync: %s%llu files scanned (%llu updated, %llu skipped), %llu spans %s, %llu "
+               "deduped, %llu held turns, %llu dead, %llu bad lines, %.1f MB in %.2f s "
+               "(%.1f MB/s)\n",
+               opt_.dry_run ? "dry run: " : "", static_cast<unsigned long long>(disc_.files),
+               static_cast<unsigned long long>(files_updated_),
+               static_cast<unsigned long long>(files_skipped_),
+               static_cast<unsigned long long>(t.spans_synced),
+               opt_.dry_run ? "would be sent" : "sent",
+               static_cast<unsigned long long>(
+                   instances_.empty() ? 0 : instances_[0]->dedupe.deduped()),
+               static_cast<unsigned long long>(t.map.turns_held),
+               static_cast<unsigned long long>(t.dead),
+               static_cast<unsigned long long>(t.bad_total), mb, secs,
+               mb / std::max(secs, 1e-6));
+  for (auto& inst : instances_)
+    if (inst->exporter->fatal())
+      std::fprintf(stderr, "chsync: backend %s failed: %s\n", inst->spec.instance.c_str(),
+                   inst->exporter->fatal_reason().c_str());
+}
+
+}  // namespace chsync

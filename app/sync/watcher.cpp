@@ -1,0 +1,100 @@
+#include "app/sync/watcher.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "pipeline/log.h"
+
+namespace chsync {
+
+using Clock = std::chrono::steady_clock;
+
+Watcher::Watcher(Wiring wiring)
+    : w_(std::move(wiring)), last_progress_(Clock::now()), last_heartbeat_(Clock::now()) {
+  thread_ = std::thread([this] { run(); });
+}
+
+Watcher::~Watcher() { stop(); }
+
+void Watcher::stop() {
+  done_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (progress_drawn_) {
+    std::fputs("\r\x1b[K", stderr);
+    progress_drawn_ = false;
+  }
+}
+
+void Watcher::run() {
+  while (!done_.load()) {
+    if (w_.work_table) heartbeat();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    check_stop();
+    progress();
+  }
+}
+
+// Renews this run's leases; a failure is only logged: at worst the leases expire and other
+// workers redo those units (deduped by span ID, repeats counted).
+void Watcher::heartbeat() {
+  // After a failed heartbeat (database away) try again every 500 ms rather than every lease/3:
+  // the leases must be renewed as soon as the database is back, before they run out and other
+  // workers take units this run is still sending.
+  const auto beat = heartbeat_failed_ ? std::min<std::chrono::milliseconds>(
+                                            w_.lease / 3, std::chrono::milliseconds(500))
+                                      : std::chrono::milliseconds(w_.lease / 3);
+  if (Clock::now() - last_heartbeat_ < beat) return;
+  last_heartbeat_ = Clock::now();
+  try {
+    w_.work_table->heartbeat(w_.worker_progress());
+    heartbeat_failed_ = false;
+    if (!w_.quiet) {
+      const WorkCounts c = w_.work_table->counts();
+      std::size_t live = 0;
+      for (const auto& wr : w_.work_table->workers()) live += wr.live ? 1 : 0;
+      lease_note_ = fmt::format("  units {}/{} done, {} claimed, {} live workers", c.done,
+                                c.done + c.pending + c.claimed + c.expired, c.claimed, live);
+    }
+  } catch (const std::exception& e) {
+    if (!heartbeat_failed_) log::warn(std::string("work table heartbeat: ") + e.what());
+    heartbeat_failed_ = true;
+  }
+}
+
+void Watcher::check_stop() {
+  StageRunner& runner = *w_.runner;
+  if (received_signal() != 0 && !runner.stop_requested()) {
+    if (!w_.quiet)
+      std::fprintf(stderr, "chsync: signal %d: stopping, draining in-flight requests\n",
+                   received_signal());
+    runner.request_stop();
+  }
+  if (w_.failure->failed() && !runner.stop_requested()) {
+    log::error("the state cannot be written; stopping (nothing more is sent)");
+    runner.request_stop();
+  }
+  // Nothing new is sent after a stop: closing both queues also frees workers blocked on a full
+  // result queue when the dispatcher itself ended early (an internal error).
+  if (runner.stop_requested()) w_.close_queues();
+}
+
+void Watcher::progress() {
+  const bool tty = w_.progress_tty;
+  const auto every = tty ? std::chrono::milliseconds(250) : w_.progress_interval;
+  if (w_.quiet || every.count() <= 0 || Clock::now() - last_progress_ < every) return;
+  last_progress_ = Clock::now();
+  ProgressSnapshot ps = w_.snapshot();
+  ps.elapsed_s = std::chrono::duration<double>(Clock::now() - w_.start).count();
+  if (tty) {
+    std::string line = "\r\x1b[K" + render_progress(ps) + lease_note_;
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+    progress_drawn_ = true;
+  } else {
+    log::info("progress: " + render_progress(ps) + lease_note_);
+  }
+}
+
+}  // namespace chsync

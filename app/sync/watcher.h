@@ -1,0 +1,62 @@
+// Watcher: the sync's housekeeping thread. Every 50 ms it turns a SIGINT/SIGTERM or a state
+// failure into a stop of the run (and closes the work and result queues, so nothing new is sent
+// and no worker stays blocked), renews this run's leases (lease mode, every lease/3; every 500 ms
+// after a failed heartbeat), and draws progress: a live line on a terminal, a log line every
+// --progress-interval otherwise.
+// Owns: its thread and the live line (cleared by stop()).
+// Thread: its own; the callbacks it is given run there.
+// Stop: stop() ends and joins the thread (called after the pipeline threads were joined).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "app/sync/progress.h"
+#include "pipeline/runtime.h"
+#include "stages/delivery/delivery_ledger.h"
+#include "stages/state/work_table.h"
+
+namespace chsync {
+
+class Watcher {
+ public:
+  struct Wiring {
+    bool quiet = false;
+    bool progress_tty = false;  // a live line (stderr is a terminal not shared with output)
+    std::chrono::milliseconds progress_interval{10000};
+    std::chrono::steady_clock::time_point start;
+    std::function<ProgressSnapshot()> snapshot;  // elapsed_s is filled in here
+    StageRunner* runner = nullptr;
+    StateFailure* failure = nullptr;
+    std::function<void()> close_queues;
+    // Lease mode only.
+    WorkTable* work_table = nullptr;
+    std::chrono::milliseconds lease{60000};
+    std::function<WorkerProgress()> worker_progress;
+  };
+  explicit Watcher(Wiring wiring);
+  ~Watcher();
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  void stop();
+
+ private:
+  void run();
+  void heartbeat();
+  void check_stop();
+  void progress();
+
+  Wiring w_;
+  std::atomic<bool> done_{false};
+  bool progress_drawn_ = false;
+  std::chrono::steady_clock::time_point last_progress_, last_heartbeat_;
+  bool heartbeat_failed_ = false;
+  std::string lease_note_;  // " | units ... workers ..." from the heartbeat
+  std::thread thread_;      // last: started once everything above is set
+};
+
+}  // namespace chsync

@@ -1,0 +1,105 @@
+// Dispatcher stage: takes mapped bundles, orders them where a backend needs it, filters what each
+// backend instance already has (SpanDedupe), and routes the rest to the instances' exporters.
+//
+// Consumes: BundleResults from the result queue. Produces: Exporter::send() calls per instance
+// (spans in order), DeliveryLedger notices (bundle dispatched with N spans, adopted records),
+// per-bundle outcomes for the ledgers, run totals (MapStats) and progress counters.
+// Ordering: console and file output are ordered by bundle so the bytes are the same for any
+// --workers. The reorder buffer is bounded by the budget's `reorder` share: past it the smallest
+// waiting bundle goes out even though an earlier one is still being mapped. With leases this
+// process sees only the bundles it claims, so output is never reordered then.
+// Routing: one instance is called directly on the dispatcher thread. Several instances each get
+// a bounded queue (their part of the `send_queues` share) and a sender thread, so a slow or
+// failing backend holds back only its own queue.
+// Owns: the reorder buffer, the send queues, the per-bundle outcome table; not the exporters.
+// Thread: run() on the dispatcher thread; one sender thread per instance when there are several.
+// Stop: after a stop request or a fatal exporter nothing new is sent (spans count as not sent);
+// run() returns when the result queue is closed and drained, then closes the send queues; each
+// sender stops its exporter (drain up to --drain-timeout) once its queue is empty. stop(drain)
+// stops the exporters that have no sender of their own and reports whether all drained.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/exporter.h"
+#include "pipeline/bounded_queue.h"
+#include "pipeline/bundle.h"
+#include "pipeline/memory_budget.h"
+#include "pipeline/runtime.h"
+#include "stages/dedupe/dedupe.h"
+#include "stages/delivery/delivery_ledger.h"
+#include "stages/feeder/lease_units.h"
+#include "stages/map_worker/work.h"
+
+namespace chsync {
+
+class Dispatcher {
+ public:
+  // One backend instance as the dispatcher sees it (owned by the run).
+  struct Route {
+    std::string name;
+    Exporter* exporter = nullptr;
+    SpanDedupe* dedupe = nullptr;
+    DeliveryLedger* ledger = nullptr;
+    const std::vector<bool>* needs = nullptr;  // per bundle
+  };
+  struct Wiring {
+    const std::vector<Bundle>* bundles = nullptr;
+    const std::vector<bool>* any_need = nullptr;
+    std::vector<Route> routes;
+    BoundedQueue<BundleResult>* results = nullptr;
+    BundleOutcomes* outcomes = nullptr;
+    const MemoryBudget* budget = nullptr;
+    bool ordered = false;        // reorder by bundle (console/file output)
+    LeaseUnits* lease = nullptr;  // lease mode
+    std::chrono::milliseconds drain_timeout{30000};
+    std::function<bool()> stop_requested;
+    std::function<void()> request_stop;
+  };
+  explicit Dispatcher(Wiring wiring);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Several routes: starts one sender thread each on `runner` (call before run()).
+  void start_senders(StageRunner& runner);
+  void run();
+  // After every thread was joined: stops the exporters without a sender (draining up to
+  // `drain_timeout`) and records what finished. True when every exporter drained.
+  bool stop(std::chrono::milliseconds drain_timeout) noexcept;
+
+  MapStats totals() const;  // after the threads were joined
+  std::uint64_t files_done() const noexcept { return files_done_.load(); }
+  std::uint64_t disk_bytes_done() const noexcept { return disk_bytes_done_.load(); }
+
+ private:
+  struct SendItem {
+    std::size_t bundle = 0;
+    std::vector<Span> spans;
+    std::uint64_t repeats = 0;
+    bool flush = false;  // input paused: send the partial batch, record finished bundles
+  };
+  void record(BundleResult& r);
+  void dispatch(BundleResult& r);
+  void send_to(const Route& route, std::size_t bundle, std::vector<Span>&& out,
+               std::uint64_t repeats);
+  void run_sender(std::size_t route);
+  void idle_flush();
+  void run_ordered();
+
+  Wiring w_;
+  std::vector<std::unique_ptr<BoundedQueue<SendItem>>> send_queues_;
+  // Per sender: -1 not stopped yet, else the result of its exporter's stop().
+  std::vector<int> sender_stopped_;  // written by each sender, read after the joins
+  std::atomic<bool> exporter_fatal_{false};
+  MapStats totals_;
+  std::atomic<std::uint64_t> files_done_{0}, disk_bytes_done_{0};
+};
+
+}  // namespace chsync

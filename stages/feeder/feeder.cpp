@@ -1,0 +1,176 @@
+#include "stages/feeder/feeder.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include "stages/reader/archive_reader.h"
+
+namespace chsync {
+
+void Feeder::run() {
+  if (w_.lease) {
+    w_.lease->claim_and_feed(
+        w_.lease_options,
+        [this](const LeaseUnits::Unit& u) {
+          if (!u.archive.empty()) return feed_archive(u.archive, u.bundles);
+          return push(WorkItem{u.bundles.front(), {}, {}}, 1);
+        },
+        w_.stop_requested, *w_.failure);
+  } else {
+    feed_all();
+  }
+  w_.work->close();
+}
+
+bool Feeder::push(WorkItem&& item, std::uint64_t bytes) {
+  if (w_.lease) w_.lease->on_push(item.bundle_index, w_.instances_needing(item.bundle_index));
+  return w_.work->push(std::move(item), bytes);
+}
+
+void Feeder::feed_all() {
+  const auto& bundles = *w_.bundles;
+  std::map<std::string, std::vector<std::size_t>> by_archive;
+  for (std::size_t b = 0; b < bundles.size(); ++b) {
+    if (!(*w_.any_need)[b]) continue;
+    if (w_.stop_requested()) break;
+    if (!bundles[b].files.empty() && bundles[b].files[0].kind == SourceKind::kArchiveMember) {
+      by_archive[bundles[b].files[0].path].push_back(b);
+      continue;
+    }
+    if (!w_.work->push(WorkItem{b, {}, {}}, 1)) return;
+  }
+  for (auto& [apath, list] : by_archive) {
+    if (w_.stop_requested()) break;
+    if (!feed_archive(apath, list)) break;
+  }
+}
+
+namespace {
+
+// One archive member read into memory or, past the caps, into a spool file.
+struct MemberRead {
+  std::string data, spool_path, write_error, damage;
+  bool ok = true;
+};
+
+MemberRead read_member(ArchiveReader& ar, SpoolDir& spool, std::uint64_t declared,
+                       std::uint64_t pending_bytes, std::uint64_t pending_cap,
+                       std::uint64_t member_mem_cap, std::vector<char>& buf) {
+  MemberRead m;
+  int fd = -1;
+  auto to_disk = [&] {
+    m.spool_path = spool.create_file(fd, m.write_error);
+    if (m.spool_path.empty()) return false;
+    if (!m.data.empty() && !write_all(fd, m.data.data(), m.data.size(), m.write_error)) return false;
+    std::string().swap(m.data);
+    return true;
+  };
+  if (declared > member_mem_cap || pending_bytes + declared > pending_cap) m.ok = to_disk();
+  while (m.ok) {
+    const long n = ar.read(buf.data(), buf.size());
+    if (n < 0) {
+      m.damage = ar.error("corrupt member");
+      break;
+    }
+    if (n == 0) break;
+    if (fd >= 0) {
+      m.ok = write_all(fd, buf.data(), static_cast<std::size_t>(n), m.write_error);
+    } else {
+      m.data.append(buf.data(), static_cast<std::size_t>(n));
+      // Sizes can be unknown (zip streams) or wrong: check as the data grows.
+      if (m.data.size() > member_mem_cap || pending_bytes + m.data.size() > pending_cap)
+        m.ok = to_disk();
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  return m;
+}
+
+}  // namespace
+
+bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_t>& list) {
+  const auto& bundles = *w_.bundles;
+  const std::uint64_t pending_cap = w_.budget->archive_pending_bytes();
+  const std::uint64_t member_mem_cap = w_.budget->archive_member_in_memory_bytes();
+  // Discover already named this archive's damage (it lists the same headers): say it once.
+  const bool damage_known = std::any_of(
+      w_.discover_errors->begin(), w_.discover_errors->end(),
+      [&](auto& e) { return e.path == apath && e.kind == "corrupt_archive"; });
+  std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> where;
+  std::map<std::size_t, WorkItem> partial;  // ordered: released in bundle order at the end
+  std::unordered_map<std::size_t, std::size_t> missing;
+  std::unordered_map<std::size_t, std::uint64_t> held;  // in-memory bytes per bundle
+  std::uint64_t pending_bytes = 0;
+  for (auto b : list) {
+    for (std::size_t i = 0; i < bundles[b].files.size(); ++i)
+      where[bundles[b].files[i].member] = {b, i};
+    const std::size_t n = bundles[b].files.size();
+    partial[b] = WorkItem{b, std::vector<std::string>(n), std::vector<std::string>(n)};
+    missing[b] = n;
+  }
+  ArchiveReader ar(apath);
+  if (!ar.is_open()) {
+    w_.problems->file_error(apath + ": cannot open archive: " + ar.error("unknown error"));
+    return true;
+  }
+  std::vector<char> buf(1 << 16);
+  ArchiveEntry e;
+  bool stopped = false;
+  for (;;) {
+    if (w_.stop_requested()) break;
+    const auto next = ar.next(e);
+    if (next == ArchiveReader::Next::kEnd) break;
+    if (next == ArchiveReader::Next::kDamaged) {
+      if (!damage_known)
+        w_.problems->file_error(apath + ": truncated or corrupt archive: " + ar.error("bad header"));
+      break;
+    }
+    auto it = where.find(e.name);
+    if (it == where.end() || partial.find(it->second.first) == partial.end()) {
+      ar.skip();
+      continue;
+    }
+    auto [b, i] = it->second;
+    MemberRead m = read_member(ar, spool_, e.size, pending_bytes, pending_cap, member_mem_cap, buf);
+    if (!m.ok) {
+      // Spooling failed (disk full?): the member is reported and left out, the rest goes on.
+      w_.problems->file_error(apath + "!" + e.name + ": cannot spool member: " + m.write_error);
+      if (!m.spool_path.empty()) ::unlink(m.spool_path.c_str());
+      m.spool_path.clear();
+      std::string().swap(m.data);
+      ar.skip();
+    }
+    // Lines before the damage are kept: the reader passes the cut tail as a bad line.
+    if (!m.damage.empty() && !damage_known)
+      w_.problems->file_error(apath + "!" + e.name + ": truncated or corrupt archive member: " +
+                              m.damage);
+    held[b] += m.data.size();
+    pending_bytes += m.data.size();
+    WorkItem& item = partial[b];
+    item.member_data[i] = std::move(m.data);
+    item.member_spool[i] = std::move(m.spool_path);
+    if (--missing[b] == 0) {
+      const std::uint64_t sz = 1 + held[b];
+      pending_bytes -= held[b];
+      held.erase(b);
+      WorkItem ready = std::move(item);
+      partial.erase(b);
+      if (!push(std::move(ready), sz)) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!m.damage.empty()) break;
+  }
+  // Bundles cut short by damage: map what arrived (the rest stays unread and counted).
+  for (auto& [b, item] : partial) {
+    if (stopped) break;
+    if (!push(std::move(item), 1 + held[b])) break;
+  }
+  return !stopped;
+}
+
+}  // namespace chsync

@@ -1,0 +1,101 @@
+#include "stages/map_worker/map_worker.h"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace chsync {
+
+void MapWorkers::run() {
+  while (auto item = w_.work->pop()) {
+    if (w_.stop_requested()) continue;  // drain without work
+    BundleResult res = map_bundle(*item);
+    if (w_.check && !res.spans.empty()) {
+      // The state's view of these spans (another worker may have delivered some since this run
+      // started; or the delivered set is too large to load and is asked per bundle).
+      std::vector<std::uint64_t> keys;
+      keys.reserve(res.spans.size());
+      for (const auto& sp : res.spans) keys.push_back(sp.span_key());
+      std::sort(keys.begin(), keys.end());
+      keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+      res.checks = w_.check(item->bundle_index, keys);
+    }
+    const std::uint64_t sz = result_bytes(res);
+    if (!w_.results->push(std::move(res), sz)) break;
+  }
+  if (left_.fetch_sub(1) == 1) w_.results->close();
+}
+
+ReadResult MapWorkers::read_file(WorkItem& item, std::size_t fi, const LineFn& on_line,
+                                 const TooLongFn& on_too_long) {
+  const FileRef& f = (*w_.bundles)[item.bundle_index].files[fi];
+  if (f.kind != SourceKind::kArchiveMember) return read_lines(f, w_.reader, on_line, on_too_long);
+  ReadResult rr;
+  const std::string spooled = fi < item.member_spool.size() ? item.member_spool[fi] : std::string();
+  if (!spooled.empty()) {
+    FileRef sf;
+    sf.kind = SourceKind::kPlain;
+    sf.path = spooled;
+    rr = read_lines(sf, w_.reader, on_line, on_too_long);
+    ::unlink(spooled.c_str());
+  } else if (fi < item.member_data.size()) {
+    rr = read_memory_lines(item.member_data[fi], w_.reader, on_line, on_too_long);
+    std::string().swap(item.member_data[fi]);  // release as the bundle is read
+  }
+  return rr;
+}
+
+BundleResult MapWorkers::map_bundle(WorkItem& item) {
+  thread_local simdjson::dom::parser tail_parser;
+  const Bundle& bundle = (*w_.bundles)[item.bundle_index];
+  auto report_bad = [this](const BadLine& bl) { w_.problems->bad_line(bl); };
+  BundleResult res;
+  res.bundle_index = item.bundle_index;
+  res.files.resize(bundle.files.size());
+  BundleMapper mapper(w_.map, bundle, report_bad);
+  for (std::size_t fi = 0; fi < bundle.files.size(); ++fi) {
+    const FileRef& f = bundle.files[fi];
+    FileOutcome& fo = res.files[fi];
+    auto on_line = [&](std::string_view line, std::size_t cap, std::uint64_t ln, std::uint64_t off,
+                       bool no_newline) {
+      if (line.empty()) return true;
+      if (no_newline) {
+        // A last line without '\n': complete only if it parses (else: still being written, or
+        // cut off in an archive).
+        simdjson::padded_string ps(line);
+        if (tail_parser.parse(ps).error() != simdjson::SUCCESS) {
+          fo.truncated_tail = true;
+          if (!f.settles || f.kind == SourceKind::kArchiveMember)
+            report_bad(BadLine{f.display, ln, "truncated_tail",
+                               "last line has no newline and does not parse"});
+          return true;
+        }
+      }
+      mapper.add_line(fi, line, cap, ln, off);
+      return true;
+    };
+    auto on_too_long = [&](std::uint64_t ln, std::uint64_t n) {
+      ++fo.bad;
+      report_bad(BadLine{f.display, ln, "too_long",
+                         fmt::format("line of {} bytes exceeds --max-line-bytes", n)});
+    };
+    if (f.size == 0 && f.kind != SourceKind::kStdin && !w_.quiet)
+      std::fprintf(stderr, "chsync: %s: empty file (nothing to export)\n", f.display.c_str());
+    const ReadResult rr = read_file(item, fi, on_line, on_too_long);
+    fo.lines = rr.end_line;
+    fo.end_offset = rr.end_offset;
+    fo.bytes = rr.bytes;
+    fo.error = rr.error;
+    res.bytes += rr.bytes;
+    bytes_read_.fetch_add(rr.bytes, std::memory_order_relaxed);
+    if (!rr.error.empty()) w_.problems->file_error(f.display + ": " + rr.error);
+  }
+  mapper.finish(res.spans);
+  res.stats = mapper.stats();
+  return res;
+}
+
+}  // namespace chsync

@@ -1,0 +1,69 @@
+// Map worker stage: reads, parses and maps one bundle at a time.
+//
+// Consumes: WorkItems from the work queue (a bundle index; archive members' bytes or spool files).
+// Produces: one BundleResult per bundle on the result queue: the bundle's spans in emission
+// order, per-file read outcomes (lines, end offset, truncated tail, read error), map counts, and
+// where the state is asked per bundle (lease mode, or a delivered set over its memory share) the
+// state's per-instance view of the spans (BundleCheck). This is the
+// place for per-bundle work that scales with --workers (the throughput work adds encoding for
+// each backend instance here).
+// Owns: each bundle's BundleMapper while it maps; a per-thread simdjson parser for last lines.
+// Thread: run() on each of --workers threads; every worker shares the queues.
+// Stop: when `stop_requested()` is true the worker drains the work queue without mapping (spool
+// files left unread are removed with the feeder's SpoolDir); run() returns when the work queue is closed and empty or the result queue is closed. The last
+// worker to return closes the result queue.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "pipeline/bounded_queue.h"
+#include "pipeline/bundle.h"
+#include "stages/map_worker/input_problems.h"
+#include "stages/map_worker/work.h"
+#include "stages/mapper/mapper.h"
+#include "stages/reader/reader.h"
+
+namespace chsync {
+
+class MapWorkers {
+ public:
+  // Asks the state about a bundle's span keys (sorted, unique): lease mode, or a delivered set
+  // too large to load whole. Returns one BundleCheck per instance (empty when not asked).
+  using CheckFn = std::function<std::vector<BundleCheck>(std::size_t bundle,
+                                                         const std::vector<std::uint64_t>& keys)>;
+  struct Wiring {
+    const std::vector<Bundle>* bundles = nullptr;
+    MapOptions map;
+    ReaderOptions reader;
+    bool quiet = false;
+    BoundedQueue<WorkItem>* work = nullptr;
+    BoundedQueue<BundleResult>* results = nullptr;
+    InputProblems* problems = nullptr;
+    std::function<bool()> stop_requested;
+    CheckFn check;  // empty: no shared state to ask
+    std::size_t workers = 1;
+  };
+  explicit MapWorkers(Wiring wiring) : w_(std::move(wiring)), left_(w_.workers) {}
+  MapWorkers(const MapWorkers&) = delete;
+  MapWorkers& operator=(const MapWorkers&) = delete;
+
+  // The body of one worker thread (call it from `workers` threads).
+  void run();
+  // Maps one bundle (public for tests and benchmarks: no queues involved).
+  BundleResult map_bundle(WorkItem& item);
+
+  std::uint64_t bytes_read() const noexcept { return bytes_read_.load(std::memory_order_relaxed); }
+
+ private:
+  ReadResult read_file(WorkItem& item, std::size_t fi, const LineFn& on_line,
+                       const TooLongFn& on_too_long);
+
+  Wiring w_;
+  std::atomic<std::size_t> left_;
+  std::atomic<std::uint64_t> bytes_read_{0};
+};
+
+}  // namespace chsync

@@ -1,0 +1,48 @@
+// What travels between the sync stages: the feeder hands a map worker a WorkItem (one bundle,
+// with the bytes of its archive members), a map worker hands the dispatcher a BundleResult (the
+// bundle's spans, per-file read outcomes and counts).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pipeline/span.h"
+#include "stages/mapper/mapper.h"
+#include "stages/state/state_store.h"
+
+namespace chsync {
+
+// A bundle ready for mapping; archive members carry their bytes (read by the feeder).
+struct WorkItem {
+  std::size_t bundle_index = 0;
+  std::vector<std::string> member_data;   // parallel to bundle.files for archive members
+  std::vector<std::string> member_spool;  // non-empty: that member was spooled to this file
+};
+
+struct FileOutcome {
+  std::uint64_t lines = 0;
+  std::uint64_t end_offset = 0;
+  std::uint64_t bad = 0;
+  std::uint64_t bytes = 0;       // decompressed bytes read
+  bool truncated_tail = false;  // unparseable last line without '\n'
+  std::string error;            // unreadable / corrupt stream
+};
+
+struct BundleResult {
+  std::size_t bundle_index = 0;
+  std::vector<Span> spans;
+  MapStats stats;
+  std::vector<FileOutcome> files;
+  std::uint64_t bytes = 0;
+  std::vector<BundleCheck> checks;  // lease mode: per instance, the shared state's view
+};
+
+// Bytes a result is charged in the result queue and the reorder buffer.
+inline std::uint64_t result_bytes(const BundleResult& r) {
+  std::uint64_t sz = 64;
+  for (const auto& s : r.spans) sz += approx_bytes(s);
+  return sz;
+}
+
+}  // namespace chsync
