@@ -1,10 +1,10 @@
 // Stage runner: owns the threads of a pipeline run, propagates the first fatal error, and turns
 // SIGINT/SIGTERM into an orderly stop.
 //
-// Contract: spawn() starts a named thread running fn(stop_token-like StopFlag); if fn throws, the
-// runner records the first error, requests stop for everyone, and join() rethrows nothing but
-// reports it through first_error(). request_stop() is idempotent and async-signal-safe to call via
-// the installed signal handler (it only sets atomics). join_all() waits for every thread.
+// Contract: spawn() starts a named thread running fn(); stages poll stop_requested() between
+// items. If fn throws, the runner records the first error, requests stop for everyone, and
+// join_all() rethrows nothing but reports it through first_error(). request_stop() is idempotent
+// (it only sets an atomic). join_all() waits for every thread; the destructor stops and joins.
 #pragma once
 
 #include <atomic>
@@ -45,18 +45,12 @@ class StageRunner {
   std::string first_error_;
 };
 
-// Installs SIGINT/SIGTERM handlers that record the signal (first one) and call the hook set by
-// set_stop_hook; a second signal exits immediately with 128+signo (hard stop, crash semantics).
+// Installs SIGINT/SIGTERM handlers that record the signal (first one); the sync's watcher thread
+// polls received_signal() and turns it into request_stop(). A second signal exits immediately
+// with 128+signo (hard stop, crash semantics).
 void install_signal_handlers();
 int received_signal() noexcept;  // 0, SIGINT or SIGTERM
-// Polled by the pipeline: a watcher thread turns the recorded signal into request_stop().
+// Forgets a recorded signal (start of a run, tests).
 void reset_signal_state() noexcept;
-
-struct StageCounters {
-  std::string name;
-  std::uint64_t items = 0;
-  std::uint64_t bytes = 0;
-  std::uint64_t blocked_ms = 0;  // time blocked on a full output or an empty input queue
-};
 
 }  // namespace chsync

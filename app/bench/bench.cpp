@@ -1,7 +1,5 @@
 #include "app/bench/bench.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fmt/format.h>
 #include <simdjson.h>
 #include <sys/wait.h>
@@ -31,6 +29,7 @@
 #include "pipeline/ids.h"
 #include "stages/discover/discover.h"
 #include "stages/mapper/mapper.h"
+#include "stages/reader/archive_reader.h"
 #include "stages/reader/reader.h"
 
 namespace chsync {
@@ -267,26 +266,23 @@ class InputLoader {
       for (std::size_t fi = 0; fi < bundles[b].files.size(); ++fi)
         where[bundles[b].files[fi].member] = {b, fi};
     }
-    struct archive* ar = archive_read_new();
-    archive_read_support_filter_all(ar);
-    archive_read_support_format_all(ar);
-    if (archive_read_open_filename(ar, path.c_str(), 1 << 20) != ARCHIVE_OK) {
-      std::fprintf(stderr, "chsync bench: %s: %s\n", path.c_str(), archive_error_string(ar));
-      archive_read_free(ar);
+    ArchiveReader ar(path);
+    if (!ar.is_open()) {
+      std::fprintf(stderr, "chsync bench: %s: %s\n", path.c_str(), ar.error("cannot open").c_str());
       return;
     }
-    struct archive_entry* e = nullptr;
+    ArchiveEntry e;
     std::vector<char> buf(1 << 20);
-    while (!full() && archive_read_next_header(ar, &e) == ARCHIVE_OK) {
-      auto it = where.find(archive_entry_pathname(e));
+    while (!full() && ar.next(e) == ArchiveReader::Next::kEntry) {
+      auto it = where.find(e.name);
       if (it == where.end()) {
-        archive_read_data_skip(ar);
+        ar.skip();
         continue;
       }
       auto [b, fi] = it->second;
       std::string& out = data[b][fi];
       for (;;) {
-        const la_ssize_t n = archive_read_data(ar, buf.data(), buf.size());
+        const long n = ar.read(buf.data(), buf.size());
         if (n <= 0) break;
         out.append(buf.data(), static_cast<std::size_t>(n));
       }
@@ -295,7 +291,6 @@ class InputLoader {
         data.erase(b);
       }
     }
-    archive_read_free(ar);
   }
 
   const BenchOptions& opt_;

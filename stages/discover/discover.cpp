@@ -1,7 +1,5 @@
 #include "stages/discover/discover.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
@@ -15,6 +13,7 @@
 #include <string_view>
 #include <utility>
 
+#include "stages/reader/archive_reader.h"
 #include "stages/reader/reader.h"
 
 namespace chsync {
@@ -213,37 +212,31 @@ class Walker {
 };
 
 void list_archive(const std::string& path, DiscoverResult& res, std::vector<Candidate>& out) {
-  struct archive* ar = archive_read_new();
-  archive_read_support_filter_all(ar);
-  archive_read_support_format_all(ar);
   struct stat ast {};
   ::stat(path.c_str(), &ast);
   char* real = ::realpath(path.c_str(), nullptr);
   std::string apath = real ? real : path;
   std::free(real);
-  if (archive_read_open_filename(ar, path.c_str(), 1 << 20) != ARCHIVE_OK) {
-    res.errors.push_back({path, "corrupt_archive",
-                          archive_error_string(ar) ? archive_error_string(ar) : "cannot open"});
-    archive_read_free(ar);
+  ArchiveReader ar(path);
+  if (!ar.is_open()) {
+    res.errors.push_back({path, "corrupt_archive", ar.error("cannot open")});
     return;
   }
-  archive_entry* e = nullptr;
+  ArchiveEntry e;
   for (;;) {
-    int rc = archive_read_next_header(ar, &e);
-    if (rc == ARCHIVE_EOF) break;
-    if (rc < ARCHIVE_WARN) {
-      res.errors.push_back({path, "corrupt_archive",
-                            archive_error_string(ar) ? archive_error_string(ar) : "bad header"});
+    const auto next = ar.next(e);
+    if (next == ArchiveReader::Next::kEnd) break;
+    if (next == ArchiveReader::Next::kDamaged) {
+      res.errors.push_back({path, "corrupt_archive", ar.error("bad header")});
       break;
     }
-    if (archive_entry_filetype(e) != AE_IFREG) continue;
-    std::string member = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
-    while (member.rfind("./", 0) == 0) member.erase(0, 2);
+    if (!e.regular) continue;
+    const std::string& member = e.name;
     std::string_view name = basename_of(member);
     SourceKind kind;
     std::string_view stem;
     if (!transcript_kind(name, kind, stem) || kind != SourceKind::kPlain) {
-      archive_read_data_skip(ar);
+      ar.skip();
       continue;
     }
     Candidate c;
@@ -252,29 +245,27 @@ void list_archive(const std::string& path, DiscoverResult& res, std::vector<Cand
     c.ref.member = member;
     c.ref.key = apath + "!" + member;
     c.ref.display = path + "!" + member;
-    c.ref.size = static_cast<std::uint64_t>(archive_entry_size(e));
-    c.ref.mtime_ms = static_cast<std::int64_t>(archive_entry_mtime(e)) * 1000;
+    c.ref.size = e.size;
+    c.ref.mtime_ms = e.mtime_s * 1000;
     c.ref.settles = false;  // archived files are final by definition
     c.dir = dirname_of(member);
     c.stem = std::string(stem);
     if (c.stem.rfind("agent-", 0) == 0 && session_dir_of_subagent(c.dir).empty()) {
       // Flat 2.0.x sibling: peek its first bytes for the parent sessionId.
       std::string head(64 * 1024, '\0');
-      la_ssize_t n = archive_read_data(ar, head.data(), head.size());
+      const long n = ar.read(head.data(), head.size());
       head.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
       c.session = peek_session_id(head);
     }
-    if (archive_read_data_skip(ar) < ARCHIVE_WARN) {
+    if (!ar.skip()) {
       // The member's data is cut or damaged: lines before the damage are still read by the
       // feeder, so the member is listed, and the archive is reported once, here.
       out.push_back(std::move(c));
-      res.errors.push_back({path, "corrupt_archive",
-                            archive_error_string(ar) ? archive_error_string(ar) : "bad data"});
+      res.errors.push_back({path, "corrupt_archive", ar.error("bad data")});
       break;
     }
     out.push_back(std::move(c));
   }
-  archive_read_free(ar);
 }
 
 }  // namespace

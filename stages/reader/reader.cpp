@@ -1,6 +1,5 @@
 #include "stages/reader/reader.h"
 
-#include <archive.h>
 #include <fcntl.h>
 #include <libdeflate.h>
 #include <sys/stat.h>
@@ -13,7 +12,6 @@
 #include <memory>
 #include <vector>
 
-#include "pipeline/ids.h"
 
 namespace chsync {
 namespace {
@@ -186,22 +184,6 @@ class ZstdSource : public ByteSource {
   ZSTD_inBuffer input_{nullptr, 0, 0};
   std::size_t pending_ = 0;
   bool failed_ = false;
-};
-
-class ArchiveSource : public ByteSource {
- public:
-  explicit ArchiveSource(struct archive* ar) : ar_(ar) {}
-  long read(char* buf, std::size_t n) override {
-    la_ssize_t r = archive_read_data(ar_, buf, n);
-    if (r < 0) {
-      error_ = archive_error_string(ar_) ? archive_error_string(ar_) : "archive read error";
-      return -1;
-    }
-    return static_cast<long>(r);
-  }
-
- private:
-  struct archive* ar_;
 };
 
 // The line splitter shared by every source.
@@ -398,34 +380,10 @@ ReadResult read_lines(const FileRef& file, const ReaderOptions& options, const L
   return {};
 }
 
-ReadResult read_archive_entry_lines(struct archive* ar, const ReaderOptions& options,
-                                    const LineFn& on_line, const TooLongFn& on_too_long) {
-  ArchiveSource src(ar);
-  return split_lines(src, options, on_line, on_too_long);
-}
-
 ReadResult read_memory_lines(std::string_view data, const ReaderOptions& options,
                              const LineFn& on_line, const TooLongFn& on_too_long) {
   MemorySource src(data);
   return split_lines(src, options, on_line, on_too_long);
-}
-
-std::string fingerprint_file(const FileRef& file, std::size_t bytes) {
-  std::string head;
-  head.reserve(bytes);
-  ReaderOptions o;
-  o.chunk_bytes = 64 * 1024;
-  o.max_line_bytes = 64 * 1024;
-  auto take = [&](std::string_view line, std::size_t, std::uint64_t, std::uint64_t, bool nn) {
-    std::size_t room = bytes - head.size();
-    head.append(line.substr(0, room));
-    if (!nn && head.size() < bytes) head.push_back('\n');
-    return head.size() < bytes;
-  };
-  if (file.kind == SourceKind::kArchiveMember || file.kind == SourceKind::kStdin) return "";
-  ReadResult r = read_lines(file, o, take, nullptr);
-  if (!r.error.empty() && head.empty()) return "";
-  return sha256_hex(head).substr(0, 32);
 }
 
 }  // namespace chsync

@@ -19,8 +19,6 @@
 
 #include "pipeline/bundle.h"
 
-struct archive;
-
 namespace chsync {
 
 struct ReaderOptions {
@@ -47,20 +45,13 @@ using LineFn = std::function<bool(std::string_view line, std::size_t padded_capa
 using TooLongFn = std::function<void(std::uint64_t line_no, std::uint64_t bytes)>;
 
 // Reads a file from disk (plain, gzip, zstd; kStdin reads fd 0). Archive members are not read
-// here: use read_archive_data while the archive is positioned on the member.
+// here: the feeder reads them (stages/reader/archive_reader.h) and passes their bytes to
+// read_memory_lines, or spools them to a file read here.
 ReadResult read_lines(const FileRef& file, const ReaderOptions& options, const LineFn& on_line,
                       const TooLongFn& on_too_long);
-
-// Reads the current libarchive entry's data as lines.
-ReadResult read_archive_entry_lines(struct archive* ar, const ReaderOptions& options,
-                                    const LineFn& on_line, const TooLongFn& on_too_long);
 
 // Reads bytes from memory as lines (used for spooled archive members and tests).
 ReadResult read_memory_lines(std::string_view data, const ReaderOptions& options,
                              const LineFn& on_line, const TooLongFn& on_too_long);
-
-// Hex fingerprint of the first `bytes` bytes of the decompressed content (identity of a file
-// across renames, catches replacement). Returns "" if unreadable.
-std::string fingerprint_file(const FileRef& file, std::size_t bytes = 1024);
 
 }  // namespace chsync

@@ -316,19 +316,6 @@ TEST(ReaderTest, NulAndInvalidUtf8BytesPassThroughUnchanged) {
   EXPECT_EQ(c.lines[1].text.size(), 9u);
 }
 
-TEST(ReaderTest, FingerprintIgnoresCompression) {
-  TempDir d;
-  std::string text = numbered_lines(50);
-  FileRef p;
-  p.path = d.file("a.jsonl", text);
-  FileRef g;
-  g.path = d.file("a.jsonl.gz", gzip(text));
-  g.kind = SourceKind::kGzip;
-  g.size = fs::file_size(g.path);
-  EXPECT_EQ(fingerprint_file(p), fingerprint_file(g));
-  EXPECT_EQ(fingerprint_file(p).size(), 32u);
-}
-
 TEST(SpoolTest, FilesLiveInAPrivateFolderRemovedAtTheEnd) {
   std::string dir;
   {
