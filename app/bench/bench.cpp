@@ -487,6 +487,90 @@ int run_self(const BenchOptions& o, const std::vector<std::string>& inputs) {
   return rc;
 }
 
+// The result's description of the run, before anything is sent; `cap`: requests in flight at most.
+bench::BenchResult new_result(const BenchOptions& o, const Endpoint& ep, const SpanStore& store,
+                              std::size_t& cap) {
+  bench::BenchResult r;
+  r.backend = o.backend;
+  r.endpoint = ep.url;
+  const bool open = o.rate > 0;
+  r.mode = open ? "open" : "closed";
+  r.rate_unit = o.rate_is_spans ? "spans/s" : "requests/s";
+  r.target_rate = o.rate;
+  r.duration_s = std::chrono::duration<double>(o.duration).count();
+  r.ramp_s = open ? std::chrono::duration<double>(o.ramp).count() : 0;
+  const std::size_t closed_n = o.concurrency ? o.concurrency : 8;
+  cap = open ? (o.concurrency ? o.concurrency : o.max_in_flight) : closed_n;
+  r.concurrency = open ? o.concurrency : closed_n;
+  r.batch_spans = o.batch_spans;
+  r.compression = o.gzip ? "gzip" : "none";
+  r.id_salt = o.id_salt.empty() ? random_salt() : o.id_salt;
+  r.input_spans = store.ends.size();
+  r.input_bytes_encoded = store.blob.size();
+  r.input_batches = store.batches.size();
+  r.input_truncated = store.truncated;
+  r.timeline.resize(static_cast<std::size_t>(std::ceil(r.duration_s)) + 1);
+  return r;
+}
+
+// What wraps every request's spans: OTLP resource and scope, and the HTTP headers.
+struct OtlpFraming {
+  std::string resource, scope;
+  http::Headers headers;
+};
+
+OtlpFraming otlp_framing(const BenchOptions& o, const std::string& salt, const Endpoint& ep) {
+  const otlp::Profile profile = profile_of(o);
+  otlp::StringPairs res = {{"service.name", "claude-code"},
+                           {"service.version", std::string(otlp::chsync_version())},
+                           {"telemetry.sdk.name", "chsync"},
+                           {"chsync.bench.salt", salt}};
+  if (profile == otlp::Profile::kPhoenix) res.emplace_back("openinference.project.name", "claude-code");
+  OtlpFraming f;
+  f.resource = otlp::encode_resource(res);
+  f.scope = otlp::encode_scope("chsync", otlp::chsync_version());
+  f.headers = {{"Content-Type", "application/x-protobuf"}};
+  if (o.gzip) f.headers.emplace_back("Content-Encoding", "gzip");
+  f.headers.insert(f.headers.end(), ep.headers.begin(), ep.headers.end());
+  return f;
+}
+
+std::unique_ptr<http::Transport> make_transport(const BenchOptions& o, std::size_t cap) {
+  http::ClientOptions co;
+  co.io_threads = std::max<std::size_t>(1, o.io_threads);
+  co.request_timeout = o.timeout;
+  co.connect_timeout = std::min(o.timeout, std::chrono::milliseconds(10000));
+  co.max_idle_per_endpoint = std::max<std::size_t>(cap, 16);
+  co.ca_file = o.ca_file;
+  co.insecure = o.insecure;
+  co.user_agent = fmt::format("chsync-bench/{}", otlp::chsync_version());
+  return http::make_http_client(co);
+}
+
+// Accounts one response (any thread; under the run's mutex).
+void record_response(bench::BenchResult& r, std::size_t second, std::size_t nspans, double us,
+                     const http::Response& resp) {
+  ++r.requests_completed;
+  auto& sec = r.timeline[second];
+  if (resp.error != http::TransportError::kNone) {
+    ++r.transport_errors[std::string(http::to_string(resp.error))];
+    ++r.errors_transport;
+    ++sec.errors;
+    return;
+  }
+  ++r.status_codes[resp.status];
+  r.latency.record_us(us);
+  sec.latency.record_us(us);
+  if (resp.status >= 200 && resp.status < 300) {
+    ++r.requests_ok;
+    r.spans_ok += nspans;
+    ++sec.ok;
+  } else {
+    ++r.errors_http;
+    ++sec.errors;
+  }
+}
+
 }  // namespace
 
 int run_bench(const BenchOptions& o) {
@@ -522,48 +606,11 @@ int run_bench(const BenchOptions& o) {
                  store.truncated ? "; input TRUNCATED at --max-memory" : "");
   }
 
-  bench::BenchResult r;
-  r.backend = o.backend;
-  r.endpoint = ep.url;
+  std::size_t cap = 0;
+  bench::BenchResult r = new_result(o, ep, store, cap);
   const bool open = o.rate > 0;
-  r.mode = open ? "open" : "closed";
-  r.rate_unit = o.rate_is_spans ? "spans/s" : "requests/s";
-  r.target_rate = o.rate;
-  r.duration_s = std::chrono::duration<double>(o.duration).count();
-  r.ramp_s = open ? std::chrono::duration<double>(o.ramp).count() : 0;
-  const std::size_t closed_n = o.concurrency ? o.concurrency : 8;
-  const std::size_t cap = open ? (o.concurrency ? o.concurrency : o.max_in_flight) : closed_n;
-  r.concurrency = open ? o.concurrency : closed_n;
-  r.batch_spans = o.batch_spans;
-  r.compression = o.gzip ? "gzip" : "none";
-  r.id_salt = o.id_salt.empty() ? random_salt() : o.id_salt;
-  r.input_spans = store.ends.size();
-  r.input_bytes_encoded = store.blob.size();
-  r.input_batches = store.batches.size();
-  r.input_truncated = store.truncated;
-  r.timeline.resize(static_cast<std::size_t>(std::ceil(r.duration_s)) + 1);
-
-  const otlp::Profile profile = profile_of(o);
-  otlp::StringPairs res = {{"service.name", "claude-code"},
-                           {"service.version", std::string(otlp::chsync_version())},
-                           {"telemetry.sdk.name", "chsync"},
-                           {"chsync.bench.salt", r.id_salt}};
-  if (profile == otlp::Profile::kPhoenix) res.emplace_back("openinference.project.name", "claude-code");
-  const std::string resource = otlp::encode_resource(res);
-  const std::string scope = otlp::encode_scope("chsync", otlp::chsync_version());
-  http::Headers headers = {{"Content-Type", "application/x-protobuf"}};
-  if (o.gzip) headers.emplace_back("Content-Encoding", "gzip");
-  headers.insert(headers.end(), ep.headers.begin(), ep.headers.end());
-
-  http::ClientOptions co;
-  co.io_threads = std::max<std::size_t>(1, o.io_threads);
-  co.request_timeout = o.timeout;
-  co.connect_timeout = std::min(o.timeout, std::chrono::milliseconds(10000));
-  co.max_idle_per_endpoint = std::max<std::size_t>(cap, 16);
-  co.ca_file = o.ca_file;
-  co.insecure = o.insecure;
-  co.user_agent = fmt::format("chsync-bench/{}", otlp::chsync_version());
-  auto transport = http::make_http_client(co);
+  const OtlpFraming framing = otlp_framing(o, r.id_salt, ep);
+  auto transport = make_transport(o, cap);
 
   std::mutex mu;
   std::condition_variable cv;
@@ -588,7 +635,7 @@ int run_bench(const BenchOptions& o) {
       intended = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
     }
     salter.apply(store, batch, salt, spans_buf);
-    otlp::build_request(resource, scope, spans_buf, body);
+    otlp::build_request(framing.resource, framing.scope, spans_buf, body);
     const std::uint64_t raw = body.size();
     if (o.gzip) {
       if (!otlp::gzip_libdeflate(body, gz, kGzipLevel)) throw std::runtime_error("gzip failed");
@@ -625,33 +672,14 @@ int run_bench(const BenchOptions& o) {
     }
     http::Request req;
     req.url = *url;
-    req.headers = headers;
+    req.headers = framing.headers;
     req.body = std::make_shared<const std::string>(std::move(body));
     body.clear();
     transport->post(std::move(req), [&, intended, second, nspans](http::Response&& resp) {
-      const auto now = Clock::now();
-      const double us = std::chrono::duration<double, std::micro>(now - intended).count();
+      const double us = std::chrono::duration<double, std::micro>(Clock::now() - intended).count();
       std::lock_guard lock(mu);
       --in_flight;
-      ++r.requests_completed;
-      auto& sec = r.timeline[second];
-      if (resp.error == http::TransportError::kNone) {
-        ++r.status_codes[resp.status];
-        r.latency.record_us(us);
-        sec.latency.record_us(us);
-        if (resp.status >= 200 && resp.status < 300) {
-          ++r.requests_ok;
-          r.spans_ok += nspans;
-          ++sec.ok;
-        } else {
-          ++r.errors_http;
-          ++sec.errors;
-        }
-      } else {
-        ++r.transport_errors[std::string(http::to_string(resp.error))];
-        ++r.errors_transport;
-        ++sec.errors;
-      }
+      record_response(r, second, nspans, us, resp);
       cv.notify_all();
     });
     last_send = Clock::now();
