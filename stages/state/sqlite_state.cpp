@@ -490,14 +490,13 @@ void SqliteState::detect() {
   std::string result;
   try {
     // quick_check reads every page: ~1.2 CPU-s (and 300 MB of I/O) at 20 M delivered spans, which
-    // a rerun touching one file must not pay. Past kFullCheckBytes only the small tables are
+    // a rerun touching one file must not pay. Past full_check_max_bytes only the small tables are
     // checked (SQLite >= 3.33 takes a table name); damage in a delivered_<id> table still
     // surfaces as an I/O error on the first read or write of the damaged page.
-    constexpr std::int64_t kFullCheckBytes = 64 << 20;
     const std::int64_t db_bytes =
         guarded("PRAGMA page_count") * guarded("PRAGMA page_size");
     std::vector<std::string> checks;
-    if (db_bytes <= kFullCheckBytes) {
+    if (db_bytes <= opts_.full_check_max_bytes) {
       checks.emplace_back("PRAGMA quick_check(1)");
     } else {
       for (const char* t : {"meta", "instances", "files", "dead_spans", "in_flight"})

@@ -472,6 +472,37 @@ TEST(StateTest, DamagedPagesAreCorrupt) {
   EXPECT_EQ(open_error(db), Code::kCorrupt);
 }
 
+TEST(StateTest, LargeStateChecksOnlyItsSmallTablesAtOpen) {
+  // Past full_check_max_bytes the delivered table is not read at open; its damage surfaces as
+  // an error on the first read, and the run stops there (StateError, never wrong answers).
+  TempDir dir;
+  const std::string db = dir.file("state.db");
+  {
+    auto s = open_sqlite_state(db, {});
+    std::vector<std::uint64_t> keys(20000);
+    for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = i * 7919u;
+    s->mark_delivered("i", keys);
+    s->put_files({sample_file("i", "a.jsonl")});
+  }
+  StateOpenOptions small_check;
+  small_check.full_check_max_bytes = 0;
+  {
+    auto s = open_sqlite_state(db, small_check);  // healthy: opens, reads as before
+    EXPECT_EQ(s->load_delivered("i").size(), 20000u);
+    EXPECT_TRUE(s->file("i", "a.jsonl").has_value());
+  }
+  {
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    const auto size = static_cast<std::streamoff>(fs::file_size(db));
+    f.seekp(size / 2);
+    const std::string junk(8192, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  EXPECT_EQ(open_error(db), Code::kCorrupt);  // full check (small file): found at open
+  auto s = open_sqlite_state(db, small_check);
+  EXPECT_THROW(s->load_delivered("i"), StateError);
+}
+
 TEST(StateTest, ForeignDatabaseIsForeign) {
   TempDir dir;
   const std::string a = dir.file("a.db");
