@@ -6,7 +6,10 @@
 // in-flight work: that is the backpressure that slows every upstream stage.
 // Before a request goes out, on_before_send (if set) is called with its span keys and must return
 // only once they are recorded as "in flight" (so a crash leaves a record of possible repeats);
-// if it throws, the request does not leave: the exporter turns fatal and fails its spans.
+// if it throws, the request does not leave: the exporter turns fatal and fails its spans. If it
+// returns false, the request does not leave either, but the exporter carries on: its spans come
+// back as kFailed acks at once (work sharing: the worker no longer holds their unit, so another
+// worker sends them; docs/scaleout.md "Fencing").
 // Errors: transient failures are retried inside; final rejections come back as kDead acks; a fatal
 // condition (unreachable, retries exhausted, 401/403/404) makes fatal() true, send() returns false,
 // and the spans not delivered come back as kFailed acks (nothing marked in the state).
@@ -83,13 +86,14 @@ class Exporter {
   virtual ExporterStats stats() const = 0;
 
   void set_ack_fn(AckFn fn) { ack_ = std::move(fn); }
-  void set_before_send(std::function<void(const std::vector<SpanRef>&)> fn) {
+  using BeforeSendFn = std::function<bool(const std::vector<SpanRef>&)>;
+  void set_before_send(BeforeSendFn fn) {
     before_send_ = std::move(fn);
   }
 
  protected:
   AckFn ack_;
-  std::function<void(const std::vector<SpanRef>&)> before_send_;
+  BeforeSendFn before_send_;
 };
 
 }  // namespace chsync

@@ -68,7 +68,7 @@ void BM_PgClaimComplete(benchmark::State& state) {
   std::int64_t n = 0;
   for (auto _ : state) {
     auto got = w->claim(batch, {});
-    for (const auto& u : got) w->complete(u.key);
+    for (const auto& u : got) w->complete(chsync::UnitFence{u.key, u.fence});
     n += static_cast<std::int64_t>(got.size());
   }
   state.SetItemsProcessed(n);

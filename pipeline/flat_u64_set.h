@@ -33,6 +33,32 @@ class FlatU64Set {
       if (slots_[i] == 0) return false;
     }
   }
+  // Returns true when the key was present. Backward-shift deletion (no tombstones): the entries
+  // after it in its probe run move up unless their home slot lies between the gap and them.
+  bool erase(std::uint64_t key) {
+    if (key == 0) {
+      const bool had = has_zero_;
+      has_zero_ = false;
+      return had;
+    }
+    if (slots_.empty()) return false;
+    const std::size_t mask = slots_.size() - 1;
+    std::size_t gap = mix(key) & mask;
+    for (;; gap = (gap + 1) & mask) {
+      if (slots_[gap] == key) break;
+      if (slots_[gap] == 0) return false;
+    }
+    for (std::size_t j = (gap + 1) & mask; slots_[j] != 0; j = (j + 1) & mask) {
+      const std::size_t home = mix(slots_[j]) & mask;
+      const bool stays = gap <= j ? (gap < home && home <= j) : (gap < home || home <= j);
+      if (stays) continue;
+      slots_[gap] = slots_[j];
+      gap = j;
+    }
+    slots_[gap] = 0;
+    --size_;
+    return true;
+  }
   std::size_t size() const noexcept { return size_ + (has_zero_ ? 1 : 0); }
 
  private:

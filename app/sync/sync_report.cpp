@@ -60,6 +60,7 @@ SyncRun::Totals SyncRun::totals() const {
     t.dead += c.dead;
     t.repeated += c.repeated;
     t.failed += c.failed;
+    t.fenced += c.fenced;
     t.requests += st.requests;
     t.rejected += st.spans_partial_rejected;
     // Retries after an unknown outcome (a reset or timeout once the request was written) may
@@ -90,7 +91,9 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
                " — spans whose outcome was not recorded are sent again by the next run");
     code = kExitPartial;
   }
-  if (any_fatal) code = kExitBackend;
+  // The shared database stayed unreachable (longer than the outage tolerance): exit 3 like an
+  // unreachable backend, whichever part of the run noticed first (docs/scaleout.md).
+  if (any_fatal || state_failure_.unreachable()) code = kExitBackend;
   const int sig = received_signal();
   if (sig == SIGINT) code = kExitSigint;
   if (sig == SIGTERM) code = kExitSigterm;
@@ -123,6 +126,8 @@ void SyncRun::write_report(const Totals& t, int code, double secs) const {
     kv("units_claimed", uc.claimed);
     kv("units_done", uc.done);
     kv("units_taken_over", uc.taken_over);
+    kv("units_lost", uc.lost);
+    kv("spans_fenced", t.fenced);
   }
   kv("spans_synced", t.spans_synced);
   kv("spans_repeated", t.repeated);

@@ -36,10 +36,14 @@ void SyncRun::wire_stages() {
                            const Ack& ack, const std::vector<std::uint64_t>& keys) {
         dl->write(name, ack, keys);
       };
-    if (lease_)
-      lw.on_bundle_final = [l = lease_.get()](std::size_t b, bool failed) {
-        l->bundle_finalized(b, failed);
+    if (lease_) {
+      lw.on_bundle_final = [l = lease_.get()](std::size_t b, bool failed, bool fenced) {
+        l->bundle_finalized(b, failed, fenced);
       };
+      lw.fences = [l = lease_.get()](const std::vector<SpanRef>& refs) {
+        return l->fences_of(refs);
+      };
+    }
     inst->ledger = std::make_unique<DeliveryLedger>(std::move(lw));
     inst->ledger->count_recovered_at_start(inst->settled_in_flight);
     std::vector<std::uint64_t>().swap(inst->settled_in_flight);
@@ -116,7 +120,7 @@ std::vector<BundleCheck> SyncRun::check_bundle(std::size_t bundle,
       else if (inst.lookup_settled)
         checks[ii].settled = state_->settled_among(inst.spec.instance, keys);
     } catch (const std::exception& e) {
-      state_failure_.fail(std::string("state: ") + e.what());
+      state_failure_.fail("state: ", e);
     }
   }
   return checks;
@@ -252,7 +256,7 @@ void SyncRun::finish_state(bool any_fatal) {
     try {
       state_->flush();
     } catch (const std::exception& e) {
-      state_failure_.fail(std::string("state: ") + e.what());
+      state_failure_.fail("state: ", e);
     }
   }
   if (!work_table_) return;

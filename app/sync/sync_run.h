@@ -76,6 +76,7 @@ class SyncRun {
   // What the report and the summary line say, summed over the instances.
   struct Totals {
     std::uint64_t spans_synced = 0, dead = 0, repeated = 0, failed = 0, requests = 0, rejected = 0;
+    std::uint64_t fenced = 0;  // lease mode: not sent because the unit changed hands
     std::map<std::string, std::uint64_t> retries;
     std::uint64_t bytes_wire = 0, bytes_raw = 0, bytes_read = 0;
     std::map<std::string, std::uint64_t> bad_lines;

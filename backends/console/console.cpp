@@ -29,7 +29,15 @@ class WritingExporter : public Exporter {
     std::vector<SpanRef> refs;
     refs.reserve(spans.size());
     for (const auto& s : spans) refs.push_back({s.span_key(), s.bundle_seq});
-    if (before_send_ && !refs.empty()) before_send_(refs);
+    if (before_send_ && !refs.empty() && !before_send_(refs)) {
+      // Refused (work sharing: the unit changed hands): nothing printed, the run carries on.
+      Ack ack;
+      ack.outcome = Ack::Outcome::kFailed;
+      ack.spans = std::move(refs);
+      ack.reason = "not sent: the work unit changed hands";
+      if (ack_) ack_(std::move(ack));
+      return true;
+    }
     if (!discard_) {
       buf_.clear();
       for (const auto& s : spans) {

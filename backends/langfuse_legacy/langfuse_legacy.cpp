@@ -436,7 +436,21 @@ class LegacyExporter final : public Exporter {
     // As in the OTLP exporter: a request whose in-flight record cannot be written never leaves.
     if (before_send_) {
       try {
-        before_send_(f->batch.refs);
+        if (!before_send_(f->batch.refs)) {
+          // Refused (fenced): this request must not leave, but the exporter carries on.
+          std::vector<Ack> refused;
+          {
+            std::lock_guard relock(mu_);
+            auto it = flights_.find(id);
+            if (it != flights_.end()) {
+              fail_all_locked(*it->second, refused, "not sent: the work unit changed hands");
+              flights_.erase(it);
+            }
+            cv_.notify_all();
+          }
+          deliver(refused);
+          return true;
+        }
       } catch (const std::exception& e) {
         std::vector<Ack> failed;
         {

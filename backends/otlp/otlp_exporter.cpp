@@ -210,7 +210,21 @@ bool OtlpExporter::dispatch(Batch&& batch, Clock::time_point deadline) {
   // If that record cannot be written (disk full), the request must not leave at all.
   if (before_send_) {
     try {
-      before_send_(flight->batch.refs);
+      if (!before_send_(flight->batch.refs)) {
+        // Refused (fenced): this request must not leave, but the exporter carries on.
+        std::vector<Ack> refused;
+        {
+          std::lock_guard relock(mu_);
+          auto it = flights_.find(id);
+          if (it != flights_.end()) {
+            fail_all_locked(it->second, refused, "not sent: the work unit changed hands");
+            flights_.erase(it);
+          }
+          cv_.notify_all();
+        }
+        deliver(refused);
+        return true;
+      }
     } catch (const std::exception& e) {
       std::vector<Ack> failed;
       {

@@ -33,6 +33,9 @@ class SpanDedupe {
   // A key is sent at most once per run; every drop is counted in deduped().
   Verdict admit(std::uint64_t key, const std::vector<std::uint64_t>& settled);
 
+  // The key was handed over but never sent (refused by the fence): a later claim may send it.
+  void forget_sent(std::uint64_t key) { sent_this_run_.erase(key); }
+
   bool delivered_before(std::uint64_t key) const;
   const std::vector<std::uint64_t>& delivered_keys() const noexcept { return delivered_; }
   bool in_flight_before(std::uint64_t key) const;

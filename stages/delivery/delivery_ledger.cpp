@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <tuple>
+#include <utility>
 
 #include "pipeline/clock.h"
 
@@ -11,6 +13,12 @@ namespace chsync {
 void StateFailure::fail(std::string message) {
   std::lock_guard lock(mu_);
   if (!failed_.exchange(true)) message_ = std::move(message);
+}
+
+void StateFailure::fail(const char* prefix, const std::exception& e) {
+  const auto* se = dynamic_cast<const StateError*>(&e);
+  if (se && se->code() == StateError::Code::kUnavailable) unreachable_ = true;
+  fail(std::string(prefix) + e.what());
 }
 
 std::string StateFailure::message() const {
@@ -32,27 +40,42 @@ void DeliveryLedger::count_recovered_at_start(const std::vector<std::uint64_t>& 
 
 void DeliveryLedger::attach(Exporter& exporter, bool synchronous) {
   if (w_.state && !w_.dry_run && !synchronous)
-    exporter.set_before_send([this](const std::vector<SpanRef>& refs) { before_send(refs); });
+    exporter.set_before_send([this](const std::vector<SpanRef>& refs) { return before_send(refs); });
   exporter.set_ack_fn([this](Ack&& ack) { on_ack(std::move(ack)); });
 }
 
-void DeliveryLedger::before_send(const std::vector<SpanRef>& refs) {
+bool DeliveryLedger::before_send(const std::vector<SpanRef>& refs) {
   std::vector<std::uint64_t> keys;
   keys.reserve(refs.size());
   for (const auto& r : refs) keys.push_back(r.span_key);
   std::uint64_t req = 0;
   try {
-    req = w_.state->begin_request(w_.instance, keys);
+    // Lease mode: the record is the fence: written only while this run still holds every unit
+    // of the request under the token it was claimed with.
+    req = w_.fences ? w_.state->begin_fenced_request(w_.instance, keys, w_.fences(refs))
+                    : w_.state->begin_request(w_.instance, keys);
   } catch (const std::exception& e) {
     // The state cannot record the send (disk full, database gone): the run stops, and the
     // exporter keeps this request from leaving, since a send without its record could repeat
     // uncounted.
-    w_.failure->fail(std::string("state: ") + e.what());
+    w_.failure->fail("state: ", e);
     throw;
   }
   std::lock_guard lock(mu_);
+  if (req == 0) {
+    // A unit changed hands (this run outlived its lease): the request does not leave; its spans
+    // come back failed, are counted as fenced, and are the new holder's.
+    fenced_.insert(keys.begin(), keys.end());
+    return false;
+  }
   for (auto k : keys) request_of_[k] = req;
   reqs_[req].left = keys.size();
+  return true;
+}
+
+std::vector<std::uint64_t> DeliveryLedger::take_unsent() {
+  std::lock_guard lock(mu_);
+  return std::exchange(unsent_, {});
 }
 
 void DeliveryLedger::on_ack(Ack&& ack) noexcept {
@@ -68,29 +91,38 @@ void DeliveryLedger::on_ack(Ack&& ack) noexcept {
     if (dead && w_.dead_letter) w_.dead_letter(ack, keys);
     std::map<std::uint64_t, std::vector<std::uint64_t>> by_request;
     std::lock_guard lock(mu_);
+    std::uint64_t sent = 0;
     for (const auto& r : ack.spans) {
-      auto it = request_of_.find(r.span_key);
-      std::uint64_t req = 0;
-      if (it != request_of_.end()) {
-        req = it->second;
-        request_of_.erase(it);
+      auto& p = pending_[r.bundle_seq];
+      if (!fenced_.empty() && fenced_.erase(r.span_key)) {
+        // Never sent (refused by the fence): no record to finish, not a failure.
+        ++counts_.fenced;
+        unsent_.push_back(r.span_key);
+        p.fenced = true;
+      } else {
+        auto it = request_of_.find(r.span_key);
+        std::uint64_t req = 0;
+        if (it != request_of_.end()) {
+          req = it->second;
+          request_of_.erase(it);
+        }
+        by_request[req].push_back(r.span_key);
+        ++sent;
       }
-      by_request[req].push_back(r.span_key);
       if ((delivered || dead) && w_.dedupe->in_flight_before(r.span_key))
         recovered_.insert(r.span_key);
-      auto& p = pending_[r.bundle_seq];
       if (p.outstanding > 0) --p.outstanding;
       if (!delivered && !dead) p.failed = true;
       if (delivered) ++p.delivered;
       if (p.outstanding == 0 && p.dispatched) ready_.push_back(r.bundle_seq);
     }
-    if (delivered) counts_.delivered += keys.size();
-    else if (dead) counts_.dead += keys.size();
-    else counts_.failed += keys.size();
+    if (delivered) counts_.delivered += sent;
+    else if (dead) counts_.dead += sent;
+    else counts_.failed += sent;
     if (!w_.state || w_.dry_run) return;
     for (auto& [req, ks] : by_request) record_outcome_locked(ack, req, ks, delivered, dead);
   } catch (const std::exception& e) {
-    w_.failure->fail(std::string("state: ") + e.what());
+    w_.failure->fail("state: ", e);
   }
 }
 
@@ -194,7 +226,7 @@ void DeliveryLedger::finalize_ready() noexcept {
   // The bookkeeping runs in a dry run too (so `pending` does not grow); only rows are skipped.
   const bool write_rows = w_.state && !w_.dry_run;
   std::vector<FileState> rows;
-  std::vector<std::pair<std::uint64_t, bool>> outcomes_of;  // (bundle, failed)
+  std::vector<std::tuple<std::uint64_t, bool, bool>> outcomes_of;  // (bundle, failed, fenced)
   std::vector<std::uint64_t> adopted_done;  // adopted in-flight records now settled
   try {
     std::lock_guard lock(mu_);
@@ -209,30 +241,33 @@ void DeliveryLedger::finalize_ready() noexcept {
       const Pending& p = pit->second;
       if (!p.dispatched || p.outstanding > 0) continue;
       done.push_back(seq);
-      outcomes_of.emplace_back(seq, p.failed);
+      // A fenced bundle was not all sent here: no file rows, and its unit is not completed.
+      const bool failed = p.failed || p.fenced;
+      outcomes_of.emplace_back(seq, failed, p.fenced);
       if (auto ait = adopted_request_.find(seq); ait != adopted_request_.end()) {
-        if (!p.failed) adopted_done.push_back(ait->second);
+        if (!failed) adopted_done.push_back(ait->second);
         adopted_request_.erase(ait);
       }
-      if (p.failed || !write_rows) continue;
+      if (failed || !write_rows) continue;
       file_rows_locked(seq, p, rows);
     }
     for (auto s : done) pending_.erase(s);
   } catch (const std::exception& e) {
-    w_.failure->fail(std::string("state: ") + e.what());
+    w_.failure->fail("state: ", e);
   }
   if (write_rows && !rows.empty() && !w_.failure->failed()) {
     try {
       w_.state->put_files(rows);
       for (auto req : adopted_done) w_.state->finish_request(w_.instance, req, {}, false, false);
     } catch (const std::exception& e) {
-      w_.failure->fail(std::string("state: ") + e.what());
+      w_.failure->fail("state: ", e);
     }
   }
   // The unit is done only if its rows were written (else it is released for a retry).
   const bool rows_failed = write_rows && w_.failure->failed();
   if (w_.on_bundle_final)
-    for (auto [seq, failed] : outcomes_of) w_.on_bundle_final(seq, failed || rows_failed);
+    for (auto [seq, failed, fenced] : outcomes_of)
+      w_.on_bundle_final(seq, failed || rows_failed, fenced);
 }
 
 std::vector<std::uint64_t> DeliveryLedger::carry_over() const {

@@ -34,15 +34,20 @@
 
 namespace chsync {
 
-// The first state (or work table) failure of a run: it stops the run; the exit code says so.
+// The first state (or work table) failure of a run: it stops the run; the exit code says so
+// (3 when the shared database stayed unreachable: StateError kUnavailable, else 1).
 class StateFailure {
  public:
   void fail(std::string message);
+  // prefix + e.what(); notes whether the state was unreachable.
+  void fail(const char* prefix, const std::exception& e);
   bool failed() const noexcept { return failed_.load(); }
+  bool unreachable() const noexcept { return unreachable_.load(); }
   std::string message() const;
 
  private:
   std::atomic<bool> failed_{false};
+  std::atomic<bool> unreachable_{false};
   mutable std::mutex mu_;
   std::string message_;
 };
@@ -57,12 +62,16 @@ struct BundleOutcomes {
 
 struct DeliveryCounts {
   std::uint64_t delivered = 0, dead = 0, failed = 0, repeated = 0;
+  std::uint64_t fenced = 0;  // lease mode: refused by the fence, never sent (not failed)
 };
 
 class DeliveryLedger {
  public:
   using DeadLetterFn = std::function<void(const Ack&, const std::vector<std::uint64_t>& keys)>;
-  using BundleFinalFn = std::function<void(std::size_t bundle, bool failed)>;
+  // fenced: some spans were refused by the fence (the unit changed hands).
+  using BundleFinalFn = std::function<void(std::size_t bundle, bool failed, bool fenced)>;
+  // Lease mode: the units (and fence tokens) a request's spans were fed under.
+  using FencesFn = std::function<std::vector<UnitFence>(const std::vector<SpanRef>&)>;
   struct Wiring {
     std::string instance;
     StateStore* state = nullptr;  // null: no state (or a dry run without one)
@@ -73,6 +82,7 @@ class DeliveryLedger {
     StateFailure* failure = nullptr;
     DeadLetterFn dead_letter;       // may be empty
     BundleFinalFn on_bundle_final;  // may be empty
+    FencesFn fences;                // lease mode: the in-flight record is fenced
   };
   explicit DeliveryLedger(Wiring wiring);
   DeliveryLedger(const DeliveryLedger&) = delete;
@@ -85,7 +95,12 @@ class DeliveryLedger {
   // Installs before_send (async exporters with a writable state) and the ack function.
   void attach(Exporter& exporter, bool synchronous);
 
-  void before_send(const std::vector<SpanRef>& refs);
+  // Records the request in flight; false (lease mode) when a unit of it changed hands: the
+  // request must not leave (docs/scaleout.md "Fencing").
+  bool before_send(const std::vector<SpanRef>& refs);
+  // Keys refused by the fence since the last call: the dedupe forgets them (a later claim of
+  // their unit sends them). Dispatcher thread.
+  std::vector<std::uint64_t> take_unsent();
   void on_ack(Ack&& ack) noexcept;
 
   // The dispatcher handed `spans` spans of `bundle` over (0: nothing left to send for it).
@@ -110,6 +125,7 @@ class DeliveryLedger {
     std::uint64_t outstanding = 0;
     bool dispatched = false;
     bool failed = false;
+    bool fenced = false;
     std::uint64_t delivered = 0;
   };
   // Per in-flight state record: spans still without an outcome, and spans whose request failed
@@ -132,6 +148,8 @@ class DeliveryLedger {
   // bundle is delivered).
   std::unordered_map<std::uint64_t, std::uint64_t> adopted_request_;
   std::unordered_set<std::uint64_t> recovered_;  // earlier in-flight keys delivered/dead now
+  std::unordered_set<std::uint64_t> fenced_;  // refused by the fence, until their ack
+  std::vector<std::uint64_t> unsent_;         // refused keys for take_unsent()
   DeliveryCounts counts_;
 };
 

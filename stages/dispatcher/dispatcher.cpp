@@ -80,7 +80,11 @@ void Dispatcher::dispatch(BundleResult& r) {
     std::vector<Span> out;
     out.reserve(r.spans.size());
     const BundleCheck& chk = ii < r.checks.size() ? r.checks[ii] : kNoCheck;
-    // Sends of unknown outcome by a gone run, now this run's: each a possible repeat.
+    // Lease mode: spans refused by the fence were never sent; a later claim of their unit
+    // sends them.
+    if (w_.lease)
+      for (auto k : route.ledger->take_unsent()) route.dedupe->forget_sent(k);
+    // Sends of unknown outcome by another run, now this run's: each a possible repeat.
     std::uint64_t repeats = chk.adopted.size();
     if (chk.adopted_request != 0) route.ledger->adopt_request(bi, chk.adopted_request);
     for (auto& s : r.spans) {

@@ -55,12 +55,14 @@ void LeaseUnits::finish_if_done(std::size_t u, std::unique_lock<std::mutex>& loc
   --outstanding_;
   const bool failed = unit.failed;
   if (!failed) ++counts_.done;
-  const std::string key = unit.key;
+  if (unit.lost) ++counts_.lost;
+  const UnitFence uf{unit.key, unit.fence};
   lock.unlock();
   cv_.notify_all();
   try {
-    if (failed) table_.release(key);
-    else table_.complete(key);
+    // Both act only under this claim's token: a lost unit is left to its new holder.
+    if (failed) table_.release(uf);
+    else table_.complete(uf);
   } catch (const std::exception& e) {
     // The lease then simply expires and another worker redoes the unit (deduped by span).
     log::warn(std::string("work table: ") + e.what());
@@ -68,11 +70,12 @@ void LeaseUnits::finish_if_done(std::size_t u, std::unique_lock<std::mutex>& loc
   lock.lock();
 }
 
-void LeaseUnits::bundle_finalized(std::size_t seq, bool failed) {
+void LeaseUnits::bundle_finalized(std::size_t seq, bool failed, bool fenced) {
   if (seq >= unit_of_.size() || unit_of_[seq] == kNoUnit) return;
   std::unique_lock lock(mu_);
   Unit& unit = units_[unit_of_[seq]];
-  if (failed) unit.failed = true;
+  if (failed || fenced) unit.failed = true;
+  if (fenced) unit.lost = true;
   if (unit.left > 0) --unit.left;
   finish_if_done(unit_of_[seq], lock);
 }
@@ -89,6 +92,21 @@ void LeaseUnits::bundle_dispatched() {
     if (bundles_in_pipeline_ > 0) --bundles_in_pipeline_;
   }
   cv_.notify_all();
+}
+
+std::vector<UnitFence> LeaseUnits::fences_of(const std::vector<SpanRef>& refs) const {
+  std::vector<UnitFence> out;
+  std::lock_guard lock(mu_);
+  std::uint64_t last = ~std::uint64_t{0};
+  for (const auto& r : refs) {
+    if (r.bundle_seq == last) continue;
+    last = r.bundle_seq;
+    if (r.bundle_seq >= unit_of_.size() || unit_of_[r.bundle_seq] == kNoUnit) continue;
+    const Unit& u = units_[unit_of_[r.bundle_seq]];
+    UnitFence f{u.key, u.fence};
+    if (std::find(out.begin(), out.end(), f) == out.end()) out.push_back(std::move(f));
+  }
+  return out;
 }
 
 LeaseUnits::Counts LeaseUnits::counts() const {
@@ -117,22 +135,37 @@ void LeaseUnits::log_wait(const LeaseFeedOptions& options, const char* why, cons
 }
 
 // Marks a claimed unit active; false when it is still in this pipeline (the claim query skips
-// this run's own expired leases; this guards the invariant that a bundle's bookkeeping is fed
-// once at a time).
+// this run's own expired leases, but a unit lost to another run and given back can come back
+// while its old bundles still drain here): then this claim is given back, since a bundle's
+// bookkeeping is fed once at a time, and the old one finishes first.
 bool LeaseUnits::start_unit(const ClaimedUnit& cu, const LeaseFeedOptions& options) {
   const std::size_t u = unit_by_key_.at(cu.key);
   {
-    std::lock_guard lock(mu_);
-    if (units_[u].active) return false;
+    std::unique_lock lock(mu_);
+    if (units_[u].active) {
+      lock.unlock();
+      try {
+        table_.release(UnitFence{cu.key, cu.fence});
+      } catch (const std::exception& e) {
+        log::warn(std::string("work table: ") + e.what());
+      }
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      return false;
+    }
     units_[u].active = true;
     ++outstanding_;
     ++counts_.claimed;
-    if (cu.attempts > 1) ++counts_.taken_over;
+    // Only a lease that expired under another run: not a unit a worker that does not know it
+    // (another shard's inputs) claimed and gave back.
+    if (cu.taken_over) ++counts_.taken_over;
     units_[u].feeding = true;
     units_[u].finished = false;
     units_[u].failed = false;
+    units_[u].lost = false;
+    units_[u].fence = cu.fence;
   }
-  if (cu.attempts > 1 && options.verbose)
+  if (cu.taken_over && options.verbose)
     log::info(fmt::format("taking over {} (attempt {}, last holder {})", cu.key, cu.attempts,
                           cu.prev_owner.empty() ? "none" : cu.prev_owner));
   return true;
@@ -158,7 +191,7 @@ void LeaseUnits::claim_and_feed(const LeaseFeedOptions& options, const FeedFn& f
   auto db_trouble = [&](const std::exception& e) {
     if (!failing_since) failing_since = Clock::now();
     if (Clock::now() - *failing_since > give_up_after) {
-      failure.fail(std::string("work table: ") + e.what());
+      failure.fail("work table: ", e);
       return true;
     }
     log::warn(std::string("work table: ") + e.what() + " (retrying)");
@@ -220,7 +253,7 @@ void LeaseUnits::claim_and_feed(const LeaseFeedOptions& options, const FeedFn& f
       if (!unit_by_key_.count(cu.key)) {
         foreign.push_back(cu.key);
         try {
-          table_.release(cu.key);
+          table_.release(UnitFence{cu.key, cu.fence});
         } catch (const std::exception& e) {
           log::warn(std::string("work table: ") + e.what());
         }

@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/exporter.h"
 #include "pipeline/bundle.h"
 #include "stages/state/work_table.h"
 
@@ -57,6 +58,8 @@ class LeaseUnits {
     bool failed = false;
     bool finished = false;
     bool active = false;  // claimed in this run and not finished: never fed twice at once
+    bool lost = false;    // a send was refused by the fence: another run holds it now
+    std::int64_t fence = 0;  // token of this run's current claim
   };
   // Feeds one claimed unit; false once the work queue is closed.
   using FeedFn = std::function<bool(const Unit&)>;
@@ -66,12 +69,15 @@ class LeaseUnits {
   // A bundle of a unit enters the work queue; `instances` instances will finalize it.
   void on_push(std::size_t bundle, std::uint64_t instances);
   void bundle_dispatched();
-  void bundle_finalized(std::size_t bundle, bool failed);
+  // fenced: some of its spans were refused by the fence (the unit changed hands).
+  void bundle_finalized(std::size_t bundle, bool failed, bool fenced);
+  // The units and fence tokens the refs' bundles were fed under (the fenced in-flight record).
+  std::vector<UnitFence> fences_of(const std::vector<SpanRef>& refs) const;
 
   // While true the feeder waits for claims: the dispatcher flushes partial batches.
   bool feeder_idle() const noexcept { return feeder_idle_.load(); }
   struct Counts {
-    std::uint64_t claimed = 0, done = 0, taken_over = 0;
+    std::uint64_t claimed = 0, done = 0, taken_over = 0, lost = 0;
   };
   Counts counts() const;
 

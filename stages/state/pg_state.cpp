@@ -7,7 +7,7 @@
 //   chsync_spans(instance, span, dead, dead_letter)  delivered and dead span keys
 //   chsync_in_flight(request_id, instance, owner, keys bigint[])  one row per request
 //   chsync_workers(run_id, worker_id, ...)       one row per run, heartbeat and progress
-//   chsync_work(work_group, unit_key, ...)       leases
+//   chsync_work(work_group, unit_key, ...)       leases and fence tokens
 // Span keys are unsigned 64-bit; PostgreSQL has signed bigint, so they are stored bit-cast.
 //
 // Writes: finish_request is buffered (ack_flush_interval / ack_flush_keys, committed by a flusher
@@ -34,7 +34,7 @@ namespace chsync {
 namespace {
 
 using Code = StateError::Code;
-constexpr int kPgSchemaVersion = 1;
+constexpr int kPgSchemaVersion = 2;
 
 struct PgMigration {
   int version;
@@ -64,8 +64,18 @@ CREATE TABLE chsync_work(work_group text NOT NULL, unit_key text NOT NULL,
   done_at timestamptz, PRIMARY KEY(work_group, unit_key));
 CREATE INDEX chsync_work_open ON chsync_work(work_group, seq) WHERE status <> 'done';
 )sql"},
+    // Fencing (work_table.h): a token per unit that every claim increases.
+    {2, R"sql(
+ALTER TABLE chsync_work ADD COLUMN fence bigint NOT NULL DEFAULT 0;
+)sql"},
 };
 static_assert(kPgMigrations[std::size(kPgMigrations) - 1].version == kPgSchemaVersion);
+
+// Running rows whose heartbeat is older than their lease: the process was killed or lost (or
+// is paused; its next heartbeat says `running` again).
+constexpr const char* kMarkDead =
+    "UPDATE chsync_workers SET status='dead', finished_at=heartbeat_at WHERE work_group=$1 AND "
+    "status='running' AND heartbeat_at < now() - lease_ms * interval '1 millisecond'";
 
 // A run's owner token is live while it says so and its heartbeat is younger than its lease.
 constexpr const char* kOwnerLive =
@@ -76,7 +86,7 @@ constexpr const char* kOwnerLive =
 // retrying, unlike an error the server reported on a live connection.
 class PgTransient : public StateError {
  public:
-  PgTransient(std::string message) : StateError(Code::kIo, std::move(message)) {}
+  PgTransient(std::string message) : StateError(Code::kUnavailable, std::move(message)) {}
 };
 
 std::string redact_url(std::string url) {
@@ -247,8 +257,8 @@ class PgWork final : public WorkTable {
   const std::string& run_id() const override;
   void register_units(const std::vector<WorkUnitSpec>& units) override;
   std::vector<ClaimedUnit> claim(std::size_t max, const std::vector<std::string>& exclude) override;
-  void complete(const std::string& key) override;
-  void release(const std::string& key) override;
+  void complete(const UnitFence& unit) override;
+  void release(const UnitFence& unit) override;
   WorkCounts counts() override;
   std::uint64_t heartbeat(const WorkerProgress& progress) override;
   void finish(const WorkerProgress& progress, bool ok) override;
@@ -272,6 +282,9 @@ class PgState final : public StateStore {
   std::vector<std::uint64_t> load_in_flight_records(std::string_view instance) override;
   std::uint64_t begin_request(std::string_view instance,
                               const std::vector<std::uint64_t>& span_keys) override;
+  std::uint64_t begin_fenced_request(std::string_view instance,
+                                     const std::vector<std::uint64_t>& span_keys,
+                                     const std::vector<UnitFence>& units) override;
   void finish_request(std::string_view instance, std::uint64_t request_id,
                       const std::vector<std::uint64_t>& span_keys, bool delivered,
                       bool dead) override;
@@ -330,7 +343,7 @@ class PgState final : public StateStore {
   const std::string& run_id() const { return run_id_; }
   const std::string& started_at() const { return started_at_; }
   // PgWork::complete: marked done in the flush that makes its files' rows durable.
-  void defer_complete(const std::string& key);
+  void defer_complete(const UnitFence& unit);
 
  private:
   struct PendingAck {
@@ -407,7 +420,7 @@ class PgState final : public StateStore {
   std::unique_ptr<Conn> writer_;
   std::vector<PendingAck> pending_;
   std::vector<FileState> pending_files_;   // put_files, written after the acks
-  std::vector<std::string> pending_done_;  // work units complete once the above are durable
+  std::vector<UnitFence> pending_done_;  // work units complete once the above are durable
   std::size_t pending_keys_ = 0;
   std::chrono::steady_clock::time_point pending_since_;
   std::optional<StateError> async_error_;
@@ -521,6 +534,7 @@ void PgState::register_run(Conn& c) {
                     {run_id_, wid, opts_.work_group, std::string(host), i64s(pid),
                      i64s(opts_.lease.count())});
   started_at_ = r.get(0, 0);
+  c.exec("mark dead workers", kMarkDead, {opts_.work_group});
   // Keep a month of finished runs for `chsync status` and post-mortems, not every run forever.
   c.exec("prune old worker rows",
          "DELETE FROM chsync_workers WHERE status <> 'running' AND heartbeat_at < now() - "
@@ -551,7 +565,9 @@ FileState file_row(const Result& r, int i) {
   return f;
 }
 
+// Reads commit the buffered writes first (as in SQLite): a caller sees every earlier call.
 std::optional<FileState> PgState::file(std::string_view instance, std::string_view key) {
+  flush();
   auto c = conn();
   Result r = c->exec("read file row", std::string(kFileColumns) + " WHERE instance=$1 AND key=$2",
                      {std::string(instance), std::string(key)});
@@ -560,6 +576,7 @@ std::optional<FileState> PgState::file(std::string_view instance, std::string_vi
 }
 
 std::vector<FileState> PgState::files(std::string_view instance) {
+  flush();
   auto c = conn();
   Result r = instance.empty()
                  ? c->exec("read file rows", std::string(kFileColumns) + " ORDER BY instance, key")
@@ -587,11 +604,11 @@ void PgState::put_files(const std::vector<FileState>& rows) {
   }
 }
 
-void PgState::defer_complete(const std::string& key) {
+void PgState::defer_complete(const UnitFence& unit) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
   if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
-  pending_done_.push_back(key);
+  pending_done_.push_back(unit);
   cv_.notify_all();
 }
 
@@ -727,6 +744,43 @@ std::uint64_t PgState::begin_request(std::string_view instance,
   });
 }
 
+std::uint64_t PgState::begin_fenced_request(std::string_view instance,
+                                            const std::vector<std::uint64_t>& span_keys,
+                                            const std::vector<UnitFence>& units) {
+  if (units.empty()) return begin_request(instance, span_keys);
+  std::vector<std::string> ukeys;
+  std::vector<std::uint64_t> fences;
+  for (const auto& u : units) {
+    if (std::find(ukeys.begin(), ukeys.end(), u.key) != ukeys.end()) continue;
+    ukeys.push_back(u.key);
+    fences.push_back(static_cast<std::uint64_t>(u.fence));
+  }
+  std::lock_guard lk(writer_mu_);
+  rethrow_async_error();
+  const std::string keys = int_array(span_keys);
+  // One statement: the UPDATE locks the unit rows this run still holds under these tokens (a
+  // concurrent claim either committed first, and then the row no longer matches, or waits for
+  // this statement; SKIP LOCKED makes it pass the row by) and renews their leases; the record
+  // is inserted only if every unit matched. A lease that ran out without another worker
+  // claiming the unit is still held: nobody else can have sent it. Retried after a lost
+  // connection like begin_request (a record written twice only over-counts).
+  return retrying([&] {
+    Result r = writer().exec(
+        "record in-flight request (fenced)",
+        "WITH t AS (SELECT * FROM unnest($4::text[], $5::bigint[]) AS t(k, f)), "
+        "held AS (UPDATE chsync_work w SET lease_until = now() + $7 * interval '1 millisecond' "
+        "FROM t WHERE w.work_group=$6 AND w.unit_key=t.k AND w.fence=t.f AND w.owner=$2 AND "
+        "w.status='claimed' RETURNING w.unit_key), "
+        "ins AS (INSERT INTO chsync_in_flight(instance, owner, keys) SELECT $1, $2, "
+        "$3::bigint[] WHERE (SELECT count(*) FROM held) = $8 RETURNING request_id) "
+        "SELECT coalesce((SELECT request_id FROM ins), 0)",
+        {std::string(instance), run_id_.empty() ? std::string("-") : run_id_, keys,
+         text_array(ukeys), int_array(fences), opts_.work_group, i64s(opts_.lease.count()),
+         std::to_string(ukeys.size())});
+    return r.u64(0, 0);
+  });
+}
+
 void PgState::finish_request(std::string_view instance, std::uint64_t request_id,
                              const std::vector<std::uint64_t>& span_keys, bool delivered,
                              bool dead) {
@@ -765,7 +819,7 @@ void PgState::flush_locked(bool own_tx) {
   batch.swap(pending_);
   std::vector<FileState> files;
   files.swap(pending_files_);
-  std::vector<std::string> done;
+  std::vector<UnitFence> done;
   done.swap(pending_done_);
   pending_keys_ = 0;
   // Group: (instance, outcome, dead ref) -> keys.
@@ -802,11 +856,21 @@ void PgState::flush_locked(bool own_tx) {
              "DELETE FROM chsync_in_flight WHERE request_id = ANY($1::bigint[])",
              {int_array(req_ids)});
     if (!files.empty()) write_files_locked(files);
-    if (!done.empty())
+    if (!done.empty()) {
+      // Only under the token of this run's claim: a holder that lost the unit (its acks still
+      // record the spans above, which were delivered) never completes it for the new holder.
+      std::vector<std::string> keys;
+      std::vector<std::uint64_t> fences;
+      for (const auto& u : done) {
+        keys.push_back(u.key);
+        fences.push_back(static_cast<std::uint64_t>(u.fence));
+      }
       c.exec("complete work units",
-             "UPDATE chsync_work SET status='done', done_at=now(), lease_until=NULL WHERE "
-             "work_group=$1 AND unit_key = ANY($2::text[]) AND owner=$3 AND status='claimed'",
-             {opts_.work_group, text_array(done), run_id_});
+             "UPDATE chsync_work w SET status='done', done_at=now(), lease_until=NULL FROM "
+             "unnest($2::text[], $4::bigint[]) AS t(k, f) WHERE w.work_group=$1 AND "
+             "w.unit_key=t.k AND w.fence=t.f AND w.owner=$3 AND w.status='claimed'",
+             {opts_.work_group, text_array(keys), run_id_, int_array(fences)});
+    }
     if (tx) tx->commit();
   } catch (...) {
     // Put them back so a later flush (or the caller's error path) does not lose them silently.
@@ -837,11 +901,11 @@ void PgState::flusher_loop() {
       // for the other's claimed units would never finish (seen in DatabaseCrashTest).
       retrying([&] { flush_locked(true); });
     } catch (const StateError& e) {
+      // As in the SQLite store: reported by the next call; the buffered acks, file rows and
+      // completions stay (flush_locked put them back) and are retried at the next interval,
+      // so an outage longer than the tolerance loses nothing that a later flush can write.
       if (!async_error_) async_error_ = e;
-      pending_.clear();
-      pending_files_.clear();
-      pending_done_.clear();
-      pending_keys_ = 0;
+      pending_since_ = std::chrono::steady_clock::now();
     }
   }
 }
@@ -889,11 +953,12 @@ BundleCheck PgState::check_bundle_once(std::string_view instance,
   const std::string arr = int_array(keys);
   const std::string inst(instance);
   auto c = conn();
-  // Sends of unknown outcome by runs that are gone, holding any of these keys, are rare (a
-  // crash): one round trip answers both questions, the orphan probe as a row with a NULL span.
-  const std::string gone =
-      fmt::format("f.instance=$1 AND f.owner <> $3 AND f.keys && $2::bigint[] AND NOT {}",
-                  fmt::format(kOwnerLive, "f.owner"));
+  // Sends of unknown outcome by other runs holding any of these keys are rare (a crash, a
+  // holder that lost its lease after recording a send, a resume copy another worker sends
+  // now): one round trip answers both questions, the probe as a row with a NULL span. The
+  // holder may be alive: with fencing, a live run that recorded a send and then lost the unit
+  // may still send it, so its record counts as a possible repeat here like a dead run's.
+  const std::string gone = "f.instance=$1 AND f.owner <> $3 AND f.keys && $2::bigint[]";
   Result r = c->exec("check delivered spans",
                      "SELECT span FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[]) "
                      "UNION ALL (SELECT NULL FROM chsync_in_flight f WHERE " + gone + " LIMIT 1)",
@@ -930,6 +995,20 @@ BundleCheck PgState::check_bundle_once(std::string_view instance,
               {recs.str(i, 0), int_array(rest)});
   }
   std::sort(out.adopted.begin(), out.adopted.end());
+  // Read the settled keys again, now that the records are locked: the lock may have waited for
+  // their owner's ack flush (which deletes the records and records the spans delivered in one
+  // transaction; a worker paused in the middle of it holds the lock for the whole pause). The
+  // first read predates that commit, and sending what it missed would repeat uncounted (seen
+  // in FencingTest under load: 20 duplicates, 0 counted).
+  {
+    Result again = c->exec("check delivered spans (locked)",
+                           "SELECT span FROM chsync_spans WHERE instance=$1 AND span = "
+                           "ANY($2::bigint[])",
+                           {inst, arr});
+    out.settled.clear();
+    for (int i = 0; i < again.rows(); ++i) out.settled.push_back(again.u64(i, 0));
+    std::sort(out.settled.begin(), out.settled.end());
+  }
   if (!out.adopted.empty()) {
     Result n = c->exec("record adopted keys",
                        "INSERT INTO chsync_in_flight(instance, owner, keys) VALUES ($1, $2, "
@@ -971,6 +1050,7 @@ StatusTotals PgState::totals(std::string_view instance) {
 }
 
 std::vector<std::string> PgState::instances() {
+  flush();  // an instance known only from buffered acks is an instance (as in SQLite)
   auto c = conn();
   Result r = c->exec("list instances",
                      "SELECT instance FROM chsync_files UNION SELECT DISTINCT instance FROM "
@@ -1036,32 +1116,34 @@ std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::s
   auto c = s_.conn();
   Result r = c->exec(
       "claim work units",
-      "WITH c AS (SELECT unit_key, owner AS prev FROM chsync_work WHERE work_group=$1 AND "
+      "WITH c AS (SELECT unit_key, owner AS prev, status = 'claimed' AS expired FROM "
+      "chsync_work WHERE work_group=$1 AND "
       "status <> 'done' AND (status = 'pending' OR (lease_until < now() AND owner IS DISTINCT "
       "FROM $4)) AND NOT (unit_key = ANY($3::text[])) ORDER BY seq LIMIT $2 FOR UPDATE SKIP "
       "LOCKED), "
       "u AS (UPDATE chsync_work w SET status='claimed', owner=$4, lease_until=now() + $5 * "
-      "interval '1 millisecond', attempts=w.attempts+1, claimed_at=now() FROM c WHERE "
-      "w.work_group=$1 AND w.unit_key=c.unit_key RETURNING w.unit_key, w.attempts, "
-      "coalesce(c.prev, '') AS prev), "
+      "interval '1 millisecond', attempts=w.attempts+1, fence=w.fence+1, claimed_at=now() "
+      "FROM c WHERE w.work_group=$1 AND w.unit_key=c.unit_key RETURNING w.unit_key, "
+      "w.attempts, coalesce(c.prev, '') AS prev, w.fence, c.expired), "
       "n AS (UPDATE chsync_workers SET units_claimed = units_claimed + (SELECT count(*) FROM u) "
-      "WHERE run_id=$4) SELECT unit_key, attempts, prev FROM u",
+      "WHERE run_id=$4) SELECT unit_key, attempts, prev, fence, expired FROM u",
       {s_.opts().work_group, std::to_string(max), text_array(exclude), s_.run_id(),
        i64s(s_.opts().lease.count())});
   std::vector<ClaimedUnit> out;
   for (int i = 0; i < r.rows(); ++i)
-    out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2)});
+    out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2),
+                              r.i64(i, 3), r.get(i, 4)[0] == 't'});
   return out;
 }
 
-void PgWork::complete(const std::string& key) { s_.defer_complete(key); }
+void PgWork::complete(const UnitFence& unit) { s_.defer_complete(unit); }
 
-void PgWork::release(const std::string& key) {
+void PgWork::release(const UnitFence& unit) {
   auto c = s_.conn();
   c->exec("release work unit",
           "UPDATE chsync_work SET status='pending', owner=NULL, lease_until=NULL WHERE "
-          "work_group=$1 AND unit_key=$2 AND owner=$3 AND status='claimed'",
-          {s_.opts().work_group, key, s_.run_id()});
+          "work_group=$1 AND unit_key=$2 AND owner=$3 AND status='claimed' AND fence=$4",
+          {s_.opts().work_group, unit.key, s_.run_id(), i64s(unit.fence)});
 }
 
 WorkCounts PgWork::counts() {
@@ -1090,8 +1172,9 @@ std::uint64_t PgWork::heartbeat(const WorkerProgress& p) {
                      "WHERE work_group=$1 AND owner=$2 AND status='claimed'",
                      {s_.opts().work_group, s_.run_id(), i64s(s_.opts().lease.count())});
   c->exec("heartbeat",
-          "UPDATE chsync_workers SET heartbeat_at=now(), units_done=$2, spans_sent=$3, "
-          "bytes_read=$4 WHERE run_id=$1",
+          "UPDATE chsync_workers SET heartbeat_at=now(), status='running', finished_at=NULL, "
+          "units_done=$2, spans_sent=$3, bytes_read=$4 WHERE run_id=$1 AND status IN "
+          "('running', 'dead')",
           {s_.run_id(), std::to_string(p.units_done), std::to_string(p.spans_sent),
            std::to_string(p.bytes_read)});
   tx.commit();
@@ -1116,6 +1199,22 @@ void PgWork::finish(const WorkerProgress& p, bool ok) {
 
 std::vector<WorkerRow> PgWork::workers() {
   auto c = s_.conn();
+  // Killed or lost runs stop saying `running` (the one write `chsync status` makes; a paused
+  // run that comes back says `running` again with its next heartbeat), and a day later they
+  // are dropped from the table.
+  try {
+    Tx tx(*c);
+    c->exec("mark dead workers", kMarkDead, {s_.opts().work_group});
+    c->exec("prune dead workers",
+            "DELETE FROM chsync_workers WHERE work_group=$1 AND status='dead' AND heartbeat_at < "
+            "now() - interval '1 day'",
+            {s_.opts().work_group});
+    tx.commit();
+  } catch (const PgTransient&) {
+    throw;
+  } catch (const StateError&) {
+    // A read-only server (a standby) or role: the rows below still say `dead`.
+  }
   Result r = c->exec(
       "list workers",
       fmt::format("SELECT run_id, worker_id, host, pid, status, "
@@ -1141,7 +1240,7 @@ std::vector<WorkerRow> PgWork::workers() {
     w.spans_sent = r.u64(i, 9);
     w.bytes_read = r.u64(i, 10);
     w.live = r.get(i, 11)[0] == 't';
-    if (w.status == "running" && !w.live) w.status = "lost";  // stopped heart-beating
+    if (w.status == "running" && !w.live) w.status = "dead";  // expired since the update
     out.push_back(std::move(w));
   }
   return out;

@@ -38,7 +38,9 @@ namespace chsync {
 
 class StateError : public std::runtime_error {
  public:
-  enum class Code { kCorrupt, kForeign, kNewerSchema, kLocked, kIo, kReadOnlyMissing };
+  // kUnavailable: a shared store (PostgreSQL) could not be reached, or stayed unreachable for
+  // the whole outage tolerance; the run ends with exit 3 like an unreachable backend.
+  enum class Code { kCorrupt, kForeign, kNewerSchema, kLocked, kIo, kReadOnlyMissing, kUnavailable };
   StateError(Code code, std::string message) : std::runtime_error(std::move(message)), code_(code) {}
   Code code() const noexcept { return code_; }
 
@@ -88,8 +90,10 @@ struct StateOpenOptions {
 // Per-bundle view of a shared store (check_bundle).
 struct BundleCheck {
   std::vector<std::uint64_t> settled;  // of the asked keys: delivered or dead now (sorted)
-  // Keys held by in-flight records of runs that are gone (crashed, or ended without an
-  // outcome), one entry per record (sorted): each is one send of unknown outcome. Those records
+  // Keys held by in-flight records of other runs (gone ones: crashed, or ended without an
+  // outcome; live ones: a holder that lost the unit after recording a send, or a resume copy
+  // in another unit), one entry per record (sorted): each is one send of unknown outcome, so
+  // sending the key again is a possible repeat. Those records
   // now belong to this run as `adopted_request` (0 when none), so a crash of this run leaves
   // them for the next one to count again (over-counting repeats is safe, losing them is not).
   std::vector<std::uint64_t> adopted;
@@ -150,6 +154,15 @@ class StateStore {
   // when it returns (WAL, synchronous=NORMAL).
   virtual std::uint64_t begin_request(std::string_view instance,
                                       const std::vector<std::uint64_t>& span_keys) = 0;
+  // Work sharing: like begin_request, but the record is written only if this run still holds
+  // every unit in `units` under its fence token (stages/state/work_table.h), checked in the
+  // same statement; it also renews their leases. Returns 0 (nothing written) when a unit
+  // changed hands: the caller must not send. A local store has no fencing (begin_request).
+  virtual std::uint64_t begin_fenced_request(std::string_view instance,
+                                             const std::vector<std::uint64_t>& span_keys,
+                                             const std::vector<UnitFence>& /*units*/) {
+    return begin_request(instance, span_keys);
+  }
   // Outcome of a request: delivered or dead keys are recorded and its in-flight record removed
   // in one transaction. failed == true: only the in-flight record is removed.
   virtual void finish_request(std::string_view instance, std::uint64_t request_id,

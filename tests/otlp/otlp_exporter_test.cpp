@@ -200,6 +200,7 @@ struct Fixture {
     exp->set_before_send([this](const std::vector<SpanRef>& refs) {
       std::lock_guard lock(mu);
       for (auto& r : refs) recorded.insert(r.span_key);
+      return true;
     });
   }
 };
