@@ -99,7 +99,7 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
   if (sig == SIGTERM) code = kExitSigterm;
   const std::string first_error = runner_.first_error();
   if (!first_error.empty()) {
-    std::fprintf(stderr, "chsync: internal error: %s\n", first_error.c_str());
+    log::error("internal error: " + first_error);
     if (code == kExitOk) code = kExitPartial;
   }
   return code;
@@ -193,30 +193,21 @@ void SyncRun::write_metrics_file(int code, double secs) const {
       {"chsync_last_run_duration_seconds", "", secs}};
   std::string err;
   if (!write_metrics_textfile(opt_.metrics_file, metrics_.render(last), err))
-    std::fprintf(stderr, "chsync: --metrics-file: %s\n", err.c_str());
+    log::error("--metrics-file: " + err);
 }
 
 void SyncRun::print_summary(const Totals& t, double secs) const {
   const double mb = static_cast<double>(t.bytes_read) / 1e6;
-  std::fprintf(stderr,
-               "chsync: %s%llu files scanned (%llu updated, %llu skipped), %llu spans %s, %llu "
-               "deduped, %llu held turns, %llu dead, %llu bad lines, %.1f MB in %.2f s "
-               "(%.1f MB/s)\n",
-               opt_.dry_run ? "dry run: " : "", static_cast<unsigned long long>(disc_.files),
-               static_cast<unsigned long long>(files_updated_),
-               static_cast<unsigned long long>(files_skipped_),
-               static_cast<unsigned long long>(t.spans_synced),
-               opt_.dry_run ? "would be sent" : "sent",
-               static_cast<unsigned long long>(
-                   instances_.empty() ? 0 : instances_[0]->dedupe.deduped()),
-               static_cast<unsigned long long>(t.map.turns_held),
-               static_cast<unsigned long long>(t.dead),
-               static_cast<unsigned long long>(t.bad_total), mb, secs,
-               mb / std::max(secs, 1e-6));
+  log::info(fmt::format("{}{} files scanned ({} updated, {} skipped), {} spans {}, {} deduped, {} "
+                        "held turns, {} dead, {} bad lines, {:.1f} MB in {:.2f} s ({:.1f} MB/s)",
+                        opt_.dry_run ? "dry run: " : "", disc_.files, files_updated_,
+                        files_skipped_, t.spans_synced, opt_.dry_run ? "would be sent" : "sent",
+                        instances_.empty() ? 0 : instances_[0]->dedupe.deduped(),
+                        t.map.turns_held, t.dead, t.bad_total, mb, secs,
+                        mb / std::max(secs, 1e-6)));
   for (auto& inst : instances_)
     if (inst->exporter->fatal())
-      std::fprintf(stderr, "chsync: backend %s failed: %s\n", inst->spec.instance.c_str(),
-                   inst->exporter->fatal_reason().c_str());
+      log::error("backend " + inst->spec.instance + " failed: " + inst->exporter->fatal_reason());
 }
 
 }  // namespace chsync

@@ -1,10 +1,10 @@
 // SyncRun: wiring the stages, running the threads, finishing the state.
 #include "app/sync/sync_run.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <csignal>
-#include <cstdio>
 
 #include "pipeline/clock.h"
 #include "pipeline/log.h"
@@ -136,8 +136,7 @@ void SyncRun::start_metrics() {
     throw ConfigError(e.what());
   }
   if (!opt_.quiet)
-    std::fprintf(stderr, "chsync: metrics at http://127.0.0.1:%u/metrics\n",
-                 static_cast<unsigned>(metrics_server_->port()));
+    log::info(fmt::format("metrics at http://127.0.0.1:{}/metrics", metrics_server_->port()));
 }
 
 void SyncRun::start_threads() {

@@ -1,7 +1,6 @@
 // SyncRun start-up: state, backend instances, discovery, what each instance needs, snapshots.
 #include <fmt/format.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <unordered_map>
@@ -87,9 +86,7 @@ void SyncRun::open_state() {
     state_ = open_pg_state(opt_.db_path, so);
   } else {
     if (opt_.rebuild_state && !opt_.quiet)
-      std::fprintf(stderr,
-                   "chsync: --rebuild-state: starting with a fresh state; every span will be "
-                   "sent again\n");
+      log::warn("--rebuild-state: starting with a fresh state; every span will be sent again");
     state_ = open_sqlite_state(opt_.db_path, so);
   }
 }
@@ -134,8 +131,7 @@ void SyncRun::discover_inputs() {
   disc_ = discover(opt_.inputs, opt_.discover);
   for (const auto& e : disc_.errors)
     if (!opt_.quiet)
-      std::fprintf(stderr, "chsync: %s: %s: %s\n", e.path.c_str(), e.kind.c_str(),
-                   e.message.c_str());
+      log::warn(e.path + ": " + e.kind + ": " + e.message);
   if (opt_.shard_count <= 1) return;
   // Static sharding: this process keeps its share of the bundles (renumbered in order, since a
   // bundle's seq is its index).

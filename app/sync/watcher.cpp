@@ -67,8 +67,7 @@ void Watcher::check_stop() {
   StageRunner& runner = *w_.runner;
   if (received_signal() != 0 && !runner.stop_requested()) {
     if (!w_.quiet)
-      std::fprintf(stderr, "chsync: signal %d: stopping, draining in-flight requests\n",
-                   received_signal());
+      log::warn(fmt::format("signal {}: stopping, draining in-flight requests", received_signal()));
     runner.request_stop();
   }
   if (w_.failure->failed() && !runner.stop_requested()) {

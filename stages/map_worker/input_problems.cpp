@@ -1,6 +1,8 @@
 #include "stages/map_worker/input_problems.h"
 
-#include <cstdio>
+#include <fmt/format.h>
+
+#include "pipeline/log.h"
 
 namespace chsync {
 
@@ -8,17 +10,15 @@ void InputProblems::bad_line(const BadLine& bl) {
   std::lock_guard lock(bad_mu_);
   by_kind_[bl.kind]++;
   if (!quiet_ && printed_ < max_printed_) {
-    std::fprintf(stderr, "chsync: %s:%llu: bad line (%s): %s\n", bl.file.c_str(),
-                 static_cast<unsigned long long>(bl.line), bl.kind.c_str(), bl.message.c_str());
-    if (++printed_ == max_printed_)
-      std::fprintf(stderr, "chsync: further bad lines are counted but not printed\n");
+    log::warn(fmt::format("{}:{}: bad line ({}): {}", bl.file, bl.line, bl.kind, bl.message));
+    if (++printed_ == max_printed_) log::info("further bad lines are counted but not printed");
   }
 }
 
 void InputProblems::file_error(const std::string& message) {
   std::lock_guard lock(err_mu_);
   file_errors_.push_back(message);
-  if (!quiet_) std::fprintf(stderr, "chsync: %s\n", message.c_str());
+  if (!quiet_) log::warn(message);
 }
 
 std::map<std::string, std::uint64_t> InputProblems::bad_lines_by_kind() const {

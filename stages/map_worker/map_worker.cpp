@@ -5,7 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
+
+#include "pipeline/log.h"
 
 namespace chsync {
 
@@ -83,7 +84,7 @@ BundleResult MapWorkers::map_bundle(WorkItem& item) {
                          fmt::format("line of {} bytes exceeds --max-line-bytes", n)});
     };
     if (f.size == 0 && f.kind != SourceKind::kStdin && !w_.quiet)
-      std::fprintf(stderr, "chsync: %s: empty file (nothing to export)\n", f.display.c_str());
+      log::info(f.display + ": empty file (nothing to export)");
     const ReadResult rr = read_file(item, fi, on_line, on_too_long);
     fo.lines = rr.end_line;
     fo.end_offset = rr.end_offset;
