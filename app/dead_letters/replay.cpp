@@ -14,6 +14,7 @@
 #include "backends/http/http_client.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
+#include "pipeline/log.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {
@@ -47,7 +48,7 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
     std::string endpoint = ro.endpoint.empty() ? d.endpoint : ro.endpoint;
     auto url = http::parse_url(endpoint);
     if (!url) {
-      std::fprintf(stderr, "chsync: replay: bad endpoint '%s'\n", endpoint.c_str());
+      log::error("replay: bad endpoint '" + endpoint + "'");
       still_dead.push_back(std::move(d));
       ++failed;
       continue;
@@ -80,10 +81,10 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
       state->mark_delivered(d.instance, d.span_keys);
       replayed_spans += d.span_keys.size();
     } else {
-      std::fprintf(stderr, "chsync: replay to %s failed: %s\n", endpoint.c_str(),
-                   resp.error != http::TransportError::kNone
-                       ? std::string(http::to_string(resp.error)).c_str()
-                       : fmt::format("HTTP {}", resp.status).c_str());
+      log::error("replay to " + endpoint + " failed: " +
+                 (resp.error != http::TransportError::kNone
+                      ? std::string(http::to_string(resp.error))
+                      : fmt::format("HTTP {}", resp.status)));
       still_dead.push_back(std::move(d));
       ++failed;
     }
