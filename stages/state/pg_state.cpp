@@ -14,26 +14,19 @@
 // thread or the next write) and committed in one transaction on the writer connection, which
 // also serialises every other write, so the crash ordering of state_store.h holds here too.
 // Reads, claims and heartbeats use pooled connections and never wait for the writer.
-#include <libpq-fe.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <map>
-#include <mutex>
-#include <optional>
 #include <random>
-#include <set>
-#include <cstdlib>
-#include <thread>
 
-#include "stages/state/state_store.h"
+#include "stages/state/pg_state.h"
 
 namespace chsync {
+namespace pg {
 namespace {
 
-using Code = StateError::Code;
 constexpr int kPgSchemaVersion = 2;
 
 struct PgMigration {
@@ -71,365 +64,7 @@ ALTER TABLE chsync_work ADD COLUMN fence bigint NOT NULL DEFAULT 0;
 };
 static_assert(kPgMigrations[std::size(kPgMigrations) - 1].version == kPgSchemaVersion);
 
-// Running rows whose heartbeat is older than their lease: the process was killed or lost (or
-// is paused; its next heartbeat says `running` again).
-constexpr const char* kMarkDead =
-    "UPDATE chsync_workers SET status='dead', finished_at=heartbeat_at WHERE work_group=$1 AND "
-    "status='running' AND heartbeat_at < now() - lease_ms * interval '1 millisecond'";
-
-// A run's owner token is live while it says so and its heartbeat is younger than its lease.
-constexpr const char* kOwnerLive =
-    "EXISTS (SELECT 1 FROM chsync_workers w WHERE w.run_id = {} AND w.status = 'running' AND "
-    "w.heartbeat_at > now() - w.lease_ms * interval '1 millisecond')";
-
-// The connection itself failed (server gone, restarting, network): worth reconnecting and
-// retrying, unlike an error the server reported on a live connection.
-class PgTransient : public StateError {
- public:
-  PgTransient(std::string message) : StateError(Code::kUnavailable, std::move(message)) {}
-};
-
-std::string redact_url(std::string url) {
-  // postgres://user:secret@host -> postgres://user:***@host
-  const auto scheme = url.find("://");
-  const auto at = url.find('@', scheme == std::string::npos ? 0 : scheme + 3);
-  if (scheme != std::string::npos && at != std::string::npos) {
-    const auto colon = url.find(':', scheme + 3);
-    if (colon != std::string::npos && colon < at) url.replace(colon + 1, at - colon - 1, "***");
-  }
-  const auto pw = url.find("password=");
-  if (pw != std::string::npos) {
-    auto end = url.find_first_of("& ", pw);
-    url.replace(pw + 9, (end == std::string::npos ? url.size() : end) - pw - 9, "***");
-  }
-  return url;
-}
-
-std::int64_t to_db(std::uint64_t k) { return static_cast<std::int64_t>(k); }
-
-std::string int_array(const std::vector<std::uint64_t>& keys) {
-  std::string a = "{";
-  a.reserve(keys.size() * 21 + 2);
-  for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (i) a += ',';
-    fmt::format_to(std::back_inserter(a), "{}", to_db(keys[i]));
-  }
-  a += '}';
-  return a;
-}
-
-std::string text_array(const std::vector<std::string>& v) {
-  std::string a = "{";
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i) a += ',';
-    a += '"';
-    for (char c : v[i]) {
-      if (c == '"' || c == '\\') a += '\\';
-      a += c;
-    }
-    a += '"';
-  }
-  a += '}';
-  return a;
-}
-
-// Parses a bigint[] value in text form ("{1,-2,3}").
-void parse_int_array(const char* s, std::vector<std::uint64_t>& out) {
-  if (!s) return;
-  const char* p = s;
-  while (*p) {
-    if (*p == '-' || (*p >= '0' && *p <= '9')) {
-      char* end = nullptr;
-      out.push_back(static_cast<std::uint64_t>(std::strtoll(p, &end, 10)));
-      p = end;
-    } else {
-      ++p;
-    }
-  }
-}
-
-class Result {
- public:
-  explicit Result(PGresult* r) : r_(r) {}
-  Result(Result&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
-  Result(const Result&) = delete;
-  ~Result() { PQclear(r_); }
-  int rows() const { return PQntuples(r_); }
-  const char* get(int row, int col) const { return PQgetvalue(r_, row, col); }
-  bool null(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
-  std::int64_t i64(int row, int col) const { return std::strtoll(get(row, col), nullptr, 10); }
-  std::uint64_t u64(int row, int col) const { return static_cast<std::uint64_t>(i64(row, col)); }
-  std::string str(int row, int col) const { return null(row, col) ? std::string() : get(row, col); }
-  std::uint64_t affected() const {
-    const char* n = PQcmdTuples(r_);
-    return n && *n ? std::strtoull(n, nullptr, 10) : 0;
-  }
-
- private:
-  PGresult* r_;
-};
-
-class Conn {
- public:
-  Conn(const std::string& url, const std::string& shown) : shown_(shown) {
-    c_ = PQconnectdb(url.c_str());
-    if (PQstatus(c_) != CONNECTION_OK) {
-      std::string msg = PQerrorMessage(c_);
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      PQfinish(c_);
-      c_ = nullptr;
-      throw PgTransient(fmt::format("cannot connect to PostgreSQL state {}: {}", shown_, msg));
-    }
-    // Quiet NOTICEs (CREATE ... IF NOT EXISTS) instead of libpq's default print to stderr.
-    PQsetNoticeProcessor(c_, [](void*, const char*) {}, nullptr);
-  }
-  ~Conn() {
-    if (c_) PQfinish(c_);
-  }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  bool ok() const { return c_ && PQstatus(c_) == CONNECTION_OK; }
-
-  Result exec(std::string_view what, const std::string& sql,
-              std::initializer_list<std::optional<std::string>> params = {}) {
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-    PGresult* r = PQexecParams(c_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                               values.data(), nullptr, nullptr, 0);
-    check(r, what);
-    return Result(r);
-  }
-  // Without parameters (PQexec): may hold several statements (migrations).
-  void run(std::string_view what, const std::string& sql) {
-    PGresult* r = PQexec(c_, sql.c_str());
-    check(r, what);
-    PQclear(r);
-  }
-
- private:
-  // Throws (after freeing r) unless r is a success.
-  void check(PGresult* r, std::string_view what) {
-    const auto st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return;
-    std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c_);
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    PQclear(r);
-    msg = fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg);
-    if (PQstatus(c_) != CONNECTION_OK) throw PgTransient(std::move(msg));
-    throw StateError(Code::kIo, std::move(msg));
-  }
-
-  std::string shown_;
-  PGconn* c_ = nullptr;
-};
-
-// A transaction on one connection: rolled back unless committed (also on exceptions).
-class Tx {
- public:
-  explicit Tx(Conn& c) : c_(c) { c_.run("begin", "BEGIN"); }
-  ~Tx() {
-    if (!done_ && c_.ok()) {
-      try {
-        c_.run("rollback", "ROLLBACK");
-      } catch (...) {
-      }
-    }
-  }
-  void commit() {
-    c_.run("commit", "COMMIT");
-    done_ = true;
-  }
-
- private:
-  Conn& c_;
-  bool done_ = false;
-};
-
-std::string i64s(std::int64_t v) { return std::to_string(v); }
-
-class PgState;
-
-class PgWork final : public WorkTable {
- public:
-  explicit PgWork(PgState& s) : s_(s) {}
-  const std::string& run_id() const override;
-  void register_units(const std::vector<WorkUnitSpec>& units) override;
-  std::vector<ClaimedUnit> claim(std::size_t max, const std::vector<std::string>& exclude) override;
-  void complete(const UnitFence& unit) override;
-  void release(const UnitFence& unit) override;
-  WorkCounts counts() override;
-  std::uint64_t heartbeat(const WorkerProgress& progress) override;
-  void finish(const WorkerProgress& progress, bool ok) override;
-  std::vector<WorkerRow> workers() override;
-  std::chrono::milliseconds lease() const override;
-
- private:
-  PgState& s_;
-};
-
-class PgState final : public StateStore {
- public:
-  PgState(std::string url, StateOpenOptions opts);
-  ~PgState() override;
-
-  std::optional<FileState> file(std::string_view instance, std::string_view key) override;
-  void put_files(const std::vector<FileState>& rows) override;
-  std::vector<FileState> files(std::string_view instance) override;
-  std::vector<std::uint64_t> load_delivered(std::string_view instance) override;
-  std::vector<std::uint64_t> load_in_flight(std::string_view instance) override;
-  std::vector<std::uint64_t> load_in_flight_records(std::string_view instance) override;
-  std::uint64_t begin_request(std::string_view instance,
-                              const std::vector<std::uint64_t>& span_keys) override;
-  std::uint64_t begin_fenced_request(std::string_view instance,
-                                     const std::vector<std::uint64_t>& span_keys,
-                                     const std::vector<UnitFence>& units) override;
-  void finish_request(std::string_view instance, std::uint64_t request_id,
-                      const std::vector<std::uint64_t>& span_keys, bool delivered,
-                      bool dead) override;
-  void finish_request_dead(std::string_view instance, std::uint64_t request_id,
-                           const std::vector<std::uint64_t>& span_keys,
-                           std::string_view dead_letter_ref) override;
-  void clear_in_flight(std::string_view instance) override;
-  std::vector<std::uint64_t> load_dead(std::string_view instance) override;
-  void mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) override;
-  void forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) override;
-  StatusTotals totals(std::string_view instance) override;
-  std::vector<std::string> instances() override;
-  void vacuum() override;
-  void backup(const std::string& dest_path) override;
-  std::uint64_t forget_files(std::string_view instance, std::string_view key_prefix) override;
-  void flush() override;
-  std::string path() const override { return shown_; }
-  bool shared() const override { return true; }
-  WorkTable* work() override { return work_ ? work_.get() : nullptr; }
-  BundleCheck check_bundle(std::string_view instance,
-                           const std::vector<std::uint64_t>& keys) override;
-
-  // Pool: a connection for one call, returned afterwards (dropped if broken).
-  class Lease {
-   public:
-    Lease(PgState& s, std::unique_ptr<Conn> c) : s_(s), c_(std::move(c)) {}
-    ~Lease() { s_.give_back(std::move(c_)); }
-    Conn& operator*() { return *c_; }
-    Conn* operator->() { return c_.get(); }
-
-   private:
-    PgState& s_;
-    std::unique_ptr<Conn> c_;
-  };
-  Lease conn() {
-    {
-      std::lock_guard lk(pool_mu_);
-      if (!pool_.empty()) {
-        auto c = std::move(pool_.back());
-        pool_.pop_back();
-        return Lease(*this, std::move(c));
-      }
-    }
-    // Synchronous commit here too: a claim lost in a database crash hands its unit to a second
-    // worker while the first still sends it, and neither can count those repeats (seen in the
-    // database-restart test: 60 duplicates, 0 counted, with asynchronous claims).
-    return Lease(*this, std::make_unique<Conn>(url_, shown_));
-  }
-  void give_back(std::unique_ptr<Conn> c) {
-    if (!c || !c->ok()) return;
-    std::lock_guard lk(pool_mu_);
-    if (pool_.size() < opts_.pool_connections) pool_.push_back(std::move(c));
-  }
-
-  const StateOpenOptions& opts() const { return opts_; }
-  const std::string& run_id() const { return run_id_; }
-  const std::string& started_at() const { return started_at_; }
-  // PgWork::complete: marked done in the flush that makes its files' rows durable.
-  void defer_complete(const UnitFence& unit);
-
- private:
-  struct PendingAck {
-    std::string instance;
-    std::uint64_t request_id;
-    std::vector<std::uint64_t> keys;
-    int outcome;  // 0 failed, 1 delivered, 2 dead
-    std::string dead_ref;
-  };
-  void migrate(Conn& c);
-  // The writer connection, reconnected if the last one broke (writer_mu_ held).
-  Conn& writer() {
-    if (!writer_ || !writer_->ok()) {
-      writer_.reset();
-      writer_ = std::make_unique<Conn>(url_, shown_);
-    }
-    return *writer_;
-  }
-  // Runs fn again after a connection failure (database restarting, failing over, network), with
-  // backoff, for up to opts_.outage_tolerance; other errors, and the last failure, propagate.
-  // fn must be safe to repeat: every caller's writes are idempotent or over-count repeats.
-  template <class F>
-  auto retrying(F&& fn) {
-    const auto deadline = std::chrono::steady_clock::now() + opts_.outage_tolerance;
-    auto backoff = std::chrono::milliseconds(100);
-    for (;;) {
-      try {
-        return fn();
-      } catch (const PgTransient&) {
-        {
-          // Idle pooled connections broke with the one that failed: do not try them one by one.
-          std::lock_guard lk(pool_mu_);
-          pool_.clear();
-        }
-        if (std::chrono::steady_clock::now() + backoff > deadline) throw;
-        std::this_thread::sleep_for(backoff);
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
-      }
-    }
-  }
-  BundleCheck check_bundle_once(std::string_view instance, const std::vector<std::uint64_t>& keys);
-  // Writes the buffered acks, file rows and completions (writer_mu_ held). own_tx: in a
-  // transaction of its own, restoring the buffers if anything fails, commit included (then a
-  // retry applies them again: idempotent, except that a lost COMMIT reply can make a file row's
-  // cumulative span count count twice — cosmetic); else in the caller's transaction.
-  void flush_locked(bool own_tx = false);
-  void write_files_locked(const std::vector<FileState>& rows);
-  std::vector<std::uint64_t> load_span_keys(std::string_view what, const char* sql,
-                                            std::string_view instance);
-  bool has_pending() const {
-    return !pending_.empty() || !pending_files_.empty() || !pending_done_.empty();
-  }
-  void flusher_loop();
-  void rethrow_async_error() {
-    if (async_error_) {
-      auto e = *async_error_;
-      async_error_.reset();
-      throw e;
-    }
-  }
-  void register_run(Conn& c);
-
-  std::string url_, shown_;
-  StateOpenOptions opts_;
-  bool empty_ = false;  // read-only open of a database without the chsync schema
-  std::string run_id_, started_at_;
-  std::unique_ptr<PgWork> work_;
-  std::set<std::uint64_t> loaded_in_flight_;  // request ids load_in_flight returned
-
-  std::mutex pool_mu_;
-  std::vector<std::unique_ptr<Conn>> pool_;
-
-  std::mutex writer_mu_;  // the writer connection and the pending acks
-  std::unique_ptr<Conn> writer_;
-  std::vector<PendingAck> pending_;
-  std::vector<FileState> pending_files_;   // put_files, written after the acks
-  std::vector<UnitFence> pending_done_;  // work units complete once the above are durable
-  std::size_t pending_keys_ = 0;
-  std::chrono::steady_clock::time_point pending_since_;
-  std::optional<StateError> async_error_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread flusher_;
-
-  friend class PgWork;
-};
+}  // namespace
 
 PgState::PgState(std::string url, StateOpenOptions opts)
     : url_(std::move(url)), shown_(redact_url(url_)), opts_(std::move(opts)) {
@@ -478,17 +113,15 @@ PgState::PgState(std::string url, StateOpenOptions opts)
   }
   if (opts_.register_worker && !opts_.read_only) register_run(c);
   work_ = std::make_unique<PgWork>(*this);  // read-only: counts and workers for status
+  // Synchronous commit on purpose: a unit completion lost in a database crash while this run
+  // believes it done would stay "claimed" by a live worker, and workers that each wait for the
+  // other's claimed units would never finish (seen in DatabaseCrashTest).
   if (!opts_.read_only && opts_.ack_flush_interval.count() > 0)
-    flusher_ = std::thread([this] { flusher_loop(); });
+    acks_.start([this] { retrying([&] { flush_locked(true); }); });
 }
 
 PgState::~PgState() {
-  {
-    std::lock_guard lk(writer_mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (flusher_.joinable()) flusher_.join();
+  acks_.stop();
   std::lock_guard lk(writer_mu_);
   try {
     flush_locked();
@@ -595,21 +228,17 @@ std::vector<FileState> PgState::files(std::string_view instance) {
 void PgState::put_files(const std::vector<FileState>& rows) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
-  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
   pending_files_.insert(pending_files_.end(), rows.begin(), rows.end());
-  if (opts_.ack_flush_interval.count() <= 0 || pending_files_.size() >= 4096) {
+  acks_.touch();
+  if (opts_.ack_flush_interval.count() <= 0 || pending_files_.size() >= 4096)
     retrying([&] { flush_locked(true); });
-  } else {
-    cv_.notify_all();
-  }
 }
 
 void PgState::defer_complete(const UnitFence& unit) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
-  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
   pending_done_.push_back(unit);
-  cv_.notify_all();
+  acks_.touch();
 }
 
 void PgState::write_files_locked(const std::vector<FileState>& rows) {
@@ -786,15 +415,10 @@ void PgState::finish_request(std::string_view instance, std::uint64_t request_id
                              bool dead) {
   std::unique_lock lk(writer_mu_);
   rethrow_async_error();
-  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
-  pending_.push_back(PendingAck{std::string(instance), request_id, span_keys,
-                                delivered ? 1 : (dead ? 2 : 0), {}});
-  pending_keys_ += span_keys.size();
-  if (opts_.ack_flush_interval.count() <= 0 || pending_keys_ >= opts_.ack_flush_keys) {
+  const AckOutcome o =
+      delivered ? AckOutcome::kDelivered : (dead ? AckOutcome::kDead : AckOutcome::kFailed);
+  if (acks_.add(BufferedAck{std::string(instance), request_id, span_keys, o, {}}))
     retrying([&] { flush_locked(true); });
-  } else {
-    cv_.notify_all();
-  }
 }
 
 void PgState::finish_request_dead(std::string_view instance, std::uint64_t request_id,
@@ -802,11 +426,9 @@ void PgState::finish_request_dead(std::string_view instance, std::uint64_t reque
                                   std::string_view dead_letter_ref) {
   std::unique_lock lk(writer_mu_);
   rethrow_async_error();
-  if (!has_pending()) pending_since_ = std::chrono::steady_clock::now();
-  pending_.push_back(
-      PendingAck{std::string(instance), request_id, span_keys, 2, std::string(dead_letter_ref)});
-  pending_keys_ += span_keys.size();
-  cv_.notify_all();
+  if (acks_.add(BufferedAck{std::string(instance), request_id, span_keys, AckOutcome::kDead,
+                            std::string(dead_letter_ref)}))
+    retrying([&] { flush_locked(true); });
 }
 
 // Writes the buffered acks. Callers hold writer_mu_; inside an open transaction when they want
@@ -815,19 +437,17 @@ void PgState::finish_request_dead(std::string_view instance, std::uint64_t reque
 void PgState::flush_locked(bool own_tx) {
   if (!has_pending()) return;
   Conn& c = writer();
-  std::vector<PendingAck> batch;
-  batch.swap(pending_);
+  std::vector<BufferedAck> batch = acks_.take();
   std::vector<FileState> files;
   files.swap(pending_files_);
   std::vector<UnitFence> done;
   done.swap(pending_done_);
-  pending_keys_ = 0;
   // Group: (instance, outcome, dead ref) -> keys.
-  std::map<std::tuple<std::string, int, std::string>, std::vector<std::uint64_t>> groups;
+  std::map<std::tuple<std::string, AckOutcome, std::string>, std::vector<std::uint64_t>> groups;
   std::vector<std::uint64_t> req_ids;
   for (auto& a : batch) {
     if (a.request_id != 0) req_ids.push_back(a.request_id);
-    if (a.outcome == 0 || a.keys.empty()) continue;
+    if (a.outcome == AckOutcome::kFailed || a.keys.empty()) continue;
     auto& v = groups[{a.instance, a.outcome, a.dead_ref}];
     v.insert(v.end(), a.keys.begin(), a.keys.end());
   }
@@ -838,7 +458,7 @@ void PgState::flush_locked(bool own_tx) {
       const auto& [inst, outcome, ref] = g;
       std::sort(keys.begin(), keys.end());
       keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-      if (outcome == 1) {
+      if (outcome == AckOutcome::kDelivered) {
         c.exec("record delivered spans",
                "INSERT INTO chsync_spans(instance, span) SELECT $1, unnest($2::bigint[]) "
                "ON CONFLICT (instance, span) DO UPDATE SET dead=false, dead_letter=NULL "
@@ -872,41 +492,13 @@ void PgState::flush_locked(bool own_tx) {
              {opts_.work_group, text_array(keys), run_id_, int_array(fences)});
     }
     if (tx) tx->commit();
+    acks_.committed();
   } catch (...) {
     // Put them back so a later flush (or the caller's error path) does not lose them silently.
-    pending_.insert(pending_.begin(), std::make_move_iterator(batch.begin()),
-                    std::make_move_iterator(batch.end()));
+    acks_.restore(std::move(batch));
     pending_files_.insert(pending_files_.begin(), files.begin(), files.end());
     pending_done_.insert(pending_done_.begin(), done.begin(), done.end());
-    for (auto& a : pending_) pending_keys_ += a.keys.size();
     throw;
-  }
-}
-
-void PgState::flusher_loop() {
-  std::unique_lock lk(writer_mu_);
-  while (!stop_) {
-    if (!has_pending()) {
-      cv_.wait(lk);
-      continue;
-    }
-    const auto deadline = pending_since_ + opts_.ack_flush_interval;
-    if (std::chrono::steady_clock::now() < deadline) {
-      cv_.wait_until(lk, deadline);
-      continue;
-    }
-    try {
-      // Synchronous commit on purpose: a unit completion lost in a database crash while this
-      // run believes it done would stay "claimed" by a live worker, and workers that each wait
-      // for the other's claimed units would never finish (seen in DatabaseCrashTest).
-      retrying([&] { flush_locked(true); });
-    } catch (const StateError& e) {
-      // As in the SQLite store: reported by the next call; the buffered acks, file rows and
-      // completions stay (flush_locked put them back) and are retried at the next interval,
-      // so an outage longer than the tolerance loses nothing that a later flush can write.
-      if (!async_error_) async_error_ = e;
-      pending_since_ = std::chrono::steady_clock::now();
-    }
   }
 }
 
@@ -1074,179 +666,10 @@ void PgState::backup(const std::string&) {
                                shown_));
 }
 
-// ---- work table ----
+}  // namespace pg
 
-const std::string& PgWork::run_id() const { return s_.run_id(); }
-std::chrono::milliseconds PgWork::lease() const { return s_.opts().lease; }
-
-void PgWork::register_units(const std::vector<WorkUnitSpec>& units) {
-  auto c = s_.conn();
-  constexpr std::size_t kChunk = 5000;
-  for (std::size_t at = 0; at < units.size(); at += kChunk) {
-    const std::size_t n = std::min(kChunk, units.size() - at);
-    std::vector<std::string> keys, sigs;
-    std::vector<std::uint64_t> seqs;
-    for (std::size_t i = at; i < at + n; ++i) {
-      keys.push_back(units[i].key);
-      sigs.push_back(units[i].signature);
-      seqs.push_back(units[i].seq);
-    }
-    // A unit finished before this run started (and still needed, since it was registered) or
-    // whose files changed is open again; one finished by a concurrent run is not.
-    c->exec("register work units",
-            "INSERT INTO chsync_work AS w(work_group, unit_key, signature, seq, status) "
-            "SELECT $1, k, s, q, 'pending' FROM unnest($2::text[], $3::text[], $4::bigint[]) "
-            "AS t(k, s, q) ON CONFLICT (work_group, unit_key) DO UPDATE SET status='pending', "
-            "signature=excluded.signature, seq=excluded.seq, owner=NULL, lease_until=NULL, "
-            "attempts=0 WHERE w.status='done' AND (w.signature <> excluded.signature OR "
-            "w.done_at < $5::timestamptz)",
-            {s_.opts().work_group, text_array(keys), text_array(sigs), int_array(seqs),
-             s_.started_at()});
-  }
-  // Fresh statistics, or the claim query may scan and sort the whole table until autovacuum
-  // comes by (measured: 0.4 s per claim over 400k fresh rows, 1 ms after ANALYZE).
-  if (units.size() >= 1000) c->run("analyze work table", "ANALYZE chsync_work");
-}
-
-// One statement, one round trip: pick, lease and count in a single implicit transaction. This
-// run's own expired leases are not picked: those units are still in its pipeline (a heartbeat
-// missed during a database outage), and the next heartbeat renews them unless another worker
-// took them meanwhile.
-std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::string>& exclude) {
-  auto c = s_.conn();
-  Result r = c->exec(
-      "claim work units",
-      "WITH c AS (SELECT unit_key, owner AS prev, status = 'claimed' AS expired FROM "
-      "chsync_work WHERE work_group=$1 AND "
-      "status <> 'done' AND (status = 'pending' OR (lease_until < now() AND owner IS DISTINCT "
-      "FROM $4)) AND NOT (unit_key = ANY($3::text[])) ORDER BY seq LIMIT $2 FOR UPDATE SKIP "
-      "LOCKED), "
-      "u AS (UPDATE chsync_work w SET status='claimed', owner=$4, lease_until=now() + $5 * "
-      "interval '1 millisecond', attempts=w.attempts+1, fence=w.fence+1, claimed_at=now() "
-      "FROM c WHERE w.work_group=$1 AND w.unit_key=c.unit_key RETURNING w.unit_key, "
-      "w.attempts, coalesce(c.prev, '') AS prev, w.fence, c.expired), "
-      "n AS (UPDATE chsync_workers SET units_claimed = units_claimed + (SELECT count(*) FROM u) "
-      "WHERE run_id=$4) SELECT unit_key, attempts, prev, fence, expired FROM u",
-      {s_.opts().work_group, std::to_string(max), text_array(exclude), s_.run_id(),
-       i64s(s_.opts().lease.count())});
-  std::vector<ClaimedUnit> out;
-  for (int i = 0; i < r.rows(); ++i)
-    out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2),
-                              r.i64(i, 3), r.get(i, 4)[0] == 't'});
-  return out;
-}
-
-void PgWork::complete(const UnitFence& unit) { s_.defer_complete(unit); }
-
-void PgWork::release(const UnitFence& unit) {
-  auto c = s_.conn();
-  c->exec("release work unit",
-          "UPDATE chsync_work SET status='pending', owner=NULL, lease_until=NULL WHERE "
-          "work_group=$1 AND unit_key=$2 AND owner=$3 AND status='claimed' AND fence=$4",
-          {s_.opts().work_group, unit.key, s_.run_id(), i64s(unit.fence)});
-}
-
-WorkCounts PgWork::counts() {
-  auto c = s_.conn();
-  Result r = c->exec(
-      "count work units",
-      "SELECT count(*) FILTER (WHERE status='pending'), count(*) FILTER (WHERE status='claimed' "
-      "AND lease_until >= now()), count(*) FILTER (WHERE status='claimed' AND lease_until >= "
-      "now() AND owner=$2), count(*) FILTER (WHERE status='claimed' AND lease_until < now()), "
-      "count(*) FILTER (WHERE status='done') FROM chsync_work WHERE work_group=$1",
-      {s_.opts().work_group, s_.run_id()});
-  WorkCounts w;
-  w.pending = r.u64(0, 0);
-  w.claimed = r.u64(0, 1);
-  w.claimed_by_me = r.u64(0, 2);
-  w.expired = r.u64(0, 3);
-  w.done = r.u64(0, 4);
-  return w;
-}
-
-std::uint64_t PgWork::heartbeat(const WorkerProgress& p) {
-  auto c = s_.conn();
-  Tx tx(*c);
-  Result r = c->exec("renew leases",
-                     "UPDATE chsync_work SET lease_until = now() + $3 * interval '1 millisecond' "
-                     "WHERE work_group=$1 AND owner=$2 AND status='claimed'",
-                     {s_.opts().work_group, s_.run_id(), i64s(s_.opts().lease.count())});
-  c->exec("heartbeat",
-          "UPDATE chsync_workers SET heartbeat_at=now(), status='running', finished_at=NULL, "
-          "units_done=$2, spans_sent=$3, bytes_read=$4 WHERE run_id=$1 AND status IN "
-          "('running', 'dead')",
-          {s_.run_id(), std::to_string(p.units_done), std::to_string(p.spans_sent),
-           std::to_string(p.bytes_read)});
-  tx.commit();
-  return r.affected();
-}
-
-void PgWork::finish(const WorkerProgress& p, bool ok) {
-  s_.flush();  // deferred completions first, or the release below would undo them
-  auto c = s_.conn();
-  Tx tx(*c);
-  c->exec("release work units",
-          "UPDATE chsync_work SET status='pending', owner=NULL, lease_until=NULL WHERE "
-          "work_group=$1 AND owner=$2 AND status='claimed'",
-          {s_.opts().work_group, s_.run_id()});
-  c->exec("finish worker",
-          "UPDATE chsync_workers SET status=$2, finished_at=now(), heartbeat_at=now(), "
-          "units_done=$3, spans_sent=$4, bytes_read=$5 WHERE run_id=$1",
-          {s_.run_id(), ok ? "finished" : "failed", std::to_string(p.units_done),
-           std::to_string(p.spans_sent), std::to_string(p.bytes_read)});
-  tx.commit();
-}
-
-std::vector<WorkerRow> PgWork::workers() {
-  auto c = s_.conn();
-  // Killed or lost runs stop saying `running` (the one write `chsync status` makes; a paused
-  // run that comes back says `running` again with its next heartbeat), and a day later they
-  // are dropped from the table.
-  try {
-    Tx tx(*c);
-    c->exec("mark dead workers", kMarkDead, {s_.opts().work_group});
-    c->exec("prune dead workers",
-            "DELETE FROM chsync_workers WHERE work_group=$1 AND status='dead' AND heartbeat_at < "
-            "now() - interval '1 day'",
-            {s_.opts().work_group});
-    tx.commit();
-  } catch (const PgTransient&) {
-    throw;
-  } catch (const StateError&) {
-    // A read-only server (a standby) or role: the rows below still say `dead`.
-  }
-  Result r = c->exec(
-      "list workers",
-      fmt::format("SELECT run_id, worker_id, host, pid, status, "
-                  "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                  "to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                  "units_claimed, units_done, spans_sent, bytes_read, {} FROM chsync_workers x "
-                  "WHERE work_group=$1 AND (status='running' OR heartbeat_at > now() - interval "
-                  "'1 day') ORDER BY started_at, run_id",
-                  fmt::format(kOwnerLive, "x.run_id")),
-      {s_.opts().work_group});
-  std::vector<WorkerRow> out;
-  for (int i = 0; i < r.rows(); ++i) {
-    WorkerRow w;
-    w.run_id = r.str(i, 0);
-    w.worker_id = r.str(i, 1);
-    w.host = r.str(i, 2);
-    w.pid = r.i64(i, 3);
-    w.status = r.str(i, 4);
-    w.started_at = r.str(i, 5);
-    w.heartbeat_at = r.str(i, 6);
-    w.units_claimed = r.u64(i, 7);
-    w.units_done = r.u64(i, 8);
-    w.spans_sent = r.u64(i, 9);
-    w.bytes_read = r.u64(i, 10);
-    w.live = r.get(i, 11)[0] == 't';
-    if (w.status == "running" && !w.live) w.status = "dead";  // expired since the update
-    out.push_back(std::move(w));
-  }
-  return out;
-}
-
-}  // namespace
+using pg::PgState;
+using pg::redact_url;
 
 std::string display_state_location(const std::string& location) {
   return is_pg_url(location) ? redact_url(location) : location;
