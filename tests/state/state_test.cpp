@@ -771,17 +771,17 @@ double cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-// Perf numbers for docs/state.md; set CHSYNC_STATE_PERF=1 (optionally =N for N spans).
+// Perf numbers for docs/state.md. Opt-in, never skipped: DISABLED_ keeps it out of a plain run of
+// the binary and tests/state/CMakeLists.txt registers it only under the "perf" label
+// (ctest -L perf). CHSYNC_STATE_PERF=N runs N spans instead of a million.
 // Prints wall and process CPU time: the build box is shared, so rows per CPU-second is the
 // number that does not depend on the neighbours.
-TEST(StatePerf, InsertAndLoadMillionSpans) {
-  const char* env = std::getenv("CHSYNC_STATE_PERF");
-  if (env == nullptr) {
-    GTEST_SKIP() << "set CHSYNC_STATE_PERF=1 to run";
-  }
+TEST(StatePerf, DISABLED_InsertAndLoadMillionSpans) {
   std::size_t n = 1000000;
-  if (const long v = std::atol(env); v > 1) {
-    n = static_cast<std::size_t>(v);
+  if (const char* env = std::getenv("CHSYNC_STATE_PERF"); env != nullptr) {
+    if (const long v = std::atol(env); v > 1) {
+      n = static_cast<std::size_t>(v);
+    }
   }
   const char* perf_dir = std::getenv("CHSYNC_STATE_PERF_DIR");
   TempDir dir;
