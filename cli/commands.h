@@ -14,7 +14,8 @@
 namespace chsync {
 
 int cmd_version(const char* version, const char* revision);
-int cmd_hash(const std::string& file_colon_line);
+// Prints the seed's message hash of each FILE:LINE (1-based), one per output line, in order.
+int cmd_hash(const std::vector<std::string>& file_colon_lines);
 int cmd_state(const std::string& db_path, const std::string& action, const std::string& target,
               const std::string& instance);
 

@@ -478,7 +478,7 @@ struct Cli {
   std::string status_db, status_state;
   bool status_json = false;
   CLI::App* status_cmd = nullptr;
-  std::string hash_target;
+  std::vector<std::string> hash_targets;
   CLI::App* hash_cmd = nullptr;
   std::string replay_db;
   RawSyncFlags rf;
@@ -514,8 +514,8 @@ struct Cli {
     status_cmd->add_flag("--json", status_json, "JSON output");
     status_cmd->footer("Example:\n  chsync status --db /var/lib/chsync/state.db --json");
 
-    hash_cmd = app.add_subcommand("hash", "Print the seed's message hash of FILE:LINE");
-    hash_cmd->add_option("target", hash_target, "FILE:LINE (1-based)")->required();
+    hash_cmd = app.add_subcommand("hash", "Print the seed's message hash of FILE:LINE (one line each)");
+    hash_cmd->add_option("target", hash_targets, "FILE:LINE (1-based), one or more")->required();
     hash_cmd->footer("Example:\n  chsync hash ~/.claude/projects/-home-me-proj/3f2a….jsonl:12");
 
     replay_cmd = app.add_subcommand("replay-dead-letters", "Send the dead-lettered requests again");
@@ -697,7 +697,7 @@ int main(int argc, char** argv) {
     if (cli->sync_status->parsed())
       return cmd_status(state_location(cli->sf.db, cli->sf.state_url),
                         cli->sync_status_json || cli->sf.json);
-    if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_target);
+    if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_targets);
     if (cli->bench_cmd->parsed()) return run_bench(build_bench_options(cli->bf));
     if (cli->state_cmd->parsed())
       return cmd_state(cli->state_db.empty() ? default_db() : cli->state_db, cli->state_arg,

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import unittest
 
-from harness import CHSYNC, EXAMPLES, TempTestCase, clean_env, gen, json_spans, load_json, run
+from harness import CHSYNC, EXAMPLES, REAL, SRC, TempTestCase, clean_env, gen, json_spans, load_json, run
 
 
 class CliTest(TempTestCase):
@@ -104,12 +104,61 @@ secret_key = "sk-lf-very-secret-abcdef"
         self.assertIn("simdjson", out)
         self.assertIn("SQLite", out)
 
-    def test_hash_matches_seed_recipe(self):
-        import hashlib
+    def test_docs_cli_md_is_the_current_help(self):
+        # docs/cli.md is generated from --help; a flag changed without regenerating it fails here.
+        import difflib
+        import sys
+        fresh = os.path.join(self.tmp, "cli.md")
+        p = subprocess.run([sys.executable, os.path.join(SRC, "scripts", "gen-cli-docs"), CHSYNC,
+                            fresh], capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        with open(os.path.join(SRC, "docs", "cli.md")) as f:
+            committed = f.read().splitlines(keepends=True)
+        with open(fresh) as f:
+            current = f.read().splitlines(keepends=True)
+        diff = "".join(difflib.unified_diff(committed, current, "docs/cli.md", "--help"))
+        self.assertEqual(diff, "", "docs/cli.md differs from --help; run scripts/gen-cli-docs:\n"
+                         + diff[:4000])
+
+    def test_hash_matches_the_seed_tools_own_vectors_on_every_line(self):
+        # tests/data/vectors/seed-message-hash.tsv: the seed tool's own GenerateMessageHash (its Go
+        # code) for every line of tests/data/real. One chsync run per file, all its lines at once.
+        rows = {}
+        with open(os.path.join(SRC, "tests", "data", "vectors", "seed-message-hash.tsv")) as f:
+            for row in f:
+                path, line, want = row.rstrip("\n").split("\t")
+                rows.setdefault(path, []).append((int(line), want))
+        self.assertEqual(sum(len(v) for v in rows.values()), 11506)
+        checked = 0
+        for path, lines in sorted(rows.items()):
+            targets = [f"{os.path.join(REAL, path)}:{n}" for n, _ in lines]
+            rc, out, err = run(["hash", *targets], timeout=120)
+            self.assertEqual(rc, 0, f"{path}: {err}")
+            got = out.split()
+            self.assertEqual(len(got), len(lines), path)
+            bad = [(n, want, g) for (n, want), g in zip(lines, got) if want != g]
+            self.assertEqual(bad[:5], [], f"{path}: (line, seed, chsync), {len(bad)} differ")
+            checked += len(got)
+        self.assertEqual(checked, 11506)
+
+    def test_hash_of_a_single_line_and_its_errors(self):
         f = os.path.join(EXAMPLES, "-path-to-Demo", "1af7fc5e-8455-4414-9ccd-011d40f70b2a.jsonl")
         rc, out, err = run(["hash", f + ":3"])
         self.assertEqual(rc, 0, err)
-        self.assertRegex(out.strip(), r"^[0-9a-f]{32}$")
+        # The same bytes as tests/data/real/d-kimuson__claude-code-viewer/...:3 in the vectors.
+        self.assertEqual(out, "91403e75bd85406160dc51227c090fe8\n")
+        rc, out, err = run(["hash", f + ":3", f + ":1"])
+        self.assertEqual((rc, out), (0, "91403e75bd85406160dc51227c090fe8\n"
+                                         "e2d36e41616446cf46ee8222faf0801b\n"), err)
+        rc, _, err = run(["hash", f + ":999999"])
+        self.assertEqual(rc, 2)
+        self.assertIn("fewer than 999999 lines", err)
+        rc, _, err = run(["hash", f + ":0"])
+        self.assertEqual(rc, 2)
+        self.assertIn("bad line number", err)
+        rc, _, err = run(["hash", f])
+        self.assertEqual(rc, 2)
+        self.assertIn("expected FILE:LINE", err)
 
     def test_non_tty_progress_is_plain_log_lines_and_json_logs(self):
         d = os.path.join(self.tmp, "g")

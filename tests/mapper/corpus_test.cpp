@@ -281,5 +281,87 @@ TEST(MapperCorpusTest, MatchesIndependentCounts) {
               static_cast<long long>(tout));
 }
 
+// tests/data/vectors/seed-message-hash.tsv: "<path below tests/data/real>\t<line>\t<hash>" per line
+// of the corpus, computed by the seed tool's own Go code (see the README beside it).
+std::map<std::pair<std::string, std::uint64_t>, std::string> load_seed_vectors() {
+  std::map<std::pair<std::string, std::uint64_t>, std::string> out;
+  const std::string text =
+      read_file(std::string(CHSYNC_SOURCE_DIR) + "/tests/data/vectors/seed-message-hash.tsv");
+  for (const auto& row : split_lines(text)) {
+    const auto t1 = row.find('\t');
+    const auto t2 = row.find('\t', t1 + 1);
+    if (t1 == std::string::npos || t2 == std::string::npos) {
+      ADD_FAILURE() << "malformed vector row: " << row;
+      continue;
+    }
+    out[{row.substr(0, t1), std::stoull(row.substr(t1 + 1, t2 - t1 - 1))}] = row.substr(t2 + 1);
+  }
+  return out;
+}
+
+// The hash function behind `chsync hash`, over every row of the seed's vectors: each line of every
+// real transcript must hash exactly as the seed tool hashed it.
+TEST(SeedVectorsTest, SeedMessageHashMatchesEveryRow) {
+  const auto vectors = load_seed_vectors();
+  ASSERT_EQ(vectors.size(), 11506u);
+  const fs::path root = fs::path(CHSYNC_SOURCE_DIR) / "tests/data/real";
+  std::map<std::string, std::vector<std::string>> files;
+  std::size_t checked = 0, mismatched = 0;
+  for (const auto& [key, want] : vectors) {
+    auto it = files.find(key.first);
+    if (it == files.end()) {
+      ASSERT_TRUE(fs::exists(root / key.first)) << key.first;
+      it = files.emplace(key.first, split_lines(read_file((root / key.first).string()))).first;
+    }
+    ASSERT_LE(key.second, it->second.size()) << key.first;
+    std::string got;
+    const bool ok = seed_message_hash(it->second[key.second - 1], got);
+    if (!ok || got != want) {
+      if (++mismatched <= 20) {
+        ADD_FAILURE() << key.first << ":" << key.second << ": seed " << want << ", chsync "
+                      << (ok ? got : std::string("(no hash)"));
+      }
+    }
+    ++checked;
+  }
+  EXPECT_EQ(mismatched, 0u) << "of " << checked;
+  EXPECT_EQ(checked, 11506u);
+}
+
+// The mapper with message_hash on: every span made from a line carries that line's seed hash.
+TEST(SeedVectorsTest, MapperSpansCarryTheSeedHash) {
+  const auto vectors = load_seed_vectors();
+  const auto bundles = discover_corpus(fs::path(CHSYNC_SOURCE_DIR) / "tests/data/real");
+  MapOptions o = final_options();
+  o.message_hash = true;
+  std::set<std::pair<std::string, std::uint64_t>> lines_seen;
+  std::size_t spans_with_hash = 0, spans_from_lines = 0, mismatched = 0;
+  for (const auto& b : bundles) {
+    const MapResult r = map_bundle(b.bundle, b.contents, o);
+    for (const Span& s : r.spans) {
+      if (s.source_line == 0) continue;
+      ++spans_from_lines;
+      const Attr* a = find_attr(s, "message_hash");
+      if (a == nullptr) continue;
+      ++spans_with_hash;
+      const auto it = vectors.find({s.source_file, s.source_line});
+      ASSERT_NE(it, vectors.end()) << s.source_file << ":" << s.source_line << " not in vectors";
+      if (a->str != it->second && ++mismatched <= 20) {
+        ADD_FAILURE() << s.source_file << ":" << s.source_line << ": seed " << it->second
+                      << ", span " << a->str;
+      }
+      lines_seen.insert(it->first);
+    }
+  }
+  EXPECT_EQ(mismatched, 0u);
+  // Every span made from a line carries the hash (the seed hashes every line it reads).
+  EXPECT_EQ(spans_with_hash, spans_from_lines);
+  std::printf("seed vectors: %zu spans carry a hash, %zu distinct lines of %zu rows\n",
+              spans_with_hash, lines_seen.size(), vectors.size());
+  // 3,323 distinct source lines when written (the other lines fold into spans made from another
+  // line: streamed parts of one response, tool results, progress): a floor, not a tautology.
+  EXPECT_GT(lines_seen.size(), 3000u);
+}
+
 }  // namespace
 }  // namespace chsync::test

@@ -435,11 +435,11 @@ TEST(MapperTest, SeedMessageHash) {
       R"({"type":"user","sessionId":"s","timestamp":"2025-01-01T00:00:00.000Z","uuid":"u","message":{"role":"user","content":"x\"y"}})";
   std::string hex;
   ASSERT_TRUE(seed_message_hash(line, hex));
-  IdHasher ids;
-  const auto d = ids.sha256({"user", "s", "2025-01-01T00:00:00.000Z", "u",
-                             R"({"role":"user","content":"x\"y"})"});
-  EXPECT_EQ(hex, to_hex(d.data(), 16));
-  EXPECT_EQ(hex.size(), 32u);
+  // The seed's recipe, computed outside chsync (coreutils):
+  //   printf '%s' 'users2025-01-01T00:00:00.000Zu{"role":"user","content":"x\"y"}' | sha256sum
+  // first 32 hex characters. The whole real corpus is checked against the seed tool's own output
+  // in corpus_test.cpp (SeedVectors).
+  EXPECT_EQ(hex, "4d061bdd410340e8c84bdb201daeae86");
   EXPECT_FALSE(seed_message_hash("[1]", hex));
   EXPECT_FALSE(seed_message_hash("{", hex));
   MapOptions o = final_options();
