@@ -1,5 +1,6 @@
 """Faults checklist, bad input: #17 huge lines, #18 non-UTF-8 bytes and lone surrogates,
 #19 truncated / corrupt archives, #20 missing and non-monotonic timestamps."""
+import datetime
 import json
 import os
 import subprocess
@@ -76,11 +77,8 @@ class InputDeliveryFaults(FaultCase):
         texts = json.dumps([s["attributes"] for s in sink.spans()], ensure_ascii=False)
         self.assertIn("caf\ufffd", texts)
 
-    # BUG (issue 13 report): after a run over a cut tar, the member cut in the middle is recorded
-    # complete (stages/delivery/delivery_ledger.cpp, the FileState rows: fs.complete ignores a
-    # truncated tail of a non-settling source and the archive's read error is not attributed to the
-    # member) with the size from its tar header; the repaired archive has the same size and
-    # fingerprint for it, so it is skipped and the spans after the damage are never sent.
+    # A member cut in the middle of a tar must not be recorded complete: once the archive is
+    # repaired, the spans after the damage are sent (and only those).
     def test_19c_cut_tar_then_repaired_sends_only_the_rest(self):
         g = self.gen_dir("2M", 19)
         full = os.path.join(self.tmp, "full.tar")
@@ -110,7 +108,7 @@ class InputDeliveryFaults(FaultCase):
         self.assertEqual(r["spans_synced"], len(expected - first))
         self.assert_exactly_once(sink, expected)
 
-    def test_20_missing_and_non_monotonic_timestamps_deterministic(self):
+    def t20_input(self):
         d = self.proj()
         lines = ti.session_lines("t20", n_turns=5)
         objs = [json.loads(l) for l in lines]
@@ -123,6 +121,10 @@ class InputDeliveryFaults(FaultCase):
         with open(f, "w") as fh:
             fh.write("\n".join(json.dumps(o) for o in objs) + "\n")
         old_mtime(f)
+        return d
+
+    def test_20_missing_and_non_monotonic_timestamps_deterministic(self):
+        d = self.t20_input()
         outs = []
         for i in range(2):
             if i:
@@ -134,13 +136,18 @@ class InputDeliveryFaults(FaultCase):
         self.assertEqual(outs[0], outs[1], "two runs over the same input differ")
         spans = json_spans(outs[0])
         self.assertGreater(len(spans), 0)
+        # Console JSON times are RFC 3339 strings; every span has both, and none may be "now"
+        # (a now() fallback for a missing timestamp would differ between runs and backends).
+        now = time.time()
         now_ns = time.time_ns()
-        text = outs[0]
+        checked = 0
         for s in spans:
-            for k, v in s.items():
-                if isinstance(v, int) and v > 10**17:  # nanosecond times
-                    self.assertGreater(abs(now_ns - v), 7 * 86400 * 10**9,
-                                       f"{k} of {s.get('name')} is close to now: a now() fallback")
+            for k in ("start_time", "end_time"):
+                t = datetime.datetime.fromisoformat(s[k].replace("Z", "+00:00")).timestamp()
+                self.assertGreater(abs(now - t), 7 * 86400,
+                                   f"{k} {s[k]} of {s.get('name')} is close to now: a now() fallback")
+                checked += 1
+        self.assertEqual(checked, 2 * len(spans))
         # Delivered twice into fresh states: the same ids and times at the sink.
         recs = []
         for i in range(2):
@@ -152,6 +159,24 @@ class InputDeliveryFaults(FaultCase):
         self.assertEqual(recs[0], recs[1])
         for _, start, end in recs[0]:
             self.assertGreater(abs(now_ns - int(start)), 7 * 86400 * 10**9)
+            self.assertGreater(abs(now_ns - int(end)), 7 * 86400 * 10**9)
+
+    # KNOWN BUG, found when this check stopped looping over nothing: a prompt without a timestamp
+    # gives its turn and generation start_time 0 (1970-01-01); an OTLP receiver that validates
+    # (chsync-sink does) answers 400 and the whole request, all 10 spans, is dead-lettered.
+    # expectedFailure keeps it visible (reported as "expected failure") and fails the run as an
+    # "unexpected success" once the mapper derives a real time, so this marker must then go.
+    @unittest.expectedFailure
+    def test_20b_spans_with_missing_timestamps_are_delivered(self):
+        d = self.t20_input()
+        rc, out, err = run(["sync", d, "--backend", "console", "--format", "json",
+                            "--settle", "0", "--dry-run", "--quiet"])
+        expected = {s["id"] for s in json_spans(out)}
+        self.assertEqual(len(expected), 10)
+        sink = self.sink()
+        rc, r, err = self.sync(d, sink)
+        self.assertEqual(rc, 0, err)
+        self.assert_exactly_once(sink, expected)
 
 
 if __name__ == "__main__":

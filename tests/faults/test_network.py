@@ -123,10 +123,8 @@ class NetworkFaults(FaultCase):
         self.assertGreaterEqual(r["retries"]["total"], 2, r["retries"])
         self.assert_exactly_once(sink, expected)
 
-    # BUG (issue 13 report): a reset after the sink answered, on a reused keep-alive connection,
-    # is resent once by the HTTP client itself (backends/http/http_client.cpp, Connection::fail:
-    # `reused_ && !retried_ && !got_bytes && kReset` -> client_.start(...)), so the exporter never
-    # learns the outcome was ambiguous: duplicates at the sink, spans_repeated 0.
+    # A reset after the sink answered (reused keep-alive connection): the outcome is ambiguous,
+    # so every duplicate at the sink must be counted in spans_repeated.
     def test_06d_reset_after_sink_answered_counted_as_repeats(self):
         d = self.gen_dir("2M", 63)
         expected = self.expected_ids(d)
@@ -222,10 +220,8 @@ class NetworkFaults(FaultCase):
         rc, r, out = self.sync_loud(d, sink.traces_url, *one)
         self.assertRegex(out, r"partial success: 3 spans rejected: injected partial success")
 
-    # BUG / design gap (issue 13 report): a 2xx whose body reports rejectedSpans is logged (a
-    # spdlog warning, on stdout) but the run exits 0, the report has no count of it and every
-    # span of the request is marked delivered: the rejected spans are silently lost.
-    # reliability.md #9: "a 2xx is not trusted blindly when the body reports errors".
+    # reliability.md #9: "a 2xx is not trusted blindly when the body reports errors": rejected
+    # spans in a 2xx body make the run non-clean.
     def test_09d_partial_success_is_not_a_clean_run(self):
         d, one = self.one_request_input()
         sink = self.sink("--partial-rejected", "3")

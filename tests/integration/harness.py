@@ -25,6 +25,18 @@ REAL = os.path.join(SRC, "tests", "data", "real")
 # assertion but skip the speed and RSS bounds, which are checked on the release build.
 SANITIZED = bool(os.environ.get("CHSYNC_TEST_SANITIZED"))
 EXAMPLES = os.path.join(SRC, "examples", "projects")
+# .ci/run sets it: nothing may be skipped (tests/support/run_unittest.py fails skips).
+REQUIRE_ALL = os.environ.get("CHSYNC_REQUIRE_ALL") == "1"
+
+
+def have_tool(name):
+    """Whether a CLI tool a test uses for some variants is on PATH. Under CHSYNC_REQUIRE_ALL=1 a
+    missing one is an error, not a silently dropped variant (scripts/install-deps has them)."""
+    if shutil.which(name):
+        return True
+    if REQUIRE_ALL:
+        raise RuntimeError(f"CHSYNC_REQUIRE_ALL=1 but {name} is not installed")
+    return False
 
 
 def clean_env(**extra):
@@ -123,6 +135,26 @@ def gen(outdir, size="2M", seed=1, *extra):
     if p.returncode != 0:
         raise RuntimeError(p.stderr.decode())
     return json.loads(p.stdout)
+
+
+def counts_by_kind(console_spans):
+    """What the generator's manifest counts, recounted from console JSON spans (dry run or
+    --backend console): model responses, tool calls, user turns (a "pseudo_turn" trace holds
+    what comes before a session's first prompt), system events."""
+    return {"api_responses": sum(1 for s in console_spans if s["kind"] == "generation"),
+            "tool_uses": sum(1 for s in console_spans if s["kind"] == "span" and s.get("tool_name")),
+            "prompts": sum(1 for s in console_spans if s["kind"] == "trace"
+                           and not (s.get("metadata") or {}).get("pseudo_turn")),
+            "system_events": sum(1 for s in console_spans if s["kind"] == "event")}
+
+
+def assert_matches_manifest(test, console_spans, manifest, label=""):
+    """The independent oracle for "nothing lost": chsync-gen counts what it writes (api
+    responses, tool uses, user prompts) without any chsync code, so a mapper bug that drops
+    spans in the dry run and in the delivery alike still fails here."""
+    want = {k: manifest[k] for k in ("api_responses", "tool_uses", "prompts", "system_events")}
+    test.assertGreater(want["api_responses"], 0, "empty manifest")
+    test.assertEqual(counts_by_kind(console_spans), want, f"spans vs chsync-gen manifest {label}")
 
 
 class TempTestCase(unittest.TestCase):

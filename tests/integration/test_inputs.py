@@ -10,10 +10,11 @@ import subprocess
 import time
 import unittest
 
-from harness import SANITIZED, CHSYNC, REAL, TempTestCase, clean_env, gen, json_spans, load_json, run
+from harness import (SANITIZED, CHSYNC, REAL, TempTestCase, clean_env, gen, have_tool, json_spans,
+                     load_json, run)
 
-HAS_ZSTD = shutil.which("zstd") is not None
-HAS_ZIP = shutil.which("zip") is not None
+HAS_ZSTD = have_tool("zstd")
+HAS_ZIP = have_tool("zip")
 TIME = "/usr/bin/time"
 
 
@@ -98,8 +99,9 @@ class InputKindsTest(Base):
 
     def check_tree(self, top, name):
         # top/name is the tree; archives hold name/... so members match the dir's relative paths.
-        _, base, err, rep = self.sync([top], rc=0)
-        self.assertEqual(rep["bad_lines"]["total"], 0)
+        _, base, err, base_rep = self.sync([top], rc=0)
+        self.assertEqual(base_rep["bad_lines"]["total"], 0)
+        self.assertGreater(base_rep["files_scanned"], 0)
         archives = {"tar": f"tar -cf {{a}} {name}", "tar.gz": f"tar -czf {{a}} {name}"}
         if HAS_ZSTD:
             archives["tar.zst"] = f"tar -cf - {name} | zstd -q -o {{a}}"
@@ -110,8 +112,8 @@ class InputKindsTest(Base):
             sh(cmd.format(a=a), cwd=top)
             _, spans, err, rep = self.sync([a], rc=0)
             self.assert_same_spans(base, spans, "", a + "!", ext)
-            self.assertEqual(rep["files_scanned"], len({s["source_file"] for s in base}) or 1
-                             if False else rep["files_scanned"])
+            # Every member of the archive is a file, as in the directory.
+            self.assertEqual(rep["files_scanned"], base_rep["files_scanned"], ext)
         # Per-file compression.
         for ext, tool in (("gz", "gzip -n"), ("zst", "zstd -q --rm")):
             if ext == "zst" and not HAS_ZSTD:
@@ -212,15 +214,16 @@ class BadInputTest(Base):
         self.assertIn("p/empty.jsonl: empty file", err)
         self.assertTrue(self.good_spans(spans))
         self.assertEqual(rep["errors"], [])
-        if "files_empty" in rep:
-            self.assertEqual(rep["files_empty"], 1)
 
     def test_unreadable_file(self):
-        if os.geteuid() != 0:
-            self.skipTest("needs root to switch to an unprivileged user")
-        setpriv = shutil.which("setpriv")
-        if not setpriv:
-            self.skipTest("setpriv not available: as root, permissions do not bite")
+        # As root, permissions do not bite: drop to nobody with setpriv (util-linux, installed by
+        # scripts/install-deps). As any other user they bite as they are: run directly.
+        drop = []
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            if not setpriv:
+                self.skipTest("setpriv (util-linux) not available: as root, permissions do not bite")
+            drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
         top = self.tree_with_good_file()
         bad = os.path.join(top, "p", "secret.jsonl")
         with open(bad, "w") as f:
@@ -228,13 +231,12 @@ class BadInputTest(Base):
         os.chmod(bad, 0)
         os.chmod(self.tmp, 0o755)
         report = os.path.join(self.tmp, "rep")
-        os.mkfifo(report + ".fifo") if False else None
         # Run as nobody: the report goes to a folder nobody can write.
         outdir = os.path.join(self.tmp, "out")
         os.mkdir(outdir)
         os.chmod(outdir, 0o777)
         report = os.path.join(outdir, "r.json")
-        p = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", CHSYNC,
+        p = subprocess.run([*drop, CHSYNC,
                             "sync", top, "--json", "--settle", "0", "--dry-run",
                             "--db", os.path.join(outdir, "s.db"), "--report", report],
                            capture_output=True, timeout=60, env=clean_env(HOME=outdir))

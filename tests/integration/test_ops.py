@@ -80,11 +80,14 @@ class RedactionTest(TempTestCase):
         rc2, full, _ = run(["sync", FIXTURE, "--backend", "console", "--json", "--settle", "0",
                             "--dry-run", "--redact"], check_rc=0)
         cut = {s["id"]: s for s in json_spans(out)}
+        checked = 0
         for s in json_spans(full):
             if s["output"] and len(s["output"].encode()) > 64:
                 md = cut[s["id"]]["metadata"]
                 self.assertEqual(md["output_sha256"],
                                  hashlib.sha256(s["output"].encode()).hexdigest())
+                checked += 1
+        self.assertGreater(checked, 0, "no output longer than 64 bytes: the check never ran")
 
     def test_no_content_keeps_structure_and_usage(self):
         rc, out, err = run(["sync", FIXTURE, "--backend", "console", "--json", "--settle", "0",
@@ -162,8 +165,8 @@ class MetricsTest(TempTestCase):
         self.assertGreater(m["chsync_last_run_timestamp_seconds"], 1.7e9)
         self.assertGreaterEqual(m["chsync_last_run_duration_seconds"], 0.5)
         self.assertEqual(m["chsync_files_done"], m["chsync_files_total"])
-        self.assertEqual(m['chsync_spans_sent_total{backend="otlp"}'],
-                         sink.stats().get("spans_accepted", m['chsync_spans_sent_total{backend="otlp"}']))
+        self.assertGreater(sink.stats()["spans_accepted"], 0)
+        self.assertEqual(m['chsync_spans_sent_total{backend="otlp"}'], sink.stats()["spans_accepted"])
         self.assertFalse([f for f in os.listdir(self.tmp) if ".prom.tmp" in f])
 
     def test_textfile_records_failure_exit_code(self):
