@@ -67,6 +67,9 @@ struct ExporterStats {
   std::uint64_t max_in_flight_seen = 0;
   std::uint64_t time_blocked_ms = 0;  // send() waiting for a free slot
   std::uint64_t in_flight = 0;        // requests awaiting a response now (sampled)
+  // The latest failed request's reason ("HTTP 503: overloaded", "refused (...) to URL"), for the
+  // progress line and the summary; every failure is also logged at debug level (-v).
+  std::string last_error;
 };
 
 class Exporter {

@@ -74,6 +74,8 @@ ConfigFile load_config_file(const std::string& path, bool required) {
                             ": unsupported value");
         }
         cf.sync[normalise(std::string(sk.str()))] = values;
+        cf.lines["sync." + normalise(std::string(sk.str()))] =
+            static_cast<int>(sv.source().begin.line);
       }
     } else if (key == "backends") {
       auto* t = v.as_table();
@@ -83,6 +85,7 @@ ConfigFile load_config_file(const std::string& path, bool required) {
         const std::string iname(name.str());
         if (!inst) throw ConfigError("config " + path + ": backends." + iname + " must be a table");
         auto& out = cf.backends[iname];
+        cf.lines["backends." + iname] = static_cast<int>(bt.source().begin.line);
         for (auto&& [bk, bv] : *inst) {
           const std::string bkey(bk.str());
           if (bkey == "headers") {
@@ -105,6 +108,7 @@ ConfigFile load_config_file(const std::string& path, bool required) {
           std::string nk = bkey;
           std::replace(nk.begin(), nk.end(), '-', '_');
           out[nk] = s;
+          cf.lines["backends." + iname + "." + nk] = static_cast<int>(bv.source().begin.line);
         }
         if (out.find("type") == out.end())
           throw ConfigError("config " + path + ": backends." + iname + " needs type = \"otlp\"|...");

@@ -3,13 +3,15 @@
 // Precedence: flags > environment > config file > defaults. The file is --config PATH, else
 // $XDG_CONFIG_HOME/chsync/config.toml (or ~/.config/chsync/config.toml) when it exists:
 //
-//   [sync]                       # any `chsync sync` flag, by its long name (- or _)
+//   [sync]                       # any `chsync sync` flag, by its long name (- or _);
+//                                # an unknown key is an error (exit 2, with "did you mean")
 //   db = "/var/lib/chsync/state.db"
 //   settle = "10m"
 //   backend = ["collector", "lf"]
 //   inputs = ["/data/claude/projects"]
 //
-//   [backends.collector]         # a named backend instance (its own delivery state)
+//   [backends.collector]         # a named backend instance (its own delivery state); its keys
+//                                # are the type's options (cli/backend_options.cpp), validated
 //   type = "otlp"
 //   endpoint = "http://otel:4318/v1/traces"
 //   headers = { "x-team" = "ml" }
@@ -37,6 +39,8 @@ struct ConfigFile {
   std::map<std::string, std::vector<std::string>> sync;
   // [backends.NAME] -> key -> value ("headers" entries become "header.<name>" = "name=value").
   std::map<std::string, std::map<std::string, std::string>> backends;
+  // Line of each key for error messages: "sync.settle", "backends.NAME.rate" (keys as stored).
+  std::map<std::string, int> lines;
 };
 
 // Loads `path` (required = true: a missing file is an error). Throws ConfigError naming the file,

@@ -6,8 +6,6 @@
 #include <mimalloc.h>
 #endif
 #include <fmt/format.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +17,7 @@
 #include <thread>
 
 #include "backends/console/json_writer.h"
+#include "cli/backend_options.h"
 #include "cli/bench_cli.h"
 #include "cli/commands.h"
 #include "cli/config.h"
@@ -49,7 +48,7 @@ std::string env(const char* name, std::string fallback = "") {
 std::string home_dir() { return env("HOME", "/root"); }
 
 [[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "chsync: %s\n", msg.c_str());
+  log::error(msg);
   std::exit(kExitUsage);
 }
 
@@ -59,7 +58,6 @@ struct RawSyncFlags {
   std::vector<std::string> backends;
   std::string format = "text";
   bool json = false;
-  std::string output;
   std::size_t workers = 0;
   std::string db;
   std::string state_url, lease = "60s", work_group = "default", worker_id, shard;
@@ -69,146 +67,185 @@ struct RawSyncFlags {
               max_memory = "256MiB", drain_timeout = "30s", progress_interval = "10s";
   bool trace_per_session = false, message_hash = false;
   std::string user_id, user_from_path;
-  std::string trace_name = "claude-code", environment;
-  std::vector<std::string> tags;
-  bool typed_observations = false;
+  std::string trace_name = "claude-code";
   std::vector<std::string> include, exclude, projects, sessions;
   std::string since, until;
   bool verbose = false, quiet = false;
-  // network backends
-  int compression_level = 0;  // 0: the backend's default (BENCHMARKS.md "Compression level")
-  std::string endpoint, host, compression, otlp_encoding = "protobuf", profile, ca_file,
-                                           client_cert, client_key, project_name;
+  // Backend options (cli/backend_options.h): values by flag name, as given.
+  std::map<std::string, std::string> bopt;
+  std::map<std::string, bool> bflag;
   std::vector<std::string> headers;
-  bool insecure = false;
-  std::size_t batch_spans = 512, max_in_flight = 16;
   std::string config;
   bool print_config = false;
   std::string log_format = "text";
-  std::string batch_bytes = "4MiB", rate, timeout, retry_initial = "1s", retry_max = "30s",
-              retry_max_elapsed = "5m";
   // operations
   bool redact = false, no_content = false;
   std::vector<std::string> redact_patterns;
   std::string metrics_listen, metrics_file;
 };
 
+// Flag groups of `sync --help` (issue 23 point 6).
+constexpr const char* kGroupInput = "Input";
+constexpr const char* kGroupState = "State";
+constexpr const char* kGroupBackend = "Backend";
+constexpr const char* kGroupTls = "TLS";
+constexpr const char* kGroupRetry = "Retry";
+constexpr const char* kGroupMapping = "Mapping and content";
+constexpr const char* kGroupOutput = "Output and logging";
+constexpr const char* kGroupScale = "Scale-out (PostgreSQL state)";
+
+const char* backend_option_group(const std::string& flag) {
+  if (flag == "ca-file" || flag == "insecure" || flag == "client-cert" || flag == "client-key")
+    return kGroupTls;
+  if (flag.rfind("retry-", 0) == 0 || flag == "timeout") return kGroupRetry;
+  return kGroupBackend;
+}
+
+// The backend options are not written here: they are derived from the declarations in
+// cli/backend_options.cpp (type, default, environment, applicable backends).
+void add_backend_flags(CLI::App* cmd, RawSyncFlags& f) {
+  for (const OptionDecl* d : all_backend_options()) {
+    const std::string name = "--" + d->flag + (d->flag == "output" ? ",-o" : "");
+    CLI::Option* o = nullptr;
+    if (d->type == OptionType::kBool) {
+      o = cmd->add_flag(name, f.bflag[d->flag], option_help(*d));
+    } else if (d->type == OptionType::kHeaders) {
+      o = cmd->add_option(name, f.headers, option_help(*d));
+    } else {
+      o = cmd->add_option(name, f.bopt[d->flag], option_help(*d));
+    }
+    if (auto t = option_type_name(*d); !t.empty()) o->type_name(t);
+    o->group(backend_option_group(d->flag));
+  }
+}
+
 void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
-  cmd->add_option("inputs", f.inputs,
-                  "Directories, .jsonl/.jsonl.gz/.jsonl.zst files, tar/tar.gz/tar.zst/zip "
-                  "archives, or - for stdin (default: $CLAUDE_PROJECTS_DIR or ~/.claude/projects)");
-  cmd->add_option("--file", f.files, "Sync one file (repeatable; as in ch sync)");
+  auto in = [&](CLI::Option* o) { return o->group(kGroupInput); };
+  auto st = [&](CLI::Option* o) { return o->group(kGroupState); };
+  auto map = [&](CLI::Option* o) { return o->group(kGroupMapping); };
+  auto out = [&](CLI::Option* o) { return o->group(kGroupOutput); };
+  auto so = [&](CLI::Option* o) { return o->group(kGroupScale); };
+  in(cmd->add_option("inputs", f.inputs,
+                     "Directories, .jsonl/.jsonl.gz/.jsonl.zst files, tar/tar.gz/tar.zst/zip "
+                     "archives, or - for stdin (default: $CLAUDE_PROJECTS_DIR or ~/.claude/projects)"))
+      ->type_name("PATH...");
+  in(cmd->add_option("--file", f.files, "Sync one file (repeatable)"))->type_name("PATH");
+  in(cmd->add_option("--include", f.include, "Only paths matching this glob (repeatable)"))->type_name("GLOB");
+  in(cmd->add_option("--exclude", f.exclude, "Skip paths matching this glob (repeatable)"))->type_name("GLOB");
+  in(cmd->add_option("--project", f.projects, "Only these project folders (glob, repeatable)"))->type_name("GLOB");
+  in(cmd->add_option("--session", f.sessions, "Only these session ids (glob, repeatable)"))->type_name("GLOB");
+  in(cmd->add_option("--since", f.since, "Only turns at or after this time (RFC 3339 or YYYY-MM-DD)"))->type_name("TIME");
+  in(cmd->add_option("--until", f.until, "Only turns before this time"))->type_name("TIME");
+  in(cmd->add_option("--settle", f.settle,
+                     "A turn in a file modified less than this ago is held back; default 10m"))
+      ->type_name("DURATION");
+  in(cmd->add_option("--max-line-bytes", f.max_line_bytes, "Skip longer lines; default 64MiB"))->type_name("SIZE");
+  in(cmd->add_option("--workers,-w", f.workers, "Mapper threads; default: number of cores"))
+      ->check(CLI::Range(1, 256).description(""))->type_name("N");
+  in(cmd->add_option("--max-memory", f.max_memory, "Memory cap for queues; default 256MiB"))->type_name("SIZE");
+
   cmd->add_option("--config", f.config,
-                  "TOML config file (default $XDG_CONFIG_HOME/chsync/config.toml if present)");
+                  "TOML config file (default $XDG_CONFIG_HOME/chsync/config.toml if present)")
+      ->type_name("PATH");
   cmd->add_flag("--print-config", f.print_config,
-                "Print the effective configuration (secrets masked) and exit");
+                "Print every effective setting, where it came from (flag, env, file, default), "
+                "secrets masked, and exit");
+  st(cmd->add_option("--db", f.db, "SQLite state; env CHSYNC_DB, CH_SYNC_DB; default "
+                                   "$XDG_STATE_HOME/chsync/state.db"))->type_name("PATH");
+  st(cmd->add_flag("--dry-run", f.dry_run, "Map and count; send nothing, write no state"));
+  st(cmd->add_flag("--rebuild-state", f.rebuild_state,
+                   "Move a corrupt/foreign state aside and start over (re-sends everything)"));
+  st(cmd->add_flag("--resend", f.resend, "Send again spans already delivered (on purpose)"));
+
   cmd->add_option("--backend,-b", f.backends,
-                  "console|file|null|otlp|langfuse|langfuse-legacy|phoenix (repeatable; env "
-                  "CH_SYNC_BACKEND / CHSYNC_BACKEND; default console)");
-  cmd->add_option("--format", f.format, "Console format: text|json")
-      ->check(CLI::IsMember({"text", "json"}));
-  cmd->add_flag("--json", f.json, "Same as --format json (ch sync compatible)");
-  cmd->add_option("--output,-o", f.output, "Path for --backend file (JSON lines, appended)");
-  cmd->add_option("--workers,-w", f.workers, "Mapper threads (default: number of cores)")
-      ->check(CLI::Range(1, 256));
-  cmd->add_option("--db", f.db, "State database (env CH_SYNC_DB / CHSYNC_DB; default "
-                                "$XDG_STATE_HOME/chsync/state.db)");
-  cmd->add_option("--state", f.state_url,
-                  "Shared PostgreSQL state, postgres://... (env CHSYNC_STATE_URL); several "
-                  "processes using it share the work (docs/scaleout.md)");
-  cmd->add_option("--lease", f.lease,
-                  "PostgreSQL work sharing: lease of a claimed unit, renewed every third of it "
-                  "(default 60s)");
-  cmd->add_option("--work-group", f.work_group,
-                  "PostgreSQL work sharing: processes of one import share a group (default "
-                  "\"default\")");
-  cmd->add_option("--worker-id", f.worker_id,
-                  "PostgreSQL work sharing: this worker's name in status (default HOST:PID)");
-  cmd->add_option("--shard", f.shard,
-                  "Static sharding K/N: only bundles whose stable hash mod N is K; '/N' takes "
-                  "K from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)");
-  cmd->add_flag("--dry-run", f.dry_run, "Map and count; send nothing, write no state");
-  cmd->add_flag("--rebuild-state", f.rebuild_state,
-                "Move a corrupt/foreign state aside and start over (re-sends everything)");
-  cmd->add_flag("--resend", f.resend, "Send again spans already delivered (on purpose)");
-  cmd->add_option("--report", f.report, "Write the run report as JSON to this file");
-  cmd->add_option("--settle", f.settle,
-                  "A turn in a file modified less than this ago is held back (default 10m)");
-  cmd->add_option("--max-field-bytes", f.max_field_bytes, "Truncate content fields (default 64KiB)");
-  cmd->add_option("--max-line-bytes", f.max_line_bytes, "Skip longer lines (default 64MiB)");
-  cmd->add_option("--max-memory", f.max_memory, "Memory cap for queues (default 256MiB)");
-  cmd->add_option("--drain-timeout", f.drain_timeout, "On stop, wait this long for in-flight requests");
-  cmd->add_option("--progress-interval", f.progress_interval, "Log progress this often (0: never)");
-  cmd->add_flag("--trace-per-session", f.trace_per_session, "One trace per session, a span per turn");
-  cmd->add_flag("--message-hash", f.message_hash, "Add the seed's message hash to metadata");
-  cmd->add_option("--trace-name", f.trace_name,
-                  "Name of every root span and Langfuse trace (default claude-code; the turn number "
-                  "and the prompt's first words are attributes)");
-  cmd->add_option("--environment", f.environment,
-                  "Langfuse environment / deployment.environment.name (default: "
-                  "$LANGFUSE_TRACING_ENVIRONMENT)");
-  cmd->add_option("--tag", f.tags, "Langfuse trace tag, after claude-code (repeatable)");
-  cmd->add_flag("--typed-observations", f.typed_observations,
-                "langfuse-legacy: send agent-create/tool-create instead of span-create (Langfuse v3 "
-                "servers that accept them)");
-  cmd->add_option("--user-id", f.user_id, "user.id on every span");
-  cmd->add_option("--user-from-path", f.user_from_path,
-                  "Regex on the file path; its first capture group is the user id");
-  cmd->add_option("--include", f.include, "Only paths matching this glob (repeatable)");
-  cmd->add_option("--exclude", f.exclude, "Skip paths matching this glob (repeatable)");
-  cmd->add_option("--project", f.projects, "Only these project folders (glob, repeatable)");
-  cmd->add_option("--session", f.sessions, "Only these session ids (glob, repeatable)");
-  cmd->add_option("--since", f.since, "Only turns at or after this time (RFC 3339 or YYYY-MM-DD)");
-  cmd->add_option("--until", f.until, "Only turns before this time");
-  cmd->add_flag("--redact", f.redact,
-                "Replace secrets in content (API keys, tokens, passwords...) with [REDACTED:kind]");
-  cmd->add_option("--redact-pattern", f.redact_patterns,
-                  "Extra secret regex (ECMAScript; group 1 if any; repeatable; implies --redact)");
-  cmd->add_flag("--no-content", f.no_content,
-                "Export structure and usage only: no prompts, outputs or tool results");
-  cmd->add_option("--metrics-listen", f.metrics_listen,
-                  "Serve Prometheus metrics at http://HOST:PORT/metrics during the run (loopback)");
-  cmd->add_option("--metrics-file", f.metrics_file,
-                  "Write a node-exporter textfile (.prom) at the end of the run");
-  cmd->add_flag("-v,--verbose", f.verbose, "More log output");
-  cmd->add_flag("-q,--quiet", f.quiet, "Only errors");
-  cmd->add_option("--log-format", f.log_format, "Log lines on stderr: text|json")
-      ->check(CLI::IsMember({"text", "json"}));
-  cmd->add_option("--endpoint", f.endpoint, "OTLP traces URL, used as is");
-  cmd->add_option("--host", f.host, "Base URL for langfuse/phoenix");
-  cmd->add_option("--header", f.headers, "Extra HTTP header K=V (repeatable)");
-  cmd->add_option("--compression", f.compression, "gzip|none (default gzip)");
-  cmd->add_option("--compression-level", f.compression_level,
-                  "gzip level 1-12 (libdeflate; default 1: fastest per core, see BENCHMARKS.md)")
-      ->check(CLI::Range(1, 12));
-  cmd->add_option("--otlp-encoding", f.otlp_encoding, "protobuf|json")
-      ->check(CLI::IsMember({"protobuf", "json"}));
-  cmd->add_option("--profile", f.profile, "generic|langfuse|phoenix (content attribute keys)");
-  cmd->add_option("--project-name", f.project_name, "Phoenix project (openinference.project.name)");
-  cmd->add_option("--batch-spans", f.batch_spans, "Spans per request (default 512)");
-  cmd->add_option("--batch-bytes", f.batch_bytes, "Request size before compression (default 4MiB)");
-  cmd->add_option("--max-in-flight", f.max_in_flight, "Concurrent requests (default 16)")
-      ->check(CLI::Range(1, 4096));
-  cmd->add_option("--rate", f.rate, "Cap: 50/s (requests) or 5000spans/s");
-  cmd->add_option("--timeout", f.timeout, "Request timeout (default 10s or OTEL_EXPORTER_OTLP_TIMEOUT)");
-  cmd->add_option("--retry-initial", f.retry_initial, "First retry backoff (default 1s)");
-  cmd->add_option("--retry-max", f.retry_max, "Longest backoff (default 30s)");
-  cmd->add_option("--retry-max-elapsed", f.retry_max_elapsed, "Give up after (default 5m)");
-  cmd->add_option("--ca-file", f.ca_file, "PEM bundle to verify the server");
-  cmd->add_flag("--insecure", f.insecure, "Do not verify TLS certificates");
-  cmd->add_option("--client-cert", f.client_cert, "mTLS client certificate (PEM)");
-  cmd->add_option("--client-key", f.client_key, "mTLS client key (PEM)");
+                  "console|file|null|otlp|langfuse|langfuse-legacy|phoenix or a [backends.NAME] "
+                  "instance (repeatable); env CHSYNC_BACKEND, CH_SYNC_BACKEND; default console, "
+                  "or otlp when --endpoint is given")
+      ->group(kGroupBackend)->type_name("NAME");
+  add_backend_flags(cmd, f);
+
+  map(cmd->add_option("--max-field-bytes", f.max_field_bytes, "Truncate content fields; default 64KiB"))
+      ->type_name("SIZE");
+  map(cmd->add_flag("--trace-per-session", f.trace_per_session, "One trace per session, a span per turn"));
+  map(cmd->add_flag("--message-hash", f.message_hash,
+                    "Add the message hash of ch sync (sha256 of type, session, time, uuid, message) "
+                    "to metadata"));
+  map(cmd->add_option("--trace-name", f.trace_name,
+                      "Name of every root span and Langfuse trace (the turn number and the "
+                      "prompt's first words are attributes); default claude-code"))
+      ->type_name("NAME");
+  map(cmd->add_option("--user-id", f.user_id, "user.id on every span"))->type_name("TEXT");
+  map(cmd->add_option("--user-from-path", f.user_from_path,
+                      "Regex on the file path; its first capture group is the user id"))->type_name("REGEX");
+  map(cmd->add_flag("--redact", f.redact,
+                    "Replace secrets in content (API keys, tokens, passwords...) with [REDACTED:kind]"));
+  map(cmd->add_option("--redact-pattern", f.redact_patterns,
+                      "Extra secret regex (ECMAScript; group 1 if any; repeatable; implies --redact)"))
+      ->type_name("REGEX");
+  map(cmd->add_flag("--no-content", f.no_content,
+                    "Export structure and usage only: no prompts, outputs or tool results"));
+
+  out(cmd->add_option("--format", f.format, "Console format; default text"))
+      ->check(CLI::IsMember({"text", "json"}).description(""))->type_name("text|json");
+  out(cmd->add_flag("--json", f.json, "Same as --format json"));
+  out(cmd->add_option("--report", f.report, "Write the run report as JSON to this file"))->type_name("PATH");
+  out(cmd->add_option("--drain-timeout", f.drain_timeout,
+                      "On stop, wait this long for in-flight requests; default 30s"))->type_name("DURATION");
+  out(cmd->add_option("--progress-interval", f.progress_interval,
+                      "Log progress this often when stderr is not a terminal (0: never); default 10s"))
+      ->type_name("DURATION");
+  out(cmd->add_option("--metrics-listen", f.metrics_listen,
+                      "Serve Prometheus metrics at http://HOST:PORT/metrics during the run (loopback)"))
+      ->type_name("HOST:PORT");
+  out(cmd->add_option("--metrics-file", f.metrics_file,
+                      "Write a node-exporter textfile (.prom) at the end of the run"))->type_name("PATH");
+  out(cmd->add_flag("-v,--verbose", f.verbose, "More log output (every failed request with its reason)"));
+  out(cmd->add_flag("-q,--quiet", f.quiet, "Only errors"));
+  out(cmd->add_option("--log-format", f.log_format, "Lines on stderr; default text"))
+      ->check(CLI::IsMember({"text", "json"}).description(""))->type_name("text|json");
+
+  so(cmd->add_option("--state", f.state_url,
+                     "Shared PostgreSQL state, postgres://... (env CHSYNC_STATE_URL); several "
+                     "processes using it share the work (docs/scaleout.md)"))->type_name("URL");
+  so(cmd->add_option("--lease", f.lease,
+                     "Lease of a claimed unit, renewed every third of it; default 60s"))->type_name("DURATION");
+  so(cmd->add_option("--work-group", f.work_group,
+                     "Processes of one import share a group; default \"default\""))->type_name("NAME");
+  so(cmd->add_option("--worker-id", f.worker_id, "This worker's name in status; default HOST:PID"))
+      ->type_name("NAME");
+  so(cmd->add_option("--shard", f.shard,
+                     "Static sharding K/N: only bundles whose stable hash mod N is K; '/N' takes "
+                     "K from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)"))->type_name("K/N");
+}
+
+// Where a sync option's value came from, for error messages: "--settle", "CHSYNC_SETTLE" or
+// "config PATH:LINE: sync.settle" (set while the options are built).
+const std::map<std::string, std::string>* g_sources = nullptr;
+const ConfigFile* g_config = nullptr;
+std::string named(const std::string& flag) {
+  const std::string lname = flag.rfind("--", 0) == 0 ? flag.substr(2) : flag;
+  if (!g_sources) return flag;
+  auto it = g_sources->find(lname);
+  if (it == g_sources->end() || it->second.rfind("flag", 0) == 0) return flag;
+  if (it->second.rfind("env ", 0) == 0) return it->second.substr(4);
+  std::string where = "config " + (g_config ? g_config->path : std::string("file"));
+  if (g_config) {
+    auto line = g_config->lines.find("sync." + lname);
+    if (line != g_config->lines.end()) where += ":" + std::to_string(line->second);
+  }
+  return where + ": sync." + lname;
 }
 
 std::chrono::milliseconds dur_flag(const std::string& flag, const std::string& v) {
   std::chrono::milliseconds d{};
   if (!parse_duration(v, d))
-    usage_error(fmt::format("{}: invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", flag, v));
+    usage_error(fmt::format("{}: invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", named(flag), v));
   return d;
 }
 std::uint64_t size_flag(const std::string& flag, const std::string& v) {
   std::uint64_t n = 0;
-  if (!parse_size(v, n)) usage_error(fmt::format("{}: invalid size '{}' (use 64KiB, 4MiB)", flag, v));
+  if (!parse_size(v, n))
+    usage_error(fmt::format("{}: invalid size '{}' (use 64KiB, 4MiB)", named(flag), v));
   return n;
 }
 
@@ -275,121 +312,48 @@ std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& s) {
   return {static_cast<std::uint32_t>(kk), static_cast<std::uint32_t>(nn)};
 }
 
+// Backend option values as given, with their sources (from layer_sync_args).
+std::map<std::string, GivenValue> given_backend_values(const RawSyncFlags& f,
+                                                       const std::map<std::string, std::string>& sources) {
+  std::map<std::string, GivenValue> given;
+  auto add = [&](const std::string& flag, std::vector<std::string> values) {
+    if (values.empty()) return;
+    GivenValue g;
+    g.values = std::move(values);
+    auto it = sources.find(flag);
+    g.source = it == sources.end() ? "flag --" + flag : it->second;
+    g.explicit_ = g.source.rfind("file ", 0) != 0;
+    given[flag] = std::move(g);
+  };
+  for (const auto& [flag, v] : f.bopt)
+    if (!v.empty()) add(flag, {v});
+  for (const auto& [flag, on] : f.bflag)
+    if (on) add(flag, {"true"});
+  add("header", f.headers);
+  return given;
+}
+
+// --backend, else CHSYNC_BACKEND / CH_SYNC_BACKEND, else otlp when an endpoint was given (it
+// cannot be meant for the console), else console.
+std::vector<std::string> chosen_backends(const RawSyncFlags& f) {
+  if (!f.backends.empty()) return f.backends;
+  const std::string from_env = env("CH_SYNC_BACKEND");
+  if (!from_env.empty()) return split_list(from_env);
+  if (auto it = f.bopt.find("endpoint"); it != f.bopt.end() && !it->second.empty()) return {"otlp"};
+  return {"console"};
+}
+
 SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
-                               const std::set<std::string>& explicit_opts) {
+                               const std::map<std::string, std::string>& sources) {
   SyncOptions o;
+  g_sources = &sources;
+  g_config = &cf;
   o.inputs = f.inputs;
   for (auto& p : f.files) o.inputs.push_back(p);
   if (o.inputs.empty())
     o.inputs.push_back(env("CLAUDE_PROJECTS_DIR", home_dir() + "/.claude/projects"));
-  if (f.backends.empty()) {
-    for (const auto& b : split_list(env("CH_SYNC_BACKEND", "console"))) f.backends.push_back(b);
-  }
-  // Settings derived from flags. Those the user set explicitly (flag or environment) override a
-  // named instance's config; the rest are defaults that the instance config may replace.
-  std::map<std::string, std::pair<std::string, bool>> fs;  // key -> (value, explicit)
-  auto put = [&](const std::string& key, const std::string& value, const char* flag) {
-    fs[key] = {value, explicit_opts.count(flag) > 0};
-  };
-  if (!f.output.empty()) put("path", f.output, "output");
-  if (!f.endpoint.empty()) put("endpoint", f.endpoint, "endpoint");
-  if (!f.host.empty()) put("host", f.host, "host");
-  if (!f.compression.empty()) put("compression", f.compression, "compression");
-  if (f.compression_level != 0)
-    put("compression_level", std::to_string(f.compression_level), "compression-level");
-  put("encoding", f.otlp_encoding, "otlp-encoding");
-  if (!f.profile.empty()) put("profile", f.profile, "profile");
-  if (!f.project_name.empty()) put("project_name", f.project_name, "project-name");
-  put("batch_spans", std::to_string(f.batch_spans), "batch-spans");
-  put("batch_bytes", std::to_string(size_flag("--batch-bytes", f.batch_bytes)), "batch-bytes");
-  put("max_in_flight", std::to_string(f.max_in_flight), "max-in-flight");
-  if (!f.rate.empty()) {
-    Rate r;
-    if (!parse_rate(f.rate, r))
-      usage_error(fmt::format("--rate: invalid rate '{}' (use 50/s or 5000spans/s)", f.rate));
-    put("rate", std::to_string(r.per_second), "rate");
-    put("rate_unit", r.spans ? "spans" : "requests", "rate");
-  }
-  if (!f.timeout.empty())
-    put("timeout_ms", std::to_string(dur_flag("--timeout", f.timeout).count()), "timeout");
-  put("retry_initial_ms", std::to_string(dur_flag("--retry-initial", f.retry_initial).count()),
-      "retry-initial");
-  put("retry_max_ms", std::to_string(dur_flag("--retry-max", f.retry_max).count()), "retry-max");
-  put("retry_max_elapsed_ms",
-      std::to_string(dur_flag("--retry-max-elapsed", f.retry_max_elapsed).count()),
-      "retry-max-elapsed");
-  if (!f.ca_file.empty()) put("ca_file", f.ca_file, "ca-file");
-  if (f.insecure) put("insecure", "1", "insecure");
-  if (!f.client_cert.empty()) put("client_cert", f.client_cert, "client-cert");
-  if (!f.client_key.empty()) put("client_key", f.client_key, "client-key");
-  if (f.environment.empty()) f.environment = env("LANGFUSE_TRACING_ENVIRONMENT");
-  if (!f.environment.empty()) {
-    // Langfuse's rule for environment names; anything else it rejects at ingestion.
-    const bool ok = f.environment.size() <= 40 && f.environment.rfind("langfuse", 0) != 0 &&
-                    std::all_of(f.environment.begin(), f.environment.end(), [](char c) {
-                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-                    });
-    if (!ok)
-      usage_error(fmt::format("--environment '{}': use at most 40 lowercase letters, digits, '-' or '_', "
-                              "not starting with 'langfuse'", f.environment));
-    put("environment", f.environment, "environment");
-  }
-  for (std::size_t i = 0; i < f.tags.size(); ++i) {
-    if (f.tags[i].empty()) usage_error("--tag: must not be empty");
-    put("tag." + std::to_string(i), f.tags[i], "tag");
-  }
-  if (f.typed_observations) put("typed_observations", "1", "typed-observations");
-  for (std::size_t i = 0; i < f.headers.size(); ++i) {
-    if (f.headers[i].find('=') == std::string::npos)
-      usage_error(fmt::format("--header: expected K=V, got '{}'", f.headers[i]));
-    put("header." + std::to_string(i), f.headers[i], "header");
-  }
-
-  static const std::vector<std::string> kKnown = {"console", "file", "null", "otlp",
-                                                  "langfuse", "langfuse-legacy", "phoenix"};
-  for (const auto& b : f.backends) {
-    BackendSpec spec;
-    spec.instance = b;
-    auto inst = cf.backends.find(b);
-    if (inst != cf.backends.end()) {
-      spec.type = inst->second.at("type");
-      if (std::find(kKnown.begin(), kKnown.end(), spec.type) == kKnown.end())
-        usage_error(fmt::format("config {}: backends.{}.type: unknown backend type '{}'", cf.path,
-                                b, spec.type));
-      for (const auto& [k, v] : fs) spec.settings[k] = v.first;
-      for (const auto& [k, v] : inst->second) {
-        if (k == "type") continue;
-        auto it = fs.find(k);
-        if (it != fs.end() && it->second.second) continue;  // an explicit flag wins
-        std::string value = v;
-        if (k == "batch_bytes") value = std::to_string(size_flag("backends." + b + ".batch_bytes", v));
-        if (k == "timeout" || k == "retry_initial" || k == "retry_max" || k == "retry_max_elapsed") {
-          spec.settings[k + "_ms"] = std::to_string(dur_flag("backends." + b + "." + k, v).count());
-          continue;
-        }
-        if (k == "output") {
-          spec.settings["path"] = v;
-          continue;
-        }
-        if (k == "otlp_encoding") {
-          spec.settings["encoding"] = v;
-          continue;
-        }
-        spec.settings[k] = value;
-      }
-    } else {
-      if (std::find(kKnown.begin(), kKnown.end(), b) == kKnown.end())
-        usage_error(fmt::format("--backend: unknown backend '{}' (one of console, file, null, "
-                                "otlp, langfuse, langfuse-legacy, phoenix, or an instance name "
-                                "from the config file)", b));
-      spec.type = b;
-      for (const auto& [k, v] : fs) spec.settings[k] = v.first;
-    }
-    // Phoenix's OTLP receiver takes protobuf only (it answers JSON with 415).
-    if (spec.type == "phoenix" && spec.settings["encoding"] == "json")
-      usage_error(fmt::format("--backend {}: phoenix accepts only --otlp-encoding protobuf", b));
-    o.backends.push_back(std::move(spec));
-  }
+  f.backends = chosen_backends(f);
+  o.backends = resolve_backends(f.backends, given_backend_values(f, sources), cf);
   o.format = (f.json || f.format == "json") ? ConsoleFormat::kJson : ConsoleFormat::kText;
   o.workers = f.workers ? f.workers : std::max(1u, std::thread::hardware_concurrency());
   o.db_path = state_location(f.db, f.state_url);
@@ -463,6 +427,32 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
 
 namespace {
 
+// The environment variables `chsync sync` reads, for --help: the backend options' fallbacks come
+// from their declarations.
+std::string environment_help() {
+  std::string h =
+      "Environment:\n"
+      "  CHSYNC_<FLAG>                    any flag, e.g. CHSYNC_BACKEND=otlp, CHSYNC_SETTLE=0\n"
+      "  CHSYNC_DB, CH_SYNC_DB            state database; CHSYNC_STATE_URL: PostgreSQL state\n"
+      "  CH_SYNC_BACKEND                  backends, comma-separated\n"
+      "  CLAUDE_PROJECTS_DIR              default input (else ~/.claude/projects)\n"
+      "  XDG_CONFIG_HOME, XDG_STATE_HOME  where the config file and the state live\n"
+      "  OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_RESOURCE_ATTRIBUTES,\n"
+      "  OTEL_SERVICE_NAME                extra headers and resource attributes (otlp, langfuse, phoenix)\n"
+      "  HTTPS_PROXY, HTTP_PROXY, NO_PROXY  proxies\n";
+  std::map<std::string, std::vector<std::string>> by_env;
+  for (const auto& t : backend_types())
+    for (const auto& o : t.options)
+      for (const auto& e : o.env) {
+        const std::string what = o.flag.empty() ? o.help + " (" + t.type + ")" : "--" + o.flag;
+        auto& v = by_env[e.name];
+        if (std::find(v.begin(), v.end(), what) == v.end()) v.push_back(what);
+      }
+  for (const auto& [name, whats] : by_env)
+    h += fmt::format("  {:<38} {}\n", name, fmt::join(whats, ", "));
+  return h;
+}
+
 struct Cli {
   CLI::App app{"chsync: turn Claude Code transcripts into traces and ship them to OTLP, "
                "Langfuse and Phoenix backends, exactly once in effect.\n\n"
@@ -475,13 +465,14 @@ struct Cli {
   CLI::App* sync_cmd = nullptr;
   CLI::App* sync_status = nullptr;
   bool sync_status_json = false;
+  std::string sync_status_db, sync_status_state;
   std::string status_db, status_state;
   bool status_json = false;
   CLI::App* status_cmd = nullptr;
   std::vector<std::string> hash_targets;
   CLI::App* hash_cmd = nullptr;
   std::string replay_db;
-  RawSyncFlags rf;
+  ReplayOptions rf;
   CLI::App* replay_cmd = nullptr;
   std::string state_db, state_arg, state_target, state_instance;
   CLI::App* state_cmd = nullptr;
@@ -501,9 +492,14 @@ struct Cli {
         "  chsync sync --config /etc/chsync/config.toml --print-config\n"
         "  chsync sync status            (same as chsync status)\n\n"
         "Every flag can also be set as CHSYNC_<FLAG> (e.g. CHSYNC_SETTLE=0) or in the [sync]\n"
-        "table of the config file; precedence: flags > environment > file > defaults.");
+        "table of the config file; precedence: flags > environment > file > defaults.\n"
+        "A backend flag that none of the chosen backends takes, or an unknown config key, is an\n"
+        "error (exit 2). Values: DURATION 0, 500ms, 10s, 10m, 1h; SIZE 64KiB, 4MiB; RATE 50/s\n"
+        "(requests) or 5000spans/s.\n\n" + environment_help());
     add_sync_flags(sync_cmd, sf);
-    sync_status = sync_cmd->add_subcommand("status", "Show the state (as in ch sync status)");
+    sync_status = sync_cmd->add_subcommand("status", "Show the state (same as chsync status)");
+    sync_status->add_option("--db", sync_status_db, "State database")->type_name("PATH");
+    sync_status->add_option("--state", sync_status_state, "PostgreSQL state URL")->type_name("URL");
     sync_status->add_flag("--json", sync_status_json, "JSON output");
 
     status_cmd = app.add_subcommand("status", "Show files, offsets, spans delivered, errors");
@@ -514,7 +510,7 @@ struct Cli {
     status_cmd->add_flag("--json", status_json, "JSON output");
     status_cmd->footer("Example:\n  chsync status --db /var/lib/chsync/state.db --json");
 
-    hash_cmd = app.add_subcommand("hash", "Print the seed's message hash of FILE:LINE (one line each)");
+    hash_cmd = app.add_subcommand("hash", "Print the message hash (as ch sync computes it) of FILE:LINE (one line each)");
     hash_cmd->add_option("target", hash_targets, "FILE:LINE (1-based), one or more")->required();
     hash_cmd->footer("Example:\n  chsync hash ~/.claude/projects/-home-me-proj/3f2a….jsonl:12");
 
@@ -540,7 +536,58 @@ struct Cli {
     bench_cmd = add_bench_command(app, bf);
   }
 
+  // `chsync`, `chsync help [CMD]` and `chsync synk` print the usage (and the nearest command)
+  // instead of CLI11's bare "A subcommand is required".
+  int parse_command_word(const std::vector<std::string>& args) {
+    if (args.empty()) {
+      std::fputs(app.help().c_str(), stderr);
+      return kExitUsage;
+    }
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+    if (args[0] == "help") {
+      if (args.size() > 1) {
+        for (CLI::App* sub : app.get_subcommands({}))
+          if (sub->get_name() == args[1]) {
+            std::fputs(sub->help().c_str(), stdout);
+            return kExitOk;
+          }
+      }
+      std::fputs(app.help().c_str(), stdout);
+      return kExitOk;
+    }
+    if (args[0].empty() || args[0][0] == '-' ||
+        std::find(names.begin(), names.end(), args[0]) != names.end())
+      return -1;
+    std::string msg = fmt::format("chsync: unknown command '{}'", args[0]);
+    if (auto near = did_you_mean(args[0], names); !near.empty())
+      msg += fmt::format("; did you mean '{}'?", near);
+    std::fprintf(stderr, "%s\nCommands: %s (chsync help COMMAND)\n", msg.c_str(),
+                 fmt::format("{}", fmt::join(names, ", ")).c_str());
+    return kExitUsage;
+  }
+
+  // "--endpont" -> "did you mean --endpoint?" for the command that was being parsed.
+  std::string suggest_flags(const std::vector<std::string>& args) const {
+    const CLI::App* cmd = &app;
+    for (const CLI::App* sub : app.get_subcommands({}))
+      if (sub->parsed()) cmd = sub;
+    std::vector<std::string> names;
+    for (const CLI::Option* o : cmd->get_options())
+      for (const auto& l : o->get_lnames()) names.push_back("--" + l);
+    std::string out;
+    for (const auto& a : args) {
+      if (a.rfind("--", 0) != 0 || a.size() < 3) continue;
+      const std::string flag = a.substr(0, a.find('='));
+      if (std::find(names.begin(), names.end(), flag) != names.end()) continue;
+      if (auto near = did_you_mean(flag, names); !near.empty())
+        out += fmt::format("; {}: did you mean {}?", flag, near);
+    }
+    return out;
+  }
+
   int parse(const std::vector<std::string>& args) {
+    if (int rc = parse_command_word(args); rc >= 0) return rc;
     std::vector<char*> av;
     static char prog[] = "chsync";
     av.push_back(prog);
@@ -554,7 +601,7 @@ struct Cli {
     } catch (const CLI::CallForVersion& e) {
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
-      std::fprintf(stderr, "chsync: %s\n", e.what());
+      std::fprintf(stderr, "chsync: %s%s\n", e.what(), suggest_flags(args).c_str());
       return kExitUsage;
     }
     return -1;
@@ -582,10 +629,33 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
+// A [sync] key that is no flag of `chsync sync` is a typo or a setting of another version:
+// refuse it (exit 2) rather than run without it.
+void check_sync_keys(const CLI::App& sync_cmd, const ConfigFile& cf) {
+  std::vector<std::string> names = {"inputs"};
+  for (const CLI::Option* opt : sync_cmd.get_options())
+    if (!opt->get_lnames().empty()) names.push_back(opt->get_lnames().front());
+  for (const auto& [key, values] : cf.sync) {
+    if (std::find(names.begin(), names.end(), key) != names.end() && key != "help" &&
+        key != "config" && key != "print-config")
+      continue;
+    auto line = cf.lines.find("sync." + key);
+    std::string msg = fmt::format("config {}{}: sync.{}: unknown key", cf.path,
+                                  line == cf.lines.end() ? "" : ":" + std::to_string(line->second),
+                                  key);
+    if (auto near = did_you_mean(key, names); !near.empty())
+      msg += fmt::format(" (did you mean '{}'?)", near);
+    throw ConfigError(msg);
+  }
+}
+
 // Rebuilds the argument list with values from the environment and the config file for every
-// sync option the command line did not set (flags > environment > file > defaults).
+// sync option the command line did not set (flags > environment > file > defaults), and records
+// where each set option came from: "flag --x", "env CHSYNC_X", "file PATH [sync]".
 std::vector<std::string> layer_sync_args(const std::vector<std::string>& args, Cli& first,
-                                         const ConfigFile& cf, std::set<std::string>& explicit_opts) {
+                                         const ConfigFile& cf,
+                                         std::map<std::string, std::string>& sources) {
+  check_sync_keys(*first.sync_cmd, cf);
   auto pos = std::find(args.begin(), args.end(), "sync");
   std::vector<std::string> extra;
   for (const CLI::Option* opt : first.sync_cmd->get_options()) {
@@ -593,17 +663,19 @@ std::vector<std::string> layer_sync_args(const std::vector<std::string>& args, C
     const std::string lname = opt->get_lnames().front();
     if (lname == "help" || lname == "config" || lname == "print-config") continue;
     if (opt->count() > 0) {
-      explicit_opts.insert(lname);
+      sources[lname] = "flag --" + lname;
       continue;
     }
     const bool is_flag = opt->get_expected_min() == 0;
     std::vector<std::string> values;
-    const char* ev = std::getenv(env_name(lname).c_str());
+    const std::string ename = env_name(lname);
+    const char* ev = std::getenv(ename.c_str());
     if (ev && *ev) {
       values = opt->get_expected_max() > 1 ? split_commas(ev) : std::vector<std::string>{ev};
-      explicit_opts.insert(lname);
+      sources[lname] = "env " + ename;
     } else if (auto it = cf.sync.find(lname); it != cf.sync.end()) {
       values = it->second;
+      sources[lname] = "file " + cf.path + " [sync]";
     } else {
       continue;
     }
@@ -621,13 +693,51 @@ std::vector<std::string> layer_sync_args(const std::vector<std::string>& args, C
   out.insert(out.end(), pos + 1, args.end());
   // Inputs from the file only when none were given (and no --file).
   if (first.sf.inputs.empty() && first.sf.files.empty()) {
-    if (auto it = cf.sync.find("inputs"); it != cf.sync.end())
+    if (auto it = cf.sync.find("inputs"); it != cf.sync.end()) {
       for (const auto& v : it->second) out.push_back(v);
+      sources["inputs"] = "file " + cf.path + " [sync]";
+    }
   }
   return out;
 }
 
-void print_config(const SyncOptions& o, const ConfigFile& cf) {
+std::string shown_value(const std::string& k, const std::string& v) {
+  if (k.rfind("header.", 0) == 0) {
+    auto eq = v.find('=');
+    if (eq != std::string::npos && is_secret_key(v.substr(0, eq)))
+      return v.substr(0, eq + 1) + mask_secret(v.substr(eq + 1));
+    return v;
+  }
+  return is_secret_key(k) ? mask_secret(v) : v;
+}
+
+// Every sync option's source: what was set says where from; everything else is a default.
+std::string sources_json(const CLI::App& sync_cmd, const std::map<std::string, std::string>& sources) {
+  std::string j = "{";
+  bool first = true;
+  auto put = [&](const std::string& k, const std::string& v) {
+    if (!first) j += ",";
+    first = false;
+    append_json_string(j, k);
+    j += ":";
+    append_json_string(j, v);
+  };
+  put("inputs", sources.count("inputs") ? sources.at("inputs") : "default");
+  for (const CLI::Option* opt : sync_cmd.get_options()) {
+    if (opt->get_lnames().empty()) continue;
+    const std::string lname = opt->get_lnames().front();
+    if (lname == "help" || lname == "print-config" || lname == "config") continue;
+    if (opt->get_group() == kGroupBackend || opt->get_group() == kGroupTls ||
+        opt->get_group() == kGroupRetry)
+      if (lname != "backend") continue;  // listed per backend instance
+    auto it = sources.find(lname);
+    put(lname, it == sources.end() ? "default" : it->second);
+  }
+  return j + "}";
+}
+
+void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sync_cmd,
+                  const std::map<std::string, std::string>& sources) {
   std::string j = "{\"config_file\":";
   append_json_string(j, cf.path);
   j += ",\"inputs\":[";
@@ -641,10 +751,12 @@ void print_config(const SyncOptions& o, const ConfigFile& cf) {
   append_json_string(j, o.map.trace_name);
   j += fmt::format(",\"workers\":{},\"dry_run\":{},\"settle_ms\":{},\"max_field_bytes\":{},"
                    "\"max_line_bytes\":{},\"max_memory_bytes\":{},\"drain_timeout_ms\":{},"
-                   "\"format\":\"{}\",\"trace_per_session\":{},\"backends\":[",
+                   "\"progress_interval_ms\":{},\"format\":\"{}\",\"trace_per_session\":{},"
+                   "\"redact\":{},\"no_content\":{},\"backends\":[",
                    o.workers, o.dry_run, o.map.settle_ms, o.map.max_field_bytes,
                    o.reader.max_line_bytes, o.max_memory_bytes, o.drain_timeout.count(),
-                   o.format == ConsoleFormat::kJson ? "json" : "text", o.map.trace_per_session);
+                   o.progress_interval.count(), o.format == ConsoleFormat::kJson ? "json" : "text",
+                   o.map.trace_per_session, o.redact, o.no_content);
   for (std::size_t i = 0; i < o.backends.size(); ++i) {
     const auto& b = o.backends[i];
     if (i) j += ",";
@@ -656,19 +768,20 @@ void print_config(const SyncOptions& o, const ConfigFile& cf) {
       j += ",";
       append_json_string(j, k);
       j += ":";
-      std::string shown = v;
-      if (k.rfind("header.", 0) == 0) {
-        auto eq = v.find('=');
-        if (eq != std::string::npos && is_secret_key(v.substr(0, eq)))
-          shown = v.substr(0, eq + 1) + mask_secret(v.substr(eq + 1));
-      } else if (is_secret_key(k)) {
-        shown = mask_secret(v);
-      }
-      append_json_string(j, shown);
+      append_json_string(j, shown_value(k, v));
     }
-    j += "}";
+    j += ",\"sources\":{";
+    bool first = true;
+    for (const auto& [k, v] : b.sources) {
+      if (!first) j += ",";
+      first = false;
+      append_json_string(j, k);
+      j += ":";
+      append_json_string(j, v);
+    }
+    j += "}}";
   }
-  j += "]}\n";
+  j += "],\"sources\":" + sources_json(sync_cmd, sources) + "}\n";
   std::fputs(j.c_str(), stdout);
 }
 
@@ -683,9 +796,9 @@ int main(int argc, char** argv) {
   mi_option_set_default(mi_option_decommit_delay, 100000);
   mi_option_set_default(mi_option_segment_decommit_delay, 100000);
 #endif
-  // Library code logs through spdlog; stdout carries only spans (design Contracts).
-  spdlog::set_default_logger(spdlog::stderr_logger_mt("chsync"));
-  spdlog::set_pattern("chsync: %v");
+  // Library code logs through spdlog, routed through chsync's logger (--log-format applies to
+  // every line); stdout carries only spans.
+  log::install_spdlog_sink();
   std::vector<std::string> args(argv + 1, argv + argc);
   auto cli = std::make_unique<Cli>();
   if (int rc = cli->parse(args); rc >= 0) return rc;
@@ -695,7 +808,9 @@ int main(int argc, char** argv) {
     if (cli->status_cmd->parsed())
       return cmd_status(state_location(cli->status_db, cli->status_state), cli->status_json);
     if (cli->sync_status->parsed())
-      return cmd_status(state_location(cli->sf.db, cli->sf.state_url),
+      return cmd_status(state_location(cli->sync_status_db.empty() ? cli->sf.db : cli->sync_status_db,
+                                       cli->sync_status_state.empty() ? cli->sf.state_url
+                                                                      : cli->sync_status_state),
                         cli->sync_status_json || cli->sf.json);
     if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_targets);
     if (cli->bench_cmd->parsed()) return run_bench(build_bench_options(cli->bf));
@@ -708,21 +823,23 @@ int main(int argc, char** argv) {
       ro.endpoint = cli->rf.endpoint;
       ro.headers = cli->rf.headers;
       ro.ca_file = cli->rf.ca_file;
-      ro.insecure = cli->rf.insecure;
+      ro.insecure = cli->rf.insecure;  // db_path above: --db or the default
       return cmd_replay_dead_letters(ro);
     }
     if (cli->sync_cmd->parsed()) {
       ConfigFile cf = load_default_or(cli->sf.config);
-      std::set<std::string> explicit_opts;
-      auto layered = layer_sync_args(args, *cli, cf, explicit_opts);
+      std::map<std::string, std::string> sources;
+      auto layered = layer_sync_args(args, *cli, cf, sources);
       auto second = std::make_unique<Cli>();
       if (int rc = second->parse(layered); rc >= 0) return rc;
-      SyncOptions o = build_sync_options(second->sf, cf, explicit_opts);
-      log::configure(second->sf.log_format == "json" ? log::Format::kJson : log::Format::kText,
+      const auto log_format = second->sf.log_format == "json" ? log::Format::kJson : log::Format::kText;
+      log::configure(log_format, log::Level::kInfo);  // configuration errors follow it too
+      SyncOptions o = build_sync_options(second->sf, cf, sources);
+      log::configure(log_format,
                      o.quiet ? log::Level::kError
                              : (o.verbose ? log::Level::kDebug : log::Level::kInfo));
       if (second->sf.print_config) {
-        print_config(o, cf);
+        print_config(o, cf, *second->sync_cmd, sources);
         return kExitOk;
       }
       // Request bodies are assembled and gzip-compressed on the HTTP client's io threads (~4
@@ -735,13 +852,13 @@ int main(int argc, char** argv) {
       });
     }
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "chsync: %s\n", e.what());
+    log::error(e.what());
     return kExitUsage;
   } catch (const StateError& e) {
-    std::fprintf(stderr, "chsync: state: %s\n", e.what());
+    log::error(std::string("state: ") + e.what());
     return e.code() == StateError::Code::kLocked ? kExitLocked : kExitUsage;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "chsync: error: %s\n", e.what());
+    log::error(std::string("error: ") + e.what());
     return kExitPartial;
   }
   return kExitOk;

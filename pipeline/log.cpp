@@ -1,7 +1,13 @@
 #include "pipeline/log.h"
 
+#include <fmt/format.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 
 #include "pipeline/json_escape.h"
@@ -22,44 +28,83 @@ const char* level_name(Level l) {
   }
   return "info";
 }
+
+// spdlog messages (library code: exporters, state stores) as chsync log lines.
+class Sink : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& m) override {
+    Level l = Level::kInfo;
+    if (m.level <= spdlog::level::debug) l = Level::kDebug;
+    else if (m.level == spdlog::level::warn) l = Level::kWarn;
+    else if (m.level >= spdlog::level::err) l = Level::kError;
+    write(l, std::string_view(m.payload.data(), m.payload.size()));
+  }
+  void flush_() override {}
+};
 }  // namespace
+
+Field::Field(std::string k, double v) : key(std::move(k)) {
+  value = std::isfinite(v) ? fmt::format("{}", v) : "null";
+}
 
 void configure(Format format, Level min_level) {
   std::lock_guard lock(g_mu);
   g_format = format;
   g_min = min_level;
+  spdlog::set_level(min_level == Level::kDebug  ? spdlog::level::debug
+                    : min_level == Level::kInfo ? spdlog::level::info
+                    : min_level == Level::kWarn ? spdlog::level::warn
+                                                : spdlog::level::err);
 }
 
 Format format() { return g_format; }
 bool enabled(Level level) { return level >= g_min; }
 
-void write(Level level, std::string_view message,
-           const std::vector<std::pair<std::string, std::string>>& fields) {
+std::string json_line(Level level, std::string_view message, const std::vector<Field>& fields) {
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  std::string line = "{\"ts\":\"" + format_rfc3339_ms(now) + "\",\"level\":\"" + level_name(level) +
+                     "\",\"msg\":";
+  append_json_string(line, message);
+  for (const auto& f : fields) {
+    line += ",";
+    append_json_string(line, f.key);
+    line += ":";
+    if (f.quoted) append_json_string(line, f.value);
+    else line += f.value;
+  }
+  return line + "}";
+}
+
+void write(Level level, std::string_view message, const std::vector<Field>& fields, bool text_fields) {
   if (level < g_min) return;
   std::string line;
   if (g_format == Format::kJson) {
-    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    line = "{\"ts\":\"" + format_rfc3339_ms(now) + "\",\"level\":\"" + level_name(level) +
-           "\",\"msg\":";
-    append_json_string(line, message);
-    for (const auto& [k, v] : fields) {
-      line += ",";
-      append_json_string(line, k);
-      line += ":";
-      append_json_string(line, v);
-    }
-    line += "}\n";
+    line = json_line(level, message, fields) + "\n";
   } else {
     line = "chsync: ";
-    line.append(message);
-    for (const auto& [k, v] : fields) line += " " + k + "=" + v;
+    // One line per message: a backend's answer may hold newlines or control characters.
+    for (char c : message) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '\n') line += "\\n";
+      else if (c == '\r') line += "\\r";
+      else if (u < 0x20 && c != '\t') line += fmt::format("\\x{:02x}", u);
+      else line.push_back(c);
+    }
+    if (text_fields)
+      for (const auto& f : fields) line += " " + f.key + "=" + f.value;
     line += "\n";
   }
   std::lock_guard lock(g_mu);
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
+}
+
+void install_spdlog_sink() {
+  auto logger = std::make_shared<spdlog::logger>("chsync", std::make_shared<Sink>());
+  logger->set_pattern("%v");
+  spdlog::set_default_logger(logger);
 }
 
 }  // namespace chsync::log

@@ -1,11 +1,13 @@
 // Operator-facing log lines on stderr: plain text ("chsync: message") or, with --log-format json,
-// one JSON object per line ({"ts","level","msg", extra fields}) for log shippers.
+// one JSON object per line ({"ts","level","msg", typed fields}) for log shippers.
 // Thread-safe: each line is formatted first and written with a single fwrite under a mutex.
+// install_spdlog_sink() routes the library's spdlog messages through here too, so every line
+// chsync writes to stderr follows --log-format.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 namespace chsync::log {
@@ -13,13 +15,31 @@ namespace chsync::log {
 enum class Level { kDebug, kInfo, kWarn, kError };
 enum class Format { kText, kJson };
 
+// One extra field: a string, a number or a boolean (JSON keeps the type).
+struct Field {
+  Field(std::string k, std::string v) : key(std::move(k)), value(std::move(v)), quoted(true) {}
+  Field(std::string k, const char* v) : key(std::move(k)), value(v), quoted(true) {}
+  Field(std::string k, std::uint64_t v) : key(std::move(k)), value(std::to_string(v)) {}
+  Field(std::string k, std::int64_t v) : key(std::move(k)), value(std::to_string(v)) {}
+  Field(std::string k, int v) : key(std::move(k)), value(std::to_string(v)) {}
+  Field(std::string k, double v);
+  Field(std::string k, bool v) : key(std::move(k)), value(v ? "true" : "false") {}
+  std::string key, value;
+  bool quoted = false;
+};
+
 void configure(Format format, Level min_level);
 Format format();
 bool enabled(Level level);
 
-// Fields are appended as extra JSON keys (text format: " key=value").
-void write(Level level, std::string_view message,
-           const std::vector<std::pair<std::string, std::string>>& fields = {});
+// Fields become JSON keys; in text format they are appended as " key=value" when text_fields.
+void write(Level level, std::string_view message, const std::vector<Field>& fields = {},
+           bool text_fields = true);
+// The text of a JSON log line (no newline), for callers that write it themselves.
+std::string json_line(Level level, std::string_view message, const std::vector<Field>& fields);
+
+// Makes spdlog's default logger write through this logger (level and format follow configure()).
+void install_spdlog_sink();
 
 inline void info(std::string_view m) { write(Level::kInfo, m); }
 inline void warn(std::string_view m) { write(Level::kWarn, m); }

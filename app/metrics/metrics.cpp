@@ -37,7 +37,7 @@ constexpr Descriptor kDescriptors[] = {
     {"chsync_bytes_read_total", "counter", "Transcript bytes read"},
     {"chsync_bad_lines_total", "counter", "Unusable input lines by kind"},
     {"chsync_redactions_total", "counter", "Secrets replaced by --redact, by kind"},
-    {"chsync_spans_sent_total", "counter", "Spans acknowledged by the backend"},
+    {"chsync_spans_synced_total", "counter", "Spans acknowledged by the backend"},
     {"chsync_dead_letters_total", "counter", "Spans given up on (written to dead letters)"},
     {"chsync_requests_total", "counter", "HTTP requests by response status"},
     {"chsync_retries_total", "counter", "Retried requests by cause"},

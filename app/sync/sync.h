@@ -43,7 +43,10 @@ enum ExitCode : int {
 struct BackendSpec {
   std::string type;      // console, file, null, otlp, langfuse, langfuse-legacy, phoenix
   std::string instance;  // state key; defaults to the type
-  std::map<std::string, std::string> settings;  // type-specific (endpoint, path, ...)
+  // Every declared option of the type, resolved and in canonical form (cli/backend_options.h:
+  // sizes in bytes, durations in ms); headers as "header.N" = "K=V".
+  std::map<std::string, std::string> settings;
+  std::map<std::string, std::string> sources;  // key -> "flag --x", "env X", "file P [..]", "default"
 };
 
 using ExporterFactory = std::function<std::unique_ptr<Exporter>(const BackendSpec&)>;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "app/dead_letters/dead_letters.h"
 #include "app/sync/sync_run.h"
 #include "pipeline/clock.h"
 #include "pipeline/json_escape.h"
@@ -197,17 +198,56 @@ void SyncRun::write_metrics_file(int code, double secs) const {
 }
 
 void SyncRun::print_summary(const Totals& t, double secs) const {
-  const double mb = static_cast<double>(t.bytes_read) / 1e6;
-  log::info(fmt::format("{}{} files scanned ({} updated, {} skipped), {} spans {}, {} deduped, {} "
-                        "held turns, {} dead, {} bad lines, {:.1f} MB in {:.2f} s ({:.1f} MB/s)",
-                        opt_.dry_run ? "dry run: " : "", disc_.files, files_updated_,
-                        files_skipped_, t.spans_synced, opt_.dry_run ? "would be sent" : "sent",
-                        instances_.empty() ? 0 : instances_[0]->dedupe.deduped(),
-                        t.map.turns_held, t.dead, t.bad_total, mb, secs,
-                        mb / std::max(secs, 1e-6)));
-  for (auto& inst : instances_)
-    if (inst->exporter->fatal())
-      log::error("backend " + inst->spec.instance + " failed: " + inst->exporter->fatal_reason());
+  RunSummary sum;
+  sum.dry_run = opt_.dry_run;
+  sum.files_scanned = disc_.files;
+  sum.files_updated = files_updated_;
+  sum.files_skipped = files_skipped_;
+  sum.spans_sent = t.spans_synced;
+  sum.spans_deduped = instances_.empty() ? 0 : instances_[0]->dedupe.deduped();
+  sum.turns_held = t.map.turns_held;
+  sum.dead = t.dead;
+  sum.bad_lines = t.bad_total;
+  sum.bytes_read = t.bytes_read;
+  sum.spans_mapped = t.map.spans;
+  sum.seconds = secs;
+  if (t.dead > 0 && state_) sum.dead_letter_path = dead_letter_path(opt_.db_path);
+  for (auto& inst : instances_) {
+    const ExporterStats st = inst->exporter->stats();
+    const DeliveryCounts c = inst->ledger->counts();
+    BackendSummary b;
+    b.instance = inst->spec.instance;
+    b.type = inst->spec.type;
+    b.spans_sent = c.delivered;
+    b.dead = c.dead;
+    b.failed = c.failed;
+    b.rejected = st.spans_partial_rejected;
+    for (auto& [k, v] : st.retries) b.retries += v;
+    b.requests = st.requests;
+    b.fatal = inst->exporter->fatal();
+    if (b.fatal) b.fatal_reason = inst->exporter->fatal_reason();
+    b.last_error = st.last_error;
+    sum.backends.push_back(std::move(b));
+  }
+  HintInputs hi;
+  hi.inputs = opt_.inputs;
+  hi.files_scanned = disc_.files;
+  hi.empty_files = disc_.empty_files;
+  hi.spans_mapped = t.map.spans;
+  hi.bad_lines = t.bad_total;
+  hi.turns_held = t.map.turns_held;
+  hi.settle_ms = static_cast<std::uint64_t>(opt_.map.settle_ms);
+  for (const auto& in : opt_.inputs) {  // a file given by name that discover does not read
+    std::error_code ec;
+    const auto ends = [&](std::string_view suf) {
+      return in.size() >= suf.size() && in.compare(in.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    if (std::filesystem::is_regular_file(in, ec) && !ends(".jsonl") && !ends(".jsonl.gz") &&
+        !ends(".jsonl.zst") && !is_archive_path(in))
+      hi.ignored_inputs.push_back(in);
+  }
+  sum.hints = run_hints(hi);
+  log_summary(sum);
 }
 
 }  // namespace chsync

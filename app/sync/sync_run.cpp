@@ -136,7 +136,8 @@ void SyncRun::start_metrics() {
     throw ConfigError(e.what());
   }
   if (!opt_.quiet)
-    log::info(fmt::format("metrics at http://127.0.0.1:{}/metrics", metrics_server_->port()));
+    log::info(fmt::format("metrics at http://127.0.0.1:{}/metrics",
+                          static_cast<unsigned>(metrics_server_->port())));
 }
 
 void SyncRun::start_threads() {
@@ -176,7 +177,9 @@ ProgressSnapshot SyncRun::progress_snapshot() const {
     auto st = inst->exporter->stats();
     ps.spans_sent += st.spans_delivered;
     ps.dead += st.spans_dead;
+    ps.in_flight += st.in_flight;
     for (auto& [k, v] : st.retries) ps.retries += v;
+    if (!st.last_error.empty()) ps.last_error = inst->spec.instance + ": " + st.last_error;
   }
   return ps;
 }
@@ -210,7 +213,7 @@ void SyncRun::sample_metrics(std::vector<MetricSample>& out) const {
   for (auto& inst : instances_) {
     const std::string b = metric_label("backend", inst->spec.instance);
     const DeliveryCounts c = inst->ledger->counts();
-    add("chsync_spans_sent_total", b, d(c.delivered));
+    add("chsync_spans_synced_total", b, d(c.delivered));
     add("chsync_dead_letters_total", b, d(c.dead));
     if (inst->synchronous && !run_finished_.load()) continue;  // their stats: dispatcher only
     const ExporterStats st = inst->exporter->stats();

@@ -108,7 +108,7 @@ void SyncRun::build_instances(const ExporterFactory& factory) {
       inst->exporter = make_null_exporter(name);
       inst->synchronous = true;
     } else if (spec.type == "file") {
-      auto it = spec.settings.find("path");
+      auto it = spec.settings.find("output");
       if (it == spec.settings.end() || it->second.empty())
         throw ConfigError("--backend file needs --output PATH");
       if (!opt_.dry_run) inst->exporter = make_file_exporter(name, it->second);
@@ -131,7 +131,8 @@ void SyncRun::discover_inputs() {
   disc_ = discover(opt_.inputs, opt_.discover);
   for (const auto& e : disc_.errors)
     if (!opt_.quiet)
-      log::warn(e.path + ": " + e.kind + ": " + e.message);
+      log::write(log::Level::kWarn, e.path + ": " + e.kind + ": " + e.message,
+                 {{"event", "input_error"}, {"file", e.path}, {"error", e.message}}, false);
   if (opt_.shard_count <= 1) return;
   // Static sharding: this process keeps its share of the bundles (renumbered in order, since a
   // bundle's seq is its index).

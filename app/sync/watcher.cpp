@@ -86,13 +86,29 @@ void Watcher::progress() {
   last_progress_ = Clock::now();
   ProgressSnapshot ps = w_.snapshot();
   ps.elapsed_s = std::chrono::duration<double>(Clock::now() - w_.start).count();
+  recent_.add(ps.elapsed_s, ps.spans_sent, ps.bytes_read);
+  ps.spans_per_s = recent_.spans_per_s();
+  ps.bytes_per_s = recent_.bytes_per_s();
+  if (ps.retries != last_retries_) last_retry_at_s_ = ps.elapsed_s;
+  last_retries_ = ps.retries;
+  ps.state = progress_state(ps.files_total > 0 && ps.files_done >= ps.files_total,
+                            w_.runner->stop_requested(),
+                            ps.retries > 0 && ps.elapsed_s - last_retry_at_s_ < 3, ps.spans_sent,
+                            ps.in_flight);
   if (tty) {
-    std::string line = "\r\x1b[K" + render_progress(ps) + lease_note_;
+    // Fit the terminal (asked each time, so a resize takes effect at the next redraw); one
+    // column stays free so the cursor never wraps to a new line.
+    const std::size_t cols = terminal_columns(2);
+    const std::string body = render_progress(ps, cols > 1 ? cols - 1 : 79);
+    std::string line = "\r\x1b[K" + body;
+    if (!lease_note_.empty() && (cols == 0 || body.size() + lease_note_.size() < cols))
+      line += lease_note_;
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);
     progress_drawn_ = true;
   } else {
-    log::info("progress: " + render_progress(ps) + lease_note_);
+    log::write(log::Level::kInfo, "progress: " + render_progress(ps) + lease_note_,
+               progress_fields(ps), /*text_fields=*/false);
   }
 }
 

@@ -1,8 +1,8 @@
 // Watcher: the sync's housekeeping thread. Every 50 ms it turns a SIGINT/SIGTERM or a state
 // failure into a stop of the run (and closes the work and result queues, so nothing new is sent
 // and no worker stays blocked), renews this run's leases (lease mode, every lease/3; every 500 ms
-// after a failed heartbeat), and draws progress: a live line on a terminal, a log line every
-// --progress-interval otherwise.
+// after a failed heartbeat), and draws progress: a live line on a terminal (fitted to its width,
+// asked at every redraw), a log line every --progress-interval otherwise (typed fields in JSON).
 // Owns: its thread and the live line (cleared by stop()).
 // Thread: its own; the callbacks it is given run there.
 // Stop: stop() ends and joins the thread (called after the pipeline threads were joined).
@@ -56,6 +56,9 @@ class Watcher {
   std::chrono::steady_clock::time_point last_progress_, last_heartbeat_;
   bool heartbeat_failed_ = false;
   std::string lease_note_;  // " | units ... workers ..." from the heartbeat
+  RecentRate recent_;        // spans/s and bytes/s over the last few seconds
+  std::uint64_t last_retries_ = 0;
+  double last_retry_at_s_ = -1e9;
   std::thread thread_;      // last: started once everything above is set
 };
 

@@ -531,17 +531,24 @@ class LegacyExporter final : public Exporter {
           ok.spans.push_back(f.batch.refs[sp]);
         }
       };
+      auto note_error = [&](const std::string& what) {
+        stats_.last_error = what;
+        spdlog::debug("langfuse-legacy[{}]: request failed: {}", options_.instance, what);
+      };
       auto all_dead = [&](std::string reason) {
+        note_error(reason);
         dead_reason = std::move(reason);
         dead_status = r.status;
         for (auto ev : f.pending) resolve(ev, true);
         f.pending.clear();
       };
       auto fatal_now = [&](std::string reason) {
+        note_error(reason);
         set_fatal_locked(reason);
         fail_all_locked(f, acks, reason);
       };
       auto retry_or_fatal = [&](std::string cause, std::string detail) {
+        note_error(detail);
         if (aborted_) return fail_all_locked(f, acks, "stopped");
         if (fatal_) return fail_all_locked(f, acks, fatal_reason_);
         milliseconds delay = options_.retry.backoff(f.retries, rng_);
@@ -607,6 +614,7 @@ class LegacyExporter final : public Exporter {
             } else {
               if (dead_reason.empty()) {
                 dead_reason = "event status " + std::to_string(e->second.first) + ": " + e->second.second;
+                note_error(dead_reason);
                 dead_status = e->second.first;
               }
               resolve(ev, true);

@@ -348,7 +348,12 @@ void OtlpExporter::on_response(std::uint64_t id, http::Response&& r) {
       acks.push_back(std::move(a));
       f->parts.pop_front();
     };
+    auto note_error = [&](const std::string& what) {
+      stats_.last_error = what;
+      spdlog::debug("otlp[{}]: request failed: {}", options_.instance, what);
+    };
     auto dead = [&](std::string reason) {
+      note_error(reason);
       Ack a;
     a.outcome = Ack::Outcome::kDead;
       a.http_status = r.status;
@@ -360,10 +365,12 @@ void OtlpExporter::on_response(std::uint64_t id, http::Response&& r) {
       finish_part(std::move(a));
     };
     auto fatal_now = [&](std::string reason) {
+      note_error(reason);
       set_fatal_locked(reason);
       fail_all_locked(f, acks, reason);
     };
     auto retry_or_fatal = [&](std::string cause, std::string detail) {
+      note_error(detail);
       if (aborted_) return fail_all_locked(f, acks, "stopped");
       if (fatal_) return fail_all_locked(f, acks, fatal_reason_);
       milliseconds delay = options_.retry.backoff(part.retries, rng_);
@@ -436,7 +443,13 @@ void OtlpExporter::on_response(std::uint64_t id, http::Response&& r) {
           dead(excerpt() + " (a single span is over the backend's request size limit)");
         }
       } else if (st == 401 || st == 403 || st == 404) {
-        fatal_now(excerpt() + " from " + endpoint_);
+        std::string hint;
+        std::string base = endpoint_;
+        while (!base.empty() && base.back() == '/') base.pop_back();
+        // An OTLP/HTTP collector serves traces at /v1/traces: a 404 elsewhere is a missing path.
+        if (st == 404 && (base.size() < 10 || base.compare(base.size() - 10, 10, "/v1/traces") != 0))
+          hint = " (did you mean " + base + "/v1/traces?)";
+        fatal_now(excerpt() + " from " + endpoint_ + hint);
       } else if (http::is_retryable_status(st)) {
         retry_or_fatal(std::to_string(st), excerpt());
       } else {

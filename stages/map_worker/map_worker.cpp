@@ -8,6 +8,8 @@
 
 #include "pipeline/log.h"
 
+#include "pipeline/log.h"
+
 namespace chsync {
 
 void MapWorkers::run() {

@@ -1,0 +1,635 @@
+#include "cli/backend_options.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+
+#include "backends/otlp/otlp_env.h"
+#include "cli/config.h"
+#include "cli/units.h"
+
+namespace chsync {
+namespace {
+
+using T = OptionType;
+
+OptionDecl opt(std::string key, std::string flag, T type, std::string def, std::string help) {
+  OptionDecl d;
+  d.key = std::move(key);
+  d.flag = std::move(flag);
+  d.type = type;
+  d.default_text = std::move(def);
+  d.help = std::move(help);
+  return d;
+}
+
+OptionDecl with_env(OptionDecl d, std::vector<EnvFallback> env) {
+  d.env = std::move(env);
+  return d;
+}
+
+OptionDecl secret(OptionDecl d) {
+  d.secret = true;
+  return d;
+}
+
+OptionDecl choice(OptionDecl d, std::vector<std::string> choices) {
+  d.choices = std::move(choices);
+  return d;
+}
+
+OptionDecl count(OptionDecl d, std::uint64_t min, std::uint64_t max) {
+  d.min = min;
+  d.max = max;
+  return d;
+}
+
+// Options every HTTP backend shares; `otel_env` adds the OTEL_EXPORTER_OTLP_* fallbacks (the
+// OTLP exporters honour them, the Langfuse batch API does not).
+std::vector<OptionDecl> http_options(bool otel_env, const std::string& max_in_flight,
+                                     const std::string& batch_bytes) {
+  std::vector<OptionDecl> v;
+  v.push_back(opt("header", "header", T::kHeaders, "",
+                  "Extra HTTP header K=V (repeatable; [backends.NAME] headers = { K = \"V\" })"));
+  auto environment = with_env(opt("environment", "environment", T::kString, "",
+                                   "Langfuse environment / deployment.environment.name"),
+                              {{"LANGFUSE_TRACING_ENVIRONMENT", "", false}});
+  environment.check = [](const std::string& e) -> std::string {
+    // Langfuse's rule for environment names; anything else it rejects at ingestion.
+    const bool ok = e.size() <= 40 && e.rfind("langfuse", 0) != 0 &&
+                    std::all_of(e.begin(), e.end(), [](char c) {
+                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+                    });
+    return ok ? "" : "use at most 40 lowercase letters, digits, '-' or '_', not starting with 'langfuse'";
+  };
+  v.push_back(environment);
+  auto tag = opt("tag", "tag", T::kList, "", "Langfuse trace tag, after claude-code (repeatable)");
+  tag.check = [](const std::string& t) -> std::string { return t.empty() ? "must not be empty" : ""; };
+  v.push_back(tag);
+  v.push_back(count(opt("batch_spans", "batch-spans", T::kCount, "512", "Spans per request"), 1,
+                    1000000));
+  v.push_back(opt("batch_bytes", "batch-bytes", T::kSize, batch_bytes,
+                  "Request size before compression"));
+  v.push_back(count(opt("max_in_flight", "max-in-flight", T::kCount, max_in_flight,
+                        "Concurrent requests"),
+                    1, 4096));
+  auto timeout = opt("timeout", "timeout", T::kDuration, "10s", "Request timeout");
+  if (otel_env)
+    timeout = with_env(timeout, {{"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "", true},
+                                 {"OTEL_EXPORTER_OTLP_TIMEOUT", "", true}});
+  v.push_back(timeout);
+  v.push_back(opt("retry_initial", "retry-initial", T::kDuration, "1s", "First retry backoff"));
+  v.push_back(opt("retry_max", "retry-max", T::kDuration, "30s", "Longest retry backoff"));
+  v.push_back(opt("retry_max_elapsed", "retry-max-elapsed", T::kDuration, "5m",
+                  "Give up retrying a request after"));
+  auto ca = opt("ca_file", "ca-file", T::kString, "", "PEM bundle to verify the server");
+  auto cert = opt("client_cert", "client-cert", T::kString, "", "mTLS client certificate (PEM)");
+  auto key = opt("client_key", "client-key", T::kString, "", "mTLS client key (PEM)");
+  if (otel_env) {
+    ca = with_env(ca, {{"OTEL_EXPORTER_OTLP_CERTIFICATE", "", false}});
+    cert = with_env(cert, {{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "", false}});
+    key = with_env(key, {{"OTEL_EXPORTER_OTLP_CLIENT_KEY", "", false}});
+  }
+  v.push_back(ca);
+  v.push_back(opt("insecure", "insecure", T::kBool, "false", "Do not verify TLS certificates"));
+  v.push_back(cert);
+  v.push_back(key);
+  return v;
+}
+
+// Options of the OTLP encoders (otlp, langfuse, phoenix).
+std::vector<OptionDecl> otlp_options(const std::string& profile) {
+  std::vector<OptionDecl> v = http_options(true, "16", "4MiB");
+  v.push_back(with_env(choice(opt("compression", "compression", T::kChoice, "gzip",
+                                  "Request body compression"),
+                              {"gzip", "none"}),
+                       {{"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "", false},
+                        {"OTEL_EXPORTER_OTLP_COMPRESSION", "", false}}));
+  v.push_back(count(opt("compression_level", "compression-level", T::kCount, "1",
+                        "gzip level (libdeflate); 1 is the fastest per core, see BENCHMARKS.md"),
+                    1, 12));
+  v.push_back(choice(opt("otlp_encoding", "otlp-encoding", T::kChoice, "protobuf", "OTLP body encoding"),
+                     {"protobuf", "json"}));
+  v.push_back(choice(opt("profile", "profile", T::kChoice, profile,
+                         "Span attribute conventions (content attribute keys)"),
+                     {"generic", "langfuse", "phoenix"}));
+  v.push_back(opt("rate", "rate", T::kRate, "",
+                  "Send at most this fast: 50/s (requests) or 5000spans/s (spans)"));
+  return v;
+}
+
+std::vector<OptionDecl> langfuse_keys() {
+  return {secret(with_env(opt("public_key", "", T::kString, "", "Langfuse public key"),
+                          {{"LANGFUSE_PUBLIC_KEY", "", false}})),
+          secret(with_env(opt("secret_key", "", T::kString, "", "Langfuse secret key"),
+                          {{"LANGFUSE_SECRET_KEY", "", false}}))};
+}
+
+OptionDecl endpoint_option(const std::string& help) {
+  return opt("endpoint", "endpoint", T::kUrl, "", help);
+}
+
+OptionDecl langfuse_host() {
+  return with_env(opt("host", "host", T::kUrl, "https://cloud.langfuse.com",
+                      "Base URL of Langfuse or Phoenix (the API paths are added)"),
+                  {{"LANGFUSE_BASE_URL", "", false}, {"LANGFUSE_HOST", "", false}});
+}
+
+std::vector<BackendTypeDecl> build_registry() {
+  std::vector<BackendTypeDecl> r;
+  r.push_back({"console", "Print spans on stdout (--format text|json)", {}});
+  r.push_back({"file",
+               "Append spans as JSON lines to a file",
+               {opt("output", "output", T::kString, "", "Path for --backend file (JSON lines, appended)")}});
+  r.push_back({"null", "Map and count, send nothing (measures the pipeline)", {}});
+
+  BackendTypeDecl otlp{"otlp", "Any OTLP/HTTP collector", {}};
+  otlp.options.push_back(with_env(
+      opt("endpoint", "endpoint", T::kUrl, "http://127.0.0.1:4318/v1/traces",
+          "OTLP traces URL, used as is (without --backend it selects otlp)"),
+      {{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", false},
+       {"OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces", false}}));
+  for (auto& o : otlp_options("generic")) otlp.options.push_back(o);
+  r.push_back(otlp);
+
+  BackendTypeDecl lf{"langfuse", "Langfuse through its OTLP endpoint", {}};
+  lf.options.push_back(langfuse_host());
+  lf.options.push_back(endpoint_option("Full traces URL (default: HOST/api/public/otel/v1/traces)"));
+  for (auto& o : langfuse_keys()) lf.options.push_back(o);
+  for (auto& o : otlp_options("langfuse")) lf.options.push_back(o);
+  r.push_back(lf);
+
+  BackendTypeDecl legacy{"langfuse-legacy", "Langfuse batch ingestion API (self-hosted v3)", {}};
+  legacy.options.push_back(langfuse_host());
+  legacy.options.push_back(endpoint_option("Full ingestion URL (default: HOST/api/public/ingestion)"));
+  for (auto& o : langfuse_keys()) legacy.options.push_back(o);
+  for (auto& o : http_options(false, "4", "3500000")) legacy.options.push_back(o);
+  legacy.options.push_back(opt("typed_observations", "typed-observations", T::kBool, "false",
+                               "Send agent-create/tool-create instead of span-create (Langfuse v3 "
+                               "servers that accept them)"));
+  r.push_back(legacy);
+
+  BackendTypeDecl px{"phoenix", "Arize Phoenix through its OTLP endpoint", {}};
+  px.options.push_back(with_env(opt("host", "host", T::kUrl, "http://127.0.0.1:6006",
+                                    "Phoenix base URL (/v1/traces is added)"),
+                                {{"PHOENIX_COLLECTOR_ENDPOINT", "", false}}));
+  px.options.push_back(endpoint_option("Full traces URL (default: HOST/v1/traces)"));
+  px.options.push_back(with_env(
+      opt("project_name", "project-name", T::kString, "", "Phoenix project (openinference.project.name)"),
+      {{"PHOENIX_PROJECT_NAME", "", false}}));
+  px.options.push_back(secret(with_env(opt("api_key", "", T::kString, "", "Phoenix API key (sent as a Bearer token)"),
+                                       {{"PHOENIX_API_KEY", "", false}})));
+  for (auto& o : otlp_options("phoenix")) {
+    // Phoenix's OTLP receiver takes protobuf only (it answers JSON with 415).
+    if (o.key == "otlp_encoding")
+      o.check = [](const std::string& e) -> std::string {
+        return e == "protobuf" ? "" : "phoenix accepts only --otlp-encoding protobuf";
+      };
+    px.options.push_back(o);
+  }
+  r.push_back(px);
+  return r;
+}
+
+std::string env_value(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  return v ? std::string(v) : std::string();
+}
+
+std::string strip_slash(std::string s) {
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+
+const OptionDecl* find_option(const BackendTypeDecl& t, const std::string& key) {
+  for (const auto& o : t.options)
+    if (o.key == key) return &o;
+  return nullptr;
+}
+
+std::string flag_keys_of(const BackendTypeDecl& t) {
+  std::string s;
+  for (const auto& o : t.options) {
+    if (o.flag.empty()) continue;
+    s += (s.empty() ? "--" : ", --") + o.flag;
+  }
+  return s.empty() ? "none" : s;
+}
+
+std::string config_where(const ConfigFile& cf, const std::string& dotted) {
+  auto it = cf.lines.find(dotted);
+  return it == cf.lines.end() ? fmt::format("config {}", cf.path)
+                              : fmt::format("config {}:{}", cf.path, it->second);
+}
+
+// One instance: every declared option gets a value (or stays unset) and a source.
+class Resolver {
+ public:
+  Resolver(const BackendTypeDecl& t, const std::map<std::string, GivenValue>& given,
+           const ConfigFile& cf, const std::map<std::string, std::string>* inst,
+           const std::string& inst_name)
+      : t_(t), given_(given), cf_(cf), inst_(inst), inst_name_(inst_name) {}
+
+  void run(BackendSpec& spec) {
+    if (inst_) check_instance_keys();
+    for (const auto& d : t_.options) {
+      if (d.type == T::kHeaders || d.type == T::kList) {
+        list(d, spec);
+        continue;
+      }
+      one(d, spec);
+    }
+    derive_endpoint(spec);
+  }
+
+ private:
+  void set(BackendSpec& spec, const OptionDecl& d, const std::string& text, const std::string& where,
+           const std::string& source) {
+    std::string canon;
+    if (auto err = canonical_value(d, text, canon); !err.empty())
+      throw ConfigError(fmt::format("{}: {}", where, err));
+    spec.settings[d.key] = canon;
+    spec.sources[d.key] = source;
+  }
+
+  void one(const OptionDecl& d, BackendSpec& spec) {
+    const GivenValue* g = nullptr;
+    if (!d.flag.empty()) {
+      auto it = given_.find(d.flag);
+      if (it != given_.end() && !it->second.values.empty()) g = &it->second;
+    }
+    if (g && g->explicit_) return set(spec, d, g->values.back(), where_given(d, *g), g->source);
+    if (inst_) {
+      auto it = inst_->find(d.key);
+      if (it != inst_->end()) {
+        const std::string dotted = "backends." + inst_name_ + "." + d.key;
+        const std::string where = config_where(cf_, dotted) + ": " + dotted;
+        return set(spec, d, it->second, where, "file " + cf_.path + " [backends." + inst_name_ + "]");
+      }
+    }
+    if (g) return set(spec, d, g->values.back(), where_given(d, *g), g->source);
+    for (const auto& e : d.env) {
+      std::string v = env_value(e.name);
+      if (v.empty()) continue;
+      if (e.millis) {
+        auto ms = otlp::parse_timeout_ms(v);
+        if (!ms) throw ConfigError(fmt::format("{}: expected milliseconds, got '{}'", e.name, v));
+        v = fmt::format("{}ms", ms->count());
+      }
+      if (!e.suffix.empty()) v = strip_slash(v) + e.suffix;
+      else if (d.key == "endpoint") v = otlp::resolve_endpoint("", v, "");  // empty path -> "/"
+      return set(spec, d, v, e.name, "env " + e.name);
+    }
+    if (!d.default_text.empty()) set(spec, d, d.default_text, "default of " + d.key, "default");
+  }
+
+  std::string where_given(const OptionDecl& d, const GivenValue& g) const {
+    // "--rate" for a flag, "CHSYNC_RATE" for the environment, "config PATH:LINE: sync.rate".
+    if (g.source.rfind("env ", 0) == 0) return g.source.substr(4);
+    if (g.source.rfind("file ", 0) == 0) {
+      for (const auto& k : {d.flag, d.key}) {
+        auto it = cf_.lines.find("sync." + k);
+        if (it != cf_.lines.end()) return fmt::format("config {}:{}: sync.{}", cf_.path, it->second, d.flag);
+      }
+      return fmt::format("config {}: sync.{}", cf_.path, d.flag);
+    }
+    return "--" + d.flag;
+  }
+
+  // Repeatable options: "KEY.0", "KEY.1", ... (headers from the file keep their own keys).
+  void list(const OptionDecl& d, BackendSpec& spec) {
+    auto it = given_.find(d.flag);
+    if (it != given_.end()) {
+      for (std::size_t i = 0; i < it->second.values.size(); ++i) {
+        const auto& v = it->second.values[i];
+        if (d.type == T::kHeaders && v.find('=') == std::string::npos)
+          throw ConfigError(fmt::format("{}: expected K=V, got '{}'", where_given(d, it->second), v));
+        std::string canon;
+        if (auto err = canonical_value(d, v, canon); !err.empty())
+          throw ConfigError(fmt::format("{}: {}", where_given(d, it->second), err));
+        spec.settings[d.key + "." + std::to_string(i)] = canon;
+        spec.sources[d.key + "." + std::to_string(i)] = it->second.source;
+      }
+    }
+    if (!inst_ || d.type != T::kHeaders) return;
+    for (const auto& [k, v] : *inst_) {
+      if (k.rfind("header.", 0) != 0) continue;
+      spec.settings[k] = v;
+      spec.sources[k] = "file " + cf_.path + " [backends." + inst_name_ + "]";
+    }
+  }
+
+  void derive_endpoint(BackendSpec& spec) {
+    if (spec.settings.count("endpoint") || !spec.settings.count("host")) return;
+    std::string path;
+    if (t_.type == "langfuse") path = "/api/public/otel/v1/traces";
+    else if (t_.type == "langfuse-legacy") path = "/api/public/ingestion";
+    else if (t_.type == "phoenix") path = "/v1/traces";
+    else return;
+    spec.settings["endpoint"] = strip_slash(spec.settings["host"]) + path;
+    spec.sources["endpoint"] = "host (" + spec.sources["host"] + ")";
+  }
+
+  void check_instance_keys() {
+    std::vector<std::string> keys = {"type"};
+    for (const auto& o : t_.options)
+      if (o.type != T::kList) keys.push_back(o.key == "header" ? "headers" : o.key);
+    for (const auto& [k, v] : *inst_) {
+      const OptionDecl* known = find_option(t_, k);
+      if (k == "type" || k.rfind("header.", 0) == 0 || (known && known->type != T::kList)) continue;
+      const std::string dotted = "backends." + inst_name_ + "." + k;
+      std::string msg = fmt::format("{}: {}: unknown key for type \"{}\"", config_where(cf_, dotted),
+                                    dotted, t_.type);
+      if (auto near = did_you_mean(k, keys); !near.empty())
+        msg += fmt::format(" (did you mean '{}'?)", near);
+      else
+        msg += " (keys: " + fmt::format("{}", fmt::join(keys, ", ")) + ")";
+      throw ConfigError(msg);
+    }
+  }
+
+  const BackendTypeDecl& t_;
+  const std::map<std::string, GivenValue>& given_;
+  const ConfigFile& cf_;
+  const std::map<std::string, std::string>* inst_;
+  std::string inst_name_;
+};
+
+// A backend flag set by the user that none of the chosen backends takes is a mistake.
+void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
+                       const std::map<std::string, GivenValue>& given) {
+  for (const auto& [flag, g] : given) {
+    if (g.values.empty()) continue;
+    bool applies = false;
+    for (const auto* t : types)
+      for (const auto& o : t->options) applies = applies || o.flag == flag;
+    if (applies) continue;
+    std::string chosen;
+    std::vector<std::string> candidates;
+    for (const auto* t : types) {
+      chosen += (chosen.empty() ? "" : ", ") + t->type;
+      for (const auto& o : t->options)
+        if (!o.flag.empty()) candidates.push_back(o.flag);
+    }
+    const std::string from = g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
+    std::string msg = fmt::format("{} does not apply to --backend {}", from, chosen);
+    std::vector<std::string> takers;
+    for (const auto& t : backend_types())
+      for (const auto& o : t.options)
+        if (o.flag == flag) takers.push_back(t.type);
+    if (auto near = did_you_mean(flag, candidates); !near.empty())
+      msg += fmt::format("; did you mean --{}?", near);
+    else if (takers.empty() && types.size() == 1)
+      msg += fmt::format(" (its options: {})", flag_keys_of(*types.front()));
+    if (!takers.empty()) msg += fmt::format("; --{} is for --backend {}", flag, fmt::join(takers, "|"));
+    throw ConfigError(msg);
+  }
+}
+
+}  // namespace
+
+std::string typed_value(const OptionDecl& d, const std::string& text, std::string& out);
+
+const std::vector<BackendTypeDecl>& backend_types() {
+  static const std::vector<BackendTypeDecl> registry = build_registry();
+  return registry;
+}
+
+const BackendTypeDecl* find_backend_type(const std::string& type) {
+  for (const auto& t : backend_types())
+    if (t.type == type) return &t;
+  return nullptr;
+}
+
+std::vector<const OptionDecl*> all_backend_options() {
+  std::vector<const OptionDecl*> out;
+  std::set<std::string> seen;
+  for (const auto& t : backend_types())
+    for (const auto& o : t.options)
+      if (!o.flag.empty() && seen.insert(o.flag).second) out.push_back(&o);
+  return out;
+}
+
+std::string option_type_name(const OptionDecl& d) {
+  switch (d.type) {
+    case T::kDuration: return "DURATION";
+    case T::kSize: return "SIZE";
+    case T::kRate: return "RATE";
+    case T::kCount: return "N";
+    case T::kUrl: return "URL";
+    case T::kHeaders: return "K=V";
+    case T::kList: return "TEXT";
+    case T::kBool: return "";
+    case T::kChoice: return fmt::format("{}", fmt::join(d.choices, "|"));
+    case T::kString: break;
+  }
+  return d.flag == "output" || d.key.find("file") != std::string::npos ||
+                 d.key.find("client_") == 0
+             ? "PATH"
+             : "TEXT";
+}
+
+std::string option_help(const OptionDecl& d) {
+  // Defaults per backend type: "default 16 (langfuse-legacy: 4)".
+  std::map<std::string, std::vector<std::string>> by_default;
+  std::vector<std::string> types;
+  for (const auto& t : backend_types())
+    for (const auto& o : t.options)
+      if (o.flag == d.flag) {
+        by_default[o.default_text].push_back(t.type);
+        types.push_back(t.type);
+      }
+  std::string h = d.help;
+  if (d.type != T::kBool && !(by_default.size() == 1 && by_default.begin()->first.empty())) {
+    std::string main_def;
+    std::size_t most = 0;
+    for (const auto& [def, ts] : by_default)
+      if (ts.size() > most) {
+        most = ts.size();
+        main_def = def;
+      }
+    if (!main_def.empty()) h += "; default " + main_def;
+    for (const auto& [def, ts] : by_default)
+      if (def != main_def && !def.empty()) h += fmt::format(" ({}: {})", fmt::join(ts, ", "), def);
+  }
+  std::vector<std::string> envs;
+  for (const auto& e : d.env) envs.push_back(e.name);
+  if (!envs.empty()) h += "; env " + fmt::format("{}", fmt::join(envs, ", "));
+  // Which backends take it ("every network backend" when all four do).
+  const bool all_network = types.size() == 4 && std::find(types.begin(), types.end(), "otlp") != types.end() &&
+                           std::find(types.begin(), types.end(), "langfuse-legacy") != types.end();
+  h += " [" + (all_network ? std::string("network backends") : fmt::format("{}", fmt::join(types, ", "))) + "]";
+  return h;
+}
+
+std::string canonical_value(const OptionDecl& d, const std::string& text, std::string& out) {
+  std::string err = typed_value(d, text, out);
+  if (err.empty() && d.check) {
+    if (auto why = d.check(out); !why.empty()) err = fmt::format("'{}': {}", text, why);
+  }
+  return err;
+}
+
+std::string typed_value(const OptionDecl& d, const std::string& text, std::string& out) {
+  switch (d.type) {
+    case T::kSize: {
+      std::uint64_t n = 0;
+      if (!parse_size(text, n)) return fmt::format("invalid size '{}' (use 64KiB, 4MiB)", text);
+      out = std::to_string(n);
+      return {};
+    }
+    case T::kDuration: {
+      std::chrono::milliseconds ms{};
+      if (!parse_duration(text, ms))
+        return fmt::format("invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", text);
+      out = std::to_string(ms.count());
+      return {};
+    }
+    case T::kRate: {
+      Rate r;
+      if (!parse_rate(text, r) || r.per_second <= 0)
+        return fmt::format("invalid rate '{}' (use 50/s or 5000spans/s)", text);
+      out = fmt::format("{}{}/s", r.per_second, r.spans ? "spans" : "");
+      return {};
+    }
+    case T::kCount: {
+      if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos)
+        return fmt::format("invalid number '{}'", text);
+      const std::uint64_t n = std::stoull(text);
+      if (n < d.min || (d.max && n > d.max))
+        return fmt::format("{} is out of range [{}, {}]", n, d.min, d.max);
+      out = std::to_string(n);
+      return {};
+    }
+    case T::kBool: {
+      if (text == "true" || text == "1" || text == "yes") out = "true";
+      else if (text == "false" || text == "0" || text == "no") out = "false";
+      else return fmt::format("invalid boolean '{}' (true or false)", text);
+      return {};
+    }
+    case T::kChoice: {
+      std::string v = text;
+      std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (std::find(d.choices.begin(), d.choices.end(), v) == d.choices.end())
+        return fmt::format("'{}' is not one of {}", text, fmt::join(d.choices, ", "));
+      out = v;
+      return {};
+    }
+    case T::kUrl:
+      if (text.rfind("http://", 0) != 0 && text.rfind("https://", 0) != 0)
+        return fmt::format("'{}' is not an http:// or https:// URL", text);
+      out = text;
+      return {};
+    case T::kString:
+    case T::kHeaders:
+    case T::kList:
+      break;
+  }
+  out = text;
+  return {};
+}
+
+std::vector<BackendSpec> resolve_backends(const std::vector<std::string>& backend_names,
+                                          const std::map<std::string, GivenValue>& given,
+                                          const ConfigFile& cf) {
+  std::vector<BackendSpec> out;
+  std::vector<const BackendTypeDecl*> types;
+  for (const auto& name : backend_names) {
+    BackendSpec spec;
+    spec.instance = name;
+    const std::map<std::string, std::string>* inst = nullptr;
+    if (auto it = cf.backends.find(name); it != cf.backends.end()) {
+      inst = &it->second;
+      spec.type = it->second.at("type");
+      if (!find_backend_type(spec.type)) {
+        std::vector<std::string> names;
+        for (const auto& t : backend_types()) names.push_back(t.type);
+        const std::string dotted = "backends." + name + ".type";
+        std::string msg = fmt::format("{}: {}: unknown backend type '{}'", config_where(cf, dotted),
+                                      dotted, spec.type);
+        if (auto near = did_you_mean(spec.type, names); !near.empty())
+          msg += fmt::format(" (did you mean '{}'?)", near);
+        throw ConfigError(msg);
+      }
+    } else {
+      spec.type = name;
+      if (!find_backend_type(name)) {
+        std::vector<std::string> names;
+        for (const auto& t : backend_types()) names.push_back(t.type);
+        for (const auto& [n, _] : cf.backends) names.push_back(n);
+        std::string msg = fmt::format(
+            "--backend: unknown backend '{}' (one of console, file, null, otlp, langfuse, "
+            "langfuse-legacy, phoenix, or an instance name from the config file)",
+            name);
+        if (auto near = did_you_mean(name, names); !near.empty())
+          msg = fmt::format("--backend: unknown backend '{}'; did you mean '{}'?", name, near);
+        throw ConfigError(msg);
+      }
+    }
+    const BackendTypeDecl* t = find_backend_type(spec.type);
+    types.push_back(t);
+    Resolver(*t, given, cf, inst, name).run(spec);
+    out.push_back(std::move(spec));
+  }
+  check_flags_apply(types, given);
+  return out;
+}
+
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
+  auto norm = [](std::string s) {
+    std::replace(s.begin(), s.end(), '_', '-');
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+  };
+  const std::string w = norm(word);
+  std::string best;
+  std::size_t best_d = w.size() >= 8 ? 3 : 2;
+  ++best_d;
+  for (const auto& c : candidates) {
+    const std::string n = norm(c);
+    std::vector<std::size_t> prev(n.size() + 1), cur(n.size() + 1);
+    for (std::size_t j = 0; j <= n.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= w.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= n.size(); ++j)
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (w[i - 1] == n[j - 1] ? 0 : 1)});
+      std::swap(prev, cur);
+    }
+    if (prev[n.size()] < best_d) {
+      best_d = prev[n.size()];
+      best = c;
+    }
+  }
+  return best;
+}
+
+std::string spec_str(const BackendSpec& s, const std::string& key) {
+  auto it = s.settings.find(key);
+  return it == s.settings.end() ? std::string() : it->second;
+}
+
+bool spec_has(const BackendSpec& s, const std::string& key) { return s.settings.count(key) > 0; }
+
+std::uint64_t spec_u64(const BackendSpec& s, const std::string& key) {
+  const std::string v = spec_str(s, key);
+  return v.empty() ? 0 : std::stoull(v);
+}
+
+std::chrono::milliseconds spec_ms(const BackendSpec& s, const std::string& key) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(spec_u64(s, key)));
+}
+
+bool spec_bool(const BackendSpec& s, const std::string& key) { return spec_str(s, key) == "true"; }
+
+std::vector<std::string> spec_list(const BackendSpec& s, const std::string& key) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0;; ++i) {
+    auto it = s.settings.find(key + "." + std::to_string(i));
+    if (it == s.settings.end()) return out;
+    out.push_back(it->second);
+  }
+}
+
+}  // namespace chsync

@@ -1,0 +1,302 @@
+"""Operator experience, round two (issue 23) and typed backend options (issue 18).
+
+Each test names the point of issue 23 it covers. The progress line under a real terminal is in
+test_terminal.py (tmux), the bench page in test_bench_html.py (headless Chromium).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import unittest
+
+from harness import CHSYNC, EXAMPLES, TempTestCase, clean_env, gen, run
+
+
+class ConfigAndFlagsTest(TempTestCase):
+    """Point 2: settings that cannot be meant are errors; --print-config names every source.
+    Issue 18: one declaration per backend type; values from any source validated."""
+
+    def write(self, name, text):
+        p = os.path.join(self.tmp, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def print_config(self, *args, env=None):
+        rc, out, err = run(["sync", "--print-config", *args], env=env)
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)
+
+    def assert_usage_error(self, args, *needles, env=None):
+        rc, out, err = run(args, env=env)
+        self.assertEqual(rc, 2, (args, err))
+        for n in needles:
+            self.assertIn(n, err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        return err
+
+    def test_endpoint_without_backend_selects_otlp(self):
+        c = self.print_config("--endpoint", "http://127.0.0.1:9/v1/traces")
+        self.assertEqual([b["type"] for b in c["backends"]], ["otlp"])
+        self.assertEqual(c["backends"][0]["endpoint"], "http://127.0.0.1:9/v1/traces")
+        self.assertEqual(c["backends"][0]["sources"]["endpoint"], "flag --endpoint")
+        # The endpoint really used when it comes from the environment or the default.
+        c = self.print_config("--backend", "otlp",
+                              env=clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318/"))
+        self.assertEqual(c["backends"][0]["endpoint"], "http://collector:4318/v1/traces")
+        self.assertEqual(c["backends"][0]["sources"]["endpoint"], "env OTEL_EXPORTER_OTLP_ENDPOINT")
+        c = self.print_config("--backend", "otlp")
+        self.assertEqual(c["backends"][0]["endpoint"], "http://127.0.0.1:4318/v1/traces")
+        self.assertEqual(c["backends"][0]["sources"]["endpoint"], "default")
+        self.assertEqual(c["backends"][0]["sources"]["batch_spans"], "default")
+        self.assertEqual(c["backends"][0]["batch_spans"], "512")
+
+    def test_print_config_sources_flag_env_file_default(self):
+        cfg = self.write("c.toml", '[sync]\nsettle = "7m"\n')
+        c = self.print_config("--config", cfg, "--workers", "2",
+                              env=clean_env(CHSYNC_MAX_MEMORY="64MiB"))
+        src = c["sources"]
+        self.assertEqual(src["settle"], f"file {cfg} [sync]")
+        self.assertEqual(src["workers"], "flag --workers")
+        self.assertEqual(src["max-memory"], "env CHSYNC_MAX_MEMORY")
+        self.assertEqual(src["drain-timeout"], "default")
+        self.assertEqual(c["max_memory_bytes"], 64 << 20)
+        self.assertEqual(c["progress_interval_ms"], 10000)
+        # Langfuse: the host from the environment, the endpoint derived from it, keys masked.
+        env = clean_env(LANGFUSE_HOST="http://127.0.0.1:9", LANGFUSE_PUBLIC_KEY="pk-lf-aaaaaaaa",
+                        LANGFUSE_SECRET_KEY="sk-lf-bbbbbbbbbb")
+        rc, out, err = run(["sync", "--print-config", "--backend", "langfuse"], env=env)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("sk-lf-bbbbbbbbbb", out)
+        b = json.loads(out)["backends"][0]
+        self.assertEqual(b["endpoint"], "http://127.0.0.1:9/api/public/otel/v1/traces")
+        self.assertEqual(b["sources"]["host"], "env LANGFUSE_HOST")
+        self.assertEqual(b["sources"]["secret_key"], "env LANGFUSE_SECRET_KEY")
+        self.assertIn("host", b["sources"]["endpoint"])
+
+    def test_flag_that_does_not_apply_is_exit_2(self):
+        err = self.assert_usage_error(
+            ["sync", EXAMPLES, "--backend", "otlp", "--host", "http://127.0.0.1:9"],
+            "--host does not apply to --backend otlp")
+        self.assertIn("langfuse", err)  # says which backends take it
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "null", "--batch-spans", "5"],
+                                "--batch-spans does not apply")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "langfuse-legacy", "--rate", "5/s"],
+                                "--rate does not apply")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "console", "--output", "x.jsonl"],
+                                "--output does not apply")
+        # From the environment it is named as such.
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "console"], "CHSYNC_ENDPOINT",
+                                env=clean_env(CHSYNC_ENDPOINT="http://127.0.0.1:9/v1/traces"))
+        # With two backends a flag applies when either takes it.
+        c = self.print_config("--backend", "console", "--backend", "otlp", "--batch-spans", "7")
+        self.assertEqual(c["backends"][1]["batch_spans"], "7")
+
+    def test_unknown_keys_and_flags_say_did_you_mean(self):
+        cfg = self.write("typo.toml", '[sync]\nsetle = "0"\n')
+        self.assert_usage_error(["sync", "--config", cfg, "--print-config"],
+                                "typo.toml:2", "sync.setle", "did you mean 'settle'")
+        cfg = self.write("typo2.toml",
+                         '[backends.c]\ntype = "otlp"\nendpont = "http://127.0.0.1:9/v1/traces"\n')
+        self.assert_usage_error(["sync", "--config", cfg, "--backend", "c", "--print-config"],
+                                "typo2.toml:3", "backends.c.endpont", "did you mean 'endpoint'")
+        cfg = self.write("typo3.toml", '[backends.c]\ntype = "otlpp"\n')
+        self.assert_usage_error(["sync", "--config", cfg, "--backend", "c", "--print-config"],
+                                "did you mean 'otlp'")
+        self.assert_usage_error(["sync", EXAMPLES, "--endpont", "http://x"], "did you mean --endpoint")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "otel"], "unknown backend 'otel'")
+
+    def test_backend_values_are_typed_and_validated_from_every_source(self):
+        cfg = self.write("r.toml", '[backends.c]\ntype = "otlp"\nrate = "5000spans/s"\n'
+                                   'batch_bytes = "1MiB"\ntimeout = "2s"\n')
+        c = self.print_config("--config", cfg, "--backend", "c")
+        b = c["backends"][0]
+        self.assertEqual(b["rate"], "5000spans/s")       # spans, not requests
+        self.assertEqual(b["batch_bytes"], str(1 << 20))
+        self.assertEqual(b["timeout"], "2000")
+        self.assertEqual(b["sources"]["rate"], f"file {cfg} [backends.c]")
+        bad = self.write("bad.toml", '[backends.c]\ntype = "otlp"\nbatch_spans = "many"\n')
+        self.assert_usage_error(["sync", "--config", bad, "--backend", "c", "--print-config"],
+                                "bad.toml:3", "backends.c.batch_spans", "many")
+        self.assert_usage_error(["sync", "--backend", "otlp", "--print-config"], "CHSYNC_BATCH_BYTES",
+                                env=clean_env(CHSYNC_BATCH_BYTES="huge"))
+        self.assert_usage_error(["sync", "--backend", "otlp", "--print-config"],
+                                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                                env=clean_env(OTEL_EXPORTER_OTLP_TIMEOUT="soon"))
+        self.assert_usage_error(["sync", "--backend", "otlp", "--compression", "zip", "--print-config"],
+                                "--compression", "gzip, none")
+        sync_bad = self.write("sb.toml", '[sync]\nsettle = "later"\n')
+        self.assert_usage_error(["sync", "--config", sync_bad, "--print-config"], "sb.toml:2",
+                                "sync.settle")
+        # The rate really is spans per second on the wire: 30 spans/s for 1 s of sending.
+        s = self.sink()
+        cfg = self.write("rate.toml", f'[backends.c]\ntype = "otlp"\nendpoint = "{s.traces_url}"\n'
+                                      'rate = "20spans/s"\nbatch_spans = "5"\n')
+        d = os.path.join(self.tmp, "g")
+        gen(d, "300K", 3)
+        rc, out, err = run(["sync", d, "--config", cfg, "--backend", "c", "--settle", "0",
+                            "--db", self.db(), "--report", os.path.join(self.tmp, "r.json")])
+        self.assertEqual(rc, 0, err)
+        with open(os.path.join(self.tmp, "r.json")) as f:
+            rep = json.load(f)
+        secs = rep["duration_ms"] / 1000
+        # At 20 spans/s (not 20 requests/s = 100 spans/s) the run takes spans/20 seconds.
+        self.assertGreater(secs, rep["spans_synced"] / 20 * 0.7, rep)
+
+
+class HelpTest(TempTestCase):
+    """Point 6: grouped flags with types and defaults, the environment, command suggestions."""
+
+    def test_sync_help_groups_types_defaults_environment(self):
+        rc, out, err = run(["sync", "--help"])
+        self.assertEqual(rc, 0)
+        for group in ("Input:", "State:", "Backend:", "TLS:", "Retry:", "Output and logging:",
+                      "Scale-out"):
+            self.assertIn(group, out)
+        self.assertRegex(out, r"--drain-timeout DURATION\s+[^\n]*default 30s")
+        self.assertRegex(out, r"--progress-interval DURATION\s+[^\n]*default 10s")
+        self.assertRegex(out, r"--batch-bytes SIZE\s+[^\n]*default 4MiB")
+        self.assertRegex(out, r"--max-in-flight N\s+[^\n]*default 16 \(langfuse-legacy: 4\)")
+        self.assertRegex(out, r"-w,--workers N\s+Mapper threads")
+        self.assertRegex(out, r"--host URL\s+[^\n]*\[langfuse, langfuse-legacy, phoenix\]")
+        for var in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "PHOENIX_API_KEY",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "CHSYNC_<FLAG>"):
+            self.assertIn(var, out)
+        self.assertNotIn("seed", out.lower())
+        self.assertNotIn("as in ch sync", out)
+        self.assertNotRegex(out, r"--(settle|drain-timeout|progress-interval|max-memory|batch-bytes|"
+                                 r"timeout|lease|rate|retry-max) TEXT")
+
+    def test_no_command_help_and_suggestions(self):
+        rc, out, err = run([])
+        self.assertEqual(rc, 2)
+        self.assertIn("sync", err)
+        self.assertIn("Usage", err)
+        rc, out, err = run(["help"])
+        self.assertEqual(rc, 0)
+        self.assertIn("Usage", out)
+        rc, out, err = run(["help", "sync"])
+        self.assertEqual(rc, 0)
+        self.assertIn("--endpoint", out)
+        rc, out, err = run(["synk"])
+        self.assertEqual(rc, 2)
+        self.assertIn("did you mean 'sync'", err)
+
+    def test_sync_status_takes_db_after_status(self):
+        db = self.db()
+        rc, out, err = run(["sync", EXAMPLES, "--backend", "null", "--settle", "0", "--db", db])
+        self.assertEqual(rc, 0, err)
+        rc1, out1, err1 = run(["sync", "status", "--db", db, "--json"])
+        self.assertEqual(rc1, 0, err1)
+        rc2, out2, err2 = run(["sync", "--db", db, "status", "--json"])
+        self.assertEqual(rc2, 0, err2)
+        self.assertEqual(json.loads(out1), json.loads(out2))
+        self.assertTrue(json.loads(out1)["exists"])
+
+
+class FailureReasonTest(TempTestCase):
+    """Point 1: the reason of a failure is shown (progress, summary, -v), and where dead letters are.
+    Point 3: a 404 on a path without /v1/traces suggests it."""
+
+    def test_rejection_reason_in_summary_and_dead_letter_path(self):
+        s = self.sink("--reject-all", "400")
+        d = os.path.join(self.tmp, "g")
+        gen(d, "200K", 2)
+        rc, out, err = run(["sync", d, "--backend", "otlp", "--endpoint", s.traces_url, "--settle", "0",
+                            "--db", self.db(), "-v"])
+        self.assertEqual(rc, 1, err)
+        self.assertIn("HTTP 400: injected fault", err)
+        self.assertRegex(err, r"backend otlp: 0 spans sent, \d+ dead; last error: HTTP 400")
+        self.assertIn("dead-letters", err)
+        self.assertIn("replay-dead-letters", err)
+        self.assertRegex(err, r"otlp\[otlp\]: request failed: HTTP 400")   # -v logs each failure
+
+    def test_404_suggests_v1_traces(self):
+        s = self.sink()
+        rc, out, err = run(["sync", EXAMPLES, "--endpoint", s.url + "/", "--settle", "0",
+                            "--db", self.db(), "--retry-max-elapsed", "2s"])
+        self.assertEqual(rc, 3, err)
+        self.assertIn(f"did you mean {s.url}/v1/traces?", err)
+
+
+class NothingHappenedTest(TempTestCase):
+    """Point 8: each "nothing happened" case is explained in one line; per-backend summary."""
+
+    def test_empty_dir_non_transcript_txt_and_held_turns(self):
+        empty = os.path.join(self.tmp, "empty")
+        os.makedirs(empty)
+        rc, out, err = run(["sync", empty, "--backend", "null", "--db", self.db()])
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"no transcript files (*.jsonl) found in {empty}", err)
+        other = os.path.join(self.tmp, "other")
+        os.makedirs(other)
+        with open(os.path.join(other, "x.jsonl"), "w") as f:
+            f.write('{"hello": "world"}\n{"a": 1}\n')
+        rc, out, err = run(["sync", other, "--backend", "null", "--settle", "0", "--db", self.db("b.db")])
+        self.assertIn("no Claude Code transcript entries", err)
+        txt = os.path.join(self.tmp, "notes.txt")
+        with open(txt, "w") as f:
+            f.write("hello\n")
+        rc, out, err = run(["sync", txt, "--backend", "null", "--db", self.db("c.db")])
+        self.assertIn("notes.txt", err)
+        self.assertRegex(err, r"not a transcript file|unsupported|not read")
+        # A fresh file: held turns mention --settle.
+        fresh = os.path.join(self.tmp, "fresh")
+        shutil.copytree(EXAMPLES, fresh)
+        for root, _, files in os.walk(fresh):
+            for name in files:
+                os.utime(os.path.join(root, name))  # modified just now: still being written
+        rc, out, err = run(["sync", fresh, "--backend", "null", "--db", self.db("d.db")])
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(err, r"\d+ turns held back: .*--settle 10m.*--settle 0")
+
+    def test_two_backends_summarised_separately(self):
+        ok = self.sink()
+        bad = self.sink("--reject-all", "400")
+        cfg = os.path.join(self.tmp, "two.toml")
+        with open(cfg, "w") as f:
+            f.write(f'[backends.good]\ntype = "otlp"\nendpoint = "{ok.traces_url}"\n'
+                    f'[backends.bad]\ntype = "otlp"\nendpoint = "{bad.traces_url}"\n')
+        rc, out, err = run(["sync", EXAMPLES, "--config", cfg, "--backend", "good", "--backend", "bad",
+                            "--settle", "0", "--db", self.db()])
+        self.assertEqual(rc, 1, err)
+        good = re.search(r"backend good: (\d+) spans sent", err)
+        badm = re.search(r"backend bad: 0 spans sent, (\d+) dead", err)
+        self.assertTrue(good and badm, err)
+        self.assertEqual(int(good.group(1)), int(badm.group(1)))
+
+
+class JsonLogTest(TempTestCase):
+    """Point 5: with --log-format json every stderr line is JSON with typed fields."""
+
+    def test_every_line_is_json_with_typed_fields(self):
+        s = self.sink("--reject-all", "400")
+        d = os.path.join(self.tmp, "g")
+        gen(d, "300K", 2)
+        with open(os.path.join(d, "bad.jsonl"), "w") as f:
+            f.write('{"type": "user", "sessionId": "s", broken\n')
+        rc, out, err = run(["sync", d, "--backend", "otlp", "--endpoint", s.traces_url, "--settle", "0",
+                            "--db", self.db(), "--log-format", "json", "--progress-interval", "1ms",
+                            "-v"])
+        self.assertEqual(rc, 1, err)
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertTrue(lines)
+        objs = [json.loads(l) for l in lines]  # raises on any non-JSON line
+        prog = [o for o in objs if o.get("event") == "progress"]
+        self.assertTrue(prog, err)
+        for k in ("files_done", "bytes_read", "spans_sent", "spans_per_s", "in_flight", "retries"):
+            self.assertIsInstance(prog[-1][k], (int, float), k)
+        summary = [o for o in objs if o.get("event") == "summary"]
+        self.assertEqual(len(summary), 1, err)
+        self.assertIsInstance(summary[0]["spans_sent"], int)
+        self.assertIsInstance(summary[0]["bad_lines"], int)
+        backend = [o for o in objs if o.get("event") == "backend_summary"]
+        self.assertEqual(backend[0]["backend"], "otlp")
+        self.assertEqual(backend[0]["status"], "partial")
+        self.assertIn("HTTP 400", backend[0]["error"])
+        self.assertTrue(any("bad line" in o["msg"] for o in objs), err)
+
+
+if __name__ == "__main__":
+    unittest.main()
