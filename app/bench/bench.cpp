@@ -27,6 +27,7 @@
 #include "app/dead_letters/dead_letters.h"
 #include "app/sync/sync.h"
 #include "pipeline/ids.h"
+#include "pipeline/span.h"
 #include "stages/discover/discover.h"
 #include "stages/mapper/mapper.h"
 #include "stages/reader/archive_reader.h"
@@ -42,6 +43,8 @@ namespace {
 constexpr int kGzipLevel = 1;                   // as the exporter: fastest, ~8% larger
 constexpr std::uint64_t kGenerateSeed = 1;      // --generate data is deterministic
 constexpr auto kDrainGrace = std::chrono::seconds(2);  // after the last timeout could fire
+// Stop sending once this many answers arrived and none was a success.
+constexpr std::uint64_t kEarlyStopAfter = 20;
 
 // A temporary directory removed with everything in it when it goes out of scope.
 class TempDir {
@@ -505,6 +508,10 @@ bench::BenchResult new_result(const BenchOptions& o, const Endpoint& ep, const S
   r.batch_spans = o.batch_spans;
   r.compression = o.gzip ? "gzip" : "none";
   r.id_salt = o.id_salt.empty() ? random_salt() : o.id_salt;
+  r.version = std::string(otlp::chsync_version());
+  r.started_at = format_rfc3339_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
   r.input_spans = store.ends.size();
   r.input_bytes_encoded = store.blob.size();
   r.input_batches = store.batches.size();
@@ -547,27 +554,35 @@ std::unique_ptr<http::Transport> make_transport(const BenchOptions& o, std::size
   return http::make_http_client(co);
 }
 
-// Accounts one response (any thread; under the run's mutex).
-void record_response(bench::BenchResult& r, std::size_t second, std::size_t nspans, double us,
-                     const http::Response& resp) {
+// Accounts one response (any thread; under the run's mutex). Latency, throughput and bytes
+// count accepted requests only: a refusal answered in a microsecond is no measurement of the
+// backend.
+void record_response(bench::BenchResult& r, std::size_t second, std::size_t nspans, std::uint64_t raw,
+                     std::uint64_t wire, double us, const http::Response& resp) {
   ++r.requests_completed;
   auto& sec = r.timeline[second];
   if (resp.error != http::TransportError::kNone) {
     ++r.transport_errors[std::string(http::to_string(resp.error))];
     ++r.errors_transport;
     ++sec.errors;
+    if (r.first_error.empty())
+      r.first_error = fmt::format("{} ({})", http::to_string(resp.error), resp.error_message);
     return;
   }
   ++r.status_codes[resp.status];
-  r.latency.record_us(us);
-  sec.latency.record_us(us);
   if (resp.status >= 200 && resp.status < 300) {
+    r.latency.record_us(us);
+    sec.latency.record_us(us);
     ++r.requests_ok;
     r.spans_ok += nspans;
+    r.bytes_raw += raw;
+    r.bytes_sent += wire;
     ++sec.ok;
   } else {
     ++r.errors_http;
     ++sec.errors;
+    if (r.first_error.empty())
+      r.first_error = fmt::format("HTTP {}: {}", resp.status, resp.body.substr(0, 200));
   }
 }
 
@@ -645,6 +660,12 @@ int run_bench(const BenchOptions& o) {
       std::unique_lock lock(mu);
       const auto give_up = end + o.timeout + kDrainGrace;
       if (!cv.wait_until(lock, give_up, [&] { return in_flight < cap; })) break;
+      // Every answer so far a failure: the backend is down or refuses everything, and more
+      // requests would only measure that. Stop and say so (exit 3).
+      if (r.requests_completed >= kEarlyStopAfter && r.requests_ok == 0) {
+        r.stopped_early = true;
+        break;
+      }
     }
     if (open) {
       std::this_thread::sleep_until(intended);
@@ -665,8 +686,6 @@ int run_bench(const BenchOptions& o) {
       ++in_flight;
       ++r.requests_sent;
       r.spans_sent += nspans;
-      r.bytes_raw += raw;
-      r.bytes_sent += body.size();
       ++r.timeline[second].requests;
       r.timeline[second].spans += nspans;
     }
@@ -675,11 +694,12 @@ int run_bench(const BenchOptions& o) {
     req.headers = framing.headers;
     req.body = std::make_shared<const std::string>(std::move(body));
     body.clear();
-    transport->post(std::move(req), [&, intended, second, nspans](http::Response&& resp) {
+    const std::uint64_t wire = req.body->size();
+    transport->post(std::move(req), [&, intended, second, nspans, raw, wire](http::Response&& resp) {
       const double us = std::chrono::duration<double, std::micro>(Clock::now() - intended).count();
       std::lock_guard lock(mu);
       --in_flight;
-      record_response(r, second, nspans, us, resp);
+      record_response(r, second, nspans, raw, wire, us, resp);
       cv.notify_all();
     });
     last_send = Clock::now();
@@ -709,6 +729,7 @@ int run_bench(const BenchOptions& o) {
   std::fflush(stdout);
   if (!o.report_path.empty()) write_file(o.report_path, bench::render_json(r));
   if (!o.html_path.empty()) write_file(o.html_path, bench::render_html(r));
+  if (r.requests_ok == 0) return kExitBackend;  // nothing was accepted: unreachable or refused
   return (r.errors_http + r.errors_transport + r.unfinished) > 0 ? kExitPartial : kExitOk;
 }
 

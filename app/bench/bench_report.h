@@ -51,6 +51,7 @@ struct BenchResult {
   double duration_s = 0, ramp_s = 0;
   std::size_t concurrency = 0, batch_spans = 0;
   std::string compression, id_salt;
+  std::string started_at, version;  // RFC 3339 UTC; chsync version
   // Input.
   std::uint64_t input_spans = 0, input_bytes_encoded = 0, input_batches = 0, loops = 0;
   bool input_truncated = false;
@@ -58,16 +59,19 @@ struct BenchResult {
   double elapsed_s = 0;          // send window actually used (≥ duration_s when behind)
   std::uint64_t requests_sent = 0, requests_completed = 0, requests_ok = 0;
   std::uint64_t spans_sent = 0, spans_ok = 0;
-  std::uint64_t bytes_raw = 0, bytes_sent = 0;
+  std::uint64_t bytes_raw = 0, bytes_sent = 0;  // of accepted (2xx) requests
   std::uint64_t retries = 0;  // the bench never retries: failures count as errors
   std::uint64_t errors_http = 0, errors_transport = 0, unfinished = 0;
   std::map<int, std::uint64_t> status_codes;
   std::map<std::string, std::uint64_t> transport_errors;
   double max_schedule_lag_ms = 0;  // how far the generator fell behind its intended times
+  bool stopped_early = false;      // every answer was a failure: sending stopped
+  std::string first_error;         // the first failure, for the headline
   LatencyHistogram latency;
   std::vector<SecondStats> timeline;
 
-  double achieved_rate() const;  // in rate_unit
+  double achieved_rate() const;  // accepted requests or spans per second, in rate_unit
+  double error_rate() const;     // failed / completed requests, 0..1
 };
 
 std::string render_table(const BenchResult& r);
