@@ -502,7 +502,7 @@ struct Cli {
     sync_status->add_option("--state", sync_status_state, "PostgreSQL state URL")->type_name("URL");
     sync_status->add_flag("--json", sync_status_json, "JSON output");
 
-    status_cmd = app.add_subcommand("status", "Show files, offsets, spans delivered, errors");
+    status_cmd = app.add_subcommand("status", "Show files, offsets, spans sent, errors");
     status_cmd->add_option("--db", status_db, "State database");
     status_cmd->add_option("--state", status_state,
                            "PostgreSQL state URL (env CHSYNC_STATE_URL): also lists workers and "

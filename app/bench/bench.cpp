@@ -713,6 +713,7 @@ int run_bench(const BenchOptions& o) {
   r.loops = loop + (cursor > 0 ? 1 : 0);
   r.elapsed_s = open ? std::max(r.duration_s, std::chrono::duration<double>(last_send - start).count())
                      : std::chrono::duration<double>(std::max(last_send, end) - start).count();
+  if (r.stopped_early) r.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
   {
     std::unique_lock lock(mu);
     cv.wait_until(lock, Clock::now() + o.timeout + kDrainGrace, [&] { return in_flight == 0; });

@@ -111,14 +111,16 @@ std::string render_table(const BenchResult& r) {
   if (failed)
     o += "(latency, throughput and bytes below count accepted requests only)\n";
   o += "\n";
-  o += fmt::format("{:<22}{:>14}\n", "latency (ms)", "");
-  o += fmt::format("  {:<20}{:>14.3f}\n", "min", ms(h.min_us()));
-  o += fmt::format("  {:<20}{:>14.3f}\n", "mean", ms(h.mean_us()));
-  o += fmt::format("  {:<20}{:>14.3f}\n", "p50", ms(h.percentile_us(50)));
-  o += fmt::format("  {:<20}{:>14.3f}\n", "p90", ms(h.percentile_us(90)));
-  o += fmt::format("  {:<20}{:>14.3f}\n", "p99", ms(h.percentile_us(99)));
-  o += fmt::format("  {:<20}{:>14.3f}\n", "p99.9", ms(h.percentile_us(99.9)));
-  o += fmt::format("  {:<20}{:>14.3f}\n", "max", ms(h.max_us()));
+  o += fmt::format("{:<22}{:>14}\n", "latency (ms)", h.count() ? "" : "no accepted request");
+  if (h.count()) {
+    o += fmt::format("  {:<20}{:>14.3f}\n", "min", ms(h.min_us()));
+    o += fmt::format("  {:<20}{:>14.3f}\n", "mean", ms(h.mean_us()));
+    o += fmt::format("  {:<20}{:>14.3f}\n", "p50", ms(h.percentile_us(50)));
+    o += fmt::format("  {:<20}{:>14.3f}\n", "p90", ms(h.percentile_us(90)));
+    o += fmt::format("  {:<20}{:>14.3f}\n", "p99", ms(h.percentile_us(99)));
+    o += fmt::format("  {:<20}{:>14.3f}\n", "p99.9", ms(h.percentile_us(99.9)));
+    o += fmt::format("  {:<20}{:>14.3f}\n", "max", ms(h.max_us()));
+  }
   o += fmt::format("{:<22}\n", "throughput");
   if (r.mode == "open")
     o += fmt::format("  {:<20}{:>14.1f} {}\n", "target", r.target_rate, r.rate_unit);
@@ -400,7 +402,7 @@ std::string render_html(const BenchResult& r) {
   const std::size_t n = r.timeline.size();
   Series p50{"p50", "#1f77b4", {}, {}}, p99{"p99", "#d62728", {}, {}}, mx{"max", "#7f7f7f", {}, {}};
   Series ok{"accepted", "#2ca02c", {}, {}}, err{"errors", "#d62728", {}, {}};
-  Series spans{"spans accepted", "#9467bd", {}, {}};
+  Series spans{"spans", "#9467bd", {}, {}};
   double lat_lo = 0, lat_hi = 0, thr_hi = 0, spans_hi = 0;
   const bool rate_in_spans = r.rate_unit == "spans/s";
   for (std::size_t i = 0; i < n; ++i) {
@@ -451,7 +453,7 @@ std::string render_html(const BenchResult& r) {
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
       "<title>chsync bench report</title>\n<style>body{font-family:sans-serif;margin:20px auto;"
       "max-width:1200px;padding:0 12px;color:#222}"
-      ".tables{display:flex;flex-wrap:wrap;gap:0 28px}"
+      ".tables{display:flex;flex-wrap:wrap;align-items:flex-start;gap:0 28px}"
       "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 10px;"
       "text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}"
       "svg.chart{display:block;width:100%;height:auto;margin:10px 0;border:1px solid #eee}"

@@ -58,7 +58,7 @@ int cmd_status(const std::string& db_path, bool json) {
       last = std::max(last, f.last_sync_ms);
     }
     if (json) {
-      out += fmt::format("{}{{\"backend\":\"{}\",\"files\":{},\"bytes\":{},\"spans_delivered\":{},"
+      out += fmt::format("{}{{\"backend\":\"{}\",\"files\":{},\"bytes\":{},\"spans_synced\":{},"
                          "\"spans_dead\":{},\"spans_in_flight\":{},\"file_errors\":{},"
                          "\"last_sync\":\"{}\",\"projects\":[",
                          first_inst ? "" : ",", inst, t.files, t.bytes, t.spans_delivered,
@@ -71,13 +71,13 @@ int cmd_status(const std::string& db_path, bool json) {
         first = false;
         out += "{\"project\":";
         append_json_string(out, p);
-        out += fmt::format(",\"files\":{},\"bytes\":{},\"spans_delivered\":{},\"errors\":{},"
+        out += fmt::format(",\"files\":{},\"bytes\":{},\"spans_synced\":{},\"errors\":{},"
                            "\"last_sync\":\"{}\"}}",
                            n, bytes, spans, errors, last ? format_rfc3339_ms(last) : "");
       }
       out += "]}";
     } else {
-      out += fmt::format("Backend {}: {} files, {:.1f} MB committed, {} spans delivered, {} dead, "
+      out += fmt::format("Backend {}: {} files, {:.1f} MB committed, {} spans sent, {} dead, "
                          "{} in flight at an interrupted run, {} bad lines, last sync {}\n",
                          inst, t.files, static_cast<double>(t.bytes) / 1e6, t.spans_delivered,
                          t.spans_dead, t.spans_in_flight, t.file_errors,

@@ -51,7 +51,7 @@ class NetworkFaults(FaultCase):
         # average (one CI run saw 62 requests over 4 slots). Without backoff it would be thousands.
         self.assertLessEqual(st["requests_total"], 4 * 25, st)
         self.assertEqual(r["spans_synced"], 0)
-        self.assertEqual(self.status()["backends"][0]["spans_delivered"], 0)
+        self.assertEqual(self.status()["backends"][0]["spans_synced"], 0)
         self.assertEqual(self.status()["backends"][0]["spans_dead"], 0)
         # The storm ends for T seconds' worth of requests: 6 failures, then healthy.
         sink.control(**{"fail-rate": 0, "fail-first": 6, "fail-status": "429,503"})
@@ -203,7 +203,7 @@ class NetworkFaults(FaultCase):
             self.assertIn(str(status), err)
             self.assertEqual(r["dead_letters"], 0)
             b = self.status()["backends"][0]
-            self.assertEqual((b["spans_delivered"], b["spans_dead"]), (0, 0), status)
+            self.assertEqual((b["spans_synced"], b["spans_dead"]), (0, 0), status)
             self.assertLessEqual(sink.stats()["requests_total"], 16, "stops at the first answer")
         sink = self.sink("--require-basic-auth", "pk:sk")
         rc, r, err = self.sync_loud(d, sink.traces_url)
@@ -242,7 +242,7 @@ class NetworkFaults(FaultCase):
         self.assertLess(time.time() - t0, 30)
         self.assertRegex(err, r"(?i)resolve|dns|host")
         self.assertIn("chsync-faults.invalid", err)
-        self.assertEqual(self.status()["backends"][0]["spans_delivered"], 0)
+        self.assertEqual(self.status()["backends"][0]["spans_synced"], 0)
 
     @unittest.skipUnless(shutil.which("openssl"), "openssl CLI not installed")
     def test_22c_tls_bad_certificate_exit_3_clear_error(self):

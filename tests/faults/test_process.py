@@ -95,7 +95,7 @@ class ProcessFaults(FaultCase):
                 p.wait()
         r1 = load_json(rep)
         self.assertEqual(r1["spans_synced"], sink.stats()["spans_accepted"])
-        self.assertEqual(self.status()["backends"][0]["spans_delivered"], r1["spans_synced"])
+        self.assertEqual(self.status()["backends"][0]["spans_synced"], r1["spans_synced"])
         # Second signal while draining a slow request: hard exit now (#1 semantics).
         # The held requests take 10 s; a second signal that waited for the drain would take at
         # least that long, so a generous half of it still proves it did not.

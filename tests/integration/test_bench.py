@@ -169,7 +169,7 @@ class BenchTest(TempTestCase):
         with open(html) as f:
             page = f.read()
         self.assertIn("<svg", page)
-        for series in ("series-p50", "series-p99", "series-requests", "series-spans"):
+        for series in ("series-p50", "series-p99", "series-accepted", "series-spans"):
             self.assertIn(series, page)
         self.assertNotIn("<script", page)
         self.assertNotIn("http://", page.replace("http://www.w3.org/2000/svg", "").replace(

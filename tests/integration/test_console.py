@@ -107,7 +107,7 @@ class ConsoleTest(TempTestCase):
         self.assertTrue(os.path.exists(self.db()))
         rc, out, err = run(["sync", "status"], env=env)
         self.assertEqual(rc, 0, err)
-        self.assertIn("spans delivered", out)
+        self.assertIn("spans sent", out)
 
     def test_usage_errors_exit_2(self):
         for args in (["sync", "--bogus"], ["sync", "--settle", "ten"], ["sync", "--backend", "nope"],

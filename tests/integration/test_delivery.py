@@ -358,7 +358,7 @@ class DeliveryTest(TempTestCase):
         self.assertEqual(dead_ids, expected)
         st = self.status()
         self.assertEqual(st["backends"][0]["spans_dead"], len(expected))
-        self.assertEqual(st["backends"][0]["spans_delivered"], 0)
+        self.assertEqual(st["backends"][0]["spans_synced"], 0)
         self.assertGreater(st["dead_letter_requests"], 0)
         # A rerun does not resend dead spans (only replay-dead-letters does).
         rc, r2, err = self.sync(d, bad)
@@ -371,7 +371,7 @@ class DeliveryTest(TempTestCase):
         self.assertFalse(os.path.exists(dl), "replayed letters leave the file")
         st = self.status()
         self.assertEqual(st["backends"][0]["spans_dead"], 0)
-        self.assertEqual(st["backends"][0]["spans_delivered"], len(expected))
+        self.assertEqual(st["backends"][0]["spans_synced"], len(expected))
         self.assertEqual(st["dead_letter_requests"], 0)
         before = good.stats()["requests_total"]
         rc, r3, err = self.sync(d, good)
@@ -390,7 +390,7 @@ class DeliveryTest(TempTestCase):
         self.assertEqual(r["spans_synced"], 0)
         st = self.status()
         for b in st["backends"]:
-            self.assertEqual(b["spans_delivered"], 0)
+            self.assertEqual(b["spans_synced"], 0)
             self.assertEqual(b["spans_dead"], 0)
         sink = self.sink()
         rc, r2, err = self.sync(d, sink)
@@ -529,7 +529,7 @@ class DeliveryTest(TempTestCase):
         self.assertLess(accepted, len(expected))
         st = self.status()
         # Drained: everything the sink accepted was acked and recorded.
-        self.assertEqual(st["backends"][0]["spans_delivered"], accepted)
+        self.assertEqual(st["backends"][0]["spans_synced"], accepted)
         self.assertEqual(r1["spans_synced"], accepted)
         sink.control(**{"latency-ms": 0})
         rc, r2, err = self.sync(d, sink)

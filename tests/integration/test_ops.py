@@ -1,5 +1,6 @@
 """Running it in production (issue 11): redaction, --no-content, metrics endpoint and textfile,
 systemd units, the .deb package."""
+import glob
 import json
 import os
 import re
@@ -140,7 +141,7 @@ class MetricsTest(TempTestCase):
                 time.sleep(1.0)
             self.assertEqual(len(samples), 2, "run finished before two scrapes")
             a, b = samples
-            key = 'chsync_spans_sent_total{backend="otlp"}'
+            key = 'chsync_spans_synced_total{backend="otlp"}'
             self.assertGreater(b[key], a[key])
             req = 'chsync_requests_total{backend="otlp",status="200"}'
             self.assertGreater(b[req], a.get(req, 0))
@@ -166,7 +167,7 @@ class MetricsTest(TempTestCase):
         self.assertGreaterEqual(m["chsync_last_run_duration_seconds"], 0.5)
         self.assertEqual(m["chsync_files_done"], m["chsync_files_total"])
         self.assertGreater(sink.stats()["spans_accepted"], 0)
-        self.assertEqual(m['chsync_spans_sent_total{backend="otlp"}'], sink.stats()["spans_accepted"])
+        self.assertEqual(m['chsync_spans_synced_total{backend="otlp"}'], sink.stats()["spans_accepted"])
         self.assertFalse([f for f in os.listdir(self.tmp) if ".prom.tmp" in f])
 
     def test_textfile_records_failure_exit_code(self):
@@ -226,8 +227,39 @@ class PackageTest(unittest.TestCase):
             root = os.path.join(d, "root")
             subprocess.run(["dpkg-deb", "-x", deb, root], check=True, timeout=60)
             binary = os.path.join(root, "usr", "bin", "chsync")
-            for doc in ["chsync.service", "chsync.timer", "operations.md", "cli.md"]:
+            for doc in ["operations.md", "cli.md", "deploy.md"]:
                 self.assertTrue(os.path.exists(os.path.join(root, "usr", "share", "doc", "chsync", doc)), doc)
+            # Issue 23 point 10: the units where systemd finds them, the worker template and
+            # chsync-gen packaged, node-exporter optional under ProtectSystem=strict.
+            unit_dir = os.path.join(root, "usr", "lib", "systemd", "system")
+            units = ["chsync.service", "chsync.timer", "chsync-worker@.service"]
+            for u in units:
+                self.assertTrue(os.path.isfile(os.path.join(unit_dir, u)), u)
+            self.assertTrue(os.access(os.path.join(root, "usr", "bin", "chsync-gen"), os.X_OK))
+            with open(os.path.join(unit_dir, "chsync.service")) as f:
+                self.assertIn("ReadWritePaths=/var/lib/chsync -/var/lib/prometheus/node-exporter",
+                              f.read())
+            if shutil.which("systemd-analyze"):
+                # --root: ExecStart=/usr/bin/chsync is looked up inside the unpacked package; the
+                # worker template is verified as an instance. The root needs the system's targets
+                # and slices (sysinit.target, ...) that the units' default dependencies name.
+                for f in glob.glob("/usr/lib/systemd/system/*.target") + glob.glob(
+                        "/usr/lib/systemd/system/*.slice"):
+                    if os.path.isfile(f) and not os.path.exists(os.path.join(unit_dir, os.path.basename(f))):
+                        shutil.copy(f, unit_dir)
+                inst = os.path.join(d, "chsync-worker@1.service")
+                shutil.copy(os.path.join(unit_dir, "chsync-worker@.service"), inst)
+                va = subprocess.run(["systemd-analyze", "verify", f"--root={root}",
+                                     os.path.join(unit_dir, "chsync.service"),
+                                     os.path.join(unit_dir, "chsync.timer"), inst],
+                                    capture_output=True, timeout=120, env=clean_env())
+                self.assertEqual(va.returncode, 0, va.stderr.decode())
+                self.assertNotIn("chsync", va.stderr.decode())
+            elif os.environ.get("CHSYNC_REQUIRE_ALL"):
+                self.fail("systemd-analyze missing")
+            g = subprocess.run([binary, "bench", "--self", "--generate", "300K", "-q"],
+                               capture_output=True, timeout=300, env=clean_env())
+            self.assertEqual(g.returncode, 0, g.stderr.decode())  # found the packaged chsync-gen
             v = subprocess.run([binary, "version"], capture_output=True, timeout=30)
             self.assertEqual(v.returncode, 0)
             self.assertIn(b"chsync", v.stdout)
