@@ -74,7 +74,7 @@ struct RawSyncFlags {
   // Backend options (cli/backend_options.h): values by flag name, as given.
   std::map<std::string, std::string> bopt;
   std::map<std::string, bool> bflag;
-  std::vector<std::string> headers;
+  std::map<std::string, std::vector<std::string>> blist;  // repeatable: --header, --tag
   std::string config;
   bool print_config = false;
   std::string log_format = "text";
@@ -109,8 +109,8 @@ void add_backend_flags(CLI::App* cmd, RawSyncFlags& f) {
     CLI::Option* o = nullptr;
     if (d->type == OptionType::kBool) {
       o = cmd->add_flag(name, f.bflag[d->flag], option_help(*d));
-    } else if (d->type == OptionType::kHeaders) {
-      o = cmd->add_option(name, f.headers, option_help(*d));
+    } else if (d->type == OptionType::kHeaders || d->type == OptionType::kList) {
+      o = cmd->add_option(name, f.blist[d->flag], option_help(*d));
     } else {
       o = cmd->add_option(name, f.bopt[d->flag], option_help(*d));
     }
@@ -329,7 +329,7 @@ std::map<std::string, GivenValue> given_backend_values(const RawSyncFlags& f,
     if (!v.empty()) add(flag, {v});
   for (const auto& [flag, on] : f.bflag)
     if (on) add(flag, {"true"});
-  add("header", f.headers);
+  for (const auto& [flag, values] : f.blist) add(flag, values);
   return given;
 }
 
