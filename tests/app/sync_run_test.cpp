@@ -32,7 +32,7 @@ class SyncRunTest : public ::testing::Test {
   SyncOptions options(const std::string& out) const {
     SyncOptions o;
     o.inputs = {std::string(CHSYNC_SOURCE_DIR) + "/tests/data/real"};
-    o.backends = {BackendSpec{"file", "", {{"path", out}}}};
+    o.backends = {BackendSpec{"file", "", {{"output", out}}, {}}};
     o.format = ConsoleFormat::kJson;
     o.db_path = dir_ + "/state.db";
     o.report_path = dir_ + "/report.json";
