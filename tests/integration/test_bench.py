@@ -177,7 +177,7 @@ class BenchTest(TempTestCase):
         # What a browser renders: headless Chromium (scripts/install-deps) screenshots the page
         # and every chart series must show up in the pixels in its own stroke colour.
         colours = dict(re.findall(r'class="series-([\w-]+)"[^>]*?stroke="#([0-9a-fA-F]{6})"', page))
-        for series in ("p50", "p99", "requests", "spans"):
+        for series in ("p50", "p99", "accepted", "spans"):
             self.assertIn(series, colours, "series without a stroke colour in the SVG")
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         if not chromium:
