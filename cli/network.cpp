@@ -117,6 +117,10 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
   o.compression = setting(spec, "compression") == "none" ? otlp::OtlpOptions::Compression::kNone
                                                          : otlp::OtlpOptions::Compression::kGzip;
   o.gzip_level = static_cast<int>(spec_u64(spec, "compression_level"));  // BENCHMARKS.md
+  // Not a user option: main.cpp sets one HTTP io thread per mapper worker, so body assembly and
+  // gzip use every core (lost in the typed-options rebase at 4b973c4, restored here).
+  if (auto n = setting(spec, "io_threads"); !n.empty())
+    o.io_threads = std::max<std::size_t>(1, std::stoull(n));
   o.batch_bytes = spec_u64(spec, "batch_bytes");
   // Self-hosted Langfuse rejects bodies over ~4.5 MB: stay well below it.
   if (type == "langfuse") o.batch_bytes = std::min<std::size_t>(o.batch_bytes, 3u << 20);
