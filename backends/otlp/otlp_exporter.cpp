@@ -73,7 +73,10 @@ OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<h
   if (options_.profile == Profile::kPhoenix)
     res.emplace_back("openinference.project.name",
                      options_.project_name.empty() ? options_.service_name : options_.project_name);
-  for (const auto& [k, v] : options_.resource_attributes) {
+  for (const auto& kv : options_.resource_attributes) {
+    // Not a structured binding: clang 14 (scripts/fuzz) cannot capture one in a lambda.
+    const auto& k = kv.first;
+    const auto& v = kv.second;
     auto it = std::find_if(res.begin(), res.end(), [&](const auto& p) { return p.first == k; });
     if (it != res.end()) {
       it->second = v;
