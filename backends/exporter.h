@@ -57,7 +57,9 @@ struct ExporterStats {
   std::map<int, std::uint64_t> status_counts;   // by HTTP status
   std::uint64_t spans_delivered = 0;
   std::uint64_t spans_dead = 0;
-  std::uint64_t spans_partial_rejected = 0;  // OTLP partialSuccess.rejected_spans
+  // Spans the backend answered and refused (4xx, a single span over 413, a Langfuse per-event
+  // 4xx, OTLP partialSuccess.rejected_spans): never recorded as delivered.
+  std::uint64_t spans_rejected = 0;
   // Spans resent after an unknown outcome (connection reset or timeout after the request was
   // written): the backend may have them twice.
   std::uint64_t spans_maybe_repeated = 0;
@@ -81,6 +83,10 @@ class Exporter {
   // Sends the partial batch now (same thread as send()), so its spans get an outcome without
   // waiting for more input; used when the input pauses (work sharing waits for claims).
   virtual void flush() {}
+  // A stop was requested (SIGINT/SIGTERM), from any thread: nothing new is sent, retry waits end
+  // at once (their spans come back kFailed), requests already on the wire may finish until
+  // stop()'s drain deadline. Synchronous exporters have nothing to do.
+  virtual void interrupt() noexcept {}
   // Sends any partial batch, waits for in-flight requests up to drain_timeout, then stops.
   // Spans still not acknowledged come back as kFailed. Returns false on timeout.
   virtual bool stop(std::chrono::milliseconds drain_timeout) noexcept = 0;

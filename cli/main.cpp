@@ -18,6 +18,7 @@
 
 #include "backends/console/json_writer.h"
 #include "cli/backend_options.h"
+#include "backends/http/settings_check.h"
 #include "cli/bench_cli.h"
 #include "cli/commands.h"
 #include "cli/config.h"
@@ -26,6 +27,7 @@
 #include "app/dead_letters/dead_letters.h"
 #include "app/sync/sync.h"
 #include "cli/units.h"
+#include "pipeline/atomic_file.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"
 
@@ -701,14 +703,15 @@ std::vector<std::string> layer_sync_args(const std::vector<std::string>& args, C
   return out;
 }
 
+// Every header value is masked (any custom header may carry a token), and every URL's password
+// and query values (issue 20 #10).
 std::string shown_value(const std::string& k, const std::string& v) {
   if (k.rfind("header.", 0) == 0) {
     auto eq = v.find('=');
-    if (eq != std::string::npos && is_secret_key(v.substr(0, eq)))
-      return v.substr(0, eq + 1) + mask_secret(v.substr(eq + 1));
-    return v;
+    return eq == std::string::npos ? v : v.substr(0, eq + 1) + mask_secret(v.substr(eq + 1));
   }
-  return is_secret_key(k) ? mask_secret(v) : v;
+  if (is_secret_key(k)) return mask_secret(v);
+  return v.find("://") != std::string::npos ? http::mask_url(v) : v;
 }
 
 // Every sync option's source: what was set says where from; everything else is a default.
@@ -788,6 +791,8 @@ void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sy
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Files chsync creates are private (state, lock, report, --output, dead letters): issue 20 #16.
+  restrict_umask();
 #ifdef CHSYNC_WITH_MIMALLOC
   // Request bodies and parser buffers are large and short-lived: with mimalloc's default 25 ms
   // decommit delay every batch re-faults its pages (measured: 2.4x the page faults and 1.8x the

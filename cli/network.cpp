@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "backends/http/http_client.h"
+#include "backends/http/settings_check.h"
 #include "backends/langfuse_legacy/langfuse_legacy.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
@@ -17,9 +18,18 @@
 #include "cli/commands.h"
 #include "app/dead_letters/dead_letters.h"
 #include "cli/units.h"
+#include "pipeline/log.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {
+
+namespace {
+// --insecure turns off what keeps an API key from a man in the middle: say so every time.
+void warn_insecure(const std::string& who) {
+  log::warn(who + ": --insecure: TLS certificates and host names are NOT verified; anyone on the "
+            "path can read the API keys and spans. Use --ca-file for a private CA instead.");
+}
+}  // namespace
 namespace {
 
 std::string env(const char* name) {
@@ -62,6 +72,7 @@ void common_http_options(const BackendSpec& spec, Options& o) {
   o.retry.max_elapsed = spec_ms(spec, "retry_max_elapsed");
   o.ca_file = setting(spec, "ca_file");
   o.insecure = spec_bool(spec, "insecure");
+  if (o.insecure) warn_insecure("backend " + spec.instance);
   o.client_cert = setting(spec, "client_cert");
   o.client_key = setting(spec, "client_key");
 }

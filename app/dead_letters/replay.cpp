@@ -11,7 +11,9 @@
 #include <mutex>
 
 #include "app/dead_letters/dead_letters.h"
+#include "app/sync/sync.h"
 #include "backends/http/http_client.h"
+#include "backends/http/settings_check.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
 #include "pipeline/log.h"
@@ -39,8 +41,20 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
   http::ClientOptions co;
   co.ca_file = ro.ca_file;
   co.insecure = ro.insecure;
+  if (ro.insecure)
+    log::warn("replay-dead-letters: --insecure: TLS certificates and host names are NOT verified; anyone on "
+              "the path can read the API keys and spans. Use --ca-file for a private CA instead.");
   co.user_agent = "chsync/" + std::string(otlp::chsync_version());
   auto client = http::make_http_client(co);
+
+  // Headers are checked once, before anything is sent (issue 20 #9: no CR/LF/NUL on the wire).
+  http::Headers extra = otlp::parse_headers(env_or_empty("OTEL_EXPORTER_OTLP_HEADERS"));
+  for (const auto& h : ro.headers) {
+    auto eq = h.find('=');
+    if (eq != std::string::npos) extra.emplace_back(h.substr(0, eq), h.substr(eq + 1));
+  }
+  for (const auto& [k, v] : extra)
+    if (auto e = http::header_error(k, v); !e.empty()) throw ConfigError("replay-dead-letters: " + e);
 
   std::vector<DeadLetter> still_dead;
   std::uint64_t replayed_spans = 0, failed = 0;
@@ -48,7 +62,7 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
     std::string endpoint = ro.endpoint.empty() ? d.endpoint : ro.endpoint;
     auto url = http::parse_url(endpoint);
     if (!url) {
-      log::error("replay: bad endpoint '" + endpoint + "'");
+      log::error("replay: bad endpoint '" + http::mask_url(endpoint) + "'");
       still_dead.push_back(std::move(d));
       ++failed;
       continue;
@@ -57,11 +71,7 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
     req.url = *url;
     req.headers.emplace_back("Content-Type", d.content_type.empty() ? "application/x-protobuf"
                                                                      : d.content_type);
-    for (auto& kv : otlp::parse_headers(env_or_empty("OTEL_EXPORTER_OTLP_HEADERS"))) req.headers.push_back(kv);
-    for (const auto& h : ro.headers) {
-      auto eq = h.find('=');
-      if (eq != std::string::npos) req.headers.emplace_back(h.substr(0, eq), h.substr(eq + 1));
-    }
+    for (const auto& kv : extra) req.headers.push_back(kv);
     req.body = std::make_shared<const std::string>(d.body);
     std::mutex mu;
     std::condition_variable cv;
@@ -81,10 +91,9 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
       state->mark_delivered(d.instance, d.span_keys);
       replayed_spans += d.span_keys.size();
     } else {
-      log::error("replay to " + endpoint + " failed: " +
-                 (resp.error != http::TransportError::kNone
-                      ? std::string(http::to_string(resp.error))
-                      : fmt::format("HTTP {}", resp.status)));
+      log::error("replay to " + http::mask_url(endpoint) + " failed: " +
+                 (resp.error != http::TransportError::kNone ? std::string(http::to_string(resp.error))
+                                                            : fmt::format("HTTP {}", resp.status)));
       still_dead.push_back(std::move(d));
       ++failed;
     }

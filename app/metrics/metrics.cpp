@@ -1,5 +1,7 @@
 #include "app/metrics/metrics.h"
 
+#include "pipeline/atomic_file.h"
+
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -221,25 +223,8 @@ void MetricsServer::stop() noexcept {
 }
 
 bool write_metrics_textfile(const std::string& path, const std::string& text, std::string& error) {
-  // node-exporter reads *.prom files whole: write a temp file next to it, then rename.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    error = tmp + ": " + std::strerror(errno);
-    return false;
-  }
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  if (std::fclose(f) != 0 || !ok) {
-    error = tmp + ": write failed: " + std::strerror(errno);
-    std::remove(tmp.c_str());
-    return false;
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = path + ": " + std::strerror(errno);
-    std::remove(tmp.c_str());
-    return false;
-  }
-  return true;
+  // node-exporter reads *.prom files whole (fresh temp file, then rename), as another user: 0644.
+  return replace_file(path, text, 0644, error);
 }
 
 }  // namespace chsync

@@ -42,7 +42,11 @@ int cmd_status(const std::string& db_path, bool json) {
     dead_count = read_dead_letters(dead_letter_path(db_path), bad).size();
   }
   std::string out;
-  if (json) out = fmt::format("{{\"schema\":\"chsync.status/1\",\"db\":\"{}\",\"exists\":true,\"backends\":[", st->path());
+  if (json) {
+    out = "{\"schema\":\"chsync.status/1\",\"db\":";
+    append_json_string(out, st->path());  // names are escaped (issue 20 #15)
+    out += ",\"exists\":true,\"backends\":[";
+  }
   else out = fmt::format("Database: {}\n", st->path());
   bool first_inst = true;
   for (const auto& inst : st->instances()) {
@@ -58,11 +62,15 @@ int cmd_status(const std::string& db_path, bool json) {
       last = std::max(last, f.last_sync_ms);
     }
     if (json) {
-      out += fmt::format("{}{{\"backend\":\"{}\",\"files\":{},\"bytes\":{},\"spans_synced\":{},"
-                         "\"spans_dead\":{},\"spans_in_flight\":{},\"file_errors\":{},"
+      // Every dead span is one the backend refused (4xx, partialSuccess, per-event 4xx):
+      // spans_rejected says so in the words of the report (design "No silent success").
+      out += first_inst ? "{\"backend\":" : ",{\"backend\":";
+      append_json_string(out, inst);
+      out += fmt::format(",\"files\":{},\"bytes\":{},\"spans_synced\":{},"
+                         "\"spans_dead\":{},\"spans_rejected\":{},\"spans_in_flight\":{},\"file_errors\":{},"
                          "\"last_sync\":\"{}\",\"projects\":[",
-                         first_inst ? "" : ",", inst, t.files, t.bytes, t.spans_delivered,
-                         t.spans_dead, t.spans_in_flight, t.file_errors,
+                         t.files, t.bytes, t.spans_delivered,
+                         t.spans_dead, t.spans_dead, t.spans_in_flight, t.file_errors,
                          t.last_sync_ms ? format_rfc3339_ms(t.last_sync_ms) : "");
       bool first = true;
       for (auto& [p, v] : proj) {

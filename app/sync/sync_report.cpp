@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 
 #include "app/dead_letters/dead_letters.h"
 #include "app/sync/sync_run.h"
+#include "pipeline/atomic_file.h"
 #include "pipeline/clock.h"
 #include "pipeline/json_escape.h"
 #include "pipeline/log.h"
@@ -34,20 +33,18 @@ double cpu_seconds() {
 void append_counts(std::string& j, const std::map<std::string, std::uint64_t>& counts,
                    std::uint64_t total) {
   j += "{";
-  for (auto& [k, v] : counts) j += fmt::format("\"{}\":{},", k, v);
+  for (auto& [k, v] : counts) {
+    append_json_string(j, k);  // kinds and pattern names: escaped like every string (issue 20 #15)
+    j += fmt::format(":{},", v);
+  }
   j += fmt::format("\"total\":{}}}", total);
 }
 
-// Whole or not at all (temp + rename) for regular files; /dev/stdout and the like directly.
+// Whole or not at all, 0600, through a fresh temporary file (pipeline/atomic_file.h): never a
+// predictable "<path>.tmp" that a planted symlink could redirect.
 void write_whole(const std::string& path, const std::string& text) {
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
-    std::ofstream(path) << text;
-    return;
-  }
-  const std::string tmp = path + ".tmp";
-  { std::ofstream(tmp) << text; }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) std::remove(tmp.c_str());
+  std::string err;
+  if (!replace_file(path, text, 0600, err)) log::error("--report: " + err);
 }
 
 }  // namespace
@@ -63,7 +60,13 @@ SyncRun::Totals SyncRun::totals() const {
     t.failed += c.failed;
     t.fenced += c.fenced;
     t.requests += st.requests;
-    t.rejected += st.spans_partial_rejected;
+    t.rejected += st.spans_rejected;
+    // No silent success: spans left without an outcome name their backend and last error.
+    if (c.failed > 0)
+      t.backend_errors.push_back(fmt::format("backend {}: {} spans not delivered (no outcome; the next run "
+                                             "sends them again): {}",
+                                             inst->spec.instance, c.failed,
+                                             c.last_failure.empty() ? "unknown" : c.last_failure));
     // Retries after an unknown outcome (a reset or timeout once the request was written) may
     // have reached the backend: they are possible repeats, counted like those of a crash.
     t.repeated += st.spans_maybe_repeated;
@@ -84,14 +87,18 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
   int code = kExitOk;
   if (t.bad_total > 0 || t.dead > 0 || file_error_count > 0 || t.rejected > 0) code = kExitPartial;
   if (t.rejected > 0)
-    log::warn(fmt::format("the backend accepted requests but reported {} spans rejected "
-                          "(OTLP partialSuccess); they are not resent",
+    log::warn(fmt::format("the backend rejected {} spans; they are not resent (the dead-letter file holds "
+                          "their requests, see replay-dead-letters)",
                           t.rejected));
   if (state_failure_.failed()) {
     log::error(state_failure_.message() +
                " — spans whose outcome was not recorded are sent again by the next run");
     code = kExitPartial;
   }
+  // No silent success (design, round two): a span left without an outcome means the backend did
+  // not take it: exit 3 (unless the state failed, which is exit 1 above).
+  for (const auto& e : t.backend_errors) log::error(e);  // also with --quiet: cron mails it
+  if (!t.backend_errors.empty() && !state_failure_.failed()) code = kExitBackend;
   // The shared database stayed unreachable (longer than the outage tolerance): exit 3 like an
   // unreachable backend, whichever part of the run noticed first (docs/scaleout.md).
   if (any_fatal || state_failure_.unreachable()) code = kExitBackend;
@@ -156,6 +163,7 @@ void SyncRun::write_report(const Totals& t, int code, double secs) const {
   };
   for (const auto& e : disc_.errors) add_error(e.path + ": " + e.kind + ": " + e.message);
   for (const auto& e : t.file_errors) add_error(e);
+  for (const auto& e : t.backend_errors) add_error(e);
   j += "]";
   kv("bytes_read", t.bytes_read);
   kv("bytes_sent", t.bytes_wire);
@@ -174,9 +182,10 @@ void SyncRun::write_report(const Totals& t, int code, double secs) const {
                    results_->counters().push_blocked_ns.load() / 1000000);
   for (auto& inst : instances_) {
     auto st = inst->exporter->stats();
-    j += fmt::format(",\"sender.{}\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}",
-                     inst->spec.instance, inst->ledger->counts().delivered, st.bytes_wire,
-                     st.time_blocked_ms);
+    j += ',';
+    append_json_string(j, "sender." + inst->spec.instance);  // a user-given name (issue 20 #15)
+    j += fmt::format(":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}", inst->ledger->counts().delivered,
+                     st.bytes_wire, st.time_blocked_ms);
   }
   j += "}";
   j += fmt::format(",\"throughput\":{{\"mb_per_s\":{:.2f},\"spans_per_s\":{:.1f}}}",

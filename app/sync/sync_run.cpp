@@ -160,6 +160,9 @@ void SyncRun::start_threads() {
     work_->close();
     results_->close();
   };
+  ww.interrupt_exporters = [this] {
+    for (auto& inst : instances_) inst->exporter->interrupt();
+  };
   ww.work_table = work_table_;
   ww.lease = opt_.lease;
   ww.worker_progress = [this] { return worker_progress(); };

@@ -82,6 +82,7 @@ class SyncRun {
     std::map<std::string, std::uint64_t> bad_lines;
     std::uint64_t bad_total = 0;
     std::vector<std::string> file_errors;
+    std::vector<std::string> backend_errors;  // per backend with spans_failed > 0
     MapStats map;
   };
 

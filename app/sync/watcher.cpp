@@ -69,6 +69,8 @@ void Watcher::check_stop() {
     if (!w_.quiet)
       log::warn(fmt::format("signal {}: stopping, draining in-flight requests", received_signal()));
     runner.request_stop();
+    // Retry waits end now; requests on the wire get at most --drain-timeout.
+    if (w_.interrupt_exporters) w_.interrupt_exporters();
   }
   if (w_.failure->failed() && !runner.stop_requested()) {
     log::error("the state cannot be written; stopping (nothing more is sent)");

@@ -32,6 +32,8 @@ class Watcher {
     StageRunner* runner = nullptr;
     StateFailure* failure = nullptr;
     std::function<void()> close_queues;
+    // On the first stop signal: end the exporters' retry waits at once (Exporter::interrupt()).
+    std::function<void()> interrupt_exporters;
     // Lease mode only.
     WorkTable* work_table = nullptr;
     std::chrono::milliseconds lease{60000};

@@ -25,7 +25,7 @@ class WritingExporter : public Exporter {
   std::string_view instance() const noexcept override { return instance_; }
 
   bool send(std::vector<Span>&& spans) override {
-    if (fatal_) return false;
+    if (fatal()) return false;
     std::vector<SpanRef> refs;
     refs.reserve(spans.size());
     for (const auto& s : spans) refs.push_back({s.span_key(), s.bundle_seq});
@@ -51,17 +51,23 @@ class WritingExporter : public Exporter {
         Ack ack;
         ack.outcome = Ack::Outcome::kFailed;
         ack.spans = std::move(refs);
-        ack.reason = fatal_reason_;
+        ack.reason = fatal_reason();
         if (ack_) ack_(std::move(ack));
         return false;
       }
-      stats_.bytes_raw += buf_.size();
-      stats_.bytes_wire += buf_.size();
     }
-    stats_.spans_delivered += spans.size();
-    if (!spans.empty()) {
-      ++stats_.requests;
-      ++stats_.requests_ok;
+    {
+      // The progress thread reads the stats while this (dispatcher) thread writes them.
+      std::lock_guard lock(mu_);
+      if (!discard_) {
+        stats_.bytes_raw += buf_.size();
+        stats_.bytes_wire += buf_.size();
+      }
+      stats_.spans_delivered += spans.size();
+      if (!spans.empty()) {
+        ++stats_.requests;
+        ++stats_.requests_ok;
+      }
     }
     Ack ack;
     ack.outcome = Ack::Outcome::kDelivered;
@@ -71,9 +77,18 @@ class WritingExporter : public Exporter {
   }
 
   bool stop(std::chrono::milliseconds) noexcept override { return true; }
-  bool fatal() const noexcept override { return fatal_; }
-  std::string fatal_reason() const override { return fatal_reason_; }
-  ExporterStats stats() const override { return stats_; }
+  bool fatal() const noexcept override {
+    std::lock_guard lock(mu_);
+    return fatal_;
+  }
+  std::string fatal_reason() const override {
+    std::lock_guard lock(mu_);
+    return fatal_reason_;
+  }
+  ExporterStats stats() const override {
+    std::lock_guard lock(mu_);
+    return stats_;
+  }
 
  private:
   bool write_all(const std::string& data) {
@@ -82,8 +97,10 @@ class WritingExporter : public Exporter {
       ssize_t n = ::write(fd_, data.data() + off, data.size() - off);
       if (n < 0) {
         if (errno == EINTR) continue;
+        std::string why = std::string("write failed: ") + std::strerror(errno);
+        std::lock_guard lock(mu_);
         fatal_ = true;
-        fatal_reason_ = std::string("write failed: ") + std::strerror(errno);
+        fatal_reason_ = std::move(why);
         return false;
       }
       off += static_cast<std::size_t>(n);
@@ -97,6 +114,7 @@ class WritingExporter : public Exporter {
   bool own_fd_;
   bool discard_;
   std::string buf_;
+  mutable std::mutex mu_;  // guards the three below
   bool fatal_ = false;
   std::string fatal_reason_;
   ExporterStats stats_;
@@ -139,7 +157,7 @@ std::unique_ptr<Exporter> make_console_exporter(std::string instance, ConsoleFor
 }
 
 std::unique_ptr<Exporter> make_file_exporter(std::string instance, const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
   return std::make_unique<WritingExporter>(std::move(instance), ConsoleFormat::kJson, fd, true,
                                            false);

@@ -1,6 +1,7 @@
 // Beast implementation of chsync::http::Transport (style rule 8: one shared_from_this class per
 // connection, a strand each, a timeout before every operation, early return on error).
 #include "backends/http/http_client.h"
+#include "backends/http/settings_check.h"
 
 #include <openssl/ssl.h>
 
@@ -33,6 +34,47 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
+
+namespace {
+// A response body kept up to a limit; the rest is read and discarded. A 2xx answer is a success
+// whatever its size (the exporter needs at most a few KiB of it); refusing a big one would
+// dead-letter spans the backend has, and a replay would send them twice. The request deadline
+// bounds how long an endless body can be read.
+struct BoundedStringBody {
+  struct value_type {
+    std::string data;
+    std::size_t limit = 4u << 20;
+    bool truncated = false;
+  };
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(bhttp::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
+      if (length) body_.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, body_.limit)));
+      ec = {};
+    }
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      std::size_t n = 0;
+      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it) {
+        const asio::const_buffer b = *it;
+        const std::size_t room = body_.limit > body_.data.size() ? body_.limit - body_.data.size() : 0;
+        const std::size_t keep = std::min(room, b.size());
+        body_.data.append(static_cast<const char*>(b.data()), keep);
+        if (keep < b.size()) body_.truncated = true;
+        n += b.size();
+      }
+      ec = {};
+      return n;
+    }
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
+}  // namespace
 
 std::string_view to_string(TransportError e) noexcept {
   switch (e) {
@@ -146,29 +188,6 @@ std::vector<std::string> split_no_proxy(const std::string& s) {
   return out;
 }
 
-std::string base64(const std::string& in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                       (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
 
 std::string getenv_str(const char* a, const char* b) {
   const char* v = std::getenv(a);
@@ -265,7 +284,7 @@ class Connection final : public ConnBase {
   Stream stream_;
   beast::flat_buffer buffer_;  // kept across reads: Beast may read past the current message
   bhttp::request<bhttp::span_body<const char>> http_req_;
-  std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
+  std::optional<bhttp::response_parser<BoundedStringBody>> parser_;
   Request req_;
   ResponseFn done_;
   std::optional<Url> proxy_;       // set when this connection goes through a forward proxy
@@ -283,6 +302,7 @@ class ClientImpl final : public Transport {
  public:
   explicit ClientImpl(ClientOptions opts)
       : opts_(std::move(opts)), ssl_ctx_(ssl::context::tls_client), work_(asio::make_work_guard(ioc_)) {
+    if (auto e = proxy_scheme_error(opts_.proxy_url); !e.empty()) throw std::runtime_error(e);
     if (opts_.insecure) {
       ssl_ctx_.set_verify_mode(ssl::verify_none);
     } else {
@@ -575,7 +595,8 @@ void Connection<kTls>::on_write(const beast::error_code& ec) {
   if (ec) return fail(ec, "write");
   written_ = true;
   parser_.emplace();
-  parser_->body_limit(client_.options().max_response_bytes);
+  parser_->body_limit(boost::none);  // BoundedStringBody keeps max_response_bytes, drops the rest
+  parser_->get().body().limit = client_.options().max_response_bytes;
   bhttp::async_read(stream_, buffer_, *parser_, [self = shared()](const beast::error_code& e, std::size_t) {
     self->on_read(e);
   });
@@ -590,7 +611,8 @@ void Connection<kTls>::on_read(const beast::error_code& ec) {
   r.reused_connection = reused_;
   if (auto it = msg.find(bhttp::field::content_type); it != msg.end()) r.content_type = std::string(it->value());
   if (auto it = msg.find(bhttp::field::retry_after); it != msg.end()) r.retry_after = std::string(it->value());
-  r.body = std::move(msg.body());
+  r.body = std::move(msg.body().data);
+  r.body_truncated = msg.body().truncated;
   const bool keep = msg.keep_alive() && !cancelled_;
   parser_.reset();
   if (!keep) {

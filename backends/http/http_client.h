@@ -50,7 +50,7 @@ enum class TransportError : std::uint8_t {
   kReset,       // connection reset / closed before a full response
   kTls,         // handshake or certificate verification failed
   kProtocol,    // malformed response
-  kTooLarge,    // response body over max_response_bytes
+  kTooLarge,    // response header over the parser's limit (bodies are cut, not refused)
   kCancelled,   // shutdown() / cancel_all()
 };
 std::string_view to_string(TransportError e) noexcept;
@@ -59,7 +59,8 @@ struct Response {
   TransportError error = TransportError::kNone;
   std::string error_message;  // transport error detail
   int status = 0;
-  std::string body;
+  std::string body;            // at most ClientOptions::max_response_bytes of it
+  bool body_truncated = false;  // the body was longer: the rest was read and dropped
   std::string content_type;
   std::string retry_after;  // raw Retry-After header value, empty if absent
   bool reused_connection = false;
@@ -92,7 +93,7 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10000};  // TCP connect + TLS handshake
   std::chrono::milliseconds request_timeout{10000};  // write + read of one request; 0: none
   std::size_t max_idle_per_endpoint = 16;
-  std::size_t max_response_bytes = 4u << 20;
+  std::size_t max_response_bytes = 4u << 20;  // body bytes kept; the rest is read and dropped
   std::string ca_file;  // PEM bundle; empty: the system store (set_default_verify_paths)
   bool insecure = false;  // skip certificate and host verification
   std::string client_cert, client_key;  // PEM, mTLS

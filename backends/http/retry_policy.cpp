@@ -24,6 +24,21 @@ std::chrono::milliseconds RetryPolicy::backoff(std::uint32_t n, std::mt19937_64&
   return std::chrono::milliseconds(dist(rng));
 }
 
+std::optional<std::chrono::milliseconds> RetryPolicy::next_delay(
+    std::uint32_t retries, std::chrono::milliseconds elapsed,
+    std::optional<std::chrono::milliseconds> retry_after, std::mt19937_64& rng) const {
+  if (max_attempts > 0 && retries + 1 >= max_attempts) return std::nullopt;
+  const std::chrono::milliseconds delay = retry_after ? *retry_after : backoff(retries, rng);
+  if (delay.count() < 0) return std::chrono::milliseconds(0);
+  if (max_elapsed.count() > 0) {
+    // elapsed + delay > max_elapsed, written so that neither side can overflow.
+    if (elapsed >= max_elapsed || delay > max_elapsed - elapsed) return std::nullopt;
+  }
+  // Retrying forever (max_elapsed 0): a server's wait is honoured, but no timer is set further
+  // out than a day (now + milliseconds::max() would overflow the clock).
+  return std::min(delay, kMaxWait);
+}
+
 bool is_retryable_status(int status) noexcept {
   return status == 429 || status == 502 || status == 503 || status == 504;
 }
@@ -82,9 +97,12 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
   value = trim(value);
   if (value.empty()) return std::nullopt;
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    constexpr auto kMax = std::chrono::milliseconds::max();
     std::int64_t secs = 0;
     auto r = std::from_chars(value.data(), value.data() + value.size(), secs);
+    if (r.ec == std::errc::result_out_of_range) return kMax;  // all digits: just too many
     if (r.ec != std::errc()) return std::nullopt;
+    if (secs > kMax.count() / 1000) return kMax;
     return std::chrono::milliseconds(secs * 1000);
   }
   // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT   RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
@@ -104,6 +122,9 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
     return std::nullopt;
   }
   if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits (until 2262): a date beyond is "forever", not a
+  // wrapped negative delay.
+  if (year > 2200) return std::chrono::milliseconds::max();
   const std::int64_t epoch_s = days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(day)) * 86400 +
                                hh * 3600 + mm * 60 + ss;
   const auto target = std::chrono::system_clock::time_point(std::chrono::seconds(epoch_s));

@@ -17,6 +17,8 @@
 namespace chsync::http {
 
 struct RetryPolicy {
+  static constexpr std::chrono::milliseconds kMaxWait{24LL * 3600 * 1000};
+
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{30000};
   std::chrono::milliseconds max_elapsed{300000};  // 0: retry forever
@@ -27,6 +29,16 @@ struct RetryPolicy {
   [[nodiscard]] std::chrono::milliseconds backoff_cap(std::uint32_t n) const noexcept;
   // Full jitter: uniform in [0, backoff_cap(n)].
   [[nodiscard]] std::chrono::milliseconds backoff(std::uint32_t n, std::mt19937_64& rng) const;
+
+  // The one retry decision of every HTTP backend. `retries` is how many retries this request had
+  // already, `elapsed` the time since its first attempt, `retry_after` the server's delay if it
+  // sent one. Returns the delay before the next attempt, or nullopt when the retries end now:
+  // the attempt cap is reached, or the wait (backoff or Retry-After, whichever applies) would
+  // start the next attempt after max_elapsed. No arithmetic here can overflow; no delay is
+  // longer than kMaxWait.
+  [[nodiscard]] std::optional<std::chrono::milliseconds> next_delay(
+      std::uint32_t retries, std::chrono::milliseconds elapsed,
+      std::optional<std::chrono::milliseconds> retry_after, std::mt19937_64& rng) const;
 };
 
 // true for 429, 502, 503, 504.
@@ -34,7 +46,8 @@ struct RetryPolicy {
 
 // Parses a Retry-After value: delta-seconds ("120") or an IMF-fixdate HTTP-date
 // ("Wed, 21 Oct 2015 07:28:00 GMT", also RFC 850 and asctime forms). Returns the delay from `now`
-// (0 if the date is in the past), or nullopt when the value is malformed.
+// (0 if the date is in the past), or nullopt when the value is malformed. A delay too large for
+// milliseconds saturates at milliseconds::max() (a hostile server cannot make it wrap).
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_retry_after(
     std::string_view value, std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 

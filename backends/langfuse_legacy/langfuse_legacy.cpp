@@ -4,28 +4,23 @@
 
 #include <openssl/evp.h>
 #include <simdjson.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
-#include <map>
-#include <mutex>
-#include <random>
 #include <unordered_map>
 
+#include "backends/http/batching_exporter.h"
+#include "backends/http/settings_check.h"
 #include "backends/otlp/otlp_exporter.h"
 #include "backends/otlp/otlp_proto.h"
 
 namespace chsync::langfuse {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 namespace {
 
-constexpr std::size_t kExcerptBytes = 512;
 constexpr std::string_view kContentType = "application/json";
 // {"batch":[ ... ]} framing plus the separating commas is accounted per event (+1).
 constexpr std::size_t kFrameBytes = 16;
@@ -254,471 +249,168 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
 
 namespace {
 
-struct Event {
-  std::string json;
-  std::uint32_t span = 0;  // index into Batch::refs
+// One span's encoded bytes (opaque to the exporter core): an index of its events, then the
+// events themselves, so that the reading of a 207 answer can name the span of each event and a
+// retry can carry only the events that failed:
+//   <32-hex envelope id><decimal length>; ... \n <event>,<event>,...
+struct EventRef {
+  std::string_view id;
+  std::string_view json;
 };
+std::vector<EventRef> events_of(std::string_view item) {
+  std::vector<EventRef> out;
+  const std::size_t nl = item.find('\n');
+  if (nl == std::string_view::npos) return out;
+  std::string_view index = item.substr(0, nl);
+  std::size_t at = nl + 1;
+  while (index.size() > 32) {
+    const std::string_view id = index.substr(0, 32);
+    const std::size_t semi = index.find(';', 32);
+    if (semi == std::string_view::npos) break;
+    std::size_t len = 0;
+    for (char c : index.substr(32, semi - 32)) len = len * 10 + static_cast<std::size_t>(c - '0');
+    out.push_back({id, item.substr(at, len)});
+    at += len + 1;  // and the comma
+    index.remove_prefix(semi + 1);
+  }
+  return out;
+}
+void append_item(std::string& out, const std::vector<EventRef>& evs) {
+  for (const auto& e : evs) {
+    out += e.id;
+    out += std::to_string(e.json.size());
+    out += ';';
+  }
+  out += '\n';
+  for (std::size_t i = 0; i < evs.size(); ++i) {
+    if (i > 0) out += ',';
+    out += evs[i].json;
+  }
+}
 
-struct Batch {
-  std::vector<Event> events;
-  std::vector<SpanRef> refs;
-  std::size_t bytes = 0;
-  bool empty() const noexcept { return refs.empty(); }
-};
-
-struct Flight {
-  Batch batch;
-  std::vector<std::uint32_t> pending;     // event indexes still to be sent
-  std::vector<std::uint32_t> events_left;  // per span
-  std::vector<std::uint8_t> dead;          // per span
-  std::uint32_t retries = 0;
-  Clock::time_point first_attempt{};
-};
-
-class LegacyExporter final : public Exporter {
+// The Langfuse batch ingestion part of an exporter: events per span, {"batch":[...]} framing,
+// and the reading of the 207 answer's per-event errors.
+class LegacyCodec final : public http::HttpCodec {
  public:
-  LegacyExporter(LegacyOptions o, http::Url url, std::unique_ptr<http::Transport> t)
-      : options_(std::move(o)), url_(std::move(url)), transport_(std::move(t)), rng_(std::random_device{}()) {
-    if (options_.max_in_flight == 0) options_.max_in_flight = 1;
-    if (options_.batch_spans == 0) options_.batch_spans = 1;
-    options_.batch_bytes = std::clamp<std::size_t>(options_.batch_bytes, 1024, kMaxBatchBytes);
-    endpoint_ = (url_.tls ? "https://" : "http://") + url_.host_header() + url_.target;
-  }
-  ~LegacyExporter() override {
-    bool stopped;
-    {
-      std::lock_guard lock(mu_);
-      stopped = stopped_;
-    }
-    if (!stopped) stop(milliseconds(0));
-  }
+  explicit LegacyCodec(EventOptions options) : options_(std::move(options)) {}
 
-  std::string_view instance() const noexcept override { return options_.instance; }
-  bool fatal() const noexcept override {
-    std::lock_guard lock(mu_);
-    return fatal_;
+  void encode_span(const Span& span, std::string& out) override {
+    const auto evs = legacy_events(span, options_, export_time_now());
+    std::vector<EventRef> refs;
+    for (const auto& e : evs) refs.push_back({id_of(e), e});
+    append_item(out, refs);
   }
-  std::string fatal_reason() const override {
-    std::lock_guard lock(mu_);
-    return fatal_reason_;
-  }
-  ExporterStats stats() const override {
-    std::lock_guard lock(mu_);
-    return stats_;
-  }
-
-  bool send(std::vector<Span>&& spans) override {
-    if (fatal()) {
-      std::vector<Ack> acks(1);
-      acks[0].outcome = Ack::Outcome::kFailed;
-      for (const auto& s : spans) acks[0].spans.push_back({s.span_key(), s.bundle_seq});
-      acks[0].reason = fatal_reason();
-      deliver(acks);
-      return false;
-    }
-    const auto forever = Clock::time_point::max();
-    const std::string now = export_time_now();
-    for (const auto& s : spans) {
-      auto evs = legacy_events(s, EventOptions{options_.environment, options_.tags, options_.typed_observations}, now);
-      std::size_t bytes = 0;
-      for (const auto& e : evs) bytes += e.size() + 1;
-      if (!cur_.empty() && cur_.bytes + bytes + kFrameBytes > options_.batch_bytes) {
-        dispatch(std::move(cur_), forever);
-        cur_ = Batch{};
-      }
-      const auto idx = static_cast<std::uint32_t>(cur_.refs.size());
-      for (auto& e : evs) cur_.events.push_back({std::move(e), idx});
-      cur_.bytes += bytes;
-      cur_.refs.push_back({s.span_key(), s.bundle_seq});
-      if (cur_.refs.size() >= options_.batch_spans) {
-        dispatch(std::move(cur_), forever);
-        cur_ = Batch{};
-      }
-    }
-    return !fatal();
-  }
-
-  void flush() override {
-    if (cur_.empty() || fatal()) return;
-    dispatch(std::move(cur_), Clock::time_point::max());
-    cur_ = Batch{};
-  }
-
-  bool stop(milliseconds drain_timeout) noexcept override {
-    try {
-      {
-        std::lock_guard lock(mu_);
-        if (stopped_) return true;
-      }
-      const auto deadline = Clock::now() + drain_timeout;
-      if (!cur_.empty()) {
-        dispatch(std::move(cur_), deadline);
-        cur_ = Batch{};
-      }
-      std::vector<Ack> acks;
-      bool ok;
-      {
-        std::unique_lock lock(mu_);
-        ok = cv_.wait_until(lock, deadline, [&] { return flights_.empty(); });
-        aborted_ = true;
-        stopped_ = true;
-        for (auto& [fid, f] : flights_) fail_all_locked(*f, acks, "not acknowledged before the drain timeout");
-        flights_.clear();
-        cv_.notify_all();
-      }
-      deliver(acks);
-      transport_->shutdown();
-      return ok;
-    } catch (...) {
-      return false;
-    }
-  }
-
- private:
-  void deliver(std::vector<Ack>& acks) {
-    for (auto& a : acks)
-      if (ack_ && !a.spans.empty()) ack_(std::move(a));
-    acks.clear();
-  }
-
-  void set_fatal_locked(std::string reason) {
-    if (fatal_) return;
-    fatal_ = true;
-    fatal_reason_ = std::move(reason);
-    spdlog::error("langfuse-legacy[{}]: {}", options_.instance, fatal_reason_);
-    cv_.notify_all();
-  }
-
-  // Every span of f still without an outcome → kFailed.
-  void fail_all_locked(Flight& f, std::vector<Ack>& acks, const std::string& reason) {
-    Ack a;
-    a.outcome = Ack::Outcome::kFailed;
-    a.reason = reason;
-    for (std::size_t i = 0; i < f.batch.refs.size(); ++i)
-      if (f.events_left[i] > 0) {
-        a.spans.push_back(f.batch.refs[i]);
-        f.events_left[i] = 0;
-      }
-    f.pending.clear();
-    acks.push_back(std::move(a));
-  }
-
-  bool dispatch(Batch&& batch, Clock::time_point deadline) {
-    if (batch.empty()) return true;
-    const auto t0 = Clock::now();
-    std::unique_lock lock(mu_);
-    const bool got = cv_.wait_until(lock, deadline, [&] {
-      return fatal_ || aborted_ || flights_.size() < options_.max_in_flight;
-    });
-    stats_.time_blocked_ms +=
-        static_cast<std::uint64_t>(std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count());
-    if (!got || fatal_ || aborted_) {
-      std::vector<Ack> acks(1);
-      acks[0].outcome = Ack::Outcome::kFailed;
-      acks[0].spans = std::move(batch.refs);
-      acks[0].reason = fatal_ ? fatal_reason_ : "stopped before sending";
-      lock.unlock();
-      deliver(acks);
-      return false;
-    }
-    const std::uint64_t id = next_id_++;
-    auto f = std::make_shared<Flight>();
-    f->batch = std::move(batch);
-    f->events_left.assign(f->batch.refs.size(), 0);
-    f->dead.assign(f->batch.refs.size(), 0);
-    for (std::uint32_t i = 0; i < f->batch.events.size(); ++i) {
-      f->pending.push_back(i);
-      ++f->events_left[f->batch.events[i].span];
-    }
-    flights_.emplace(id, f);
-    stats_.max_in_flight_seen = std::max<std::uint64_t>(stats_.max_in_flight_seen, flights_.size());
-    lock.unlock();
-    // As in the OTLP exporter: a request whose in-flight record cannot be written never leaves.
-    if (before_send_) {
-      try {
-        if (!before_send_(f->batch.refs)) {
-          // Refused (fenced): this request must not leave, but the exporter carries on.
-          std::vector<Ack> refused;
-          {
-            std::lock_guard relock(mu_);
-            auto it = flights_.find(id);
-            if (it != flights_.end()) {
-              fail_all_locked(*it->second, refused, "not sent: the work unit changed hands");
-              flights_.erase(it);
-            }
-            cv_.notify_all();
-          }
-          deliver(refused);
-          return true;
-        }
-      } catch (const std::exception& e) {
-        std::vector<Ack> failed;
-        {
-          std::lock_guard relock(mu_);
-          set_fatal_locked(std::string("cannot record the request before sending: ") + e.what());
-          auto it = flights_.find(id);
-          if (it != flights_.end()) {
-            fail_all_locked(*it->second, failed, fatal_reason_);
-            flights_.erase(it);
-          }
-          cv_.notify_all();
-        }
-        deliver(failed);
-        return false;
-      }
-    }
-    transport_->schedule(milliseconds(0), [this, id](bool cancelled) {
-      if (!cancelled) start(id);
-    });
-    return true;
-  }
-
-  static std::string body_of(const Flight& f, const std::vector<std::uint32_t>& events) {
+  std::string request_body(const std::vector<std::string_view>& spans) const override {
     std::string body = "{\"batch\":[";
     bool first = true;
-    for (auto i : events) {
+    for (auto item : spans) {
+      const std::size_t nl = item.find('\n');
+      if (nl == std::string_view::npos || nl + 1 == item.size()) continue;
       if (!first) body += ',';
       first = false;
-      body += f.batch.events[i].json;
+      body += item.substr(nl + 1);
     }
     body += "]}";
     return body;
   }
+  std::string_view content_type() const override { return kContentType; }
 
-  void start(std::uint64_t id) {
-    std::shared_ptr<const std::string> body;
-    {
-      std::lock_guard lock(mu_);
-      auto it = flights_.find(id);
-      if (it == flights_.end() || aborted_) return;
-      Flight& f = *it->second;
-      if (f.first_attempt == Clock::time_point{}) f.first_attempt = Clock::now();
-      body = std::make_shared<const std::string>(body_of(f, f.pending));
-      ++stats_.requests;
-      stats_.bytes_raw += body->size();
-      stats_.bytes_wire += body->size();
+  // 207 {"successes":[{id,status}],"errors":[{id,status,message,error}]}. A per-event 429/5xx is
+  // Langfuse saying "this event, later" (the request itself succeeded): only those events are
+  // sent again. A per-event 4xx refuses the span for good. An event named nowhere is accepted.
+  http::SuccessReading read_success(const http::Response& r, const std::vector<std::string_view>& spans) const override {
+    http::SuccessReading rd;
+    std::unordered_map<std::string, std::pair<int, std::string>> errors;
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    simdjson::dom::array arr;
+    if (parser.parse(r.body).get(doc) || doc["errors"].get_array().get(arr)) return rd;
+    for (auto e : arr) {
+      std::string_view eid;
+      std::int64_t est = 500;
+      if (e["id"].get_string().get(eid)) continue;
+      if (e["status"].get_int64().get(est)) est = 500;
+      std::string msg;
+      std::string_view m;
+      if (!e["message"].get_string().get(m)) msg = std::string(m);
+      if (!e["error"].get_string().get(m)) msg += (msg.empty() ? "" : ": ") + std::string(m);
+      errors[std::string(eid)] = {static_cast<int>(est), msg};
     }
-    http::Request req;
-    req.url = url_;
-    req.headers.emplace_back("Content-Type", std::string(kContentType));
-    for (const auto& h : options_.headers) req.headers.push_back(h);
-    req.body = std::move(body);
-    transport_->post(std::move(req), [this, id](http::Response&& r) { on_response(id, std::move(r)); });
+    if (errors.empty()) return rd;
+    for (std::uint32_t pos = 0; pos < spans.size(); ++pos) {
+      std::vector<EventRef> again;
+      bool dead = false;
+      for (const auto& ev : events_of(spans[pos])) {
+        auto it = errors.find(std::string(ev.id));
+        if (it == errors.end()) continue;
+        const std::string what = "event status " + std::to_string(it->second.first) + ": " + it->second.second;
+        if (it->second.first >= 500 || it->second.first == 429) {
+          again.push_back(ev);
+          rd.retry_reason = what;
+        } else {
+          dead = true;
+          if (rd.rejected_reason.empty()) {
+            rd.rejected_reason = what;
+            rd.rejected_status = it->second.first;
+          }
+        }
+      }
+      if (dead) {
+        rd.rejected.push_back(pos);
+      } else if (!again.empty()) {
+        rd.retry.push_back(pos);
+        std::string bytes;
+        append_item(bytes, again);
+        rd.retry_bytes.push_back(std::move(bytes));
+      }
+    }
+    return rd;
   }
 
-  void on_response(std::uint64_t id, http::Response&& r) {
-    std::vector<Ack> acks;
-    milliseconds retry_delay{-1};
-    {
-      std::lock_guard lock(mu_);
-      auto it = flights_.find(id);
-      if (it == flights_.end()) return;
-      std::shared_ptr<Flight> fp = it->second;
-      Flight& f = *fp;
-      Ack ok;
-      ok.outcome = Ack::Outcome::kDelivered;
-      ok.http_status = r.status;
-      std::vector<std::uint32_t> dead_spans;
-      std::string dead_reason;
-      int dead_status = 0;
-      auto resolve = [&](std::uint32_t ev, bool is_dead) {
-        const std::uint32_t sp = f.batch.events[ev].span;
-        if (is_dead) f.dead[sp] = 1;
-        if (f.events_left[sp] == 0 || --f.events_left[sp] > 0) return;
-        if (f.dead[sp]) {
-          dead_spans.push_back(sp);
-        } else {
-          ok.spans.push_back(f.batch.refs[sp]);
-        }
-      };
-      auto note_error = [&](const std::string& what) {
-        stats_.last_error = what;
-        spdlog::debug("langfuse-legacy[{}]: request failed: {}", options_.instance, what);
-      };
-      auto all_dead = [&](std::string reason) {
-        note_error(reason);
-        dead_reason = std::move(reason);
-        dead_status = r.status;
-        for (auto ev : f.pending) resolve(ev, true);
-        f.pending.clear();
-      };
-      auto fatal_now = [&](std::string reason) {
-        note_error(reason);
-        set_fatal_locked(reason);
-        fail_all_locked(f, acks, reason);
-      };
-      auto retry_or_fatal = [&](std::string cause, std::string detail) {
-        note_error(detail);
-        if (aborted_) return fail_all_locked(f, acks, "stopped");
-        if (fatal_) return fail_all_locked(f, acks, fatal_reason_);
-        milliseconds delay = options_.retry.backoff(f.retries, rng_);
-        if (!r.retry_after.empty())
-          if (auto ra = http::parse_retry_after(r.retry_after)) delay = *ra;
-        const auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - f.first_attempt);
-        const auto& pol = options_.retry;
-        if ((pol.max_attempts > 0 && f.retries + 1 >= pol.max_attempts) ||
-            (pol.max_elapsed.count() > 0 && elapsed + delay > pol.max_elapsed)) {
-          return fatal_now("retries exhausted after " + std::to_string(elapsed.count()) + " ms (" +
-                           std::to_string(f.retries + 1) + " attempts), last: " + detail);
-        }
-        ++f.retries;
-        ++stats_.retries[cause];
-        retry_delay = delay;
-      };
-      auto excerpt = [&] {
-        return "HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + r.body.substr(0, kExcerptBytes));
-      };
-
-      if (r.error != http::TransportError::kNone) {
-        const std::string detail =
-            std::string(http::to_string(r.error)) + " (" + r.error_message + ") to " + endpoint_;
-        switch (r.error) {
-          case http::TransportError::kCancelled: fail_all_locked(f, acks, "cancelled"); break;
-          case http::TransportError::kTls: fatal_now("TLS failure: " + detail); break;
-          default: retry_or_fatal(std::string(http::to_string(r.error)), detail); break;
-        }
-      } else {
-        ++stats_.status_counts[r.status];
-        const int st = r.status;
-        if (st >= 200 && st < 300) {
-          ++stats_.requests_ok;
-          // 207 {"successes":[{id,status}],"errors":[{id,status,message,error}]}
-          std::unordered_map<std::string, std::pair<int, std::string>> errors;
-          simdjson::dom::parser parser;
-          simdjson::dom::element doc;
-          if (!parser.parse(r.body).get(doc)) {
-            simdjson::dom::array arr;
-            if (!doc["errors"].get_array().get(arr)) {
-              for (auto e : arr) {
-                std::string_view eid;
-                std::int64_t est = 500;
-                if (e["id"].get_string().get(eid)) continue;
-                if (e["status"].get_int64().get(est)) est = 500;
-                std::string msg;
-                std::string_view m;
-                if (!e["message"].get_string().get(m)) msg = std::string(m);
-                if (!e["error"].get_string().get(m)) msg += (msg.empty() ? "" : ": ") + std::string(m);
-                errors[std::string(eid)] = {static_cast<int>(est), msg};
-              }
-            }
-          }
-          std::vector<std::uint32_t> again;
-          std::string last_5xx;
-          for (auto ev : f.pending) {
-            auto e = errors.find(std::string(id_of(f.batch.events[ev].json)));
-            if (e == errors.end()) {
-              resolve(ev, false);
-            } else if (e->second.first >= 500 || e->second.first == 429) {
-              again.push_back(ev);
-              last_5xx = "event status " + std::to_string(e->second.first) + ": " + e->second.second;
-            } else {
-              if (dead_reason.empty()) {
-                dead_reason = "event status " + std::to_string(e->second.first) + ": " + e->second.second;
-                note_error(dead_reason);
-                dead_status = e->second.first;
-              }
-              resolve(ev, true);
-            }
-          }
-          f.pending = std::move(again);
-          if (!f.pending.empty()) {
-            retry_or_fatal("event_5xx", last_5xx);
-          }
-        } else if (st == 401 || st == 403 || st == 404) {
-          fatal_now(excerpt() + " from " + endpoint_);
-        } else if (http::is_retryable_status(st) || st == 500) {
-          retry_or_fatal(std::to_string(st), excerpt());
-        } else {
-          all_dead(excerpt());
-        }
-      }
-      stats_.spans_delivered += ok.spans.size();
-      if (!ok.spans.empty()) acks.push_back(std::move(ok));
-      if (!dead_spans.empty()) {
-        Ack d;
-        d.outcome = Ack::Outcome::kDead;
-        d.http_status = dead_status;
-        d.reason = dead_reason;
-        d.endpoint = endpoint_;
-        d.content_type = std::string(kContentType);
-        std::vector<std::uint32_t> evs;
-        for (std::uint32_t i = 0; i < f.batch.events.size(); ++i)
-          if (std::find(dead_spans.begin(), dead_spans.end(), f.batch.events[i].span) != dead_spans.end())
-            evs.push_back(i);
-        d.body = body_of(f, evs);
-        for (auto sp : dead_spans) d.spans.push_back(f.batch.refs[sp]);
-        stats_.spans_dead += dead_spans.size();
-        acks.push_back(std::move(d));
-      }
-      if (retry_delay.count() < 0) {
-        if (!f.pending.empty()) fail_all_locked(f, acks, aborted_ ? "stopped" : fatal_reason_);
-        flights_.erase(id);
-        cv_.notify_all();
-      }
-    }
-    deliver(acks);
-    if (retry_delay.count() >= 0) {
-      transport_->schedule(retry_delay, [this, id](bool cancelled) {
-        if (!cancelled) return start(id);
-        http::Response c;
-        c.error = http::TransportError::kCancelled;
-        on_response(id, std::move(c));
-      });
-    }
-  }
-
-  LegacyOptions options_;
-  http::Url url_;
-  std::string endpoint_;
-  std::unique_ptr<http::Transport> transport_;
-  Batch cur_;
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::uint64_t, std::shared_ptr<Flight>> flights_;
-  std::uint64_t next_id_ = 1;
-  bool fatal_ = false;
-  bool aborted_ = false;
-  bool stopped_ = false;
-  std::string fatal_reason_;
-  ExporterStats stats_;
-  std::mt19937_64 rng_;
+ private:
+  EventOptions options_;
 };
+
+http::BatchingOptions batching_options(const LegacyOptions& o) {
+  http::BatchingOptions b;
+  b.instance = o.instance;
+  b.kind = "langfuse-legacy";
+  b.headers = o.headers;
+  b.max_in_flight = o.max_in_flight;
+  b.batch_spans = o.batch_spans;
+  // The encoded index (~36 bytes per event) counts too: requests stay under the 3.5 MB cap.
+  b.batch_bytes = std::clamp<std::size_t>(o.batch_bytes, 1024, kMaxBatchBytes) - kFrameBytes;
+  b.retry = o.retry;
+  return b;
+}
 
 }  // namespace
 
 std::unique_ptr<Exporter> make_langfuse_legacy_exporter(LegacyOptions options,
                                                         std::unique_ptr<http::Transport> transport,
                                                         std::string* error) {
-  auto url = http::parse_url(options.endpoint);
-  if (!url) {
-    if (error) *error = "langfuse-legacy: invalid URL: " + options.endpoint;
+  if (auto e = http::check_http_settings(options.endpoint, options.headers); !e.empty()) {
+    if (error) *error = "langfuse-legacy: " + e;
     return nullptr;
   }
-  return std::make_unique<LegacyExporter>(std::move(options), std::move(*url), std::move(transport));
+  auto url = http::parse_url(options.endpoint);
+  if (!url) {
+    if (error) *error = "langfuse-legacy: invalid URL: " + http::mask_url(options.endpoint);
+    return nullptr;
+  }
+  auto codec =
+      std::make_unique<LegacyCodec>(EventOptions{options.environment, options.tags, options.typed_observations});
+  return std::make_unique<http::BatchingHttpExporter>(batching_options(options), std::move(*url), std::move(transport),
+                                                      std::move(codec));
 }
 
 std::unique_ptr<Exporter> make_langfuse_legacy_exporter(LegacyOptions options, std::string* error) {
   if (!http::parse_url(options.endpoint)) {
-    if (error) *error = "langfuse-legacy: invalid URL: " + options.endpoint;
+    if (error) *error = "langfuse-legacy: invalid URL: " + http::mask_url(options.endpoint);
     return nullptr;
   }
-  http::ClientOptions co;
-  co.connect_timeout = options.connect_timeout;
-  co.request_timeout = options.timeout;
-  co.max_idle_per_endpoint = options.max_in_flight;
-  co.ca_file = options.ca_file;
-  co.insecure = options.insecure;
-  co.client_cert = options.client_cert;
-  co.client_key = options.client_key;
-  co.user_agent = "chsync/" + std::string(otlp::chsync_version());
-  std::unique_ptr<http::Transport> t;
-  try {
-    t = http::make_http_client(std::move(co));
-  } catch (const std::exception& e) {
-    if (error) *error = std::string("langfuse-legacy: ") + e.what();
-    return nullptr;
-  }
+  auto t = http::make_exporter_client(options, "langfuse-legacy", otlp::chsync_version(), error);
+  if (!t) return nullptr;
   return make_langfuse_legacy_exporter(std::move(options), std::move(t), error);
 }
 

@@ -16,14 +16,13 @@
 // * Batching: a request holds at most batch_spans spans and batch_bytes (default and cap 3.5 MB)
 //   of serialized events; all events of one span go in the same request; a span over the cap
 //   goes alone.
-// * Outcomes, one Ack per span: 2xx → per-event results from the 207 body: 201 → done; per-event
-//   5xx → only those events are re-sent (same envelope ids) after a backoff; per-event 4xx → the
-//   span is kDead (dead letter holds its events as a replayable batch). A span is acknowledged
-//   when all its events have a result (kDead wins over kDelivered). Whole-request 429/502/503/504
-//   and transport errors → the pending events are retried with the RetryPolicy (Retry-After
-//   honoured, bounded by max_elapsed); 401/403/404, TLS failure or retries exhausted → fatal
-//   (kFailed for everything unacknowledged); other statuses → kDead for the pending events.
-// * Slots: at most max_in_flight requests; send() blocks while all are taken (time_blocked_ms).
+// * The exporter is an http::BatchingHttpExporter (backends/http/batching_exporter.h): batching,
+//   slots, one retry decision (whole-request 429/502/503/504 and connection failures; a 500 is
+//   not retried, as in OTLP), 413 halving, stop. This file is only the codec:
+// * Outcomes of a 2xx (207) answer, per span: every event accepted → kDelivered; an event with
+//   a per-event 429/5xx → only those events are sent again (same envelope ids) after a backoff;
+//   an event with a per-event 4xx → the span is kDead (its dead letter holds all its events as a
+//   replayable batch) and counted as rejected.
 #pragma once
 
 #include <chrono>

@@ -1,43 +1,30 @@
 // OtlpExporter: chsync::Exporter over OTLP/HTTP protobuf (protocols §B, design "HTTP behaviour").
 //
-// Contract (in addition to backends/exporter.h):
-// * Batching: a request is cut at batch_spans spans or batch_bytes of encoded spans (before
-//   compression); a span larger than batch_bytes goes alone. Each span is encoded once.
-// * Slots: at most max_in_flight batches are in flight; send() blocks (time_blocked_ms) while all
-//   slots are taken and a full batch is ready. Memory: at most max_in_flight + 1 batches.
-// * before_send_ runs on the thread that calls send()/stop(), once per batch, before its first
-//   request; retries and 413 halves of that batch do not call it again.
-// * Outcomes (one Ack per span, from any thread): 2xx → kDelivered (partialSuccess is logged and
-//   counted, not retried); 429/502/503/504, refused/reset/timeout → retried with full-jitter
-//   backoff, Retry-After honoured fully (not capped at retry.max_backoff) but never beyond
-//   retry.max_elapsed from the first attempt; 413 → halves (a single span → kDead);
-//   other 4xx/5xx → kDead with status + response excerpt + the uncompressed body;
-//   401/403/404, TLS verification failure, or retries exhausted → fatal: send() returns false and
-//   every span not yet acknowledged comes back kFailed.
-// * rate > 0 limits requests/s (or spans/s with rate_is_spans) with a token bucket (burst of one
-//   request) on the send() thread; retries are not rate-limited.
+// Contract: an http::BatchingHttpExporter (backends/http/batching_exporter.h: batching, slots,
+// retries, 413 halving, stop) with the OTLP codec:
+// * Bodies: ExportTraceServiceRequest (protobuf, or OTLP/JSON with Encoding::kJson), one resource
+//   and one scope per request; gzip (libdeflate) unless Compression::kNone.
+// * A 2xx with partialSuccess.rejected_spans > 0 (or an error message): the backend does not say
+//   which spans it refused, so none of the request's spans can be called delivered: all of them
+//   come back kDead (the dead letter holds the request for inspection, the reason quotes the
+//   backend and its number), and stats.spans_rejected counts them all.
+// * Error answers: the google.rpc.Status message of a protobuf body, else a body excerpt.
 // * For Profile::kLangfuse the header x-langfuse-ingestion-version: 4 is added unless given.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/exporter.h"
+#include "backends/http/batching_exporter.h"
 #include "backends/http/http_client.h"
 #include "backends/http/retry_policy.h"
 #include "backends/otlp/otlp_proto.h"
 
 namespace chsync::otlp {
-
-class JsonSpanEncoder;
 
 std::string_view chsync_version() noexcept;
 
@@ -75,65 +62,10 @@ struct OtlpOptions {
   std::size_t io_threads = 1;
 };
 
-class OtlpExporter final : public Exporter {
+class OtlpExporter final : public http::BatchingHttpExporter {
  public:
   // transport: the network seam (make_http_client in production, a fake in tests).
   OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<http::Transport> transport);
-  ~OtlpExporter() override;
-  OtlpExporter(const OtlpExporter&) = delete;
-  OtlpExporter& operator=(const OtlpExporter&) = delete;
-
-  std::string_view instance() const noexcept override { return options_.instance; }
-  bool send(std::vector<Span>&& spans) override;
-  bool stop(std::chrono::milliseconds drain_timeout) noexcept override;
-  void flush() override;
-  bool fatal() const noexcept override;
-  std::string fatal_reason() const override;
-  ExporterStats stats() const override;
-
-  const std::string& resource_bytes() const noexcept { return resource_; }
-
- private:
-  struct Part;
-  struct Flight;
-  struct Batch {
-    std::string blob;               // concatenated ScopeSpans.spans slices
-    std::vector<std::size_t> ends;  // end offset of each span's slice in blob
-    std::vector<SpanRef> refs;
-    bool empty() const noexcept { return refs.empty(); }
-  };
-
-  bool dispatch(Batch&& batch, std::chrono::steady_clock::time_point deadline);
-  void start_part(std::uint64_t flight_id);
-  void on_response(std::uint64_t flight_id, http::Response&& resp);
-  void fail_all_locked(std::shared_ptr<Flight>& f, std::vector<Ack>& acks, const std::string& reason);
-  void set_fatal_locked(std::string reason);
-  std::string body_of(const Flight& f, std::size_t first, std::size_t last) const;
-  void deliver(std::vector<Ack>& acks);
-
-  OtlpOptions options_;
-  http::Url url_;
-  std::string endpoint_;
-  std::string resource_, scope_;
-  std::unique_ptr<http::Transport> transport_;
-  SpanEncoder encoder_;
-  std::unique_ptr<JsonSpanEncoder> json_encoder_;  // Encoding::kJson only
-  bool json_ = false;
-  std::string content_type_;
-  std::string one_;  // scratch: one encoded span
-  Batch cur_;
-  std::chrono::steady_clock::time_point next_send_{};  // rate limiter (send thread only)
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::uint64_t, std::shared_ptr<Flight>> flights_;
-  std::uint64_t next_flight_id_ = 1;
-  bool fatal_ = false;
-  bool aborted_ = false;
-  bool stopped_ = false;
-  std::string fatal_reason_;
-  ExporterStats stats_;
-  std::mt19937_64 rng_;
 };
 
 // Builds an OtlpExporter with the Beast client. Returns nullptr and sets *error on a configuration

@@ -118,7 +118,10 @@ void DeliveryLedger::on_ack(Ack&& ack) noexcept {
     }
     if (delivered) counts_.delivered += sent;
     else if (dead) counts_.dead += sent;
-    else counts_.failed += sent;
+    else if (sent > 0) {
+      counts_.failed += sent;
+      if (!ack.reason.empty()) counts_.last_failure = ack.reason;
+    }
     if (!w_.state || w_.dry_run) return;
     for (auto& [req, ks] : by_request) record_outcome_locked(ack, req, ks, delivered, dead);
   } catch (const std::exception& e) {

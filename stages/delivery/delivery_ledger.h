@@ -63,6 +63,7 @@ struct BundleOutcomes {
 struct DeliveryCounts {
   std::uint64_t delivered = 0, dead = 0, failed = 0, repeated = 0;
   std::uint64_t fenced = 0;  // lease mode: refused by the fence, never sent (not failed)
+  std::string last_failure;  // reason of the last kFailed ack ("" when none)
 };
 
 class DeliveryLedger {

@@ -51,7 +51,7 @@ std::string read_holder(int fd) {
 }  // namespace
 
 RunLock::RunLock(std::string lock_path) : path_(std::move(lock_path)) {
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) {
     throw StateError(StateError::Code::kIo,
                      fmt::format("cannot open state lock {}: {}", path_, std::strerror(errno)));

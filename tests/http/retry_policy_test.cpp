@@ -37,6 +37,27 @@ TEST(RetryPolicyTest, RetryableStatuses) {
   for (int s : {200, 400, 401, 403, 404, 413, 422, 500, 501}) EXPECT_FALSE(is_retryable_status(s)) << s;
 }
 
+// Issue 20 item 5: no overflow, saturation instead; a wait past the budget ends the retries.
+TEST(RetryPolicyTest, RetryAfterSaturatesAndEndsRetriesBeyondTheBudget) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(parse_retry_after("9223372036854776"), milliseconds::max());
+  EXPECT_EQ(parse_retry_after("99999999999999999999999999"), milliseconds::max());
+  EXPECT_EQ(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"), milliseconds::max());
+  RetryPolicy p;
+  p.max_elapsed = milliseconds(60000);
+  std::mt19937_64 rng(1);
+  EXPECT_FALSE(p.next_delay(0, milliseconds(0), milliseconds::max(), rng));
+  EXPECT_FALSE(p.next_delay(0, milliseconds(59000), milliseconds(2000), rng));
+  EXPECT_EQ(p.next_delay(0, milliseconds(1000), milliseconds(2000), rng), milliseconds(2000));
+  EXPECT_FALSE(p.next_delay(0, milliseconds::max(), std::nullopt, rng));
+  p.max_attempts = 2;
+  EXPECT_TRUE(p.next_delay(0, milliseconds(0), std::nullopt, rng));
+  EXPECT_FALSE(p.next_delay(1, milliseconds(0), std::nullopt, rng));
+  p.max_attempts = 0;
+  p.max_elapsed = milliseconds(0);  // retry forever: the server's wait is honoured as it is
+  EXPECT_EQ(p.next_delay(5, milliseconds(0), milliseconds::max(), rng), RetryPolicy::kMaxWait);
+}
+
 TEST(RetryPolicyTest, RetryAfterSecondsAndDates) {
   using namespace std::chrono;
   EXPECT_EQ(parse_retry_after("120"), milliseconds(120000));

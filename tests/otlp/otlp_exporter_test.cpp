@@ -355,7 +355,10 @@ TEST(OtlpExporterTest, RetriesExhaustedWithinMaxElapsedIsFatal) {
   EXPECT_GT(fx.exp->stats().retries["refused"], 0u);
 }
 
-TEST(OtlpExporterTest, PartialSuccessIsDeliveredAndCounted) {
+// Issue 20 item 3: a partialSuccess with rejected spans is not "delivered": the backend does not
+// say which spans it refused, so every span of the request is kDead (dead letter for inspection)
+// with the backend's message and number, and the stats count every span recorded as rejected.
+TEST(OtlpExporterTest, PartialSuccessRejectionsAreRejectedNotDelivered) {
   Fixture fx(fast_options(), [](const http::Request&, int) {
     otlp::v1::ExportTraceServiceResponse resp;
     resp.mutable_partial_success()->set_rejected_spans(2);
@@ -364,9 +367,84 @@ TEST(OtlpExporterTest, PartialSuccessIsDeliveredAndCounted) {
   });
   fx.exp->send(make_spans(4));
   fx.exp->stop(5s);
-  EXPECT_EQ(fx.log->count(Ack::Outcome::kDelivered), 4u);
-  EXPECT_EQ(fx.exp->stats().spans_partial_rejected, 2u);
+  EXPECT_EQ(fx.log->count(Ack::Outcome::kDelivered), 0u);
+  EXPECT_EQ(fx.log->count(Ack::Outcome::kDead), 4u);
+  EXPECT_EQ(fx.exp->stats().spans_rejected, 4u);
+  EXPECT_EQ(fx.exp->stats().spans_delivered, 0u);
   EXPECT_EQ(fx.exp->stats().requests, 1u);
+  std::lock_guard lock(fx.log->mu);
+  const Ack* dead = nullptr;
+  for (const auto& a : fx.log->acks)
+    if (a.outcome == Ack::Outcome::kDead) dead = &a;
+  ASSERT_NE(dead, nullptr);
+  EXPECT_NE(dead->reason.find("2 spans rejected: old"), std::string::npos) << dead->reason;
+  EXPECT_FALSE(dead->body.empty());
+}
+
+TEST(OtlpExporterTest, PartialSuccessWithZeroRejectedIsDelivered) {
+  Fixture fx(fast_options(), [](const http::Request&, int) {
+    otlp::v1::ExportTraceServiceResponse resp;
+    resp.mutable_partial_success()->set_error_message("just a warning");
+    return status(200, resp.SerializeAsString(), "application/x-protobuf");
+  });
+  fx.exp->send(make_spans(4));
+  fx.exp->stop(5s);
+  EXPECT_EQ(fx.log->count(Ack::Outcome::kDelivered), 4u);
+  EXPECT_EQ(fx.exp->stats().spans_rejected, 0u);
+}
+
+// Issue 20 item 5: Retry-After: 9223372036854776 overflowed secs * 1000 and the elapsed check
+// never fired (245,635 requests in 30 s). A Retry-After beyond the retry budget ends the retries
+// at once: fatal, one request, the spans kFailed.
+TEST(OtlpExporterTest, HugeRetryAfterEndsRetriesAtOnce) {
+  for (const char* ra : {"9223372036854776", "99999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"}) {
+    auto o = fast_options();
+    o.retry.max_elapsed = 60s;
+    Fixture fx(o, [ra](const http::Request&, int) { return status(429, "", "", ra); });
+    const auto t0 = std::chrono::steady_clock::now();
+    fx.exp->send(make_spans(3));
+    fx.exp->flush();
+    while (!fx.exp->fatal() && std::chrono::steady_clock::now() - t0 < 3s) std::this_thread::sleep_for(2ms);
+    EXPECT_TRUE(fx.exp->fatal()) << ra;
+    fx.exp->stop(1s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << ra;
+    EXPECT_EQ(fx.fake->posts(), 1) << ra;
+    EXPECT_EQ(fx.log->count(Ack::Outcome::kFailed), 3u) << ra;
+    EXPECT_NE(fx.exp->fatal_reason().find("Retry-After"), std::string::npos) << fx.exp->fatal_reason();
+  }
+}
+
+// Issue 20 item 2: a stop signal ends retry waits at once (the backend asked for 60 s).
+TEST(OtlpExporterTest, InterruptEndsRetryWaitsAtOnce) {
+  auto o = fast_options();
+  o.retry.max_elapsed = 0ms;  // retry forever
+  o.max_in_flight = 1;
+  o.batch_spans = 5;
+  Fixture fx(o, [](const http::Request&, int) { return status(503, "", "", "60"); });
+  std::thread sender([&] { fx.exp->send(make_spans(20)); });  // blocks: one slot, retrying
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  fx.exp->interrupt();
+  sender.join();  // send() gave up its wait for a slot
+  EXPECT_TRUE(fx.exp->stop(5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  EXPECT_EQ(fx.log->count(Ack::Outcome::kFailed), 20u);
+  EXPECT_EQ(fx.log->duplicates, 0);
+  EXPECT_EQ(fx.fake->posts(), 1);
+}
+
+// Issue 20 item 6: backend text in messages is escaped and bounded (no forged terminal lines).
+TEST(OtlpExporterTest, BackendBodiesAreEscapedInReasons) {
+  Fixture fx(fast_options(), [](const http::Request&, int) {
+    return status(401, "denied\nchsync: 0 spans sent, all good\x1b[2K" + std::string(5000, 'x'), "text/plain");
+  });
+  fx.exp->send(make_spans(2));
+  fx.exp->stop(1s);
+  const std::string why = fx.exp->fatal_reason();
+  EXPECT_EQ(why.find('\n'), std::string::npos) << why;
+  EXPECT_EQ(why.find('\x1b'), std::string::npos) << why;
+  EXPECT_NE(why.find("\\n"), std::string::npos) << why;
+  EXPECT_LT(why.size(), 1000u);
 }
 
 TEST(OtlpExporterTest, StopTimesOutAndFailsWhatIsInFlight) {
@@ -437,8 +515,9 @@ TEST(OtlpExporterTest, JsonEncodingFollowsOtlpJsonRules) {
   spans[3].metadata.push_back(Attr::integer("n", -3));
   exp.send(std::move(spans));
   EXPECT_TRUE(exp.stop(5s));
-  EXPECT_EQ(log.count(Ack::Outcome::kDelivered), 4u);
-  EXPECT_EQ(exp.stats().spans_partial_rejected, 2u);
+  // Each request's partialSuccess names no span: all of them are rejected (issue 20 #3).
+  EXPECT_EQ(log.count(Ack::Outcome::kDead), 4u);
+  EXPECT_EQ(exp.stats().spans_rejected, 4u);
   ASSERT_EQ(bodies.size(), 2u);
   const std::string& b = bodies[0];
   EXPECT_EQ(b.rfind("{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\"", 0), 0u) << b;

@@ -1,0 +1,286 @@
+"""Issue 20 (hardening): the exit code never lies, and no hostile server, input or setting can hurt
+a run. One test (or more) per item, named test_hNN_<item>; each failed on the code before the fix.
+Hostile servers the sink cannot play (a Retry-After beyond 64 bits, a 2xx with a huge body) are a
+small scripted HTTP server on 127.0.0.1 written here."""
+import http.server
+import json
+import os
+import signal
+import socketserver
+import subprocess
+import threading
+import time
+
+from faultlib import FAST_RETRY, FaultCase, own_tests, run
+
+
+def load_tests(loader, tests, pattern):
+    return own_tests(loader, Hardening)
+
+
+class ScriptedServer:
+    """A loopback HTTP/1.1 server answering every POST with handler(n) -> (status, headers, body)."""
+
+    def __init__(self, handler):
+        outer = self
+        self.requests = 0
+        self.lock = threading.Lock()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                self.rfile.read(n)
+                with outer.lock:
+                    k = outer.requests
+                    outer.requests += 1
+                status, headers, body = handler(k)
+                self.send_response(status)
+                for key, v in headers.items():
+                    self.send_header(key, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.srv = S(("127.0.0.1", 0), H)
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/v1/traces"
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join(timeout=10)
+
+
+class Hardening(FaultCase):
+    def scripted(self, handler):
+        s = ScriptedServer(handler)
+        self.addCleanup(s.stop)
+        return s
+
+    # ---- item 1: no silent success ----
+    def test_h01a_refused_backend_until_drain_timeout_is_exit_3(self):
+        """Before: the drain timeout ended the retries, spans_failed 20, errors [], exit 0."""
+        d, _ = self.session_copy()
+        rc, r, err = self.sync_loud(d, "http://127.0.0.1:1/v1/traces", "--retry-initial", "50ms",
+                                    "--retry-max", "200ms", "--retry-max-elapsed", "10m",
+                                    "--drain-timeout", "2s", timeout=60)
+        self.assertEqual(rc, 3, err[-2000:])
+        self.assertGreater(r["spans_failed"], 0)
+        self.assertEqual(r["spans_synced"], 0)
+        self.assertTrue(r["errors"], r)
+        self.assertRegex(err, rf"{r['spans_failed']} spans not delivered")
+        self.assertRegex(err, r"refused|drain")
+
+    def test_h01b_503_with_long_retry_after_past_drain_timeout_is_exit_3(self):
+        d, _ = self.session_copy()
+        sink = self.sink("--fail-rate", "1", "--fail-status", "429", "--retry-after", "60")
+        t0 = time.time()
+        rc, r, err = self.sync_loud(d, sink.traces_url, "--retry-max-elapsed", "10m",
+                                    "--drain-timeout", "2s", timeout=60)
+        self.assertEqual(rc, 3, err[-2000:])
+        self.assertLess(time.time() - t0, 30)
+        self.assertGreater(r["spans_failed"], 0)
+        self.assertEqual(self.status()["backends"][0]["spans_synced"], 0)
+
+    # ---- item 2: a stop signal ends retry waits ----
+    def test_h02_sigterm_while_the_backend_asks_to_wait_ends_within_seconds(self):
+        """Before: send() waited for a slot while every slot slept a 60 s Retry-After."""
+        d = self.gen_dir("2M", 7)
+        sink = self.sink("--fail-rate", "1", "--fail-status", "503", "--retry-after", "60")
+        rep = os.path.join(self.tmp, "term.json")
+        p = self.popen_sync(d, sink.traces_url, "--batch-spans", "16", "--max-in-flight", "2",
+                            "--retry-max-elapsed", "10m", "--drain-timeout", "20s", report=rep,
+                            stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 20
+            while sink.stats()["requests_total"] < 2 and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            self.assertIsNone(p.poll(), "finished before the signal")
+            t0 = time.time()
+            p.send_signal(signal.SIGTERM)
+            _, err = p.communicate(timeout=30)
+            self.assertLess(time.time() - t0, 8, "a stop must not sit out the Retry-After")
+            self.assertEqual(p.returncode, 143, err.decode()[-2000:])
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        r = json.load(open(rep))
+        self.assertGreater(r["spans_failed"], 0)
+        self.assertEqual(r["spans_synced"], 0)
+
+    # ---- item 3: partialSuccess is a rejection ----
+    def test_h03_partial_success_rejections_counted_dead_lettered_exit_1(self):
+        d, one = self.one_request_input()
+        sink = self.sink("--partial-rejected", "3")
+        rc, r, err = self.sync_loud(d, sink.traces_url, *one)
+        self.assertEqual(rc, 1, err[-2000:])
+        self.assertGreater(r["spans_rejected"], 0)
+        self.assertEqual(r["spans_rejected"], r["dead_letters"])
+        self.assertEqual(r["spans_synced"], 0, "no span of the request may be called delivered")
+        self.assertRegex(err, r"3 spans rejected: injected partial success")
+        b = self.status()["backends"][0]
+        self.assertEqual(b["spans_synced"], 0)
+        self.assertEqual(b["spans_rejected"], r["spans_rejected"])
+        with open(os.path.join(self.tmp, "state.dead-letters.jsonl")) as f:
+            recs = [json.loads(line) for line in f]
+        self.assertTrue(recs)
+        self.assertIn("3 spans rejected", recs[0]["reason"])
+
+    def one_request_input(self):
+        d, _ = self.session_copy()
+        return d, ["--batch-spans", "100000", "--max-in-flight", "1"]
+
+    # ---- item 4: a 2xx with a big body is a success ----
+    def test_h04_2xx_with_a_body_over_4_mib_is_delivered(self):
+        """Before: status 0, "body limit exceeded", dead-lettered (a replay sent duplicates)."""
+        d, _ = self.session_copy()
+        big = b"x" * (6 << 20)
+        srv = self.scripted(lambda n: (200, {"Content-Type": "text/plain"}, big))
+        rc, r, err = self.sync_loud(d, srv.url, *FAST_RETRY)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertEqual(r["dead_letters"], 0)
+        self.assertGreater(r["spans_synced"], 0)
+
+    # ---- item 5: Retry-After overflow ----
+    def test_h05_retry_after_beyond_64_bits_ends_retries_now(self):
+        """Before: secs * 1000 overflowed: 245,635 requests in 30 s."""
+        d, one = self.one_request_input()
+        srv = self.scripted(lambda n: (429, {"Retry-After": "9223372036854776"}, b""))
+        t0 = time.time()
+        rc, r, err = self.sync_loud(d, srv.url, *one, "--retry-max-elapsed", "60s", timeout=60)
+        self.assertEqual(rc, 3, err[-2000:])
+        self.assertLess(time.time() - t0, 20)
+        self.assertLessEqual(srv.requests, 2)
+        self.assertRegex(err, r"Retry-After")
+        self.assertGreater(r["spans_failed"], 0)
+
+    # ---- item 6: backend bodies are escaped and bounded ----
+    def test_h06_backend_body_cannot_forge_a_summary_line(self):
+        d, _ = self.session_copy()
+        forged = b"denied\nchsync: 999 files scanned, 999 spans sent, 0 dead\x1b[2K" + b"x" * 4000
+        srv = self.scripted(lambda n: (401, {"Content-Type": "text/plain"}, forged))
+        rc, r, err = self.sync_loud(d, srv.url, *FAST_RETRY)
+        self.assertEqual(rc, 3, err[-2000:])
+        self.assertNotIn("\x1b", err)
+        for line in err.splitlines():
+            self.assertFalse(line.startswith("chsync: 999"), line)
+        self.assertIn("401", err)
+
+    # ---- item 9: header injection ----
+    def test_h09_header_with_cr_lf_is_exit_2_from_every_source(self):
+        d, _ = self.session_copy()
+        sink = self.sink()
+        args = ["sync", d, "--backend", "otlp", "--endpoint", sink.traces_url, "--db", self.db(),
+                "--settle", "0", "--quiet"]
+        rc, out, err = run([*args, "--header", "x-env=a\r\nX-Env-Injected: 1"])
+        self.assertEqual(rc, 2, err)
+        self.assertRegex(err, r"CR, LF or NUL")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CHSYNC_"))}
+        env["OTEL_EXPORTER_OTLP_HEADERS"] = "x-env=a%0D%0AX-Env-Injected%3A%201"
+        rc, out, err = run(args, env=env)
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(sink.stats()["requests_total"], 0)
+
+    # ---- item 10: --print-config masks every header value and URL credential ----
+    def test_h10_print_config_masks_header_values_and_url_credentials(self):
+        rc, out, err = run(["sync", "/nonexistent", "--backend", "otlp", "--endpoint",
+                            "http://user:hunter2@127.0.0.1:4318/v1/traces?token=tok123",
+                            "--header", "x-custom-team=teamsecret", "--print-config"])
+        self.assertEqual(rc, 0, err)
+        for secret in ("hunter2", "tok123", "teamsecret"):
+            self.assertNotIn(secret, out)
+        self.assertIn("x-custom-team=****", out)
+
+    # ---- item 11: credentials in the endpoint URL ----
+    def test_h11_endpoint_credentials_are_basic_auth_and_never_printed(self):
+        d, _ = self.session_copy()
+        sink = self.sink("--require-basic-auth", "pk:sk")
+        url = sink.traces_url.replace("http://", "http://pk:sk@")
+        rc, r, err = self.sync(d, url)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertGreater(r["spans_synced"], 0)
+        rc, out, err = run(["sync", d, "--backend", "otlp", "--endpoint", "http://u:hunter2@[::1",
+                            "--db", self.db("x.db"), "--settle", "0"])
+        self.assertEqual(rc, 2, err)
+        self.assertNotIn("hunter2", err + out)
+
+    # ---- item 12: https:// proxies ----
+    def test_h12_https_proxy_is_refused_without_printing_its_password(self):
+        d, _ = self.session_copy()
+        sink = self.sink()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CHSYNC_"))}
+        for k in ("NO_PROXY", "no_proxy"):
+            env.pop(k, None)
+        env["HTTP_PROXY"] = "https://u:proxypw@127.0.0.1:9"
+        env["http_proxy"] = env["HTTP_PROXY"]
+        rc, out, err = run(["sync", d, "--backend", "otlp", "--endpoint", sink.traces_url,
+                            "--db", self.db(), "--settle", "0"], env=env)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("https:// proxies are not supported", err)
+        self.assertNotIn("proxypw", err)
+        self.assertEqual(sink.stats()["requests_total"], 0)
+
+    # ---- item 15: report and status are valid JSON whatever the names ----
+    def test_h15_report_and_status_escape_instance_names(self):
+        d, _ = self.session_copy()
+        sink = self.sink()
+        cfg = os.path.join(self.tmp, "c.toml")
+        with open(cfg, "w") as f:
+            f.write('[backends."x\\"y"]\ntype = "otlp"\nendpoint = "%s"\n' % sink.traces_url)
+        rep = os.path.join(self.tmp, "r15.json")
+        rc, out, err = run(["sync", d, "--config", cfg, "--backend", 'x"y', "--db", self.db(),
+                            "--settle", "0", "--report", rep, "--quiet"])
+        self.assertEqual(rc, 0, err)
+        with open(rep) as f:
+            r = json.load(f)
+        self.assertIn('sender.x"y', r["stages"])
+        st = self.status()
+        self.assertEqual(st["backends"][0]["backend"], 'x"y')
+
+    # ---- item 16: file modes ----
+    def test_h16_state_lock_report_output_are_0600_and_report_tmp_is_not_followed(self):
+        d, _ = self.session_copy()
+        sink = self.sink()
+        rep = os.path.join(self.tmp, "r16.json")
+        victim = os.path.join(self.tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("keep")
+        os.symlink(victim, rep + ".tmp")  # the old predictable temp name
+        out_file = os.path.join(self.tmp, "out.jsonl")
+        env = dict(os.environ)
+        old = os.umask(0o022)
+        try:
+            rc, _, err = run(["sync", d, "--backend", "otlp", "--endpoint", sink.traces_url,
+                              "--db", self.db(), "--settle", "0", "--report", rep, "--quiet"])
+            self.assertEqual(rc, 0, err)
+            rc, _, err = run(["sync", d, "--backend", "file", "--output", out_file,
+                              "--db", self.db("f.db"), "--settle", "0", "--quiet"])
+            self.assertEqual(rc, 0, err)
+        finally:
+            os.umask(old)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep", "the report followed a planted symlink")
+        for p in (self.db(), rep, out_file, self.db("f.db")):
+            self.assertEqual(os.stat(p).st_mode & 0o777, 0o600, p)
+        for p in os.listdir(self.tmp):
+            if p.endswith(".lock"):
+                self.assertEqual(os.stat(os.path.join(self.tmp, p)).st_mode & 0o777, 0o600, p)
+
+    # ---- item 18: --insecure warns ----
+    def test_h18_insecure_prints_a_warning(self):
+        d, _ = self.session_copy()
+        sink = self.sink()
+        rc, r, err = self.sync_loud(d, sink.traces_url, "--insecure")
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertRegex(err, r"--insecure: TLS certificates and host names are NOT verified")
