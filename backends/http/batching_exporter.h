@@ -144,6 +144,9 @@ class BatchingHttpExporter : public Exporter {
 
   const std::string& endpoint() const noexcept { return endpoint_; }
 
+ protected:
+  const HttpCodec& codec() const noexcept { return *codec_; }
+
  private:
   struct Batch {
     std::string blob;               // concatenated encoded spans

@@ -110,6 +110,7 @@ class OtlpCodec final : public http::HttpCodec {
     std::string z;
     if (gzip_libdeflate(body, z, gzip_level_)) body = std::move(z);  // else (OOM only) sent as is
   }
+  const std::string& resource() const noexcept { return resource_; }
   http::SuccessReading read_success(const http::Response& r, const std::vector<std::string_view>& spans) const override {
     http::SuccessReading rd;
     PartialSuccess ps;
@@ -168,6 +169,10 @@ http::BatchingOptions batching_options(const OtlpOptions& o) {
 OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<http::Transport> transport)
     : http::BatchingHttpExporter(batching_options(options), std::move(url), std::move(transport),
                                  std::make_unique<OtlpCodec>(options)) {}
+
+const std::string& OtlpExporter::resource_bytes() const noexcept {
+  return static_cast<const OtlpCodec&>(codec()).resource();
+}
 
 std::unique_ptr<Exporter> make_otlp_exporter(OtlpOptions options, std::string* error) {
   auto fail = [&](std::string e) -> std::unique_ptr<Exporter> {
