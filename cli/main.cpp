@@ -458,10 +458,12 @@ std::string environment_help() {
 struct Cli {
   CLI::App app{"chsync: turn Claude Code transcripts into traces and ship them to OTLP, "
                "Langfuse and Phoenix backends, exactly once in effect.\n\n"
-               "Exit codes: 0 all delivered; 1 finished with dead letters, bad lines or "
-               "unreadable files; 2 usage/config/state error; 3 backend unreachable, retries "
-               "exhausted or auth refused; 4 another run holds the state lock; 130/143 stopped "
-               "by SIGINT/SIGTERM after draining.",
+               "Exit codes: 0 all delivered; 1 finished with dead letters, spans the backend "
+               "rejected, bad lines or unreadable files; 2 usage/config/state error; 3 backend "
+               "unreachable, retries exhausted, auth refused, or spans left without an outcome; "
+               "4 another run holds the state lock; 130/143 stopped by SIGINT/SIGTERM (retry "
+               "waits end at once, in-flight requests get at most --drain-timeout, a second "
+               "signal exits immediately).",
                "chsync"};
   RawSyncFlags sf;
   CLI::App* sync_cmd = nullptr;
