@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 
 #include "app/dead_letters/dead_letters.h"
@@ -230,7 +231,7 @@ void SyncRun::print_summary(const Totals& t, double secs) const {
     b.spans_sent = c.delivered;
     b.dead = c.dead;
     b.failed = c.failed;
-    b.rejected = st.spans_partial_rejected;
+    b.rejected = st.spans_rejected;
     for (auto& [k, v] : st.retries) b.retries += v;
     b.requests = st.requests;
     b.fatal = inst->exporter->fatal();

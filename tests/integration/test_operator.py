@@ -207,7 +207,8 @@ class FailureReasonTest(TempTestCase):
                             "--db", self.db(), "-v"])
         self.assertEqual(rc, 1, err)
         self.assertIn("HTTP 400: injected fault", err)
-        self.assertRegex(err, r"backend otlp: 0 spans sent, \d+ dead; last error: HTTP 400")
+        # A 400 is a rejection too (issue 20: spans_rejected counts every span the backend refused).
+        self.assertRegex(err, r"backend otlp: 0 spans sent, \d+ dead, \d+ rejected; last error: HTTP 400")
         self.assertIn("dead-letters", err)
         self.assertIn("replay-dead-letters", err)
         self.assertRegex(err, r"otlp\[otlp\]: request failed: HTTP 400")   # -v logs each failure
