@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <fmt/format.h>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -68,39 +69,53 @@ bool split_listen(const std::string& listen, std::string& host, std::string& por
          std::stoul(port) <= 65535;
 }
 
-// One connection: read a request (5 s budget), answer, close. Scrapes are rare and tiny, so the
-// server handles them one at a time on its own thread; a slow client only delays the next scrape.
-void serve_one(tcp::socket socket, MetricsRegistry& registry) {
-  constexpr auto kTimeout = std::chrono::seconds(5);
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
-  http::request<http::string_body> req;
-  beast::error_code ec;
-  stream.expires_after(kTimeout);
-  http::read(stream, buffer, req, ec);
-  if (ec) return;
-  http::response<http::string_body> res;
-  res.version(req.version());
-  res.keep_alive(false);
-  res.set(http::field::server, "chsync");
-  const std::string_view target(req.target().data(), req.target().size());
-  if (req.method() != http::verb::get && req.method() != http::verb::head) {
-    res.result(http::status::method_not_allowed);
-    res.body() = "GET only\n";
-  } else if (target == "/metrics" || target.rfind("/metrics?", 0) == 0) {
-    registry.scrapes.fetch_add(1, std::memory_order_relaxed);
-    res.result(http::status::ok);
-    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-    if (req.method() == http::verb::get) res.body() = registry.render();
-  } else {
-    res.result(http::status::not_found);
-    res.body() = "see /metrics\n";
+// One connection: read a request, answer, close, all asynchronous with a deadline (5 s for the
+// whole exchange), so an idle or slow client holds only its own socket: other scrapes are served
+// meanwhile, and stop() ends the io thread at once (pending sessions are dropped with it).
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, MetricsRegistry& registry) : stream_(std::move(socket)), registry_(registry) {}
+
+  void start() {
+    stream_.expires_after(kTimeout);
+    http::async_read(stream_, buffer_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (!ec) self->answer();
+    });
   }
-  res.prepare_payload();
-  stream.expires_after(kTimeout);
-  http::write(stream, res, ec);
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-}
+
+ private:
+  static constexpr auto kTimeout = std::chrono::seconds(5);
+
+  void answer() {
+    res_.version(req_.version());
+    res_.keep_alive(false);
+    res_.set(http::field::server, "chsync");
+    const std::string_view target(req_.target().data(), req_.target().size());
+    if (req_.method() != http::verb::get && req_.method() != http::verb::head) {
+      res_.result(http::status::method_not_allowed);
+      res_.body() = "GET only\n";
+    } else if (target == "/metrics" || target.rfind("/metrics?", 0) == 0) {
+      registry_.scrapes.fetch_add(1, std::memory_order_relaxed);
+      res_.result(http::status::ok);
+      res_.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      if (req_.method() == http::verb::get) res_.body() = registry_.render();
+    } else {
+      res_.result(http::status::not_found);
+      res_.body() = "see /metrics\n";
+    }
+    res_.prepare_payload();
+    http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code, std::size_t) {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    });
+  }
+
+  beast::tcp_stream stream_;
+  MetricsRegistry& registry_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> req_;
+  http::response<http::string_body> res_;
+};
 
 }  // namespace
 
@@ -182,7 +197,7 @@ struct MetricsServer::Impl {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
         return accept();  // e.g. EMFILE: try the next one
       }
-      serve_one(std::move(socket), registry);
+      std::make_shared<Session>(std::move(socket), registry)->start();
       accept();
     });
   }

@@ -119,9 +119,13 @@ class Walker {
     root_ = r;
     if (S_ISDIR(st.st_mode)) {
       walk_dir(r, 0);
-    } else {
+    } else if (S_ISREG(st.st_mode)) {
       root_ = dirname_of(r);
       add_file(r, st);
+    } else {
+      // A FIFO, a device (a symlink to /dev/zero) or a socket would be read forever or block:
+      // refused with a clear error, counted like any unreadable input (issue 20 #14).
+      error(root, "not_a_file", "not a regular file or directory (a FIFO, device or socket): not read");
     }
   }
 

@@ -31,7 +31,8 @@ struct DiscoverOptions {
 
 struct DiscoverError {
   std::string path;
-  std::string kind;  // "unreadable", "broken_symlink", "symlink_loop", "corrupt_archive", "missing"
+  std::string kind;  // "unreadable", "broken_symlink", "symlink_loop", "corrupt_archive", "missing",
+                     // "not_a_file" (a FIFO, device or socket named as an input)
   std::string message;
 };
 

@@ -4,11 +4,12 @@
 // place. Output: the number of replacements; per-kind totals accumulate in the Redactor.
 // Thread: a Redactor is immutable after construction except for its counters (atomics), so one
 // instance is shared by every mapper thread through a const reference.
-// Errors: construction throws std::invalid_argument for an invalid --redact-pattern (startup
-// only); redact() never fails and never throws.
+// Errors: construction throws std::invalid_argument for a --redact-pattern RE2 cannot compile
+// (startup only, exit 2); redact() never fails and never throws.
 // Blocks on nothing. Cost: the built-in kinds are hand-written scanners behind a substring
 // prefilter (text without any trigger substring costs a few memchr-speed passes); only the user's
-// --redact-pattern regexes use std::regex, and they run on every field.
+// --redact-pattern regexes run, under RE2 (linear time, no recursion: any field size is safe),
+// on every field.
 //
 // Markers contain no quote, backslash or control character, so redacting inside JSON text (tool
 // arguments) keeps it valid JSON: every built-in match lies inside one JSON string.
@@ -50,7 +51,8 @@ inline constexpr std::size_t kRedactKindCount = static_cast<std::size_t>(RedactK
 std::string_view to_string(RedactKind kind) noexcept;
 
 struct RedactOptions {
-  // Extra ECMAScript regexes. With a capture group, only group 1 is replaced; else the whole match.
+  // Extra regexes in RE2 syntax (no backreferences or lookaround). With a capture group, only
+  // group 1 is replaced; else the whole match.
   std::vector<std::string> patterns;
 };
 

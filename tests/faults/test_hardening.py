@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from faultlib import FAST_RETRY, FaultCase, own_tests, run
+from faultlib import CHSYNC, FAST_RETRY, FaultCase, clean_env, own_tests, run
 
 
 def load_tests(loader, tests, pattern):
@@ -284,3 +284,58 @@ class Hardening(FaultCase):
         rc, r, err = self.sync_loud(d, sink.traces_url, "--insecure")
         self.assertEqual(rc, 0, err[-2000:])
         self.assertRegex(err, r"--insecure: TLS certificates and host names are NOT verified")
+
+    # ---- item 14: inputs that are not regular files or directories ----
+    def test_h14_fifo_and_dev_zero_inputs_are_refused_and_the_rest_is_read(self):
+        d, _ = self.session_copy()
+        fifo = os.path.join(self.tmp, "pipe.jsonl")
+        os.mkfifo(fifo)
+        zero = os.path.join(self.tmp, "zero.jsonl")
+        os.symlink("/dev/zero", zero)
+        sink = self.sink()
+        t0 = time.time()
+        rc, r, err = self.sync_loud([fifo, zero, d], sink.traces_url, timeout=60)
+        self.assertLess(time.time() - t0, 30)
+        self.assertEqual(rc, 1, err[-2000:])
+        self.assertIn("not a regular file", err + json.dumps(r["errors"]))
+        self.assertEqual(len([e for e in r["errors"] if "not a regular file" in e]), 2, r["errors"])
+        self.assertGreater(r["spans_synced"], 0)
+
+    # ---- item 7: an idle metrics client blocks nothing ----
+    def test_h07_idle_metrics_client_does_not_block_scrapes_or_the_exit(self):
+        import re
+        import socket
+        import urllib.request
+        d = self.gen_dir("1M", 3)
+        sink = self.sink("--latency-ms", "200")
+        errlog = os.path.join(self.tmp, "m.err")
+        with open(errlog, "w") as ef:
+            p = subprocess.Popen(
+                [CHSYNC, "sync", d, "--backend", "otlp", "--endpoint", sink.traces_url, "--settle", "0",
+                 "--db", self.db(), "--batch-spans", "64", "--max-in-flight", "1",
+                 "--metrics-listen", "127.0.0.1:0", "--progress-interval", "0"],
+                stdout=subprocess.DEVNULL, stderr=ef, env=clean_env())
+        idle = None
+        try:
+            url, deadline = None, time.time() + 20
+            while url is None and time.time() < deadline:
+                with open(errlog) as f:
+                    m = re.search(r"metrics at (http://127\.0\.0\.1:(\d+)/metrics)", f.read())
+                url = m.group(1) if m else None
+                time.sleep(0.05)
+            self.assertIsNotNone(url)
+            port = int(url.split(":")[2].split("/")[0])
+            idle = socket.create_connection(("127.0.0.1", port), timeout=5)  # says nothing
+            time.sleep(0.2)
+            t0 = time.time()
+            body = urllib.request.urlopen(url, timeout=4).read().decode()
+            self.assertLess(time.time() - t0, 3, "a scrape waited for the idle client")
+            self.assertIn("chsync_", body)
+            rc = p.wait(timeout=120)
+            self.assertEqual(rc, 0)
+        finally:
+            if idle:
+                idle.close()
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -169,6 +169,27 @@ TEST(RedactTest, InvalidCustomPatternThrows) {
   EXPECT_THROW(Redactor(RedactOptions{{"(unclosed"}}), std::invalid_argument);
 }
 
+// Issue 20 item 8: std::regex recursed per character and crashed (SIGSEGV) on a 200 KB field.
+TEST(RedactTest, CustomPatternOnAHugeFieldDoesNotCrash) {
+  Redactor r(RedactOptions{{"(?:a|b)*c", "x[a-z]+y"}});
+  std::string s(400 * 1024, 'a');
+  s += "c and xqwertyy";
+  EXPECT_EQ(r.redact(s), 2u);
+  EXPECT_EQ(s, "[REDACTED:custom] and [REDACTED:custom]");
+}
+
+TEST(RedactTest, PatternsRe2CannotTakeAreRefused) {
+  EXPECT_THROW(Redactor(RedactOptions{{"(a)\\1"}}), std::invalid_argument);   // backreference
+  EXPECT_THROW(Redactor(RedactOptions{{"foo(?=bar)"}}), std::invalid_argument);  // lookahead
+}
+
+TEST(RedactTest, EmptyMatchesMoveOn) {
+  Redactor r(RedactOptions{{"z*"}});
+  std::string s = "abz";
+  EXPECT_EQ(r.redact(s), 1u);
+  EXPECT_EQ(s, "ab[REDACTED:custom]");
+}
+
 TEST(RedactTest, UncountedDoesNotCount) {
   Redactor r(RedactOptions{});
   std::string s = "key " + kAnt;
