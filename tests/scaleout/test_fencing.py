@@ -195,8 +195,10 @@ class DatabaseRestartFencingTest(FencingCase):
             pg.crash()
             # Longer than the lease, shorter than the outage tolerance (max(lease, 10 s)): the
             # workers ride it out, but every lease has run out when the database is back. The
-            # restart itself (crash recovery) takes 3-5 s here, so the pause before it is short.
-            time.sleep(0.5)
+            # restart itself (crash recovery) takes 0.5-5 s here depending on load, so wait
+            # until the lease has surely run out (lease + 1 s) and restart then: at most about
+            # 3 + 5 s, inside the 10 s tolerance.
+            time.sleep(max(0.5, LEASE_S + 1.0 - (time.time() - crashed_at)))
             pg.restart()
             outage_s = time.time() - crashed_at
             self.assertGreater(outage_s, LEASE_S)
