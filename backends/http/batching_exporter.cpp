@@ -457,6 +457,10 @@ void BatchingHttpExporter::on_response(std::uint64_t id, Response&& r) {
     const std::size_t n = part.items.size();
     bool retrying = false;
     if (r.resent_after_unknown) stats_.spans_maybe_repeated += n;
+    if (r.client_resends != 0) {  // the client's own resend after a reset on a reused connection
+      stats_.requests += r.client_resends;
+      stats_.retries["reset"] += r.client_resends;
+    }
     if (r.error != TransportError::kNone) {
       if (r.request_written && r.error != TransportError::kCancelled) stats_.spans_maybe_repeated += n;
       const std::string detail = std::string(to_string(r.error)) + " (" + r.error_message + ") to " + endpoint_;

@@ -647,12 +647,11 @@ void Connection<kTls>::fail(const beast::error_code& ec, std::string_view what) 
     // The server closed the idle keep-alive connection: send once more on a fresh one. If the
     // request had been written, it may have been processed: the caller is told, so that it
     // counts the resend as a possible repeat.
-    if (written) {
-      done = [inner = std::move(done)](Response&& r) mutable {
-        r.resent_after_unknown = true;
-        inner(std::move(r));
-      };
-    }
+    done = [inner = std::move(done), written](Response&& r) mutable {
+      r.resent_after_unknown = r.resent_after_unknown || written;
+      ++r.client_resends;
+      inner(std::move(r));
+    };
     client_.start(std::move(req_), std::move(done), true);
     return;
   }

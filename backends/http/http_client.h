@@ -70,6 +70,10 @@ struct Response {
   // The client already resent this request once on a fresh connection after a reused one failed
   // with the request written: the response is the resend's, and the first may have arrived too.
   bool resent_after_unknown = false;
+  // How many times the client resent this request on its own on a fresh connection (0 or 1):
+  // the exporter counts each as a request and a "reset" retry, so the report's retry count
+  // matches what the server saw.
+  std::uint32_t client_resends = 0;
 };
 
 using ResponseFn = std::function<void(Response&&)>;

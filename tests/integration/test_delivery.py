@@ -326,7 +326,9 @@ class DeliveryTest(TempTestCase):
         st = sink.stats()
         dup = st["spans_duplicate"]
         self.assertEqual(dup, len(ids) - len(set(ids)))
-        self.assertLessEqual(dup, kills * max_in_flight * batch)
+        # Per kill (docs/state.md): the requests in flight plus <= 50 ms of buffered acks; with the
+        # sink's 50 ms latency that is at most one more window of max_in_flight requests.
+        self.assertLessEqual(dup, kills * 2 * max_in_flight * batch)
         self.assertLessEqual(dup, repeated,
                              "every repeat the sink saw must be counted in spans_repeated")
         print(f"\nkill -9: {kills} kills, full run {full_s:.2f}s, {len(expected)} spans, "
@@ -426,11 +428,9 @@ class DeliveryTest(TempTestCase):
         st = sink.stats()
         self.assertGreater(st["faults_injected"]["resets"], 0)
         self.assertLessEqual(st["spans_duplicate"], r["spans_repeated"])
-        # Not equal: the HTTP client resends once, uncounted, when a *reused* keep-alive
-        # connection is reset before any byte of the answer (http_client.cpp, stale-connection
-        # retry), and the sink's reset looks exactly like that. Reported to the exporter's owner.
-        self.assertLessEqual(r["retries"]["total"], st["faults_injected"]["resets"], r["retries"])
-        self.assertGreater(r["retries"]["total"], 0, r["retries"])
+        # Every reset is answered by one resend: by the exporter's retry, or by the HTTP client's
+        # own resend on a fresh connection when a reused one was reset; both are counted.
+        self.assertEqual(r["retries"]["total"], st["faults_injected"]["resets"], r["retries"])
 
     def test_fault_413_splits(self):
         sink = self.sink("--max-body-bytes", "1048576")
