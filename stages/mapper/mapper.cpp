@@ -5,6 +5,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -860,7 +861,33 @@ struct BundleMapper::Impl {
     stats.spans += order.size();
   }
 
+  // An entry without a usable timestamp took its file's previous one in add_line(); the entries
+  // before a file's first timestamp still have none. They take the file's first timestamp, or the
+  // bundle's earliest when their file has none at all: never 0 (1970, which receivers refuse) and
+  // never now() (which would differ between runs). A bundle without any timestamp keeps 0.
+  void fill_leading_times() {
+    constexpr std::int64_t kUnknown = std::numeric_limits<std::int64_t>::min();
+    std::vector<std::int64_t> first(bundle.files.size(), kUnknown);
+    std::int64_t earliest = kUnknown;
+    for (const Entry& e : entries) {
+      if (!e.has_ts) continue;
+      if (e.file < first.size() && first[e.file] == kUnknown) first[e.file] = e.ts_ms;
+      if (earliest == kUnknown || e.ts_ms < earliest) earliest = e.ts_ms;
+    }
+    if (earliest == kUnknown) return;
+    std::vector<bool> seen(first.size(), false);
+    for (Entry& e : entries) {
+      if (e.file >= first.size() || seen[e.file]) continue;
+      if (e.has_ts) {
+        seen[e.file] = true;
+        continue;
+      }
+      e.ts_ms = first[e.file] != kUnknown ? first[e.file] : earliest;
+    }
+  }
+
   void finish(std::vector<Span>& out) {
+    fill_leading_times();
     find_session();
     find_title();
     assign_contexts();

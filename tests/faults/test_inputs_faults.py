@@ -161,12 +161,8 @@ class InputDeliveryFaults(FaultCase):
             self.assertGreater(abs(now_ns - int(start)), 7 * 86400 * 10**9)
             self.assertGreater(abs(now_ns - int(end)), 7 * 86400 * 10**9)
 
-    # KNOWN BUG, found when this check stopped looping over nothing: a prompt without a timestamp
-    # gives its turn and generation start_time 0 (1970-01-01); an OTLP receiver that validates
-    # (chsync-sink does) answers 400 and the whole request, all 10 spans, is dead-lettered.
-    # expectedFailure keeps it visible (reported as "expected failure") and fails the run as an
-    # "unexpected success" once the mapper derives a real time, so this marker must then go.
-    @unittest.expectedFailure
+    # A prompt without a timestamp once gave its turn start_time 0 (1970): the receiver answered
+    # 400 and all 10 spans were dead-lettered. The mapper now takes the file's first known time.
     def test_20b_spans_with_missing_timestamps_are_delivered(self):
         d = self.t20_input()
         rc, out, err = run(["sync", d, "--backend", "console", "--format", "json",

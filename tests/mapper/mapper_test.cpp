@@ -320,6 +320,22 @@ TEST(MapperTest, ReplayedEntriesAfterResumeGiveOneSpan) {
   EXPECT_EQ(gens[0]->end_ms, ts("2025-01-01T00:00:01.000Z"));
 }
 
+TEST(MapperTest, EntriesBeforeTheFirstTimestampTakeIt) {
+  // The first prompt has an unparsable timestamp: its turn must not start in 1970 (a receiver
+  // refuses that) nor at now() (runs would differ); it takes the file's first known time.
+  std::string t = prompt_line("u1", "", "hi");
+  t += text_line("a1", "2025-01-01T00:00:01.000Z", "X", R"({"type":"text","text":"hello"})");
+  t += prompt_line("u2", "2025-01-01T00:06:00.000Z", "next");
+  const MapResult r = map_one(t);
+  expect_no_orphans(r);
+  ASSERT_FALSE(r.spans.empty());
+  for (const Span& s : r.spans) {
+    EXPECT_GE(s.start_ms, ts("2025-01-01T00:00:01.000Z")) << s.name;
+    EXPECT_GE(s.end_ms, s.start_ms) << s.name;
+  }
+  EXPECT_GE(r.stats.turns, 1u);
+}
+
 TEST(MapperTest, UnfinishedToolInFinalTurn) {
   std::string t = prompt_line("u1", "2025-01-01T00:00:00.000Z", "run");
   t += text_line("a1", "2025-01-01T00:00:01.000Z", "X",
