@@ -66,7 +66,8 @@ struct RawSyncFlags {
   bool dry_run = false, rebuild_state = false, resend = false;
   std::string report;
   std::string settle = "10m", max_field_bytes = "64KiB", max_line_bytes = "64MiB",
-              max_memory = "256MiB", drain_timeout = "30s", progress_interval = "10s";
+              max_memory = "256MiB", max_spool = "4GiB", drain_timeout = "30s",
+              progress_interval = "10s";
   bool trace_per_session = false, message_hash = false;
   std::string user_id, user_from_path;
   std::string trace_name = "claude-code";
@@ -144,7 +145,14 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   in(cmd->add_option("--max-line-bytes", f.max_line_bytes, "Skip longer lines; default 64MiB"))->type_name("SIZE");
   in(cmd->add_option("--workers,-w", f.workers, "Mapper threads; default: number of cores"))
       ->check(CLI::Range(1, 256).description(""))->type_name("N");
-  in(cmd->add_option("--max-memory", f.max_memory, "Memory cap for queues; default 256MiB"))->type_name("SIZE");
+  in(cmd->add_option("--max-memory", f.max_memory,
+                     "Memory cap for queues and zstd decoder windows (a window over a quarter is "
+                     "refused); default 256MiB"))
+      ->type_name("SIZE");
+  in(cmd->add_option("--max-spool", f.max_spool,
+                     "Disk cap for archive members spooled to TMPDIR at once (a member that does not "
+                     "fit is left out, exit 1; 0: none); default 4GiB"))
+      ->type_name("SIZE");
 
   cmd->add_option("--config", f.config,
                   "TOML config file (default $XDG_CONFIG_HOME/chsync/config.toml if present)")
@@ -378,6 +386,7 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   if (o.map.max_field_bytes < 64) usage_error("--max-field-bytes: must be at least 64");
   o.reader.max_line_bytes = size_flag("--max-line-bytes", f.max_line_bytes);
   o.max_memory_bytes = size_flag("--max-memory", f.max_memory);
+  o.max_spool_bytes = size_flag("--max-spool", f.max_spool);
   o.reader.chunk_bytes = std::min<std::size_t>(4u << 20, std::max<std::size_t>(o.reader.max_line_bytes, 64 * 1024));
   o.drain_timeout = dur_flag("--drain-timeout", f.drain_timeout);
   o.progress_interval = dur_flag("--progress-interval", f.progress_interval);
@@ -755,11 +764,13 @@ void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sy
   j += ",\"trace_name\":";
   append_json_string(j, o.map.trace_name);
   j += fmt::format(",\"workers\":{},\"dry_run\":{},\"settle_ms\":{},\"max_field_bytes\":{},"
-                   "\"max_line_bytes\":{},\"max_memory_bytes\":{},\"drain_timeout_ms\":{},"
+                   "\"max_line_bytes\":{},\"max_memory_bytes\":{},\"max_spool_bytes\":{},"
+                   "\"drain_timeout_ms\":{},"
                    "\"progress_interval_ms\":{},\"format\":\"{}\",\"trace_per_session\":{},"
                    "\"redact\":{},\"no_content\":{},\"backends\":[",
                    o.workers, o.dry_run, o.map.settle_ms, o.map.max_field_bytes,
-                   o.reader.max_line_bytes, o.max_memory_bytes, o.drain_timeout.count(),
+                   o.reader.max_line_bytes, o.max_memory_bytes, o.max_spool_bytes,
+                   o.drain_timeout.count(),
                    o.progress_interval.count(), o.format == ConsoleFormat::kJson ? "json" : "text",
                    o.map.trace_per_session, o.redact, o.no_content);
   for (std::size_t i = 0; i < o.backends.size(); ++i) {

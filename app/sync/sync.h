@@ -71,6 +71,9 @@ struct SyncOptions {
   bool resend = false;
   std::string report_path;
   std::uint64_t max_memory_bytes = 256u << 20;
+  // --max-spool: bytes of archive members spooled to TMPDIR at once (a 21 KB .tar.zst can expand
+  // to hundreds of MB); a member that cannot fit is left out with an error (exit 1). 0: no cap.
+  std::uint64_t max_spool_bytes = 4ull << 30;
   std::chrono::milliseconds drain_timeout{30000};
   bool quiet = false;
   bool verbose = false;

@@ -9,6 +9,7 @@
 #include "pipeline/clock.h"
 #include "pipeline/fnv1a.h"
 #include "pipeline/log.h"
+#include "stages/reader/zstd_decoder.h"
 
 namespace chsync {
 namespace {
@@ -128,7 +129,10 @@ void SyncRun::build_instances(const ExporterFactory& factory) {
 }
 
 void SyncRun::discover_inputs() {
-  disc_ = discover(opt_.inputs, opt_.discover);
+  // zstd windows count against --max-memory: a quarter of it, rounded down to a power of two.
+  DiscoverOptions dopt = opt_.discover;
+  dopt.max_decoder_window_bytes = zstd_window_budget_bytes(opt_.max_memory_bytes);
+  disc_ = discover(opt_.inputs, dopt);
   for (const auto& e : disc_.errors)
     if (!opt_.quiet)
       log::write(log::Level::kWarn, e.path + ": " + e.kind + ": " + e.message,

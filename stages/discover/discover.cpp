@@ -81,9 +81,10 @@ std::string peek_session_id(std::string_view head) {
   return std::string(head.substr(pos, end - pos));
 }
 
-std::string read_head(const FileRef& f, std::size_t bytes) {
+std::string read_head(const FileRef& f, std::size_t bytes, std::uint64_t max_window_bytes) {
   std::string head;
   ReaderOptions o;
+  o.max_window_bytes = max_window_bytes;
   o.chunk_bytes = 64 * 1024;
   o.max_line_bytes = 64 * 1024;
   std::size_t lines = 0;
@@ -215,15 +216,22 @@ class Walker {
   std::string root_;
 };
 
-void list_archive(const std::string& path, DiscoverResult& res, std::vector<Candidate>& out) {
+void list_archive(const std::string& path, const DiscoverOptions& opt, DiscoverResult& res,
+                  std::vector<Candidate>& out) {
   struct stat ast {};
   ::stat(path.c_str(), &ast);
   char* real = ::realpath(path.c_str(), nullptr);
   std::string apath = real ? real : path;
   std::free(real);
-  ArchiveReader ar(path);
+  ArchiveReader ar(path, opt.max_decoder_window_bytes);
+  // A zstd window over the budget is not damage: the archive is refused (members listed before
+  // a later frame asked for it are kept and read up to there, like a cut archive).
+  auto damaged = [&](const char* fallback) {
+    res.errors.push_back({path, ar.window_refused() ? "decoder_window" : "corrupt_archive",
+                          ar.error(fallback)});
+  };
   if (!ar.is_open()) {
-    res.errors.push_back({path, "corrupt_archive", ar.error("cannot open")});
+    damaged("cannot open");
     return;
   }
   ArchiveEntry e;
@@ -231,7 +239,7 @@ void list_archive(const std::string& path, DiscoverResult& res, std::vector<Cand
     const auto next = ar.next(e);
     if (next == ArchiveReader::Next::kEnd) break;
     if (next == ArchiveReader::Next::kDamaged) {
-      res.errors.push_back({path, "corrupt_archive", ar.error("bad header")});
+      damaged("bad header");
       break;
     }
     if (!e.regular) continue;
@@ -265,7 +273,7 @@ void list_archive(const std::string& path, DiscoverResult& res, std::vector<Cand
       // The member's data is cut or damaged: lines before the damage are still read by the
       // feeder, so the member is listed, and the archive is reported once, here.
       out.push_back(std::move(c));
-      res.errors.push_back({path, "corrupt_archive", ar.error("bad data")});
+      damaged("bad data");
       break;
     }
     out.push_back(std::move(c));
@@ -296,7 +304,7 @@ DiscoverResult discover(const std::vector<std::string>& inputs, const DiscoverOp
       c.stem = "stdin";
       cands.push_back(std::move(c));
     } else if (is_archive_path(input)) {
-      list_archive(input, res, cands);
+      list_archive(input, options, res, cands);
     } else {
       Walker w(options, res, cands);
       w.walk_root(input);
@@ -316,7 +324,7 @@ DiscoverResult discover(const std::vector<std::string>& inputs, const DiscoverOp
         } else {
           c.project = std::string(basename_of(c.dir));
           if (c.session.empty() && c.ref.kind != SourceKind::kArchiveMember)
-            c.session = peek_session_id(read_head(c.ref, 16 * 1024));
+            c.session = peek_session_id(read_head(c.ref, 16 * 1024, options.max_decoder_window_bytes));
         }
       } else {
         c.session = c.stem;

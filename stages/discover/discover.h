@@ -27,12 +27,16 @@ struct DiscoverOptions {
   std::vector<std::string> projects;       // project folder names (exact or glob)
   std::vector<std::string> sessions;       // session ids
   bool follow_symlinks = true;
+  // zstd decoder windows (.tar.zst archives, .jsonl.zst heads peeked for a session id): a frame
+  // asking for more is refused (kind "decoder_window"). 0: libzstd's default limit (128 MiB).
+  std::uint64_t max_decoder_window_bytes = 0;
 };
 
 struct DiscoverError {
   std::string path;
   std::string kind;  // "unreadable", "broken_symlink", "symlink_loop", "corrupt_archive", "missing",
-                     // "not_a_file" (a FIFO, device or socket named as an input)
+                     // "not_a_file" (a FIFO, device or socket named as an input),
+                     // "decoder_window" (a zstd archive whose window is over the budget)
   std::string message;
 };
 

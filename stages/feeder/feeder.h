@@ -7,7 +7,9 @@
 // so a bundle is released when its last member has been read. A member waits in memory while the
 // bytes held for incomplete bundles stay under the budget's archive_pending share; beyond that,
 // or when it is large on its own, it is spooled to a private temp folder and the worker streams
-// it back (measured against two passes in docs/inputs.md).
+// it back (measured against two passes in docs/inputs.md). Spool files on disk are capped by
+// --max-spool: a member that cannot fit is left out (WorkItem::member_error, reported by its
+// worker, exit 1); one that fits once the workers have read what was released waits for them.
 // Owns: the spool folder (removed with its files when the Feeder is destroyed, which is after
 // every map worker has been joined: the run owns both and joins first).
 // Thread: run() on the feeder thread.
@@ -46,12 +48,19 @@ class Feeder {
     LeaseFeedOptions lease_options;
     std::function<std::uint64_t(std::size_t bundle)> instances_needing;
     StateFailure* failure = nullptr;
+    // --max-spool: bytes of spool files on disk at once (0: no cap); a member that cannot fit
+    // is left out with an error (see SpoolDir).
+    std::uint64_t max_spool_bytes = 0;
+    // Largest zstd decoder window of a .tar.zst (ArchiveReader; 0: libzstd's 128 MiB).
+    std::uint64_t zstd_window_bytes = 0;
   };
-  explicit Feeder(Wiring wiring) : w_(std::move(wiring)) {}
+  explicit Feeder(Wiring wiring) : w_(std::move(wiring)), spool_(w_.max_spool_bytes) {}
   Feeder(const Feeder&) = delete;
   Feeder& operator=(const Feeder&) = delete;
 
   void run();
+  // The map workers remove the spool files they read through this (refunding --max-spool).
+  SpoolDir& spool() noexcept { return spool_; }
 
  private:
   bool push(WorkItem&& item, std::uint64_t bytes);

@@ -8,8 +8,6 @@
 
 #include "pipeline/log.h"
 
-#include "pipeline/log.h"
-
 namespace chsync {
 
 void MapWorkers::run() {
@@ -37,13 +35,19 @@ ReadResult MapWorkers::read_file(WorkItem& item, std::size_t fi, const LineFn& o
   const FileRef& f = (*w_.bundles)[item.bundle_index].files[fi];
   if (f.kind != SourceKind::kArchiveMember) return read_lines(f, w_.reader, on_line, on_too_long);
   ReadResult rr;
+  if (fi < item.member_error.size() && !item.member_error[fi].empty()) {
+    rr.error = item.member_error[fi];  // left out by the feeder: reported here, once
+    return rr;
+  }
   const std::string spooled = fi < item.member_spool.size() ? item.member_spool[fi] : std::string();
   if (!spooled.empty()) {
     FileRef sf;
     sf.kind = SourceKind::kPlain;
     sf.path = spooled;
     rr = read_lines(sf, w_.reader, on_line, on_too_long);
-    ::unlink(spooled.c_str());
+    const std::uint64_t booked = fi < item.member_spool_bytes.size() ? item.member_spool_bytes[fi] : 0;
+    if (w_.spool) w_.spool->remove(spooled, booked);  // gives the bytes back to --max-spool
+    else ::unlink(spooled.c_str());
   } else if (fi < item.member_data.size()) {
     rr = read_memory_lines(item.member_data[fi], w_.reader, on_line, on_too_long);
     std::string().swap(item.member_data[fi]);  // release as the bundle is read

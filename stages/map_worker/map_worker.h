@@ -25,6 +25,7 @@
 #include "stages/map_worker/work.h"
 #include "stages/mapper/mapper.h"
 #include "stages/reader/reader.h"
+#include "stages/reader/spool.h"
 
 namespace chsync {
 
@@ -44,6 +45,7 @@ class MapWorkers {
     InputProblems* problems = nullptr;
     std::function<bool()> stop_requested;
     CheckFn check;  // empty: no shared state to ask
+    SpoolDir* spool = nullptr;  // the feeder's: spool files read here are removed through it
     std::size_t workers = 1;
   };
   explicit MapWorkers(Wiring wiring) : w_(std::move(wiring)), left_(w_.workers) {}

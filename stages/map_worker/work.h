@@ -18,6 +18,8 @@ struct WorkItem {
   std::size_t bundle_index = 0;
   std::vector<std::string> member_data;   // parallel to bundle.files for archive members
   std::vector<std::string> member_spool;  // non-empty: that member was spooled to this file
+  std::vector<std::uint64_t> member_spool_bytes;  // booked in the SpoolDir for that file
+  std::vector<std::string> member_error;  // non-empty: the member was left out (over --max-spool)
 };
 
 struct FileOutcome {

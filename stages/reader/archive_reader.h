@@ -4,12 +4,20 @@
 // Consumes: a path. Produces: the members in archive order (name, size when the header has one,
 // mtime) and each member's bytes. Owns: the libarchive handle (freed by the destructor).
 // Thread: one thread at a time. Blocks on file I/O and decompression only.
+// Decoders: a zstd-compressed archive (found by its magic number, whatever its name) is
+// decompressed here by ZstdDecoder, whose window is bounded by max_window_bytes, and libarchive
+// reads the tar inside; libarchive's own zstd filter is never enabled (it accepts any window up
+// to 128 MiB, outside --max-memory), so a zstd stream nested in another filter is refused too.
+// A frame asking for a larger window fails the archive (window_refused(), error() names the sizes)
+// before the window is allocated. Other filters (gzip, bzip2, xz, ...) are libarchive's.
 // Errors: never throws. An archive that cannot be opened has is_open() false and error() says
 // why; a damaged header ends the walk (Next::kDamaged); damaged data makes read() return -1.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 struct archive;
 
@@ -23,9 +31,13 @@ struct ArchiveEntry {
   std::int64_t mtime_s = 0;
 };
 
+class ZstdDecoder;
+
 class ArchiveReader {
  public:
-  explicit ArchiveReader(const std::string& path);
+  // max_window_bytes: the largest zstd decoder window accepted (zstd_window_budget_bytes of
+  // --max-memory); 0 keeps libzstd's default limit (128 MiB).
+  ArchiveReader(const std::string& path, std::uint64_t max_window_bytes);
   ~ArchiveReader();
   ArchiveReader(const ArchiveReader&) = delete;
   ArchiveReader& operator=(const ArchiveReader&) = delete;
@@ -39,12 +51,19 @@ class ArchiveReader {
   long read(char* buf, std::size_t n);
   // Skips the rest of the current member; false when its data is damaged.
   bool skip();
-  // libarchive's last message, or `fallback` when it has none.
+  // The zstd decoder's message when it failed, else libarchive's last message, else `fallback`.
   std::string error(const char* fallback) const;
+  // The archive is zstd and a frame asked for a decoder window over max_window_bytes.
+  bool window_refused() const noexcept;
 
  private:
+  static long read_zstd(struct archive* a, void* self, const void** buf);
+
   struct archive* ar_ = nullptr;
   bool open_ = false;
+  int fd_ = -1;  // zstd archives only: the compressed file
+  std::unique_ptr<ZstdDecoder> zstd_;
+  std::vector<char> out_;  // decompressed bytes handed to libarchive
 };
 
 }  // namespace chsync

@@ -5,13 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
-#include <zstd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <vector>
 
+#include "stages/reader/zstd_decoder.h"
 
 namespace chsync {
 namespace {
@@ -138,52 +138,20 @@ class GzipStreamSource : public ByteSource {
   bool failed_ = false;
 };
 
+// zstd through the bounded decoder (stages/reader/zstd_decoder.h): a frame asking for a window
+// over options.max_window_bytes fails the file with a clear error instead of allocating it.
 class ZstdSource : public ByteSource {
  public:
-  explicit ZstdSource(int fd) : fd_(fd), ds_(ZSTD_createDStream()) {
-    ZSTD_initDStream(ds_);
-    in_.resize(ZSTD_DStreamInSize());
-  }
-  ~ZstdSource() override { ZSTD_freeDStream(ds_); }
+  ZstdSource(int fd, std::uint64_t max_window_bytes) : fd_(fd), dec_(max_window_bytes) {}
   long read(char* buf, std::size_t n) override {
-    if (failed_) return -1;
-    ZSTD_outBuffer out{buf, n, 0};
-    while (out.pos == 0) {
-      if (input_.pos == input_.size) {
-        ssize_t r = ::read(fd_, in_.data(), in_.size());
-        if (r < 0) {
-          if (errno == EINTR) continue;
-          error_ = std::strerror(errno);
-          return -1;
-        }
-        if (r == 0) {
-          if (pending_ != 0) {
-            error_ = "truncated zstd stream";
-            return -1;
-          }
-          return 0;
-        }
-        input_ = ZSTD_inBuffer{in_.data(), static_cast<std::size_t>(r), 0};
-      }
-      std::size_t rc = ZSTD_decompressStream(ds_, &out, &input_);
-      if (ZSTD_isError(rc)) {
-        error_ = std::string("corrupt zstd stream: ") + ZSTD_getErrorName(rc);
-        failed_ = true;
-        // Bytes decoded before the damage are handed out first; the error comes next call.
-        return out.pos > 0 ? static_cast<long>(out.pos) : -1;
-      }
-      pending_ = rc;
-    }
-    return static_cast<long>(out.pos);
+    const long r = dec_.read(fd_, buf, n);
+    if (r < 0) error_ = dec_.error();
+    return r;
   }
 
  private:
   int fd_;
-  ZSTD_DStream* ds_;
-  std::vector<char> in_;
-  ZSTD_inBuffer input_{nullptr, 0, 0};
-  std::size_t pending_ = 0;
-  bool failed_ = false;
+  ZstdDecoder dec_;
 };
 
 // The line splitter shared by every source.
@@ -368,7 +336,7 @@ ReadResult read_lines(const FileRef& file, const ReaderOptions& options, const L
       return split_lines(src, options, on_line, on_too_long);
     }
     case SourceKind::kZstd: {
-      ZstdSource src(fdc.fd);
+      ZstdSource src(fdc.fd, options.max_window_bytes);
       return split_lines(src, options, on_line, on_too_long);
     }
     case SourceKind::kArchiveMember: {

@@ -8,6 +8,7 @@
 // a longer line is skipped (counted, reported by line number) and never held whole.
 // A final line without '\n' is passed with no_newline = true: the caller decides whether it is a
 // complete record (it parses) or a truncated tail still being written.
+// Memory (zstd): the decoder window, at most max_window_bytes (a larger one is an error).
 // Errors: open/read/decompression errors end that file (Result::error), never the run.
 // Thread: any; one Reader call per thread at a time. Blocks on file I/O only.
 #pragma once
@@ -26,6 +27,10 @@ struct ReaderOptions {
   std::size_t max_line_bytes = 64u << 20;
   std::uint64_t start_offset = 0;  // plain files: resume here (must be a line start)
   std::uint64_t start_line = 0;    // line number of start_offset minus one
+  // zstd: the largest decoder window accepted (stages/reader/zstd_decoder.h); a frame asking for
+  // more fails the file with a clear error. The sync sets zstd_window_budget_bytes(--max-memory);
+  // 0 keeps libzstd's own limit (128 MiB).
+  std::uint64_t max_window_bytes = 0;
 };
 
 struct ReadResult {

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -40,6 +42,45 @@ std::string SpoolDir::create_file(int& fd, std::string& error) {
     return "";
   }
   return p;
+}
+
+SpoolDir::Charge SpoolDir::charge(std::uint64_t n, std::uint64_t own_unreleased_bytes,
+                                 const std::function<bool()>& stop) {
+  std::unique_lock lock(budget_mu_);
+  if (limit_ > 0) {
+    if (own_unreleased_bytes > limit_ || n > limit_ - own_unreleased_bytes) return Charge::kOverLimit;
+    // It fits once the files released to the workers are read: wait for them.
+    while (used_ > limit_ - n) {
+      if (stop && stop()) return Charge::kStopped;
+      freed_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+  }
+  used_ += n;
+  peak_ = std::max(peak_, used_);
+  return Charge::kBooked;
+}
+
+void SpoolDir::refund(std::uint64_t bytes) {
+  {
+    std::lock_guard lock(budget_mu_);
+    used_ -= std::min(used_, bytes);
+  }
+  freed_.notify_all();
+}
+
+void SpoolDir::remove(const std::string& path, std::uint64_t bytes) {
+  ::unlink(path.c_str());
+  refund(bytes);
+}
+
+std::uint64_t SpoolDir::used_bytes() const {
+  std::lock_guard lock(budget_mu_);
+  return used_;
+}
+
+std::uint64_t SpoolDir::peak_bytes() const {
+  std::lock_guard lock(budget_mu_);
+  return peak_;
 }
 
 bool write_all(int fd, const char* data, std::size_t n, std::string& error) {

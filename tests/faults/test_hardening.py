@@ -339,3 +339,115 @@ class Hardening(FaultCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+    # ---- item 13: spool cap and zstd decoder windows ----
+    def session_file(self, name, copies, session_id=None):
+        """A project folder holding one session file of `copies` x the fixture (about 450 KB
+        each), with the session id replaced when given (distinct sessions, distinct spans)."""
+        d, src = self.session_copy(name)
+        with open(src, "rb") as f:
+            data = f.read()
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        old = os.path.basename(src)[:-len(".jsonl")]
+        sid = session_id or old
+        data = data.replace(old.encode(), sid.encode())
+        os.remove(src)
+        path = os.path.join(d, sid + ".jsonl")
+        with open(path, "wb") as f:
+            for _ in range(copies):
+                f.write(data)
+        return d, path
+
+    def tar_of(self, name, files):
+        import tarfile
+        tar = os.path.join(self.tmp, name + ".tar")
+        with tarfile.open(tar, "w") as t:
+            for p in files:
+                t.add(p, arcname="proj/" + os.path.basename(p))
+        return tar
+
+    def zstd_long(self, src, dst):
+        """zstd --long=27 through a pipe: with the size unknown the frame keeps the 128 MiB window."""
+        import shutil as sh
+        if not sh.which("zstd"):
+            self.fail("zstd CLI missing (scripts/install-deps installs it)")
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            subprocess.run(["zstd", "-q", "--long=27", "-3", "-c"], stdin=fin, stdout=fout,
+                           check=True, timeout=120)
+        return dst
+
+    def test_h13a_member_over_max_spool_is_left_out_and_the_rest_goes_on(self):
+        """Before: no cap (a 21 KB .tar.zst spooled 401 MB); --max-spool was unknown (exit 2)."""
+        # ~3.7 MB (spooled at --max-memory 32MiB), a session of its own
+        _, big = self.session_file("spool", 8, "00000000-0000-4000-8000-0000000000aa")
+        tar = self.tar_of("spool", [big])
+        d, _ = self.session_copy("plain")
+        sink = self.sink()
+        rc, r, err = self.sync_loud([tar, d], sink.traces_url, "--max-memory", "32MiB",
+                                    "--max-spool", "1MiB", timeout=120)
+        self.assertEqual(rc, 1, err[-2000:])
+        member = f"{tar}!proj/{os.path.basename(big)}"
+        left = [e for e in r["errors"] if "over --max-spool" in e]
+        self.assertEqual(len(left), 1, r["errors"])
+        self.assertTrue(left[0].startswith(member + ": left out"), left[0])
+        self.assertIn(member, err)
+        self.assertGreater(r["spans_synced"], 0, "the plain input was still delivered")
+        # Not marked complete: with room the next run reads the member.
+        rc, r2, err = self.sync_loud([tar, d], sink.traces_url, "--max-memory", "32MiB", timeout=120)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertEqual(r2["files_updated"], 1, r2)  # the member; the plain file is unchanged
+        self.assertGreaterEqual(r2["bytes_read"], os.path.getsize(big), r2)
+
+    def test_h13b_members_that_fit_one_at_a_time_wait_for_the_workers(self):
+        """Four sessions of ~3.7 MB, each spooled, under an 8 MiB cap with a slow backend: the
+        feeder waits for the workers to read what it released instead of leaving members out."""
+        files = [self.session_file(f"w{k}", 8, f"00000000-0000-4000-8000-00000000000{k}")[1]
+                 for k in range(4)]
+        tar = self.tar_of("wait", files)
+        sink = self.sink("--latency-ms", "100")
+        rc, r, err = self.sync_loud(tar, sink.traces_url, "--max-memory", "32MiB", "--max-spool",
+                                    "8MiB", "--workers", "1", "--max-in-flight", "1", timeout=300)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertEqual(r["errors"], [])
+        base = self.sink()
+        rc, r0, err = self.sync_loud(tar, base.traces_url, "--max-memory", "32MiB",
+                                     db=self.db("uncapped.db"), timeout=300)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertEqual(r["spans_synced"], r0["spans_synced"])
+
+    def test_h13c_tar_zst_window_over_the_memory_budget_is_refused(self):
+        """Before: libarchive allocated the 128 MiB window of a --long=27 .tar.zst whatever
+        --max-memory said, exit 0."""
+        _, f = self.session_file("win", 2)
+        zst = self.zstd_long(self.tar_of("win", [f]), os.path.join(self.tmp, "win.tar.zst"))
+        d, _ = self.session_copy("plain")
+        sink = self.sink()
+        rc, r, err = self.sync_loud([zst, d], sink.traces_url, "--max-memory", "64MiB", timeout=120)
+        self.assertEqual(rc, 1, err[-2000:])
+        refused = [e for e in r["errors"] if e.startswith(zst + ": decoder_window: ")]
+        self.assertEqual(len(refused), 1, r["errors"])
+        self.assertIn("window of 128 MiB, over the limit of 16 MiB", refused[0])
+        self.assertGreater(r["spans_synced"], 0, "the plain input was still delivered")
+        # With room in the budget (a quarter of 1 GiB) the same archive is read.
+        rc, r, err = self.sync_loud([zst], sink.traces_url, "--max-memory", "1GiB",
+                                    db=self.db("big.db"), timeout=120)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertGreater(r["spans_synced"], 0)
+
+    def test_h13d_jsonl_zst_window_over_the_memory_budget_fails_that_file(self):
+        d, f = self.session_file("zwin", 1)
+        self.zstd_long(f, f + ".zst")
+        os.remove(f)
+        plain, _ = self.session_copy("plain")
+        sink = self.sink()
+        rc, r, err = self.sync_loud([d, plain], sink.traces_url, timeout=120)  # default 256MiB
+        self.assertEqual(rc, 1, err[-2000:])
+        refused = [e for e in r["errors"] if "decoder window of 128 MiB, over the limit of 64 MiB" in e]
+        self.assertEqual(len(refused), 1, r["errors"])
+        self.assertIn(os.path.basename(f) + ".zst", refused[0])
+        self.assertGreater(r["spans_synced"], 0)
+        rc, r, err = self.sync_loud([d], sink.traces_url, "--max-memory", "1GiB",
+                                    db=self.db("big.db"), timeout=120)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertGreater(r["spans_synced"], 0)

@@ -27,6 +27,11 @@ class CliTest(TempTestCase):
         self.assertEqual(c["workers"], 3)
         self.assertEqual(c["max_field_bytes"], 1024)
         self.assertEqual(c["max_line_bytes"], 64 << 20)       # default
+        self.assertEqual(c["max_spool_bytes"], 4 << 30)       # default (issue 20 #13)
+        self.assertEqual(c["sources"]["max-spool"], "default")
+        c = self.print_config("--config", self.write("s.toml", '[sync]\nmax-spool = "1GiB"\n'),
+                              env=clean_env(CHSYNC_MAX_SPOOL="2GiB"))
+        self.assertEqual(c["max_spool_bytes"], 2 << 30)       # env over file
         env = clean_env(CHSYNC_SETTLE="2m", CHSYNC_WORKERS="1")
         c = self.print_config("--config", cfg, env=env)
         self.assertEqual(c["settle_ms"], 2 * 60000)          # env over file

@@ -63,7 +63,7 @@ std::string read_all(ArchiveReader& ar) {
 }
 
 TEST_F(ArchiveReaderTest, ListsMembersInOrderWithTheirBytes) {
-  ArchiveReader ar(tar({{"./p/s1.jsonl", "{\"a\":1}\n{\"b\":2}\n"}, {"p/s2.jsonl", "x\n"}}));
+  ArchiveReader ar(tar({{"./p/s1.jsonl", "{\"a\":1}\n{\"b\":2}\n"}, {"p/s2.jsonl", "x\n"}}), 0);
   ASSERT_TRUE(ar.is_open());
   ArchiveEntry e;
   ASSERT_EQ(ar.next(e), ArchiveReader::Next::kEntry);
@@ -83,7 +83,7 @@ TEST_F(ArchiveReaderTest, ListsMembersInOrderWithTheirBytes) {
 }
 
 TEST_F(ArchiveReaderTest, AMissingFileIsNotOpenAndSaysWhy) {
-  ArchiveReader ar(dir_ + "/missing.tar");
+  ArchiveReader ar(dir_ + "/missing.tar", 0);
   EXPECT_FALSE(ar.is_open());
   EXPECT_FALSE(ar.error("fallback").empty());
   ArchiveEntry e;
@@ -94,7 +94,7 @@ TEST_F(ArchiveReaderTest, ACutArchiveEndsInDamageNotInSilence) {
   std::string big(64 * 1024, 'x');
   const std::string path = tar({{"a.jsonl", big}, {"b.jsonl", big}});
   fs::resize_file(path, fs::file_size(path) / 2);  // inside the second half of the members
-  ArchiveReader ar(path);
+  ArchiveReader ar(path, 0);
   ASSERT_TRUE(ar.is_open());
   ArchiveEntry e;
   bool damaged = false;

@@ -1,0 +1,69 @@
+// ZstdDecoder: a streaming zstd decoder whose window is bounded, shared by the reader (.jsonl.zst)
+// and ArchiveReader (.tar.zst, fed to libarchive already decompressed).
+//
+// Why: a zstd frame names the window its decoder must keep (RFC 8878 §3.1.1.1.2); `zstd --long=27`
+// asks for 128 MiB, `--long=31` for 2 GiB, and a decoder allocates it whatever --max-memory says
+// (issue 20 #13: a 21 KB .tar.zst took 152 MB). Here a frame asking for more than
+// max_window_bytes fails the stream with a clear error (window_refused() true) before anything
+// is allocated for it (libzstd's ZSTD_d_windowLogMax, so the check holds for every frame of a
+// multi-frame stream, not only the first).
+// Consumes: a file descriptor (read with read(2), never seeked). Produces: decompressed bytes.
+// Memory: the window (at most max_window_bytes) plus libzstd's block and input buffers (~256 KiB).
+// Thread: one thread at a time. Errors: never throws; read() returns -1 and error() says why.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+struct ZSTD_DCtx_s;
+
+namespace chsync {
+
+// The decoder window accepted for a --max-memory: a quarter of it, at least 8 MiB, rounded down
+// to a power of two (libzstd bounds windows by their log). 64 MiB at the default 256 MiB.
+std::uint64_t zstd_window_budget_bytes(std::uint64_t max_memory_bytes);
+
+// True when `p` starts with a zstd frame or a skippable frame (needs 4 bytes).
+bool is_zstd_magic(const unsigned char* p, std::size_t n);
+
+// The window a zstd frame header at `p` asks for, in bytes (the frame content size for a
+// single-segment frame); 0 when `p` does not hold a whole zstd frame header (or a skippable one).
+std::uint64_t zstd_frame_window_bytes(const unsigned char* p, std::size_t n);
+
+class ZstdDecoder {
+ public:
+  // max_window_bytes: the largest window accepted (rounded down to a power of two, at least
+  // 1 KiB); 0 keeps libzstd's default limit (128 MiB).
+  explicit ZstdDecoder(std::uint64_t max_window_bytes);
+  ~ZstdDecoder();
+  ZstdDecoder(const ZstdDecoder&) = delete;
+  ZstdDecoder& operator=(const ZstdDecoder&) = delete;
+
+  // Decompresses from `fd` into buf: > 0 bytes, 0 at the end of the stream, -1 on error (bytes
+  // decoded before damage are returned first; the error comes with the next call).
+  long read(int fd, char* buf, std::size_t n);
+  const std::string& error() const noexcept { return error_; }
+  // The stream failed because a frame asked for a window over the limit.
+  bool window_refused() const noexcept { return window_refused_; }
+  // The limit in force (a power of two), in bytes.
+  std::uint64_t window_limit_bytes() const noexcept { return limit_; }
+
+ private:
+  void note_header_bytes(std::size_t from);
+
+  ZSTD_DCtx_s* ds_;
+  std::uint64_t limit_ = 0;
+  std::vector<char> in_;
+  std::size_t in_size_ = 0, in_pos_ = 0;
+  std::size_t pending_ = 0;  // libzstd's hint: 0 at a frame boundary
+  // The first bytes of the current frame, kept to name its window when it is refused.
+  std::string header_;
+  bool at_frame_start_ = true;
+  bool failed_ = false;
+  bool window_refused_ = false;
+  std::string error_;
+};
+
+}  // namespace chsync
