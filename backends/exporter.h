@@ -74,12 +74,40 @@ struct ExporterStats {
   std::string last_error;
 };
 
+// Encoding ahead: an exporter that encodes each span on its own (the HTTP exporters) lets the map
+// workers do it in parallel, so that its send() only copies bytes. make_encoder() may be called
+// from any thread; the encoder it returns belongs to one thread.
+class SpanBytesEncoder {
+ public:
+  virtual ~SpanBytesEncoder() = default;
+  // Appends the span's bytes, exactly as the exporter's own send() would have encoded it.
+  virtual void encode(const Span& span, std::string& out) = 0;
+};
+
+// A bundle's spans encoded ahead for one exporter: span i is blob[ends[i-1], ends[i]).
+struct EncodedSpans {
+  std::string blob;
+  std::vector<std::size_t> ends;
+  std::string_view span(std::size_t i) const noexcept {
+    const std::size_t begin = i == 0 ? 0 : ends[i - 1];
+    return std::string_view(blob).substr(begin, ends[i] - begin);
+  }
+};
+
 class Exporter {
  public:
   virtual ~Exporter() = default;
   virtual std::string_view instance() const noexcept = 0;  // state key, e.g. "otlp" or config name
   // Takes ownership of spans. Returns false once the exporter is fatal (caller stops feeding).
   virtual bool send(std::vector<Span>&& spans) = 0;
+  // An encoder for map workers, or nullptr when this exporter encodes in send() only.
+  virtual std::unique_ptr<SpanBytesEncoder> make_encoder() const { return nullptr; }
+  // send() with each span's bytes made by one of this exporter's encoders (encoded[i] is
+  // spans[i]'s; the views stay valid until the call returns).
+  virtual bool send_encoded(std::vector<Span>&& spans, const std::vector<std::string_view>& encoded) {
+    (void)encoded;
+    return send(std::move(spans));
+  }
   // Sends the partial batch now (same thread as send()), so its spans get an outcome without
   // waiting for more input; used when the input pauses (work sharing waits for claims).
   virtual void flush() {}

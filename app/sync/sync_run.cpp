@@ -94,6 +94,8 @@ void SyncRun::wire_stages() {
       return check_bundle(b, keys);
     };
   mw.workers = std::max<std::size_t>(opt_.workers, 1);
+  for (auto& inst : instances_)  // the dispatcher's route order
+    mw.encode.push_back({inst->exporter.get(), &inst->encode_ahead});
   workers_ = std::make_unique<MapWorkers>(std::move(mw));
 
   dw.bundles = &bundles;

@@ -63,6 +63,9 @@ class SyncRun {
     std::unique_ptr<Exporter> exporter;
     bool synchronous = false;  // console/file/null: acked inside send()
     std::vector<bool> needs;   // per bundle
+    // Per bundle: needed and without delivery history (no file has a state row), so its spans
+    // are encoded ahead by the map workers when the exporter allows it (make_encoder).
+    std::vector<bool> encode_ahead;
     // The delivered set is over its share of --max-memory: each bundle's keys are looked up in
     // the state by the map worker instead (StateStore::settled_among, into BundleResult::checks).
     bool lookup_settled = false;

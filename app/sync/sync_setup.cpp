@@ -159,6 +159,7 @@ void SyncRun::plan_needs() {
   any_need_.assign(bundles.size(), false);
   for (auto& inst : instances_) {
     inst->needs.assign(bundles.size(), true);
+    inst->encode_ahead.assign(bundles.size(), true);
     if (!state_ || opt_.resend) continue;
     // A shared store answers in one query rather than one round trip per file.
     std::unordered_map<std::string, FileState> rows;
@@ -171,19 +172,18 @@ void SyncRun::plan_needs() {
       return it->second;
     };
     for (std::size_t b = 0; b < bundles.size(); ++b) {
-      bool all_same = true;
+      bool all_same = true, any_row = false;
       for (const auto& f : bundles[b].files) {
         if (f.kind == SourceKind::kStdin) {
           all_same = false;
-          break;
+          continue;
         }
         auto row = lookup(f.key);
-        if (!row || !row->complete || row->size != f.size || row->mtime_ms != f.mtime_ms) {
-          all_same = false;
-          break;
-        }
+        any_row = any_row || row.has_value();
+        if (!row || !row->complete || row->size != f.size || row->mtime_ms != f.mtime_ms) all_same = false;
       }
       inst->needs[b] = !all_same;
+      inst->encode_ahead[b] = !all_same && !any_row;
     }
   }
   for (std::size_t b = 0; b < bundles.size(); ++b) {

@@ -93,7 +93,18 @@ void BatchingHttpExporter::fail_batch(Batch&& batch, std::string reason) {
   deliver(acks);
 }
 
-bool BatchingHttpExporter::send(std::vector<Span>&& spans) {
+bool BatchingHttpExporter::send(std::vector<Span>&& spans) { return send_spans(spans, nullptr); }
+
+bool BatchingHttpExporter::send_encoded(std::vector<Span>&& spans,
+                                        const std::vector<std::string_view>& encoded) {
+  if (encoded.size() != spans.size())
+    throw std::logic_error("send_encoded: " + std::to_string(encoded.size()) + " encodings for " +
+                           std::to_string(spans.size()) + " spans");
+  return send_spans(spans, &encoded);
+}
+
+bool BatchingHttpExporter::send_spans(const std::vector<Span>& spans,
+                                      const std::vector<std::string_view>* encoded) {
   {
     std::unique_lock lock(mu_);
     if (fatal_ || interrupted_) {
@@ -106,14 +117,21 @@ bool BatchingHttpExporter::send(std::vector<Span>&& spans) {
     }
   }
   const auto forever = Clock::time_point::max();
-  for (const auto& s : spans) {
-    one_.clear();
-    codec_->encode_span(s, one_);
-    if (!cur_.empty() && cur_.blob.size() + one_.size() > options_.batch_bytes) {
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    const Span& s = spans[i];
+    std::string_view bytes;
+    if (encoded) {
+      bytes = (*encoded)[i];
+    } else {
+      one_.clear();
+      codec_->encode_span(s, one_);
+      bytes = one_;
+    }
+    if (!cur_.empty() && cur_.blob.size() + bytes.size() > options_.batch_bytes) {
       dispatch(std::move(cur_), forever);
       cur_ = Batch{};
     }
-    cur_.blob += one_;
+    cur_.blob += bytes;
     cur_.ends.push_back(cur_.blob.size());
     cur_.refs.push_back({s.span_key(), s.bundle_seq});
     if (cur_.refs.size() >= options_.batch_spans || cur_.blob.size() >= options_.batch_bytes) {

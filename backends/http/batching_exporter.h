@@ -5,8 +5,9 @@
 //
 // Contract (in addition to backends/exporter.h):
 // * Batching: a request is cut at batch_spans spans or batch_bytes of encoded spans (before
-//   compression); a span larger than batch_bytes goes alone. Each span is encoded once, on the
-//   thread that calls send().
+//   compression); a span larger than batch_bytes goes alone. Each span is encoded once: on the
+//   thread that calls send(), or ahead on a map worker (make_encoder, send_encoded: send() then
+//   only copies its bytes).
 // * Slots: at most max_in_flight batches are in flight; send() blocks (time_blocked_ms) while all
 //   slots are taken. Memory: at most max_in_flight + 1 batches.
 // * before_send_ runs on the send() thread once per batch, before its first request; retries and
@@ -77,6 +78,9 @@ class HttpCodec {
   virtual ~HttpCodec() = default;
   // Appends one span's encoded bytes (opaque to the core) to out.
   virtual void encode_span(const Span& span, std::string& out) = 0;
+  // An encoder producing encode_span's bytes on another thread (map workers), or nullptr.
+  // Called from any thread: must only read the codec's configuration.
+  virtual std::unique_ptr<SpanBytesEncoder> make_encoder() const { return nullptr; }
   // The uncompressed request body holding these encoded spans, in order.
   virtual std::string request_body(const std::vector<std::string_view>& spans) const = 0;
   virtual std::string_view content_type() const = 0;
@@ -135,6 +139,8 @@ class BatchingHttpExporter : public Exporter {
 
   std::string_view instance() const noexcept override { return options_.instance; }
   bool send(std::vector<Span>&& spans) override;
+  std::unique_ptr<SpanBytesEncoder> make_encoder() const override { return codec_->make_encoder(); }
+  bool send_encoded(std::vector<Span>&& spans, const std::vector<std::string_view>& encoded) override;
   void flush() override;
   void interrupt() noexcept override;
   bool stop(std::chrono::milliseconds drain_timeout) noexcept override;
@@ -157,6 +163,8 @@ class BatchingHttpExporter : public Exporter {
   struct Part;
   struct Flight;
 
+  // send() and send_encoded(): encoded null, or one view per span.
+  bool send_spans(const std::vector<Span>& spans, const std::vector<std::string_view>* encoded);
   void dispatch(Batch&& batch, std::chrono::steady_clock::time_point deadline);
   void rate_limit(std::size_t spans, std::chrono::steady_clock::time_point deadline);
   void start_part(std::uint64_t flight_id);

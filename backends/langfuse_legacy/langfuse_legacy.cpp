@@ -288,17 +288,33 @@ void append_item(std::string& out, const std::vector<EventRef>& evs) {
   }
 }
 
+// One span's ingestion events, as one item of the codec's own format. Stateless: the codec and
+// each map worker share nothing but the options.
+void encode_legacy_span(const Span& span, const EventOptions& options, std::string& out) {
+  const auto evs = legacy_events(span, options, export_time_now());
+  std::vector<EventRef> refs;
+  for (const auto& e : evs) refs.push_back({id_of(e), e});
+  append_item(out, refs);
+}
+
+class LegacySpanBytes final : public SpanBytesEncoder {
+ public:
+  explicit LegacySpanBytes(EventOptions options) : options_(std::move(options)) {}
+  void encode(const Span& span, std::string& out) override { encode_legacy_span(span, options_, out); }
+
+ private:
+  EventOptions options_;
+};
+
 // The Langfuse batch ingestion part of an exporter: events per span, {"batch":[...]} framing,
 // and the reading of the 207 answer's per-event errors.
 class LegacyCodec final : public http::HttpCodec {
  public:
   explicit LegacyCodec(EventOptions options) : options_(std::move(options)) {}
 
-  void encode_span(const Span& span, std::string& out) override {
-    const auto evs = legacy_events(span, options_, export_time_now());
-    std::vector<EventRef> refs;
-    for (const auto& e : evs) refs.push_back({id_of(e), e});
-    append_item(out, refs);
+  void encode_span(const Span& span, std::string& out) override { encode_legacy_span(span, options_, out); }
+  std::unique_ptr<SpanBytesEncoder> make_encoder() const override {
+    return std::make_unique<LegacySpanBytes>(options_);
   }
   std::string request_body(const std::vector<std::string_view>& spans) const override {
     std::string body = "{\"batch\":[";

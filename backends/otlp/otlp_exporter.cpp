@@ -52,10 +52,33 @@ void joined(const std::vector<std::string_view>& spans, std::string& scratch, st
 
 // The OTLP part of an exporter: protobuf or JSON span encoding, request framing with the
 // resource and scope, gzip, and the reading of partialSuccess and rpc Status answers.
+// One span's OTLP bytes (protobuf ScopeSpans.spans field, or an OTLP/JSON span object). The codec
+// has one for its send() thread; each map worker gets its own (the encoders keep scratch space).
+class OtlpSpanBytes final : public SpanBytesEncoder {
+ public:
+  OtlpSpanBytes(const EncoderOptions& options, bool json) : proto_(options) {
+    if (json) json_ = std::make_unique<JsonSpanEncoder>(options);
+  }
+  void encode(const Span& span, std::string& out) override {
+    if (json_) {
+      json_->append_span(span, out);
+    } else {
+      proto_.append_span(span, out);
+    }
+  }
+  const EncoderOptions& options() const noexcept { return proto_.options(); }
+  bool json() const noexcept { return json_ != nullptr; }
+
+ private:
+  SpanEncoder proto_;
+  std::unique_ptr<JsonSpanEncoder> json_;
+};
+
 class OtlpCodec final : public http::HttpCodec {
  public:
   explicit OtlpCodec(const OtlpOptions& o)
-      : proto_(EncoderOptions{o.profile, true, o.tags}), json_(o.encoding == OtlpOptions::Encoding::kJson),
+      : spans_(EncoderOptions{o.profile, true, o.tags}, o.encoding == OtlpOptions::Encoding::kJson),
+        json_(o.encoding == OtlpOptions::Encoding::kJson),
         gzip_(o.compression == OtlpOptions::Compression::kGzip), gzip_level_(o.gzip_level) {
     // Resource: defaults, then user-given attributes override by key.
     StringPairs res = {{"service.name", o.service_name},
@@ -80,17 +103,13 @@ class OtlpCodec final : public http::HttpCodec {
       }
     }
     const std::string_view scope_version = o.scope_version.empty() ? chsync_version() : std::string_view(o.scope_version);
-    if (json_) json_encoder_ = std::make_unique<JsonSpanEncoder>(EncoderOptions{o.profile, true, o.tags});
     resource_ = json_ ? json_resource(res) : encode_resource(res);
     scope_ = json_ ? json_scope(o.scope_name, scope_version) : encode_scope(o.scope_name, scope_version);
   }
 
-  void encode_span(const Span& span, std::string& out) override {
-    if (json_) {
-      json_encoder_->append_span(span, out);
-    } else {
-      proto_.append_span(span, out);
-    }
+  void encode_span(const Span& span, std::string& out) override { spans_.encode(span, out); }
+  std::unique_ptr<SpanBytesEncoder> make_encoder() const override {
+    return std::make_unique<OtlpSpanBytes>(spans_.options(), spans_.json());
   }
   std::string request_body(const std::vector<std::string_view>& spans) const override {
     std::string scratch, body;
@@ -137,8 +156,7 @@ class OtlpCodec final : public http::HttpCodec {
   }
 
  private:
-  SpanEncoder proto_;
-  std::unique_ptr<JsonSpanEncoder> json_encoder_;
+  OtlpSpanBytes spans_;
   bool json_;
   bool gzip_;
   int gzip_level_;

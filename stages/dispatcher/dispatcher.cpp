@@ -29,7 +29,7 @@ void Dispatcher::run_sender(std::size_t ii) {
       route.ledger->finalize_ready();
       continue;
     }
-    send_to(route, item->bundle, std::move(item->spans), item->repeats);
+    send_to(route, item->bundle, std::move(item->spans), item->encoded, item->repeats);
   }
   // Input is exhausted: flush this backend's partial batch and drain it now, without waiting for
   // the slower backends' senders.
@@ -39,11 +39,13 @@ void Dispatcher::run_sender(std::size_t ii) {
 // Sends one bundle's spans to one instance, then records finished bundles. Runs on the
 // dispatcher thread (one backend) or on the instance's sender thread (several backends).
 void Dispatcher::send_to(const Route& route, std::size_t bundle, std::vector<Span>&& out,
-                         std::uint64_t repeats) {
+                         const std::vector<std::string_view>& encoded, std::uint64_t repeats) {
   // After a signal (or a fatal error) nothing new goes out: only in-flight requests drain.
   if (!out.empty() && !exporter_fatal_.load() && !w_.stop_requested()) {
     route.ledger->add_repeats(repeats);
-    if (!route.exporter->send(std::move(out))) {
+    const bool ok = encoded.empty() ? route.exporter->send(std::move(out))
+                                    : route.exporter->send_encoded(std::move(out), encoded);
+    if (!ok) {
       exporter_fatal_ = true;
       w_.request_stop();
     }
@@ -87,10 +89,15 @@ void Dispatcher::dispatch(BundleResult& r) {
     // Sends of unknown outcome by another run, now this run's: each a possible repeat.
     std::uint64_t repeats = chk.adopted.size();
     if (chk.adopted_request != 0) route.ledger->adopt_request(bi, chk.adopted_request);
-    for (auto& s : r.spans) {
+    const std::shared_ptr<const EncodedSpans> enc = ii < r.encoded.size() ? r.encoded[ii] : nullptr;
+    std::vector<std::string_view> encoded;
+    if (enc) encoded.reserve(r.spans.size());
+    for (std::size_t k = 0; k < r.spans.size(); ++k) {
+      Span& s = r.spans[k];
       const SpanDedupe::Verdict v = route.dedupe->admit(s.span_key(), chk.settled);
       if (!v.send) continue;
       repeats += v.possible_repeats;
+      if (enc) encoded.push_back(enc->span(k));
       if (ii + 1 == w_.routes.size())
         out.push_back(std::move(s));
       else
@@ -98,13 +105,16 @@ void Dispatcher::dispatch(BundleResult& r) {
     }
     route.ledger->dispatched(bi, out.size());
     if (!send_queues_.empty()) {
-      const std::uint64_t bytes = std::accumulate(
+      std::uint64_t bytes = std::accumulate(
           out.begin(), out.end(), std::uint64_t{64},
           [](std::uint64_t n, const Span& sp) { return n + approx_bytes(sp); });
-      if (send_queues_[ii]->push(SendItem{bi, std::move(out), repeats, false}, bytes)) continue;
+      for (auto e : encoded) bytes += e.size() + sizeof(e);
+      SendItem item{bi, std::move(out), repeats, false, encoded.empty() ? nullptr : enc, std::move(encoded)};
+      if (send_queues_[ii]->push(std::move(item), bytes)) continue;
       out.clear();  // closed: cannot happen while the dispatcher runs; account as not sent
+      encoded.clear();
     }
-    send_to(route, bi, std::move(out), repeats);
+    send_to(route, bi, std::move(out), encoded, repeats);
   }
 }
 

@@ -8,6 +8,8 @@
 // --workers. The reorder buffer is bounded by the budget's `reorder` share: past it the smallest
 // waiting bundle goes out even though an earlier one is still being mapped. With leases this
 // process sees only the bundles it claims, so output is never reordered then.
+// Spans a map worker encoded ahead go to Exporter::send_encoded with the bytes of the admitted
+// ones (the rest are dropped unsent); others to send(), which encodes.
 // Routing: one instance is called directly on the dispatcher thread. Several instances each get
 // a bounded queue (their part of the `send_queues` share) and a sender thread, so a slow or
 // failing backend holds back only its own queue.
@@ -25,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backends/exporter.h"
@@ -84,11 +87,14 @@ class Dispatcher {
     std::vector<Span> spans;
     std::uint64_t repeats = 0;
     bool flush = false;  // input paused: send the partial batch, record finished bundles
+    // Encoded ahead: one view per span into `hold` (empty: the exporter encodes).
+    std::shared_ptr<const EncodedSpans> hold;
+    std::vector<std::string_view> encoded;
   };
   void record(BundleResult& r);
   void dispatch(BundleResult& r);
   void send_to(const Route& route, std::size_t bundle, std::vector<Span>&& out,
-               std::uint64_t repeats);
+               const std::vector<std::string_view>& encoded, std::uint64_t repeats);
   void run_sender(std::size_t route);
   void idle_flush();
   void run_ordered();

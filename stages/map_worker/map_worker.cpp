@@ -10,7 +10,28 @@
 
 namespace chsync {
 
+void MapWorkers::encode_ahead(BundleResult& res,
+                              std::vector<std::unique_ptr<SpanBytesEncoder>>& encoders) {
+  if (res.spans.empty() || w_.encode.empty()) return;
+  encoders.resize(w_.encode.size());
+  res.encoded.resize(w_.encode.size());
+  for (std::size_t ii = 0; ii < w_.encode.size(); ++ii) {
+    const auto& e = w_.encode[ii];
+    if (!e.exporter || !e.bundles || !(*e.bundles)[res.bundle_index]) continue;
+    if (!encoders[ii]) encoders[ii] = e.exporter->make_encoder();
+    if (!encoders[ii]) continue;
+    auto enc = std::make_shared<EncodedSpans>();
+    enc->ends.reserve(res.spans.size());
+    for (const auto& sp : res.spans) {
+      encoders[ii]->encode(sp, enc->blob);
+      enc->ends.push_back(enc->blob.size());
+    }
+    res.encoded[ii] = std::move(enc);
+  }
+}
+
 void MapWorkers::run() {
+  std::vector<std::unique_ptr<SpanBytesEncoder>> encoders;  // this thread's, per instance
   while (auto item = w_.work->pop()) {
     if (w_.stop_requested()) continue;  // drain without work
     BundleResult res = map_bundle(*item);
@@ -24,6 +45,7 @@ void MapWorkers::run() {
       keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
       res.checks = w_.check(item->bundle_index, keys);
     }
+    encode_ahead(res, encoders);
     const std::uint64_t sz = result_bytes(res);
     if (!w_.results->push(std::move(res), sz)) break;
   }

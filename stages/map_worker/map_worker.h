@@ -4,9 +4,9 @@
 // Produces: one BundleResult per bundle on the result queue: the bundle's spans in emission
 // order, per-file read outcomes (lines, end offset, truncated tail, read error), map counts, and
 // where the state is asked per bundle (lease mode, or a delivered set over its memory share) the
-// state's per-instance view of the spans (BundleCheck). This is the
-// place for per-bundle work that scales with --workers (the throughput work adds encoding for
-// each backend instance here).
+// state's per-instance view of the spans (BundleCheck), and the spans encoded ahead for each
+// exporter that allows it (Exporter::make_encoder): encoding scales with --workers instead of
+// running on the dispatcher thread.
 // Owns: each bundle's BundleMapper while it maps; a per-thread simdjson parser for last lines.
 // Thread: run() on each of --workers threads; every worker shares the queues.
 // Stop: when `stop_requested()` is true the worker drains the work queue without mapping (spool
@@ -47,6 +47,15 @@ class MapWorkers {
     CheckFn check;  // empty: no shared state to ask
     SpoolDir* spool = nullptr;  // the feeder's: spool files read here are removed through it
     std::size_t workers = 1;
+    // Encoding ahead, one entry per backend instance in the dispatcher's route order: the
+    // exporter whose make_encoder() each worker uses, and the bundles to encode for it (those
+    // with no delivery history: a bundle whose spans are mostly delivered would be encoded for
+    // nothing, so the dispatcher encodes the few it sends). Null exporter: none.
+    struct EncodeAhead {
+      const Exporter* exporter = nullptr;
+      const std::vector<bool>* bundles = nullptr;
+    };
+    std::vector<EncodeAhead> encode;
   };
   explicit MapWorkers(Wiring wiring) : w_(std::move(wiring)), left_(w_.workers) {}
   MapWorkers(const MapWorkers&) = delete;
@@ -62,6 +71,8 @@ class MapWorkers {
  private:
   ReadResult read_file(WorkItem& item, std::size_t fi, const LineFn& on_line,
                        const TooLongFn& on_too_long);
+  // Fills res.encoded with this worker's encoders (one per instance, made on first use).
+  void encode_ahead(BundleResult& res, std::vector<std::unique_ptr<SpanBytesEncoder>>& encoders);
 
   Wiring w_;
   std::atomic<std::size_t> left_;

@@ -1,12 +1,15 @@
 // What travels between the sync stages: the feeder hands a map worker a WorkItem (one bundle,
 // with the bytes of its archive members), a map worker hands the dispatcher a BundleResult (the
-// bundle's spans, per-file read outcomes and counts).
+// bundle's spans, per-file read outcomes and counts, and the spans encoded ahead for the exporters
+// that allow it).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backends/exporter.h"
 #include "pipeline/span.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"
@@ -38,12 +41,16 @@ struct BundleResult {
   std::vector<FileOutcome> files;
   std::uint64_t bytes = 0;
   std::vector<BundleCheck> checks;  // lease mode: per instance, the shared state's view
+  // Per instance (route order): the spans encoded ahead for its exporter, or null.
+  std::vector<std::shared_ptr<const EncodedSpans>> encoded;
 };
 
 // Bytes a result is charged in the result queue and the reorder buffer.
 inline std::uint64_t result_bytes(const BundleResult& r) {
   std::uint64_t sz = 64;
   for (const auto& s : r.spans) sz += approx_bytes(s);
+  for (const auto& e : r.encoded)
+    if (e) sz += e->blob.size() + e->ends.size() * sizeof(std::size_t);
   return sz;
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -531,4 +532,53 @@ TEST(OtlpExporterTest, JsonEncodingFollowsOtlpJsonRules) {
   EXPECT_EQ(b.substr(b.size() - 6), "]}]}]}");
   EXPECT_NE(bodies[1].find("{\"key\":\"chsync.n\",\"value\":{\"intValue\":\"-3\"}}"), std::string::npos);
   EXPECT_EQ(bodies[1].find("\"spans\":[,"), std::string::npos);
+}
+
+// Map workers encode ahead (make_encoder, on their own threads) and the dispatcher hands the bytes
+// to send_encoded: the requests must be byte for byte those of send(), in both encodings.
+TEST(OtlpExporterTest, EncodedAheadRequestsEqualSendRequests) {
+  for (auto encoding : {OtlpOptions::Encoding::kProtobuf, OtlpOptions::Encoding::kJson}) {
+    auto bodies_of = [&](bool ahead) {
+      auto o = fast_options();
+      o.encoding = encoding;
+      o.compression = OtlpOptions::Compression::kNone;
+      std::mutex mu;
+      std::vector<std::string> bodies;
+      auto t = std::make_unique<FakeTransport>([&](const http::Request& r, int) {
+        std::lock_guard lock(mu);
+        bodies.push_back(*r.body);
+        return status(200);
+      });
+      OtlpExporter exp(o, *http::parse_url("http://127.0.0.1:4318/v1/traces"), std::move(t));
+      AckLog log;
+      exp.set_ack_fn([&](Ack&& a) { log(std::move(a)); });
+      std::vector<Span> spans = make_spans(25, 0, 300);
+      if (ahead) {
+        EncodedSpans enc;
+        std::thread worker([&] {  // a map worker's thread, with its own encoder
+          auto encoder = exp.make_encoder();
+          ASSERT_NE(encoder, nullptr);
+          for (const auto& s : spans) {
+            encoder->encode(s, enc.blob);
+            enc.ends.push_back(enc.blob.size());
+          }
+        });
+        worker.join();
+        std::vector<std::string_view> views;
+        for (std::size_t i = 0; i < enc.ends.size(); ++i) views.push_back(enc.span(i));
+        EXPECT_TRUE(exp.send_encoded(std::move(spans), views));
+      } else {
+        EXPECT_TRUE(exp.send(std::move(spans)));
+      }
+      EXPECT_TRUE(exp.stop(5s));
+      EXPECT_EQ(log.count(Ack::Outcome::kDelivered), 25u);
+      std::lock_guard lock(mu);
+      std::sort(bodies.begin(), bodies.end());
+      return bodies;
+    };
+    const auto plain = bodies_of(false);
+    const auto ahead = bodies_of(true);
+    EXPECT_EQ(plain.size(), 3u);
+    EXPECT_EQ(plain, ahead) << (encoding == OtlpOptions::Encoding::kJson ? "json" : "protobuf");
+  }
 }
