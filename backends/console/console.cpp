@@ -7,11 +7,30 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 
 #include "backends/console/json_writer.h"
 
 namespace chsync {
 namespace {
+
+// One span's output line, '\n' included (also made ahead by map workers: stateless).
+void append_line(ConsoleFormat format, const Span& s, std::string& out) {
+  if (format == ConsoleFormat::kJson)
+    append_span_json(out, s);
+  else
+    out += format_span_text(s);
+  out.push_back('\n');
+}
+
+class LineEncoder final : public SpanBytesEncoder {
+ public:
+  explicit LineEncoder(ConsoleFormat format) : format_(format) {}
+  void encode(const Span& span, std::string& out) override { append_line(format_, span, out); }
+
+ private:
+  ConsoleFormat format_;
+};
 
 class WritingExporter : public Exporter {
  public:
@@ -24,7 +43,21 @@ class WritingExporter : public Exporter {
 
   std::string_view instance() const noexcept override { return instance_; }
 
-  bool send(std::vector<Span>&& spans) override {
+  bool send(std::vector<Span>&& spans) override { return write_spans(spans, nullptr); }
+  std::unique_ptr<SpanBytesEncoder> make_encoder() const override {
+    if (discard_) return nullptr;  // null: nothing to format
+    return std::make_unique<LineEncoder>(format_);
+  }
+  bool send_encoded(std::vector<Span>&& spans, const std::vector<std::string_view>& encoded) override {
+    if (encoded.size() != spans.size())
+      throw std::logic_error("send_encoded: " + std::to_string(encoded.size()) + " lines for " +
+                             std::to_string(spans.size()) + " spans");
+    return write_spans(spans, &encoded);
+  }
+
+ private:
+  // encoded: null, or each span's line made by a LineEncoder.
+  bool write_spans(const std::vector<Span>& spans, const std::vector<std::string_view>* encoded) {
     if (fatal()) return false;
     std::vector<SpanRef> refs;
     refs.reserve(spans.size());
@@ -40,12 +73,10 @@ class WritingExporter : public Exporter {
     }
     if (!discard_) {
       buf_.clear();
-      for (const auto& s : spans) {
-        if (format_ == ConsoleFormat::kJson)
-          append_span_json(buf_, s);
-        else
-          buf_ += format_span_text(s);
-        buf_.push_back('\n');
+      if (encoded) {
+        for (auto line : *encoded) buf_ += line;
+      } else {
+        for (const auto& s : spans) append_line(format_, s, buf_);
       }
       if (!write_all(buf_)) {
         Ack ack;
@@ -76,6 +107,7 @@ class WritingExporter : public Exporter {
     return true;
   }
 
+ public:
   bool stop(std::chrono::milliseconds) noexcept override { return true; }
   bool fatal() const noexcept override {
     std::lock_guard lock(mu_);
@@ -120,15 +152,23 @@ class WritingExporter : public Exporter {
   ExporterStats stats_;
 };
 
+// Text for one line: control characters (newlines, tabs, escape sequences) become spaces, so a
+// span is always one line and nothing reaches the terminal as a control sequence.
+std::string one_line(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return out;
+}
+
+// At most n bytes of s on one line, cut at a UTF-8 character boundary ("…" marks a cut).
 std::string short_text(const std::optional<std::string>& s, std::size_t n) {
   if (!s) return "";
-  std::string out;
-  for (char c : s->substr(0, n)) out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
-  // Do not cut inside a UTF-8 sequence.
-  while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) out.pop_back();
-  if (!out.empty() && static_cast<unsigned char>(out.back()) >= 0xC0) out.pop_back();
-  if (s->size() > n) out += "…";
-  return out;
+  if (s->size() <= n) return one_line(*s);
+  std::size_t cut = n;
+  // Back up over continuation bytes to the start of the character that straddles the cut.
+  while (cut > 0 && (static_cast<unsigned char>((*s)[cut]) & 0xC0) == 0x80) --cut;
+  return one_line(std::string_view(*s).substr(0, cut)) + "…";
 }
 
 }  // namespace
@@ -142,12 +182,12 @@ std::string format_span_text(const Span& s) {
   line += "/";
   line += to_hex(s.span_id);
   line += "  ";
-  line += s.name;
+  line += one_line(s.name);
   if (s.kind == SpanKind::kGeneration)
     line += "  tokens " + std::to_string(s.tokens_in) + "→" + std::to_string(s.tokens_out);
   if (s.is_error) line += "  ERROR";
   if (s.kind == SpanKind::kTrace && s.input) line += "  \"" + short_text(s.input, 60) + "\"";
-  line += "  (" + s.source_file + ":" + std::to_string(s.source_line) + ")";
+  line += "  (" + one_line(s.source_file) + ":" + std::to_string(s.source_line) + ")";
   return line;
 }
 

@@ -4,7 +4,8 @@
 // text (--format text: one readable line per span). file: the same JSON lines appended to a path.
 // null: maps and discards (for measuring). Each acknowledges a batch as delivered as soon as it is
 // written; a write error (EPIPE, ENOSPC) makes the exporter fatal.
-// Thread: send() from one thread. Output is buffered and flushed per batch.
+// Thread: send() from one thread. Output is buffered and flushed per batch. Lines may be made
+// ahead by map workers (make_encoder; not for null), then send_encoded only writes them.
 #pragma once
 
 #include <memory>
