@@ -28,6 +28,7 @@
 #include "app/sync/sync.h"
 #include "cli/units.h"
 #include "pipeline/atomic_file.h"
+#include "pipeline/text.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"
 
@@ -257,20 +258,6 @@ std::uint64_t size_flag(const std::string& flag, const std::string& v) {
   if (!parse_size(v, n))
     usage_error(fmt::format("{}: invalid size '{}' (use 64KiB, 4MiB)", named(flag), v));
   return n;
-}
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s + ",") {
-    if (c == ',') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else if (c != ' ') {
-      cur.push_back(c);
-    }
-  }
-  return out;
 }
 
 // State location when no --db/--state is given: CHSYNC_STATE_URL (PostgreSQL), then

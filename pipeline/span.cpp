@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "pipeline/text.h"
+
 namespace chsync {
 
 std::string_view to_string(SpanKind kind) noexcept {
@@ -68,16 +70,6 @@ std::size_t approx_bytes(const Span& s) noexcept {
 }
 
 namespace {
-// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
 bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) noexcept {
   if (pos + n > s.size()) return false;
   int v = 0;

@@ -37,27 +37,9 @@ struct Attr {
   bool flag = false;
 
   static Attr string(std::string k, std::string v) { return {std::move(k), Type::kString, std::move(v)}; }
-  static Attr integer(std::string k, std::int64_t v) {
-    Attr a;
-    a.key = std::move(k);
-    a.type = Type::kInt;
-    a.num = v;
-    return a;
-  }
-  static Attr boolean(std::string k, bool v) {
-    Attr a;
-    a.key = std::move(k);
-    a.type = Type::kBool;
-    a.flag = v;
-    return a;
-  }
-  static Attr real(std::string k, double v) {
-    Attr a;
-    a.key = std::move(k);
-    a.type = Type::kDouble;
-    a.dbl = v;
-    return a;
-  }
+  static Attr integer(std::string k, std::int64_t v) { return {std::move(k), Type::kInt, {}, v}; }
+  static Attr boolean(std::string k, bool v) { return {std::move(k), Type::kBool, {}, 0, 0, v}; }
+  static Attr real(std::string k, double v) { return {std::move(k), Type::kDouble, {}, 0, v}; }
   static Attr json(std::string k, std::string v) { return {std::move(k), Type::kJson, std::move(v)}; }
 };
 

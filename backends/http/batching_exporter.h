@@ -106,6 +106,20 @@ struct BatchingOptions {
   bool rate_is_spans = false;
 };
 
+// The batching options of a backend's options (any struct with the fields named below; rate and
+// rate_is_spans where it has them). The backend adjusts what it must afterwards.
+template <class BackendOptions>
+BatchingOptions batching_options_of(const BackendOptions& o, std::string_view kind) {
+  BatchingOptions b{.instance = o.instance, .kind = std::string(kind), .headers = o.headers,
+                    .max_in_flight = o.max_in_flight, .batch_spans = o.batch_spans,
+                    .batch_bytes = o.batch_bytes, .retry = o.retry};
+  if constexpr (requires { o.rate; }) {
+    b.rate = o.rate;
+    b.rate_is_spans = o.rate_is_spans;
+  }
+  return b;
+}
+
 // The Beast client for an exporter's options (any struct with the fields named below), or
 // nullptr and *error ("<kind>: why") on a TLS configuration error.
 template <class BackendOptions>

@@ -2,6 +2,7 @@
 // connection, a strand each, a timeout before every operation, early return on error).
 #include "backends/http/http_client.h"
 #include "backends/http/settings_check.h"
+#include "pipeline/text.h"
 
 #include <openssl/ssl.h>
 
@@ -174,19 +175,6 @@ bool is_ip_literal(const std::string& host) {
   return !ec;
 }
 
-std::vector<std::string> split_no_proxy(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s + ",") {
-    if (c == ',') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else if (c != ' ') {
-      cur.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-    }
-  }
-  return out;
-}
 
 
 std::string getenv_str(const char* a, const char* b) {
@@ -222,7 +210,7 @@ bool host_excluded(const std::string& host, const std::vector<std::string>& no_p
 std::string proxy_for(const Url& target, const ProxyEnv& env) {
   const std::string& p = target.tls ? env.https_proxy : env.http_proxy;
   if (p.empty()) return "";
-  if (host_excluded(target.host, split_no_proxy(env.no_proxy))) return "";
+  if (host_excluded(target.host, split_list(env.no_proxy, /*lowercase=*/true))) return "";
   return p;
 }
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/text.h"
+
 namespace chsync::http {
 
 std::chrono::milliseconds RetryPolicy::backoff_cap(std::uint32_t n) const noexcept {
@@ -45,12 +47,6 @@ bool is_retryable_status(int status) noexcept {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 int month_index(std::string_view m) {
   static constexpr std::array<std::string_view, 12> kMonths = {"jan", "feb", "mar", "apr", "may", "jun",
                                                                "jul", "aug", "sep", "oct", "nov", "dec"};
@@ -60,15 +56,6 @@ int month_index(std::string_view m) {
   for (std::size_t i = 0; i < kMonths.size(); ++i)
     if (kMonths[i] == lower) return static_cast<int>(i);
   return -1;
-}
-
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
 bool to_int(std::string_view s, int& out) {

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "backends/http/http_client.h"
+#include "pipeline/text.h"
 
 namespace chsync::http {
 
@@ -24,25 +25,6 @@ std::string printable_name(std::string_view s) {
       out += kHex[u & 15];
     } else {
       out += c;
-    }
-  }
-  return out;
-}
-int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-std::string pct_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() + 0 && i + 2 <= s.size() - 1 + 0 && hexval(s[i + 1]) >= 0 &&
-        hexval(s[i + 2]) >= 0) {
-      out += static_cast<char>(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
     }
   }
   return out;
@@ -112,8 +94,8 @@ bool split_userinfo(std::string& url, std::string& user, std::string& password) 
   if (at == std::string::npos || at < begin) return false;
   const std::string_view info = std::string_view(url).substr(begin, at - begin);
   const auto colon = info.find(':');
-  user = pct_decode(info.substr(0, colon));
-  password = colon == std::string_view::npos ? std::string() : pct_decode(info.substr(colon + 1));
+  user = percent_decode(info.substr(0, colon));
+  password = colon == std::string_view::npos ? std::string() : percent_decode(info.substr(colon + 1));
   url.erase(begin, at - begin + 1);
   return true;
 }

@@ -1,6 +1,7 @@
 #include "backends/langfuse_legacy/langfuse_legacy.h"
 
 #include "backends/otlp/message_json.h"
+#include "pipeline/json_escape.h"
 
 #include <openssl/evp.h>
 #include <simdjson.h>
@@ -25,12 +26,6 @@ constexpr std::string_view kContentType = "application/json";
 // {"batch":[ ... ]} framing plus the separating commas is accounted per event (+1).
 constexpr std::size_t kFrameBytes = 16;
 
-void jstr(std::string& out, std::string_view s) {
-  out += '"';
-  otlp::append_json_escaped(out, s);
-  out += '"';
-}
-
 // A content field: raw JSON when the mapper says it holds JSON, else a JSON string.
 void content(std::string& out, std::string_view key, const std::string& v, bool is_json) {
   out += ",\"";
@@ -39,7 +34,7 @@ void content(std::string& out, std::string_view key, const std::string& v, bool 
   if (is_json && !v.empty()) {
     out += v;
   } else {
-    jstr(out, v);
+    append_json_string(out, v);
   }
 }
 
@@ -49,13 +44,13 @@ void metadata(std::string& out, const Span& s) {
   auto key = [&](std::string_view k) {
     if (!first) out += ',';
     first = false;
-    jstr(out, k);
+    append_json_string(out, k);
     out += ':';
   };
   for (const auto& a : s.metadata) {
     key(a.key);
     switch (a.type) {
-      case Attr::Type::kString: jstr(out, a.str); break;
+      case Attr::Type::kString: append_json_string(out, a.str); break;
       case Attr::Type::kInt: out += std::to_string(a.num); break;
       case Attr::Type::kBool: out += a.flag ? "true" : "false"; break;
       case Attr::Type::kDouble: {
@@ -76,31 +71,31 @@ void metadata(std::string& out, const Span& s) {
   };
   if (!s.finish_reason.empty()) {
     key("finish_reason");
-    jstr(out, s.finish_reason);
+    append_json_string(out, s.finish_reason);
   }
   if (s.tool_name) {
     key("tool_name");
-    jstr(out, *s.tool_name);
+    append_json_string(out, *s.tool_name);
   }
   if (!s.tool_use_id.empty() && !has("tool_use_id")) {
     key("tool_use_id");
-    jstr(out, s.tool_use_id);
+    append_json_string(out, s.tool_use_id);
   }
   if (!s.agent_id.empty() && !has("agent_id")) {
     key("agent_id");
-    jstr(out, s.agent_id);
+    append_json_string(out, s.agent_id);
   }
   if (!s.response_id.empty() && !has("message_id")) {
     key("message_id");
-    jstr(out, s.response_id);
+    append_json_string(out, s.response_id);
   }
   if (!s.stop_reason.empty() && !has("stop_reason")) {
     key("stop_reason");
-    jstr(out, s.stop_reason);
+    append_json_string(out, s.stop_reason);
   }
   if (!s.source_file.empty()) {
     key("source_file");
-    jstr(out, s.source_file);
+    append_json_string(out, s.source_file);
     key("source_line");
     out += std::to_string(s.source_line);
   }
@@ -148,7 +143,7 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
   auto common_tail = [&](std::string& b) {
     if (!environment.empty()) {
       b += ",\"environment\":";
-      jstr(b, environment);
+      append_json_string(b, environment);
     }
   };
   // Every trace root gets its trace-create: without one, an unlinked subagent's observations count
@@ -156,14 +151,14 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
   const bool root = s.kind == SpanKind::kTrace || (s.kind == SpanKind::kAgent && !s.has_parent);
   if (root) {
     std::string b = "{\"id\":\"" + trace_id + "\",\"timestamp\":\"" + format_rfc3339_ms(s.start_ms) + "\",\"name\":";
-    jstr(b, s.trace_name.empty() ? s.name : s.trace_name);
+    append_json_string(b, s.trace_name.empty() ? s.name : s.trace_name);
     if (!s.session_id.empty()) {
       b += ",\"sessionId\":";
-      jstr(b, s.session_id);
+      append_json_string(b, s.session_id);
     }
     if (!s.user_id.empty()) {
       b += ",\"userId\":";
-      jstr(b, s.user_id);
+      append_json_string(b, s.user_id);
     }
     if (s.input) content(b, "input", *s.input, s.input_is_json);
     if (output) content(b, "output", *output, s.output_is_json);
@@ -175,13 +170,13 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
               options.tags.begin() + static_cast<std::ptrdiff_t>(i))
         continue;
       b += ',';
-      jstr(b, options.tags[i]);
+      append_json_string(b, options.tags[i]);
     }
     b += ']';
     for (const auto& a : s.metadata)
       if (a.key == "cc_version" && !a.str.empty()) {
         b += ",\"release\":";
-        jstr(b, a.str);
+        append_json_string(b, a.str);
       }
     common_tail(b);
     b += '}';
@@ -193,7 +188,7 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
   if (options.typed_observations && is_tool) type = "tool-create";
   if (options.typed_observations && (s.kind == SpanKind::kAgent || s.kind == SpanKind::kTrace)) type = "agent-create";
   std::string b = "{\"id\":\"" + span_id + "\",\"traceId\":\"" + trace_id + "\",\"name\":";
-  jstr(b, s.name);
+  append_json_string(b, s.name);
   if (s.has_parent) b += ",\"parentObservationId\":\"" + to_hex(s.parent_id) + '"';
   b += ",\"startTime\":\"" + format_rfc3339_ms(s.start_ms) + '"';
   if (s.kind != SpanKind::kEvent)
@@ -215,13 +210,13 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
     b += ",\"level\":\"ERROR\"";
     if (!s.status_message.empty()) {
       b += ",\"statusMessage\":";
-      jstr(b, s.status_message);
+      append_json_string(b, s.status_message);
     }
   }
   if (s.kind == SpanKind::kGeneration) {
     if (s.model) {
       b += ",\"model\":";
-      jstr(b, *s.model);
+      append_json_string(b, *s.model);
     }
     const Usage& u = s.usage;
     if (u.present) {
@@ -388,15 +383,9 @@ class LegacyCodec final : public http::HttpCodec {
 };
 
 http::BatchingOptions batching_options(const LegacyOptions& o) {
-  http::BatchingOptions b;
-  b.instance = o.instance;
-  b.kind = "langfuse-legacy";
-  b.headers = o.headers;
-  b.max_in_flight = o.max_in_flight;
-  b.batch_spans = o.batch_spans;
+  http::BatchingOptions b = http::batching_options_of(o, "langfuse-legacy");
   // The encoded index (~36 bytes per event) counts too: requests stay under the 3.5 MB cap.
   b.batch_bytes = std::clamp<std::size_t>(o.batch_bytes, 1024, kMaxBatchBytes) - kFrameBytes;
-  b.retry = o.retry;
   return b;
 }
 

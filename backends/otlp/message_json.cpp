@@ -7,12 +7,6 @@ namespace chsync::otlp {
 
 namespace {
 
-void str(std::string& out, std::string_view s) {
-  out += '"';
-  append_json_escaped(out, s);
-  out += '"';
-}
-
 void truncation(std::string& out, const MessagePart& p) {
   if (!p.truncated) return;
   out += ",\"truncated\":true,\"original_bytes\":";
@@ -22,7 +16,7 @@ void truncation(std::string& out, const MessagePart& p) {
 // Tool arguments as JSON: the raw input JSON when whole, else a JSON string of what is left.
 void arguments_json(std::string& out, const MessagePart& p) {
   if (!p.truncated && !p.content.empty()) out += p.content;
-  else str(out, p.content);
+  else append_json_string(out, p.content);
 }
 
 void genai_part(std::string& out, const MessagePart& p) {
@@ -31,13 +25,13 @@ void genai_part(std::string& out, const MessagePart& p) {
     case T::kText:
     case T::kReasoning:
       out += p.type == T::kText ? "{\"type\":\"text\",\"content\":" : "{\"type\":\"reasoning\",\"content\":";
-      str(out, p.content);
+      append_json_string(out, p.content);
       break;
     case T::kToolCall:
       out += "{\"type\":\"tool_call\",\"id\":";
-      str(out, p.id);
+      append_json_string(out, p.id);
       out += ",\"name\":";
-      str(out, p.name);
+      append_json_string(out, p.name);
       if (!p.content.empty() || p.truncated) {  // --no-content leaves no arguments at all
         out += ",\"arguments\":";
         arguments_json(out, p);
@@ -45,15 +39,22 @@ void genai_part(std::string& out, const MessagePart& p) {
       break;
     case T::kToolCallResponse:
       out += "{\"type\":\"tool_call_response\",\"id\":";
-      str(out, p.id);
+      append_json_string(out, p.id);
       out += ",\"response\":";
       if (p.content.empty() && !p.truncated) out += "null";
-      else str(out, p.content);
+      else append_json_string(out, p.content);
       if (p.is_error) out += ",\"is_error\":true";
       break;
   }
   truncation(out, p);
   out += '}';
+}
+
+// Opens the i-th object of a message array: [,]{"role":"...".
+void begin_message(std::string& out, std::size_t i, const Message& m) {
+  if (i) out += ',';
+  out += "{\"role\":";
+  append_json_string(out, m.role);
 }
 
 }  // namespace
@@ -73,9 +74,7 @@ void append_genai_messages(std::string& out, const std::vector<Message>& message
   out += '[';
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const Message& m = messages[i];
-    if (i) out += ',';
-    out += "{\"role\":";
-    str(out, m.role);
+    begin_message(out, i, m);
     out += ",\"parts\":[";
     for (std::size_t k = 0; k < m.parts.size(); ++k) {
       if (k) out += ',';
@@ -84,7 +83,7 @@ void append_genai_messages(std::string& out, const std::vector<Message>& message
     out += ']';
     if (!finish_reason.empty()) {
       out += ",\"finish_reason\":";
-      str(out, finish_reason);
+      append_json_string(out, finish_reason);
     }
     out += '}';
   }
@@ -95,28 +94,26 @@ void append_chat_messages(std::string& out, const std::vector<Message>& messages
   out += '[';
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const Message& m = messages[i];
-    if (i) out += ',';
-    out += "{\"role\":";
-    str(out, m.role);
+    begin_message(out, i, m);
     bool truncated = false;
     for (const MessagePart& p : m.parts) truncated = truncated || p.truncated;
     if (m.role == "tool" && !m.parts.empty()) {
       const MessagePart& p = m.parts.front();
       out += ",\"tool_call_id\":";
-      str(out, p.id);
+      append_json_string(out, p.id);
       if (!p.name.empty()) {
         out += ",\"name\":";
-        str(out, p.name);
+        append_json_string(out, p.name);
       }
       out += ",\"content\":";
-      str(out, p.content);
+      append_json_string(out, p.content);
       if (p.is_error) out += ",\"is_error\":true";
     } else {
       out += ",\"content\":";
-      str(out, joined_text(m, false));
+      append_json_string(out, joined_text(m, false));
       if (const std::string r = joined_text(m, true); !r.empty()) {
         out += ",\"reasoning\":";
-        str(out, r);
+        append_json_string(out, r);
       }
       bool first = true;
       for (const MessagePart& p : m.parts) {
@@ -124,11 +121,11 @@ void append_chat_messages(std::string& out, const std::vector<Message>& messages
         out += first ? ",\"tool_calls\":[" : ",";
         first = false;
         out += "{\"id\":";
-        str(out, p.id);
+        append_json_string(out, p.id);
         out += ",\"type\":\"function\",\"function\":{\"name\":";
-        str(out, p.name);
+        append_json_string(out, p.name);
         out += ",\"arguments\":";
-        str(out, p.content.empty() && !p.truncated ? std::string_view("{}") : std::string_view(p.content));
+        append_json_string(out, p.content.empty() && !p.truncated ? std::string_view("{}") : std::string_view(p.content));
         out += "}}";
       }
       if (!first) out += ']';

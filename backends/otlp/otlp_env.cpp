@@ -6,17 +6,6 @@
 namespace chsync::otlp {
 
 namespace {
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 }  // namespace
 
 std::string resolve_endpoint(std::string_view flag, std::string_view traces_env, std::string_view base_env) {
@@ -38,23 +27,6 @@ std::string resolve_endpoint(std::string_view flag, std::string_view traces_env,
     return url + "v1/traces";
   }
   return "http://127.0.0.1:4318/v1/traces";
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-      if (h >= 0 && l >= 0) {
-        out += static_cast<char>(h * 16 + l);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
 }
 
 std::vector<std::pair<std::string, std::string>> parse_key_values(std::string_view s, std::size_t* skipped) {

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "pipeline/text.h"
+
 namespace chsync::otlp {
 
 // --endpoint (as is), else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as is; an empty path becomes "/"),
@@ -16,8 +18,8 @@ namespace chsync::otlp {
 // else http://127.0.0.1:4318/v1/traces. Empty strings count as unset.
 std::string resolve_endpoint(std::string_view flag, std::string_view traces_env, std::string_view base_env);
 
-// "%41" -> "A". Malformed escapes are kept literally.
-std::string percent_decode(std::string_view s);
+// "%41" -> "A". Malformed escapes are kept literally (pipeline/text.h).
+using chsync::percent_decode;
 
 // OTEL_EXPORTER_OTLP_HEADERS / OTEL_RESOURCE_ATTRIBUTES: "k1=v1,k2=v2", keys and values trimmed and
 // percent-decoded, entries without '=' or with an empty key skipped (counted in *skipped).

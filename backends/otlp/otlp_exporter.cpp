@@ -164,22 +164,13 @@ class OtlpCodec final : public http::HttpCodec {
 };
 
 http::BatchingOptions batching_options(const OtlpOptions& o) {
-  http::BatchingOptions b;
-  b.instance = o.instance;
-  b.kind = "otlp";
-  b.headers = o.headers;
+  http::BatchingOptions b = http::batching_options_of(o, "otlp");
   if (o.profile == Profile::kLangfuse) {
     const bool has = std::any_of(b.headers.begin(), b.headers.end(), [](const auto& h) {
       return h.first.size() == 28 && contains_ci(h.first, "x-langfuse-ingestion-version");
     });
     if (!has) b.headers.emplace_back("x-langfuse-ingestion-version", "4");
   }
-  b.max_in_flight = o.max_in_flight;
-  b.batch_spans = o.batch_spans;
-  b.batch_bytes = o.batch_bytes;
-  b.retry = o.retry;
-  b.rate = o.rate;
-  b.rate_is_spans = o.rate_is_spans;
   return b;
 }
 }  // namespace

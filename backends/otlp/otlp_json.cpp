@@ -7,16 +7,10 @@ namespace chsync::otlp {
 
 namespace {
 
-void str(std::string& out, std::string_view s) {
-  out += '"';
-  append_json_escaped(out, s);
-  out += '"';
-}
-
 void any_value(std::string& out, const SpanEncoder::Attr& a) {
   using T = SpanEncoder::Attr::Type;
   switch (a.type) {
-    case T::kString: out += "{\"stringValue\":"; str(out, a.str); out += '}'; break;
+    case T::kString: out += "{\"stringValue\":"; append_json_string(out, a.str); out += '}'; break;
     case T::kInt: out += "{\"intValue\":\"" + std::to_string(a.num) + "\"}"; break;
     case T::kBool: out += a.flag ? "{\"boolValue\":true}" : "{\"boolValue\":false}"; break;
     case T::kDouble: {
@@ -35,7 +29,7 @@ void any_value(std::string& out, const SpanEncoder::Attr& a) {
     }
     case T::kStringArray1:
       out += "{\"arrayValue\":{\"values\":[{\"stringValue\":";
-      str(out, a.str);
+      append_json_string(out, a.str);
       out += "}]}}";
       break;
   }
@@ -48,7 +42,7 @@ void attributes(std::string& out, const std::vector<SpanEncoder::Attr>& attrs) {
     if (!first) out += ',';
     first = false;
     out += "{\"key\":";
-    str(out, a.key);
+    append_json_string(out, a.key);
     out += ",\"value\":";
     any_value(out, a);
     out += '}';
@@ -66,7 +60,7 @@ std::size_t JsonSpanEncoder::append_span(const Span& s, std::string& out) {
   out += ",{\"traceId\":\"" + to_hex(s.trace_id) + "\",\"spanId\":\"" + to_hex(s.span_id) + '"';
   if (s.has_parent) out += ",\"parentSpanId\":\"" + to_hex(s.parent_id) + '"';
   out += ",\"name\":";
-  str(out, s.name);
+  append_json_string(out, s.name);
   out += s.kind == SpanKind::kGeneration ? ",\"kind\":3" : ",\"kind\":1";
   const std::int64_t end_ms = s.kind == SpanKind::kEvent ? s.start_ms : std::max(s.end_ms, s.start_ms);
   out += ",\"startTimeUnixNano\":\"" + ns(s.start_ms) + "\",\"endTimeUnixNano\":\"" + ns(end_ms) + "\",";
@@ -75,7 +69,7 @@ std::size_t JsonSpanEncoder::append_span(const Span& s, std::string& out) {
     out += ",\"status\":{\"code\":2";
     if (!s.status_message.empty()) {
       out += ",\"message\":";
-      str(out, s.status_message);
+      append_json_string(out, s.status_message);
     }
     out += '}';
   }
@@ -96,10 +90,10 @@ std::string json_resource(const StringPairs& attributes_in) {
 
 std::string json_scope(std::string_view name, std::string_view version) {
   std::string out = "{\"name\":";
-  str(out, name);
+  append_json_string(out, name);
   if (!version.empty()) {
     out += ",\"version\":";
-    str(out, version);
+    append_json_string(out, version);
   }
   out += '}';
   return out;

@@ -81,39 +81,45 @@ std::string raw_json(od::value v) {
   return std::string(rtrim(sv));
 }
 
-void parse_usage(od::value v, Usage& u) {
+// The object of v; false when v is not an object (then the field reads as absent).
+bool get_object(od::value v, od::object& o) {
   od::json_type t;
   check(v.type().get(t));
-  if (t != od::json_type::object) return;
-  od::object o;
+  if (t != od::json_type::object) return false;
   check(v.get_object().get(o));
-  u.present = true;
+  return true;
+}
+
+// fn(key, value) for every field of o, in file order.
+template <class F>
+void for_each_field(od::object& o, F&& fn) {
   for (auto fr : o) {
     od::field f;
     check(std::move(fr).get(f));
     std::string_view k;
     check(f.unescaped_key().get(k));
-    od::value val = f.value();
+    fn(k, f.value());
+  }
+}
+
+void parse_usage(od::value v, Usage& u) {
+  od::object o;
+  if (!get_object(v, o)) return;
+  u.present = true;
+  for_each_field(o, [&](std::string_view k, od::value val) {
     if (k == "input_tokens") u.input_tokens = opt_int(val);
     else if (k == "cache_read_input_tokens") u.cache_read_input_tokens = opt_int(val);
     else if (k == "cache_creation_input_tokens") u.cache_creation_input_tokens = opt_int(val);
     else if (k == "output_tokens") u.output_tokens = opt_int(val);
     else if (k == "cache_creation") {
-      od::json_type ct;
-      check(val.type().get(ct));
-      if (ct != od::json_type::object) continue;
       od::object co;
-      check(val.get_object().get(co));
-      for (auto cfr : co) {
-        od::field cf;
-        check(std::move(cfr).get(cf));
-        std::string_view ck;
-        check(cf.unescaped_key().get(ck));
-        if (ck == "ephemeral_5m_input_tokens") u.cache_creation_5m = opt_int(cf.value(), -1);
-        else if (ck == "ephemeral_1h_input_tokens") u.cache_creation_1h = opt_int(cf.value(), -1);
-      }
+      if (!get_object(val, co)) return;
+      for_each_field(co, [&](std::string_view ck, od::value cv) {
+        if (ck == "ephemeral_5m_input_tokens") u.cache_creation_5m = opt_int(cv, -1);
+        else if (ck == "ephemeral_1h_input_tokens") u.cache_creation_1h = opt_int(cv, -1);
+      });
     }
-  }
+  });
 }
 
 // Text of a tool_result content value: a string, or its blocks joined by "\n".
@@ -128,21 +134,14 @@ std::string result_text(od::value v) {
   for (auto br : arr) {
     od::value b;
     check(std::move(br).get(b));
-    od::json_type bt;
-    check(b.type().get(bt));
-    if (bt != od::json_type::object) continue;
     od::object bo;
-    check(b.get_object().get(bo));
+    if (!get_object(b, bo)) continue;
     std::string type, text, tool_name;
-    for (auto fr : bo) {
-      od::field f;
-      check(std::move(fr).get(f));
-      std::string_view k;
-      check(f.unescaped_key().get(k));
-      if (k == "type") type = opt_string(f.value());
-      else if (k == "text") text = opt_string(f.value());
-      else if (k == "tool_name") tool_name = opt_string(f.value());
-    }
+    for_each_field(bo, [&](std::string_view k, od::value fv) {
+      if (k == "type") type = opt_string(fv);
+      else if (k == "text") text = opt_string(fv);
+      else if (k == "tool_name") tool_name = opt_string(fv);
+    });
     if (!out.empty()) out += '\n';
     if (type == "text") out += text;
     else if (type == "image") out += "[image]";
@@ -165,14 +164,10 @@ void parse_tool_input(od::value v, Block& b) {
   check(o.raw_json().get(raw));
   b.input_json = std::string(rtrim(raw));
   check(o.reset().error());
-  for (auto fr : o) {
-    od::field f;
-    check(std::move(fr).get(f));
-    std::string_view k;
-    check(f.unescaped_key().get(k));
-    if (k == "prompt") b.task_prompt = opt_string(f.value());
-    else if (k == "subagent_type") b.subagent_type = opt_string(f.value());
-  }
+  for_each_field(o, [&](std::string_view k, od::value fv) {
+    if (k == "prompt") b.task_prompt = opt_string(fv);
+    else if (k == "subagent_type") b.subagent_type = opt_string(fv);
+  });
 }
 
 void parse_content(od::value v, Entry& e) {
@@ -189,21 +184,13 @@ void parse_content(od::value v, Entry& e) {
   for (auto br : arr) {
     od::value bv;
     check(std::move(br).get(bv));
-    od::json_type bt;
-    check(bv.type().get(bt));
-    if (bt != od::json_type::object) continue;
     od::object bo;
-    check(bv.get_object().get(bo));
+    if (!get_object(bv, bo)) continue;
     Block b;
     ToolResult r;
     std::string type;
     bool has_input = false;
-    for (auto fr : bo) {
-      od::field f;
-      check(std::move(fr).get(f));
-      std::string_view k;
-      check(f.unescaped_key().get(k));
-      od::value fv = f.value();
+    for_each_field(bo, [&](std::string_view k, od::value fv) {
       if (k == "type") type = opt_string(fv);
       else if (k == "text") b.text = opt_string(fv);
       else if (k == "thinking") b.text = opt_string(fv);
@@ -213,7 +200,7 @@ void parse_content(od::value v, Entry& e) {
       else if (k == "tool_use_id") r.tool_use_id = opt_string(fv);
       else if (k == "content") r.content = result_text(fv);
       else if (k == "is_error") r.is_error = opt_bool(fv);
-    }
+    });
     if (type == "tool_result") {
       e.results.push_back(std::move(r));
       continue;
@@ -241,23 +228,15 @@ void parse_content(od::value v, Entry& e) {
 }
 
 void parse_message(od::value v, Entry& e) {
-  od::json_type t;
-  check(v.type().get(t));
-  if (t != od::json_type::object) return;
   od::object o;
-  check(v.get_object().get(o));
-  for (auto fr : o) {
-    od::field f;
-    check(std::move(fr).get(f));
-    std::string_view k;
-    check(f.unescaped_key().get(k));
-    od::value fv = f.value();
+  if (!get_object(v, o)) return;
+  for_each_field(o, [&](std::string_view k, od::value fv) {
     if (k == "content") parse_content(fv, e);
     else if (k == "id") e.message_id = opt_string(fv);
     else if (k == "model") e.model = opt_string(fv);
     else if (k == "stop_reason") e.stop_reason = opt_string(fv);
     else if (k == "usage") parse_usage(fv, e.usage);
-  }
+  });
 }
 
 void parse_tool_use_result(od::value v, Entry& e) {
@@ -267,56 +246,36 @@ void parse_tool_use_result(od::value v, Entry& e) {
     e.tur_error = std::string(get_sv(v));
     return;
   }
-  if (t != od::json_type::object) return;
   od::object o;
-  check(v.get_object().get(o));
-  for (auto fr : o) {
-    od::field f;
-    check(std::move(fr).get(f));
-    std::string_view k;
-    check(f.unescaped_key().get(k));
-    od::value fv = f.value();
+  if (!get_object(v, o)) return;
+  for_each_field(o, [&](std::string_view k, od::value fv) {
     if (k == "agentId") e.tur_agent_id = opt_string(fv);
     else if (k == "agentType") e.tur_agent_type = opt_string(fv);
     else if (k == "totalTokens") e.tur_total_tokens = opt_int(fv, -1);
     else if (k == "totalDurationMs") e.tur_total_duration_ms = opt_int(fv, -1);
     else if (k == "totalToolUseCount") e.tur_total_tool_use_count = opt_int(fv, -1);
     else if (k == "usage") e.tur_usage_json = raw_json(fv);
-  }
+  });
 }
 
 void parse_compact_metadata(od::value v, Entry& e) {
-  od::json_type t;
-  check(v.type().get(t));
-  if (t != od::json_type::object) return;
   od::object o;
-  check(v.get_object().get(o));
-  for (auto fr : o) {
-    od::field f;
-    check(std::move(fr).get(f));
-    std::string_view k;
-    check(f.unescaped_key().get(k));
-    if (k == "trigger") e.compact_trigger = opt_string(f.value());
-    else if (k == "preTokens") e.compact_pre_tokens = opt_int(f.value(), -1);
-  }
+  if (!get_object(v, o)) return;
+  for_each_field(o, [&](std::string_view k, od::value fv) {
+    if (k == "trigger") e.compact_trigger = opt_string(fv);
+    else if (k == "preTokens") e.compact_pre_tokens = opt_int(fv, -1);
+  });
 }
 
 void parse_progress_data(od::value v, Entry& e) {
-  od::json_type t;
-  check(v.type().get(t));
-  if (t != od::json_type::object) return;
   od::object o;
-  check(v.get_object().get(o));
+  if (!get_object(v, o)) return;
   std::string type, agent;
-  for (auto fr : o) {
-    od::field f;
-    check(std::move(fr).get(f));
-    std::string_view k;
-    check(f.unescaped_key().get(k));
+  for_each_field(o, [&](std::string_view k, od::value fv) {
     // data.message is an exact copy of a subagent entry: never read (double-count hazard).
-    if (k == "type") type = opt_string(f.value());
-    else if (k == "agentId") agent = opt_string(f.value());
-  }
+    if (k == "type") type = opt_string(fv);
+    else if (k == "agentId") agent = opt_string(fv);
+  });
   if (type == "agent_progress") e.progress_agent_id = std::move(agent);
 }
 
@@ -345,12 +304,7 @@ void parse_entry(od::object& root, Entry& e) {
     }
   }
   check(root.reset().error());
-  for (auto fr : root) {
-    od::field f;
-    check(std::move(fr).get(f));
-    std::string_view k;
-    check(f.unescaped_key().get(k));
-    od::value v = f.value();
+  for_each_field(root, [&](std::string_view k, od::value v) {
     if (k == "uuid") e.uuid = opt_string(v);
     else if (k == "parentUuid") e.parent_uuid = opt_string(v);
     else if (k == "sessionId") e.session_id = opt_string(v);
@@ -382,24 +336,20 @@ void parse_entry(od::object& root, Entry& e) {
       if (k == "data") parse_progress_data(v, e);
       else if (k == "parentToolUseID") e.parent_tool_use_id = opt_string(v);
     }
-  }
+  });
 }
 
 // The seed's GenerateMessageHash over the fields of one object: type, sessionId, timestamp, uuid
 // (unescaped strings) and the raw bytes of "message" (Go json.RawMessage keeps them verbatim).
 std::string hash_fields(od::object& root) {
   std::string type, session, ts, uuid, message;
-  for (auto fr : root) {
-    od::field f;
-    check(std::move(fr).get(f));
-    std::string_view k;
-    check(f.unescaped_key().get(k));
-    if (k == "type") type = opt_string(f.value());
-    else if (k == "sessionId") session = opt_string(f.value());
-    else if (k == "timestamp") ts = opt_string(f.value());
-    else if (k == "uuid") uuid = opt_string(f.value());
-    else if (k == "message") message = raw_json(f.value());
-  }
+  for_each_field(root, [&](std::string_view k, od::value v) {
+    if (k == "type") type = opt_string(v);
+    else if (k == "sessionId") session = opt_string(v);
+    else if (k == "timestamp") ts = opt_string(v);
+    else if (k == "uuid") uuid = opt_string(v);
+    else if (k == "message") message = raw_json(v);
+  });
   thread_local IdHasher hasher;
   auto d = hasher.sha256({type, session, ts, uuid, message});
   return to_hex(d.data(), 16);

@@ -144,4 +144,29 @@ class AckBuffer {
   std::thread thread_;
 };
 
+// The StateStore base of both stores: finish_request and finish_request_dead are the same
+// call in both (one BufferedAck each); what differs (the lock, SQLite's read-only check and
+// key order, how a full buffer is committed) is the store's queue_ack.
+class AckBufferedStore : public StateStore {
+ public:
+  void finish_request(std::string_view instance, std::uint64_t request_id,
+                      const std::vector<std::uint64_t>& span_keys, bool delivered,
+                      bool dead) final {
+    const AckOutcome o =
+        delivered ? AckOutcome::kDelivered : (dead ? AckOutcome::kDead : AckOutcome::kFailed);
+    queue_ack(BufferedAck{std::string(instance), request_id, span_keys, o, {}});
+  }
+  void finish_request_dead(std::string_view instance, std::uint64_t request_id,
+                           const std::vector<std::uint64_t>& span_keys,
+                           std::string_view dead_letter_ref) final {
+    queue_ack(BufferedAck{std::string(instance), request_id, span_keys, AckOutcome::kDead,
+                          std::string(dead_letter_ref)});
+  }
+
+ protected:
+  // Buffers the ack under the store's lock (a failed background commit is rethrown first) and
+  // commits when AckBuffer::add asks for it.
+  virtual void queue_ack(BufferedAck ack) = 0;
+};
+
 }  // namespace chsync

@@ -99,12 +99,24 @@ class Result {
   std::int64_t i64(int row, int col) const { return std::strtoll(get(row, col), nullptr, 10); }
   std::uint64_t u64(int row, int col) const { return static_cast<std::uint64_t>(i64(row, col)); }
   std::string str(int row, int col) const { return null(row, col) ? std::string() : get(row, col); }
+  // Reads the columns of a row, from column 0 on, into the fields by their types: std::string
+  // (NULL gives ""), std::int64_t, std::uint64_t, bool (PostgreSQL's 't').
+  template <class... T>
+  void read(int row, T&... fields) const {
+    int col = 0;
+    (read_one(row, col++, fields), ...);
+  }
   std::uint64_t affected() const {
     const char* n = PQcmdTuples(r_);
     return n && *n ? std::strtoull(n, nullptr, 10) : 0;
   }
 
  private:
+  void read_one(int row, int col, std::string& v) const { v = str(row, col); }
+  void read_one(int row, int col, std::int64_t& v) const { v = i64(row, col); }
+  void read_one(int row, int col, std::uint64_t& v) const { v = u64(row, col); }
+  void read_one(int row, int col, bool& v) const { v = get(row, col)[0] == 't'; }
+
   PGresult* r_;
 };
 

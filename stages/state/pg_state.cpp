@@ -183,18 +183,8 @@ constexpr const char* kFileColumns =
 
 FileState file_row(const Result& r, int i) {
   FileState f;
-  f.instance = r.str(i, 0);
-  f.key = r.str(i, 1);
-  f.size = r.u64(i, 2);
-  f.mtime_ms = r.i64(i, 3);
-  f.fingerprint = r.str(i, 4);
-  f.committed_offset = r.u64(i, 5);
-  f.lines = r.u64(i, 6);
-  f.complete = r.get(i, 7)[0] == 't';
-  f.last_sync_ms = r.i64(i, 8);
-  f.spans = r.u64(i, 9);
-  f.errors = r.u64(i, 10);
-  f.project = r.str(i, 11);
+  r.read(i, f.instance, f.key, f.size, f.mtime_ms, f.fingerprint, f.committed_offset, f.lines,
+         f.complete, f.last_sync_ms, f.spans, f.errors, f.project);
   return f;
 }
 
@@ -410,25 +400,10 @@ std::uint64_t PgState::begin_fenced_request(std::string_view instance,
   });
 }
 
-void PgState::finish_request(std::string_view instance, std::uint64_t request_id,
-                             const std::vector<std::uint64_t>& span_keys, bool delivered,
-                             bool dead) {
+void PgState::queue_ack(BufferedAck ack) {
   std::unique_lock lk(writer_mu_);
   rethrow_async_error();
-  const AckOutcome o =
-      delivered ? AckOutcome::kDelivered : (dead ? AckOutcome::kDead : AckOutcome::kFailed);
-  if (acks_.add(BufferedAck{std::string(instance), request_id, span_keys, o, {}}))
-    retrying([&] { flush_locked(true); });
-}
-
-void PgState::finish_request_dead(std::string_view instance, std::uint64_t request_id,
-                                  const std::vector<std::uint64_t>& span_keys,
-                                  std::string_view dead_letter_ref) {
-  std::unique_lock lk(writer_mu_);
-  rethrow_async_error();
-  if (acks_.add(BufferedAck{std::string(instance), request_id, span_keys, AckOutcome::kDead,
-                            std::string(dead_letter_ref)}))
-    retrying([&] { flush_locked(true); });
+  if (acks_.add(std::move(ack))) retrying([&] { flush_locked(true); });
 }
 
 // Writes the buffered acks. Callers hold writer_mu_; inside an open transaction when they want
@@ -508,27 +483,29 @@ void PgState::flush() {
   retrying([&] { flush_locked(true); });
 }
 
-void PgState::mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) {
+// One statement over ($1 instance, $2 keys), committed together with the acks buffered before it
+// (state_store.h: durable state stays a prefix of the calls).
+void PgState::write_span_keys(std::string_view what, const char* sql, std::string_view instance,
+                              const std::vector<std::uint64_t>& keys) {
   std::lock_guard lk(writer_mu_);
   rethrow_async_error();
   Tx tx(writer());
   flush_locked();
-  writer().exec("mark delivered",
-                "INSERT INTO chsync_spans(instance, span) SELECT $1, unnest($2::bigint[]) ON "
-                "CONFLICT (instance, span) DO UPDATE SET dead=false, dead_letter=NULL",
-                {std::string(instance), int_array(keys)});
+  writer().exec(what, sql, {std::string(instance), int_array(keys)});
   tx.commit();
 }
 
+void PgState::mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) {
+  write_span_keys("mark delivered",
+                  "INSERT INTO chsync_spans(instance, span) SELECT $1, unnest($2::bigint[]) ON "
+                  "CONFLICT (instance, span) DO UPDATE SET dead=false, dead_letter=NULL",
+                  instance, keys);
+}
+
 void PgState::forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) {
-  std::lock_guard lk(writer_mu_);
-  rethrow_async_error();
-  Tx tx(writer());
-  flush_locked();
-  writer().exec("forget spans",
-                "DELETE FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[])",
-                {std::string(instance), int_array(keys)});
-  tx.commit();
+  write_span_keys("forget spans",
+                  "DELETE FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[])",
+                  instance, keys);
 }
 
 BundleCheck PgState::check_bundle(std::string_view instance,

@@ -51,7 +51,7 @@ class PgWork final : public WorkTable {
   PgState& s_;
 };
 
-class PgState final : public StateStore {
+class PgState final : public AckBufferedStore {
  public:
   PgState(std::string url, StateOpenOptions opts);
   ~PgState() override;
@@ -67,12 +67,6 @@ class PgState final : public StateStore {
   std::uint64_t begin_fenced_request(std::string_view instance,
                                      const std::vector<std::uint64_t>& span_keys,
                                      const std::vector<UnitFence>& units) override;
-  void finish_request(std::string_view instance, std::uint64_t request_id,
-                      const std::vector<std::uint64_t>& span_keys, bool delivered,
-                      bool dead) override;
-  void finish_request_dead(std::string_view instance, std::uint64_t request_id,
-                           const std::vector<std::uint64_t>& span_keys,
-                           std::string_view dead_letter_ref) override;
   void clear_in_flight(std::string_view instance) override;
   std::vector<std::uint64_t> load_dead(std::string_view instance) override;
   void mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) override;
@@ -166,8 +160,11 @@ class PgState final : public StateStore {
   // cumulative span count count twice — cosmetic); else in the caller's transaction.
   void flush_locked(bool own_tx = false);
   void write_files_locked(const std::vector<FileState>& rows);
+  void write_span_keys(std::string_view what, const char* sql, std::string_view instance,
+                       const std::vector<std::uint64_t>& keys);
   std::vector<std::uint64_t> load_span_keys(std::string_view what, const char* sql,
                                             std::string_view instance);
+  void queue_ack(BufferedAck ack) override;
   bool has_pending() const {
     return !acks_.acks().empty() || !pending_files_.empty() || !pending_done_.empty();
   }

@@ -162,18 +162,8 @@ std::vector<WorkerRow> PgWork::workers() {
   std::vector<WorkerRow> out;
   for (int i = 0; i < r.rows(); ++i) {
     WorkerRow w;
-    w.run_id = r.str(i, 0);
-    w.worker_id = r.str(i, 1);
-    w.host = r.str(i, 2);
-    w.pid = r.i64(i, 3);
-    w.status = r.str(i, 4);
-    w.started_at = r.str(i, 5);
-    w.heartbeat_at = r.str(i, 6);
-    w.units_claimed = r.u64(i, 7);
-    w.units_done = r.u64(i, 8);
-    w.spans_sent = r.u64(i, 9);
-    w.bytes_read = r.u64(i, 10);
-    w.live = r.get(i, 11)[0] == 't';
+    r.read(i, w.run_id, w.worker_id, w.host, w.pid, w.status, w.started_at, w.heartbeat_at,
+           w.units_claimed, w.units_done, w.spans_sent, w.bytes_read, w.live);
     if (w.status == "running" && !w.live) w.status = "dead";  // expired since the update
     out.push_back(std::move(w));
   }

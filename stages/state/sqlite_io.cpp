@@ -98,15 +98,12 @@ void SqliteState::flush_locked() {
   }
 }
 
-void SqliteState::queue_ack(std::string_view instance, std::uint64_t request_id,
-                            const std::vector<std::uint64_t>& keys, Outcome outcome,
-                            std::string_view ref) {
+void SqliteState::queue_ack(BufferedAck a) {
   std::lock_guard lk(mu_);
   rethrow_async_error();
   if (opts_.read_only) {
     throw StateError(Code::kIo, fmt::format("state database {} is open read-only", path_));
   }
-  BufferedAck a{std::string(instance), request_id, keys, outcome, std::string(ref)};
   std::sort(a.keys.begin(), a.keys.end());  // B-tree order: fewer pages touched per commit
   if (acks_.add(std::move(a))) {
     flush_locked();
@@ -137,18 +134,6 @@ std::uint64_t SqliteState::begin_request(std::string_view instance,
   return static_cast<std::uint64_t>(id);
 }
 
-void SqliteState::finish_request(std::string_view instance, std::uint64_t request_id,
-                                 const std::vector<std::uint64_t>& span_keys, bool delivered,
-                                 bool dead) {
-  const Outcome o = delivered ? Outcome::kDelivered : dead ? Outcome::kDead : Outcome::kFailed;
-  queue_ack(instance, request_id, span_keys, o, {});
-}
-
-void SqliteState::finish_request_dead(std::string_view instance, std::uint64_t request_id,
-                                      const std::vector<std::uint64_t>& span_keys,
-                                      std::string_view dead_letter_ref) {
-  queue_ack(instance, request_id, span_keys, Outcome::kDead, dead_letter_ref);
-}
 
 void SqliteState::clear_in_flight(std::string_view instance) {
   std::lock_guard lk(mu_);

@@ -145,7 +145,7 @@ inline StateError sqlite_error(sqlite3* db, int rc, std::string_view what, const
 
 using Outcome = AckOutcome;
 
-class SqliteState final : public StateStore {
+class SqliteState final : public AckBufferedStore {
  public:
   SqliteState(std::string path, const StateOpenOptions& opts);
   ~SqliteState() override;
@@ -164,12 +164,6 @@ class SqliteState final : public StateStore {
   std::vector<std::uint64_t> load_dead(std::string_view instance) override;
   std::uint64_t begin_request(std::string_view instance,
                               const std::vector<std::uint64_t>& span_keys) override;
-  void finish_request(std::string_view instance, std::uint64_t request_id,
-                      const std::vector<std::uint64_t>& span_keys, bool delivered,
-                      bool dead) override;
-  void finish_request_dead(std::string_view instance, std::uint64_t request_id,
-                           const std::vector<std::uint64_t>& span_keys,
-                           std::string_view dead_letter_ref) override;
   void clear_in_flight(std::string_view instance) override;
   void mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) override;
   void forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) override;
@@ -225,8 +219,7 @@ class SqliteState final : public StateStore {
   std::vector<std::uint64_t> load_dead_locked(std::string_view instance);
   void read_sorted_span_keys(sqlite3_stmt* pos, sqlite3_stmt* neg, std::vector<std::uint64_t>& out);
   void insert_delivered(Instance& in, const std::vector<std::uint64_t>& keys);
-  void queue_ack(std::string_view instance, std::uint64_t request_id,
-                 const std::vector<std::uint64_t>& keys, Outcome outcome, std::string_view ref);
+  void queue_ack(BufferedAck ack) override;
 
   std::string path_;
   StateOpenOptions opts_;
