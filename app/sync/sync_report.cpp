@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cinttypes>
 #include <csignal>
 #include <filesystem>
 #include <cstdio>
@@ -17,10 +18,18 @@
 namespace chsync {
 namespace {
 
+// This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: resource usage is kept
+// across execve, so a run started by a large parent (a test harness, a Python wrapper) would
+// report the parent's peak.
 std::uint64_t peak_rss_kb() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<std::uint64_t>(ru.ru_maxrss);
+  std::FILE* f = std::fopen("/proc/self/status", "re");
+  if (!f) return 0;
+  char line[256];
+  std::uint64_t kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %" SCNu64 " kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb;
 }
 
 double cpu_seconds() {

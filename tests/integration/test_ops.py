@@ -190,6 +190,23 @@ class MetricsTest(TempTestCase):
         self.assertIn("loopback", err)
 
 
+class ReportTest(TempTestCase):
+    def test_peak_rss_is_chsyncs_own_not_its_parents(self):
+        """A parent that grew to 700 MB execs chsync: the report's peak_rss_kb must be chsync's
+        (getrusage's ru_maxrss survives execve and reported the parent's)."""
+        d = os.path.join(REAL, "marot__spotter")
+        report = os.path.join(self.tmp, "r.json")
+        argv = [CHSYNC, "sync", d, "--backend", "null", "--settle", "0", "--db", self.db(),
+                "--quiet", "--report", report]
+        grow = ("import os, sys\n"
+                "x = b'a' * (700 << 20)\n"  # written, so resident
+                "os.execv(sys.argv[1], sys.argv[1:])\n")
+        subprocess.run(["python3", "-c", grow, *argv], check=True, timeout=120, env=clean_env())
+        r = load_json(report)
+        self.assertGreater(r["peak_rss_kb"], 1024)
+        self.assertLess(r["peak_rss_kb"], 400 * 1024, r["peak_rss_kb"])
+
+
 class UnitsTest(unittest.TestCase):
     def test_systemd_units_verify(self):
         sa = shutil.which("systemd-analyze")
