@@ -46,16 +46,23 @@ OptionDecl count(OptionDecl d, std::uint64_t min, std::uint64_t max) {
   return d;
 }
 
+OptionDecl when(OptionDecl d, std::string key, std::vector<std::string> values) {
+  d.when_key = std::move(key);
+  d.when_values = std::move(values);
+  return d;
+}
+
 // Options every HTTP backend shares; `otel_env` adds the OTEL_EXPORTER_OTLP_* fallbacks (the
-// OTLP exporters honour them, the Langfuse batch API does not).
-std::vector<OptionDecl> http_options(bool otel_env, const std::string& max_in_flight,
+// OTLP exporters honour them, the Langfuse batch API does not); `langfuse_env` the Langfuse SDK's
+// LANGFUSE_TRACING_ENVIRONMENT (a Langfuse variable is not meant for a generic collector).
+std::vector<OptionDecl> http_options(bool otel_env, bool langfuse_env, const std::string& max_in_flight,
                                      const std::string& batch_bytes) {
   std::vector<OptionDecl> v;
   v.push_back(opt("header", "header", T::kHeaders, "",
                   "Extra HTTP header K=V (repeatable; [backends.NAME] headers = { K = \"V\" })"));
-  auto environment = with_env(opt("environment", "environment", T::kString, "",
-                                   "Langfuse environment / deployment.environment.name"),
-                              {{"LANGFUSE_TRACING_ENVIRONMENT", "", false}});
+  auto environment = opt("environment", "environment", T::kString, "",
+                         "Langfuse environment / deployment.environment.name");
+  if (langfuse_env) environment = with_env(environment, {{"LANGFUSE_TRACING_ENVIRONMENT", "", false}});
   environment.check = [](const std::string& e) -> std::string {
     // Langfuse's rule for environment names; anything else it rejects at ingestion.
     const bool ok = e.size() <= 40 && e.rfind("langfuse", 0) != 0 &&
@@ -101,15 +108,19 @@ std::vector<OptionDecl> http_options(bool otel_env, const std::string& max_in_fl
 
 // Options of the OTLP encoders (otlp, langfuse, phoenix).
 std::vector<OptionDecl> otlp_options(const std::string& profile) {
-  std::vector<OptionDecl> v = http_options(true, "16", "4MiB");
+  std::vector<OptionDecl> v = http_options(true, profile == "langfuse", "16", "4MiB");
+  // The OTLP encoder writes langfuse.trace.tags in the langfuse profile only.
+  for (auto& o : v)
+    if (o.key == "tag") o = when(o, "profile", {"langfuse"});
   v.push_back(with_env(choice(opt("compression", "compression", T::kChoice, "gzip",
                                   "Request body compression"),
                               {"gzip", "none"}),
                        {{"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "", false},
                         {"OTEL_EXPORTER_OTLP_COMPRESSION", "", false}}));
-  v.push_back(count(opt("compression_level", "compression-level", T::kCount, "1",
-                        "gzip level (libdeflate); 1 is the fastest per core, see BENCHMARKS.md"),
-                    1, 12));
+  v.push_back(when(count(opt("compression_level", "compression-level", T::kCount, "1",
+                             "gzip level (libdeflate); 1 is the fastest per core, see BENCHMARKS.md"),
+                         1, 12),
+                   "compression", {"gzip"}));
   v.push_back(choice(opt("otlp_encoding", "otlp-encoding", T::kChoice, "protobuf", "OTLP body encoding"),
                      {"protobuf", "json"}));
   v.push_back(choice(opt("profile", "profile", T::kChoice, profile,
@@ -165,7 +176,7 @@ std::vector<BackendTypeDecl> build_registry() {
   legacy.options.push_back(langfuse_host());
   legacy.options.push_back(endpoint_option("Full ingestion URL (default: HOST/api/public/ingestion)"));
   for (auto& o : langfuse_keys()) legacy.options.push_back(o);
-  for (auto& o : http_options(false, "4", "3500000")) legacy.options.push_back(o);
+  for (auto& o : http_options(false, true, "4", "3500000")) legacy.options.push_back(o);
   legacy.options.push_back(opt("typed_observations", "typed-observations", T::kBool, "false",
                                "Send agent-create/tool-create instead of span-create (Langfuse v3 "
                                "servers that accept them)"));
@@ -242,6 +253,7 @@ class Resolver {
       one(d, spec);
     }
     derive_endpoint(spec);
+    if (inst_) check_instance_conditions(spec);
   }
 
  private:
@@ -298,9 +310,26 @@ class Resolver {
     return "--" + d.flag;
   }
 
-  // Repeatable options: "KEY.0", "KEY.1", ... (headers from the file keep their own keys).
+  // Repeatable options: "KEY.0", "KEY.1", ... (headers from the file keep their own keys and add
+  // to those given; other lists follow the precedence of single values: a flag or CHSYNC_* beats
+  // the instance's `KEY = [...]`, which beats a [sync] key).
   void list(const OptionDecl& d, BackendSpec& spec) {
     auto it = given_.find(d.flag);
+    if (d.type == T::kList && inst_ && (it == given_.end() || !it->second.explicit_)) {
+      const std::vector<std::string> values = instance_list(d.key);
+      if (!values.empty()) {
+        const std::string dotted = "backends." + inst_name_ + "." + d.key;
+        const std::string where = config_where(cf_, dotted) + ": " + dotted;
+        for (std::size_t i = 0; i < values.size(); ++i) {
+          std::string canon;
+          if (auto err = canonical_value(d, values[i], canon); !err.empty())
+            throw ConfigError(fmt::format("{}: {}", where, err));
+          spec.settings[d.key + "." + std::to_string(i)] = canon;
+          spec.sources[d.key + "." + std::to_string(i)] = "file " + cf_.path + " [backends." + inst_name_ + "]";
+        }
+        return;
+      }
+    }
     if (it != given_.end()) {
       for (std::size_t i = 0; i < it->second.values.size(); ++i) {
         const auto& v = it->second.values[i];
@@ -332,14 +361,53 @@ class Resolver {
     spec.sources["endpoint"] = "host (" + spec.sources["host"] + ")";
   }
 
+  // A list in [backends.NAME] ("tag = [\"a\", \"b\"]") is stored as KEY.0, KEY.1 (cli/config.cpp);
+  // a single string counts as a list of one.
+  std::vector<std::string> instance_list(const std::string& key) const {
+    std::vector<std::string> out;
+    if (auto it = inst_->find(key); it != inst_->end()) out.push_back(it->second);
+    for (std::size_t i = 0;; ++i) {
+      auto it = inst_->find(key + "." + std::to_string(i));
+      if (it == inst_->end()) break;
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
+  // "tag.1" -> "tag" (lists from the file); "header.*" stays as it is.
+  static std::string base_key(const std::string& k) {
+    if (k.rfind("header.", 0) == 0) return k;
+    const auto dot = k.find('.');
+    return dot == std::string::npos ? k : k.substr(0, dot);
+  }
+
+  // A key of the instance whose option does nothing with the instance's other values.
+  void check_instance_conditions(const BackendSpec& spec) const {
+    for (const auto& d : t_.options) {
+      if (d.when_key.empty() || instance_list(d.key).empty()) continue;
+      const std::string have = spec_str(spec, d.when_key);
+      if (std::find(d.when_values.begin(), d.when_values.end(), have) != d.when_values.end()) continue;
+      const std::string dotted = "backends." + inst_name_ + "." + d.key;
+      auto src = spec.sources.find(d.when_key);
+      throw ConfigError(fmt::format(
+          "{}: {}: does nothing with {} = \"{}\" ({}); it needs {} = \"{}\"", config_where(cf_, dotted),
+          dotted, d.when_key, have, src == spec.sources.end() ? "unset" : src->second, d.when_key,
+          fmt::join(d.when_values, "\" or \"")));
+    }
+  }
+
   void check_instance_keys() {
     std::vector<std::string> keys = {"type"};
-    for (const auto& o : t_.options)
-      if (o.type != T::kList) keys.push_back(o.key == "header" ? "headers" : o.key);
-    for (const auto& [k, v] : *inst_) {
+    for (const auto& o : t_.options) keys.push_back(o.key == "header" ? "headers" : o.key);
+    for (const auto& [full, v] : *inst_) {
+      const std::string k = base_key(full);
       const OptionDecl* known = find_option(t_, k);
-      if (k == "type" || k.rfind("header.", 0) == 0 || (known && known->type != T::kList)) continue;
+      if (k == "type" || k.rfind("header.", 0) == 0) continue;
+      if (known && (known->type == T::kList || k == full)) continue;
       const std::string dotted = "backends." + inst_name_ + "." + k;
+      if (known)
+        throw ConfigError(fmt::format("{}: {}: takes one value, not an array", config_where(cf_, dotted),
+                                      dotted));
       std::string msg = fmt::format("{}: {}: unknown key for type \"{}\"", config_where(cf_, dotted),
                                     dotted, t_.type);
       if (auto near = did_you_mean(k, keys); !near.empty())
@@ -359,13 +427,33 @@ class Resolver {
 
 // A backend flag set by the user that none of the chosen backends takes is a mistake.
 void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
+                       const std::vector<BackendSpec>& specs,
                        const std::map<std::string, GivenValue>& given) {
   for (const auto& [flag, g] : given) {
     if (g.values.empty()) continue;
     bool applies = false;
-    for (const auto* t : types)
-      for (const auto& o : t->options) applies = applies || o.flag == flag;
+    std::string unmet;  // "otlp with --profile generic (default)" for each type whose condition fails
+    for (std::size_t i = 0; i < types.size(); ++i)
+      for (const auto& o : types[i]->options) {
+        if (o.flag != flag) continue;
+        const std::string have = spec_str(specs[i], o.when_key);
+        if (o.when_key.empty() ||
+            std::find(o.when_values.begin(), o.when_values.end(), have) != o.when_values.end()) {
+          applies = true;
+          continue;
+        }
+        const OptionDecl* cond = find_option(*types[i], o.when_key);
+        auto src = specs[i].sources.find(o.when_key);
+        const std::string why = src == specs[i].sources.end() ? " (unset)"
+                                : src->second.rfind("flag", 0) == 0 ? ""
+                                                                   : " (" + src->second + ")";
+        unmet += fmt::format("{}{} with --{} {}{}; it needs --{} {}", unmet.empty() ? "" : ", ",
+                             specs[i].instance, cond ? cond->flag : o.when_key, have, why,
+                             cond ? cond->flag : o.when_key, fmt::join(o.when_values, "|"));
+      }
     if (applies) continue;
+    const std::string from0 = g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
+    if (!unmet.empty()) throw ConfigError(fmt::format("{} does nothing for --backend {}", from0, unmet));
     std::string chosen;
     std::vector<std::string> candidates;
     for (const auto* t : types) {
@@ -434,12 +522,19 @@ std::string option_type_name(const OptionDecl& d) {
 std::string option_help(const OptionDecl& d) {
   // Defaults per backend type: "default 16 (langfuse-legacy: 4)".
   std::map<std::string, std::vector<std::string>> by_default;
-  std::vector<std::string> types;
+  std::vector<std::string> types, conditional;  // "otlp with --profile langfuse"
   for (const auto& t : backend_types())
     for (const auto& o : t.options)
       if (o.flag == d.flag) {
         by_default[o.default_text].push_back(t.type);
         types.push_back(t.type);
+        const OptionDecl* cond = o.when_key.empty() ? nullptr : find_option(t, o.when_key);
+        if (cond && std::find(o.when_values.begin(), o.when_values.end(), cond->default_text) ==
+                        o.when_values.end())
+          conditional.push_back(fmt::format("{} with --{} {}", t.type, cond->flag,
+                                            fmt::join(o.when_values, "|")));
+        else
+          conditional.push_back(t.type);
       }
   std::string h = d.help;
   if (d.type != T::kBool && !(by_default.size() == 1 && by_default.begin()->first.empty())) {
@@ -454,13 +549,31 @@ std::string option_help(const OptionDecl& d) {
     for (const auto& [def, ts] : by_default)
       if (def != main_def && !def.empty()) h += fmt::format(" ({}: {})", fmt::join(ts, ", "), def);
   }
+  // Environment fallbacks of every type that takes the flag ("LANGFUSE_TRACING_ENVIRONMENT
+  // (langfuse, langfuse-legacy)" when only some types read it).
   std::vector<std::string> envs;
-  for (const auto& e : d.env) envs.push_back(e.name);
+  for (const auto& t0 : backend_types())
+    for (const auto& o : t0.options)
+      if (o.flag == d.flag)
+        for (const auto& e : o.env) {
+          std::vector<std::string> readers;
+          for (const auto& t : backend_types())
+            for (const auto& o2 : t.options)
+              if (o2.flag == d.flag && std::any_of(o2.env.begin(), o2.env.end(),
+                                                   [&](const EnvFallback& x) { return x.name == e.name; }))
+                readers.push_back(t.type);
+          const std::string shown = readers.size() == types.size()
+                                        ? e.name
+                                        : fmt::format("{} ({})", e.name, fmt::join(readers, ", "));
+          if (std::find(envs.begin(), envs.end(), shown) == envs.end()) envs.push_back(shown);
+        }
   if (!envs.empty()) h += "; env " + fmt::format("{}", fmt::join(envs, ", "));
   // Which backends take it ("every network backend" when all four do).
   const bool all_network = types.size() == 4 && std::find(types.begin(), types.end(), "otlp") != types.end() &&
                            std::find(types.begin(), types.end(), "langfuse-legacy") != types.end();
-  h += " [" + (all_network ? std::string("network backends") : fmt::format("{}", fmt::join(types, ", "))) + "]";
+  const bool any_condition = conditional != types;
+  h += " [" + (all_network && !any_condition ? std::string("network backends")
+                                             : fmt::format("{}", fmt::join(conditional, ", "))) + "]";
   return h;
 }
 
@@ -573,7 +686,7 @@ std::vector<BackendSpec> resolve_backends(const std::vector<std::string>& backen
     Resolver(*t, given, cf, inst, name).run(spec);
     out.push_back(std::move(spec));
   }
-  check_flags_apply(types, given);
+  check_flags_apply(types, out, given);
   return out;
 }
 

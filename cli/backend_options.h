@@ -8,8 +8,11 @@
 // [backends.NAME] key > a [sync] key of the config file > the option's own environment fallback
 // (OTEL_*, LANGFUSE_*, PHOENIX_*) > its default.
 // Errors: resolve_backends() throws ConfigError (exit 2) naming the key and its source for a
-// malformed value, an unknown key (with "did you mean"), or a flag that applies to none of the
-// chosen backends.
+// malformed value, an unknown key (with "did you mean"), or a flag, CHSYNC_* variable, [sync] key
+// or [backends.NAME] key that applies to none of the chosen backends: either no chosen type
+// declares it, or its `when_key` condition holds for none of them (--tag with --profile generic).
+// An option's own environment fallback (OTEL_*, LANGFUSE_*, PHOENIX_*) is read only by the types
+// that declare it and is never an error: such variables are ambient in a shell.
 #pragma once
 
 #include <chrono>
@@ -45,6 +48,11 @@ struct OptionDecl {
   std::uint64_t min = 0, max = 0;  // kCount bounds (max 0 = none)
   // Extra rule on the value (after the type's own parsing): "" when fine, else why not.
   std::function<std::string(const std::string&)> check;
+  // The option does something only while another option of the same instance has one of these
+  // values (--tag: langfuse.trace.tags exist only in the langfuse profile; --compression-level
+  // only with gzip). Set otherwise, it is refused like a flag of another backend type.
+  std::string when_key;
+  std::vector<std::string> when_values;
 };
 
 struct BackendTypeDecl {

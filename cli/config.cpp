@@ -101,14 +101,24 @@ ConfigFile load_config_file(const std::string& path, bool required) {
             }
             continue;
           }
+          std::string nk = bkey;
+          std::replace(nk.begin(), nk.end(), '-', '_');
+          cf.lines["backends." + iname + "." + nk] = static_cast<int>(bv.source().begin.line);
           std::string s;
+          if (auto* arr = bv.as_array()) {  // tag = ["a", "b"] -> tag.0, tag.1 (backend_options.cpp)
+            std::size_t i = 0;
+            for (auto& el : *arr) {
+              if (!scalar_to_string(el, s))
+                throw ConfigError("config " + path + ": backends." + iname + "." + bkey +
+                                  ": arrays may hold only strings and numbers");
+              out[nk + "." + std::to_string(i++)] = s;
+            }
+            continue;
+          }
           if (!scalar_to_string(bv, s))
             throw ConfigError("config " + path + ": backends." + iname + "." + bkey +
                               ": unsupported value");
-          std::string nk = bkey;
-          std::replace(nk.begin(), nk.end(), '-', '_');
           out[nk] = s;
-          cf.lines["backends." + iname + "." + nk] = static_cast<int>(bv.source().begin.line);
         }
         if (out.find("type") == out.end())
           throw ConfigError("config " + path + ": backends." + iname + " needs type = \"otlp\"|...");

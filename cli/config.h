@@ -21,6 +21,7 @@
 //   host = "https://langfuse.internal"
 //   public_key = "pk-lf-..."
 //   secret_key = "sk-lf-..."
+//   tag = ["team-a", "laptop"]   # a repeatable option takes an array
 //
 // Environment: CHSYNC_<FLAG> (upper case, '-' -> '_'), e.g. CHSYNC_SETTLE=0, CHSYNC_BACKEND=otlp
 // (lists comma-separated); the seed's CH_SYNC_DB / CH_SYNC_BACKEND / CLAUDE_PROJECTS_DIR too.

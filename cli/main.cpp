@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -352,6 +353,14 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   f.backends = chosen_backends(f);
   o.backends = resolve_backends(f.backends, given_backend_values(f, sources), cf);
   o.format = (f.json || f.format == "json") ? ConsoleFormat::kJson : ConsoleFormat::kText;
+  // --format and --json shape the console backend's lines only (the file backend always writes
+  // JSON lines): without a console backend they cannot be meant.
+  const bool console = std::any_of(o.backends.begin(), o.backends.end(),
+                                   [](const BackendSpec& b) { return b.type == "console"; });
+  for (const char* flag : {"format", "json"})
+    if (!console && sources.count(flag))
+      usage_error(fmt::format("{} does not apply to --backend {}; --{} is for --backend console",
+                              named(std::string("--") + flag), fmt::join(f.backends, ", "), flag));
   o.workers = f.workers ? f.workers : std::max(1u, std::thread::hardware_concurrency());
   o.db_path = state_location(f.db, f.state_url);
   o.lease = dur_flag("--lease", f.lease);
@@ -534,6 +543,15 @@ struct Cli {
 
     version_cmd = app.add_subcommand("version", "Print version and build information");
     bench_cmd = add_bench_command(app, bf);
+    one_value_per_occurrence(&app);
+  }
+
+  // A repeatable option takes one value per occurrence: CLI11 lets a vector option read every
+  // following word, so "--tag a PATH" took PATH as a second tag and synced the default input.
+  static void one_value_per_occurrence(CLI::App* cmd) {
+    for (CLI::Option* o : cmd->get_options())
+      if (!o->get_lnames().empty()) o->allow_extra_args(false);
+    for (CLI::App* sub : cmd->get_subcommands({})) one_value_per_occurrence(sub);
   }
 
   // `chsync`, `chsync help [CMD]` and `chsync synk` print the usage (and the nearest command)

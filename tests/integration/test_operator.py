@@ -93,6 +93,63 @@ class ConfigAndFlagsTest(TempTestCase):
         c = self.print_config("--backend", "console", "--backend", "otlp", "--batch-spans", "7")
         self.assertEqual(c["backends"][1]["batch_spans"], "7")
 
+    def test_backend_specific_flags_follow_applies_to_from_every_source(self):
+        # --tag becomes langfuse.trace.tags, which the OTLP encoder writes in the langfuse
+        # profile only: with otlp/phoenix's own profiles it would be dropped without a word.
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "otlp", "--tag", "team-a"],
+                                "--tag does nothing for --backend otlp with --profile generic",
+                                "--profile langfuse")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "phoenix", "--tag", "team-a"],
+                                "--tag does nothing for --backend phoenix")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "langfuse", "--profile", "generic",
+                                 "--tag", "t"], "--tag does nothing")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "otlp", "--compression", "none",
+                                 "--compression-level", "9"], "--compression-level does nothing",
+                                "--compression gzip")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "otlp"], "CHSYNC_TAG",
+                                env=clean_env(CHSYNC_TAG="team-a"))
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "null", "--environment", "prod"],
+                                "--environment does not apply to --backend null")
+        # --format/--json shape console lines only.
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "otlp", "--format", "json"],
+                                "--format does not apply to --backend otlp")
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "null"], "CHSYNC_JSON",
+                                env=clean_env(CHSYNC_JSON="1"))
+        # Where it does apply, it is taken (and --tag takes one value: the input stays an input).
+        c = self.print_config("--backend", "otlp", "--profile", "langfuse", "--tag", "a", EXAMPLES)
+        self.assertEqual(c["inputs"], [EXAMPLES])
+        self.assertEqual(c["backends"][0]["tag.0"], "a")
+        self.assertNotIn("tag.1", c["backends"][0])
+        c = self.print_config("--include", "*.jsonl", EXAMPLES)
+        self.assertEqual(c["inputs"], [EXAMPLES])
+        # LANGFUSE_TRACING_ENVIRONMENT is a Langfuse variable: a generic collector does not read it.
+        c = self.print_config("--backend", "otlp", env=clean_env(LANGFUSE_TRACING_ENVIRONMENT="prod"))
+        self.assertNotIn("environment", c["backends"][0])
+        # Named instances: lists are arrays, and the same rules hold for their keys.
+        cfg = self.write("i.toml", '[backends.lf]\ntype = "langfuse"\nhost = "http://127.0.0.1:9"\n'
+                                   'tag = ["team-a", "laptop"]\n'
+                                   '[backends.o]\ntype = "otlp"\ntag = ["team-a"]\n'
+                                   '[backends.n]\ntype = "null"\nenvironment = "prod"\n'
+                                   '[backends.e]\ntype = "otlp"\nendpoint = ["http://127.0.0.1:9"]\n')
+        env = clean_env(LANGFUSE_PUBLIC_KEY="pk", LANGFUSE_SECRET_KEY="sk")
+        c = self.print_config("--config", cfg, "--backend", "lf", env=env)
+        b = c["backends"][0]
+        self.assertEqual([b["tag.0"], b["tag.1"]], ["team-a", "laptop"])
+        self.assertEqual(b["sources"]["tag.0"], f"file {cfg} [backends.lf]")
+        c = self.print_config("--config", cfg, "--backend", "lf", "--tag", "x", env=env)
+        self.assertEqual(c["backends"][0]["tag.0"], "x")  # the flag beats the instance's key
+        self.assertNotIn("tag.1", c["backends"][0])
+        self.assert_usage_error(["sync", "--config", cfg, "--backend", "o", "--print-config"],
+                                "i.toml:7", "backends.o.tag", 'profile = "langfuse"')
+        self.assert_usage_error(["sync", "--config", cfg, "--backend", "n", "--print-config"],
+                                "i.toml:10", "backends.n.environment", "unknown key")
+        self.assert_usage_error(["sync", "--config", cfg, "--backend", "e", "--print-config"],
+                                "i.toml:13", "backends.e.endpoint", "one value")
+        # --help says which backends take it, and under which condition.
+        rc, out, err = run(["sync", "--help"])
+        self.assertRegex(out, r"--tag TEXT[^\[]*\[otlp with --profile langfuse, langfuse, "
+                              r"langfuse-legacy, phoenix with --profile langfuse\]")
+
     def test_unknown_keys_and_flags_say_did_you_mean(self):
         cfg = self.write("typo.toml", '[sync]\nsetle = "0"\n')
         self.assert_usage_error(["sync", "--config", cfg, "--print-config"],
