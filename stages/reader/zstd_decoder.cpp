@@ -82,38 +82,63 @@ ZstdDecoder::ZstdDecoder(std::uint64_t max_window_bytes) : ds_(ZSTD_createDCtx()
 
 ZstdDecoder::~ZstdDecoder() { ZSTD_freeDCtx(ds_); }
 
-// Copies the next bytes of the current frame's header (from in_[from..]) into header_.
-void ZstdDecoder::note_header_bytes(std::size_t from) {
-  if (!at_frame_start_) return;
-  const std::size_t want = kFrameHeaderMaxBytes - header_.size();
-  const std::size_t take = std::min(want, in_size_ - std::min(from, in_size_));
-  header_.append(in_.data() + from, take);
-  if (header_.size() >= kFrameHeaderMaxBytes) at_frame_start_ = false;
+// Makes at least `want` unconsumed input bytes available (fewer only at the end of the file):
+// moves the rest to the front of in_ and reads more. False on a read error (error_ set).
+bool ZstdDecoder::fill(int fd, std::size_t want) {
+  if (in_size_ - in_pos_ >= want || eof_) return true;
+  std::memmove(in_.data(), in_.data() + in_pos_, in_size_ - in_pos_);
+  in_size_ -= in_pos_;
+  in_pos_ = 0;
+  while (in_size_ < want && !eof_) {
+    const ssize_t r = ::read(fd, in_.data() + in_size_, in_.size() - in_size_);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      error_ = std::strerror(errno);
+      return false;
+    }
+    if (r == 0) eof_ = true;
+    in_size_ += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+long ZstdDecoder::fail(std::size_t decoded) {
+  failed_ = true;
+  // Bytes decoded before the damage are handed out first; the error comes with the next call.
+  return decoded > 0 ? static_cast<long>(decoded) : -1;
 }
 
 long ZstdDecoder::read(int fd, char* buf, std::size_t n) {
   if (failed_) return -1;
   ZSTD_outBuffer out{buf, n, 0};
   while (out.pos == 0) {
+    if (at_frame_start_) {
+      // libzstd must not see a frame before its magic number is checked here: it still decodes
+      // legacy frames (v0.5-v0.7), whose decoders ignore ZSTD_d_windowLogMax (a fuzzed 18-byte
+      // v0.5 frame allocated 64 MiB under an 8 MiB limit). The header is kept to name the
+      // window if the frame is refused.
+      if (!fill(fd, kFrameHeaderMaxBytes)) return fail(out.pos);
+      const std::size_t avail = in_size_ - in_pos_;
+      const auto* p = reinterpret_cast<const unsigned char*>(in_.data() + in_pos_);
+      if (avail == 0) return 0;  // the end of the stream, between frames
+      if (avail < 4) {
+        error_ = "truncated zstd stream";
+        return fail(out.pos);
+      }
+      if (!is_zstd_magic(p, avail)) {
+        error_ = "not a zstd frame (damaged, or a legacy zstd format, which is not read)";
+        return fail(out.pos);
+      }
+      header_.assign(in_.data() + in_pos_, std::min(avail, kFrameHeaderMaxBytes));
+      at_frame_start_ = false;
+    }
     if (in_pos_ == in_size_) {
-      const ssize_t r = ::read(fd, in_.data(), in_.size());
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        error_ = std::strerror(errno);
-        failed_ = true;
-        return -1;
+      in_size_ = in_pos_ = 0;
+      if (!fill(fd, 1)) return fail(out.pos);
+      if (in_size_ == 0) {  // the file ends inside a frame
+        error_ = "truncated zstd stream";
+        return fail(out.pos);
       }
-      if (r == 0) {
-        if (pending_ != 0) {
-          error_ = "truncated zstd stream";
-          failed_ = true;
-          return -1;
-        }
-        return 0;
-      }
-      in_size_ = static_cast<std::size_t>(r);
-      in_pos_ = 0;
-      note_header_bytes(0);
     }
     ZSTD_inBuffer input{in_.data(), in_size_, in_pos_};
     const std::size_t rc = ZSTD_decompressStream(ds_, &out, &input);
@@ -130,16 +155,9 @@ long ZstdDecoder::read(int fd, char* buf, std::size_t n) {
       } else {
         error_ = std::string("corrupt zstd stream: ") + ZSTD_getErrorName(rc);
       }
-      failed_ = true;
-      // Bytes decoded before the damage are handed out first; the error comes next call.
-      return out.pos > 0 ? static_cast<long>(out.pos) : -1;
+      return fail(out.pos);
     }
-    pending_ = rc;
-    if (rc == 0) {  // a frame ended: the next one starts at in_pos_
-      header_.clear();
-      at_frame_start_ = true;
-      note_header_bytes(in_pos_);
-    }
+    if (rc == 0) at_frame_start_ = true;  // a frame ended: the next one starts at in_pos_
   }
   return static_cast<long>(out.pos);
 }

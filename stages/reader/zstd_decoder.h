@@ -6,7 +6,8 @@
 // (issue 20 #13: a 21 KB .tar.zst took 152 MB). Here a frame asking for more than
 // max_window_bytes fails the stream with a clear error (window_refused() true) before anything
 // is allocated for it (libzstd's ZSTD_d_windowLogMax, so the check holds for every frame of a
-// multi-frame stream, not only the first).
+// multi-frame stream, not only the first). Only zstd frames (RFC 8878) and skippable frames are
+// passed to libzstd: its legacy decoders (v0.5-v0.7 frames) ignore the window limit.
 // Consumes: a file descriptor (read with read(2), never seeked). Produces: decompressed bytes.
 // Memory: the window (at most max_window_bytes) plus libzstd's block and input buffers (~256 KiB).
 // Thread: one thread at a time. Errors: never throws; read() returns -1 and error() says why.
@@ -51,16 +52,17 @@ class ZstdDecoder {
   std::uint64_t window_limit_bytes() const noexcept { return limit_; }
 
  private:
-  void note_header_bytes(std::size_t from);
+  bool fill(int fd, std::size_t want);
+  long fail(std::size_t decoded);
 
   ZSTD_DCtx_s* ds_;
   std::uint64_t limit_ = 0;
   std::vector<char> in_;
-  std::size_t in_size_ = 0, in_pos_ = 0;
-  std::size_t pending_ = 0;  // libzstd's hint: 0 at a frame boundary
+  std::size_t in_size_ = 0, in_pos_ = 0;  // unconsumed input is in_[in_pos_, in_size_)
+  bool eof_ = false;
   // The first bytes of the current frame, kept to name its window when it is refused.
   std::string header_;
-  bool at_frame_start_ = true;
+  bool at_frame_start_ = true;  // the next input byte starts a frame (magic not checked yet)
   bool failed_ = false;
   bool window_refused_ = false;
   std::string error_;

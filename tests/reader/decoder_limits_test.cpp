@@ -150,6 +150,49 @@ TEST_F(DecoderLimitsTest, ALaterFrameOverTheLimitIsRefusedToo) {
       << dec.error();
 }
 
+TEST_F(DecoderLimitsTest, LegacyFramesAreNotHandedToLibzstd) {
+  // Found by fuzz_archive_reader: an 18-byte stream whose second frame has the v0.5 magic made
+  // libzstd's legacy decoder allocate 64 MiB under an 8 MiB limit (it ignores windowLogMax).
+  const unsigned char bytes[] = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x2d, 0x73, 0x38, 0x02,
+                                 0x00, 0x25, 0xb5, 0x2f, 0xfd, 0x0f, 0xfd, 0x3d, 0x45};
+  const std::string p = file("legacy.jsonl.zst", std::string(reinterpret_cast<const char*>(bytes),
+                                                             sizeof bytes));
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ZstdDecoder dec(8 * kMiB);
+  std::uint64_t total = 0;
+  char buf[65536];
+  long n;
+  while ((n = dec.read(fd, buf, sizeof buf)) > 0) total += static_cast<std::uint64_t>(n);
+  ::close(fd);
+  EXPECT_EQ(n, -1);
+  EXPECT_EQ(total, 18190u);  // the first frame (one RLE block) is decoded
+  EXPECT_EQ(dec.error(), "not a zstd frame (damaged, or a legacy zstd format, which is not read)");
+  EXPECT_FALSE(dec.window_refused());
+}
+
+TEST_F(DecoderLimitsTest, TruncatedAndEmptyStreams) {
+  const std::string z = zstd_window(kLines, 20);
+  for (std::size_t cut : {std::size_t{2}, std::size_t{9}, z.size() - 3}) {
+    const std::string p = file("cut.zst", z.substr(0, cut));
+    const int fd = ::open(p.c_str(), O_RDONLY);
+    ZstdDecoder dec(8 * kMiB);
+    char buf[4096];
+    long n;
+    while ((n = dec.read(fd, buf, sizeof buf)) > 0) {
+    }
+    ::close(fd);
+    EXPECT_EQ(n, -1) << cut;
+    EXPECT_EQ(dec.error(), "truncated zstd stream") << cut;
+  }
+  const std::string p = file("empty.zst", "");
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  ZstdDecoder dec(8 * kMiB);
+  char buf[16];
+  EXPECT_EQ(dec.read(fd, buf, sizeof buf), 0);
+  ::close(fd);
+}
+
 TEST_F(DecoderLimitsTest, TarZstOverTheWindowLimitIsRefusedByArchiveReaderAndDiscover) {
   // Named .tar.gz on purpose: the decoder is chosen by the magic number, not the name.
   const std::string p = file("a.tar.gz", zstd_window(tar_bytes("proj/s1.jsonl", kLines), 27));
