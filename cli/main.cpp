@@ -148,7 +148,7 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   in(cmd->add_option("--workers,-w", f.workers, "Mapper threads; default: number of cores"))
       ->check(CLI::Range(1, 256).description(""))->type_name("N");
   in(cmd->add_option("--max-memory", f.max_memory,
-                     "Memory cap for queues and zstd decoder windows (a window over a quarter is "
+                     "Memory cap for queues and zstd/xz decoder windows (a window over a quarter is "
                      "refused); default 256MiB"))
       ->type_name("SIZE");
   in(cmd->add_option("--max-spool", f.max_spool,

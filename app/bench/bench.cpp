@@ -32,7 +32,7 @@
 #include "stages/mapper/mapper.h"
 #include "stages/reader/archive_reader.h"
 #include "stages/reader/reader.h"
-#include "stages/reader/zstd_decoder.h"
+#include "stages/reader/bounded_decoder.h"
 
 namespace chsync {
 
@@ -196,7 +196,7 @@ class InputLoader {
 
   void load(const std::vector<std::string>& inputs) {
     DiscoverOptions dopt;
-    dopt.max_decoder_window_bytes = zstd_window_budget_bytes(opt_.max_memory_bytes);
+    dopt.max_decoder_window_bytes = decoder_window_budget_bytes(opt_.max_memory_bytes);
     DiscoverResult disc = discover(inputs, dopt);
     for (const auto& e : disc.errors)
       if (!opt_.quiet) std::fprintf(stderr, "chsync bench: %s: %s: %s\n", e.path.c_str(), e.kind.c_str(), e.message.c_str());
@@ -226,7 +226,7 @@ class InputLoader {
   void map_bundle(const Bundle& bundle, const std::vector<std::string>& data) {
     BundleMapper mapper(map_, bundle, [](const BadLine&) {});
     ReaderOptions ro;
-    ro.max_window_bytes = zstd_window_budget_bytes(opt_.max_memory_bytes);
+    ro.max_window_bytes = decoder_window_budget_bytes(opt_.max_memory_bytes);
     for (std::size_t fi = 0; fi < bundle.files.size(); ++fi) {
       auto on_line = [&](std::string_view line, std::size_t cap, std::uint64_t ln, std::uint64_t off,
                          bool) {
@@ -273,7 +273,7 @@ class InputLoader {
       for (std::size_t fi = 0; fi < bundles[b].files.size(); ++fi)
         where[bundles[b].files[fi].member] = {b, fi};
     }
-    ArchiveReader ar(path, zstd_window_budget_bytes(opt_.max_memory_bytes));
+    ArchiveReader ar(path, decoder_window_budget_bytes(opt_.max_memory_bytes));
     if (!ar.is_open()) {
       std::fprintf(stderr, "chsync bench: %s: %s\n", path.c_str(), ar.error("cannot open").c_str());
       return;

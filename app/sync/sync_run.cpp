@@ -8,7 +8,7 @@
 
 #include "pipeline/clock.h"
 #include "pipeline/log.h"
-#include "stages/reader/zstd_decoder.h"
+#include "stages/reader/bounded_decoder.h"
 
 namespace chsync {
 
@@ -70,7 +70,7 @@ void SyncRun::wire_stages() {
   };
   fw.failure = &state_failure_;
   fw.max_spool_bytes = opt_.max_spool_bytes;
-  fw.zstd_window_bytes = zstd_window_budget_bytes(opt_.max_memory_bytes);
+  fw.zstd_window_bytes = decoder_window_budget_bytes(opt_.max_memory_bytes);
   feeder_ = std::make_unique<Feeder>(std::move(fw));
 
   MapWorkers::Wiring mw;
@@ -80,7 +80,7 @@ void SyncRun::wire_stages() {
   mw.map.no_content = opt_.no_content;
   if (mw.map.now_ms == 0) mw.map.now_ms = wall_clock_ms();
   mw.reader = opt_.reader;
-  mw.reader.max_window_bytes = zstd_window_budget_bytes(opt_.max_memory_bytes);
+  mw.reader.max_window_bytes = decoder_window_budget_bytes(opt_.max_memory_bytes);
   mw.spool = &feeder_->spool();
   mw.quiet = opt_.quiet;
   mw.work = work_.get();

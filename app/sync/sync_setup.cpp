@@ -9,7 +9,7 @@
 #include "pipeline/clock.h"
 #include "pipeline/fnv1a.h"
 #include "pipeline/log.h"
-#include "stages/reader/zstd_decoder.h"
+#include "stages/reader/bounded_decoder.h"
 
 namespace chsync {
 namespace {
@@ -131,7 +131,7 @@ void SyncRun::build_instances(const ExporterFactory& factory) {
 void SyncRun::discover_inputs() {
   // zstd windows count against --max-memory: a quarter of it, rounded down to a power of two.
   DiscoverOptions dopt = opt_.discover;
-  dopt.max_decoder_window_bytes = zstd_window_budget_bytes(opt_.max_memory_bytes);
+  dopt.max_decoder_window_bytes = decoder_window_budget_bytes(opt_.max_memory_bytes);
   disc_ = discover(opt_.inputs, dopt);
   for (const auto& e : disc_.errors)
     if (!opt_.quiet)

@@ -5,33 +5,37 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "stages/reader/zstd_decoder.h"
+#include "stages/reader/bounded_decoder.h"
 
 namespace chsync {
 
 ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_bytes)
     : ar_(archive_read_new()) {
-  // Every filter of archive_read_support_filter_all except zstd (see the header). Filters that
-  // need an external program return ARCHIVE_WARN when it is missing: not an error here.
+  // The filters of archive_read_support_filter_all whose memory is small and fixed (gzip 32 KiB,
+  // bzip2 900 KiB, lz4 blocks ≤ 4 MiB, ...). Not zstd, xz, lzip, lzma (see the header). Filters
+  // that need an external program return ARCHIVE_WARN when it is missing: not an error here.
   archive_read_support_filter_bzip2(ar_);
   archive_read_support_filter_compress(ar_);
   archive_read_support_filter_gzip(ar_);
   archive_read_support_filter_grzip(ar_);
   archive_read_support_filter_lrzip(ar_);
   archive_read_support_filter_lz4(ar_);
-  archive_read_support_filter_lzip(ar_);
-  archive_read_support_filter_lzma(ar_);
   archive_read_support_filter_lzop(ar_);
   archive_read_support_filter_rpm(ar_);
   archive_read_support_filter_uu(ar_);
-  archive_read_support_filter_xz(ar_);
-  archive_read_support_format_all(ar_);
+  // The formats chsync documents (tar in all its dialects, zip) and empty files; not
+  // format_all: 7z, RAR5 and cab carry their own dictionaries (up to GiBs) that no filter
+  // limit reaches, and a file named .tar could be any of them.
+  archive_read_support_format_tar(ar_);
+  archive_read_support_format_zip(ar_);
+  archive_read_support_format_empty(ar_);
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  unsigned char magic[4] = {};
-  if (fd_ >= 0 && ::pread(fd_, magic, sizeof magic, 0) == 4 && is_zstd_magic(magic, 4)) {
-    zstd_ = std::make_unique<ZstdDecoder>(max_window_bytes);
+  unsigned char magic[6] = {};
+  const ssize_t got = fd_ >= 0 ? ::pread(fd_, magic, sizeof magic, 0) : -1;
+  if (got > 0) dec_ = make_bounded_decoder(magic, static_cast<std::size_t>(got), max_window_bytes);
+  if (dec_) {
     out_.resize(256 * 1024);
-    open_ = archive_read_open(ar_, this, nullptr, &ArchiveReader::read_zstd, nullptr) == ARCHIVE_OK;
+    open_ = archive_read_open(ar_, this, nullptr, &ArchiveReader::read_decoded, nullptr) == ARCHIVE_OK;
     return;
   }
   if (fd_ >= 0) ::close(fd_);
@@ -44,11 +48,11 @@ ArchiveReader::~ArchiveReader() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-long ArchiveReader::read_zstd(struct archive* a, void* self, const void** buf) {
+long ArchiveReader::read_decoded(struct archive* a, void* self, const void** buf) {
   auto* r = static_cast<ArchiveReader*>(self);
-  const long n = r->zstd_->read(r->fd_, r->out_.data(), r->out_.size());
+  const long n = r->dec_->read(r->fd_, r->out_.data(), r->out_.size());
   if (n < 0) {
-    archive_set_error(a, -1, "%s", r->zstd_->error().c_str());  // -1: libarchive's "misc" errno
+    archive_set_error(a, -1, "%s", r->dec_->error().c_str());  // -1: libarchive's "misc" errno
     return -1;
   }
   *buf = r->out_.data();
@@ -79,11 +83,11 @@ bool ArchiveReader::skip() { return archive_read_data_skip(ar_) >= ARCHIVE_WARN;
 
 std::string ArchiveReader::error(const char* fallback) const {
   // libarchive may put its own words ("Truncated tar archive") over the decoder's reason.
-  if (zstd_ && !zstd_->error().empty()) return zstd_->error();
+  if (dec_ && !dec_->error().empty()) return dec_->error();
   const char* m = archive_error_string(ar_);
   return m ? m : fallback;
 }
 
-bool ArchiveReader::window_refused() const noexcept { return zstd_ && zstd_->window_refused(); }
+bool ArchiveReader::window_refused() const noexcept { return dec_ && dec_->window_refused(); }
 
 }  // namespace chsync

@@ -4,12 +4,17 @@
 // Consumes: a path. Produces: the members in archive order (name, size when the header has one,
 // mtime) and each member's bytes. Owns: the libarchive handle (freed by the destructor).
 // Thread: one thread at a time. Blocks on file I/O and decompression only.
-// Decoders: a zstd-compressed archive (found by its magic number, whatever its name) is
-// decompressed here by ZstdDecoder, whose window is bounded by max_window_bytes, and libarchive
-// reads the tar inside; libarchive's own zstd filter is never enabled (it accepts any window up
-// to 128 MiB, outside --max-memory), so a zstd stream nested in another filter is refused too.
-// A frame asking for a larger window fails the archive (window_refused(), error() names the sizes)
-// before the window is allocated. Other filters (gzip, bzip2, xz, ...) are libarchive's.
+// Decoders: a zstd, xz or lzip compressed archive (found by its magic number, whatever its name)
+// is decompressed here by a BoundedDecoder (stages/reader/bounded_decoder.h) whose window is
+// bounded by max_window_bytes, and libarchive reads the tar inside. libarchive's own zstd, xz,
+// lzip and lzma filters are never enabled (they accept windows of 128 MiB to 1 GiB, outside
+// --max-memory), so such a stream nested in another filter is refused too, and .tar.lzma
+// (LZMA-alone, no magic number) is not read. A stream asking for a larger window fails the
+// archive (window_refused(), error() names the sizes) before the window is allocated. The other
+// filters (gzip, bzip2, lz4, ...) are libarchive's: their memory is small and fixed. Formats:
+// tar (every dialect) and zip only, not libarchive's others (7z, RAR, cab, ...: their own
+// dictionaries are beyond any limit here). Not bounded: a zip member compressed with LZMA/XZ
+// (zip methods 14/95), which libarchive decodes with its memory limit disabled.
 // Errors: never throws. An archive that cannot be opened has is_open() false and error() says
 // why; a damaged header ends the walk (Next::kDamaged); damaged data makes read() return -1.
 #pragma once
@@ -31,12 +36,12 @@ struct ArchiveEntry {
   std::int64_t mtime_s = 0;
 };
 
-class ZstdDecoder;
+class BoundedDecoder;
 
 class ArchiveReader {
  public:
-  // max_window_bytes: the largest zstd decoder window accepted (zstd_window_budget_bytes of
-  // --max-memory); 0 keeps libzstd's default limit (128 MiB).
+  // max_window_bytes: the largest decoder window accepted (decoder_window_budget_bytes of
+  // --max-memory); 0: 128 MiB.
   ArchiveReader(const std::string& path, std::uint64_t max_window_bytes);
   ~ArchiveReader();
   ArchiveReader(const ArchiveReader&) = delete;
@@ -53,16 +58,16 @@ class ArchiveReader {
   bool skip();
   // The zstd decoder's message when it failed, else libarchive's last message, else `fallback`.
   std::string error(const char* fallback) const;
-  // The archive is zstd and a frame asked for a decoder window over max_window_bytes.
+  // The archive is zstd/xz/lzip and asked for a decoder window over max_window_bytes.
   bool window_refused() const noexcept;
 
  private:
-  static long read_zstd(struct archive* a, void* self, const void** buf);
+  static long read_decoded(struct archive* a, void* self, const void** buf);
 
   struct archive* ar_ = nullptr;
   bool open_ = false;
-  int fd_ = -1;  // zstd archives only: the compressed file
-  std::unique_ptr<ZstdDecoder> zstd_;
+  int fd_ = -1;  // decoded archives only: the compressed file
+  std::unique_ptr<BoundedDecoder> dec_;
   std::vector<char> out_;  // decompressed bytes handed to libarchive
 };
 

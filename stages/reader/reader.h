@@ -28,7 +28,7 @@ struct ReaderOptions {
   std::uint64_t start_offset = 0;  // plain files: resume here (must be a line start)
   std::uint64_t start_line = 0;    // line number of start_offset minus one
   // zstd: the largest decoder window accepted (stages/reader/zstd_decoder.h); a frame asking for
-  // more fails the file with a clear error. The sync sets zstd_window_budget_bytes(--max-memory);
+  // more fails the file with a clear error. The sync sets decoder_window_budget_bytes(--max-memory);
   // 0 keeps libzstd's own limit (128 MiB).
   std::uint64_t max_window_bytes = 0;
 };

@@ -14,7 +14,6 @@ namespace {
 constexpr std::uint32_t kFrameMagic = 0xFD2FB528u;
 constexpr std::uint32_t kSkippableMagic = 0x184D2A50u;  // ..0x184D2A5F
 constexpr std::size_t kFrameHeaderMaxBytes = 18;           // RFC 8878 §3.1.1: 4 + 14
-constexpr std::uint64_t kMiB = 1u << 20;
 
 std::uint64_t le(const unsigned char* p, std::size_t n) {
   std::uint64_t v = 0;
@@ -31,17 +30,7 @@ unsigned floor_log2(std::uint64_t v) {
   return log;
 }
 
-std::string size_text(std::uint64_t bytes) {
-  if (bytes >= kMiB && bytes % kMiB == 0) return std::to_string(bytes / kMiB) + " MiB";
-  return std::to_string(bytes) + " bytes";
-}
-
 }  // namespace
-
-std::uint64_t zstd_window_budget_bytes(std::uint64_t max_memory_bytes) {
-  const std::uint64_t quarter = std::max<std::uint64_t>(max_memory_bytes / 4, 8 * kMiB);
-  return std::uint64_t{1} << floor_log2(quarter);
-}
 
 bool is_zstd_magic(const unsigned char* p, std::size_t n) {
   if (n < 4) return false;
@@ -149,8 +138,8 @@ long ZstdDecoder::read(int fd, char* buf, std::size_t n) {
         const std::uint64_t asked = zstd_frame_window_bytes(
             reinterpret_cast<const unsigned char*>(header_.data()), header_.size());
         error_ = "zstd frame asks for a decoder window of " +
-                 (asked ? size_text(asked) : std::string("more than ") + size_text(limit_)) +
-                 ", over the limit of " + size_text(limit_) +
+                 (asked ? window_size_text(asked) : std::string("more than ") + window_size_text(limit_)) +
+                 ", over the limit of " + window_size_text(limit_) +
                  " (a quarter of --max-memory): raise --max-memory or recompress without --long";
       } else {
         error_ = std::string("corrupt zstd stream: ") + ZSTD_getErrorName(rc);

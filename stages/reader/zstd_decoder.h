@@ -18,13 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "stages/reader/bounded_decoder.h"
+
 struct ZSTD_DCtx_s;
 
 namespace chsync {
-
-// The decoder window accepted for a --max-memory: a quarter of it, at least 8 MiB, rounded down
-// to a power of two (libzstd bounds windows by their log). 64 MiB at the default 256 MiB.
-std::uint64_t zstd_window_budget_bytes(std::uint64_t max_memory_bytes);
 
 // True when `p` starts with a zstd frame or a skippable frame (needs 4 bytes).
 bool is_zstd_magic(const unsigned char* p, std::size_t n);
@@ -33,21 +31,18 @@ bool is_zstd_magic(const unsigned char* p, std::size_t n);
 // single-segment frame); 0 when `p` does not hold a whole zstd frame header (or a skippable one).
 std::uint64_t zstd_frame_window_bytes(const unsigned char* p, std::size_t n);
 
-class ZstdDecoder {
+class ZstdDecoder : public BoundedDecoder {
  public:
   // max_window_bytes: the largest window accepted (rounded down to a power of two, at least
   // 1 KiB); 0 keeps libzstd's default limit (128 MiB).
   explicit ZstdDecoder(std::uint64_t max_window_bytes);
-  ~ZstdDecoder();
+  ~ZstdDecoder() override;
   ZstdDecoder(const ZstdDecoder&) = delete;
   ZstdDecoder& operator=(const ZstdDecoder&) = delete;
 
   // Decompresses from `fd` into buf: > 0 bytes, 0 at the end of the stream, -1 on error (bytes
   // decoded before damage are returned first; the error comes with the next call).
-  long read(int fd, char* buf, std::size_t n);
-  const std::string& error() const noexcept { return error_; }
-  // The stream failed because a frame asked for a window over the limit.
-  bool window_refused() const noexcept { return window_refused_; }
+  long read(int fd, char* buf, std::size_t n) override;
   // The limit in force (a power of two), in bytes.
   std::uint64_t window_limit_bytes() const noexcept { return limit_; }
 
@@ -64,8 +59,6 @@ class ZstdDecoder {
   std::string header_;
   bool at_frame_start_ = true;  // the next input byte starts a frame (magic not checked yet)
   bool failed_ = false;
-  bool window_refused_ = false;
-  std::string error_;
 };
 
 }  // namespace chsync

@@ -451,3 +451,25 @@ class Hardening(FaultCase):
                                     db=self.db("big.db"), timeout=120)
         self.assertEqual(rc, 0, err[-2000:])
         self.assertGreater(r["spans_synced"], 0)
+
+    def test_h13e_tar_xz_dictionary_over_the_memory_budget_is_refused(self):
+        """Before: libarchive's xz filter took any dictionary up to 1 GiB, exit 0 at any
+        --max-memory."""
+        import lzma
+        _, f = self.session_file("xzwin", 2)
+        with open(self.tar_of("xzwin", [f]), "rb") as fin:
+            data = lzma.compress(fin.read(), format=lzma.FORMAT_XZ, preset=7)  # 16 MiB dictionary
+        txz = os.path.join(self.tmp, "xzwin.tar.xz")
+        with open(txz, "wb") as fout:
+            fout.write(data)
+        d, _ = self.session_copy("plain")
+        sink = self.sink()
+        rc, r, err = self.sync_loud([txz, d], sink.traces_url, "--max-memory", "32MiB", timeout=120)
+        self.assertEqual(rc, 1, err[-2000:])
+        refused = [e for e in r["errors"] if e.startswith(txz + ": decoder_window: xz stream needs 16.")]
+        self.assertEqual(len(refused), 1, r["errors"])
+        self.assertGreater(r["spans_synced"], 0, "the plain input was still delivered")
+        rc, r, err = self.sync_loud([txz], sink.traces_url, db=self.db("big.db"), timeout=120)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertEqual(r["errors"], [])
+        self.assertEqual(r["files_updated"], 1, r)

@@ -1,9 +1,11 @@
-// Issue 20 #13: zstd decoder windows bounded (ZstdDecoder, the reader, ArchiveReader, discover)
+// Issue 20 #13: decoder windows bounded (ZstdDecoder, XzDecoder, the reader, ArchiveReader,
+// discover)
 // and the spool's disk cap (SpoolDir::charge / remove).
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <lzma.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -18,6 +20,7 @@
 #include "stages/reader/archive_reader.h"
 #include "stages/reader/reader.h"
 #include "stages/reader/spool.h"
+#include "stages/reader/xz_decoder.h"
 #include "stages/reader/zstd_decoder.h"
 
 namespace chsync {
@@ -40,6 +43,26 @@ std::string zstd_window(const std::string& data, int window_log) {
   }
   ZSTD_freeCCtx(c);
   out.resize(o.pos);
+  return out;
+}
+
+// .xz with liblzma's preset (9: a 64 MiB dictionary, 65 MiB to decode; 6: 8 MiB), or a custom
+// dictionary size.
+std::string xz(const std::string& data, std::uint32_t preset, std::uint32_t dict_bytes = 0) {
+  lzma_stream s = LZMA_STREAM_INIT;
+  lzma_options_lzma opt;
+  lzma_lzma_preset(&opt, preset);
+  if (dict_bytes) opt.dict_size = dict_bytes;
+  lzma_filter filters[] = {{LZMA_FILTER_LZMA2, &opt}, {LZMA_VLI_UNKNOWN, nullptr}};
+  EXPECT_EQ(lzma_stream_encoder(&s, filters, LZMA_CHECK_CRC64), LZMA_OK);
+  std::string out(data.size() + 65536, '\0');
+  s.next_in = reinterpret_cast<const std::uint8_t*>(data.data());
+  s.avail_in = data.size();
+  s.next_out = reinterpret_cast<std::uint8_t*>(out.data());
+  s.avail_out = out.size();
+  EXPECT_EQ(lzma_code(&s, LZMA_FINISH), LZMA_STREAM_END);
+  out.resize(out.size() - s.avail_out);
+  lzma_end(&s);
   return out;
 }
 
@@ -86,12 +109,12 @@ const std::string kLines = [] {
 }();
 
 TEST(ZstdWindow, BudgetIsAQuarterOfMaxMemoryAsAPowerOfTwoAtLeast8MiB) {
-  EXPECT_EQ(zstd_window_budget_bytes(256 * kMiB), 64 * kMiB);
-  EXPECT_EQ(zstd_window_budget_bytes(64 * kMiB), 16 * kMiB);
-  EXPECT_EQ(zstd_window_budget_bytes(100 * kMiB), 16 * kMiB);  // 25 MiB rounded down
-  EXPECT_EQ(zstd_window_budget_bytes(1024 * kMiB), 256 * kMiB);
-  EXPECT_EQ(zstd_window_budget_bytes(0), 8 * kMiB);
-  EXPECT_EQ(zstd_window_budget_bytes(16 * kMiB), 8 * kMiB);
+  EXPECT_EQ(decoder_window_budget_bytes(256 * kMiB), 64 * kMiB);
+  EXPECT_EQ(decoder_window_budget_bytes(64 * kMiB), 16 * kMiB);
+  EXPECT_EQ(decoder_window_budget_bytes(100 * kMiB), 16 * kMiB);  // 25 MiB rounded down
+  EXPECT_EQ(decoder_window_budget_bytes(1024 * kMiB), 256 * kMiB);
+  EXPECT_EQ(decoder_window_budget_bytes(0), 8 * kMiB);
+  EXPECT_EQ(decoder_window_budget_bytes(16 * kMiB), 8 * kMiB);
 }
 
 TEST(ZstdWindow, FrameHeaderNamesTheWindow) {
@@ -247,6 +270,54 @@ TEST_F(DecoderLimitsTest, ZstdNestedInGzipIsNotDecodedByLibarchive) {
   ArchiveEntry entry;
   EXPECT_FALSE(ar.is_open() && ar.next(entry) == ArchiveReader::Next::kEntry &&
                entry.name == "proj/s1.jsonl");
+}
+
+TEST_F(DecoderLimitsTest, TarXzOverTheDictionaryLimitIsRefusedAndXz9IsReadByDefault) {
+  const std::string t = tar_bytes("proj/s1.jsonl", kLines);
+  // 256 MiB dictionary: over the 64 MiB budget of the default --max-memory.
+  const std::string big = file("big.tar.xz", xz(t, 6, 256u << 20));
+  {
+    ArchiveReader ar(big, decoder_window_budget_bytes(256 * kMiB));
+    EXPECT_FALSE(ar.is_open());
+    EXPECT_TRUE(ar.window_refused());
+    EXPECT_NE(ar.error("x").find("xz stream needs 256."), std::string::npos) << ar.error("x");
+    EXPECT_NE(ar.error("x").find("over the limit of 66 MiB"), std::string::npos) << ar.error("x");
+  }
+  DiscoverOptions dopt;
+  dopt.max_decoder_window_bytes = 64 * kMiB;
+  auto r = discover({big}, dopt);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].kind, "decoder_window");
+  // xz -9 (64 MiB dictionary, 65 MiB to decode) fits the default budget plus its 2 MiB slack;
+  // and the decoder is chosen by the magic number (named .tar.gz here).
+  const std::string x9 = file("x9.tar.gz", xz(t, 9));
+  ArchiveReader ar(x9, decoder_window_budget_bytes(256 * kMiB));
+  ASSERT_TRUE(ar.is_open()) << ar.error("x");
+  ArchiveEntry e;
+  ASSERT_EQ(ar.next(e), ArchiveReader::Next::kEntry);
+  std::string got;
+  char buf[65536];
+  for (long n; (n = ar.read(buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  EXPECT_EQ(got, kLines);
+  // ...but not under --max-memory 64MiB (16 MiB + 2).
+  ArchiveReader small(x9, decoder_window_budget_bytes(64 * kMiB));
+  EXPECT_FALSE(small.is_open());
+  EXPECT_TRUE(small.window_refused());
+}
+
+TEST_F(DecoderLimitsTest, CutXzIsTruncatedNotSilent) {
+  const std::string z = xz(kLines, 6);
+  const std::string p = file("cut.xz", z.substr(0, z.size() / 2));
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  XzDecoder dec(XzDecoder::Format::kXz, 8 * kMiB);
+  char buf[4096];
+  long n;
+  std::uint64_t total = 0;
+  while ((n = dec.read(fd, buf, sizeof buf)) > 0) total += static_cast<std::uint64_t>(n);
+  ::close(fd);
+  EXPECT_EQ(n, -1);
+  EXPECT_LT(total, kLines.size());
+  EXPECT_EQ(dec.error(), "truncated xz stream");
 }
 
 TEST(SpoolBudget, AChargeThatCannotFitFailsAtOnceWithoutBookingAnything) {
