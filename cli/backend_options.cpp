@@ -58,8 +58,13 @@ OptionDecl when(OptionDecl d, std::string key, std::vector<std::string> values) 
 std::vector<OptionDecl> http_options(bool otel_env, bool langfuse_env, const std::string& max_in_flight,
                                      const std::string& batch_bytes) {
   std::vector<OptionDecl> v;
-  v.push_back(opt("header", "header", T::kHeaders, "",
-                  "Extra HTTP header K=V (repeatable; [backends.NAME] headers = { K = \"V\" })"));
+  auto header = opt("header", "header", T::kHeaders, "",
+                    "Extra HTTP header K=V (repeatable; [backends.NAME] headers = { K = \"V\" })");
+  // The OTEL_*_HEADERS variables add to the headers given (W3C baggage syntax, %-encoded).
+  if (otel_env)
+    header = with_env(header, {{"OTEL_EXPORTER_OTLP_HEADERS", "", false},
+                               {"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "", false}});
+  v.push_back(header);
   auto environment = opt("environment", "environment", T::kString, "",
                          "Langfuse environment / deployment.environment.name");
   if (langfuse_env) environment = with_env(environment, {{"LANGFUSE_TRACING_ENVIRONMENT", "", false}});
@@ -128,6 +133,11 @@ std::vector<OptionDecl> otlp_options(const std::string& profile) {
                      {"generic", "langfuse", "phoenix"}));
   v.push_back(opt("rate", "rate", T::kRate, "",
                   "Send at most this fast: 50/s (requests) or 5000spans/s (spans)"));
+  // No flags: the OpenTelemetry variables (or the keys of a [backends.NAME] table).
+  v.push_back(with_env(opt("resource_attributes", "", T::kString, "", "Resource attributes K=V,..."),
+                       {{"OTEL_RESOURCE_ATTRIBUTES", "", false}}));
+  v.push_back(with_env(opt("service_name", "", T::kString, "", "Resource service.name"),
+                       {{"OTEL_SERVICE_NAME", "", false}}));
   return v;
 }
 
@@ -342,12 +352,21 @@ class Resolver {
         spec.sources[d.key + "." + std::to_string(i)] = it->second.source;
       }
     }
-    if (!inst_ || d.type != T::kHeaders) return;
-    for (const auto& [k, v] : *inst_) {
-      if (k.rfind("header.", 0) != 0) continue;
-      spec.settings[k] = v;
-      spec.sources[k] = "file " + cf_.path + " [backends." + inst_name_ + "]";
-    }
+    if (d.type != T::kHeaders) return;
+    if (inst_)
+      for (const auto& [k, v] : *inst_) {
+        if (k.rfind("header.", 0) != 0) continue;
+        spec.settings[k] = v;
+        spec.sources[k] = "file " + cf_.path + " [backends." + inst_name_ + "]";
+      }
+    // OTEL_EXPORTER_OTLP_HEADERS, then ..._TRACES_HEADERS: "header.env.N" (sent before the others).
+    std::size_t n = 0;
+    for (const auto& e : d.env)
+      for (const auto& [name, value] : otlp::parse_headers(env_value(e.name))) {
+        const std::string k = "header.env." + std::to_string(n++);
+        spec.settings[k] = name + "=" + value;
+        spec.sources[k] = "env " + e.name;
+      }
   }
 
   void derive_endpoint(BackendSpec& spec) {

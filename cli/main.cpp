@@ -263,15 +263,21 @@ std::uint64_t size_flag(const std::string& flag, const std::string& v) {
 
 // State location when no --db/--state is given: CHSYNC_STATE_URL (PostgreSQL), then
 // CHSYNC_DB / CH_SYNC_DB, then the default SQLite path.
-std::string default_db() {
-  std::string url = env("CHSYNC_STATE_URL");
-  if (!url.empty()) return url;
-  std::string db = env("CHSYNC_DB", env("CH_SYNC_DB"));
-  return db.empty() ? default_state_path() : db;
+std::string default_db(std::string* source = nullptr) {
+  auto from = [&](const char* name) {
+    if (source) *source = std::string("env ") + name;
+    return env(name);
+  };
+  if (!env("CHSYNC_STATE_URL").empty()) return from("CHSYNC_STATE_URL");
+  if (!env("CHSYNC_DB").empty()) return from("CHSYNC_DB");
+  if (!env("CH_SYNC_DB").empty()) return from("CH_SYNC_DB");
+  if (source) *source = "default";
+  return default_state_path();
 }
 
 // --db PATH and --state URL name the same thing; --state must be a PostgreSQL URL.
-std::string state_location(const std::string& db, const std::string& state) {
+std::string state_location(const std::string& db, const std::string& state,
+                           std::string* source = nullptr) {
   if (!db.empty() && !state.empty()) usage_error("--db and --state: give one of them");
   if (!state.empty()) {
     if (!is_pg_url(state))
@@ -280,7 +286,7 @@ std::string state_location(const std::string& db, const std::string& state) {
                               state));
     return state;
   }
-  return db.empty() ? default_db() : db;
+  return db.empty() ? default_db(source) : db;
 }
 
 // "K/N" (0 <= K < N), or "/N" with K from JOB_COMPLETION_INDEX.
@@ -333,24 +339,34 @@ std::map<std::string, GivenValue> given_backend_values(const RawSyncFlags& f,
 
 // --backend, else CHSYNC_BACKEND / CH_SYNC_BACKEND, else otlp when an endpoint was given (it
 // cannot be meant for the console), else console.
-std::vector<std::string> chosen_backends(const RawSyncFlags& f) {
+std::vector<std::string> chosen_backends(const RawSyncFlags& f, std::map<std::string, std::string>& sources) {
   if (!f.backends.empty()) return f.backends;
   const std::string from_env = env("CH_SYNC_BACKEND");
-  if (!from_env.empty()) return split_list(from_env);
-  if (auto it = f.bopt.find("endpoint"); it != f.bopt.end() && !it->second.empty()) return {"otlp"};
+  if (!from_env.empty()) {
+    sources["backend"] = "env CH_SYNC_BACKEND";
+    return split_list(from_env);
+  }
+  if (auto it = f.bopt.find("endpoint"); it != f.bopt.end() && !it->second.empty()) {
+    sources["backend"] = "default (otlp: an endpoint was given)";
+    return {"otlp"};
+  }
   return {"console"};
 }
 
+// Records in `sources` the variables read besides CHSYNC_<FLAG> (CLAUDE_PROJECTS_DIR,
+// CH_SYNC_BACKEND, CH_SYNC_DB, CHSYNC_STATE_URL) for --print-config.
 SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
-                               const std::map<std::string, std::string>& sources) {
+                               std::map<std::string, std::string>& sources) {
   SyncOptions o;
   g_sources = &sources;
   g_config = &cf;
   o.inputs = f.inputs;
   for (auto& p : f.files) o.inputs.push_back(p);
-  if (o.inputs.empty())
+  if (o.inputs.empty()) {
     o.inputs.push_back(env("CLAUDE_PROJECTS_DIR", home_dir() + "/.claude/projects"));
-  f.backends = chosen_backends(f);
+    if (!env("CLAUDE_PROJECTS_DIR").empty()) sources["inputs"] = "env CLAUDE_PROJECTS_DIR";
+  }
+  f.backends = chosen_backends(f, sources);
   o.backends = resolve_backends(f.backends, given_backend_values(f, sources), cf);
   o.format = (f.json || f.format == "json") ? ConsoleFormat::kJson : ConsoleFormat::kText;
   // --format and --json shape the console backend's lines only (the file backend always writes
@@ -362,7 +378,9 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
       usage_error(fmt::format("{} does not apply to --backend {}; --{} is for --backend console",
                               named(std::string("--") + flag), fmt::join(f.backends, ", "), flag));
   o.workers = f.workers ? f.workers : std::max(1u, std::thread::hardware_concurrency());
-  o.db_path = state_location(f.db, f.state_url);
+  std::string db_source;
+  o.db_path = state_location(f.db, f.state_url, &db_source);
+  if (f.db.empty() && f.state_url.empty()) sources["db"] = db_source;
   o.lease = dur_flag("--lease", f.lease);
   if (o.lease < std::chrono::milliseconds(500)) usage_error("--lease: must be at least 500ms");
   o.work_group = f.work_group;
@@ -437,26 +455,33 @@ namespace {
 // The environment variables `chsync sync` reads, for --help: the backend options' fallbacks come
 // from their declarations.
 std::string environment_help() {
-  std::string h =
-      "Environment:\n"
-      "  CHSYNC_<FLAG>                    any flag, e.g. CHSYNC_BACKEND=otlp, CHSYNC_SETTLE=0\n"
-      "  CHSYNC_DB, CH_SYNC_DB            state database; CHSYNC_STATE_URL: PostgreSQL state\n"
-      "  CH_SYNC_BACKEND                  backends, comma-separated\n"
-      "  CLAUDE_PROJECTS_DIR              default input (else ~/.claude/projects)\n"
-      "  XDG_CONFIG_HOME, XDG_STATE_HOME  where the config file and the state live\n"
-      "  OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_RESOURCE_ATTRIBUTES,\n"
-      "  OTEL_SERVICE_NAME                extra headers and resource attributes (otlp, langfuse, phoenix)\n"
-      "  HTTPS_PROXY, HTTP_PROXY, NO_PROXY  proxies\n";
-  std::map<std::string, std::vector<std::string>> by_env;
+  std::string h = "Environment (--print-config shows what each one set):\n";
+  for (const auto& [name, what] : std::vector<std::pair<const char*, const char*>>{
+           {"CHSYNC_<FLAG>", "any flag, e.g. CHSYNC_BACKEND=otlp, CHSYNC_SETTLE=0"},
+           {"CHSYNC_DB, CH_SYNC_DB", "state database"},
+           {"CHSYNC_STATE_URL", "PostgreSQL state (postgres://...)"},
+           {"CH_SYNC_BACKEND", "backends, comma-separated"},
+           {"CLAUDE_PROJECTS_DIR", "default input (else ~/.claude/projects)"},
+           {"XDG_CONFIG_HOME, XDG_STATE_HOME", "where the config file and the state live"},
+           {"HTTPS_PROXY, HTTP_PROXY, NO_PROXY", "proxies (or lower case)"}})
+    h += fmt::format("  {:<38} {}\n", name, what);
+  // Variable -> what it sets -> the backend types that read it.
+  std::map<std::string, std::vector<std::pair<std::string, std::vector<std::string>>>> by_env;
   for (const auto& t : backend_types())
     for (const auto& o : t.options)
       for (const auto& e : o.env) {
-        const std::string what = o.flag.empty() ? o.help + " (" + t.type + ")" : "--" + o.flag;
+        const std::string what = o.flag.empty() ? o.help : "--" + o.flag;
         auto& v = by_env[e.name];
-        if (std::find(v.begin(), v.end(), what) == v.end()) v.push_back(what);
+        auto it = std::find_if(v.begin(), v.end(), [&](const auto& w) { return w.first == what; });
+        if (it == v.end()) it = v.insert(v.end(), {what, {}});
+        it->second.push_back(t.type);
       }
-  for (const auto& [name, whats] : by_env)
-    h += fmt::format("  {:<38} {}\n", name, fmt::join(whats, ", "));
+  for (const auto& [name, whats] : by_env) {
+    std::vector<std::string> shown;
+    for (const auto& [what, types] : whats)
+      shown.push_back(fmt::format("{} ({})", what, fmt::join(types, ", ")));
+    h += fmt::format("  {:<38} {}\n", name, fmt::join(shown, ", "));
+  }
   return h;
 }
 
@@ -802,7 +827,25 @@ void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sy
     }
     j += "}}";
   }
-  j += "],\"sources\":" + sources_json(sync_cmd, sources) + "}\n";
+  // Proxies, read the way the HTTP client reads them (upper case first, then lower case).
+  j += "],\"proxy\":{";
+  bool first_proxy = true;
+  for (const auto& [upper, lower] : {std::pair<const char*, const char*>{"HTTPS_PROXY", "https_proxy"},
+                                     {"HTTP_PROXY", "http_proxy"},
+                                     {"NO_PROXY", "no_proxy"}}) {
+    const char* name = env(upper).empty() ? lower : upper;
+    const std::string v = env(name);
+    if (v.empty()) continue;
+    j += first_proxy ? "" : ",";
+    first_proxy = false;
+    append_json_string(j, lower);
+    j += ":{\"value\":";
+    append_json_string(j, http::mask_url(v));
+    j += ",\"source\":";
+    append_json_string(j, std::string("env ") + name);
+    j += "}";
+  }
+  j += "},\"sources\":" + sources_json(sync_cmd, sources) + "}\n";
   std::fputs(j.c_str(), stdout);
 }
 

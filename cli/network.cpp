@@ -4,10 +4,12 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <tuple>
 
 #include "backends/http/http_client.h"
 #include "backends/http/settings_check.h"
@@ -32,11 +34,6 @@ void warn_insecure(const std::string& who) {
 }  // namespace
 namespace {
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::string(v) : std::string();
-}
-
 std::string setting(const BackendSpec& spec, const std::string& key) { return spec_str(spec, key); }
 
 std::string langfuse_auth(const BackendSpec& spec) {
@@ -47,10 +44,23 @@ std::string langfuse_auth(const BackendSpec& spec) {
   return "Basic " + base64_encode(pk + ":" + sk);
 }
 
+// Headers in the order they were given: OTEL_*_HEADERS ("header.env.N") first, then --header
+// ("header.N"), then the config file's ("header.cfgN"); each group by N.
 std::vector<std::pair<std::string, std::string>> spec_headers(const BackendSpec& spec) {
-  std::vector<std::pair<std::string, std::string>> out;
+  std::vector<std::tuple<int, std::size_t, std::string>> keys;
   for (const auto& [k, v] : spec.settings) {
     if (k.rfind("header.", 0) != 0) continue;
+    std::string rest = k.substr(7);
+    int group = 1;
+    if (rest.rfind("env.", 0) == 0) group = 0, rest = rest.substr(4);
+    else if (rest.rfind("cfg", 0) == 0) group = 2, rest = rest.substr(3);
+    const bool num = !rest.empty() && rest.find_first_not_of("0123456789") == std::string::npos;
+    keys.emplace_back(group, num ? std::stoull(rest) : 0, k);
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [g, n, k] : keys) {
+    const std::string& v = spec.settings.at(k);
     auto eq = v.find('=');
     out.emplace_back(v.substr(0, eq), v.substr(eq + 1));
   }
@@ -103,13 +113,12 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
   otlp::OtlpOptions o;
   common_http_options(spec, o);
 
-  // Headers: OTEL_EXPORTER_OTLP_HEADERS (and the traces variant), then --header.
+  // Headers: OTEL_EXPORTER_OTLP_HEADERS (and the traces variant), then --header, resolved with
+  // their sources in cli/backend_options.cpp (so --print-config shows them).
   o.headers.clear();
-  for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_HEADERS"))) o.headers.push_back(kv);
-  for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))) o.headers.push_back(kv);
   for (auto& kv : spec_headers(spec)) o.headers.push_back(kv);
-  o.resource_attributes =
-      otlp::parse_resource_attributes(env("OTEL_RESOURCE_ATTRIBUTES"), env("OTEL_SERVICE_NAME"));
+  o.resource_attributes = otlp::parse_resource_attributes(setting(spec, "resource_attributes"),
+                                                          setting(spec, "service_name"));
 
   if (type == "langfuse") {
     o.headers.emplace_back("Authorization", langfuse_auth(spec));

@@ -75,6 +75,61 @@ class ConfigAndFlagsTest(TempTestCase):
         self.assertEqual(b["sources"]["secret_key"], "env LANGFUSE_SECRET_KEY")
         self.assertIn("host", b["sources"]["endpoint"])
 
+    def test_print_config_shows_every_environment_variable_of_the_help(self):
+        # Every variable `sync --help` lists (OTEL_*, LANGFUSE_*, PHOENIX_*, CHSYNC_*, proxies)
+        # shows up in --print-config as the source of the value it set; header values, keys
+        # and passwords stay masked.
+        rc, out, err = run(["sync", "--help"])
+        env_section = out[out.index("\nEnvironment"):]
+        names = sorted(set(re.findall(r"\b(?:OTEL|LANGFUSE|PHOENIX|CHSYNC|CH_SYNC)_[A-Z_]+\b|"
+                                      r"\bCLAUDE_PROJECTS_DIR\b|\bHTTPS?_PROXY\b|\bNO_PROXY\b",
+                                      env_section)))
+        self.assertGreaterEqual(len(names), 25, names)
+        url = "http://127.0.0.1:9"
+        value = {"TIMEOUT": "2500", "COMPRESSION": "none", "HEADERS": "x-h=hv%20zq9a",
+                 "CERTIFICATE": "/nonexistent.pem", "CLIENT_KEY": "/nonexistent.pem",
+                 "PUBLIC_KEY": "pk-lf-zq9b", "SECRET_KEY": "sk-lf-zq9c",
+                 "API_KEY": "px-zq9d", "ENVIRONMENT": "prod", "PROJECT_NAME": "proj",
+                 "ATTRIBUTES": "team=ml", "SERVICE_NAME": "svc", "NO_PROXY": "localhost",
+                 "CHSYNC_DB": self.db("a.db"), "CH_SYNC_DB": self.db("b.db"),
+                 "STATE_URL": "postgres://u:zq9e@127.0.0.1:9/db", "CH_SYNC_BACKEND": "null",
+                 "CHSYNC_BACKEND": "null", "CHSYNC_SETTLE": "0", "CLAUDE_PROJECTS_DIR": EXAMPLES}
+        for name in names:
+            v = next((v for k, v in value.items() if name.endswith(k)), url)
+            backend = (["--backend", "otlp"] if name.startswith("OTEL_") else
+                       ["--backend", "langfuse"] if name.startswith("LANGFUSE_") else
+                       ["--backend", "phoenix"] if name.startswith("PHOENIX_") else
+                       ["--backend", "otlp"] if name.endswith("PROXY") else [])
+            rc, out, err = run(["sync", "--print-config", *backend], env=clean_env(**{name: v}))
+            self.assertEqual(rc, 0, (name, err))
+            self.assertIn(f'"env {name}"', out, name)
+            self.assertNotIn("zq9", out, name)  # every secret value has it
+        # Several OTEL_*_HEADERS entries: each a header of its own, after no --header.
+        c = self.print_config("--backend", "otlp", "--header", "a=1",
+                              env=clean_env(OTEL_EXPORTER_OTLP_HEADERS="k1=v1,k2=v2",
+                                            OTEL_EXPORTER_OTLP_TRACES_HEADERS="k3=v3"))
+        b = c["backends"][0]
+        self.assertEqual([b[f"header.env.{i}"] for i in range(3)], ["k1=****", "k2=****", "k3=****"])
+        self.assertEqual(b["sources"]["header.env.2"], "env OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        self.assertEqual(b["header.0"], "a=****")
+        # The Langfuse batch API does not read the OTLP variables.
+        c = self.print_config("--backend", "langfuse-legacy",
+                              env=clean_env(OTEL_EXPORTER_OTLP_HEADERS="k1=v1"))
+        self.assertNotIn("header.env.0", c["backends"][0])
+
+    def test_otel_headers_and_resource_reach_the_wire(self):
+        # What --print-config shows is what is sent (one resolution for both).
+        s = self.sink("--require-header", "x-team=ml a", "--require-header", "x-b=2")
+        rc, out, err = run(["sync", EXAMPLES, "--endpoint", s.traces_url, "--settle", "0",
+                            "--db", self.db()],
+                           env=clean_env(OTEL_RESOURCE_ATTRIBUTES="team=ml", OTEL_SERVICE_NAME="svc",
+                                         OTEL_EXPORTER_OTLP_HEADERS="x-team=ml%20a",
+                                         OTEL_EXPORTER_OTLP_TRACES_HEADERS="x-b=2"))
+        self.assertEqual(rc, 0, err)
+        rec = s.spans()[0]
+        self.assertEqual(rec["resource"]["team"], "ml")
+        self.assertEqual(rec["resource"]["service.name"], "svc")
+
     def test_flag_that_does_not_apply_is_exit_2(self):
         err = self.assert_usage_error(
             ["sync", EXAMPLES, "--backend", "otlp", "--host", "http://127.0.0.1:9"],
