@@ -256,10 +256,8 @@ void SpanEncoder::add_content_langfuse(const Span& s) {
   } else if (output) {
     add_str("langfuse.observation.output", *output);
   }
-  if (is_root_span(s)) {  // the trace record is separate from its root observation in Langfuse
-    if (s.input) add_str("langfuse.trace.input", *s.input);
-    if (output) add_str("langfuse.trace.output", *output);
-  }
+  // No langfuse.trace.input/output on roots: Langfuse copies a trace's input and output from its
+  // root observation, so they would only send the prompt and the answer a second time.
 }
 
 void SpanEncoder::add_oi_messages(std::string_view prefix, const std::vector<Message>& messages) {

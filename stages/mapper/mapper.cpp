@@ -650,7 +650,9 @@ struct BundleMapper::Impl {
         s.is_error = res.is_error;
         if (res.is_error)
           s.status_message = status_message(!re.tur_error.empty() ? re.tur_error : res.content);
-        if (!re.tur_error.empty()) s.metadata.push_back(Attr::string("tool_use_result_error", status_message(re.tur_error)));
+        // toolUseResult as a string is usually the result content again: kept only when it says more.
+        if (!re.tur_error.empty() && re.tur_error != res.content)
+          s.metadata.push_back(Attr::string("tool_use_result_error", status_message(re.tur_error)));
         if (!re.tur_agent_id.empty()) s.metadata.push_back(Attr::string("agent_id", re.tur_agent_id));
         if (re.tur_total_tokens >= 0) s.metadata.push_back(Attr::integer("task_total_tokens", re.tur_total_tokens));
         if (re.tur_total_duration_ms >= 0)
@@ -853,8 +855,14 @@ struct BundleMapper::Impl {
       // Spans whose parent was not emitted would be orphans: a mapping bug, never expected.
       apply_content_policy(s, opt.redactor, opt.no_content);  // before truncation and its sha256
       truncate_field(s, s.input, "input");
+      // A tool span's tool_result is its output: cut it the same way, without a second set of
+      // truncation metadata (the same sha256 and size twice).
+      const bool result_is_output = s.tool_result && s.output && *s.tool_result == *s.output;
       truncate_field(s, s.output, "output");
-      truncate_field(s, s.tool_result, "tool_result");
+      if (result_is_output)
+        s.tool_result = s.output;
+      else
+        truncate_field(s, s.tool_result, "tool_result");
       mapper::apply_message_policy(s, opt.redactor, opt.no_content, opt.max_field_bytes);
       out.push_back(std::move(s));
     }

@@ -254,6 +254,31 @@ TEST(LangfuseContract, EnvironmentDefaultsAndLegacyTraceForEveryRoot) {
 
 // ---- OpenInference (Phoenix) -----------------------------------------------------------------
 
+// Issue 19: a profile sends what its backend reads, and no content value twice in one span (the
+// Langfuse root used to carry its prompt and answer as observation I/O and again as trace I/O,
+// which Langfuse copies from the root observation anyway).
+TEST(ContentPolicy, NoSpanCarriesTheSameContentTwice) {
+  for (Profile p : {Profile::kGeneric, Profile::kLangfuse, Profile::kPhoenix}) {
+    std::size_t checked = 0;
+    for (const auto& w : wire(corpus_spans(), p)) {
+      std::map<std::string, std::string> seen;  // value -> first key
+      for (const auto& kv : w.attributes()) {
+        if (!kv.value().has_string_value()) continue;
+        const std::string& v = kv.value().string_value();
+        if (v.size() < 64) continue;  // names, ids, short labels may repeat legitimately
+        // Two messages of a conversation may say the same thing (data, not duplication); the
+        // prompt preview is an 80-byte label.
+        if (kv.key().find("_messages.") != std::string::npos || kv.key().ends_with("prompt_preview")) continue;
+        ++checked;
+        auto [it, fresh] = seen.emplace(v, kv.key());
+        EXPECT_TRUE(fresh) << "profile " << static_cast<int>(p) << " span " << w.name() << ": "
+                           << kv.key() << " repeats " << it->second << " (" << v.size() << " bytes)";
+      }
+    }
+    EXPECT_GT(checked, 1000u) << "profile " << static_cast<int>(p);
+  }
+}
+
 TEST(OpenInferenceContract, EverySpanReadsAsOpenInference) {
   const auto& spans = corpus_spans();
   const auto pb = wire(spans, Profile::kPhoenix);
