@@ -16,6 +16,7 @@
 
 #include "backends/console/json_writer.h"
 #include "app/dead_letters/dead_letters.h"
+#include "pipeline/log.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"
 
@@ -38,7 +39,7 @@ int cmd_hash(const std::vector<std::string>& targets) {
   for (const std::string& target : targets) {
     const auto colon = target.rfind(':');
     if (colon == std::string::npos) {
-      std::fprintf(stderr, "chsync: hash: expected FILE:LINE, got '%s'\n", target.c_str());
+      log::error(fmt::format("hash: expected FILE:LINE, got '{}'", target));
       return 2;
     }
     std::uint64_t want = 0;
@@ -48,7 +49,7 @@ int cmd_hash(const std::vector<std::string>& targets) {
       want = 0;
     }
     if (want == 0) {
-      std::fprintf(stderr, "chsync: hash: bad line number in '%s'\n", target.c_str());
+      log::error(fmt::format("hash: bad line number in '{}'", target));
       return 2;
     }
     wanted.emplace_back(target.substr(0, colon), want);
@@ -57,7 +58,7 @@ int cmd_hash(const std::vector<std::string>& targets) {
   for (auto& [path, lines] : by_file) {
     std::ifstream in(path);
     if (!in) {
-      std::fprintf(stderr, "chsync: hash: cannot open %s\n", path.c_str());
+      log::error(fmt::format("hash: cannot open {}", path));
       return 2;
     }
     std::string line;
@@ -65,15 +66,13 @@ int cmd_hash(const std::vector<std::string>& targets) {
     for (auto it = lines.begin(); it != lines.end() && std::getline(in, line);) {
       if (++n != it->first) continue;
       if (!seed_message_hash(line, it->second)) {
-        std::fprintf(stderr, "chsync: hash: %s:%llu is not a JSON object\n", path.c_str(),
-                     static_cast<unsigned long long>(n));
+        log::error(fmt::format("hash: {}:{} is not a JSON object", path, n));
         return 1;
       }
       ++it;
     }
     if (n < lines.rbegin()->first) {
-      std::fprintf(stderr, "chsync: hash: %s has fewer than %llu lines\n", path.c_str(),
-                   static_cast<unsigned long long>(lines.rbegin()->first));
+      log::error(fmt::format("hash: {} has fewer than {} lines", path, lines.rbegin()->first));
       return 2;
     }
   }
@@ -90,14 +89,14 @@ int cmd_state(const std::string& db_path, const std::string& action, const std::
     std::printf("vacuumed %s\n", db_path.c_str());
   } else if (action == "backup") {
     if (target.empty()) {
-      std::fprintf(stderr, "chsync: state backup needs a destination file\n");
+      log::error("state backup needs a destination file");
       return 2;
     }
     st->backup(target);
     std::printf("backed up %s to %s\n", db_path.c_str(), target.c_str());
   } else if (action == "forget") {
     if (target.empty()) {
-      std::fprintf(stderr, "chsync: state forget needs a path prefix\n");
+      log::error("state forget needs a path prefix");
       return 2;
     }
     std::uint64_t n = 0;

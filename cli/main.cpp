@@ -535,6 +535,7 @@ struct Cli {
     sync_status->add_option("--db", sync_status_db, "State database")->type_name("PATH");
     sync_status->add_option("--state", sync_status_state, "PostgreSQL state URL")->type_name("URL");
     sync_status->add_flag("--json", sync_status_json, "JSON output");
+    add_log_format(sync_status);
 
     status_cmd = app.add_subcommand("status", "Show files, offsets, spans sent, errors");
     status_cmd->add_option("--db", status_db, "State database");
@@ -542,10 +543,12 @@ struct Cli {
                            "PostgreSQL state URL (env CHSYNC_STATE_URL): also lists workers and "
                            "work units");
     status_cmd->add_flag("--json", status_json, "JSON output");
+    add_log_format(status_cmd);
     status_cmd->footer("Example:\n  chsync status --db /var/lib/chsync/state.db --json");
 
     hash_cmd = app.add_subcommand("hash", "Print the message hash (as ch sync computes it) of FILE:LINE (one line each)");
     hash_cmd->add_option("target", hash_targets, "FILE:LINE (1-based), one or more")->required();
+    add_log_format(hash_cmd);
     hash_cmd->footer("Example:\n  chsync hash ~/.claude/projects/-home-me-proj/3f2a….jsonl:12");
 
     replay_cmd = app.add_subcommand("replay-dead-letters", "Send the dead-lettered requests again");
@@ -554,6 +557,7 @@ struct Cli {
     replay_cmd->add_option("--header", rf.headers, "Extra HTTP header K=V");
     replay_cmd->add_option("--ca-file", rf.ca_file, "PEM bundle to verify the server");
     replay_cmd->add_flag("--insecure", rf.insecure, "Do not verify TLS certificates");
+    add_log_format(replay_cmd);
     replay_cmd->footer("Example:\n  chsync replay-dead-letters --db state.db --endpoint http://otel:4318/v1/traces");
 
     state_cmd = app.add_subcommand("state", "Housekeeping: vacuum, backup DEST, forget PREFIX");
@@ -563,12 +567,34 @@ struct Cli {
     state_cmd->add_option("target", state_target, "backup: destination file; forget: path prefix");
     state_cmd->add_option("--db", state_db, "State database");
     state_cmd->add_option("--backend", state_instance, "Backend instance (forget; default all)");
+    add_log_format(state_cmd);
     state_cmd->footer("Examples:\n  chsync state backup /backups/chsync.db\n"
                       "  chsync state forget /data/old-archive.tar.zst");
 
-    version_cmd = app.add_subcommand("version", "Print version and build information");
+    version_cmd = app.add_subcommand(
+        "version", "Print version and build information (on stdout; it logs nothing, so it has no --log-format)");
     bench_cmd = add_bench_command(app, bf);
+    add_log_format(bench_cmd)->group("Output and logging");
     one_value_per_occurrence(&app);
+  }
+
+  // --log-format of the commands other than sync (sync has its own, layered like its other flags).
+  std::string log_format;
+  CLI::Option* add_log_format(CLI::App* cmd) {
+    return cmd
+        ->add_option("--log-format", log_format,
+                     "Lines on stderr: text, or json (one JSON object per line); default text, "
+                     "env CHSYNC_LOG_FORMAT")
+        ->check(CLI::IsMember({"text", "json"}).description(""))
+        ->type_name("text|json");
+  }
+  // The log format a command runs with: its flag, else `sync --log-format` (for `sync status`),
+  // else CHSYNC_LOG_FORMAT.
+  log::Format effective_log_format() const {
+    std::string v = log_format;
+    if (v.empty() && sf.log_format != "text") v = sf.log_format;
+    if (v.empty()) v = env("CHSYNC_LOG_FORMAT");
+    return v == "json" ? log::Format::kJson : log::Format::kText;
   }
 
   // A repeatable option takes one value per occurrence: CLI11 lets a vector option read every
@@ -605,9 +631,25 @@ struct Cli {
     std::string msg = fmt::format("chsync: unknown command '{}'", args[0]);
     if (auto near = did_you_mean(args[0], names); !near.empty())
       msg += fmt::format("; did you mean '{}'?", near);
-    std::fprintf(stderr, "%s\nCommands: %s (chsync help COMMAND)\n", msg.c_str(),
-                 fmt::format("{}", fmt::join(names, ", ")).c_str());
+    const std::string commands = fmt::format("{}", fmt::join(names, ", "));
+    if (json_logs_asked(args)) {
+      log::configure(log::Format::kJson, log::Level::kInfo);
+      log::write(log::Level::kError, msg.substr(std::string("chsync: ").size()),
+                 {{"commands", commands}}, false);
+    } else {
+      std::fprintf(stderr, "%s\nCommands: %s (chsync help COMMAND)\n", msg.c_str(), commands.c_str());
+    }
     return kExitUsage;
+  }
+
+  // A command line that could not be parsed still asks for JSON lines when it says so (or
+  // CHSYNC_LOG_FORMAT does): its error must not be the one plain line in a JSON stream.
+  static bool json_logs_asked(const std::vector<std::string>& args) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--log-format=json") return true;
+      if (args[i] == "--log-format") return i + 1 < args.size() && args[i + 1] == "json";
+    }
+    return env("CHSYNC_LOG_FORMAT") == "json";
   }
 
   // "--endpont" -> "did you mean --endpoint?" for the command that was being parsed.
@@ -644,7 +686,13 @@ struct Cli {
     } catch (const CLI::CallForVersion& e) {
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
-      std::fprintf(stderr, "chsync: %s%s\n", e.what(), suggest_flags(args).c_str());
+      const std::string msg = std::string(e.what()) + suggest_flags(args);
+      if (json_logs_asked(args)) {
+        log::configure(log::Format::kJson, log::Level::kInfo);
+        log::error(msg);
+      } else {
+        std::fprintf(stderr, "chsync: %s\n", msg.c_str());
+      }
       return kExitUsage;
     }
     return -1;
@@ -869,6 +917,9 @@ int main(int argc, char** argv) {
   auto cli = std::make_unique<Cli>();
   if (int rc = cli->parse(args); rc >= 0) return rc;
 
+  // Every command but sync (configured below, after its flags are layered) logs in the format asked.
+  if (!cli->sync_cmd->parsed() || cli->sync_status->parsed())
+    log::configure(cli->effective_log_format(), log::Level::kInfo);
   try {
     if (cli->version_cmd->parsed()) return cmd_version(CHSYNC_VERSION, CHSYNC_GIT_REVISION);
     if (cli->status_cmd->parsed())

@@ -27,6 +27,7 @@
 #include "app/dead_letters/dead_letters.h"
 #include "app/sync/sync.h"
 #include "pipeline/ids.h"
+#include "pipeline/log.h"
 #include "pipeline/span.h"
 #include "stages/discover/discover.h"
 #include "stages/mapper/mapper.h"
@@ -104,11 +105,13 @@ void generate_input(std::uint64_t bytes, const fs::path& out, bool quiet) {
   if (!fs::exists(gen))
     throw ConfigError("--generate needs chsync-gen next to chsync (looked for " + gen.string() +
                       "); build the chsync-gen target or pass INPUT paths instead");
-  if (!quiet) std::fprintf(stderr, "chsync bench: generating %llu bytes of transcripts with %s\n",
-                           static_cast<unsigned long long>(bytes), gen.c_str());
+  if (!quiet)
+    log::write(log::Level::kInfo, fmt::format("bench: generating {} bytes of transcripts with {}", bytes, gen.string()),
+               {{"event", "bench_generate"}, {"bytes", bytes}}, false);
+  // chsync-gen's own lines are plain text: with --log-format json they would break the stream.
   const int rc = run_child({gen.string(), "--out", out.string(), "--bytes", std::to_string(bytes),
                             "--seed", std::to_string(kGenerateSeed)},
-                           true, quiet);
+                           true, quiet || log::format() == log::Format::kJson);
   if (rc != 0) throw ConfigError(fmt::format("chsync-gen failed (exit {})", rc));
 }
 
@@ -199,7 +202,9 @@ class InputLoader {
     dopt.max_decoder_window_bytes = decoder_window_budget_bytes(opt_.max_memory_bytes);
     DiscoverResult disc = discover(inputs, dopt);
     for (const auto& e : disc.errors)
-      if (!opt_.quiet) std::fprintf(stderr, "chsync bench: %s: %s: %s\n", e.path.c_str(), e.kind.c_str(), e.message.c_str());
+      if (!opt_.quiet)
+        log::write(log::Level::kWarn, fmt::format("bench: {}: {}: {}", e.path, e.kind, e.message),
+                   {{"path", e.path}, {"kind", e.kind}, {"error", e.message}}, false);
     std::map<std::string, std::vector<std::size_t>> by_archive;
     for (std::size_t b = 0; b < disc.bundles.size() && !full(); ++b) {
       const Bundle& bundle = disc.bundles[b];
@@ -275,7 +280,8 @@ class InputLoader {
     }
     ArchiveReader ar(path, decoder_window_budget_bytes(opt_.max_memory_bytes));
     if (!ar.is_open()) {
-      std::fprintf(stderr, "chsync bench: %s: %s\n", path.c_str(), ar.error("cannot open").c_str());
+      log::write(log::Level::kError, fmt::format("bench: {}: {}", path, ar.error("cannot open")),
+                 {{"path", path}, {"error", ar.error("cannot open")}}, false);
       return;
     }
     ArchiveEntry e;
@@ -440,18 +446,20 @@ int run_self(const BenchOptions& o, const std::vector<std::string>& inputs) {
   std::vector<std::string> argv = {(self_dir() / "chsync").string(), "sync", "--backend", "null",
                                    "--dry-run", "--settle", "0", "--quiet", "--db",
                                    (tmp.path() / "none.db").string(), "--report", report,
-                                   "--progress-interval", "0"};
+                                   "--progress-interval", "0", "--log-format",
+                                   log::format() == log::Format::kJson ? "json" : "text"};
   argv.insert(argv.end(), inputs.begin(), inputs.end());
-  if (!o.quiet) std::fprintf(stderr, "chsync bench --self: running the sync pipeline (null backend, dry run)\n");
+  if (!o.quiet) log::info("bench --self: running the sync pipeline (null backend, dry run)");
   const int rc = run_child(argv, true);
   if (!fs::exists(report)) {
-    std::fprintf(stderr, "chsync bench --self: the sync run failed (exit %d) without a report\n", rc);
+    log::write(log::Level::kError, fmt::format("bench --self: the sync run failed (exit {}) without a report", rc),
+               {{"exit_code", rc}}, false);
     return rc == 0 ? kExitPartial : rc;
   }
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (parser.load(report).get(doc) != simdjson::SUCCESS) {
-    std::fprintf(stderr, "chsync bench --self: unreadable sync report\n");
+    log::error("bench --self: unreadable sync report");
     return kExitPartial;
   }
   auto u64 = [&](const char* k) { return json_u64(doc[k]); };
@@ -619,10 +627,19 @@ int run_bench(const BenchOptions& o) {
   cut_batches(store, o.batch_spans, o.batch_bytes);
   if (store.batches.empty()) throw ConfigError("bench: the input has no spans to send");
   if (!o.quiet) {
-    std::fprintf(stderr, "chsync bench: %zu spans (%.1f MiB encoded) in %zu requests, loaded in %.1f s%s\n",
-                 store.ends.size(), static_cast<double>(store.blob.size()) / (1 << 20), store.batches.size(),
-                 std::chrono::duration<double>(Clock::now() - t_load).count(),
-                 store.truncated ? "; input TRUNCATED at --max-memory" : "");
+    const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
+    log::write(log::Level::kInfo,
+               fmt::format("bench: {} spans ({:.1f} MiB encoded) in {} requests, loaded in {:.1f} s{}",
+                           store.ends.size(), static_cast<double>(store.blob.size()) / (1 << 20),
+                           store.batches.size(), load_s,
+                           store.truncated ? "; input TRUNCATED at --max-memory" : ""),
+               {{"event", "bench_loaded"},
+                {"spans", static_cast<std::uint64_t>(store.ends.size())},
+                {"bytes_encoded", static_cast<std::uint64_t>(store.blob.size())},
+                {"requests", static_cast<std::uint64_t>(store.batches.size())},
+                {"load_s", load_s},
+                {"truncated", store.truncated}},
+               false);
   }
 
   std::size_t cap = 0;
@@ -732,6 +749,24 @@ int run_bench(const BenchOptions& o) {
   const std::string table = bench::render_table(r);
   std::fputs(table.c_str(), stdout);
   std::fflush(stdout);
+  // The table is for people; a log shipper gets the headline numbers as one typed line.
+  if (log::format() == log::Format::kJson)
+    log::write(log::Level::kInfo, "bench: done",
+               {{"event", "bench_summary"},
+                {"backend", r.backend},
+                {"requests_sent", r.requests_sent},
+                {"requests_ok", r.requests_ok},
+                {"errors_http", r.errors_http},
+                {"errors_transport", r.errors_transport},
+                {"unfinished", r.unfinished},
+                {"error_rate", r.error_rate()},
+                {"rate", r.achieved_rate()},
+                {"rate_unit", r.rate_unit},
+                {"spans_ok", r.spans_ok},
+                {"bytes_sent", r.bytes_sent},
+                {"elapsed_s", r.elapsed_s},
+                {"stopped_early", r.stopped_early},
+                {"error", r.first_error}});
   if (!o.report_path.empty()) write_file(o.report_path, bench::render_json(r));
   if (!o.html_path.empty()) write_file(o.html_path, bench::render_html(r));
   if (r.requests_ok == 0) return kExitBackend;  // nothing was accepted: unreachable or refused

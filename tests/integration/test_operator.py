@@ -410,6 +410,52 @@ class JsonLogTest(TempTestCase):
         self.assertIn("HTTP 400", backend[0]["error"])
         self.assertTrue(any("bad line" in o["msg"] for o in objs), err)
 
+    def assert_json_lines(self, args, rc_expected, env=None):
+        rc, out, err = run(args, env=env)
+        self.assertEqual(rc, rc_expected, (args, err))
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertTrue(lines, args)
+        return [json.loads(l) for l in lines]  # raises on any plain line
+
+    def test_every_command_that_logs_takes_log_format_json(self):
+        bad_db = os.path.join(self.tmp, "bad.db")
+        with open(bad_db, "w") as f:
+            f.write("not a database\n")
+        for args in (["status", "--db", bad_db], ["sync", "status", "--db", bad_db],
+                     ["hash", "no-line-number"], ["hash", "/nonexistent:3"],
+                     ["state", "backup", "--db", self.db("s.db")], ["status", "--bogus"]):
+            objs = self.assert_json_lines(args + ["--log-format", "json"], 2)
+            self.assertEqual(objs[-1]["level"], "error", args)
+        objs = self.assert_json_lines(["sync", "--log-format", "json", "status", "--db", bad_db], 2)
+        self.assertIn("not an SQLite database", objs[0]["msg"])
+        objs = self.assert_json_lines(["synk", "--log-format", "json"], 2)
+        self.assertIn("did you mean 'sync'", objs[0]["msg"])
+        self.assert_json_lines(["hash", "x"], 2, env=clean_env(CHSYNC_LOG_FORMAT="json"))
+        # replay-dead-letters: dead letters from a 400, replayed to an endpoint that refuses.
+        s = self.sink("--reject-all", "400")
+        db = self.db("dl.db")
+        rc, out, err = run(["sync", EXAMPLES, "--endpoint", s.traces_url, "--settle", "0", "--db", db])
+        self.assertEqual(rc, 1, err)
+        rc, out, err = run(["replay-dead-letters", "--db", db, "--endpoint", "http://127.0.0.1:9/v1/traces",
+                            "--log-format", "json"])
+        self.assertNotEqual(rc, 0, err)
+        objs = [json.loads(l) for l in err.splitlines() if l.strip()]
+        self.assertTrue(any(o["level"] == "error" for o in objs), err)
+        # bench: its progress lines and a typed summary (the table stays on stdout).
+        objs = self.assert_json_lines(["bench", "--generate", "300K", "--duration", "1s",
+                                       "--endpoint", "http://127.0.0.1:9/v1/traces",
+                                       "--log-format", "json"], 3)
+        loaded = [o for o in objs if o.get("event") == "bench_loaded"]
+        self.assertIsInstance(loaded[0]["spans"], int)
+        summary = [o for o in objs if o.get("event") == "bench_summary"]
+        self.assertEqual(summary[0]["requests_ok"], 0)
+        self.assertEqual(summary[0]["error_rate"], 1)
+        self.assertIn("refused", summary[0]["error"])
+        self.assert_json_lines(["bench", "--self", "--generate", "300K", "--log-format", "json"], 0)
+        # version logs nothing, and its help says so.
+        rc, out, err = run(["--help"])
+        self.assertRegex(out, r"version\s+Print version[^\n]*no --log-format")
+
 
 if __name__ == "__main__":
     unittest.main()
