@@ -133,7 +133,7 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   in(cmd->add_option("inputs", f.inputs,
                      "Directories, .jsonl/.jsonl.gz/.jsonl.zst files, tar/tar.gz/tar.zst/zip "
                      "archives, or - for stdin (default: $CLAUDE_PROJECTS_DIR or ~/.claude/projects)"))
-      ->type_name("PATH...");
+      ->type_name("PATH");
   in(cmd->add_option("--file", f.files, "Sync one file (repeatable)"))->type_name("PATH");
   in(cmd->add_option("--include", f.include, "Only paths matching this glob (repeatable)"))->type_name("GLOB");
   in(cmd->add_option("--exclude", f.exclude, "Skip paths matching this glob (repeatable)"))->type_name("GLOB");
@@ -930,7 +930,10 @@ int main(int argc, char** argv) {
                                                                       : cli->sync_status_state),
                         cli->sync_status_json || cli->sf.json);
     if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_targets);
-    if (cli->bench_cmd->parsed()) return run_bench(build_bench_options(cli->bf));
+    if (cli->bench_cmd->parsed()) {
+      check_bench_flags(*cli->bench_cmd, cli->bf);
+      return run_bench(build_bench_options(cli->bf));
+    }
     if (cli->state_cmd->parsed())
       return cmd_state(cli->state_db.empty() ? default_db() : cli->state_db, cli->state_arg,
                        cli->state_target, cli->state_instance);

@@ -10,8 +10,9 @@
 // Load: open loop (--rate: requests scheduled at intended times; latency = response time −
 // intended send time, so a slow response never hides the wait of the ones queued behind it) or
 // closed loop (--concurrency N requests always in flight). No retries: a failure is an error.
-// Errors: usage errors throw ConfigError (exit 2); an unreachable backend is measured, not fatal;
-// the exit code is 0 when the run completed, 1 when any request failed.
+// Errors: usage errors throw ConfigError (exit 2); an unreachable backend is measured, not fatal.
+// Exit code: 0 every request accepted, 1 some failed, 3 none accepted (after the first 20 answers
+// all fail, sending stops early).
 #pragma once
 
 #include <chrono>

@@ -280,6 +280,33 @@ class HelpTest(TempTestCase):
         self.assertNotRegex(out, r"--(settle|drain-timeout|progress-interval|max-memory|batch-bytes|"
                                  r"timeout|lease|rate|retry-max) TEXT")
 
+    def test_bench_help_grouped_like_sync(self):
+        rc, out, err = run(["bench", "--help"])
+        self.assertEqual(rc, 0)
+        for group in ("Input:", "Load:", "Backend:", "TLS:", "Output and logging:", "Environment:",
+                      "Exit codes:"):
+            self.assertIn(group, out)
+        self.assertRegex(out, r"--duration DURATION\s+[^\n]*default 30s")
+        self.assertRegex(out, r"--rate RATE\s")
+        self.assertRegex(out, r"--batch-bytes SIZE\s+[^\n]*default 4MiB")
+        self.assertRegex(out, r"--max-in-flight N\s+[^\n]*default 1000")
+        self.assertRegex(out, r"--io-threads N\s+[^\n]*default 2")
+        self.assertRegex(out, r"--log-format text\|json")
+        self.assertNotIn("UINT", out)  # every value has its type
+        self.assertNotRegex(out, r"--(duration|ramp|timeout|rate|generate|max-memory|batch-bytes|"
+                                 r"endpoint|host|report|html|ca-file) TEXT")
+        for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "LANGFUSE_PUBLIC_KEY", "PHOENIX_API_KEY"):
+            self.assertIn(var, out)
+        self.assertRegex(out, r"3 no request\s+was accepted")
+        # And what it says does not apply is refused.
+        for args, needle in ((["--host", "http://127.0.0.1:9"], "--host does not apply to --backend otlp"),
+                             (["--ramp", "2s"], "--ramp does not apply without --rate"),
+                             (["--max-in-flight", "5"], "--max-in-flight does not apply"),
+                             (["--self", "--rate", "5/s"], "--rate does not apply to bench --self")):
+            rc, out, err = run(["bench", EXAMPLES, "--duration", "1s", *args])
+            self.assertEqual(rc, 2, (args, err))
+            self.assertIn(needle, err)
+
     def test_no_command_help_and_suggestions(self):
         rc, out, err = run([])
         self.assertEqual(rc, 2)
