@@ -17,7 +17,9 @@ BUILD = os.environ.get("CHSYNC_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 BUILD = os.path.abspath(BUILD)
 SRC = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-CHSYNC = os.path.join(BUILD, "chsync")
+# CHSYNC_BIN runs the tests against another chsync binary (the TSan build in .ci/run) while the
+# sink and the generator still come from CHSYNC_BUILD_DIR.
+CHSYNC = os.path.abspath(os.environ.get("CHSYNC_BIN") or os.path.join(BUILD, "chsync"))
 SINK = os.path.join(BUILD, "chsync-sink")
 GEN = os.path.join(BUILD, "chsync-gen")
 REAL = os.path.join(SRC, "tests", "data", "real")

@@ -11,7 +11,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import BUILD, CHSYNC, REAL, SRC, TempTestCase, clean_env, json_spans, load_json, run
+from harness import (BUILD, CHSYNC, REAL, SANITIZED, SRC, TempTestCase, clean_env, json_spans,
+                     load_json, run)
 
 FIXTURE = os.path.join(SRC, "tests", "data", "fixtures", "ops")
 SECRETS = ["sk-ant-api03-R2D2C3POx9yZkLmNoPqRsTuVwXyZ0123456789abcdefGHIJKLmnopQRSTuv-wxyzAA",
@@ -126,22 +127,27 @@ class MetricsTest(TempTestCase):
                 stdout=subprocess.DEVNULL, stderr=ef, env=clean_env())
         try:
             url = None
-            deadline = time.time() + 20
+            # A TSan/ASan build reads and maps several times slower before the first delivery.
+            deadline = time.time() + (60 if SANITIZED else 20)
             while url is None and time.time() < deadline:
                 m = re.search(r"metrics at (http://127\.0\.0\.1:\d+/metrics)", read(errlog))
                 url = m.group(1) if m else None
                 time.sleep(0.05)
             self.assertIsNotNone(url, read(errlog))
+            key = 'chsync_spans_synced_total{backend="otlp"}'
             samples = []
             while p.poll() is None and len(samples) < 2 and time.time() < deadline:
                 try:
-                    samples.append(scrape(url))
+                    sample = scrape(url)
                 except OSError:
                     break
-                time.sleep(1.0)
+                # The first sample once delivery has begun (else a slow start gives two zeros),
+                # the second a second later: the counters must have moved in between.
+                if samples or sample.get(key, 0) > 0:
+                    samples.append(sample)
+                time.sleep(1.0 if samples else 0.1)
             self.assertEqual(len(samples), 2, "run finished before two scrapes")
             a, b = samples
-            key = 'chsync_spans_synced_total{backend="otlp"}'
             self.assertGreater(b[key], a[key])
             req = 'chsync_requests_total{backend="otlp",status="200"}'
             self.assertGreater(b[req], a.get(req, 0))
