@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <random>
 
-#include "backends/console/json_writer.h"
+#include "backends/console/span_json.h"
 #include "bench/bench_data.h"
 #include "pipeline/ids.h"
 #include "stages/dedupe/dedupe.h"

@@ -14,7 +14,7 @@
 #include <fstream>
 #include <map>
 
-#include "backends/console/json_writer.h"
+#include "pipeline/json_writer.h"
 #include "app/dead_letters/dead_letters.h"
 #include "pipeline/log.h"
 #include "stages/mapper/mapper.h"

@@ -17,7 +17,7 @@
 #include <set>
 #include <thread>
 
-#include "backends/console/json_writer.h"
+#include "pipeline/json_writer.h"
 #include "cli/backend_options.h"
 #include "backends/http/settings_check.h"
 #include "cli/bench_cli.h"
@@ -804,17 +804,9 @@ std::string shown_value(const std::string& k, const std::string& v) {
 }
 
 // Every sync option's source: what was set says where from; everything else is a default.
-std::string sources_json(const CLI::App& sync_cmd, const std::map<std::string, std::string>& sources) {
-  std::string j = "{";
-  bool first = true;
-  auto put = [&](const std::string& k, const std::string& v) {
-    if (!first) j += ",";
-    first = false;
-    append_json_string(j, k);
-    j += ":";
-    append_json_string(j, v);
-  };
-  put("inputs", sources.count("inputs") ? sources.at("inputs") : "default");
+void write_sources(JsonWriter& w, const CLI::App& sync_cmd,
+                   const std::map<std::string, std::string>& sources) {
+  w.begin_object().field("inputs", sources.count("inputs") ? sources.at("inputs") : "default");
   for (const CLI::Option* opt : sync_cmd.get_options()) {
     if (opt->get_lnames().empty()) continue;
     const std::string lname = opt->get_lnames().front();
@@ -823,77 +815,60 @@ std::string sources_json(const CLI::App& sync_cmd, const std::map<std::string, s
         opt->get_group() == kGroupRetry)
       if (lname != "backend") continue;  // listed per backend instance
     auto it = sources.find(lname);
-    put(lname, it == sources.end() ? "default" : it->second);
+    w.field(lname, it == sources.end() ? "default" : it->second);
   }
-  return j + "}";
+  w.end_object();
 }
 
 void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sync_cmd,
                   const std::map<std::string, std::string>& sources) {
-  std::string j = "{\"config_file\":";
-  append_json_string(j, cf.path);
-  j += ",\"inputs\":[";
-  for (std::size_t i = 0; i < o.inputs.size(); ++i) {
-    if (i) j += ",";
-    append_json_string(j, o.inputs[i]);
-  }
-  j += "],\"db\":";
-  append_json_string(j, display_state_location(o.db_path));
-  j += ",\"trace_name\":";
-  append_json_string(j, o.map.trace_name);
-  j += fmt::format(",\"workers\":{},\"dry_run\":{},\"settle_ms\":{},\"max_field_bytes\":{},"
-                   "\"max_line_bytes\":{},\"max_memory_bytes\":{},\"max_spool_bytes\":{},"
-                   "\"drain_timeout_ms\":{},"
-                   "\"progress_interval_ms\":{},\"format\":\"{}\",\"trace_per_session\":{},"
-                   "\"redact\":{},\"no_content\":{},\"backends\":[",
-                   o.workers, o.dry_run, o.map.settle_ms, o.map.max_field_bytes,
-                   o.reader.max_line_bytes, o.max_memory_bytes, o.max_spool_bytes,
-                   o.drain_timeout.count(),
-                   o.progress_interval.count(), o.format == ConsoleFormat::kJson ? "json" : "text",
-                   o.map.trace_per_session, o.redact, o.no_content);
-  for (std::size_t i = 0; i < o.backends.size(); ++i) {
-    const auto& b = o.backends[i];
-    if (i) j += ",";
-    j += "{\"instance\":";
-    append_json_string(j, b.instance);
-    j += ",\"type\":";
-    append_json_string(j, b.type);
-    for (const auto& [k, v] : b.settings) {
-      j += ",";
-      append_json_string(j, k);
-      j += ":";
-      append_json_string(j, shown_value(k, v));
-    }
-    j += ",\"sources\":{";
-    bool first = true;
-    for (const auto& [k, v] : b.sources) {
-      if (!first) j += ",";
-      first = false;
-      append_json_string(j, k);
-      j += ":";
-      append_json_string(j, v);
-    }
-    j += "}}";
+  std::string j;
+  JsonWriter w(j);
+  w.begin_object().field("config_file", cf.path).key("inputs").begin_array();
+  for (const auto& in : o.inputs) w.value(in);
+  w.end_array()
+      .field("db", display_state_location(o.db_path))
+      .field("trace_name", o.map.trace_name)
+      .field("workers", o.workers)
+      .field("dry_run", o.dry_run)
+      .field("settle_ms", o.map.settle_ms)
+      .field("max_field_bytes", o.map.max_field_bytes)
+      .field("max_line_bytes", o.reader.max_line_bytes)
+      .field("max_memory_bytes", o.max_memory_bytes)
+      .field("max_spool_bytes", o.max_spool_bytes)
+      .field("drain_timeout_ms", o.drain_timeout.count())
+      .field("progress_interval_ms", o.progress_interval.count())
+      .field("format", o.format == ConsoleFormat::kJson ? "json" : "text")
+      .field("trace_per_session", o.map.trace_per_session)
+      .field("redact", o.redact)
+      .field("no_content", o.no_content)
+      .key("backends")
+      .begin_array();
+  for (const auto& b : o.backends) {
+    w.begin_object().field("instance", b.instance).field("type", b.type);
+    for (const auto& [k, v] : b.settings) w.field(k, shown_value(k, v));
+    w.key("sources").begin_object();
+    for (const auto& [k, v] : b.sources) w.field(k, v);
+    w.end_object().end_object();
   }
   // Proxies, read the way the HTTP client reads them (upper case first, then lower case).
-  j += "],\"proxy\":{";
-  bool first_proxy = true;
+  w.end_array().key("proxy").begin_object();
   for (const auto& [upper, lower] : {std::pair<const char*, const char*>{"HTTPS_PROXY", "https_proxy"},
                                      {"HTTP_PROXY", "http_proxy"},
                                      {"NO_PROXY", "no_proxy"}}) {
     const char* name = env(upper).empty() ? lower : upper;
     const std::string v = env(name);
     if (v.empty()) continue;
-    j += first_proxy ? "" : ",";
-    first_proxy = false;
-    append_json_string(j, lower);
-    j += ":{\"value\":";
-    append_json_string(j, http::mask_url(v));
-    j += ",\"source\":";
-    append_json_string(j, std::string("env ") + name);
-    j += "}";
+    w.key(lower)
+        .begin_object()
+        .field("value", http::mask_url(v))
+        .field("source", std::string("env ") + name)
+        .end_object();
   }
-  j += "},\"sources\":" + sources_json(sync_cmd, sources) + "}\n";
+  w.end_object().key("sources");
+  write_sources(w, sync_cmd, sources);
+  w.end_object();
+  j += '\n';
   std::fputs(j.c_str(), stdout);
 }
 

@@ -22,6 +22,7 @@
 #include "cli/units.h"
 #include "pipeline/log.h"
 #include "stages/state/state_store.h"
+#include "pipeline/base64.h"
 
 namespace chsync {
 

@@ -10,7 +10,7 @@
 #include <memory>
 #include <mutex>
 
-#include "pipeline/json_escape.h"
+#include "pipeline/json_writer.h"
 #include "pipeline/span.h"
 
 namespace chsync::log {
@@ -64,17 +64,19 @@ std::string json_line(Level level, std::string_view message, const std::vector<F
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
-  std::string line = "{\"ts\":\"" + format_rfc3339_ms(now) + "\",\"level\":\"" + level_name(level) +
-                     "\",\"msg\":";
-  append_json_string(line, message);
+  std::string line;
+  JsonWriter w(line);
+  w.begin_object()
+      .field("ts", format_rfc3339_ms(now))
+      .field("level", level_name(level))
+      .field("msg", message);
   for (const auto& f : fields) {
-    line += ",";
-    append_json_string(line, f.key);
-    line += ":";
-    if (f.quoted) append_json_string(line, f.value);
-    else line += f.value;
+    w.key(f.key);
+    if (f.quoted) w.value(f.value);
+    else w.raw(f.value);  // formatted by Field: a number, true/false or null
   }
-  return line + "}";
+  w.end_object();
+  return line;
 }
 
 void write(Level level, std::string_view message, const std::vector<Field>& fields, bool text_fields) {

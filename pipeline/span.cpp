@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "pipeline/json_writer.h"
 #include "pipeline/text.h"
 
 namespace chsync {
@@ -152,6 +153,28 @@ std::string format_rfc3339_ms(std::int64_t epoch_ms) {
                 static_cast<long long>((rem / 60) % 60), static_cast<long long>(rem % 60),
                 static_cast<long long>(ms));
   return buf;
+}
+
+void write_attr_value(JsonWriter& w, const Attr& a) {
+  switch (a.type) {
+    case Attr::Type::kString: w.value(a.str); break;
+    case Attr::Type::kInt: w.value(a.num); break;
+    case Attr::Type::kBool: w.value(a.flag); break;
+    case Attr::Type::kDouble: w.value(a.dbl); break;
+    case Attr::Type::kJson:
+      if (a.str.empty()) w.null();
+      else w.raw(a.str);
+      break;
+  }
+}
+
+void write_metadata(JsonWriter& w, const std::vector<Attr>& metadata) {
+  w.begin_object();
+  for (const Attr& a : metadata) {
+    w.key(a.key);
+    write_attr_value(w, a);
+  }
+  w.end_object();
 }
 
 }  // namespace chsync

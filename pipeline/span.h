@@ -132,6 +132,12 @@ inline std::string to_hex(const TraceId& id) { return to_hex(id.data(), id.size(
 inline std::string to_hex(const SpanId& id) { return to_hex(id.data(), id.size()); }
 SpanId span_id_from_key(std::uint64_t key) noexcept;
 
+class JsonWriter;
+// A metadata value as JSON (kJson as its text, null when empty; doubles as JsonWriter writes
+// them), and the whole list as one object: the console line and Langfuse legacy metadata.
+void write_attr_value(JsonWriter& w, const Attr& a);
+void write_metadata(JsonWriter& w, const std::vector<Attr>& metadata);
+
 // Approximate heap footprint, used to bound queues by bytes.
 std::size_t approx_bytes(const Span& span) noexcept;
 

@@ -34,6 +34,7 @@
 #include "stages/reader/archive_reader.h"
 #include "stages/reader/reader.h"
 #include "stages/reader/bounded_decoder.h"
+#include "pipeline/base64.h"
 
 namespace chsync {
 

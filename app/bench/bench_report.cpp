@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backends/console/json_writer.h"
+#include "pipeline/json_writer.h"
 
 namespace chsync::bench {
 

@@ -3,14 +3,15 @@
 #include "stages/state/state_store.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <simdjson.h>
 
-#include "backends/console/json_writer.h"
+#include "pipeline/base64.h"
+#include "pipeline/clock.h"
+#include "pipeline/json_writer.h"
 
 namespace chsync {
 
@@ -24,51 +25,43 @@ std::string dead_letter_path(const std::string& state_path) {
   return (p.parent_path() / (p.stem().string() + ".dead-letters.jsonl")).string();
 }
 
-std::string base64_encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
+namespace {
+// One record (the header's format), stamped now.
+std::string record_line(std::string_view instance, std::string_view endpoint,
+                        std::string_view content_type, int status, std::string_view reason,
+                        const std::vector<std::uint64_t>& keys, std::string_view body) {
+  std::string line;
+  JsonWriter w(line);
+  w.begin_object()
+      .field("time", format_rfc3339_ms(wall_clock_ms()))
+      .field("instance", instance)
+      .field("endpoint", endpoint)
+      .field("content_type", content_type)
+      .field("status", status)
+      .field("reason", reason)
+      .key("span_ids")
+      .begin_array();
+  for (const std::uint64_t k : keys) w.value(to_hex(span_id_from_key(k)));
+  w.end_array().field("body_b64", base64_encode(body)).end_object();
+  line += '\n';
+  return line;
 }
-
-bool base64_decode(std::string_view in, std::string& out) {
-  out.assign(3 * (in.size() / 4) + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return false;
-  std::size_t len = static_cast<std::size_t>(n);
-  // EVP_DecodeBlock counts padding bytes as output: drop them.
-  if (!in.empty() && in.back() == '=') --len;
-  if (in.size() > 1 && in[in.size() - 2] == '=') --len;
-  out.resize(len);
-  return true;
-}
+}  // namespace
 
 DeadLetterWriter::DeadLetterWriter(std::string path) : path_(std::move(path)) {}
 
 void DeadLetterWriter::write(const std::string& instance, const Ack& ack,
                              const std::vector<std::uint64_t>& keys) {
-  std::string line = "{\"time\":\"";
-  line += format_rfc3339_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count());
-  line += "\",\"instance\":";
-  append_json_string(line, instance);
-  line += ",\"endpoint\":";
-  append_json_string(line, ack.endpoint);
-  line += ",\"content_type\":";
-  append_json_string(line, ack.content_type);
-  line += ",\"status\":" + std::to_string(ack.http_status) + ",\"reason\":";
-  append_json_string(line, ack.reason);
-  line += ",\"span_ids\":[";
-  for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (i) line += ",";
-    line += "\"" + to_hex(span_id_from_key(keys[i])) + "\"";
-  }
-  line += "],\"body_b64\":\"" + base64_encode(ack.body) + "\"}\n";
+  append(record_line(instance, ack.endpoint, ack.content_type, ack.http_status, ack.reason, keys,
+                     ack.body));
+}
+
+void DeadLetterWriter::write(const DeadLetter& d) {
+  append(record_line(d.instance, d.endpoint, d.content_type, d.status, d.reason, d.span_keys,
+                     d.body));
+}
+
+void DeadLetterWriter::append(const std::string& line) {
   std::lock_guard lock(mu_);
   int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return;

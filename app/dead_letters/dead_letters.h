@@ -17,18 +17,6 @@ namespace chsync {
 
 std::string dead_letter_path(const std::string& state_path);
 
-class DeadLetterWriter {
- public:
-  explicit DeadLetterWriter(std::string path);
-  void write(const std::string& instance, const Ack& ack, const std::vector<std::uint64_t>& keys);
-  std::uint64_t written() const { return written_; }
-
- private:
-  std::string path_;
-  std::mutex mu_;
-  std::uint64_t written_ = 0;
-};
-
 struct DeadLetter {
   std::string time, instance, endpoint, content_type, reason;
   int status = 0;
@@ -36,10 +24,23 @@ struct DeadLetter {
   std::string body;
 };
 
+class DeadLetterWriter {
+ public:
+  explicit DeadLetterWriter(std::string path);
+  void write(const std::string& instance, const Ack& ack, const std::vector<std::uint64_t>& keys);
+  // A record read back (replay keeps what is still dead), stamped with the time of this write.
+  void write(const DeadLetter& d);
+  std::uint64_t written() const { return written_; }
+
+ private:
+  void append(const std::string& line);
+
+  std::string path_;
+  std::mutex mu_;
+  std::uint64_t written_ = 0;
+};
+
 // Reads every record; malformed lines are skipped and counted in `bad`.
 std::vector<DeadLetter> read_dead_letters(const std::string& path, std::uint64_t& bad);
-
-std::string base64_encode(std::string_view in);
-bool base64_decode(std::string_view in, std::string& out);
 
 }  // namespace chsync

@@ -104,15 +104,7 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
   const std::string tmp = path + ".tmp";
   {
     DeadLetterWriter w(tmp);
-    for (auto& d : still_dead) {
-      Ack a;
-      a.endpoint = d.endpoint;
-      a.content_type = d.content_type;
-      a.http_status = d.status;
-      a.reason = d.reason;
-      a.body = d.body;
-      w.write(d.instance, a, d.span_keys);
-    }
+    for (const DeadLetter& d : still_dead) w.write(d);
   }
   if (still_dead.empty()) {
     std::remove(tmp.c_str());

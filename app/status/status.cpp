@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "app/dead_letters/dead_letters.h"
-#include "backends/console/json_writer.h"
+#include "pipeline/json_writer.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {
@@ -25,9 +25,14 @@ int cmd_status(const std::string& db_path, bool json) {
     if (e.code() == StateError::Code::kReadOnlyMissing) {
       const std::string shown = display_state_location(db_path);
       if (json) {
-        std::string j = "{\"schema\":\"chsync.status/1\",\"db\":";
-        append_json_string(j, shown);
-        j += ",\"exists\":false}\n";
+        std::string j;
+        JsonWriter(j)
+            .begin_object()
+            .field("schema", "chsync.status/1")
+            .field("db", shown)
+            .field("exists", false)
+            .end_object();
+        j += '\n';
         std::fputs(j.c_str(), stdout);
       } else {
         std::printf("Database: %s (not created yet: nothing synced)\n", shown.c_str());
@@ -42,13 +47,20 @@ int cmd_status(const std::string& db_path, bool json) {
     dead_count = read_dead_letters(dead_letter_path(db_path), bad).size();
   }
   std::string out;
+  JsonWriter w(out);
   if (json) {
-    out = "{\"schema\":\"chsync.status/1\",\"db\":";
-    append_json_string(out, st->path());  // names are escaped (issue 20 #15)
-    out += ",\"exists\":true,\"backends\":[";
+    w.begin_object()
+        .field("schema", "chsync.status/1")
+        .field("db", st->path())  // names are escaped (issue 20 #15)
+        .field("exists", true)
+        .key("backends")
+        .begin_array();
+  } else {
+    out = fmt::format("Database: {}\n", st->path());
   }
-  else out = fmt::format("Database: {}\n", st->path());
-  bool first_inst = true;
+  const auto rfc3339_or = [](std::int64_t ms, const char* none) {
+    return ms ? format_rfc3339_ms(ms) : std::string(none);
+  };
   for (const auto& inst : st->instances()) {
     auto t = st->totals(inst);
     auto files = st->files(inst);
@@ -64,65 +76,74 @@ int cmd_status(const std::string& db_path, bool json) {
     if (json) {
       // Every dead span is one the backend refused (4xx, partialSuccess, per-event 4xx):
       // spans_rejected says so in the words of the report (design "No silent success").
-      out += first_inst ? "{\"backend\":" : ",{\"backend\":";
-      append_json_string(out, inst);
-      out += fmt::format(",\"files\":{},\"bytes\":{},\"spans_synced\":{},"
-                         "\"spans_dead\":{},\"spans_rejected\":{},\"spans_in_flight\":{},\"file_errors\":{},"
-                         "\"last_sync\":\"{}\",\"projects\":[",
-                         t.files, t.bytes, t.spans_delivered,
-                         t.spans_dead, t.spans_dead, t.spans_in_flight, t.file_errors,
-                         t.last_sync_ms ? format_rfc3339_ms(t.last_sync_ms) : "");
-      bool first = true;
+      w.begin_object()
+          .field("backend", inst)
+          .field("files", t.files)
+          .field("bytes", t.bytes)
+          .field("spans_synced", t.spans_delivered)
+          .field("spans_dead", t.spans_dead)
+          .field("spans_rejected", t.spans_dead)
+          .field("spans_in_flight", t.spans_in_flight)
+          .field("file_errors", t.file_errors)
+          .field("last_sync", rfc3339_or(t.last_sync_ms, ""))
+          .key("projects")
+          .begin_array();
       for (auto& [p, v] : proj) {
         auto& [n, bytes, spans, errors, last] = v;
-        out += first ? "" : ",";
-        first = false;
-        out += "{\"project\":";
-        append_json_string(out, p);
-        out += fmt::format(",\"files\":{},\"bytes\":{},\"spans_synced\":{},\"errors\":{},"
-                           "\"last_sync\":\"{}\"}}",
-                           n, bytes, spans, errors, last ? format_rfc3339_ms(last) : "");
+        w.begin_object()
+            .field("project", p)
+            .field("files", n)
+            .field("bytes", bytes)
+            .field("spans_synced", spans)
+            .field("errors", errors)
+            .field("last_sync", rfc3339_or(last, ""))
+            .end_object();
       }
-      out += "]}";
+      w.end_array().end_object();
     } else {
       out += fmt::format("Backend {}: {} files, {:.1f} MB committed, {} spans sent, {} dead, "
                          "{} in flight at an interrupted run, {} bad lines, last sync {}\n",
                          inst, t.files, static_cast<double>(t.bytes) / 1e6, t.spans_delivered,
                          t.spans_dead, t.spans_in_flight, t.file_errors,
-                         t.last_sync_ms ? format_rfc3339_ms(t.last_sync_ms) : "never");
+                         rfc3339_or(t.last_sync_ms, "never"));
       for (auto& [p, v] : proj) {
         auto& [n, bytes, spans, errors, last] = v;
         out += fmt::format("  {:<50} {:>6} files {:>10.1f} MB {:>9} spans {:>5} errors  {}\n",
                            p.empty() ? "(none)" : p, n, static_cast<double>(bytes) / 1e6, spans,
-                           errors, last ? format_rfc3339_ms(last) : "");
+                           errors, rfc3339_or(last, ""));
       }
     }
-    first_inst = false;
   }
-  if (json) out += "]";
-  if (WorkTable* w = st->work()) {
+  if (json) w.end_array();
+  if (WorkTable* wt = st->work()) {
     // Shared state: the workers of the work group and where the units stand.
-    const WorkCounts c = w->counts();
-    const auto ws = w->workers();
+    const WorkCounts c = wt->counts();
+    const auto ws = wt->workers();
     if (json) {
-      out += ",\"workers\":[";
-      for (std::size_t i = 0; i < ws.size(); ++i) {
-        const auto& x = ws[i];
-        out += i ? ",{" : "{";
-        out += "\"worker_id\":";
-        append_json_string(out, x.worker_id);
-        out += ",\"run_id\":";
-        append_json_string(out, x.run_id);
-        out += ",\"host\":";
-        append_json_string(out, x.host);
-        out += fmt::format(",\"pid\":{},\"status\":\"{}\",\"started_at\":\"{}\","
-                           "\"heartbeat_at\":\"{}\",\"units_claimed\":{},\"units_done\":{},"
-                           "\"spans_sent\":{},\"bytes_read\":{}}}",
-                           x.pid, x.status, x.started_at, x.heartbeat_at, x.units_claimed,
-                           x.units_done, x.spans_sent, x.bytes_read);
+      w.key("workers").begin_array();
+      for (const auto& x : ws) {
+        w.begin_object()
+            .field("worker_id", x.worker_id)
+            .field("run_id", x.run_id)
+            .field("host", x.host)
+            .field("pid", x.pid)
+            .field("status", x.status)
+            .field("started_at", x.started_at)
+            .field("heartbeat_at", x.heartbeat_at)
+            .field("units_claimed", x.units_claimed)
+            .field("units_done", x.units_done)
+            .field("spans_sent", x.spans_sent)
+            .field("bytes_read", x.bytes_read)
+            .end_object();
       }
-      out += fmt::format("],\"work\":{{\"pending\":{},\"claimed\":{},\"expired\":{},\"done\":{}}}",
-                         c.pending, c.claimed, c.expired, c.done);
+      w.end_array()
+          .key("work")
+          .begin_object()
+          .field("pending", c.pending)
+          .field("claimed", c.claimed)
+          .field("expired", c.expired)
+          .field("done", c.done)
+          .end_object();
     } else {
       out += fmt::format("Work units: {} pending, {} claimed, {} with an expired lease, {} done\n",
                          c.pending, c.claimed, c.expired, c.done);
@@ -134,9 +155,10 @@ int cmd_status(const std::string& db_path, bool json) {
                            static_cast<double>(x.bytes_read) / 1e6, x.started_at, x.heartbeat_at);
     }
   }
-  if (json)
-    out += fmt::format(",\"dead_letter_requests\":{}}}\n", dead_count);
-  else
+  if (json) {
+    w.field("dead_letter_requests", dead_count).end_object();
+    out += '\n';
+  } else
     out += fmt::format("Dead-letter requests: {} ({})\n", dead_count, dead_letter_path(db_path));
   std::fputs(out.c_str(), stdout);
   return 0;

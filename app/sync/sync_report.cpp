@@ -12,7 +12,7 @@
 #include "app/sync/sync_run.h"
 #include "pipeline/atomic_file.h"
 #include "pipeline/clock.h"
-#include "pipeline/json_escape.h"
+#include "pipeline/json_writer.h"
 #include "pipeline/log.h"
 
 namespace chsync {
@@ -40,14 +40,17 @@ double cpu_seconds() {
 }
 
 // {"k":v,...,"total":N} for a map of counts.
-void append_counts(std::string& j, const std::map<std::string, std::uint64_t>& counts,
-                   std::uint64_t total) {
-  j += "{";
-  for (auto& [k, v] : counts) {
-    append_json_string(j, k);  // kinds and pattern names: escaped like every string (issue 20 #15)
-    j += fmt::format(":{},", v);
-  }
-  j += fmt::format("\"total\":{}}}", total);
+void write_counts(JsonWriter& w, const std::map<std::string, std::uint64_t>& counts,
+                  std::uint64_t total) {
+  w.begin_object();
+  // Kinds and pattern names: escaped like every string (issue 20 #15).
+  for (auto& [k, v] : counts) w.field(k, v);
+  w.field("total", total).end_object();
+}
+
+// {"items":N,"bytes":N,"blocked_ms":N}: one stage's queue (or sender) in the report.
+void write_stage(JsonWriter& w, std::uint64_t items, std::uint64_t bytes, std::uint64_t blocked_ms) {
+  w.begin_object().field("items", items).field("bytes", bytes).field("blocked_ms", blocked_ms).end_object();
 }
 
 // Whole or not at all, 0600, through a fresh temporary file (pipeline/atomic_file.h): never a
@@ -124,85 +127,85 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
 }
 
 void SyncRun::write_report(const Totals& t, int code, double secs) const {
-  std::string j = "{\"schema\":\"chsync.report/1\"";
-  auto kv = [&](const char* k, std::uint64_t v) { j += fmt::format(",\"{}\":{}", k, v); };
-  kv("files_scanned", disc_.files);
-  kv("files_updated", files_updated_);
-  kv("files_skipped", files_skipped_);
+  std::string j;
+  JsonWriter w(j);
+  w.begin_object()
+      .field("schema", "chsync.report/1")
+      .field("files_scanned", disc_.files)
+      .field("files_updated", files_updated_)
+      .field("files_skipped", files_skipped_);
   if (opt_.shard_count > 1) {
-    j += fmt::format(",\"shard\":\"{}/{}\"", opt_.shard_index, opt_.shard_count);
-    kv("bundles_other_shards", bundles_other_shards_);
-    kv("files_other_shards", files_other_shards_);
+    w.field("shard", fmt::format("{}/{}", opt_.shard_index, opt_.shard_count))
+        .field("bundles_other_shards", bundles_other_shards_)
+        .field("files_other_shards", files_other_shards_);
   }
   if (lease_) {
     const std::string& rid = work_table_->run_id();
-    j += ",\"worker_id\":";
-    append_json_string(j, rid.substr(0, rid.rfind('#')));
-    j += ",\"run_id\":";
-    append_json_string(j, rid);
     const LeaseUnits::Counts uc = lease_->counts();
-    kv("units_claimed", uc.claimed);
-    kv("units_done", uc.done);
-    kv("units_taken_over", uc.taken_over);
-    kv("units_lost", uc.lost);
-    kv("spans_fenced", t.fenced);
+    w.field("worker_id", rid.substr(0, rid.rfind('#')))
+        .field("run_id", rid)
+        .field("units_claimed", uc.claimed)
+        .field("units_done", uc.done)
+        .field("units_taken_over", uc.taken_over)
+        .field("units_lost", uc.lost)
+        .field("spans_fenced", t.fenced);
   }
-  kv("spans_synced", t.spans_synced);
-  kv("spans_repeated", t.repeated);
-  kv("spans_failed", t.failed);
-  kv("spans_rejected", t.rejected);
-  kv("turns_held", t.map.turns_held);
-  kv("requests", t.requests);
+  w.field("spans_synced", t.spans_synced)
+      .field("spans_repeated", t.repeated)
+      .field("spans_failed", t.failed)
+      .field("spans_rejected", t.rejected)
+      .field("turns_held", t.map.turns_held)
+      .field("requests", t.requests);
   std::uint64_t rsum = 0;
   for (auto& [k, v] : t.retries) rsum += v;
-  j += ",\"retries\":";
-  append_counts(j, t.retries, rsum);
-  kv("dead_letters", t.dead);
-  if (redactor_) {
-    j += ",\"redactions\":";
-    append_counts(j, redactor_->counts(), redactor_->total());
-  }
-  j += ",\"bad_lines\":";
-  append_counts(j, t.bad_lines, t.bad_total);
-  j += ",\"errors\":[";
-  bool first = true;
-  auto add_error = [&](const std::string& s) {
-    if (!first) j += ",";
-    first = false;
-    append_json_string(j, s);
-  };
-  for (const auto& e : disc_.errors) add_error(e.path + ": " + e.kind + ": " + e.message);
-  for (const auto& e : t.file_errors) add_error(e);
-  for (const auto& e : t.backend_errors) add_error(e);
-  j += "]";
-  kv("bytes_read", t.bytes_read);
-  kv("bytes_sent", t.bytes_wire);
-  kv("bytes_encoded", t.bytes_raw);
-  kv("duration_ms", static_cast<std::uint64_t>(secs * 1000));
-  j += fmt::format(",\"spans_mapped\":{},\"generations\":{},\"tool_spans\":{},\"agents\":{},"
-                   "\"agents_unlinked\":{},\"events\":{},\"turns\":{}",
-                   t.map.spans, t.map.generations, t.map.tool_spans, t.map.agents,
-                   t.map.agents_unlinked, t.map.events, t.map.turns);
-  j += fmt::format(",\"stages\":{{\"work_queue\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}},"
-                   "\"result_queue\":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}",
-                   work_->counters().pushed_items.load(), work_->counters().pushed_bytes.load(),
-                   work_->counters().push_blocked_ns.load() / 1000000,
-                   results_->counters().pushed_items.load(),
-                   results_->counters().pushed_bytes.load(),
-                   results_->counters().push_blocked_ns.load() / 1000000);
+  write_counts(w.key("retries"), t.retries, rsum);
+  w.field("dead_letters", t.dead);
+  if (redactor_) write_counts(w.key("redactions"), redactor_->counts(), redactor_->total());
+  write_counts(w.key("bad_lines"), t.bad_lines, t.bad_total);
+  w.key("errors").begin_array();
+  for (const auto& e : disc_.errors) w.value(e.path + ": " + e.kind + ": " + e.message);
+  for (const auto& e : t.file_errors) w.value(e);
+  for (const auto& e : t.backend_errors) w.value(e);
+  w.end_array()
+      .field("bytes_read", t.bytes_read)
+      .field("bytes_sent", t.bytes_wire)
+      .field("bytes_encoded", t.bytes_raw)
+      .field("duration_ms", static_cast<std::uint64_t>(secs * 1000))
+      .field("spans_mapped", t.map.spans)
+      .field("generations", t.map.generations)
+      .field("tool_spans", t.map.tool_spans)
+      .field("agents", t.map.agents)
+      .field("agents_unlinked", t.map.agents_unlinked)
+      .field("events", t.map.events)
+      .field("turns", t.map.turns);
+  w.key("stages").begin_object();
+  const auto& wq = work_->counters();
+  const auto& rq = results_->counters();
+  write_stage(w.key("work_queue"), wq.pushed_items.load(), wq.pushed_bytes.load(),
+              wq.push_blocked_ns.load() / 1000000);
+  write_stage(w.key("result_queue"), rq.pushed_items.load(), rq.pushed_bytes.load(),
+              rq.push_blocked_ns.load() / 1000000);
   for (auto& inst : instances_) {
-    auto st = inst->exporter->stats();
-    j += ',';
-    append_json_string(j, "sender." + inst->spec.instance);  // a user-given name (issue 20 #15)
-    j += fmt::format(":{{\"items\":{},\"bytes\":{},\"blocked_ms\":{}}}", inst->ledger->counts().delivered,
-                     st.bytes_wire, st.time_blocked_ms);
+    const auto st = inst->exporter->stats();
+    // A user-given name, escaped (issue 20 #15).
+    write_stage(w.key("sender." + inst->spec.instance), inst->ledger->counts().delivered,
+                st.bytes_wire, st.time_blocked_ms);
   }
-  j += "}";
-  j += fmt::format(",\"throughput\":{{\"mb_per_s\":{:.2f},\"spans_per_s\":{:.1f}}}",
-                   static_cast<double>(t.bytes_read) / 1e6 / std::max(secs, 1e-6),
-                   static_cast<double>(t.spans_synced) / std::max(secs, 1e-6));
-  j += fmt::format(",\"peak_rss_kb\":{},\"cpu_seconds\":{:.3f},\"exit_code\":{},\"dry_run\":{}}}\n",
-                   peak_rss_kb(), cpu_seconds(), code, opt_.dry_run ? "true" : "false");
+  w.end_object();
+  w.key("throughput")
+      .begin_object()
+      .key("mb_per_s")
+      .fixed(static_cast<double>(t.bytes_read) / 1e6 / std::max(secs, 1e-6), 2)
+      .key("spans_per_s")
+      .fixed(static_cast<double>(t.spans_synced) / std::max(secs, 1e-6), 1)
+      .end_object();
+  w.field("peak_rss_kb", peak_rss_kb())
+      .key("cpu_seconds")
+      .fixed(cpu_seconds(), 3)
+      .field("exit_code", code)
+      .field("dry_run", opt_.dry_run)
+      .end_object();
+  j += '\n';
   write_whole(opt_.report_path, j);
 }
 

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "backends/console/json_writer.h"
+#include "backends/console/span_json.h"
 
 namespace chsync {
 namespace {

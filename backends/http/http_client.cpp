@@ -2,6 +2,7 @@
 // connection, a strand each, a timeout before every operation, early return on error).
 #include "backends/http/http_client.h"
 #include "backends/http/settings_check.h"
+#include "pipeline/base64.h"
 #include "pipeline/text.h"
 
 #include <openssl/ssl.h>
@@ -460,7 +461,7 @@ void Connection<kTls>::start(Request req, ResponseFn done, bool reused, bool ret
       auto at = purl.find('@', scheme_end == std::string::npos ? 0 : scheme_end + 3);
       auto slash = purl.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
       if (scheme_end != std::string::npos && at != std::string::npos && (slash == std::string::npos || at < slash)) {
-        proxy_auth_ = "Basic " + base64(purl.substr(scheme_end + 3, at - scheme_end - 3));
+        proxy_auth_ = "Basic " + base64_encode(purl.substr(scheme_end + 3, at - scheme_end - 3));
         purl.erase(scheme_end + 3, at - scheme_end - 2);
       }
       proxy_ = parse_url(purl);

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "backends/http/http_client.h"
+#include "pipeline/base64.h"
 #include "pipeline/text.h"
 
 namespace chsync::http {
@@ -108,30 +109,6 @@ std::string proxy_scheme_error(std::string_view proxy_url) {
          "tunnelled with TLS end to end)";
 }
 
-std::string base64(std::string_view in) {
-  static constexpr char kTable[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += kTable[(v >> 18) & 63];
-    out += kTable[(v >> 12) & 63];
-    out += kTable[(v >> 6) & 63];
-    out += kTable[v & 63];
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += kTable[(v >> 18) & 63];
-    out += kTable[(v >> 12) & 63];
-    out += i + 1 < in.size() ? kTable[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 std::string check_http_settings(std::string& endpoint, std::vector<std::pair<std::string, std::string>>& headers) {
   for (const auto& [k, v] : headers)
     if (auto e = header_error(k, v); !e.empty()) return e;
@@ -147,7 +124,7 @@ std::string check_http_settings(std::string& endpoint, std::vector<std::pair<std
     }
     if (auto e = header_error("authorization", user + password); !e.empty())
       return "endpoint: the credentials in the URL contain CR, LF or NUL";
-    headers.emplace_back("Authorization", "Basic " + base64(user + ":" + password));
+    headers.emplace_back("Authorization", "Basic " + base64_encode(user + ":" + password));
   }
   if (auto url = parse_url(endpoint)) {
     if (auto e = proxy_scheme_error(proxy_for(*url, proxy_env_from_process())); !e.empty()) return e;

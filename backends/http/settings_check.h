@@ -27,7 +27,6 @@ std::string header_error(std::string_view name, std::string_view value);
 std::string mask_url(std::string_view url);
 bool split_userinfo(std::string& url, std::string& user, std::string& password);
 std::string proxy_scheme_error(std::string_view proxy_url);
-std::string base64(std::string_view in);
 
 // The checks every HTTP exporter factory runs on its settings, in one place: header_error for
 // each header; endpoint userinfo moved into an "Authorization: Basic" header (refused when an

@@ -1,7 +1,7 @@
 #include "backends/langfuse_legacy/langfuse_legacy.h"
 
 #include "backends/otlp/message_json.h"
-#include "pipeline/json_escape.h"
+#include "pipeline/json_writer.h"
 
 #include <openssl/evp.h>
 #include <simdjson.h>
@@ -38,68 +38,29 @@ void content(std::string& out, std::string_view key, const std::string& v, bool 
   }
 }
 
+// ,"metadata":{...}: the span's metadata, then the semantic fields Langfuse shows there.
 void metadata(std::string& out, const Span& s) {
-  out += ",\"metadata\":{";
-  bool first = true;
-  auto key = [&](std::string_view k) {
-    if (!first) out += ',';
-    first = false;
-    append_json_string(out, k);
-    out += ':';
-  };
+  out += ",\"metadata\":";
+  JsonWriter w(out);
+  w.begin_object();
   for (const auto& a : s.metadata) {
-    key(a.key);
-    switch (a.type) {
-      case Attr::Type::kString: append_json_string(out, a.str); break;
-      case Attr::Type::kInt: out += std::to_string(a.num); break;
-      case Attr::Type::kBool: out += a.flag ? "true" : "false"; break;
-      case Attr::Type::kDouble: {
-        if (!std::isfinite(a.dbl)) {
-          out += "null";
-        } else {
-          char buf[32];
-          std::snprintf(buf, sizeof(buf), "%.17g", a.dbl);
-          out += buf;
-        }
-        break;
-      }
-      case Attr::Type::kJson: out += a.str.empty() ? "null" : a.str; break;
-    }
+    w.key(a.key);
+    write_attr_value(w, a);
   }
   auto has = [&](std::string_view k) {
     return std::any_of(s.metadata.begin(), s.metadata.end(), [&](const Attr& a) { return a.key == k; });
   };
-  if (!s.finish_reason.empty()) {
-    key("finish_reason");
-    append_json_string(out, s.finish_reason);
-  }
-  if (s.tool_name) {
-    key("tool_name");
-    append_json_string(out, *s.tool_name);
-  }
-  if (!s.tool_use_id.empty() && !has("tool_use_id")) {
-    key("tool_use_id");
-    append_json_string(out, s.tool_use_id);
-  }
-  if (!s.agent_id.empty() && !has("agent_id")) {
-    key("agent_id");
-    append_json_string(out, s.agent_id);
-  }
-  if (!s.response_id.empty() && !has("message_id")) {
-    key("message_id");
-    append_json_string(out, s.response_id);
-  }
-  if (!s.stop_reason.empty() && !has("stop_reason")) {
-    key("stop_reason");
-    append_json_string(out, s.stop_reason);
-  }
-  if (!s.source_file.empty()) {
-    key("source_file");
-    append_json_string(out, s.source_file);
-    key("source_line");
-    out += std::to_string(s.source_line);
-  }
-  out += '}';
+  if (!s.finish_reason.empty()) w.field("finish_reason", s.finish_reason);
+  if (s.tool_name) w.field("tool_name", *s.tool_name);
+  // Ids the metadata may already carry under the same key: written once.
+  const std::pair<std::string_view, const std::string*> ids[] = {{"tool_use_id", &s.tool_use_id},
+                                                                  {"agent_id", &s.agent_id},
+                                                                  {"message_id", &s.response_id},
+                                                                  {"stop_reason", &s.stop_reason}};
+  for (const auto& [k, v] : ids)
+    if (!v->empty() && !has(k)) w.field(k, *v);
+  if (!s.source_file.empty()) w.field("source_file", s.source_file).field("source_line", s.source_line);
+  w.end_object();
 }
 
 std::string envelope_id(std::string_view type, std::string_view body_id, std::string_view body) {
