@@ -8,7 +8,7 @@
 
 #include "app/bench/bench.h"
 #include "app/sync/sync.h"
-#include "cli/units.h"
+#include "app/config/units.h"
 
 namespace chsync {
 

@@ -1,4 +1,4 @@
-// The small non-sync subcommands (version, hash, state) and the network exporter factory. Each
+// The small non-sync subcommands (version, hash, state). Each
 // command returns the process exit code; status and replay-dead-letters live in app/.
 #pragma once
 
@@ -18,8 +18,5 @@ int cmd_version(const char* version, const char* revision);
 int cmd_hash(const std::vector<std::string>& file_colon_lines);
 int cmd_state(const std::string& db_path, const std::string& action, const std::string& target,
               const std::string& instance);
-
-// Builds otlp / langfuse / langfuse-legacy / phoenix exporters (cli/network.cpp).
-std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec);
 
 }  // namespace chsync

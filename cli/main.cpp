@@ -18,16 +18,17 @@
 #include <thread>
 
 #include "pipeline/json_writer.h"
-#include "cli/backend_options.h"
+#include "app/config/backend_options.h"
 #include "backends/http/settings_check.h"
 #include "cli/bench_cli.h"
 #include "cli/commands.h"
-#include "cli/config.h"
+#include "app/config/network.h"
+#include "app/config/config.h"
 #include "app/metrics/metrics.h"
 #include "pipeline/log.h"
 #include "app/dead_letters/dead_letters.h"
 #include "app/sync/sync.h"
-#include "cli/units.h"
+#include "app/config/units.h"
 #include "pipeline/atomic_file.h"
 #include "pipeline/text.h"
 #include "stages/mapper/mapper.h"
@@ -76,7 +77,7 @@ struct RawSyncFlags {
   std::vector<std::string> include, exclude, projects, sessions;
   std::string since, until;
   bool verbose = false, quiet = false;
-  // Backend options (cli/backend_options.h): values by flag name, as given.
+  // Backend options (app/config/backend_options.h): values by flag name, as given.
   std::map<std::string, std::string> bopt;
   std::map<std::string, bool> bflag;
   std::map<std::string, std::vector<std::string>> blist;  // repeatable: --header, --tag
@@ -107,7 +108,7 @@ const char* backend_option_group(const std::string& flag) {
 }
 
 // The backend options are not written here: they are derived from the declarations in
-// cli/backend_options.cpp (type, default, environment, applicable backends).
+// app/config/backend_options.cpp (type, default, environment, applicable backends).
 void add_backend_flags(CLI::App* cmd, RawSyncFlags& f) {
   for (const OptionDecl* d : all_backend_options()) {
     const std::string name = "--" + d->flag + (d->flag == "output" ? ",-o" : "");

@@ -43,7 +43,7 @@ enum ExitCode : int {
 struct BackendSpec {
   std::string type;      // console, file, null, otlp, langfuse, langfuse-legacy, phoenix
   std::string instance;  // state key; defaults to the type
-  // Every declared option of the type, resolved and in canonical form (cli/backend_options.h:
+  // Every declared option of the type, resolved and in canonical form (app/config/backend_options.h:
   // sizes in bytes, durations in ms); headers as "header.N" = "K=V".
   std::map<std::string, std::string> settings;
   std::map<std::string, std::string> sources;  // key -> "flag --x", "env X", "file P [..]", "default"

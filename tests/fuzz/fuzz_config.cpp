@@ -8,7 +8,7 @@
 #include <exception>
 #include <string>
 
-#include "cli/config.h"
+#include "app/config/config.h"
 
 using namespace chsync;
 

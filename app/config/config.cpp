@@ -1,4 +1,4 @@
-#include "cli/config.h"
+#include "app/config/config.h"
 
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>

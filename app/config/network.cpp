@@ -1,4 +1,4 @@
-// Network exporters (otlp, langfuse, phoenix) built from a BackendSpec.
+// Network exporters (otlp, langfuse, phoenix, langfuse-legacy) built from a BackendSpec: see network.h.
 // Endpoint resolution follows design Contracts: --endpoint as is, else the OTEL_* variables, else
 // http://127.0.0.1:4318/v1/traces; Langfuse and Phoenix take a base URL and add their paths.
 #include <fmt/format.h>
@@ -16,10 +16,10 @@
 #include "backends/langfuse_legacy/langfuse_legacy.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
-#include "cli/backend_options.h"
-#include "cli/commands.h"
+#include "app/config/backend_options.h"
+#include "app/config/network.h"
 #include "app/dead_letters/dead_letters.h"
-#include "cli/units.h"
+#include "app/config/units.h"
 #include "pipeline/log.h"
 #include "stages/state/state_store.h"
 #include "pipeline/base64.h"
@@ -69,7 +69,7 @@ std::vector<std::pair<std::string, std::string>> spec_headers(const BackendSpec&
 }
 
 // Retry, timeout and TLS settings every HTTP backend shares (values resolved and validated by
-// cli/backend_options.cpp, defaults included).
+// app/config/backend_options.cpp, defaults included).
 template <typename Options>
 void common_http_options(const BackendSpec& spec, Options& o) {
   o.instance = spec.instance;
@@ -115,7 +115,7 @@ std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
   common_http_options(spec, o);
 
   // Headers: OTEL_EXPORTER_OTLP_HEADERS (and the traces variant), then --header, resolved with
-  // their sources in cli/backend_options.cpp (so --print-config shows them).
+  // their sources in app/config/backend_options.cpp (so --print-config shows them).
   o.headers.clear();
   for (auto& kv : spec_headers(spec)) o.headers.push_back(kv);
   o.resource_attributes = otlp::parse_resource_attributes(setting(spec, "resource_attributes"),

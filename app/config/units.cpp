@@ -1,4 +1,4 @@
-#include "cli/units.h"
+#include "app/config/units.h"
 
 #include <cctype>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "cli/backend_options.h"
+#include "app/config/backend_options.h"
 
 #include <fmt/format.h>
 
@@ -7,8 +7,8 @@
 #include <set>
 
 #include "backends/otlp/otlp_env.h"
-#include "cli/config.h"
-#include "cli/units.h"
+#include "app/config/config.h"
+#include "app/config/units.h"
 
 namespace chsync {
 namespace {
@@ -380,7 +380,7 @@ class Resolver {
     spec.sources["endpoint"] = "host (" + spec.sources["host"] + ")";
   }
 
-  // A list in [backends.NAME] ("tag = [\"a\", \"b\"]") is stored as KEY.0, KEY.1 (cli/config.cpp);
+  // A list in [backends.NAME] ("tag = [\"a\", \"b\"]") is stored as KEY.0, KEY.1 (app/config/config.cpp);
   // a single string counts as a list of one.
   std::vector<std::string> instance_list(const std::string& key) const {
     std::vector<std::string> out;
