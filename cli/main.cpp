@@ -32,6 +32,7 @@
 #include "pipeline/atomic_file.h"
 #include "pipeline/text.h"
 #include "stages/mapper/mapper.h"
+#include "stages/redact/redact.h"
 #include "stages/state/state_store.h"
 
 #ifndef CHSYNC_VERSION
@@ -193,7 +194,7 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   map(cmd->add_flag("--redact", f.redact,
                     "Replace secrets in content (API keys, tokens, passwords...) with [REDACTED:kind]"));
   map(cmd->add_option("--redact-pattern", f.redact_patterns,
-                      "Extra secret regex (ECMAScript; group 1 if any; repeatable; implies --redact)"))
+                      "Extra secret regex (RE2 syntax; group 1 if any; repeatable; implies --redact)"))
       ->type_name("REGEX");
   map(cmd->add_flag("--no-content", f.no_content,
                     "Export structure and usage only: no prompts, outputs or tool results"));
@@ -412,11 +413,13 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   o.redact = f.redact || !f.redact_patterns.empty();
   o.redact_patterns = f.redact_patterns;
   o.no_content = f.no_content;
-  for (const auto& p : f.redact_patterns) {
+  // Checked by the engine that runs them (RE2), not std::regex: the two disagree ("(?i)x" is
+  // RE2 only, lookaround std::regex only), and --print-config should fail the same way.
+  if (!f.redact_patterns.empty()) {
     try {
-      std::regex re(p);
-    } catch (const std::regex_error& e) {
-      usage_error(fmt::format("--redact-pattern '{}': invalid regex: {}", p, e.what()));
+      Redactor check(RedactOptions{f.redact_patterns});
+    } catch (const std::invalid_argument& e) {
+      usage_error(e.what());
     }
   }
   o.metrics_listen = f.metrics_listen;

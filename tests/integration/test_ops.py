@@ -111,6 +111,16 @@ class RedactionTest(TempTestCase):
         self.assertEqual(rc, 2)
         self.assertIn("--redact-pattern", err)
 
+    def test_redact_patterns_are_checked_by_re2_the_engine_that_runs_them(self):
+        """Before: the CLI checked them with std::regex, which refused RE2's "(?i)" (exit 2 for a
+        pattern that works) and let lookaround through --print-config."""
+        rc, out, err = run(["sync", FIXTURE, "--backend", "null", "--redact-pattern",
+                            r"(?i)DB\.INTERNAL", "--dry-run", "--settle", "0"])
+        self.assertEqual(rc, 0, err)
+        rc, out, err = run(["sync", "--print-config", "--redact-pattern", r"secret(?=x)"])
+        self.assertEqual(rc, 2, out)
+        self.assertIn("RE2", err)
+
 
 class MetricsTest(TempTestCase):
     def test_scrape_mid_run_counters_move_then_textfile(self):
