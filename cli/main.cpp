@@ -182,7 +182,7 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
       ->type_name("SIZE");
   map(cmd->add_flag("--trace-per-session", f.trace_per_session, "One trace per session, a span per turn"));
   map(cmd->add_flag("--message-hash", f.message_hash,
-                    "Add the message hash of ch sync (sha256 of type, session, time, uuid, message) "
+                    "Add a message hash (sha256 of type, session, time, uuid, message; chsync hash prints it) "
                     "to metadata"));
   map(cmd->add_option("--trace-name", f.trace_name,
                       "Name of every root span and Langfuse trace (the turn number and the "
@@ -550,7 +550,7 @@ struct Cli {
     add_log_format(status_cmd);
     status_cmd->footer("Example:\n  chsync status --db /var/lib/chsync/state.db --json");
 
-    hash_cmd = app.add_subcommand("hash", "Print the message hash (as ch sync computes it) of FILE:LINE (one line each)");
+    hash_cmd = app.add_subcommand("hash", "Print the message hash (--message-hash) of FILE:LINE (one line each)");
     hash_cmd->add_option("target", hash_targets, "FILE:LINE (1-based), one or more")->required();
     add_log_format(hash_cmd);
     hash_cmd->footer("Example:\n  chsync hash ~/.claude/projects/-home-me-proj/3f2a….jsonl:12");

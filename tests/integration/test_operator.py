@@ -276,7 +276,9 @@ class HelpTest(TempTestCase):
                     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "CHSYNC_<FLAG>"):
             self.assertIn(var, out)
         self.assertNotIn("seed", out.lower())
-        self.assertNotIn("as in ch sync", out)
+        self.assertNotIn("ch sync", out)
+        rc, out, err = run(["--help"])
+        self.assertNotIn("ch sync", out)
         self.assertNotRegex(out, r"--(settle|drain-timeout|progress-interval|max-memory|batch-bytes|"
                                  r"timeout|lease|rate|retry-max) TEXT")
 
