@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include "tests/support/temp_dir.h"
 
 namespace chsync {
 namespace {
@@ -24,11 +25,6 @@ std::size_t count_lines(const std::string& path) {
 
 class SyncRunTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string t = (fs::temp_directory_path() / "sync-run-test-XXXXXX").string();
-    dir_ = ::mkdtemp(t.data());
-  }
-  void TearDown() override { fs::remove_all(dir_); }
 
   SyncOptions options(const std::string& out) const {
     SyncOptions o;
@@ -43,7 +39,8 @@ class SyncRunTest : public ::testing::Test {
     return o;
   }
 
-  std::string dir_;
+  const test::TempDir tmp_{"sync-run-test"};
+  const std::string dir_ = tmp_.path().string();
 };
 
 TEST_F(SyncRunTest, ARunSendsEverySpanOnceAndARerunSendsNothing) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "tests/support/temp_dir.h"
 
 namespace chsync {
 namespace {
@@ -54,15 +55,11 @@ std::size_t count_lines(const std::string& path) {
 
 class ConsoleStatsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string t = (fs::temp_directory_path() / "console-stats-test-XXXXXX").string();
-    dir_ = ::mkdtemp(t.data());
-  }
   void TearDown() override {
     if (fd_ >= 0) ::close(fd_);
-    fs::remove_all(dir_);
   }
-  std::string dir_;
+  const test::TempDir tmp_{"console-stats-test"};
+  const std::string dir_ = tmp_.path().string();
   int fd_ = -1;
 };
 

@@ -16,31 +16,15 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+#include "tests/support/temp_dir.h"
 
 namespace fs = std::filesystem;
+using chsync::test::TempDir;
 
 namespace {
 
 const std::string kGen = std::string(CHSYNC_BINARY_DIR) + "/chsync-gen";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "chsync-gen-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -248,7 +232,7 @@ void expect_manifest_matches(const fs::path& out, const std::map<std::string, st
 }
 
 TEST(GenTest, SameSeedIsByteIdenticalAndOtherSeedDiffers) {
-  TempDir a, b, c;
+  TempDir a{"chsync-gen-test"}, b{"chsync-gen-test"}, c{"chsync-gen-test"};
   ASSERT_EQ(run_gen(a.path(), "--bytes 3M --seed 42 --huge-lines 1"), 0);
   ASSERT_EQ(run_gen(b.path(), "--bytes 3M --seed 42 --huge-lines 1"), 0);
   ASSERT_EQ(run_gen(c.path(), "--bytes 3M --seed 43 --huge-lines 1"), 0);
@@ -260,7 +244,7 @@ TEST(GenTest, SameSeedIsByteIdenticalAndOtherSeedDiffers) {
 }
 
 TEST(GenTest, ManifestMatchesRecountMixedLayout) {
-  TempDir d;
+  TempDir d{"chsync-gen-test"};
   ASSERT_EQ(run_gen(d.path(), "--bytes 4M --seed 7 --huge-lines 2"), 0);
   const auto files = tree(d.path());
   expect_manifest_matches(d.path(), files, false);
@@ -290,14 +274,14 @@ TEST(GenTest, ManifestMatchesRecountMixedLayout) {
 }
 
 TEST(GenTest, ManifestMatchesRecountWithBadInput) {
-  TempDir d;
+  TempDir d{"chsync-gen-test"};
   ASSERT_EQ(run_gen(d.path(), "--bytes 2M --seed 9 --bad --huge-lines 0"), 0);
   expect_manifest_matches(d.path(), tree(d.path()), true);
 }
 
 TEST(GenTest, FlatAndV21Layouts) {
   for (const char* layout : {"flat", "v2.1"}) {
-    TempDir d;
+    TempDir d{"chsync-gen-test"};
     ASSERT_EQ(run_gen(d.path(), std::string("--bytes 2M --seed 3 --huge-lines 0 --layout ") + layout), 0);
     const auto files = tree(d.path());
     expect_manifest_matches(d.path(), files, false);
@@ -329,7 +313,7 @@ std::map<std::string, std::string> read_archive(const fs::path& p) {
 }
 
 TEST(GenTest, ArchiveFormatsHoldTheSameMembers) {
-  TempDir dir;
+  TempDir dir{"chsync-gen-test"};
   ASSERT_EQ(run_gen(dir.path(), "--bytes 2M --seed 11 --huge-lines 1"), 0);
   const auto expected = tree(dir.path());
   for (const char* fmt : {"tar.zst", "zip", "tar.gz"}) {

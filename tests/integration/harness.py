@@ -191,6 +191,19 @@ class TempTestCase(unittest.TestCase):
     def db(self, name="state.db"):
         return os.path.join(self.tmp, name)
 
+    def write(self, name, text):
+        """Writes text to a file of the test's temporary folder; returns its path."""
+        p = os.path.join(self.tmp, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def print_config(self, *args, env=None):
+        """`chsync sync --print-config ARGS` as parsed JSON (exit 0 asserted)."""
+        rc, out, err = run(["sync", "--print-config", *args], env=env)
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)
+
 
 def load_json(path):
     with open(path) as f:

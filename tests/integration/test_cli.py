@@ -9,17 +9,6 @@ from harness import CHSYNC, EXAMPLES, REAL, SRC, TempTestCase, clean_env, gen, j
 
 
 class CliTest(TempTestCase):
-    def write(self, name, text):
-        p = os.path.join(self.tmp, name)
-        with open(p, "w") as f:
-            f.write(text)
-        return p
-
-    def print_config(self, *args, env=None):
-        rc, out, err = run(["sync", "--print-config", *args], env=env)
-        self.assertEqual(rc, 0, err)
-        return json.loads(out)
-
     def test_precedence_flags_over_env_over_file_over_defaults(self):
         cfg = self.write("c.toml", '[sync]\nsettle = "7m"\nworkers = 3\nmax-field-bytes = "1KiB"\n')
         c = self.print_config("--config", cfg)

@@ -17,17 +17,6 @@ class ConfigAndFlagsTest(TempTestCase):
     """Point 2: settings that cannot be meant are errors; --print-config names every source.
     Issue 18: one declaration per backend type; values from any source validated."""
 
-    def write(self, name, text):
-        p = os.path.join(self.tmp, name)
-        with open(p, "w") as f:
-            f.write(text)
-        return p
-
-    def print_config(self, *args, env=None):
-        rc, out, err = run(["sync", "--print-config", *args], env=env)
-        self.assertEqual(rc, 0, err)
-        return json.loads(out)
-
     def assert_usage_error(self, args, *needles, env=None):
         rc, out, err = run(args, env=env)
         self.assertEqual(rc, 2, (args, err))

@@ -13,11 +13,13 @@
 #include <vector>
 
 #include "stages/reader/spool.h"
+#include "tests/support/temp_dir.h"
 
 namespace chsync {
 namespace {
 
 namespace fs = std::filesystem;
+using chsync::test::TempDir;
 
 struct Line {
   std::string text;
@@ -51,23 +53,6 @@ Collected read_mem(std::string_view data, ReaderOptions o = {}) {
   return c;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "reader-test-XXXXXX").string();
-    path_ = ::mkdtemp(t.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name, std::string_view content) const {
-    std::string p = path_ + "/" + name;
-    std::ofstream(p, std::ios::binary).write(content.data(), std::streamsize(content.size()));
-    return p;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string gzip(std::string_view in) {
   z_stream zs{};
@@ -217,7 +202,7 @@ TEST(ReaderTest, StopsWhenCallbackReturnsFalse) {
 }
 
 TEST(ReaderTest, PlainFileResumesAtOffset) {
-  TempDir d;
+  TempDir d{"reader-test"};
   auto p = d.file("a.jsonl", "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
   ReaderOptions o;
   o.start_offset = 8;
@@ -238,7 +223,7 @@ TEST(ReaderTest, MissingFileIsAnErrorNotACrash) {
 }
 
 TEST(ReaderTest, GzipSmallAndLargeGiveTheSameLines) {
-  TempDir d;
+  TempDir d{"reader-test"};
   std::string small = numbered_lines(100);
   std::string large = numbered_lines(200000, 90);  // ~20 MB: above the whole-file limit
   auto cs = read_file(d.file("s.jsonl.gz", gzip(small)), SourceKind::kGzip);
@@ -252,7 +237,7 @@ TEST(ReaderTest, GzipSmallAndLargeGiveTheSameLines) {
 }
 
 TEST(ReaderTest, ConcatenatedGzipMembersAreOneStream) {
-  TempDir d;
+  TempDir d{"reader-test"};
   auto c = read_file(d.file("m.jsonl.gz", gzip("{\"a\":1}\n") + gzip("{\"b\":2}\n")),
                      SourceKind::kGzip);
   ASSERT_EQ(c.lines.size(), 2u);
@@ -261,7 +246,7 @@ TEST(ReaderTest, ConcatenatedGzipMembersAreOneStream) {
 }
 
 TEST(ReaderTest, TruncatedGzipKeepsLinesBeforeTheDamage) {
-  TempDir d;
+  TempDir d{"reader-test"};
   for (int n : {300, 60000}) {  // whole-file (libdeflate) and streaming sizes
     std::string text = numbered_lines(n);
     std::string z = gzip(text);
@@ -278,7 +263,7 @@ TEST(ReaderTest, TruncatedGzipKeepsLinesBeforeTheDamage) {
 }
 
 TEST(ReaderTest, CorruptGzipIsAnError) {
-  TempDir d;
+  TempDir d{"reader-test"};
   std::string z = gzip(numbered_lines(1000));
   for (std::size_t i = z.size() / 2; i < z.size() / 2 + 64; ++i) z[i] = static_cast<char>(~z[i]);
   auto c = read_file(d.file("c.jsonl.gz", z), SourceKind::kGzip);
@@ -286,7 +271,7 @@ TEST(ReaderTest, CorruptGzipIsAnError) {
 }
 
 TEST(ReaderTest, ZstdReadsAndTruncatedZstdKeepsEarlierLines) {
-  TempDir d;
+  TempDir d{"reader-test"};
   std::string text = numbered_lines(60000);
   std::string z = zstd(text);
   auto c = read_file(d.file("a.jsonl.zst", z), SourceKind::kZstd);
@@ -300,7 +285,7 @@ TEST(ReaderTest, ZstdReadsAndTruncatedZstdKeepsEarlierLines) {
 }
 
 TEST(ReaderTest, MultiFrameZstd) {
-  TempDir d;
+  TempDir d{"reader-test"};
   auto c = read_file(d.file("f.jsonl.zst", zstd("{\"a\":1}\n") + zstd("{\"b\":2}\n")),
                      SourceKind::kZstd);
   ASSERT_EQ(c.lines.size(), 2u);

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "stages/state/state_store.h"
+#include "tests/support/temp_dir.h"
 
 namespace chsync {
 namespace {
@@ -75,25 +76,20 @@ class StateContract : public ::testing::TestWithParam<std::string> {
       pg_admin(pg_base_url(), "CREATE DATABASE " + db_name_);
       url_ = with_database(pg_base_url(), db_name_);
     } else {
-      std::string tmpl = (fs::temp_directory_path() / "chsync-contract-XXXXXX").string();
-      ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-      dir_ = tmpl;
+      tmp_ = std::make_unique<test::TempDir>("chsync-contract");
     }
   }
   void TearDown() override {
     if (!db_name_.empty()) pg_admin(pg_base_url(), "DROP DATABASE IF EXISTS " + db_name_);
-    if (!dir_.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir_, ec);
-    }
+    tmp_.reset();
   }
   std::unique_ptr<StateStore> open(StateOpenOptions o = {}) {
     if (!url_.empty()) return open_pg_state(url_, o);
-    return open_sqlite_state((dir_ / "state.db").string(), o);
+    return open_sqlite_state(tmp_->file("state.db"), o);
   }
 
   std::string db_name_, url_;
-  fs::path dir_;
+  std::unique_ptr<test::TempDir> tmp_;  // SQLite only
 };
 
 TEST_P(StateContract, ReopenKeepsSpansAndFiles) {

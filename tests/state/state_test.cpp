@@ -22,34 +22,15 @@
 #include <gtest/gtest.h>
 
 #include "stages/state/state_store.h"
+#include "tests/support/temp_dir.h"
 
 namespace chsync {
 namespace {
 
 namespace fs = std::filesystem;
+using chsync::test::TempDir;
 using Code = StateError::Code;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "chsync-state-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) {
-      std::abort();
-    }
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 Code open_error(const std::string& path, const StateOpenOptions& opts = {},
                 std::string* message = nullptr) {
@@ -129,7 +110,7 @@ void kill_and_reap(pid_t pid) {
 // --------------------------------------------------------------------------------------------
 
 TEST(StateTest, SettledLookupsMatchTheLoadedSet) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   auto s = open_sqlite_state(dir.file("state.db"), {});
   EXPECT_TRUE(s->settled_fits("otlp", 0));  // unknown instance: nothing to load
   EXPECT_TRUE(s->settled_among("otlp", {1, 2}).empty());
@@ -153,7 +134,7 @@ TEST(StateTest, SettledLookupsMatchTheLoadedSet) {
 }
 
 TEST(StateTest, CreateAndReopenKeepsData) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("sub/dir/state.db");
   {
     auto s = open_sqlite_state(db, {});
@@ -174,7 +155,7 @@ TEST(StateTest, CreateAndReopenKeepsData) {
 }
 
 TEST(StateTest, FilesPutGetUpdateAndScope) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   auto s = open_sqlite_state(dir.file("state.db"), {});
   FileState a = sample_file("lf", "dir/a.jsonl");
   FileState b = sample_file("lf", "dir/b.jsonl");
@@ -215,7 +196,7 @@ TEST(StateTest, FilesPutGetUpdateAndScope) {
 }
 
 TEST(StateTest, ForgetFilesPrefixWithHighBytes) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   auto s = open_sqlite_state(dir.file("state.db"), {});
   s->put_files({sample_file("i",
                             "x\xff\xff"
@@ -227,7 +208,7 @@ TEST(StateTest, ForgetFilesPrefixWithHighBytes) {
 }
 
 TEST(StateTest, BeginFinishMovesKeysToDeliveredAndClearsInFlight) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   {
     auto s = open_sqlite_state(db, {});
@@ -258,7 +239,7 @@ TEST(StateTest, BeginFinishMovesKeysToDeliveredAndClearsInFlight) {
 }
 
 TEST(StateTest, InstancesAreIndependent) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   auto s = open_sqlite_state(dir.file("state.db"), {});
   const auto r = s->begin_request("a", {1, 2});
   s->finish_request("a", r, {1, 2}, true, false);
@@ -270,7 +251,7 @@ TEST(StateTest, InstancesAreIndependent) {
 }
 
 TEST(StateTest, TopBitKeysRoundTripInUnsignedOrder) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   const std::vector<std::uint64_t> keys = {0xffffffffffffffffull, 0x8000000000000000ull, 0, 1,
                                            0x7fffffffffffffffull, 0xdeadbeefcafef00dull};
@@ -291,7 +272,7 @@ TEST(StateTest, TopBitKeysRoundTripInUnsignedOrder) {
 }
 
 TEST(StateTest, InFlightOfEarlierRunsLoadedUnionAndCleared) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   {
     auto s = open_sqlite_state(db, {});
@@ -314,7 +295,7 @@ TEST(StateTest, InFlightOfEarlierRunsLoadedUnionAndCleared) {
 
 // begin_request must be durable when it returns: a kill -9 right after leaves the record.
 TEST(StateTest, KilledAfterBeginLeavesInFlightVisible) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   Pipe ready;
   const pid_t pid = ::fork();
@@ -349,7 +330,7 @@ TEST(StateTest, KilledAfterBeginLeavesInFlightVisible) {
 
 // With a long flush interval the buffered ack is certainly lost at the kill: safe (repeat counted).
 TEST(StateTest, KilledWithBufferedAckKeepsInFlightRecord) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   Pipe ready;
   const pid_t pid = ::fork();
@@ -373,7 +354,7 @@ TEST(StateTest, KilledWithBufferedAckKeepsInFlightRecord) {
 
 // Any later write commits the earlier buffered acks with it (a file row never gets ahead).
 TEST(StateTest, PutFilesCommitsEarlierAcksFirst) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   Pipe ready;
   const pid_t pid = ::fork();
@@ -398,7 +379,7 @@ TEST(StateTest, PutFilesCommitsEarlierAcksFirst) {
 }
 
 TEST(StateTest, LockHeldByLiveChildIsReported) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   Pipe ready;
   const pid_t pid = ::fork();
@@ -424,14 +405,14 @@ TEST(StateTest, LockHeldByLiveChildIsReported) {
 }
 
 TEST(StateTest, SecondStoreInSameProcessIsLocked) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   auto s = open_sqlite_state(db, {});
   EXPECT_EQ(open_error(db), Code::kLocked);
 }
 
 TEST(StateTest, GarbageFileIsCorrupt) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   {
     std::ofstream f(db, std::ios::binary);
@@ -451,7 +432,7 @@ TEST(StateTest, GarbageFileIsCorrupt) {
 }
 
 TEST(StateTest, DamagedPagesAreCorrupt) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   {
     auto s = open_sqlite_state(db, {});
@@ -475,7 +456,7 @@ TEST(StateTest, DamagedPagesAreCorrupt) {
 TEST(StateTest, LargeStateChecksOnlyItsSmallTablesAtOpen) {
   // Past full_check_max_bytes the delivered table is not read at open; its damage surfaces as
   // an error on the first read, and the run stops there (StateError, never wrong answers).
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   {
     auto s = open_sqlite_state(db, {});
@@ -504,7 +485,7 @@ TEST(StateTest, LargeStateChecksOnlyItsSmallTablesAtOpen) {
 }
 
 TEST(StateTest, ForeignDatabaseIsForeign) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string a = dir.file("a.db");
   raw_sql(a.c_str(), "CREATE TABLE stuff(x); INSERT INTO stuff VALUES(1);");
   std::string msg;
@@ -519,7 +500,7 @@ TEST(StateTest, ForeignDatabaseIsForeign) {
 }
 
 TEST(StateTest, NewerSchemaIsRefused) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   { auto s = open_sqlite_state(db, {}); }
   raw_sql(db.c_str(), "PRAGMA user_version=999;");
@@ -529,7 +510,7 @@ TEST(StateTest, NewerSchemaIsRefused) {
 }
 
 TEST(StateTest, SchemaIdentifiesChsync) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   { auto s = open_sqlite_state(db, {}); }
   sqlite3* raw = nullptr;
@@ -551,7 +532,7 @@ TEST(StateTest, SchemaIdentifiesChsync) {
 }
 
 TEST(StateTest, RebuildMovesOldFileAside) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   {
     std::ofstream f(db, std::ios::binary);
@@ -576,7 +557,7 @@ TEST(StateTest, RebuildMovesOldFileAside) {
 }
 
 TEST(StateTest, ReadOnlyMissingAndReadOnlyNeverWrites) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("nope/state.db");
   StateOpenOptions ro;
   ro.read_only = true;
@@ -605,7 +586,7 @@ TEST(StateTest, ReadOnlyMissingAndReadOnlyNeverWrites) {
 }
 
 TEST(StateTest, BackupOpensWithSameTotals) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   const std::string copy = dir.file("copy.db");
   auto s = open_sqlite_state(db, {});
@@ -630,7 +611,7 @@ TEST(StateTest, BackupOpensWithSameTotals) {
 }
 
 TEST(StateTest, VacuumKeepsData) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   auto s = open_sqlite_state(dir.file("state.db"), {});
   std::vector<std::uint64_t> keys(5000);
   for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -643,7 +624,7 @@ TEST(StateTest, VacuumKeepsData) {
 }
 
 TEST(StateTest, ConcurrentBeginFinish) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db = dir.file("state.db");
   constexpr int kThreads = 4;
   constexpr int kRequests = 200;
@@ -741,7 +722,7 @@ void expect_disk_full(const std::string& db, const StateOpenOptions& opts,
 }
 
 TEST(StateTest, DiskFullGivesClearErrorAndLosesNothing) {
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string mnt = dir.file("tiny");
   fs::create_directories(mnt);
   if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k") == 0) {
@@ -784,7 +765,7 @@ TEST(StatePerf, DISABLED_InsertAndLoadMillionSpans) {
     }
   }
   const char* perf_dir = std::getenv("CHSYNC_STATE_PERF_DIR");
-  TempDir dir;
+  TempDir dir{"chsync-state"};
   const std::string db =
       perf_dir != nullptr ? std::string(perf_dir) + "/perf.db" : dir.file("p.db");
   std::error_code ec;
