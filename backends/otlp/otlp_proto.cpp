@@ -269,29 +269,36 @@ Reader reader_of(std::string_view s) {
   return Reader{b, b + s.size()};
 }
 
-}  // namespace
-
-bool decode_partial_success_proto(std::string_view body, PartialSuccess& out) {
-  out = {};
-  Reader r = reader_of(body);
+// fn(number, wire type, varint value, LEN bytes) for every field of a message, in order; false
+// when the message is malformed or fn returns false.
+template <class F>
+bool for_each_field(std::string_view message, F&& fn) {
+  Reader r = reader_of(message);
   while (r.p != r.end) {
     std::uint32_t num, wire;
     std::uint64_t v = 0;
     std::string_view data;
-    if (!r.field(num, wire, v, data)) return false;
-    if (num != 1 || wire != 2) continue;
-    out.present = true;
-    Reader in = reader_of(data);
-    while (in.p != in.end) {
-      std::uint32_t n2, w2;
-      std::uint64_t v2 = 0;
-      std::string_view d2;
-      if (!in.field(n2, w2, v2, d2)) return false;
-      if (n2 == 1 && w2 == 0) out.rejected_spans = static_cast<std::int64_t>(v2);
-      if (n2 == 2 && w2 == 2) out.error_message = std::string(d2);
-    }
+    if (!r.field(num, wire, v, data) || !fn(num, wire, v, data)) return false;
   }
   return true;
+}
+
+}  // namespace
+
+bool decode_partial_success_proto(std::string_view body, PartialSuccess& out) {
+  out = {};
+  // ExportTraceServiceResponse { partial_success = 1 { rejected_spans = 1; error_message = 2 } }
+  return for_each_field(body, [&](std::uint32_t num, std::uint32_t wire, std::uint64_t,
+                                  std::string_view data) {
+    if (num != 1 || wire != 2) return true;
+    out.present = true;
+    return for_each_field(data, [&](std::uint32_t n, std::uint32_t w, std::uint64_t v,
+                                    std::string_view d) {
+      if (n == 1 && w == 0) out.rejected_spans = static_cast<std::int64_t>(v);
+      if (n == 2 && w == 2) out.error_message = std::string(d);
+      return true;
+    });
+  });
 }
 
 bool decode_partial_success_json(std::string_view body, PartialSuccess& out) {
@@ -332,16 +339,14 @@ bool decode_partial_success_json(std::string_view body, PartialSuccess& out) {
 }
 
 std::string decode_rpc_status_message(std::string_view body) {
-  Reader r = reader_of(body);
+  // google.rpc.Status { message = 2 }
   std::string msg;
-  while (r.p != r.end) {
-    std::uint32_t num, wire;
-    std::uint64_t v = 0;
-    std::string_view data;
-    if (!r.field(num, wire, v, data)) return {};
+  const bool ok = for_each_field(body, [&](std::uint32_t num, std::uint32_t wire, std::uint64_t,
+                                           std::string_view data) {
     if (num == 2 && wire == 2) msg = std::string(data);
-  }
-  return msg;
+    return true;
+  });
+  return ok ? msg : std::string();
 }
 
 }  // namespace chsync::otlp

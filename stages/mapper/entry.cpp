@@ -90,6 +90,19 @@ bool get_object(od::value v, od::object& o) {
   return true;
 }
 
+// fn(object) for every element of the array v that is an object (other elements are skipped).
+template <class F>
+void for_each_object_in(od::value v, F&& fn) {
+  od::array arr;
+  check(v.get_array().get(arr));
+  for (auto br : arr) {
+    od::value b;
+    check(std::move(br).get(b));
+    od::object o;
+    if (get_object(b, o)) fn(o);
+  }
+}
+
 // fn(key, value) for every field of o, in file order.
 template <class F>
 void for_each_field(od::object& o, F&& fn) {
@@ -129,13 +142,7 @@ std::string result_text(od::value v) {
   if (t == od::json_type::string) return std::string(get_sv(v));
   if (t != od::json_type::array) return t == od::json_type::null ? std::string() : raw_json(v);
   std::string out;
-  od::array arr;
-  check(v.get_array().get(arr));
-  for (auto br : arr) {
-    od::value b;
-    check(std::move(br).get(b));
-    od::object bo;
-    if (!get_object(b, bo)) continue;
+  for_each_object_in(v, [&](od::object& bo) {
     std::string type, text, tool_name;
     for_each_field(bo, [&](std::string_view k, od::value fv) {
       if (k == "type") type = opt_string(fv);
@@ -147,7 +154,7 @@ std::string result_text(od::value v) {
     else if (type == "image") out += "[image]";
     else if (type == "tool_reference") out += "[tool_reference " + tool_name + "]";
     else out += "[" + type + "]";
-  }
+  });
   return out;
 }
 
@@ -179,13 +186,7 @@ void parse_content(od::value v, Entry& e) {
     return;
   }
   if (t != od::json_type::array) return;
-  od::array arr;
-  check(v.get_array().get(arr));
-  for (auto br : arr) {
-    od::value bv;
-    check(std::move(br).get(bv));
-    od::object bo;
-    if (!get_object(bv, bo)) continue;
+  for_each_object_in(v, [&](od::object& bo) {
     Block b;
     ToolResult r;
     std::string type;
@@ -203,20 +204,20 @@ void parse_content(od::value v, Entry& e) {
     });
     if (type == "tool_result") {
       e.results.push_back(std::move(r));
-      continue;
+      return;
     }
     if (type == "image") {
       e.has_image = true;
       if (!e.text.empty()) e.text += '\n';
       e.text += "[image]";
-      continue;
+      return;
     }
     if (e.type == EntryType::kUser) {
       if (type == "text") {
         if (!e.text.empty()) e.text += '\n';
         e.text += b.text;
       }
-      continue;
+      return;
     }
     if (type == "text") b.type = Block::Type::kText;
     else if (type == "thinking") b.type = Block::Type::kThinking;
@@ -224,7 +225,7 @@ void parse_content(od::value v, Entry& e) {
     else b.type_name = type;
     if (b.type == Block::Type::kToolUse && !has_input) b.input_json = "{}";
     e.blocks.push_back(std::move(b));
-  }
+  });
 }
 
 void parse_message(od::value v, Entry& e) {
