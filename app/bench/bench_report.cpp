@@ -157,68 +157,102 @@ std::string render_table(const BenchResult& r) {
 
 std::string render_json(const BenchResult& r) {
   const auto& h = r.latency;
-  std::string j = "{\"schema\":\"chsync.bench/1\",\"backend\":";
-  append_json_string(j, r.backend);
-  j += ",\"endpoint\":";
-  append_json_string(j, r.endpoint);
-  j += ",\"mode\":";
-  append_json_string(j, r.mode);
-  j += fmt::format(",\"duration_s\":{},\"ramp_s\":{},\"elapsed_s\":{},\"concurrency\":{},\"batch_spans\":{}",
-                   num(r.duration_s), num(r.ramp_s), num(r.elapsed_s), r.concurrency, r.batch_spans);
-  j += ",\"compression\":";
-  append_json_string(j, r.compression);
-  j += fmt::format(",\"latency_ms\":{{\"count\":{},\"min\":{},\"mean\":{},\"p50\":{},\"p90\":{},"
-                   "\"p99\":{},\"p999\":{},\"max\":{}}}",
-                   h.count(), num(ms(h.min_us())), num(ms(h.mean_us())), num(ms(h.percentile_us(50))),
-                   num(ms(h.percentile_us(90))), num(ms(h.percentile_us(99))),
-                   num(ms(h.percentile_us(99.9))), num(ms(h.max_us())));
+  std::string j;
+  JsonWriter w(j);
+  // Measured values: 3 decimals, a non-finite one as 0 (num()).
+  const auto m = [&](std::string_view k, double v) { w.key(k).raw(num(v)); };
+  w.begin_object()
+      .field("schema", "chsync.bench/1")
+      .field("backend", r.backend)
+      .field("endpoint", r.endpoint)
+      .field("mode", r.mode);
+  m("duration_s", r.duration_s);
+  m("ramp_s", r.ramp_s);
+  m("elapsed_s", r.elapsed_s);
+  w.field("concurrency", r.concurrency)
+      .field("batch_spans", r.batch_spans)
+      .field("compression", r.compression)
+      .key("latency_ms")
+      .begin_object()
+      .field("count", h.count());
+  m("min", ms(h.min_us()));
+  m("mean", ms(h.mean_us()));
+  m("p50", ms(h.percentile_us(50)));
+  m("p90", ms(h.percentile_us(90)));
+  m("p99", ms(h.percentile_us(99)));
+  m("p999", ms(h.percentile_us(99.9)));
+  m("max", ms(h.max_us()));
+  w.end_object();
   const double secs = std::max(r.elapsed_s, 1e-9);
-  j += fmt::format(",\"rate\":{{\"target\":{},\"achieved\":{},\"unit\":\"{}\",\"requests_per_s\":{},"
-                   "\"spans_per_s\":{},\"spans_ok_per_s\":{}}}",
-                   num(r.target_rate), num(r.achieved_rate()), r.rate_unit,
-                   num(static_cast<double>(r.requests_sent) / secs),
-                   num(static_cast<double>(r.spans_sent) / secs),
-                   num(static_cast<double>(r.spans_ok) / secs));
-  j += fmt::format(",\"requests\":{{\"sent\":{},\"completed\":{},\"ok\":{},\"unfinished\":{}}}",
-                   r.requests_sent, r.requests_completed, r.requests_ok, r.unfinished);
-  j += fmt::format(",\"error_rate\":{},\"stopped_early\":{}", num(r.error_rate()),
-                   r.stopped_early ? "true" : "false");
-  j += ",\"first_error\":";
-  append_json_string(j, r.first_error);
-  j += fmt::format(",\"spans\":{{\"sent\":{},\"ok\":{}}}", r.spans_sent, r.spans_ok);
-  j += ",\"status_codes\":{";
-  bool first = true;
-  for (const auto& [code, n] : r.status_codes) {
-    j += fmt::format("{}\"{}\":{}", first ? "" : ",", code, n);
-    first = false;
-  }
-  j += fmt::format("}},\"errors\":{{\"total\":{},\"http\":{},\"transport\":{}", r.errors_http + r.errors_transport,
-                   r.errors_http, r.errors_transport);
-  j += ",\"by_kind\":{";
-  first = true;
-  for (const auto& [kind, n] : r.transport_errors) {
-    if (!first) j += ",";
-    append_json_string(j, kind);
-    j += fmt::format(":{}", n);
-    first = false;
-  }
-  j += fmt::format("}}}},\"retries\":{},\"bytes\":{{\"raw\":{},\"sent\":{}}}", r.retries, r.bytes_raw,
-                   r.bytes_sent);
-  j += fmt::format(",\"input\":{{\"spans\":{},\"bytes_encoded\":{},\"requests\":{},\"truncated\":{},"
-                   "\"loops\":{},\"id_salt\":",
-                   r.input_spans, r.input_bytes_encoded, r.input_batches,
-                   r.input_truncated ? "true" : "false", r.loops);
-  append_json_string(j, r.id_salt);
-  j += fmt::format("}},\"max_schedule_lag_ms\":{},\"timeline\":[", num(r.max_schedule_lag_ms));
+  w.key("rate").begin_object();
+  m("target", r.target_rate);
+  m("achieved", r.achieved_rate());
+  w.field("unit", r.rate_unit);
+  m("requests_per_s", static_cast<double>(r.requests_sent) / secs);
+  m("spans_per_s", static_cast<double>(r.spans_sent) / secs);
+  m("spans_ok_per_s", static_cast<double>(r.spans_ok) / secs);
+  w.end_object()
+      .key("requests")
+      .begin_object()
+      .field("sent", r.requests_sent)
+      .field("completed", r.requests_completed)
+      .field("ok", r.requests_ok)
+      .field("unfinished", r.unfinished)
+      .end_object();
+  m("error_rate", r.error_rate());
+  w.field("stopped_early", r.stopped_early)
+      .field("first_error", r.first_error)
+      .key("spans")
+      .begin_object()
+      .field("sent", r.spans_sent)
+      .field("ok", r.spans_ok)
+      .end_object()
+      .key("status_codes")
+      .begin_object();
+  for (const auto& [code, n] : r.status_codes) w.field(std::to_string(code), n);
+  w.end_object()
+      .key("errors")
+      .begin_object()
+      .field("total", r.errors_http + r.errors_transport)
+      .field("http", r.errors_http)
+      .field("transport", r.errors_transport)
+      .key("by_kind")
+      .begin_object();
+  for (const auto& [kind, n] : r.transport_errors) w.field(kind, n);
+  w.end_object()
+      .end_object()
+      .field("retries", r.retries)
+      .key("bytes")
+      .begin_object()
+      .field("raw", r.bytes_raw)
+      .field("sent", r.bytes_sent)
+      .end_object()
+      .key("input")
+      .begin_object()
+      .field("spans", r.input_spans)
+      .field("bytes_encoded", r.input_bytes_encoded)
+      .field("requests", r.input_batches)
+      .field("truncated", r.input_truncated)
+      .field("loops", r.loops)
+      .field("id_salt", r.id_salt)
+      .end_object();
+  m("max_schedule_lag_ms", r.max_schedule_lag_ms);
+  w.key("timeline").begin_array();
   for (std::size_t i = 0; i < r.timeline.size(); ++i) {
     const auto& s = r.timeline[i];
-    j += fmt::format("{}{{\"second\":{},\"requests\":{},\"spans\":{},\"ok\":{},\"errors\":{},"
-                     "\"p50_ms\":{},\"p99_ms\":{},\"max_ms\":{}}}",
-                     i ? "," : "", i, s.requests, s.spans, s.ok, s.errors,
-                     num(ms(s.latency.percentile_us(50))), num(ms(s.latency.percentile_us(99))),
-                     num(ms(s.latency.max_us())));
+    w.begin_object()
+        .field("second", i)
+        .field("requests", s.requests)
+        .field("spans", s.spans)
+        .field("ok", s.ok)
+        .field("errors", s.errors);
+    m("p50_ms", ms(s.latency.percentile_us(50)));
+    m("p99_ms", ms(s.latency.percentile_us(99)));
+    m("max_ms", ms(s.latency.max_us()));
+    w.end_object();
   }
-  j += "]}\n";
+  w.end_array().end_object();
+  j += '\n';
   return j;
 }
 
