@@ -1,0 +1,154 @@
+// Dispatcher (stages/dispatcher): ordering, dedupe and routing of mapped bundles, driven through
+// its result queue with a recording exporter that acknowledges every span as it is sent.
+#include "stages/dispatcher/dispatcher.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <vector>
+
+namespace chsync {
+namespace {
+
+constexpr std::size_t kBundles = 4;
+
+// Synchronous exporter: send() records (bundle, key) and acknowledges at once. fail_at: the
+// send() call (0-based) that reports the exporter fatal.
+class RecordingExporter final : public Exporter {
+ public:
+  std::string_view instance() const noexcept override { return "rec"; }
+  bool send(std::vector<Span>&& spans) override {
+    if (calls_++ == fail_at) {
+      fatal_ = true;
+      return false;
+    }
+    Ack a;
+    for (const Span& s : spans) {
+      sent.emplace_back(s.bundle_seq, s.span_key());
+      a.spans.push_back(SpanRef{s.span_key(), s.bundle_seq});
+    }
+    if (ack_) ack_(std::move(a));
+    return true;
+  }
+  bool stop(std::chrono::milliseconds) noexcept override { return true; }
+  bool fatal() const noexcept override { return fatal_; }
+  std::string fatal_reason() const override { return fatal_ ? "test" : ""; }
+  ExporterStats stats() const override { return {}; }
+
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> sent;  // (bundle, span key)
+  int fail_at = -1;
+
+ private:
+  int calls_ = 0;
+  bool fatal_ = false;
+};
+
+// Bundle b's spans: keys 100*b + 1 .. 100*b + n.
+BundleResult result(std::size_t b, int n) {
+  BundleResult r;
+  r.bundle_index = b;
+  for (int i = 1; i <= n; ++i) {
+    Span s;
+    s.span_id = span_id_from_key(100 * b + static_cast<std::uint64_t>(i));
+    s.bundle_seq = b;
+    r.spans.push_back(std::move(s));
+  }
+  return r;
+}
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  DispatcherTest() : bundles_(kBundles), outcomes_(kBundles), needs_(kBundles, true) {
+    for (std::size_t b = 0; b < kBundles; ++b) bundles_[b].seq = b;
+    DeliveryLedger::Wiring lw;
+    lw.instance = "rec";
+    lw.bundles = &bundles_;
+    lw.outcomes = &outcomes_;
+    lw.dedupe = &dedupe_;
+    lw.failure = &failure_;
+    lw.on_bundle_final = [this](std::size_t b, bool failed, bool) { finals_.emplace_back(b, failed); };
+    ledger_ = std::make_unique<DeliveryLedger>(std::move(lw));
+    ledger_->attach(exporter_, /*synchronous=*/true);
+  }
+
+  void run(bool ordered, const std::vector<BundleResult>& in) {
+    Dispatcher::Wiring w;
+    w.bundles = &bundles_;
+    w.any_need = &needs_;
+    w.routes = {Dispatcher::Route{"rec", &exporter_, &dedupe_, ledger_.get(), &needs_}};
+    w.results = &results_;
+    w.outcomes = &outcomes_;
+    w.budget = &budget_;
+    w.ordered = ordered;
+    w.stop_requested = [this] { return stop_.load(); };
+    w.request_stop = [this] { stop_ = true; };
+    Dispatcher d(std::move(w));
+    for (const auto& r : in) ASSERT_TRUE(results_.push(r, result_bytes(r)));
+    results_.close();
+    d.run();
+    EXPECT_TRUE(d.stop(std::chrono::milliseconds(100)));
+  }
+  std::vector<std::uint64_t> bundle_order() const {
+    std::vector<std::uint64_t> order;
+    for (auto [b, k] : exporter_.sent)
+      if (order.empty() || order.back() != b) order.push_back(b);
+    return order;
+  }
+
+  std::vector<Bundle> bundles_;
+  BundleOutcomes outcomes_;
+  std::vector<bool> needs_;
+  SpanDedupe dedupe_;
+  StateFailure failure_;
+  RecordingExporter exporter_;
+  std::unique_ptr<DeliveryLedger> ledger_;
+  MemoryBudget budget_{64u << 20, true, 1};
+  BoundedQueue<BundleResult> results_{64u << 20};
+  std::atomic<bool> stop_{false};
+  std::vector<std::pair<std::size_t, bool>> finals_;
+};
+
+TEST_F(DispatcherTest, OrderedOutputFollowsBundleOrderWhateverTheArrival) {
+  run(/*ordered=*/true, {result(2, 1), result(0, 2), result(3, 1), result(1, 3)});
+  EXPECT_EQ(bundle_order(), (std::vector<std::uint64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(exporter_.sent.size(), 7u);
+  EXPECT_EQ(finals_.size(), kBundles);
+  for (auto [b, failed] : finals_) EXPECT_FALSE(failed) << b;
+}
+
+TEST_F(DispatcherTest, UnorderedOutputGoesAsBundlesArrive) {
+  run(/*ordered=*/false, {result(2, 1), result(0, 1), result(3, 1), result(1, 1)});
+  EXPECT_EQ(bundle_order(), (std::vector<std::uint64_t>{2, 0, 3, 1}));
+}
+
+TEST_F(DispatcherTest, SpansDeliveredBeforeOrRepeatedAreNotSent) {
+  dedupe_.set_delivered({102});  // delivered by an earlier run
+  BundleResult twice = result(2, 1);
+  twice.spans.push_back(twice.spans.front());  // the same span id twice in one run
+  run(/*ordered=*/false, {result(1, 3), twice});
+  std::vector<std::uint64_t> keys;
+  for (auto [b, k] : exporter_.sent) keys.push_back(k);
+  EXPECT_EQ(keys, (std::vector<std::uint64_t>{101, 103, 201}));
+  EXPECT_EQ(dedupe_.deduped(), 2u);
+}
+
+TEST_F(DispatcherTest, BundlesTheInstanceDoesNotNeedAreSkipped) {
+  needs_[1] = false;
+  run(/*ordered=*/false, {result(0, 1), result(1, 2), result(2, 1)});
+  EXPECT_EQ(bundle_order(), (std::vector<std::uint64_t>{0, 2}));
+}
+
+// A fatal exporter stops the run: nothing more is sent, and no bundle it did not take is ever
+// reported complete (their files are read again by the next run).
+TEST_F(DispatcherTest, FatalExporterRequestsTheStopAndSendsNothingMore) {
+  exporter_.fail_at = 1;
+  run(/*ordered=*/false, {result(0, 1), result(1, 1), result(2, 1)});
+  EXPECT_TRUE(stop_.load());
+  EXPECT_EQ(bundle_order(), (std::vector<std::uint64_t>{0}));
+  ASSERT_EQ(finals_.size(), 1u);
+  EXPECT_EQ(finals_[0], std::make_pair(std::size_t{0}, false));
+  EXPECT_EQ(ledger_->counts().delivered, 1u);
+}
+
+}  // namespace
+}  // namespace chsync
