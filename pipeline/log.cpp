@@ -80,7 +80,29 @@ std::string json_line(Level level, std::string_view message, const std::vector<F
 }
 
 void write(Level level, std::string_view message, const std::vector<Field>& fields, bool text_fields) {
+  stderr_logger().write(level, message, fields, text_fields);
+}
+
+const Logger& stderr_logger() {
+  static const Logger logger;
+  return logger;
+}
+
+void Logger::write(Level level, std::string_view message, const std::vector<Field>& fields,
+                   bool text_fields) const {
   if (level < g_min) return;
+  const std::string line = format_line(level, message, fields, text_fields);
+  if (sink_) {
+    sink_(level, line);
+    return;
+  }
+  std::lock_guard lock(g_mu);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+std::string format_line(Level level, std::string_view message, const std::vector<Field>& fields,
+                        bool text_fields) {
   std::string line;
   if (g_format == Format::kJson) {
     line = json_line(level, message, fields) + "\n";
@@ -98,9 +120,7 @@ void write(Level level, std::string_view message, const std::vector<Field>& fiel
       for (const auto& f : fields) line += " " + f.key + "=" + f.value;
     line += "\n";
   }
-  std::lock_guard lock(g_mu);
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  return line;
 }
 
 void install_spdlog_sink() {

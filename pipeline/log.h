@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,32 @@ void write(Level level, std::string_view message, const std::vector<Field>& fiel
            bool text_fields = true);
 // The text of a JSON log line (no newline), for callers that write it themselves.
 std::string json_line(Level level, std::string_view message, const std::vector<Field>& fields);
+
+// The formatted line (newline included) of a message, as write() would put it on stderr.
+std::string format_line(Level level, std::string_view message, const std::vector<Field>& fields,
+                        bool text_fields);
+
+// A logger object, passed to the library code that logs (input problems, map workers, HTTP
+// exporters) instead of reached as a global. Level and format are the process's (configure());
+// the lines go to stderr, or to `sink` (tests capture what a module says). Thread-safe like
+// write(); copying is cheap (a sink shares its target).
+class Logger {
+ public:
+  using Sink = std::function<void(Level, const std::string& line)>;
+  Logger() = default;  // stderr
+  explicit Logger(Sink sink) : sink_(std::move(sink)) {}
+  void write(Level level, std::string_view message, const std::vector<Field>& fields = {},
+             bool text_fields = true) const;
+  void info(std::string_view m) const { write(Level::kInfo, m); }
+  void warn(std::string_view m) const { write(Level::kWarn, m); }
+  void error(std::string_view m) const { write(Level::kError, m); }
+  void debug(std::string_view m) const { write(Level::kDebug, m); }
+
+ private:
+  Sink sink_;
+};
+// The process's stderr logger (what the free functions above write through).
+const Logger& stderr_logger();
 
 // Makes spdlog's default logger write through this logger (level and format follow configure()).
 void install_spdlog_sink();

@@ -15,7 +15,8 @@ namespace chsync {
 void SyncRun::wire_stages() {
   const auto& bundles = disc_.bundles;
   const bool lease_mode = work_table_ != nullptr;
-  problems_ = std::make_unique<InputProblems>(opt_.quiet, opt_.max_bad_line_messages);
+  problems_ = std::make_unique<InputProblems>(opt_.quiet, opt_.max_bad_line_messages,
+                                            log::stderr_logger());
   outcomes_ = std::make_unique<BundleOutcomes>(bundles.size());
   work_ = std::make_unique<BoundedQueue<WorkItem>>(budget_->work_queue_bytes());
   results_ = std::make_unique<BoundedQueue<BundleResult>>(budget_->result_queue_bytes());

@@ -1,6 +1,6 @@
 #include "backends/http/batching_exporter.h"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -318,7 +318,8 @@ void BatchingHttpExporter::start_part(std::uint64_t id) {
 
 void BatchingHttpExporter::note_error_locked(const std::string& what) {
   stats_.last_error = what;
-  spdlog::debug("{}[{}]: request failed: {}", options_.kind, options_.instance, what);
+  if (log::enabled(log::Level::kDebug))
+    logger().debug(fmt::format("{}[{}]: request failed: {}", options_.kind, options_.instance, what));
 }
 
 void BatchingHttpExporter::set_fatal_locked(std::string reason) {
@@ -326,7 +327,7 @@ void BatchingHttpExporter::set_fatal_locked(std::string reason) {
   if (fatal_) return;
   fatal_ = true;
   fatal_reason_ = std::move(reason);
-  spdlog::error("{}[{}]: {}", options_.kind, options_.instance, fatal_reason_);
+  logger().error(fmt::format("{}[{}]: {}", options_.kind, options_.instance, fatal_reason_));
   cv_.notify_all();
 }
 
@@ -451,8 +452,9 @@ void BatchingHttpExporter::on_success_locked(Flight& f, const Response& r, std::
     // Every span recorded as rejected is counted, also when the backend only gave a number
     // (its number is in the reason): the report's counts then add up to the spans sent.
     stats_.spans_rejected += rejected.size();
-    spdlog::warn("{}[{}]: the backend rejected spans of a {}-span request: {}", options_.kind, options_.instance,
-                 part.items.size(), printable_excerpt(rd.rejected_reason));
+    logger().warn(fmt::format("{}[{}]: the backend rejected spans of a {}-span request: {}",
+                              options_.kind, options_.instance, part.items.size(),
+                              printable_excerpt(rd.rejected_reason)));
     dead_locked(f, part, rejected, rd.rejected_status != 0 ? rd.rejected_status : r.status,
                 "rejected: " + printable_excerpt(rd.rejected_reason), acks);
   }

@@ -45,6 +45,8 @@
 #include <string_view>
 #include <vector>
 
+#include "pipeline/log.h"
+
 #include "backends/exporter.h"
 #include "backends/http/http_client.h"
 #include "backends/http/retry_policy.h"
@@ -104,6 +106,7 @@ struct BatchingOptions {
   RetryPolicy retry{};
   double rate = 0;  // 0: unlimited
   bool rate_is_spans = false;
+  const log::Logger* logger = nullptr;  // failures, rejections; null: the process's stderr logger
 };
 
 // The batching options of a backend's options (any struct with the fields named below; rate and
@@ -193,6 +196,7 @@ class BatchingHttpExporter : public Exporter {
   void fail_all_locked(Flight& f, std::vector<Ack>& acks, const std::string& reason);
   void set_fatal_locked(std::string reason);
   void note_error_locked(const std::string& what);  // stats_.last_error + a debug line
+  const log::Logger& logger() const { return options_.logger ? *options_.logger : log::stderr_logger(); }
   std::vector<std::string_view> views_of(const Flight& f, const Part& p) const;
   std::string excerpt(const Response& r) const;
   void deliver(std::vector<Ack>& acks);

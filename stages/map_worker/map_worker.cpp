@@ -112,7 +112,7 @@ BundleResult MapWorkers::map_bundle(WorkItem& item) {
                          fmt::format("line of {} bytes exceeds --max-line-bytes", n)});
     };
     if (f.size == 0 && f.kind != SourceKind::kStdin && !w_.quiet)
-      log::info(f.display + ": empty file (nothing to export)");
+      w_.problems->logger().info(f.display + ": empty file (nothing to export)");
     const ReadResult rr = read_file(item, fi, on_line, on_too_long);
     fo.lines = rr.end_line;
     fo.end_offset = rr.end_offset;
