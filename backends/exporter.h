@@ -120,6 +120,7 @@ class Exporter {
   virtual bool stop(std::chrono::milliseconds drain_timeout) noexcept = 0;
   virtual bool fatal() const noexcept = 0;
   virtual std::string fatal_reason() const = 0;
+  // Any thread, any time (the progress line and the metrics endpoint read it during the run).
   virtual ExporterStats stats() const = 0;
 
   void set_ack_fn(AckFn fn) { ack_ = std::move(fn); }

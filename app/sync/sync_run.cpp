@@ -226,7 +226,6 @@ void SyncRun::sample_metrics(std::vector<MetricSample>& out) const {
     const DeliveryCounts c = inst->ledger->counts();
     add("chsync_spans_synced_total", b, d(c.delivered));
     add("chsync_dead_letters_total", b, d(c.dead));
-    if (inst->synchronous && !run_finished_.load()) continue;  // their stats: dispatcher only
     const ExporterStats st = inst->exporter->stats();
     add("chsync_bytes_sent_total", b, d(st.bytes_wire));
     add("chsync_in_flight_requests", b, d(st.in_flight));

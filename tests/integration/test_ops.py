@@ -133,7 +133,9 @@ class MetricsTest(TempTestCase):
                 [CHSYNC, "sync", data, "--backend", "otlp", "--endpoint", sink.traces_url,
                  "--settle", "0", "--db", self.db(), "--batch-spans", "250", "--max-in-flight", "1",
                  "--metrics-listen", "127.0.0.1:0", "--metrics-file", prom,
-                 "--progress-interval", "0"],
+                 "--progress-interval", "0",
+                 # A synchronous backend beside it: its stats are sampled mid-run too.
+                 "--backend", "file", "--output", os.path.join(self.tmp, "spans.jsonl")],
                 stdout=subprocess.DEVNULL, stderr=ef, env=clean_env())
         try:
             url = None
@@ -162,6 +164,7 @@ class MetricsTest(TempTestCase):
             req = 'chsync_requests_total{backend="otlp",status="200"}'
             self.assertGreater(b[req], a.get(req, 0))
             self.assertGreater(b['chsync_bytes_sent_total{backend="otlp"}'], 0)
+            self.assertGreater(b['chsync_bytes_sent_total{backend="file"}'], 0)
             self.assertIn('chsync_in_flight_requests{backend="otlp"}', b)
             self.assertIn('chsync_queue_bytes{queue="work"}', b)
             self.assertIn('chsync_stage_blocked_seconds_total{stage="sender.otlp"}', b)
