@@ -26,6 +26,9 @@ void MapWorkers::encode_ahead(BundleResult& res,
       encoders[ii]->encode(sp, enc->blob);
       enc->ends.push_back(enc->blob.size());
     }
+    // The blob grew by doubling: give back the slack before it waits in the queues (up to half
+    // of it; result_bytes charges the capacity).
+    if (enc->blob.capacity() > enc->blob.size() + enc->blob.size() / 4) enc->blob.shrink_to_fit();
     res.encoded[ii] = std::move(enc);
   }
 }

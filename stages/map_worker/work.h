@@ -50,7 +50,7 @@ inline std::uint64_t result_bytes(const BundleResult& r) {
   std::uint64_t sz = 64;
   for (const auto& s : r.spans) sz += approx_bytes(s);
   for (const auto& e : r.encoded)
-    if (e) sz += e->blob.size() + e->ends.size() * sizeof(std::size_t);
+    if (e) sz += e->blob.capacity() + e->ends.capacity() * sizeof(std::size_t);
   return sz;
 }
 
