@@ -92,6 +92,18 @@ struct EncodedSpans {
     const std::size_t begin = i == 0 ? 0 : ends[i - 1];
     return std::string_view(blob).substr(begin, ends[i] - begin);
   }
+  // Encodes one more span at the end.
+  void add(SpanBytesEncoder& encoder, const Span& s) {
+    encoder.encode(s, blob);
+    ends.push_back(blob.size());
+  }
+  // One view per span, as send_encoded() takes them.
+  std::vector<std::string_view> views() const {
+    std::vector<std::string_view> v;
+    v.reserve(ends.size());
+    for (std::size_t i = 0; i < ends.size(); ++i) v.push_back(span(i));
+    return v;
+  }
 };
 
 class Exporter {

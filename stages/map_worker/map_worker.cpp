@@ -22,10 +22,7 @@ void MapWorkers::encode_ahead(BundleResult& res,
     if (!encoders[ii]) continue;
     auto enc = std::make_shared<EncodedSpans>();
     enc->ends.reserve(res.spans.size());
-    for (const auto& sp : res.spans) {
-      encoders[ii]->encode(sp, enc->blob);
-      enc->ends.push_back(enc->blob.size());
-    }
+    for (const auto& sp : res.spans) enc->add(*encoders[ii], sp);
     // The blob grew by doubling: give back the slack before it waits in the queues (up to half
     // of it; result_bytes charges the capacity).
     if (enc->blob.capacity() > enc->blob.size() + enc->blob.size() / 4) enc->blob.shrink_to_fit();

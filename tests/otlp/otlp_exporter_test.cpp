@@ -558,15 +558,10 @@ TEST(OtlpExporterTest, EncodedAheadRequestsEqualSendRequests) {
         std::thread worker([&] {  // a map worker's thread, with its own encoder
           auto encoder = exp.make_encoder();
           ASSERT_NE(encoder, nullptr);
-          for (const auto& s : spans) {
-            encoder->encode(s, enc.blob);
-            enc.ends.push_back(enc.blob.size());
-          }
+          for (const auto& s : spans) enc.add(*encoder, s);
         });
         worker.join();
-        std::vector<std::string_view> views;
-        for (std::size_t i = 0; i < enc.ends.size(); ++i) views.push_back(enc.span(i));
-        EXPECT_TRUE(exp.send_encoded(std::move(spans), views));
+        EXPECT_TRUE(exp.send_encoded(std::move(spans), enc.views()));
       } else {
         EXPECT_TRUE(exp.send(std::move(spans)));
       }
