@@ -58,4 +58,12 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
+std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept {
+  if (s.size() <= max_bytes) return s.size();
+  std::size_t cut = max_bytes;
+  // Step back over continuation bytes to the start of the sequence that would be split.
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return cut;
+}
+
 }  // namespace chsync

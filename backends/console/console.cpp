@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "backends/console/span_json.h"
+#include "pipeline/text.h"
 
 namespace chsync {
 namespace {
@@ -165,10 +166,7 @@ std::string one_line(std::string_view s) {
 std::string short_text(const std::optional<std::string>& s, std::size_t n) {
   if (!s) return "";
   if (s->size() <= n) return one_line(*s);
-  std::size_t cut = n;
-  // Back up over continuation bytes to the start of the character that straddles the cut.
-  while (cut > 0 && (static_cast<unsigned char>((*s)[cut]) & 0xC0) == 0x80) --cut;
-  return one_line(std::string_view(*s).substr(0, cut)) + "…";
+  return one_line(std::string_view(*s).substr(0, utf8_cut(*s, n))) + "…";
 }
 
 }  // namespace

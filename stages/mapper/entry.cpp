@@ -477,15 +477,6 @@ bool repair_utf8(std::string_view in, std::string& out) {
   return changed;
 }
 
-std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept {
-  if (s.size() <= max_bytes) return s.size();
-  std::size_t cut = max_bytes;
-  // Step back over continuation bytes to the start of the sequence that would be split.
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return cut;
-}
-
-
 std::string_view ltrim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t' || s.front() == '\r'))
     s.remove_prefix(1);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pipeline/span.h"
+#include "pipeline/text.h"
 
 namespace chsync::mapper {
 
@@ -149,8 +150,8 @@ bool is_prompt(const Entry& e) noexcept;
 
 // Replaces every invalid UTF-8 sequence by U+FFFD (maximal-subpart rule). Returns true if changed.
 bool repair_utf8(std::string_view in, std::string& out);
-// Largest prefix length <= max_bytes that does not split a UTF-8 sequence.
-std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept;
+// Largest prefix length <= max_bytes that does not split a UTF-8 sequence (pipeline/text.h).
+using chsync::utf8_cut;
 // JSON string literal (with quotes) for s: see pipeline/json_escape.h.
 using chsync::append_json_string;
 
