@@ -51,10 +51,10 @@ struct Ack {
 using AckFn = std::function<void(Ack&&)>;
 
 struct ExporterStats {
-  std::uint64_t requests = 0;        // HTTP requests attempted (including retries)
+  std::uint64_t requests = 0;  // HTTP requests attempted (including retries)
   std::uint64_t requests_ok = 0;
   std::map<std::string, std::uint64_t> retries;  // by cause: "429", "503", "reset", "timeout", ...
-  std::map<int, std::uint64_t> status_counts;   // by HTTP status
+  std::map<int, std::uint64_t> status_counts;    // by HTTP status
   std::uint64_t spans_delivered = 0;
   std::uint64_t spans_dead = 0;
   // Spans the backend answered and refused (4xx, a single span over 413, a Langfuse per-event
@@ -116,7 +116,8 @@ class Exporter {
   virtual std::unique_ptr<SpanBytesEncoder> make_encoder() const { return nullptr; }
   // send() with each span's bytes made by one of this exporter's encoders (encoded[i] is
   // spans[i]'s; the views stay valid until the call returns).
-  virtual bool send_encoded(std::vector<Span>&& spans, const std::vector<std::string_view>& encoded) {
+  virtual bool send_encoded(std::vector<Span>&& spans,
+                            const std::vector<std::string_view>& encoded) {
     (void)encoded;
     return send(std::move(spans));
   }
@@ -137,9 +138,7 @@ class Exporter {
 
   void set_ack_fn(AckFn fn) { ack_ = std::move(fn); }
   using BeforeSendFn = std::function<bool(const std::vector<SpanRef>&)>;
-  void set_before_send(BeforeSendFn fn) {
-    before_send_ = std::move(fn);
-  }
+  void set_before_send(BeforeSendFn fn) { before_send_ = std::move(fn); }
 
  protected:
   AckFn ack_;

@@ -1,8 +1,8 @@
 // Shared input for the benchmarks: a chsync-gen archive (generated once into a temp dir, or taken
 // from $CHSYNC_BENCH_DATA), discovered into bundles and loaded into memory with simdjson padding.
 //
-// Env: CHSYNC_BENCH_DATA=DIR uses DIR as is (e.g. tests/data/real or an existing chsync-gen output);
-// CHSYNC_BENCH_BYTES=64M sets the size generated otherwise (default 64M, seed 9).
+// Env: CHSYNC_BENCH_DATA=DIR uses DIR as is (e.g. tests/data/real or an existing chsync-gen
+// output); CHSYNC_BENCH_BYTES=64M sets the size generated otherwise (default 64M, seed 9).
 #pragma once
 
 #include <cstdint>

@@ -40,7 +40,8 @@ double secs_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-void report(const char* name, int threads, std::uint64_t bytes, double s, const std::string& extra = "") {
+void report(const char* name, int threads, std::uint64_t bytes, double s,
+            const std::string& extra = "") {
   std::printf("ceiling %s %d %llu %.4f %.1f %s\n", name, threads,
               static_cast<unsigned long long>(bytes), s, static_cast<double>(bytes) / 1e6 / s,
               extra.c_str());
@@ -87,8 +88,7 @@ std::uint64_t touch_object(simdjson::ondemand::object o) {
 
 std::uint64_t touch(simdjson::ondemand::value v) {
   switch (v.type().value_unsafe()) {
-    case simdjson::ondemand::json_type::object:
-      return touch_object(v.get_object().value_unsafe());
+    case simdjson::ondemand::json_type::object: return touch_object(v.get_object().value_unsafe());
     case simdjson::ondemand::json_type::array: {
       std::uint64_t n = 0;
       for (auto e : v.get_array().value_unsafe()) n += touch(e.value_unsafe());
@@ -96,8 +96,7 @@ std::uint64_t touch(simdjson::ondemand::value v) {
     }
     case simdjson::ondemand::json_type::string:
       return v.get_raw_json_string().value_unsafe().raw() != nullptr ? 1 : 0;
-    default:
-      return v.raw_json_token().size();
+    default: return v.raw_json_token().size();
   }
 }
 
@@ -134,7 +133,8 @@ int main(int argc, char** argv) {
       for (std::size_t i; (i = next.fetch_add(1)) < paths.size();) {
         int fd = ::open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) continue;
-        for (ssize_t r; (r = ::read(fd, buf.data(), buf.size())) > 0;) n += static_cast<std::size_t>(r);
+        for (ssize_t r; (r = ::read(fd, buf.data(), buf.size())) > 0;)
+          n += static_cast<std::size_t>(r);
         ::close(fd);
       }
       total += n;
@@ -156,7 +156,8 @@ int main(int argc, char** argv) {
         const char* p = buf.data();
         const char* end = p + buf.size();
         while (p < end) {
-          const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+          const char* nl =
+              static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
           if (!nl) nl = end;
           if (nl > p) {
             ++l;
@@ -212,12 +213,14 @@ int main(int argc, char** argv) {
           const char* end = p + buf.size();
           std::uint64_t ln = 0;
           while (p < end) {
-            const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+            const char* nl =
+                static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
             if (!nl) nl = end;
             ++ln;
             if (nl > p) {
               const std::size_t off = static_cast<std::size_t>(p - buf.data());
-              m.add_line(fi, std::string_view(p, static_cast<std::size_t>(nl - p)), buf.capacity() - off, ln, off);
+              m.add_line(fi, std::string_view(p, static_cast<std::size_t>(nl - p)),
+                         buf.capacity() - off, ln, off);
             }
             p = nl + 1;
           }
@@ -236,7 +239,8 @@ int main(int argc, char** argv) {
       out_bytes += ob;
     });
     report("chained", th, total.load(), s,
-           "spans=" + std::to_string(spans_n.load()) + " encoded=" + std::to_string(out_bytes.load()) +
+           "spans=" + std::to_string(spans_n.load()) +
+               " encoded=" + std::to_string(out_bytes.load()) +
                " spans_per_s=" + std::to_string(static_cast<std::uint64_t>(spans_n.load() / s)));
   }
 

@@ -22,7 +22,8 @@ std::vector<Span> corpus(int n) {
   std::vector<Span> v;
   std::string text;
   for (int i = 0; text.size() < 1200; ++i)
-    text += (i % 9 == 0) ? "caf\xC3\xA9 \xE2\x82\xAC " : "the quick brown fox jumps over the lazy dog ";
+    text +=
+        (i % 9 == 0) ? "caf\xC3\xA9 \xE2\x82\xAC " : "the quick brown fox jumps over the lazy dog ";
   for (int i = 0; i < n; ++i) {
     Span s;
     s.trace_id.fill(static_cast<std::uint8_t>(i));
@@ -50,7 +51,8 @@ std::vector<Span> corpus(int n) {
       s.input_is_json = true;
       s.output = text.substr(0, 800);
     }
-    s.metadata.push_back(chsync::Attr::string("entry_uuid", "9a0c0b9e-7c57-4b0a-8e0a-6f7b6ddf6f1d"));
+    s.metadata.push_back(
+        chsync::Attr::string("entry_uuid", "9a0c0b9e-7c57-4b0a-8e0a-6f7b6ddf6f1d"));
     s.metadata.push_back(chsync::Attr::integer("mapping_version", 1));
     v.push_back(std::move(s));
   }
@@ -70,7 +72,8 @@ void BM_EncodeSpans(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(spans.size()));
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
-  state.counters["span_bytes"] = static_cast<double>(out.size()) / static_cast<double>(spans.size());
+  state.counters["span_bytes"] =
+      static_cast<double>(out.size()) / static_cast<double>(spans.size());
 }
 BENCHMARK(BM_EncodeSpans)->Arg(0)->Arg(1)->Arg(2)->ArgName("profile");
 
@@ -100,7 +103,11 @@ void BM_Gzip(benchmark::State& state) {
   state.counters["body_MB"] = static_cast<double>(body.size()) / 1e6;
 }
 BENCHMARK(BM_Gzip<false>)->Arg(1)->Arg(6)->ArgName("zlib_level")->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Gzip<true>)->Arg(1)->Arg(6)->ArgName("libdeflate_level")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gzip<true>)
+    ->Arg(1)
+    ->Arg(6)
+    ->ArgName("libdeflate_level")
+    ->Unit(benchmark::kMillisecond);
 
 // Request bodies as the exporter sends them: the archive's spans (generic profile, protobuf),
 // cut at 512 spans or 4 MiB, whichever comes first. Capped at ~48 MB of bodies.
@@ -167,7 +174,12 @@ void BM_GzipArchive(benchmark::State& state) {
   state.counters["bodies"] = static_cast<double>(bodies.size());
 }
 BENCHMARK(BM_GzipArchive)
-    ->Arg(1)->Arg(2)->Arg(3)->Arg(4)->Arg(6)->Arg(9)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(3)
+    ->Arg(4)
+    ->Arg(6)
+    ->Arg(9)
     ->ArgName("libdeflate_level")
     ->Unit(benchmark::kMillisecond)
     ->MeasureProcessCPUTime();

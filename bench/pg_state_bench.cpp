@@ -73,8 +73,14 @@ void BM_PgClaimComplete(benchmark::State& state) {
   }
   state.SetItemsProcessed(n);
 }
-BENCHMARK(BM_PgClaimComplete)->Arg(1)->Arg(4)->Setup(setup_claims)->Teardown(teardown)
-    ->ThreadRange(1, 8)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_PgClaimComplete)
+    ->Arg(1)
+    ->Arg(4)
+    ->Setup(setup_claims)
+    ->Teardown(teardown)
+    ->ThreadRange(1, 8)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 // One 512-span request: begin_request (committed before the send) + finish_request (batched).
 void BM_PgAckRequest(benchmark::State& state) {
@@ -92,8 +98,12 @@ void BM_PgAckRequest(benchmark::State& state) {
   g_store->flush();
   state.SetItemsProcessed(state.iterations() * 512);
 }
-BENCHMARK(BM_PgAckRequest)->Setup(setup_plain)->Teardown(teardown)->ThreadRange(1, 8)
-    ->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_PgAckRequest)
+    ->Setup(setup_plain)
+    ->Teardown(teardown)
+    ->ThreadRange(1, 8)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 // File rows of one finished bundle (main file + 3 subagent files), committed with its acks.
 void BM_PgPutFiles(benchmark::State& state) {
@@ -115,8 +125,12 @@ void BM_PgPutFiles(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_PgPutFiles)->Setup(setup_plain)->Teardown(teardown)->ThreadRange(1, 8)
-    ->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_PgPutFiles)
+    ->Setup(setup_plain)
+    ->Teardown(teardown)
+    ->ThreadRange(1, 8)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 // The per-bundle dedupe query of a worker: 100 span keys, none delivered.
 void BM_PgCheckBundle(benchmark::State& state) {
@@ -133,8 +147,12 @@ void BM_PgCheckBundle(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_PgCheckBundle)->Setup(setup_plain)->Teardown(teardown)->ThreadRange(1, 8)
-    ->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_PgCheckBundle)
+    ->Setup(setup_plain)
+    ->Teardown(teardown)
+    ->ThreadRange(1, 8)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 }  // namespace
 

@@ -78,8 +78,9 @@ std::vector<chsync::Span> map_all(const chsync::MapOptions& mo, std::vector<chsy
     }
     spans.clear();
     m.finish(spans);
-    if (keep) keep->insert(keep->end(), std::make_move_iterator(spans.begin()),
-                           std::make_move_iterator(spans.end()));
+    if (keep)
+      keep->insert(keep->end(), std::make_move_iterator(spans.begin()),
+                   std::make_move_iterator(spans.end()));
   }
   return spans;
 }
@@ -129,7 +130,8 @@ void BM_IdHasherTrace(benchmark::State& state) {
   chsync::IdHasher h;
   std::uint64_t n = 0;
   for (auto _ : state) {
-    auto id = h.turn_trace("0b7f6c1e-4c4b-4a9e-9a55-1c9f0f3a2b11", "9a0c0b9e-7c57-4b0a-8e0a-6f7b6ddf6f1d");
+    auto id = h.turn_trace("0b7f6c1e-4c4b-4a9e-9a55-1c9f0f3a2b11",
+                           "9a0c0b9e-7c57-4b0a-8e0a-6f7b6ddf6f1d");
     benchmark::DoNotOptimize(id);
     ++n;
   }

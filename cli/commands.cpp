@@ -1,21 +1,21 @@
 #include "cli/commands.h"
 
 #include <archive.h>
-#include <boost/version.hpp>
 #include <fmt/format.h>
 #include <openssl/opensslv.h>
 #include <simdjson.h>
 #include <sqlite3.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <boost/version.hpp>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 
-#include "pipeline/json_writer.h"
 #include "app/dead_letters/dead_letters.h"
+#include "pipeline/json_writer.h"
 #include "pipeline/log.h"
 #include "stages/mapper/mapper.h"
 #include "stages/state/state_store.h"
@@ -24,10 +24,12 @@ namespace chsync {
 
 int cmd_version(const char* version, const char* revision) {
   std::printf("chsync %s (git %s)\n", version, revision);
-  std::printf("built with: simdjson %d.%d.%d, OpenSSL %s, SQLite %s, zlib %s, zstd %s, %s, Boost %d.%d\n",
-              int(simdjson::SIMDJSON_VERSION_MAJOR), int(simdjson::SIMDJSON_VERSION_MINOR), int(simdjson::SIMDJSON_VERSION_REVISION), OPENSSL_VERSION_STR, sqlite3_libversion(), zlibVersion(),
-              ZSTD_versionString(), archive_version_string(), BOOST_VERSION / 100000,
-              BOOST_VERSION / 100 % 1000);
+  std::printf(
+      "built with: simdjson %d.%d.%d, OpenSSL %s, SQLite %s, zlib %s, zstd %s, %s, Boost %d.%d\n",
+      int(simdjson::SIMDJSON_VERSION_MAJOR), int(simdjson::SIMDJSON_VERSION_MINOR),
+      int(simdjson::SIMDJSON_VERSION_REVISION), OPENSSL_VERSION_STR, sqlite3_libversion(),
+      zlibVersion(), ZSTD_versionString(), archive_version_string(), BOOST_VERSION / 100000,
+      BOOST_VERSION / 100 % 1000);
   return 0;
 }
 
@@ -104,9 +106,10 @@ int cmd_state(const std::string& db_path, const std::string& action, const std::
     if (std::filesystem::exists(prefix)) prefix = std::filesystem::canonical(prefix).string();
     for (const auto& inst : st->instances())
       if (instance.empty() || inst == instance) n += st->forget_files(inst, prefix);
-    std::printf("forgot %llu file rows under %s (their spans stay delivered; use --resend to "
-                "send them again)\n",
-                static_cast<unsigned long long>(n), prefix.c_str());
+    std::printf(
+        "forgot %llu file rows under %s (their spans stay delivered; use --resend to "
+        "send them again)\n",
+        static_cast<unsigned long long>(n), prefix.c_str());
   }
   st->flush();
   return 0;

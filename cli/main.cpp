@@ -17,19 +17,19 @@
 #include <set>
 #include <thread>
 
-#include "pipeline/json_writer.h"
 #include "app/config/backend_options.h"
+#include "app/config/config.h"
+#include "app/config/network.h"
+#include "app/config/units.h"
+#include "app/dead_letters/dead_letters.h"
+#include "app/metrics/metrics.h"
+#include "app/sync/sync.h"
 #include "backends/http/settings_check.h"
 #include "cli/bench_cli.h"
 #include "cli/commands.h"
-#include "app/config/network.h"
-#include "app/config/config.h"
-#include "app/metrics/metrics.h"
-#include "pipeline/log.h"
-#include "app/dead_letters/dead_letters.h"
-#include "app/sync/sync.h"
-#include "app/config/units.h"
 #include "pipeline/atomic_file.h"
+#include "pipeline/json_writer.h"
+#include "pipeline/log.h"
 #include "pipeline/text.h"
 #include "stages/mapper/mapper.h"
 #include "stages/redact/redact.h"
@@ -132,30 +132,41 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   auto map = [&](CLI::Option* o) { return o->group(kGroupMapping); };
   auto out = [&](CLI::Option* o) { return o->group(kGroupOutput); };
   auto so = [&](CLI::Option* o) { return o->group(kGroupScale); };
-  in(cmd->add_option("inputs", f.inputs,
-                     "Directories, .jsonl/.jsonl.gz/.jsonl.zst files, tar/tar.gz/tar.zst/zip "
-                     "archives, or - for stdin (default: $CLAUDE_PROJECTS_DIR or ~/.claude/projects)"))
+  in(cmd->add_option(
+         "inputs", f.inputs,
+         "Directories, .jsonl/.jsonl.gz/.jsonl.zst files, tar/tar.gz/tar.zst/zip "
+         "archives, or - for stdin (default: $CLAUDE_PROJECTS_DIR or ~/.claude/projects)"))
       ->type_name("PATH");
   in(cmd->add_option("--file", f.files, "Sync one file (repeatable)"))->type_name("PATH");
-  in(cmd->add_option("--include", f.include, "Only paths matching this glob (repeatable)"))->type_name("GLOB");
-  in(cmd->add_option("--exclude", f.exclude, "Skip paths matching this glob (repeatable)"))->type_name("GLOB");
-  in(cmd->add_option("--project", f.projects, "Only these project folders (glob, repeatable)"))->type_name("GLOB");
-  in(cmd->add_option("--session", f.sessions, "Only these session ids (glob, repeatable)"))->type_name("GLOB");
-  in(cmd->add_option("--since", f.since, "Only turns at or after this time (RFC 3339 or YYYY-MM-DD)"))->type_name("TIME");
+  in(cmd->add_option("--include", f.include, "Only paths matching this glob (repeatable)"))
+      ->type_name("GLOB");
+  in(cmd->add_option("--exclude", f.exclude, "Skip paths matching this glob (repeatable)"))
+      ->type_name("GLOB");
+  in(cmd->add_option("--project", f.projects, "Only these project folders (glob, repeatable)"))
+      ->type_name("GLOB");
+  in(cmd->add_option("--session", f.sessions, "Only these session ids (glob, repeatable)"))
+      ->type_name("GLOB");
+  in(cmd->add_option("--since", f.since,
+                     "Only turns at or after this time (RFC 3339 or YYYY-MM-DD)"))
+      ->type_name("TIME");
   in(cmd->add_option("--until", f.until, "Only turns before this time"))->type_name("TIME");
   in(cmd->add_option("--settle", f.settle,
                      "A turn in a file modified less than this ago is held back; default 10m"))
       ->type_name("DURATION");
-  in(cmd->add_option("--max-line-bytes", f.max_line_bytes, "Skip longer lines; default 64MiB"))->type_name("SIZE");
-  in(cmd->add_option("--workers,-w", f.workers, "Mapper threads; default: number of cores"))
-      ->check(CLI::Range(1, 256).description(""))->type_name("N");
-  in(cmd->add_option("--max-memory", f.max_memory,
-                     "Memory cap for queues and zstd/xz decoder windows (a window over a quarter is "
-                     "refused); default 256MiB"))
+  in(cmd->add_option("--max-line-bytes", f.max_line_bytes, "Skip longer lines; default 64MiB"))
       ->type_name("SIZE");
-  in(cmd->add_option("--max-spool", f.max_spool,
-                     "Disk cap for archive members spooled to TMPDIR at once (a member that does not "
-                     "fit is left out, exit 1; 0: none); default 4GiB"))
+  in(cmd->add_option("--workers,-w", f.workers, "Mapper threads; default: number of cores"))
+      ->check(CLI::Range(1, 256).description(""))
+      ->type_name("N");
+  in(cmd->add_option(
+         "--max-memory", f.max_memory,
+         "Memory cap for queues and zstd/xz decoder windows (a window over a quarter is "
+         "refused); default 256MiB"))
+      ->type_name("SIZE");
+  in(cmd->add_option(
+         "--max-spool", f.max_spool,
+         "Disk cap for archive members spooled to TMPDIR at once (a member that does not "
+         "fit is left out, exit 1; 0: none); default 4GiB"))
       ->type_name("SIZE");
 
   cmd->add_option("--config", f.config,
@@ -164,8 +175,10 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   cmd->add_flag("--print-config", f.print_config,
                 "Print every effective setting, where it came from (flag, env, file, default), "
                 "secrets masked, and exit");
-  st(cmd->add_option("--db", f.db, "SQLite state; env CHSYNC_DB, CH_SYNC_DB; default "
-                                   "$XDG_STATE_HOME/chsync/state.db"))->type_name("PATH");
+  st(cmd->add_option("--db", f.db,
+                     "SQLite state; env CHSYNC_DB, CH_SYNC_DB; default "
+                     "$XDG_STATE_HOME/chsync/state.db"))
+      ->type_name("PATH");
   st(cmd->add_flag("--dry-run", f.dry_run, "Map and count; send nothing, write no state"));
   st(cmd->add_flag("--rebuild-state", f.rebuild_state,
                    "Move a corrupt/foreign state aside and start over (re-sends everything)"));
@@ -175,61 +188,80 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
                   "console|file|null|otlp|langfuse|langfuse-legacy|phoenix or a [backends.NAME] "
                   "instance (repeatable); env CHSYNC_BACKEND, CH_SYNC_BACKEND; default console, "
                   "or otlp when --endpoint is given")
-      ->group(kGroupBackend)->type_name("NAME");
+      ->group(kGroupBackend)
+      ->type_name("NAME");
   add_backend_flags(cmd, f);
 
-  map(cmd->add_option("--max-field-bytes", f.max_field_bytes, "Truncate content fields; default 64KiB"))
+  map(cmd->add_option("--max-field-bytes", f.max_field_bytes,
+                      "Truncate content fields; default 64KiB"))
       ->type_name("SIZE");
-  map(cmd->add_flag("--trace-per-session", f.trace_per_session, "One trace per session, a span per turn"));
-  map(cmd->add_flag("--message-hash", f.message_hash,
-                    "Add a message hash (sha256 of type, session, time, uuid, message; chsync hash prints it) "
-                    "to metadata"));
+  map(cmd->add_flag("--trace-per-session", f.trace_per_session,
+                    "One trace per session, a span per turn"));
+  map(cmd->add_flag(
+      "--message-hash", f.message_hash,
+      "Add a message hash (sha256 of type, session, time, uuid, message; chsync hash prints it) "
+      "to metadata"));
   map(cmd->add_option("--trace-name", f.trace_name,
                       "Name of every root span and Langfuse trace (the turn number and the "
                       "prompt's first words are attributes); default claude-code"))
       ->type_name("NAME");
   map(cmd->add_option("--user-id", f.user_id, "user.id on every span"))->type_name("TEXT");
   map(cmd->add_option("--user-from-path", f.user_from_path,
-                      "Regex on the file path; its first capture group is the user id"))->type_name("REGEX");
-  map(cmd->add_flag("--redact", f.redact,
-                    "Replace secrets in content (API keys, tokens, passwords...) with [REDACTED:kind]"));
-  map(cmd->add_option("--redact-pattern", f.redact_patterns,
-                      "Extra secret regex (RE2 syntax; group 1 if any; repeatable; implies --redact)"))
+                      "Regex on the file path; its first capture group is the user id"))
+      ->type_name("REGEX");
+  map(cmd->add_flag(
+      "--redact", f.redact,
+      "Replace secrets in content (API keys, tokens, passwords...) with [REDACTED:kind]"));
+  map(cmd->add_option(
+          "--redact-pattern", f.redact_patterns,
+          "Extra secret regex (RE2 syntax; group 1 if any; repeatable; implies --redact)"))
       ->type_name("REGEX");
   map(cmd->add_flag("--no-content", f.no_content,
                     "Export structure and usage only: no prompts, outputs or tool results"));
 
   out(cmd->add_option("--format", f.format, "Console format; default text"))
-      ->check(CLI::IsMember({"text", "json"}).description(""))->type_name("text|json");
+      ->check(CLI::IsMember({"text", "json"}).description(""))
+      ->type_name("text|json");
   out(cmd->add_flag("--json", f.json, "Same as --format json"));
-  out(cmd->add_option("--report", f.report, "Write the run report as JSON to this file"))->type_name("PATH");
+  out(cmd->add_option("--report", f.report, "Write the run report as JSON to this file"))
+      ->type_name("PATH");
   out(cmd->add_option("--drain-timeout", f.drain_timeout,
-                      "On stop, wait this long for in-flight requests; default 30s"))->type_name("DURATION");
-  out(cmd->add_option("--progress-interval", f.progress_interval,
-                      "Log progress this often when stderr is not a terminal (0: never); default 10s"))
+                      "On stop, wait this long for in-flight requests; default 30s"))
       ->type_name("DURATION");
-  out(cmd->add_option("--metrics-listen", f.metrics_listen,
-                      "Serve Prometheus metrics at http://HOST:PORT/metrics during the run (loopback)"))
+  out(cmd->add_option(
+          "--progress-interval", f.progress_interval,
+          "Log progress this often when stderr is not a terminal (0: never); default 10s"))
+      ->type_name("DURATION");
+  out(cmd->add_option(
+          "--metrics-listen", f.metrics_listen,
+          "Serve Prometheus metrics at http://HOST:PORT/metrics during the run (loopback)"))
       ->type_name("HOST:PORT");
   out(cmd->add_option("--metrics-file", f.metrics_file,
-                      "Write a node-exporter textfile (.prom) at the end of the run"))->type_name("PATH");
-  out(cmd->add_flag("-v,--verbose", f.verbose, "More log output (every failed request with its reason)"));
+                      "Write a node-exporter textfile (.prom) at the end of the run"))
+      ->type_name("PATH");
+  out(cmd->add_flag("-v,--verbose", f.verbose,
+                    "More log output (every failed request with its reason)"));
   out(cmd->add_flag("-q,--quiet", f.quiet, "Only errors"));
   out(cmd->add_option("--log-format", f.log_format, "Lines on stderr; default text"))
-      ->check(CLI::IsMember({"text", "json"}).description(""))->type_name("text|json");
+      ->check(CLI::IsMember({"text", "json"}).description(""))
+      ->type_name("text|json");
 
   so(cmd->add_option("--state", f.state_url,
                      "Shared PostgreSQL state, postgres://... (env CHSYNC_STATE_URL); several "
-                     "processes using it share the work (docs/scaleout.md)"))->type_name("URL");
+                     "processes using it share the work (docs/scaleout.md)"))
+      ->type_name("URL");
   so(cmd->add_option("--lease", f.lease,
-                     "Lease of a claimed unit, renewed every third of it; default 60s"))->type_name("DURATION");
+                     "Lease of a claimed unit, renewed every third of it; default 60s"))
+      ->type_name("DURATION");
   so(cmd->add_option("--work-group", f.work_group,
-                     "Processes of one import share a group; default \"default\""))->type_name("NAME");
+                     "Processes of one import share a group; default \"default\""))
+      ->type_name("NAME");
   so(cmd->add_option("--worker-id", f.worker_id, "This worker's name in status; default HOST:PID"))
       ->type_name("NAME");
   so(cmd->add_option("--shard", f.shard,
                      "Static sharding K/N: only bundles whose stable hash mod N is K; '/N' takes "
-                     "K from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)"))->type_name("K/N");
+                     "K from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)"))
+      ->type_name("K/N");
 }
 
 // Where a sync option's value came from, for error messages: "--settle", "CHSYNC_SETTLE" or
@@ -253,7 +285,8 @@ std::string named(const std::string& flag) {
 std::chrono::milliseconds dur_flag(const std::string& flag, const std::string& v) {
   std::chrono::milliseconds d{};
   if (!parse_duration(v, d))
-    usage_error(fmt::format("{}: invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", named(flag), v));
+    usage_error(
+        fmt::format("{}: invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", named(flag), v));
   return d;
 }
 std::uint64_t size_flag(const std::string& flag, const std::string& v) {
@@ -283,9 +316,10 @@ std::string state_location(const std::string& db, const std::string& state,
   if (!db.empty() && !state.empty()) usage_error("--db and --state: give one of them");
   if (!state.empty()) {
     if (!is_pg_url(state))
-      usage_error(fmt::format("--state: expected a postgres:// or postgresql:// URL, got '{}' "
-                              "(use --db PATH for a local SQLite state)",
-                              state));
+      usage_error(
+          fmt::format("--state: expected a postgres:// or postgresql:// URL, got '{}' "
+                      "(use --db PATH for a local SQLite state)",
+                      state));
     return state;
   }
   return db.empty() ? default_db(source) : db;
@@ -294,9 +328,10 @@ std::string state_location(const std::string& db, const std::string& state,
 // "K/N" (0 <= K < N), or "/N" with K from JOB_COMPLETION_INDEX.
 std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& s) {
   auto bad = [&](const std::string& why) -> std::pair<std::uint32_t, std::uint32_t> {
-    usage_error(fmt::format("--shard '{}': {} (expected K/N with 0 <= K < N, or /N with "
-                            "JOB_COMPLETION_INDEX set)",
-                            s, why));
+    usage_error(
+        fmt::format("--shard '{}': {} (expected K/N with 0 <= K < N, or /N with "
+                    "JOB_COMPLETION_INDEX set)",
+                    s, why));
   };
   const auto slash = s.find('/');
   if (slash == std::string::npos) return bad("no '/'");
@@ -319,8 +354,8 @@ std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& s) {
 }
 
 // Backend option values as given, with their sources (from layer_sync_args).
-std::map<std::string, GivenValue> given_backend_values(const RawSyncFlags& f,
-                                                       const std::map<std::string, std::string>& sources) {
+std::map<std::string, GivenValue> given_backend_values(
+    const RawSyncFlags& f, const std::map<std::string, std::string>& sources) {
   std::map<std::string, GivenValue> given;
   auto add = [&](const std::string& flag, std::vector<std::string> values) {
     if (values.empty()) return;
@@ -341,7 +376,8 @@ std::map<std::string, GivenValue> given_backend_values(const RawSyncFlags& f,
 
 // --backend, else CHSYNC_BACKEND / CH_SYNC_BACKEND, else otlp when an endpoint was given (it
 // cannot be meant for the console), else console.
-std::vector<std::string> chosen_backends(const RawSyncFlags& f, std::map<std::string, std::string>& sources) {
+std::vector<std::string> chosen_backends(const RawSyncFlags& f,
+                                         std::map<std::string, std::string>& sources) {
   if (!f.backends.empty()) return f.backends;
   const std::string from_env = env("CH_SYNC_BACKEND");
   if (!from_env.empty()) {
@@ -403,7 +439,8 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   o.reader.max_line_bytes = size_flag("--max-line-bytes", f.max_line_bytes);
   o.max_memory_bytes = size_flag("--max-memory", f.max_memory);
   o.max_spool_bytes = size_flag("--max-spool", f.max_spool);
-  o.reader.chunk_bytes = std::min<std::size_t>(4u << 20, std::max<std::size_t>(o.reader.max_line_bytes, 64 * 1024));
+  o.reader.chunk_bytes =
+      std::min<std::size_t>(4u << 20, std::max<std::size_t>(o.reader.max_line_bytes, 64 * 1024));
   o.drain_timeout = dur_flag("--drain-timeout", f.drain_timeout);
   o.progress_interval = dur_flag("--progress-interval", f.progress_interval);
   o.map.trace_per_session = f.trace_per_session;
@@ -490,15 +527,16 @@ std::string environment_help() {
 }
 
 struct Cli {
-  CLI::App app{"chsync: turn Claude Code transcripts into traces and ship them to OTLP, "
-               "Langfuse and Phoenix backends, exactly once in effect.\n\n"
-               "Exit codes: 0 all delivered; 1 finished with dead letters, spans the backend "
-               "rejected, bad lines or unreadable files; 2 usage/config/state error; 3 backend "
-               "unreachable, retries exhausted, auth refused, or spans left without an outcome; "
-               "4 another run holds the state lock; 130/143 stopped by SIGINT/SIGTERM (retry "
-               "waits end at once, in-flight requests get at most --drain-timeout, a second "
-               "signal exits immediately).",
-               "chsync"};
+  CLI::App app{
+      "chsync: turn Claude Code transcripts into traces and ship them to OTLP, "
+      "Langfuse and Phoenix backends, exactly once in effect.\n\n"
+      "Exit codes: 0 all delivered; 1 finished with dead letters, spans the backend "
+      "rejected, bad lines or unreadable files; 2 usage/config/state error; 3 backend "
+      "unreachable, retries exhausted, auth refused, or spans left without an outcome; "
+      "4 another run holds the state lock; 130/143 stopped by SIGINT/SIGTERM (retry "
+      "waits end at once, in-flight requests get at most --drain-timeout, a second "
+      "signal exits immediately).",
+      "chsync"};
   RawSyncFlags sf;
   CLI::App* sync_cmd = nullptr;
   CLI::App* sync_status = nullptr;
@@ -533,7 +571,8 @@ struct Cli {
         "table of the config file; precedence: flags > environment > file > defaults.\n"
         "A backend flag that none of the chosen backends takes, or an unknown config key, is an\n"
         "error (exit 2). Values: DURATION 0, 500ms, 10s, 10m, 1h; SIZE 64KiB, 4MiB; RATE 50/s\n"
-        "(requests) or 5000spans/s.\n\n" + environment_help());
+        "(requests) or 5000spans/s.\n\n" +
+        environment_help());
     add_sync_flags(sync_cmd, sf);
     sync_status = sync_cmd->add_subcommand("status", "Show the state (same as chsync status)");
     sync_status->add_option("--db", sync_status_db, "State database")->type_name("PATH");
@@ -550,7 +589,8 @@ struct Cli {
     add_log_format(status_cmd);
     status_cmd->footer("Example:\n  chsync status --db /var/lib/chsync/state.db --json");
 
-    hash_cmd = app.add_subcommand("hash", "Print the message hash (--message-hash) of FILE:LINE (one line each)");
+    hash_cmd = app.add_subcommand(
+        "hash", "Print the message hash (--message-hash) of FILE:LINE (one line each)");
     hash_cmd->add_option("target", hash_targets, "FILE:LINE (1-based), one or more")->required();
     add_log_format(hash_cmd);
     hash_cmd->footer("Example:\n  chsync hash ~/.claude/projects/-home-me-proj/3f2a….jsonl:12");
@@ -562,7 +602,9 @@ struct Cli {
     replay_cmd->add_option("--ca-file", rf.ca_file, "PEM bundle to verify the server");
     replay_cmd->add_flag("--insecure", rf.insecure, "Do not verify TLS certificates");
     add_log_format(replay_cmd);
-    replay_cmd->footer("Example:\n  chsync replay-dead-letters --db state.db --endpoint http://otel:4318/v1/traces");
+    replay_cmd->footer(
+        "Example:\n  chsync replay-dead-letters --db state.db --endpoint "
+        "http://otel:4318/v1/traces");
 
     state_cmd = app.add_subcommand("state", "Housekeeping: vacuum, backup DEST, forget PREFIX");
     state_cmd->add_option("action", state_arg, "vacuum | backup | forget")
@@ -572,11 +614,13 @@ struct Cli {
     state_cmd->add_option("--db", state_db, "State database");
     state_cmd->add_option("--backend", state_instance, "Backend instance (forget; default all)");
     add_log_format(state_cmd);
-    state_cmd->footer("Examples:\n  chsync state backup /backups/chsync.db\n"
-                      "  chsync state forget /data/old-archive.tar.zst");
+    state_cmd->footer(
+        "Examples:\n  chsync state backup /backups/chsync.db\n"
+        "  chsync state forget /data/old-archive.tar.zst");
 
-    version_cmd = app.add_subcommand(
-        "version", "Print version and build information (on stdout; it logs nothing, so it has no --log-format)");
+    version_cmd = app.add_subcommand("version",
+                                     "Print version and build information (on stdout; it logs "
+                                     "nothing, so it has no --log-format)");
     bench_cmd = add_bench_command(app, bf);
     add_log_format(bench_cmd)->group("Output and logging");
     one_value_per_occurrence(&app);
@@ -641,7 +685,8 @@ struct Cli {
       log::write(log::Level::kError, msg.substr(std::string("chsync: ").size()),
                  {{"commands", commands}}, false);
     } else {
-      std::fprintf(stderr, "%s\nCommands: %s (chsync help COMMAND)\n", msg.c_str(), commands.c_str());
+      std::fprintf(stderr, "%s\nCommands: %s (chsync help COMMAND)\n", msg.c_str(),
+                   commands.c_str());
     }
     return kExitUsage;
   }
@@ -705,7 +750,8 @@ struct Cli {
 
 std::string env_name(const std::string& lname) {
   std::string n = "CHSYNC_";
-  for (char c : lname) n.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  for (char c : lname)
+    n.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   return n;
 }
 
@@ -735,9 +781,9 @@ void check_sync_keys(const CLI::App& sync_cmd, const ConfigFile& cf) {
         key != "config" && key != "print-config")
       continue;
     auto line = cf.lines.find("sync." + key);
-    std::string msg = fmt::format("config {}{}: sync.{}: unknown key", cf.path,
-                                  line == cf.lines.end() ? "" : ":" + std::to_string(line->second),
-                                  key);
+    std::string msg =
+        fmt::format("config {}{}: sync.{}: unknown key", cf.path,
+                    line == cf.lines.end() ? "" : ":" + std::to_string(line->second), key);
     if (auto near = did_you_mean(key, names); !near.empty())
       msg += fmt::format(" (did you mean '{}'?)", near);
     throw ConfigError(msg);
@@ -857,9 +903,10 @@ void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sy
   }
   // Proxies, read the way the HTTP client reads them (upper case first, then lower case).
   w.end_array().key("proxy").begin_object();
-  for (const auto& [upper, lower] : {std::pair<const char*, const char*>{"HTTPS_PROXY", "https_proxy"},
-                                     {"HTTP_PROXY", "http_proxy"},
-                                     {"NO_PROXY", "no_proxy"}}) {
+  for (const auto& [upper, lower] :
+       {std::pair<const char*, const char*>{"HTTPS_PROXY", "https_proxy"},
+        {"HTTP_PROXY", "http_proxy"},
+        {"NO_PROXY", "no_proxy"}}) {
     const char* name = env(upper).empty() ? lower : upper;
     const std::string v = env(name);
     if (v.empty()) continue;
@@ -896,7 +943,8 @@ int main(int argc, char** argv) {
   auto cli = std::make_unique<Cli>();
   if (int rc = cli->parse(args); rc >= 0) return rc;
 
-  // Every command but sync (configured below, after its flags are layered) logs in the format asked.
+  // Every command but sync (configured below, after its flags are layered) logs in the format
+  // asked.
   if (!cli->sync_cmd->parsed() || cli->sync_status->parsed())
     log::configure(cli->effective_log_format(), log::Level::kInfo);
   try {
@@ -904,10 +952,11 @@ int main(int argc, char** argv) {
     if (cli->status_cmd->parsed())
       return cmd_status(state_location(cli->status_db, cli->status_state), cli->status_json);
     if (cli->sync_status->parsed())
-      return cmd_status(state_location(cli->sync_status_db.empty() ? cli->sf.db : cli->sync_status_db,
-                                       cli->sync_status_state.empty() ? cli->sf.state_url
-                                                                      : cli->sync_status_state),
-                        cli->sync_status_json || cli->sf.json);
+      return cmd_status(
+          state_location(
+              cli->sync_status_db.empty() ? cli->sf.db : cli->sync_status_db,
+              cli->sync_status_state.empty() ? cli->sf.state_url : cli->sync_status_state),
+          cli->sync_status_json || cli->sf.json);
     if (cli->hash_cmd->parsed()) return cmd_hash(cli->hash_targets);
     if (cli->bench_cmd->parsed()) {
       check_bench_flags(*cli->bench_cmd, cli->bf);
@@ -931,12 +980,12 @@ int main(int argc, char** argv) {
       auto layered = layer_sync_args(args, *cli, cf, sources);
       auto second = std::make_unique<Cli>();
       if (int rc = second->parse(layered); rc >= 0) return rc;
-      const auto log_format = second->sf.log_format == "json" ? log::Format::kJson : log::Format::kText;
+      const auto log_format =
+          second->sf.log_format == "json" ? log::Format::kJson : log::Format::kText;
       log::configure(log_format, log::Level::kInfo);  // configuration errors follow it too
       SyncOptions o = build_sync_options(second->sf, cf, sources);
-      log::configure(log_format,
-                     o.quiet ? log::Level::kError
-                             : (o.verbose ? log::Level::kDebug : log::Level::kInfo));
+      log::configure(log_format, o.quiet ? log::Level::kError
+                                         : (o.verbose ? log::Level::kDebug : log::Level::kInfo));
       if (second->sf.print_config) {
         print_config(o, cf, *second->sync_cmd, sources);
         return kExitOk;

@@ -25,7 +25,8 @@ bool write_all(int fd, std::string_view content) {
 }
 }  // namespace
 
-bool replace_file(const std::string& path, std::string_view content, mode_t mode, std::string& error) {
+bool replace_file(const std::string& path, std::string_view content, mode_t mode,
+                  std::string& error) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     // /dev/stdout, a FIFO: no rename possible; write in place (no O_CREAT: it exists).

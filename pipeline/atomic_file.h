@@ -16,7 +16,8 @@
 
 namespace chsync {
 
-bool replace_file(const std::string& path, std::string_view content, mode_t mode, std::string& error);
+bool replace_file(const std::string& path, std::string_view content, mode_t mode,
+                  std::string& error);
 
 // Adds 077 to the process umask: every file and directory chsync creates (state database and its
 // journal, lock, dead letters, report, --output, spool files) is private to the user unless a

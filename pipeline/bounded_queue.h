@@ -60,7 +60,7 @@ struct QueueCounters {
   std::atomic<std::uint64_t> pushed_bytes{0};
   std::atomic<std::uint64_t> push_blocked_ns{0};  // producers waiting on a full queue
   std::atomic<std::uint64_t> pop_blocked_ns{0};   // consumers waiting on an empty queue
-  std::atomic<std::uint64_t> max_bytes{0};         // high-water mark of queued bytes
+  std::atomic<std::uint64_t> max_bytes{0};        // high-water mark of queued bytes
 };
 
 template <typename T>
@@ -160,7 +160,9 @@ class BoundedQueue {
   }
 
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
-  std::uint64_t queued_bytes() const noexcept { return used_bytes_.load(std::memory_order_relaxed); }
+  std::uint64_t queued_bytes() const noexcept {
+    return used_bytes_.load(std::memory_order_relaxed);
+  }
   std::uint64_t capacity_bytes() const noexcept { return capacity_bytes_; }
   std::size_t size_approx() const noexcept { return queue_.size_approx(); }
   const QueueCounters& counters() const noexcept { return counters_; }
@@ -197,17 +199,13 @@ class BoundedQueue {
 
   T release(Slot&& slot) {
     used_bytes_.fetch_sub(slot.bytes, std::memory_order_acq_rel);
-    {
-      std::lock_guard lock(mutex_);
-    }
+    { std::lock_guard lock(mutex_); }
     not_full_.notify_all();
     return std::move(slot.item);
   }
 
   void wake_consumers() {
-    {
-      std::lock_guard lock(mutex_);
-    }
+    { std::lock_guard lock(mutex_); }
     not_empty_.notify_one();
   }
 

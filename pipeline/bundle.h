@@ -30,9 +30,9 @@ struct FileRef {
 };
 
 struct Bundle {
-  std::uint64_t seq = 0;    // discovery order; stable for a given input set
-  std::string session_id;   // from the main file name, or the agent files' sessionId
-  std::string project;      // project folder name (encoded cwd) when known
+  std::uint64_t seq = 0;       // discovery order; stable for a given input set
+  std::string session_id;      // from the main file name, or the agent files' sessionId
+  std::string project;         // project folder name (encoded cwd) when known
   std::vector<FileRef> files;  // main session file first (if any), then subagent files
   std::uint64_t total_bytes() const noexcept {
     std::uint64_t n = 0;

@@ -46,8 +46,7 @@ class JsonWriter {
   JsonWriter& value(const std::optional<std::string>& s) { return s ? value(*s) : null(); }
   JsonWriter& value(bool b) { return raw(b ? "true" : "false"); }
   template <std::integral T>
-    requires(!std::same_as<T, bool>)
-  JsonWriter& value(T n) {
+  requires(!std::same_as<T, bool>) JsonWriter& value(T n) {
     if constexpr (std::signed_integral<T>) return integer(static_cast<std::int64_t>(n));
     else return unsigned_integer(static_cast<std::uint64_t>(n));
   }

@@ -79,7 +79,8 @@ std::string json_line(Level level, std::string_view message, const std::vector<F
   return line;
 }
 
-void write(Level level, std::string_view message, const std::vector<Field>& fields, bool text_fields) {
+void write(Level level, std::string_view message, const std::vector<Field>& fields,
+           bool text_fields) {
   stderr_logger().write(level, message, fields, text_fields);
 }
 

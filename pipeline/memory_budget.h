@@ -37,8 +37,7 @@ class MemoryBudget {
       : instances_(std::max<std::size_t>(backend_instances, 1)) {
     delivered_ = max_memory_bytes / 16;
     sending_ = max_memory_bytes / 4;
-    const std::uint64_t queues =
-        std::max(max_memory_bytes - delivered_ - sending_, kMinQueueBytes);
+    const std::uint64_t queues = std::max(max_memory_bytes - delivered_ - sending_, kMinQueueBytes);
     total_ = delivered_ + sending_ + queues;
     const bool send_queues = instances_ > 1;
     const std::uint64_t parts = 3 + (reorder_buffer ? 1 : 0) + (send_queues ? 1 : 0);

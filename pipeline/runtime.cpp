@@ -1,8 +1,8 @@
 #include "pipeline/runtime.h"
 
+#include <unistd.h>
 #include <csignal>
 #include <exception>
-#include <unistd.h>
 
 namespace chsync {
 

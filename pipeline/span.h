@@ -36,11 +36,15 @@ struct Attr {
   double dbl = 0;
   bool flag = false;
 
-  static Attr string(std::string k, std::string v) { return {std::move(k), Type::kString, std::move(v)}; }
+  static Attr string(std::string k, std::string v) {
+    return {std::move(k), Type::kString, std::move(v)};
+  }
   static Attr integer(std::string k, std::int64_t v) { return {std::move(k), Type::kInt, {}, v}; }
   static Attr boolean(std::string k, bool v) { return {std::move(k), Type::kBool, {}, 0, 0, v}; }
   static Attr real(std::string k, double v) { return {std::move(k), Type::kDouble, {}, 0, v}; }
-  static Attr json(std::string k, std::string v) { return {std::move(k), Type::kJson, std::move(v)}; }
+  static Attr json(std::string k, std::string v) {
+    return {std::move(k), Type::kJson, std::move(v)};
+  }
 };
 
 // Token usage of one API response, Anthropic semantics: input excludes the cache buckets.
@@ -106,10 +110,10 @@ struct Span {
   std::string user_id;
   std::string status_message;  // set with is_error
   Usage usage;                 // generations only
-  std::string stop_reason;    // Anthropic's raw value (end_turn, tool_use, ...)
-  std::string finish_reason;  // stop_reason mapped to the OTel set: stop, length, content_filter,
-                              // tool_call, error (empty: the response does not say)
-  std::string trace_name;     // roots only (turn roots, session root, unlinked agents): --trace-name
+  std::string stop_reason;     // Anthropic's raw value (end_turn, tool_use, ...)
+  std::string finish_reason;   // stop_reason mapped to the OTel set: stop, length, content_filter,
+                               // tool_call, error (empty: the response does not say)
+  std::string trace_name;  // roots only (turn roots, session root, unlinked agents): --trace-name
   // Generations: the call's new input (prompt, tool results) and its output content blocks.
   std::vector<Message> input_messages;
   std::vector<Message> output_messages;
@@ -117,7 +121,7 @@ struct Span {
   std::string tool_use_id;
   std::string agent_id;
   std::string agent_name;
-  bool input_is_json = false;   // input holds JSON text (tool arguments)
+  bool input_is_json = false;  // input holds JSON text (tool arguments)
   bool output_is_json = false;
 
   // Delivery bookkeeping: which bundle produced it (for per-bundle ack accounting).

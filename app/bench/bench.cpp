@@ -18,23 +18,23 @@
 #include <sstream>
 #include <thread>
 
+#include "app/bench/bench_report.h"
+#include "app/dead_letters/dead_letters.h"
+#include "app/sync/sync.h"
 #include "backends/http/http_client.h"
 #include "backends/otlp/gzip.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
 #include "backends/otlp/otlp_proto.h"
-#include "app/bench/bench_report.h"
-#include "app/dead_letters/dead_letters.h"
-#include "app/sync/sync.h"
+#include "pipeline/base64.h"
 #include "pipeline/ids.h"
 #include "pipeline/log.h"
 #include "pipeline/span.h"
 #include "stages/discover/discover.h"
 #include "stages/mapper/mapper.h"
 #include "stages/reader/archive_reader.h"
-#include "stages/reader/reader.h"
 #include "stages/reader/bounded_decoder.h"
-#include "pipeline/base64.h"
+#include "stages/reader/reader.h"
 
 namespace chsync {
 
@@ -43,8 +43,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int kGzipLevel = 1;                   // as the exporter: fastest, ~8% larger
-constexpr std::uint64_t kGenerateSeed = 1;      // --generate data is deterministic
+constexpr int kGzipLevel = 1;                          // as the exporter: fastest, ~8% larger
+constexpr std::uint64_t kGenerateSeed = 1;             // --generate data is deterministic
 constexpr auto kDrainGrace = std::chrono::seconds(2);  // after the last timeout could fire
 // Stop sending once this many answers arrived and none was a success.
 constexpr std::uint64_t kEarlyStopAfter = 20;
@@ -107,8 +107,10 @@ void generate_input(std::uint64_t bytes, const fs::path& out, bool quiet) {
     throw ConfigError("--generate needs chsync-gen next to chsync (looked for " + gen.string() +
                       "); build the chsync-gen target or pass INPUT paths instead");
   if (!quiet)
-    log::write(log::Level::kInfo, fmt::format("bench: generating {} bytes of transcripts with {}", bytes, gen.string()),
-               {{"event", "bench_generate"}, {"bytes", bytes}}, false);
+    log::write(
+        log::Level::kInfo,
+        fmt::format("bench: generating {} bytes of transcripts with {}", bytes, gen.string()),
+        {{"event", "bench_generate"}, {"bytes", bytes}}, false);
   // chsync-gen's own lines are plain text: with --log-format json they would break the stream.
   const int rc = run_child({gen.string(), "--out", out.string(), "--bytes", std::to_string(bytes),
                             "--seed", std::to_string(kGenerateSeed)},
@@ -150,7 +152,8 @@ bool read_varint(const std::uint8_t*& p, const std::uint8_t* end, std::uint64_t&
 }
 
 // Finds trace_id (1), span_id (2) and parent_span_id (4) in one ScopeSpans.spans slice.
-bool locate_ids(const std::string& blob, std::uint64_t begin, std::uint64_t end, SpanStore::IdPos& pos) {
+bool locate_ids(const std::string& blob, std::uint64_t begin, std::uint64_t end,
+                SpanStore::IdPos& pos) {
   const auto* base = reinterpret_cast<const std::uint8_t*>(blob.data());
   const std::uint8_t* p = base + begin;
   const std::uint8_t* e = base + end;
@@ -209,9 +212,9 @@ class InputLoader {
     std::map<std::string, std::vector<std::size_t>> by_archive;
     for (std::size_t b = 0; b < disc.bundles.size() && !full(); ++b) {
       const Bundle& bundle = disc.bundles[b];
-      const bool archived = std::any_of(bundle.files.begin(), bundle.files.end(), [](const FileRef& f) {
-        return f.kind == SourceKind::kArchiveMember;
-      });
+      const bool archived =
+          std::any_of(bundle.files.begin(), bundle.files.end(),
+                      [](const FileRef& f) { return f.kind == SourceKind::kArchiveMember; });
       if (archived) {
         by_archive[bundle.files.front().path].push_back(b);
         continue;
@@ -234,8 +237,8 @@ class InputLoader {
     ReaderOptions ro;
     ro.max_window_bytes = decoder_window_budget_bytes(opt_.max_memory_bytes);
     for (std::size_t fi = 0; fi < bundle.files.size(); ++fi) {
-      auto on_line = [&](std::string_view line, std::size_t cap, std::uint64_t ln, std::uint64_t off,
-                         bool) {
+      auto on_line = [&](std::string_view line, std::size_t cap, std::uint64_t ln,
+                         std::uint64_t off, bool) {
         if (!line.empty()) mapper.add_line(fi, line, cap, ln, off);
         return true;
       };
@@ -243,8 +246,7 @@ class InputLoader {
       const FileRef& f = bundle.files[fi];
       if (f.kind == SourceKind::kArchiveMember)
         (void)read_memory_lines(data[fi], ro, on_line, on_too_long);
-      else
-        (void)read_lines(f, ro, on_line, on_too_long);
+      else (void)read_lines(f, ro, on_line, on_too_long);
     }
     spans_.clear();
     mapper.finish(spans_);
@@ -329,7 +331,8 @@ void cut_batches(SpanStore& s, std::size_t batch_spans, std::uint64_t batch_byte
 // Replaces ids by sha256(salt || id)[0:n] in a copy of a batch's slices.
 class Resalter {
  public:
-  void apply(const SpanStore& s, const SpanStore::Batch& b, const std::string& salt, std::string& out) {
+  void apply(const SpanStore& s, const SpanStore::Batch& b, const std::string& salt,
+             std::string& out) {
     const std::uint64_t base = s.begin_of(b.first);
     out.assign(s.blob, base, s.ends[b.last - 1] - base);
     for (std::size_t i = b.first; i < b.last; ++i) {
@@ -344,14 +347,17 @@ class Resalter {
   void patch(std::string& out, std::uint64_t off, std::size_t n, const std::string& salt) {
     std::string_view old(out.data() + off, n);
     if (n == 16 && old == last_trace_old_) {  // spans of a turn share their trace id
-      std::copy(last_trace_new_.begin(), last_trace_new_.end(), out.begin() + static_cast<std::ptrdiff_t>(off));
+      std::copy(last_trace_new_.begin(), last_trace_new_.end(),
+                out.begin() + static_cast<std::ptrdiff_t>(off));
       return;
     }
     const std::string old_copy(old);
     auto d = hasher_.sha256({salt, old_copy});
-    if (std::all_of(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(n), [](std::uint8_t c) { return c == 0; }))
+    if (std::all_of(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(n),
+                    [](std::uint8_t c) { return c == 0; }))
       d[n - 1] = 1;  // all-zero ids are invalid in OTLP
-    std::copy(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + static_cast<std::ptrdiff_t>(off));
+    std::copy(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(n),
+              out.begin() + static_cast<std::ptrdiff_t>(off));
     if (n == 16) {
       last_trace_old_ = old_copy;
       last_trace_new_.assign(reinterpret_cast<const char*>(d.data()), 16);
@@ -391,14 +397,16 @@ Endpoint resolve(const BenchOptions& o) {
   if (o.backend == "otlp") {
     ep.url = otlp::resolve_endpoint(o.endpoint, env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
                                     env("OTEL_EXPORTER_OTLP_ENDPOINT"));
-    for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_HEADERS"))) ep.headers.push_back(kv);
+    for (auto& kv : otlp::parse_headers(env("OTEL_EXPORTER_OTLP_HEADERS")))
+      ep.headers.push_back(kv);
   } else if (o.backend == "langfuse") {
     std::string host = o.host.empty() ? env("LANGFUSE_BASE_URL") : o.host;
     if (host.empty()) host = env("LANGFUSE_HOST");
     if (host.empty()) host = "https://cloud.langfuse.com";
     ep.url = o.endpoint.empty() ? strip(host) + "/api/public/otel/v1/traces" : o.endpoint;
     const std::string pk = env("LANGFUSE_PUBLIC_KEY"), sk = env("LANGFUSE_SECRET_KEY");
-    if (!pk.empty() && !sk.empty()) ep.headers.emplace_back("Authorization", "Basic " + base64_encode(pk + ":" + sk));
+    if (!pk.empty() && !sk.empty())
+      ep.headers.emplace_back("Authorization", "Basic " + base64_encode(pk + ":" + sk));
     ep.headers.emplace_back("x-langfuse-ingestion-version", "4");
   } else if (o.backend == "phoenix") {
     std::string host = o.host.empty() ? env("PHOENIX_COLLECTOR_ENDPOINT") : o.host;
@@ -411,7 +419,8 @@ Endpoint resolve(const BenchOptions& o) {
   }
   for (const auto& h : o.headers) {
     const auto eq = h.find('=');
-    if (eq == std::string::npos || eq == 0) throw ConfigError("--header: expected K=V, got '" + h + "'");
+    if (eq == std::string::npos || eq == 0)
+      throw ConfigError("--header: expected K=V, got '" + h + "'");
     ep.headers.emplace_back(h.substr(0, eq), h.substr(eq + 1));
   }
   return ep;
@@ -444,16 +453,28 @@ double json_f64(simdjson::simdjson_result<simdjson::dom::element> v) {
 int run_self(const BenchOptions& o, const std::vector<std::string>& inputs) {
   TempDir tmp;
   const std::string report = (tmp.path() / "sync-report.json").string();
-  std::vector<std::string> argv = {(self_dir() / "chsync").string(), "sync", "--backend", "null",
-                                   "--dry-run", "--settle", "0", "--quiet", "--db",
-                                   (tmp.path() / "none.db").string(), "--report", report,
-                                   "--progress-interval", "0", "--log-format",
+  std::vector<std::string> argv = {(self_dir() / "chsync").string(),
+                                   "sync",
+                                   "--backend",
+                                   "null",
+                                   "--dry-run",
+                                   "--settle",
+                                   "0",
+                                   "--quiet",
+                                   "--db",
+                                   (tmp.path() / "none.db").string(),
+                                   "--report",
+                                   report,
+                                   "--progress-interval",
+                                   "0",
+                                   "--log-format",
                                    log::format() == log::Format::kJson ? "json" : "text"};
   argv.insert(argv.end(), inputs.begin(), inputs.end());
   if (!o.quiet) log::info("bench --self: running the sync pipeline (null backend, dry run)");
   const int rc = run_child(argv, true);
   if (!fs::exists(report)) {
-    log::write(log::Level::kError, fmt::format("bench --self: the sync run failed (exit {}) without a report", rc),
+    log::write(log::Level::kError,
+               fmt::format("bench --self: the sync run failed (exit {}) without a report", rc),
                {{"exit_code", rc}}, false);
     return rc == 0 ? kExitPartial : rc;
   }
@@ -477,19 +498,20 @@ int run_self(const BenchOptions& o, const std::vector<std::string>& inputs) {
   out += fmt::format("  {:<22}{:>14.1f}\n", "MB/s", mbps);
   out += fmt::format("  {:<22}{:>14.1f}\n", "spans/s", sps);
   out += fmt::format("  {:<22}{:>14}\n", "peak RSS KiB", u64("peak_rss_kb"));
-  out += fmt::format("\n  {:<22}{:>12}{:>14}{:>12}{:>10}\n", "stage (producer side)", "items", "bytes",
-                     "blocked ms", "blocked%");
+  out += fmt::format("\n  {:<22}{:>12}{:>14}{:>12}{:>10}\n", "stage (producer side)", "items",
+                     "bytes", "blocked ms", "blocked%");
   simdjson::dom::object stages;
   if (doc["stages"].get(stages) == simdjson::SUCCESS) {
     for (auto [key, val] : stages) {
       const std::uint64_t items = json_u64(val["items"]), bytes = json_u64(val["bytes"]),
                           blocked = json_u64(val["blocked_ms"]);
-      out += fmt::format("  {:<22}{:>12}{:>14}{:>12}{:>9.1f}%\n", std::string(key), items, bytes, blocked,
-                         secs > 0 ? static_cast<double>(blocked) / 10.0 / secs : 0.0);
+      out += fmt::format("  {:<22}{:>12}{:>14}{:>12}{:>9.1f}%\n", std::string(key), items, bytes,
+                         blocked, secs > 0 ? static_cast<double>(blocked) / 10.0 / secs : 0.0);
     }
   }
-  out += "\n  A stage blocked for long on its push waits for the next one: the bottleneck is\n"
-         "  downstream of it. Nothing blocked: reading and mapping (the CPU) are the limit.\n";
+  out +=
+      "\n  A stage blocked for long on its push waits for the next one: the bottleneck is\n"
+      "  downstream of it. Nothing blocked: reading and mapping (the CPU) are the limit.\n";
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
   if (!o.report_path.empty()) {
@@ -497,8 +519,10 @@ int run_self(const BenchOptions& o, const std::vector<std::string>& inputs) {
     std::stringstream ss;
     ss << f.rdbuf();
     std::string sync_json = ss.str();
-    while (!sync_json.empty() && (sync_json.back() == '\n' || sync_json.back() == ' ')) sync_json.pop_back();
-    write_file(o.report_path, "{\"schema\":\"chsync.bench.self/1\",\"sync_report\":" + sync_json + "}\n");
+    while (!sync_json.empty() && (sync_json.back() == '\n' || sync_json.back() == ' '))
+      sync_json.pop_back();
+    write_file(o.report_path,
+               "{\"schema\":\"chsync.bench.self/1\",\"sync_report\":" + sync_json + "}\n");
   }
   return rc;
 }
@@ -545,7 +569,8 @@ OtlpFraming otlp_framing(const BenchOptions& o, const std::string& salt, const E
                            {"service.version", std::string(otlp::chsync_version())},
                            {"telemetry.sdk.name", "chsync"},
                            {"chsync.bench.salt", salt}};
-  if (profile == otlp::Profile::kPhoenix) res.emplace_back("openinference.project.name", "claude-code");
+  if (profile == otlp::Profile::kPhoenix)
+    res.emplace_back("openinference.project.name", "claude-code");
   OtlpFraming f;
   f.resource = otlp::encode_resource(res);
   f.scope = otlp::encode_scope("chsync", otlp::chsync_version());
@@ -570,8 +595,8 @@ std::unique_ptr<http::Transport> make_transport(const BenchOptions& o, std::size
 // Accounts one response (any thread; under the run's mutex). Latency, throughput and bytes
 // count accepted requests only: a refusal answered in a microsecond is no measurement of the
 // backend.
-void record_response(bench::BenchResult& r, std::size_t second, std::size_t nspans, std::uint64_t raw,
-                     std::uint64_t wire, double us, const http::Response& resp) {
+void record_response(bench::BenchResult& r, std::size_t second, std::size_t nspans,
+                     std::uint64_t raw, std::uint64_t wire, double us, const http::Response& resp) {
   ++r.requests_completed;
   auto& sec = r.timeline[second];
   if (resp.error != http::TransportError::kNone) {
@@ -629,18 +654,19 @@ int run_bench(const BenchOptions& o) {
   if (store.batches.empty()) throw ConfigError("bench: the input has no spans to send");
   if (!o.quiet) {
     const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
-    log::write(log::Level::kInfo,
-               fmt::format("bench: {} spans ({:.1f} MiB encoded) in {} requests, loaded in {:.1f} s{}",
-                           store.ends.size(), static_cast<double>(store.blob.size()) / (1 << 20),
-                           store.batches.size(), load_s,
-                           store.truncated ? "; input TRUNCATED at --max-memory" : ""),
-               {{"event", "bench_loaded"},
-                {"spans", static_cast<std::uint64_t>(store.ends.size())},
-                {"bytes_encoded", static_cast<std::uint64_t>(store.blob.size())},
-                {"requests", static_cast<std::uint64_t>(store.batches.size())},
-                {"load_s", load_s},
-                {"truncated", store.truncated}},
-               false);
+    log::write(
+        log::Level::kInfo,
+        fmt::format("bench: {} spans ({:.1f} MiB encoded) in {} requests, loaded in {:.1f} s{}",
+                    store.ends.size(), static_cast<double>(store.blob.size()) / (1 << 20),
+                    store.batches.size(), load_s,
+                    store.truncated ? "; input TRUNCATED at --max-memory" : ""),
+        {{"event", "bench_loaded"},
+         {"spans", static_cast<std::uint64_t>(store.ends.size())},
+         {"bytes_encoded", static_cast<std::uint64_t>(store.blob.size())},
+         {"requests", static_cast<std::uint64_t>(store.batches.size())},
+         {"load_s", load_s},
+         {"truncated", store.truncated}},
+        false);
   }
 
   std::size_t cap = 0;
@@ -669,7 +695,8 @@ int run_bench(const BenchOptions& o) {
     if (open) {
       const double t = intended_offset_s(units, o.rate, r.ramp_s);
       if (t >= r.duration_s) break;
-      intended = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
+      intended =
+          start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
     }
     salter.apply(store, batch, salt, spans_buf);
     otlp::build_request(framing.resource, framing.scope, spans_buf, body);
@@ -702,7 +729,8 @@ int run_bench(const BenchOptions& o) {
       if (intended >= end) break;
     }
     const auto second = std::min<std::size_t>(
-        static_cast<std::size_t>(std::chrono::duration<double>(intended - start).count()), r.timeline.size() - 1);
+        static_cast<std::size_t>(std::chrono::duration<double>(intended - start).count()),
+        r.timeline.size() - 1);
     {
       std::lock_guard lock(mu);
       ++in_flight;
@@ -717,7 +745,8 @@ int run_bench(const BenchOptions& o) {
     req.body = std::make_shared<const std::string>(std::move(body));
     body.clear();
     const std::uint64_t wire = req.body->size();
-    transport->post(std::move(req), [&, intended, second, nspans, raw, wire](http::Response&& resp) {
+    transport->post(std::move(req), [&, intended, second, nspans, raw,
+                                     wire](http::Response&& resp) {
       const double us = std::chrono::duration<double, std::micro>(Clock::now() - intended).count();
       std::lock_guard lock(mu);
       --in_flight;
@@ -733,8 +762,9 @@ int run_bench(const BenchOptions& o) {
     }
   }
   r.loops = loop + (cursor > 0 ? 1 : 0);
-  r.elapsed_s = open ? std::max(r.duration_s, std::chrono::duration<double>(last_send - start).count())
-                     : std::chrono::duration<double>(std::max(last_send, end) - start).count();
+  r.elapsed_s =
+      open ? std::max(r.duration_s, std::chrono::duration<double>(last_send - start).count())
+           : std::chrono::duration<double>(std::max(last_send, end) - start).count();
   if (r.stopped_early) r.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
   {
     std::unique_lock lock(mu);

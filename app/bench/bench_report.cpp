@@ -61,7 +61,8 @@ double BenchResult::achieved_rate() const {
 
 double BenchResult::error_rate() const {
   const std::uint64_t failed = errors_http + errors_transport;
-  return requests_completed ? static_cast<double>(failed) / static_cast<double>(requests_completed) : 0;
+  return requests_completed ? static_cast<double>(failed) / static_cast<double>(requests_completed)
+                            : 0;
 }
 
 namespace {
@@ -87,10 +88,8 @@ std::string render_table(const BenchResult& r) {
   std::string o;
   const auto& h = r.latency;
   o += fmt::format("chsync bench: {} {} ({} loop", r.backend, r.endpoint, r.mode);
-  if (r.mode == "open")
-    o += fmt::format(", target {:.1f} {}", r.target_rate, r.rate_unit);
-  else
-    o += fmt::format(", concurrency {}", r.concurrency);
+  if (r.mode == "open") o += fmt::format(", target {:.1f} {}", r.target_rate, r.rate_unit);
+  else o += fmt::format(", concurrency {}", r.concurrency);
   o += fmt::format(", {:.1f} s, batch {} spans, {})\n", r.duration_s, r.batch_spans, r.compression);
   o += fmt::format("input: {} spans in {} requests ({} encoded){}; loops {}; id salt {}\n",
                    r.input_spans, r.input_batches, human_bytes(r.input_bytes_encoded),
@@ -108,8 +107,7 @@ std::string render_table(const BenchResult& r) {
   if (r.stopped_early)
     o += fmt::format("stopped early: none of the first {} answers was a success\n",
                      r.requests_completed);
-  if (failed)
-    o += "(latency, throughput and bytes below count accepted requests only)\n";
+  if (failed) o += "(latency, throughput and bytes below count accepted requests only)\n";
   o += "\n";
   o += fmt::format("{:<22}{:>14}\n", "latency (ms)", h.count() ? "" : "no accepted request");
   if (h.count()) {
@@ -126,24 +124,32 @@ std::string render_table(const BenchResult& r) {
     o += fmt::format("  {:<20}{:>14.1f} {}\n", "target", r.target_rate, r.rate_unit);
   o += fmt::format("  {:<20}{:>14.1f} {}\n", "achieved", r.achieved_rate(), r.rate_unit);
   const double secs = std::max(r.elapsed_s, 1e-9);
-  o += fmt::format("  {:<20}{:>14.1f} req/s\n", "requests sent", static_cast<double>(r.requests_sent) / secs);
-  o += fmt::format("  {:<20}{:>14.1f} req/s\n", "requests accepted", static_cast<double>(r.requests_ok) / secs);
-  o += fmt::format("  {:<20}{:>14.1f} spans/s\n", "spans accepted", static_cast<double>(r.spans_ok) / secs);
+  o += fmt::format("  {:<20}{:>14.1f} req/s\n", "requests sent",
+                   static_cast<double>(r.requests_sent) / secs);
+  o += fmt::format("  {:<20}{:>14.1f} req/s\n", "requests accepted",
+                   static_cast<double>(r.requests_ok) / secs);
+  o += fmt::format("  {:<20}{:>14.1f} spans/s\n", "spans accepted",
+                   static_cast<double>(r.spans_ok) / secs);
   o += fmt::format("{:<22}\n", "requests");
   o += fmt::format("  {:<20}{:>14}\n", "sent", r.requests_sent);
   o += fmt::format("  {:<20}{:>14}\n", "completed", r.requests_completed);
-  for (const auto& [code, n] : r.status_codes) o += fmt::format("  {:<20}{:>14}\n", fmt::format("status {}", code), n);
-  for (const auto& [kind, n] : r.transport_errors) o += fmt::format("  {:<20}{:>14}\n", "error " + kind, n);
+  for (const auto& [code, n] : r.status_codes)
+    o += fmt::format("  {:<20}{:>14}\n", fmt::format("status {}", code), n);
+  for (const auto& [kind, n] : r.transport_errors)
+    o += fmt::format("  {:<20}{:>14}\n", "error " + kind, n);
   o += fmt::format("  {:<20}{:>14}\n", "errors", r.errors_http + r.errors_transport);
   o += fmt::format("  {:<20}{:>14}\n", "retries", r.retries);
   if (r.unfinished) o += fmt::format("  {:<20}{:>14}\n", "unfinished", r.unfinished);
   o += fmt::format("{:<22}\n", "bytes");
-  o += fmt::format("  {:<20}{:>14}  ({})\n", "raw (accepted)", r.bytes_raw, human_bytes(r.bytes_raw));
-  o += fmt::format("  {:<20}{:>14}  ({})\n", "sent (accepted)", r.bytes_sent, human_bytes(r.bytes_sent));
+  o += fmt::format("  {:<20}{:>14}  ({})\n", "raw (accepted)", r.bytes_raw,
+                   human_bytes(r.bytes_raw));
+  o += fmt::format("  {:<20}{:>14}  ({})\n", "sent (accepted)", r.bytes_sent,
+                   human_bytes(r.bytes_sent));
   if (r.max_schedule_lag_ms > 5)
-    o += fmt::format("note: the generator fell up to {:.1f} ms behind its schedule (latencies "
-                     "still count from the intended send time)\n",
-                     r.max_schedule_lag_ms);
+    o += fmt::format(
+        "note: the generator fell up to {:.1f} ms behind its schedule (latencies "
+        "still count from the intended send time)\n",
+        r.max_schedule_lag_ms);
   o += "\nper second:\n";
   o += fmt::format("  {:>4} {:>9} {:>9} {:>7} {:>10} {:>10}\n", "s", "requests", "spans", "errors",
                    "p50 ms", "p99 ms");
@@ -273,7 +279,7 @@ std::string html_escape(std::string_view s) {
 }
 
 struct Series {
-  std::string name;   // also the CSS class: series-<name>
+  std::string name;  // also the CSS class: series-<name>
   std::string color;
   std::vector<double> x, y;  // x: seconds, or percentile-axis positions
 };
@@ -350,45 +356,51 @@ std::string svg_chart(const Chart& c) {
                    html_escape(c.title));
   for (const auto& [v, label] : c.y.ticks) {
     const double y = py(v);
-    o += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n", kL, y,
-                     kW - kR, y);
+    o += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n",
+                     kL, y, kW - kR, y);
     o += fmt::format("<text x=\"{}\" y=\"{:.1f}\" font-size=\"12\" text-anchor=\"end\">{}</text>\n",
                      kL - 6, y + 4, label);
   }
   for (const auto& [v, label] : c.x.ticks)
-    o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n",
-                     px(v), kH - kB + 18, html_escape(label));
-  o += fmt::format("<text x=\"14\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 14 {})\" "
-                   "text-anchor=\"middle\">{}{}</text>\n",
-                   kT + ph / 2, kT + ph / 2, html_escape(c.y_unit), c.y.log ? " (log)" : "");
+    o += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n", px(v),
+        kH - kB + 18, html_escape(label));
+  o += fmt::format(
+      "<text x=\"14\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 14 {})\" "
+      "text-anchor=\"middle\">{}{}</text>\n",
+      kT + ph / 2, kT + ph / 2, html_escape(c.y_unit), c.y.log ? " (log)" : "");
   o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n",
                    kL + pw / 2, kH - 6, html_escape(c.x_unit));
   o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\"/>\n", kL, kT + ph,
                    kW - kR, kT + ph);
   if (c.target >= 0) {
     const double y = py(c.target);
-    o += fmt::format("<line class=\"target\" x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" "
-                     "stroke=\"#ff7f0e\" stroke-width=\"2\" stroke-dasharray=\"8 5\"/>"
-                     "<text x=\"{}\" y=\"{:.1f}\" font-size=\"12\" fill=\"#ff7f0e\" "
-                     "text-anchor=\"end\">{}</text>\n",
-                     kL, y, kW - kR, y, kW - kR - 4, y - 5, html_escape(c.target_label));
+    o += fmt::format(
+        "<line class=\"target\" x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" "
+        "stroke=\"#ff7f0e\" stroke-width=\"2\" stroke-dasharray=\"8 5\"/>"
+        "<text x=\"{}\" y=\"{:.1f}\" font-size=\"12\" fill=\"#ff7f0e\" "
+        "text-anchor=\"end\">{}</text>\n",
+        kL, y, kW - kR, y, kW - kR - 4, y - 5, html_escape(c.target_label));
   }
   double lx = kW - kR - 120.0 * static_cast<double>(c.series.size());
   for (const auto& s : c.series) {
     std::string pts;
     for (std::size_t i = 0; i < s.y.size(); ++i)
       pts += fmt::format("{}{:.1f},{:.1f}", i ? " " : "", px(s.x[i]), py(s.y[i]));
-    o += fmt::format("<polyline class=\"series-{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" "
-                     "points=\"{}\"/>\n",
-                     s.name, s.color, pts);
+    o += fmt::format(
+        "<polyline class=\"series-{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" "
+        "points=\"{}\"/>\n",
+        s.name, s.color, pts);
     if (s.y.size() <= 400)
       for (std::size_t i = 0; i < s.y.size(); ++i)
-        o += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"><title>{}: {:.3f} "
-                         "{} at {:g}</title></circle>\n",
-                         px(s.x[i]), py(s.y[i]), s.color, s.name, s.y[i], html_escape(c.y_unit), s.x[i]);
-    o += fmt::format("<rect x=\"{:.1f}\" y=\"{}\" width=\"14\" height=\"4\" fill=\"{}\"/>"
-                     "<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\">{}</text>\n",
-                     lx, kT - 14, s.color, lx + 18, kT - 9, s.name);
+        o += fmt::format(
+            "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"><title>{}: {:.3f} "
+            "{} at {:g}</title></circle>\n",
+            px(s.x[i]), py(s.y[i]), s.color, s.name, s.y[i], html_escape(c.y_unit), s.x[i]);
+    o += fmt::format(
+        "<rect x=\"{:.1f}\" y=\"{}\" width=\"14\" height=\"4\" fill=\"{}\"/>"
+        "<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\">{}</text>\n",
+        lx, kT - 14, s.color, lx + 18, kT - 9, s.name);
     lx += 120;
   }
   o += "</svg>\n";
@@ -398,7 +410,15 @@ std::string svg_chart(const Chart& c) {
 // Latency by percentile, HdrHistogram style: x = log10(1 / (1 - p)), so 90%, 99%, 99.9% and
 // 99.99% are equally spaced; y on a log axis.
 Chart percentile_chart(const LatencyHistogram& h) {
-  Chart c{"percentile-chart", "Latency by percentile (accepted requests)", "percentile", "ms", {}, {}, {}, -1, {}};
+  Chart c{"percentile-chart",
+          "Latency by percentile (accepted requests)",
+          "percentile",
+          "ms",
+          {},
+          {},
+          {},
+          -1,
+          {}};
   Series s{"latency", "#1f77b4", {}, {}};
   double lo = 0, hi = 0;
   for (double pos = 0; pos <= 4.0001; pos += 0.05) {
@@ -426,7 +446,8 @@ std::string html_row(const std::string& k, const std::string& v) {
 std::vector<std::pair<double, std::string>> second_ticks(std::size_t n) {
   std::vector<std::pair<double, std::string>> t;
   const std::size_t step = std::max<std::size_t>(1, (n + 9) / 10);
-  for (std::size_t i = 0; i < n; i += step) t.emplace_back(static_cast<double>(i), fmt::format("{}s", i));
+  for (std::size_t i = 0; i < n; i += step)
+    t.emplace_back(static_cast<double>(i), fmt::format("{}s", i));
   return t;
 }
 
@@ -467,13 +488,34 @@ std::string render_html(const BenchResult& r) {
   seconds.hi = std::max<double>(1, static_cast<double>(n) - 1);
   seconds.ticks = second_ticks(n);
 
-  Chart lat{"latency-chart", "Latency per second (by intended send time)", "second of the run", "ms",
-            seconds, log_axis(lat_lo, lat_hi), {p50, p99, mx}, -1, {}};
+  Chart lat{"latency-chart",
+            "Latency per second (by intended send time)",
+            "second of the run",
+            "ms",
+            seconds,
+            log_axis(lat_lo, lat_hi),
+            {p50, p99, mx},
+            -1,
+            {}};
   const bool open = r.mode == "open";
-  Chart thr{"throughput-chart", "Requests per second", "second of the run", "requests/s", seconds,
-            linear_axis(std::max(thr_hi, open && !rate_in_spans ? r.target_rate : 0)), {ok, err}, -1, {}};
-  Chart sp{"spans-chart", "Spans accepted per second", "second of the run", "spans/s", seconds,
-           linear_axis(std::max(spans_hi, open && rate_in_spans ? r.target_rate : 0)), {spans}, -1, {}};
+  Chart thr{"throughput-chart",
+            "Requests per second",
+            "second of the run",
+            "requests/s",
+            seconds,
+            linear_axis(std::max(thr_hi, open && !rate_in_spans ? r.target_rate : 0)),
+            {ok, err},
+            -1,
+            {}};
+  Chart sp{"spans-chart",
+           "Spans accepted per second",
+           "second of the run",
+           "spans/s",
+           seconds,
+           linear_axis(std::max(spans_hi, open && rate_in_spans ? r.target_rate : 0)),
+           {spans},
+           -1,
+           {}};
   if (open) {
     Chart& with_target = rate_in_spans ? sp : thr;
     with_target.target = r.target_rate;
@@ -488,27 +530,34 @@ std::string render_html(const BenchResult& r) {
       "<title>chsync bench report</title>\n<style>body{font-family:sans-serif;margin:20px auto;"
       "max-width:1200px;padding:0 12px;color:#222}"
       ".tables{display:flex;flex-wrap:wrap;align-items:flex-start;gap:0 28px}"
-      "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 10px;"
+      "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px "
+      "10px;"
       "text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}"
       "svg.chart{display:block;width:100%;height:auto;margin:10px 0;border:1px solid #eee}"
       ".bad{color:#b00;font-weight:bold}</style></head><body>\n";
-  o += "<h1>chsync bench</h1>\n<p>" + html_escape(r.backend) + " &rarr; " + html_escape(r.endpoint) +
-       "<br>" +
+  o += "<h1>chsync bench</h1>\n<p>" + html_escape(r.backend) + " &rarr; " +
+       html_escape(r.endpoint) + "<br>" +
        html_escape(open ? fmt::format("open loop, target {:g} {}", r.target_rate, r.rate_unit)
                         : fmt::format("closed loop, concurrency {}", r.concurrency)) +
        html_escape(fmt::format(", {:.1f} s, batch {} spans, {}", r.duration_s, r.batch_spans,
                                r.compression)) +
        "</p>\n";
-  o += fmt::format("<p id=\"error-rate\" class=\"{}\">errors: {} of {} requests failed ({:.1f}%){}</p>\n",
-                   failed ? "bad" : "", failed, r.requests_completed, 100.0 * r.error_rate(),
-                   r.stopped_early ? " &mdash; stopped early: no request succeeded" : "");
-  o += "<div class=\"tables\">\n<table id=\"latency-table\"><tr><th>latency (accepted)</th><th>ms</th></tr>";
-  const std::pair<const char*, double> rows[] = {
-      {"min", h.min_us()},          {"mean", h.mean_us()},
-      {"p50", h.percentile_us(50)}, {"p90", h.percentile_us(90)},
-      {"p99", h.percentile_us(99)}, {"p99.9", h.percentile_us(99.9)},
-      {"p99.99", h.percentile_us(99.99)}, {"max", h.max_us()}};
-  for (const auto& [name, v] : rows) o += fmt::format("<tr><td>{}</td><td>{:.3f}</td></tr>", name, ms(v));
+  o += fmt::format(
+      "<p id=\"error-rate\" class=\"{}\">errors: {} of {} requests failed ({:.1f}%){}</p>\n",
+      failed ? "bad" : "", failed, r.requests_completed, 100.0 * r.error_rate(),
+      r.stopped_early ? " &mdash; stopped early: no request succeeded" : "");
+  o += "<div class=\"tables\">\n<table id=\"latency-table\"><tr><th>latency "
+       "(accepted)</th><th>ms</th></tr>";
+  const std::pair<const char*, double> rows[] = {{"min", h.min_us()},
+                                                 {"mean", h.mean_us()},
+                                                 {"p50", h.percentile_us(50)},
+                                                 {"p90", h.percentile_us(90)},
+                                                 {"p99", h.percentile_us(99)},
+                                                 {"p99.9", h.percentile_us(99.9)},
+                                                 {"p99.99", h.percentile_us(99.99)},
+                                                 {"max", h.max_us()}};
+  for (const auto& [name, v] : rows)
+    o += fmt::format("<tr><td>{}</td><td>{:.3f}</td></tr>", name, ms(v));
   o += "</table>\n<table id=\"throughput-table\"><tr><th>throughput</th><th>value</th></tr>";
   if (open) o += html_row("target", fmt::format("{:.1f} {}", r.target_rate, r.rate_unit));
   o += html_row("achieved (accepted)", fmt::format("{:.1f} {}", r.achieved_rate(), r.rate_unit));
@@ -517,19 +566,21 @@ std::string render_html(const BenchResult& r) {
   o += html_row("bytes raw / sent (accepted)",
                 human_bytes(r.bytes_raw) + " / " + human_bytes(r.bytes_sent));
   o += "</table>\n<table id=\"status-table\"><tr><th>answer</th><th>requests</th></tr>";
-  for (const auto& [code, cnt] : r.status_codes) o += html_row(fmt::format("HTTP {}", code), std::to_string(cnt));
+  for (const auto& [code, cnt] : r.status_codes)
+    o += html_row(fmt::format("HTTP {}", code), std::to_string(cnt));
   for (const auto& [kind, cnt] : r.transport_errors) o += html_row(kind, std::to_string(cnt));
   if (r.unfinished) o += html_row("unfinished", std::to_string(r.unfinished));
   o += "</table>\n<table id=\"run-table\"><tr><th>run</th><th></th></tr>";
   o += html_row("date", r.started_at);
   o += html_row("chsync", r.version);
   o += html_row("id salt", r.id_salt);
-  o += html_row("input", fmt::format("{} spans in {} requests ({}){}", r.input_spans, r.input_batches,
-                                     human_bytes(r.input_bytes_encoded),
+  o += html_row("input", fmt::format("{} spans in {} requests ({}){}", r.input_spans,
+                                     r.input_batches, human_bytes(r.input_bytes_encoded),
                                      r.input_truncated ? ", truncated" : ""));
   o += html_row("passes over the input", std::to_string(r.loops));
   o += "</table>\n</div>\n";
-  if (!r.first_error.empty()) o += "<p>first error: <code>" + html_escape(r.first_error) + "</code></p>\n";
+  if (!r.first_error.empty())
+    o += "<p>first error: <code>" + html_escape(r.first_error) + "</code></p>\n";
   if (h.count()) o += svg_chart(percentile_chart(h));
   if (!p50.y.empty()) o += svg_chart(lat);
   o += svg_chart(thr);

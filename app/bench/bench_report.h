@@ -38,8 +38,8 @@ class LatencyHistogram {
 struct SecondStats {
   std::uint64_t requests = 0;  // sent
   std::uint64_t spans = 0;
-  std::uint64_t ok = 0;        // 2xx responses
-  std::uint64_t errors = 0;    // non-2xx + transport errors
+  std::uint64_t ok = 0;      // 2xx responses
+  std::uint64_t errors = 0;  // non-2xx + transport errors
   LatencyHistogram latency;
 };
 
@@ -56,11 +56,11 @@ struct BenchResult {
   std::uint64_t input_spans = 0, input_bytes_encoded = 0, input_batches = 0, loops = 0;
   bool input_truncated = false;
   // Outcome.
-  double elapsed_s = 0;          // send window actually used (≥ duration_s when behind)
+  double elapsed_s = 0;  // send window actually used (≥ duration_s when behind)
   std::uint64_t requests_sent = 0, requests_completed = 0, requests_ok = 0;
   std::uint64_t spans_sent = 0, spans_ok = 0;
   std::uint64_t bytes_raw = 0, bytes_sent = 0;  // of accepted (2xx) requests
-  std::uint64_t retries = 0;  // the bench never retries: failures count as errors
+  std::uint64_t retries = 0;                    // the bench never retries: failures count as errors
   std::uint64_t errors_http = 0, errors_transport = 0, unfinished = 0;
   std::map<int, std::uint64_t> status_codes;
   std::map<std::string, std::uint64_t> transport_errors;

@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <set>
 
-#include "backends/otlp/otlp_env.h"
 #include "app/config/config.h"
 #include "app/config/units.h"
+#include "backends/otlp/otlp_env.h"
 
 namespace chsync {
 namespace {
@@ -55,7 +55,8 @@ OptionDecl when(OptionDecl d, std::string key, std::vector<std::string> values) 
 // Options every HTTP backend shares; `otel_env` adds the OTEL_EXPORTER_OTLP_* fallbacks (the
 // OTLP exporters honour them, the Langfuse batch API does not); `langfuse_env` the Langfuse SDK's
 // LANGFUSE_TRACING_ENVIRONMENT (a Langfuse variable is not meant for a generic collector).
-std::vector<OptionDecl> http_options(bool otel_env, bool langfuse_env, const std::string& max_in_flight,
+std::vector<OptionDecl> http_options(bool otel_env, bool langfuse_env,
+                                     const std::string& max_in_flight,
                                      const std::string& batch_bytes) {
   std::vector<OptionDecl> v;
   auto header = opt("header", "header", T::kHeaders, "",
@@ -67,26 +68,32 @@ std::vector<OptionDecl> http_options(bool otel_env, bool langfuse_env, const std
   v.push_back(header);
   auto environment = opt("environment", "environment", T::kString, "",
                          "Langfuse environment / deployment.environment.name");
-  if (langfuse_env) environment = with_env(environment, {{"LANGFUSE_TRACING_ENVIRONMENT", "", false}});
+  if (langfuse_env)
+    environment = with_env(environment, {{"LANGFUSE_TRACING_ENVIRONMENT", "", false}});
   environment.check = [](const std::string& e) -> std::string {
     // Langfuse's rule for environment names; anything else it rejects at ingestion.
-    const bool ok = e.size() <= 40 && e.rfind("langfuse", 0) != 0 &&
-                    std::all_of(e.begin(), e.end(), [](char c) {
-                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-                    });
-    return ok ? "" : "use at most 40 lowercase letters, digits, '-' or '_', not starting with 'langfuse'";
+    const bool ok =
+        e.size() <= 40 && e.rfind("langfuse", 0) != 0 &&
+        std::all_of(e.begin(), e.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        });
+    return ok ? ""
+              : "use at most 40 lowercase letters, digits, '-' or '_', not starting with "
+                "'langfuse'";
   };
   v.push_back(environment);
   auto tag = opt("tag", "tag", T::kList, "", "Langfuse trace tag, after claude-code (repeatable)");
-  tag.check = [](const std::string& t) -> std::string { return t.empty() ? "must not be empty" : ""; };
+  tag.check = [](const std::string& t) -> std::string {
+    return t.empty() ? "must not be empty" : "";
+  };
   v.push_back(tag);
-  v.push_back(count(opt("batch_spans", "batch-spans", T::kCount, "512", "Spans per request"), 1,
-                    1000000));
-  v.push_back(opt("batch_bytes", "batch-bytes", T::kSize, batch_bytes,
-                  "Request size before compression"));
-  v.push_back(count(opt("max_in_flight", "max-in-flight", T::kCount, max_in_flight,
-                        "Concurrent requests"),
-                    1, 4096));
+  v.push_back(
+      count(opt("batch_spans", "batch-spans", T::kCount, "512", "Spans per request"), 1, 1000000));
+  v.push_back(
+      opt("batch_bytes", "batch-bytes", T::kSize, batch_bytes, "Request size before compression"));
+  v.push_back(
+      count(opt("max_in_flight", "max-in-flight", T::kCount, max_in_flight, "Concurrent requests"),
+            1, 4096));
   auto timeout = opt("timeout", "timeout", T::kDuration, "10s", "Request timeout");
   if (otel_env)
     timeout = with_env(timeout, {{"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "", true},
@@ -117,25 +124,28 @@ std::vector<OptionDecl> otlp_options(const std::string& profile) {
   // The OTLP encoder writes langfuse.trace.tags in the langfuse profile only.
   for (auto& o : v)
     if (o.key == "tag") o = when(o, "profile", {"langfuse"});
-  v.push_back(with_env(choice(opt("compression", "compression", T::kChoice, "gzip",
-                                  "Request body compression"),
-                              {"gzip", "none"}),
-                       {{"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "", false},
-                        {"OTEL_EXPORTER_OTLP_COMPRESSION", "", false}}));
-  v.push_back(when(count(opt("compression_level", "compression-level", T::kCount, "1",
-                             "gzip level (libdeflate); 1 is the fastest per core, see BENCHMARKS.md"),
-                         1, 12),
-                   "compression", {"gzip"}));
-  v.push_back(choice(opt("otlp_encoding", "otlp-encoding", T::kChoice, "protobuf", "OTLP body encoding"),
-                     {"protobuf", "json"}));
+  v.push_back(with_env(
+      choice(opt("compression", "compression", T::kChoice, "gzip", "Request body compression"),
+             {"gzip", "none"}),
+      {{"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "", false},
+       {"OTEL_EXPORTER_OTLP_COMPRESSION", "", false}}));
+  v.push_back(
+      when(count(opt("compression_level", "compression-level", T::kCount, "1",
+                     "gzip level (libdeflate); 1 is the fastest per core, see BENCHMARKS.md"),
+                 1, 12),
+           "compression", {"gzip"}));
+  v.push_back(
+      choice(opt("otlp_encoding", "otlp-encoding", T::kChoice, "protobuf", "OTLP body encoding"),
+             {"protobuf", "json"}));
   v.push_back(choice(opt("profile", "profile", T::kChoice, profile,
                          "Span attribute conventions (content attribute keys)"),
                      {"generic", "langfuse", "phoenix"}));
   v.push_back(opt("rate", "rate", T::kRate, "",
                   "Send at most this fast: 50/s (requests) or 5000spans/s (spans)"));
   // No flags: the OpenTelemetry variables (or the keys of a [backends.NAME] table).
-  v.push_back(with_env(opt("resource_attributes", "", T::kString, "", "Resource attributes K=V,..."),
-                       {{"OTEL_RESOURCE_ATTRIBUTES", "", false}}));
+  v.push_back(
+      with_env(opt("resource_attributes", "", T::kString, "", "Resource attributes K=V,..."),
+               {{"OTEL_RESOURCE_ATTRIBUTES", "", false}}));
   v.push_back(with_env(opt("service_name", "", T::kString, "", "Resource service.name"),
                        {{"OTEL_SERVICE_NAME", "", false}}));
   return v;
@@ -163,28 +173,31 @@ std::vector<BackendTypeDecl> build_registry() {
   r.push_back({"console", "Print spans on stdout (--format text|json)", {}});
   r.push_back({"file",
                "Append spans as JSON lines to a file",
-               {opt("output", "output", T::kString, "", "Path for --backend file (JSON lines, appended)")}});
+               {opt("output", "output", T::kString, "",
+                    "Path for --backend file (JSON lines, appended)")}});
   r.push_back({"null", "Map and count, send nothing (measures the pipeline)", {}});
 
   BackendTypeDecl otlp{"otlp", "Any OTLP/HTTP collector", {}};
-  otlp.options.push_back(with_env(
-      opt("endpoint", "endpoint", T::kUrl, "http://127.0.0.1:4318/v1/traces",
-          "OTLP traces URL, used as is (without --backend it selects otlp)"),
-      {{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", false},
-       {"OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces", false}}));
+  otlp.options.push_back(
+      with_env(opt("endpoint", "endpoint", T::kUrl, "http://127.0.0.1:4318/v1/traces",
+                   "OTLP traces URL, used as is (without --backend it selects otlp)"),
+               {{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", false},
+                {"OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces", false}}));
   for (auto& o : otlp_options("generic")) otlp.options.push_back(o);
   r.push_back(otlp);
 
   BackendTypeDecl lf{"langfuse", "Langfuse through its OTLP endpoint", {}};
   lf.options.push_back(langfuse_host());
-  lf.options.push_back(endpoint_option("Full traces URL (default: HOST/api/public/otel/v1/traces)"));
+  lf.options.push_back(
+      endpoint_option("Full traces URL (default: HOST/api/public/otel/v1/traces)"));
   for (auto& o : langfuse_keys()) lf.options.push_back(o);
   for (auto& o : otlp_options("langfuse")) lf.options.push_back(o);
   r.push_back(lf);
 
   BackendTypeDecl legacy{"langfuse-legacy", "Langfuse batch ingestion API (self-hosted v3)", {}};
   legacy.options.push_back(langfuse_host());
-  legacy.options.push_back(endpoint_option("Full ingestion URL (default: HOST/api/public/ingestion)"));
+  legacy.options.push_back(
+      endpoint_option("Full ingestion URL (default: HOST/api/public/ingestion)"));
   for (auto& o : langfuse_keys()) legacy.options.push_back(o);
   for (auto& o : http_options(false, true, "4", "3500000")) legacy.options.push_back(o);
   legacy.options.push_back(opt("typed_observations", "typed-observations", T::kBool, "false",
@@ -197,11 +210,12 @@ std::vector<BackendTypeDecl> build_registry() {
                                     "Phoenix base URL (/v1/traces is added)"),
                                 {{"PHOENIX_COLLECTOR_ENDPOINT", "", false}}));
   px.options.push_back(endpoint_option("Full traces URL (default: HOST/v1/traces)"));
-  px.options.push_back(with_env(
-      opt("project_name", "project-name", T::kString, "", "Phoenix project (openinference.project.name)"),
-      {{"PHOENIX_PROJECT_NAME", "", false}}));
-  px.options.push_back(secret(with_env(opt("api_key", "", T::kString, "", "Phoenix API key (sent as a Bearer token)"),
-                                       {{"PHOENIX_API_KEY", "", false}})));
+  px.options.push_back(with_env(opt("project_name", "project-name", T::kString, "",
+                                    "Phoenix project (openinference.project.name)"),
+                                {{"PHOENIX_PROJECT_NAME", "", false}}));
+  px.options.push_back(secret(
+      with_env(opt("api_key", "", T::kString, "", "Phoenix API key (sent as a Bearer token)"),
+               {{"PHOENIX_API_KEY", "", false}})));
   for (auto& o : otlp_options("phoenix")) {
     // Phoenix's OTLP receiver takes protobuf only (it answers JSON with 415).
     if (o.key == "otlp_encoding")
@@ -267,8 +281,8 @@ class Resolver {
   }
 
  private:
-  void set(BackendSpec& spec, const OptionDecl& d, const std::string& text, const std::string& where,
-           const std::string& source) {
+  void set(BackendSpec& spec, const OptionDecl& d, const std::string& text,
+           const std::string& where, const std::string& source) {
     std::string canon;
     if (auto err = canonical_value(d, text, canon); !err.empty())
       throw ConfigError(fmt::format("{}: {}", where, err));
@@ -288,7 +302,8 @@ class Resolver {
       if (it != inst_->end()) {
         const std::string dotted = "backends." + inst_name_ + "." + d.key;
         const std::string where = config_where(cf_, dotted) + ": " + dotted;
-        return set(spec, d, it->second, where, "file " + cf_.path + " [backends." + inst_name_ + "]");
+        return set(spec, d, it->second, where,
+                   "file " + cf_.path + " [backends." + inst_name_ + "]");
       }
     }
     if (g) return set(spec, d, g->values.back(), where_given(d, *g), g->source);
@@ -313,7 +328,8 @@ class Resolver {
     if (g.source.rfind("file ", 0) == 0) {
       for (const auto& k : {d.flag, d.key}) {
         auto it = cf_.lines.find("sync." + k);
-        if (it != cf_.lines.end()) return fmt::format("config {}:{}: sync.{}", cf_.path, it->second, d.flag);
+        if (it != cf_.lines.end())
+          return fmt::format("config {}:{}: sync.{}", cf_.path, it->second, d.flag);
       }
       return fmt::format("config {}: sync.{}", cf_.path, d.flag);
     }
@@ -335,7 +351,8 @@ class Resolver {
           if (auto err = canonical_value(d, values[i], canon); !err.empty())
             throw ConfigError(fmt::format("{}: {}", where, err));
           spec.settings[d.key + "." + std::to_string(i)] = canon;
-          spec.sources[d.key + "." + std::to_string(i)] = "file " + cf_.path + " [backends." + inst_name_ + "]";
+          spec.sources[d.key + "." + std::to_string(i)] =
+              "file " + cf_.path + " [backends." + inst_name_ + "]";
         }
         return;
       }
@@ -344,7 +361,8 @@ class Resolver {
       for (std::size_t i = 0; i < it->second.values.size(); ++i) {
         const auto& v = it->second.values[i];
         if (d.type == T::kHeaders && v.find('=') == std::string::npos)
-          throw ConfigError(fmt::format("{}: expected K=V, got '{}'", where_given(d, it->second), v));
+          throw ConfigError(
+              fmt::format("{}: expected K=V, got '{}'", where_given(d, it->second), v));
         std::string canon;
         if (auto err = canonical_value(d, v, canon); !err.empty())
           throw ConfigError(fmt::format("{}: {}", where_given(d, it->second), err));
@@ -380,8 +398,8 @@ class Resolver {
     spec.sources["endpoint"] = "host (" + spec.sources["host"] + ")";
   }
 
-  // A list in [backends.NAME] ("tag = [\"a\", \"b\"]") is stored as KEY.0, KEY.1 (app/config/config.cpp);
-  // a single string counts as a list of one.
+  // A list in [backends.NAME] ("tag = [\"a\", \"b\"]") is stored as KEY.0, KEY.1
+  // (app/config/config.cpp); a single string counts as a list of one.
   std::vector<std::string> instance_list(const std::string& key) const {
     std::vector<std::string> out;
     if (auto it = inst_->find(key); it != inst_->end()) out.push_back(it->second);
@@ -405,13 +423,15 @@ class Resolver {
     for (const auto& d : t_.options) {
       if (d.when_key.empty() || instance_list(d.key).empty()) continue;
       const std::string have = spec_str(spec, d.when_key);
-      if (std::find(d.when_values.begin(), d.when_values.end(), have) != d.when_values.end()) continue;
+      if (std::find(d.when_values.begin(), d.when_values.end(), have) != d.when_values.end())
+        continue;
       const std::string dotted = "backends." + inst_name_ + "." + d.key;
       auto src = spec.sources.find(d.when_key);
-      throw ConfigError(fmt::format(
-          "{}: {}: does nothing with {} = \"{}\" ({}); it needs {} = \"{}\"", config_where(cf_, dotted),
-          dotted, d.when_key, have, src == spec.sources.end() ? "unset" : src->second, d.when_key,
-          fmt::join(d.when_values, "\" or \"")));
+      throw ConfigError(
+          fmt::format("{}: {}: does nothing with {} = \"{}\" ({}); it needs {} = \"{}\"",
+                      config_where(cf_, dotted), dotted, d.when_key, have,
+                      src == spec.sources.end() ? "unset" : src->second, d.when_key,
+                      fmt::join(d.when_values, "\" or \"")));
     }
   }
 
@@ -425,14 +445,13 @@ class Resolver {
       if (known && (known->type == T::kList || k == full)) continue;
       const std::string dotted = "backends." + inst_name_ + "." + k;
       if (known)
-        throw ConfigError(fmt::format("{}: {}: takes one value, not an array", config_where(cf_, dotted),
-                                      dotted));
-      std::string msg = fmt::format("{}: {}: unknown key for type \"{}\"", config_where(cf_, dotted),
-                                    dotted, t_.type);
+        throw ConfigError(fmt::format("{}: {}: takes one value, not an array",
+                                      config_where(cf_, dotted), dotted));
+      std::string msg = fmt::format("{}: {}: unknown key for type \"{}\"",
+                                    config_where(cf_, dotted), dotted, t_.type);
       if (auto near = did_you_mean(k, keys); !near.empty())
         msg += fmt::format(" (did you mean '{}'?)", near);
-      else
-        msg += " (keys: " + fmt::format("{}", fmt::join(keys, ", ")) + ")";
+      else msg += " (keys: " + fmt::format("{}", fmt::join(keys, ", ")) + ")";
       throw ConfigError(msg);
     }
   }
@@ -451,7 +470,8 @@ void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
   for (const auto& [flag, g] : given) {
     if (g.values.empty()) continue;
     bool applies = false;
-    std::string unmet;  // "otlp with --profile generic (default)" for each type whose condition fails
+    std::string
+        unmet;  // "otlp with --profile generic (default)" for each type whose condition fails
     for (std::size_t i = 0; i < types.size(); ++i)
       for (const auto& o : types[i]->options) {
         if (o.flag != flag) continue;
@@ -463,16 +483,18 @@ void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
         }
         const OptionDecl* cond = find_option(*types[i], o.when_key);
         auto src = specs[i].sources.find(o.when_key);
-        const std::string why = src == specs[i].sources.end() ? " (unset)"
+        const std::string why = src == specs[i].sources.end()       ? " (unset)"
                                 : src->second.rfind("flag", 0) == 0 ? ""
-                                                                   : " (" + src->second + ")";
+                                                                    : " (" + src->second + ")";
         unmet += fmt::format("{}{} with --{} {}{}; it needs --{} {}", unmet.empty() ? "" : ", ",
                              specs[i].instance, cond ? cond->flag : o.when_key, have, why,
                              cond ? cond->flag : o.when_key, fmt::join(o.when_values, "|"));
       }
     if (applies) continue;
-    const std::string from0 = g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
-    if (!unmet.empty()) throw ConfigError(fmt::format("{} does nothing for --backend {}", from0, unmet));
+    const std::string from0 =
+        g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
+    if (!unmet.empty())
+      throw ConfigError(fmt::format("{} does nothing for --backend {}", from0, unmet));
     std::string chosen;
     std::vector<std::string> candidates;
     for (const auto* t : types) {
@@ -480,7 +502,8 @@ void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
       for (const auto& o : t->options)
         if (!o.flag.empty()) candidates.push_back(o.flag);
     }
-    const std::string from = g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
+    const std::string from =
+        g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
     std::string msg = fmt::format("{} does not apply to --backend {}", from, chosen);
     std::vector<std::string> takers;
     for (const auto& t : backend_types())
@@ -490,7 +513,8 @@ void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
       msg += fmt::format("; did you mean --{}?", near);
     else if (takers.empty() && types.size() == 1)
       msg += fmt::format(" (its options: {})", flag_keys_of(*types.front()));
-    if (!takers.empty()) msg += fmt::format("; --{} is for --backend {}", flag, fmt::join(takers, "|"));
+    if (!takers.empty())
+      msg += fmt::format("; --{} is for --backend {}", flag, fmt::join(takers, "|"));
     throw ConfigError(msg);
   }
 }
@@ -532,8 +556,7 @@ std::string option_type_name(const OptionDecl& d) {
     case T::kChoice: return fmt::format("{}", fmt::join(d.choices, "|"));
     case T::kString: break;
   }
-  return d.flag == "output" || d.key.find("file") != std::string::npos ||
-                 d.key.find("client_") == 0
+  return d.flag == "output" || d.key.find("file") != std::string::npos || d.key.find("client_") == 0
              ? "PATH"
              : "TEXT";
 }
@@ -550,10 +573,9 @@ std::string option_help(const OptionDecl& d) {
         const OptionDecl* cond = o.when_key.empty() ? nullptr : find_option(t, o.when_key);
         if (cond && std::find(o.when_values.begin(), o.when_values.end(), cond->default_text) ==
                         o.when_values.end())
-          conditional.push_back(fmt::format("{} with --{} {}", t.type, cond->flag,
-                                            fmt::join(o.when_values, "|")));
-        else
-          conditional.push_back(t.type);
+          conditional.push_back(
+              fmt::format("{} with --{} {}", t.type, cond->flag, fmt::join(o.when_values, "|")));
+        else conditional.push_back(t.type);
       }
   std::string h = d.help;
   if (d.type != T::kBool && !(by_default.size() == 1 && by_default.begin()->first.empty())) {
@@ -578,8 +600,9 @@ std::string option_help(const OptionDecl& d) {
           std::vector<std::string> readers;
           for (const auto& t : backend_types())
             for (const auto& o2 : t.options)
-              if (o2.flag == d.flag && std::any_of(o2.env.begin(), o2.env.end(),
-                                                   [&](const EnvFallback& x) { return x.name == e.name; }))
+              if (o2.flag == d.flag &&
+                  std::any_of(o2.env.begin(), o2.env.end(),
+                              [&](const EnvFallback& x) { return x.name == e.name; }))
                 readers.push_back(t.type);
           const std::string shown = readers.size() == types.size()
                                         ? e.name
@@ -588,11 +611,14 @@ std::string option_help(const OptionDecl& d) {
         }
   if (!envs.empty()) h += "; env " + fmt::format("{}", fmt::join(envs, ", "));
   // Which backends take it ("every network backend" when all four do).
-  const bool all_network = types.size() == 4 && std::find(types.begin(), types.end(), "otlp") != types.end() &&
+  const bool all_network = types.size() == 4 &&
+                           std::find(types.begin(), types.end(), "otlp") != types.end() &&
                            std::find(types.begin(), types.end(), "langfuse-legacy") != types.end();
   const bool any_condition = conditional != types;
-  h += " [" + (all_network && !any_condition ? std::string("network backends")
-                                             : fmt::format("{}", fmt::join(conditional, ", "))) + "]";
+  h += " [" +
+       (all_network && !any_condition ? std::string("network backends")
+                                      : fmt::format("{}", fmt::join(conditional, ", "))) +
+       "]";
   return h;
 }
 
@@ -627,7 +653,8 @@ std::string typed_value(const OptionDecl& d, const std::string& text, std::strin
       return {};
     }
     case T::kCount: {
-      if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos)
+      if (text.empty() || text.size() > 12 ||
+          text.find_first_not_of("0123456789") != std::string::npos)
         return fmt::format("invalid number '{}'", text);
       const std::uint64_t n = std::stoull(text);
       if (n < d.min || (d.max && n > d.max))
@@ -643,7 +670,8 @@ std::string typed_value(const OptionDecl& d, const std::string& text, std::strin
     }
     case T::kChoice: {
       std::string v = text;
-      std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+      std::transform(v.begin(), v.end(), v.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
       if (std::find(d.choices.begin(), d.choices.end(), v) == d.choices.end())
         return fmt::format("'{}' is not one of {}", text, fmt::join(d.choices, ", "));
       out = v;
@@ -656,8 +684,7 @@ std::string typed_value(const OptionDecl& d, const std::string& text, std::strin
       return {};
     case T::kString:
     case T::kHeaders:
-    case T::kList:
-      break;
+    case T::kList: break;
   }
   out = text;
   return {};
@@ -726,7 +753,8 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
     for (std::size_t i = 1; i <= w.size(); ++i) {
       cur[0] = i;
       for (std::size_t j = 1; j <= n.size(); ++j)
-        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (w[i - 1] == n[j - 1] ? 0 : 1)});
+        cur[j] =
+            std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (w[i - 1] == n[j - 1] ? 0 : 1)});
       std::swap(prev, cur);
     }
     if (prev[n.size()] < best_d) {

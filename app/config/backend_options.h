@@ -27,7 +27,18 @@
 namespace chsync {
 
 // kHeaders and kList are repeatable: settings "KEY.0", "KEY.1", ... in the order given.
-enum class OptionType { kString, kUrl, kBool, kCount, kSize, kDuration, kRate, kChoice, kHeaders, kList };
+enum class OptionType {
+  kString,
+  kUrl,
+  kBool,
+  kCount,
+  kSize,
+  kDuration,
+  kRate,
+  kChoice,
+  kHeaders,
+  kList
+};
 
 // An environment variable that supplies a default when neither flag nor file sets the option.
 struct EnvFallback {

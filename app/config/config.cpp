@@ -90,7 +90,9 @@ ConfigFile load_config_file(const std::string& path, bool required) {
           const std::string bkey(bk.str());
           if (bkey == "headers") {
             auto* ht = bv.as_table();
-            if (!ht) throw ConfigError("config " + path + ": backends." + iname + ".headers must be a table");
+            if (!ht)
+              throw ConfigError("config " + path + ": backends." + iname +
+                                ".headers must be a table");
             int i = 0;
             for (auto&& [hk, hv] : *ht) {
               std::string hs;
@@ -105,7 +107,8 @@ ConfigFile load_config_file(const std::string& path, bool required) {
           std::replace(nk.begin(), nk.end(), '-', '_');
           cf.lines["backends." + iname + "." + nk] = static_cast<int>(bv.source().begin.line);
           std::string s;
-          if (auto* arr = bv.as_array()) {  // tag = ["a", "b"] -> tag.0, tag.1 (backend_options.cpp)
+          if (auto* arr =
+                  bv.as_array()) {  // tag = ["a", "b"] -> tag.0, tag.1 (backend_options.cpp)
             std::size_t i = 0;
             for (auto& el : *arr) {
               if (!scalar_to_string(el, s))
@@ -121,7 +124,8 @@ ConfigFile load_config_file(const std::string& path, bool required) {
           out[nk] = s;
         }
         if (out.find("type") == out.end())
-          throw ConfigError("config " + path + ": backends." + iname + " needs type = \"otlp\"|...");
+          throw ConfigError("config " + path + ": backends." + iname +
+                            " needs type = \"otlp\"|...");
       }
     } else {
       throw ConfigError("config " + path + ": unknown section or key '" + key +
@@ -134,8 +138,9 @@ ConfigFile load_config_file(const std::string& path, bool required) {
 ConfigFile load_default_or(const std::string& explicit_path) {
   if (!explicit_path.empty()) return load_config_file(explicit_path, true);
   const char* xdg = std::getenv("XDG_CONFIG_HOME");
-  std::string base = xdg && *xdg ? std::string(xdg)
-                                 : std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.config";
+  std::string base =
+      xdg && *xdg ? std::string(xdg)
+                  : std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.config";
   return load_config_file(base + "/chsync/config.toml", false);
 }
 

@@ -11,7 +11,8 @@
 //   inputs = ["/data/claude/projects"]
 //
 //   [backends.collector]         # a named backend instance (its own delivery state); its keys
-//                                # are the type's options (app/config/backend_options.cpp), validated
+//                                # are the type's options (app/config/backend_options.cpp),
+//                                validated
 //   type = "otlp"
 //   endpoint = "http://otel:4318/v1/traces"
 //   headers = { "x-team" = "ml" }

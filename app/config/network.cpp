@@ -1,6 +1,7 @@
-// Network exporters (otlp, langfuse, phoenix, langfuse-legacy) built from a BackendSpec: see network.h.
-// Endpoint resolution follows design Contracts: --endpoint as is, else the OTEL_* variables, else
-// http://127.0.0.1:4318/v1/traces; Langfuse and Phoenix take a base URL and add their paths.
+// Network exporters (otlp, langfuse, phoenix, langfuse-legacy) built from a BackendSpec: see
+// network.h. Endpoint resolution follows design Contracts: --endpoint as is, else the OTEL_*
+// variables, else http://127.0.0.1:4318/v1/traces; Langfuse and Phoenix take a base URL and add
+// their paths.
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
@@ -11,25 +12,26 @@
 #include <mutex>
 #include <tuple>
 
+#include "app/config/backend_options.h"
+#include "app/config/network.h"
+#include "app/config/units.h"
+#include "app/dead_letters/dead_letters.h"
 #include "backends/http/http_client.h"
 #include "backends/http/settings_check.h"
 #include "backends/langfuse_legacy/langfuse_legacy.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
-#include "app/config/backend_options.h"
-#include "app/config/network.h"
-#include "app/dead_letters/dead_letters.h"
-#include "app/config/units.h"
+#include "pipeline/base64.h"
 #include "pipeline/log.h"
 #include "stages/state/state_store.h"
-#include "pipeline/base64.h"
 
 namespace chsync {
 
 namespace {
 // --insecure turns off what keeps an API key from a man in the middle: say so every time.
 void warn_insecure(const std::string& who) {
-  log::warn(who + ": --insecure: TLS certificates and host names are NOT verified; anyone on the "
+  log::warn(who +
+            ": --insecure: TLS certificates and host names are NOT verified; anyone on the "
             "path can read the API keys and spans. Use --ca-file for a private CA instead.");
 }
 }  // namespace
@@ -41,7 +43,8 @@ std::string langfuse_auth(const BackendSpec& spec) {
   const std::string pk = setting(spec, "public_key");
   const std::string sk = setting(spec, "secret_key");
   if (pk.empty() || sk.empty())
-    throw ConfigError("--backend " + spec.type + " needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY");
+    throw ConfigError("--backend " + spec.type +
+                      " needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY");
   return "Basic " + base64_encode(pk + ":" + sk);
 }
 

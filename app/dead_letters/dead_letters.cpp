@@ -5,9 +5,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <simdjson.h>
 #include <filesystem>
 #include <fstream>
-#include <simdjson.h>
 
 #include "pipeline/base64.h"
 #include "pipeline/clock.h"
@@ -57,8 +57,8 @@ void DeadLetterWriter::write(const std::string& instance, const Ack& ack,
 }
 
 void DeadLetterWriter::write(const DeadLetter& d) {
-  append(record_line(d.instance, d.endpoint, d.content_type, d.status, d.reason, d.span_keys,
-                     d.body));
+  append(
+      record_line(d.instance, d.endpoint, d.content_type, d.status, d.reason, d.span_keys, d.body));
 }
 
 void DeadLetterWriter::append(const std::string& line) {

@@ -42,8 +42,10 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
   co.ca_file = ro.ca_file;
   co.insecure = ro.insecure;
   if (ro.insecure)
-    log::warn("replay-dead-letters: --insecure: TLS certificates and host names are NOT verified; anyone on "
-              "the path can read the API keys and spans. Use --ca-file for a private CA instead.");
+    log::warn(
+        "replay-dead-letters: --insecure: TLS certificates and host names are NOT verified; anyone "
+        "on "
+        "the path can read the API keys and spans. Use --ca-file for a private CA instead.");
   co.user_agent = "chsync/" + std::string(otlp::chsync_version());
   auto client = http::make_http_client(co);
 
@@ -54,7 +56,8 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
     if (eq != std::string::npos) extra.emplace_back(h.substr(0, eq), h.substr(eq + 1));
   }
   for (const auto& [k, v] : extra)
-    if (auto e = http::header_error(k, v); !e.empty()) throw ConfigError("replay-dead-letters: " + e);
+    if (auto e = http::header_error(k, v); !e.empty())
+      throw ConfigError("replay-dead-letters: " + e);
 
   std::vector<DeadLetter> still_dead;
   std::uint64_t replayed_spans = 0, failed = 0;
@@ -69,8 +72,8 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
     }
     http::Request req;
     req.url = *url;
-    req.headers.emplace_back("Content-Type", d.content_type.empty() ? "application/x-protobuf"
-                                                                     : d.content_type);
+    req.headers.emplace_back("Content-Type",
+                             d.content_type.empty() ? "application/x-protobuf" : d.content_type);
     for (const auto& kv : extra) req.headers.push_back(kv);
     req.body = std::make_shared<const std::string>(d.body);
     std::mutex mu;
@@ -92,8 +95,9 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
       replayed_spans += d.span_keys.size();
     } else {
       log::error("replay to " + http::mask_url(endpoint) + " failed: " +
-                 (resp.error != http::TransportError::kNone ? std::string(http::to_string(resp.error))
-                                                            : fmt::format("HTTP {}", resp.status)));
+                 (resp.error != http::TransportError::kNone
+                      ? std::string(http::to_string(resp.error))
+                      : fmt::format("HTTP {}", resp.status)));
       still_dead.push_back(std::move(d));
       ++failed;
     }

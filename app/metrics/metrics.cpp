@@ -4,15 +4,15 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
-#include <fmt/format.h>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -50,12 +50,14 @@ constexpr Descriptor kDescriptors[] = {
     {"chsync_stage_blocked_seconds_total", "counter",
      "Time a stage waited on a full downstream (backpressure)"},
     {"chsync_last_run_exit_code", "gauge", "Exit code of the last finished run (textfile only)"},
-    {"chsync_last_run_timestamp_seconds", "gauge", "Unix time the last run finished (textfile only)"},
+    {"chsync_last_run_timestamp_seconds", "gauge",
+     "Unix time the last run finished (textfile only)"},
     {"chsync_last_run_duration_seconds", "gauge", "Duration of the last run (textfile only)"},
 };
 
 std::string format_value(double v) {
-  if (v == static_cast<double>(static_cast<std::int64_t>(v))) return fmt::format("{}", static_cast<std::int64_t>(v));
+  if (v == static_cast<double>(static_cast<std::int64_t>(v)))
+    return fmt::format("{}", static_cast<std::int64_t>(v));
   return fmt::format("{:.6f}", v);
 }
 
@@ -64,7 +66,8 @@ bool split_listen(const std::string& listen, std::string& host, std::string& por
   if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) return false;
   host = listen.substr(0, colon);
   port = listen.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   return port.find_first_not_of("0123456789") == std::string::npos && port.size() <= 5 &&
          std::stoul(port) <= 65535;
 }
@@ -74,13 +77,15 @@ bool split_listen(const std::string& listen, std::string& host, std::string& por
 // meanwhile, and stop() ends the io thread at once (pending sessions are dropped with it).
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, MetricsRegistry& registry) : stream_(std::move(socket)), registry_(registry) {}
+  Session(tcp::socket socket, MetricsRegistry& registry)
+      : stream_(std::move(socket)), registry_(registry) {}
 
   void start() {
     stream_.expires_after(kTimeout);
-    http::async_read(stream_, buffer_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (!ec) self->answer();
-    });
+    http::async_read(stream_, buffer_, req_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (!ec) self->answer();
+                     });
   }
 
  private:
@@ -218,7 +223,8 @@ MetricsServer::MetricsServer(MetricsRegistry& registry, const std::string& liste
   if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("--metrics-listen " + listen + ": cannot listen: " + ec.message());
+  if (ec)
+    throw std::runtime_error("--metrics-listen " + listen + ": cannot listen: " + ec.message());
   impl_->accept();
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }

@@ -142,16 +142,16 @@ std::string render_text(const StatusView& v) {
   std::string out = fmt::format("Database: {}\n", v.path);
   for (const InstanceView& iv : v.instances) {
     const StatusTotals& t = iv.totals;
-    out += fmt::format("Backend {}: {} files, {:.1f} MB committed, {} spans sent, {} dead, "
-                       "{} in flight at an interrupted run, {} bad lines, last sync {}\n",
-                       iv.name, t.files, static_cast<double>(t.bytes) / 1e6, t.spans_delivered,
-                       t.spans_dead, t.spans_in_flight, t.file_errors,
-                       rfc3339_or(t.last_sync_ms, "never"));
+    out += fmt::format(
+        "Backend {}: {} files, {:.1f} MB committed, {} spans sent, {} dead, "
+        "{} in flight at an interrupted run, {} bad lines, last sync {}\n",
+        iv.name, t.files, static_cast<double>(t.bytes) / 1e6, t.spans_delivered, t.spans_dead,
+        t.spans_in_flight, t.file_errors, rfc3339_or(t.last_sync_ms, "never"));
     for (const auto& [name, p] : iv.projects)
-      out += fmt::format("  {:<50} {:>6} files {:>10.1f} MB {:>9} spans {:>5} errors  {}\n",
-                         name.empty() ? "(none)" : name, p.files,
-                         static_cast<double>(p.bytes) / 1e6, p.spans, p.errors,
-                         rfc3339_or(p.last_sync_ms, ""));
+      out +=
+          fmt::format("  {:<50} {:>6} files {:>10.1f} MB {:>9} spans {:>5} errors  {}\n",
+                      name.empty() ? "(none)" : name, p.files, static_cast<double>(p.bytes) / 1e6,
+                      p.spans, p.errors, rfc3339_or(p.last_sync_ms, ""));
   }
   if (v.work) {
     const WorkCounts& c = *v.work;
@@ -159,10 +159,11 @@ std::string render_text(const StatusView& v) {
                        c.pending, c.claimed, c.expired, c.done);
     out += fmt::format("Workers ({}):\n", v.workers.size());
     for (const auto& x : v.workers)
-      out += fmt::format("  {:<28} {:<9} units {:>6} claimed {:>6} done {:>10} spans {:>9.1f} MB  "
-                         "started {}  heartbeat {}\n",
-                         x.worker_id, x.status, x.units_claimed, x.units_done, x.spans_sent,
-                         static_cast<double>(x.bytes_read) / 1e6, x.started_at, x.heartbeat_at);
+      out += fmt::format(
+          "  {:<28} {:<9} units {:>6} claimed {:>6} done {:>10} spans {:>9.1f} MB  "
+          "started {}  heartbeat {}\n",
+          x.worker_id, x.status, x.units_claimed, x.units_done, x.spans_sent,
+          static_cast<double>(x.bytes_read) / 1e6, x.started_at, x.heartbeat_at);
   }
   out += fmt::format("Dead-letter requests: {} ({})\n", v.dead_letter_requests, v.dead_letter_file);
   return out;

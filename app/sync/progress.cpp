@@ -85,11 +85,11 @@ std::string render_progress(const ProgressSnapshot& s, std::size_t width) {
   const bool moving = s.state == ProgressState::kReading || s.state == ProgressState::kSending;
   std::string eta;
   if (moving && frac > 0 && frac < 1 && s.bytes_per_s > 0 && s.bytes_total > s.bytes_done)
-    eta = "ETA " + clock(static_cast<double>(s.bytes_total - s.bytes_done) /
-                         std::max(s.bytes_per_s, 1.0) *
-                         (s.bytes_read > 0 && s.bytes_done > 0
-                              ? static_cast<double>(s.bytes_read) / static_cast<double>(s.bytes_done)
-                              : 1.0));
+    eta = "ETA " +
+          clock(static_cast<double>(s.bytes_total - s.bytes_done) / std::max(s.bytes_per_s, 1.0) *
+                (s.bytes_read > 0 && s.bytes_done > 0
+                     ? static_cast<double>(s.bytes_read) / static_cast<double>(s.bytes_done)
+                     : 1.0));
   // (display order, priority: lower is kept first, text)
   struct Part {
     int order, priority;
@@ -102,8 +102,9 @@ std::string render_progress(const ProgressSnapshot& s, std::size_t width) {
       {3, 2, human_count(static_cast<double>(s.spans_sent)) + " spans"},
       {4, 3, human_count(s.spans_per_s) + "/s"},
       {5, 6, fmt::format("{} in flight", s.in_flight)},
-      {6, 8, human_bytes(static_cast<double>(s.bytes_done)) + "/" +
-                 human_bytes(static_cast<double>(s.bytes_total))},
+      {6, 8,
+       human_bytes(static_cast<double>(s.bytes_done)) + "/" +
+           human_bytes(static_cast<double>(s.bytes_total))},
       {7, 9, human_bytes(s.bytes_per_s) + "/s"},
   };
   if (s.retries) parts.push_back({8, 1, fmt::format("retries {}", s.retries)});
@@ -179,7 +180,8 @@ std::string one_line(const std::string& text, std::size_t max_chars) {
     const std::size_t w = (c & 0xC0) == 0x80 ? 0 : piece.size();
     if (max_chars && cols + w > max_chars - 1 && i + 1 < text.size()) {
       // Do not cut inside a UTF-8 sequence.
-      while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) out.pop_back();
+      while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
+        out.pop_back();
       if (!out.empty() && (static_cast<unsigned char>(out.back()) & 0x80)) out.pop_back();
       return out + "…";
     }
@@ -192,9 +194,10 @@ std::string one_line(const std::string& text, std::size_t max_chars) {
 std::vector<std::string> run_hints(const HintInputs& h) {
   std::vector<std::string> out;
   for (const auto& p : h.ignored_inputs)
-    out.push_back(fmt::format("{}: not a transcript file (.jsonl, .jsonl.gz, .jsonl.zst) or an "
-                              "archive; it was not read",
-                              p));
+    out.push_back(
+        fmt::format("{}: not a transcript file (.jsonl, .jsonl.gz, .jsonl.zst) or an "
+                    "archive; it was not read",
+                    p));
   if (h.files_scanned == 0 && h.ignored_inputs.empty()) {
     std::string where;
     for (const auto& p : h.inputs) where += (where.empty() ? "" : ", ") + p;
@@ -210,8 +213,9 @@ std::vector<std::string> run_hints(const HintInputs& h) {
     out.push_back(fmt::format(
         "{} turns held back: their files changed less than --settle {} ago (a session may still be "
         "writing them); a later run sends them, --settle 0 sends them now",
-        h.turns_held, min > 0 && h.settle_ms % 60000 == 0 ? std::to_string(min) + "m"
-                                                           : std::to_string(h.settle_ms) + "ms"));
+        h.turns_held,
+        min > 0 && h.settle_ms % 60000 == 0 ? std::to_string(min) + "m"
+                                            : std::to_string(h.settle_ms) + "ms"));
   }
   return out;
 }
@@ -219,7 +223,8 @@ std::vector<std::string> run_hints(const HintInputs& h) {
 void log_summary(const RunSummary& s) {
   const double mb = static_cast<double>(s.bytes_read) / 1e6;
   std::string text = fmt::format(
-      "{}{} files scanned ({} updated, {} skipped), {} spans {}, {} deduped, {} held turns, {} dead, "
+      "{}{} files scanned ({} updated, {} skipped), {} spans {}, {} deduped, {} held turns, {} "
+      "dead, "
       "{} bad lines, {:.1f} MB in {:.2f} s ({:.1f} MB/s)",
       s.dry_run ? "dry run: " : "", s.files_scanned, s.files_updated, s.files_skipped, s.spans_sent,
       s.dry_run ? "would be sent" : "sent", s.spans_deduped, s.turns_held, s.dead, s.bad_lines, mb,
@@ -239,7 +244,8 @@ void log_summary(const RunSummary& s) {
               {"duration_s", std::round(s.seconds * 100) / 100}},
              /*text_fields=*/false);
   bool any_trouble = false;
-  for (const auto& b : s.backends) any_trouble = any_trouble || b.fatal || b.dead || b.failed || b.rejected;
+  for (const auto& b : s.backends)
+    any_trouble = any_trouble || b.fatal || b.dead || b.failed || b.rejected;
   for (const auto& b : s.backends) {
     if (s.backends.size() < 2 && !any_trouble) break;
     std::string line = fmt::format("backend {}: {} spans {}", b.instance, b.spans_sent,
@@ -251,20 +257,21 @@ void log_summary(const RunSummary& s) {
     const std::string& why = b.fatal ? b.fatal_reason : b.last_error;
     if (b.fatal) line += "; failed: " + one_line(why, 300);
     else if (!why.empty()) line += "; last error: " + one_line(why, 300);
-    log::write(b.fatal ? log::Level::kError : (b.dead || b.failed ? log::Level::kWarn : log::Level::kInfo),
-               line,
-               {{"event", "backend_summary"},
-                {"backend", b.instance},
-                {"type", b.type},
-                {"spans_sent", b.spans_sent},
-                {"dead", b.dead},
-                {"failed", b.failed},
-                {"rejected", b.rejected},
-                {"retries", b.retries},
-                {"requests", b.requests},
-                {"status", b.fatal ? "failed" : (b.dead || b.failed ? "partial" : "ok")},
-                {"error", why}},
-               false);
+    log::write(
+        b.fatal ? log::Level::kError : (b.dead || b.failed ? log::Level::kWarn : log::Level::kInfo),
+        line,
+        {{"event", "backend_summary"},
+         {"backend", b.instance},
+         {"type", b.type},
+         {"spans_sent", b.spans_sent},
+         {"dead", b.dead},
+         {"failed", b.failed},
+         {"rejected", b.rejected},
+         {"retries", b.retries},
+         {"requests", b.requests},
+         {"status", b.fatal ? "failed" : (b.dead || b.failed ? "partial" : "ok")},
+         {"error", why}},
+        false);
   }
   if (s.dead && !s.dead_letter_path.empty())
     log::write(log::Level::kWarn,

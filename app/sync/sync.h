@@ -4,7 +4,8 @@
 // threads, one dispatcher (dedupe, ordering, exporter send — it blocks when an exporter is full,
 // which is what stops everything upstream), plus whatever each exporter runs inside.
 // Errors: configuration and state problems throw ConfigError before any work (exit 2); bad input
-// is counted and reported, never fatal; an exporter turning fatal stops reading and drains (exit 3).
+// is counted and reported, never fatal; an exporter turning fatal stops reading and drains (exit
+// 3).
 #pragma once
 
 #include <chrono>
@@ -32,10 +33,10 @@ class ConfigError : public std::runtime_error {
 // Exit codes (design Contracts).
 enum ExitCode : int {
   kExitOk = 0,
-  kExitPartial = 1,      // dead letters, bad lines, truncated archives, unreadable files
-  kExitUsage = 2,        // usage/config error, corrupt or foreign state
-  kExitBackend = 3,      // backend unreachable, retries exhausted, auth refused
-  kExitLocked = 4,       // another run holds the state lock
+  kExitPartial = 1,  // dead letters, bad lines, truncated archives, unreadable files
+  kExitUsage = 2,    // usage/config error, corrupt or foreign state
+  kExitBackend = 3,  // backend unreachable, retries exhausted, auth refused
+  kExitLocked = 4,   // another run holds the state lock
   kExitSigint = 130,
   kExitSigterm = 143,
 };
@@ -43,10 +44,11 @@ enum ExitCode : int {
 struct BackendSpec {
   std::string type;      // console, file, null, otlp, langfuse, langfuse-legacy, phoenix
   std::string instance;  // state key; defaults to the type
-  // Every declared option of the type, resolved and in canonical form (app/config/backend_options.h:
-  // sizes in bytes, durations in ms); headers as "header.N" = "K=V".
+  // Every declared option of the type, resolved and in canonical form
+  // (app/config/backend_options.h: sizes in bytes, durations in ms); headers as "header.N" = "K=V".
   std::map<std::string, std::string> settings;
-  std::map<std::string, std::string> sources;  // key -> "flag --x", "env X", "file P [..]", "default"
+  std::map<std::string, std::string>
+      sources;  // key -> "flag --x", "env X", "file P [..]", "default"
 };
 
 using ExporterFactory = std::function<std::unique_ptr<Exporter>(const BackendSpec&)>;
@@ -80,11 +82,11 @@ struct SyncOptions {
   std::chrono::milliseconds progress_interval{10000};
   std::size_t max_bad_line_messages = 200;  // printed to stderr; all are counted
   // Operations (docs/operations.md).
-  bool redact = false;                      // --redact
+  bool redact = false;                       // --redact
   std::vector<std::string> redact_patterns;  // --redact-pattern (implies --redact)
-  bool no_content = false;                  // --no-content
-  std::string metrics_listen;               // --metrics-listen 127.0.0.1:9464
-  std::string metrics_file;                 // --metrics-file PATH (node-exporter textfile)
+  bool no_content = false;                   // --no-content
+  std::string metrics_listen;                // --metrics-listen 127.0.0.1:9464
+  std::string metrics_file;                  // --metrics-file PATH (node-exporter textfile)
 };
 
 // Runs one sync and returns the process exit code. `factory` builds network exporters

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cinttypes>
 #include <csignal>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 
 #include "app/dead_letters/dead_letters.h"
 #include "app/sync/sync_run.h"
@@ -49,8 +49,13 @@ void write_counts(JsonWriter& w, const std::map<std::string, std::uint64_t>& cou
 }
 
 // {"items":N,"bytes":N,"blocked_ms":N}: one stage's queue (or sender) in the report.
-void write_stage(JsonWriter& w, std::uint64_t items, std::uint64_t bytes, std::uint64_t blocked_ms) {
-  w.begin_object().field("items", items).field("bytes", bytes).field("blocked_ms", blocked_ms).end_object();
+void write_stage(JsonWriter& w, std::uint64_t items, std::uint64_t bytes,
+                 std::uint64_t blocked_ms) {
+  w.begin_object()
+      .field("items", items)
+      .field("bytes", bytes)
+      .field("blocked_ms", blocked_ms)
+      .end_object();
 }
 
 // Whole or not at all, 0600, through a fresh temporary file (pipeline/atomic_file.h): never a
@@ -76,10 +81,10 @@ SyncRun::Totals SyncRun::totals() const {
     t.rejected += st.spans_rejected;
     // No silent success: spans left without an outcome name their backend and last error.
     if (c.failed > 0)
-      t.backend_errors.push_back(fmt::format("backend {}: {} spans not delivered (no outcome; the next run "
-                                             "sends them again): {}",
-                                             inst->spec.instance, c.failed,
-                                             c.last_failure.empty() ? "unknown" : c.last_failure));
+      t.backend_errors.push_back(fmt::format(
+          "backend {}: {} spans not delivered (no outcome; the next run "
+          "sends them again): {}",
+          inst->spec.instance, c.failed, c.last_failure.empty() ? "unknown" : c.last_failure));
     // Retries after an unknown outcome (a reset or timeout once the request was written) may
     // have reached the backend: they are possible repeats, counted like those of a crash.
     t.repeated += st.spans_maybe_repeated;
@@ -100,9 +105,10 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
   int code = kExitOk;
   if (t.bad_total > 0 || t.dead > 0 || file_error_count > 0 || t.rejected > 0) code = kExitPartial;
   if (t.rejected > 0)
-    log::warn(fmt::format("the backend rejected {} spans; they are not resent (the dead-letter file holds "
-                          "their requests, see replay-dead-letters)",
-                          t.rejected));
+    log::warn(fmt::format(
+        "the backend rejected {} spans; they are not resent (the dead-letter file holds "
+        "their requests, see replay-dead-letters)",
+        t.rejected));
   if (state_failure_.failed()) {
     log::error(state_failure_.message() +
                " — spans whose outcome was not recorded are sent again by the next run");

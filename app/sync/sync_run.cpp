@@ -15,8 +15,8 @@ namespace chsync {
 void SyncRun::wire_stages() {
   const auto& bundles = disc_.bundles;
   const bool lease_mode = work_table_ != nullptr;
-  problems_ = std::make_unique<InputProblems>(opt_.quiet, opt_.max_bad_line_messages,
-                                            log::stderr_logger());
+  problems_ =
+      std::make_unique<InputProblems>(opt_.quiet, opt_.max_bad_line_messages, log::stderr_logger());
   outcomes_ = std::make_unique<BundleOutcomes>(bundles.size());
   work_ = std::make_unique<BoundedQueue<WorkItem>>(budget_->work_queue_bytes());
   results_ = std::make_unique<BoundedQueue<BundleResult>>(budget_->result_queue_bytes());
@@ -50,8 +50,8 @@ void SyncRun::wire_stages() {
     inst->ledger->count_recovered_at_start(inst->settled_in_flight);
     std::vector<std::uint64_t>().swap(inst->settled_in_flight);
     inst->ledger->attach(*inst->exporter, inst->synchronous);
-    dw.routes.push_back(Dispatcher::Route{inst->spec.instance, inst->exporter.get(),
-                                          &inst->dedupe, inst->ledger.get(), &inst->needs});
+    dw.routes.push_back(Dispatcher::Route{inst->spec.instance, inst->exporter.get(), &inst->dedupe,
+                                          inst->ledger.get(), &inst->needs});
   }
 
   Feeder::Wiring fw;
@@ -88,8 +88,8 @@ void SyncRun::wire_stages() {
   mw.results = results_.get();
   mw.problems = problems_.get();
   mw.stop_requested = stop_requested;
-  const bool any_lookup = std::any_of(instances_.begin(), instances_.end(),
-                                      [](auto& i) { return i->lookup_settled; });
+  const bool any_lookup =
+      std::any_of(instances_.begin(), instances_.end(), [](auto& i) { return i->lookup_settled; });
   if (!opt_.resend && (lease_mode || any_lookup))
     mw.check = [this](std::size_t b, const std::vector<std::uint64_t>& keys) {
       return check_bundle(b, keys);
@@ -123,8 +123,7 @@ std::vector<BundleCheck> SyncRun::check_bundle(std::size_t bundle,
     const Instance& inst = *instances_[ii];
     if (!inst.needs[bundle]) continue;
     try {
-      if (work_table_)
-        checks[ii] = state_->check_bundle(inst.spec.instance, keys);
+      if (work_table_) checks[ii] = state_->check_bundle(inst.spec.instance, keys);
       else if (inst.lookup_settled)
         checks[ii].settled = state_->settled_among(inst.spec.instance, keys);
     } catch (const std::exception& e) {
@@ -233,8 +232,8 @@ void SyncRun::sample_metrics(std::vector<MetricSample>& out) const {
       add("chsync_requests_total", b + "," + metric_label("status", std::to_string(code)), d(n));
     for (auto& [cause, n] : st.retries)
       add("chsync_retries_total", b + "," + metric_label("cause", cause), d(n));
-    add("chsync_stage_blocked_seconds_total", metric_label("stage", "sender." + inst->spec.instance),
-        d(st.time_blocked_ms) / 1e3);
+    add("chsync_stage_blocked_seconds_total",
+        metric_label("stage", "sender." + inst->spec.instance), d(st.time_blocked_ms) / 1e3);
   }
 }
 

@@ -9,7 +9,8 @@
 //   feeder ──► work queue ──► map workers ×N ──► result queue ──► dispatcher ──► exporters
 //                                                                  (dedupe,       │ acks
 //   watcher: signals, state failure, heartbeat, progress            order, route) ▼
-//                                                                          delivery ledgers ─► state
+//                                                                          delivery ledgers ─►
+//                                                                          state
 //
 // waits for them, drains the exporters (--drain-timeout), finishes the state, writes the report
 // and returns the exit code (design Contracts).

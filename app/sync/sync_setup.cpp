@@ -117,10 +117,8 @@ void SyncRun::build_instances(const ExporterFactory& factory) {
       inst->synchronous = true;
     } else {
       if (!factory) throw ConfigError("backend '" + spec.type + "' is not available");
-      if (opt_.dry_run)
-        inst->exporter = make_null_exporter(name);
-      else
-        inst->exporter = factory(inst->spec);
+      if (opt_.dry_run) inst->exporter = make_null_exporter(name);
+      else inst->exporter = factory(inst->spec);
       if (!inst->exporter) throw ConfigError("unknown backend '" + spec.type + "'");
     }
     ordered_output_ = ordered_output_ || spec.type == "console" || spec.type == "file";
@@ -180,7 +178,8 @@ void SyncRun::plan_needs() {
         }
         auto row = lookup(f.key);
         any_row = any_row || row.has_value();
-        if (!row || !row->complete || row->size != f.size || row->mtime_ms != f.mtime_ms) all_same = false;
+        if (!row || !row->complete || row->size != f.size || row->mtime_ms != f.mtime_ms)
+          all_same = false;
       }
       inst->needs[b] = !all_same;
       inst->encode_ahead[b] = !all_same && !any_row;
@@ -212,10 +211,10 @@ void SyncRun::load_snapshots() {
       const std::uint64_t max_keys = budget_->delivered_keys_each();
       if (state_->settled_fits(name, max_keys))
         inst->dedupe.set_delivered(state_->load_delivered(name));
-      else
-        inst->lookup_settled = true;
+      else inst->lookup_settled = true;
       if (inst->lookup_settled && opt_.verbose)
-        log::info(fmt::format("{}: delivered set over {} keys: looked up per bundle", name, max_keys));
+        log::info(
+            fmt::format("{}: delivered set over {} keys: looked up per bundle", name, max_keys));
     }
     inst->settled_in_flight = inst->lookup_settled
                                   ? state_->settled_among(name, inst->dedupe.in_flight_keys())

@@ -93,10 +93,9 @@ void Watcher::progress() {
   ps.bytes_per_s = recent_.bytes_per_s();
   if (ps.retries != last_retries_) last_retry_at_s_ = ps.elapsed_s;
   last_retries_ = ps.retries;
-  ps.state = progress_state(ps.files_total > 0 && ps.files_done >= ps.files_total,
-                            w_.runner->stop_requested(),
-                            ps.retries > 0 && ps.elapsed_s - last_retry_at_s_ < 3, ps.spans_sent,
-                            ps.in_flight);
+  ps.state = progress_state(
+      ps.files_total > 0 && ps.files_done >= ps.files_total, w_.runner->stop_requested(),
+      ps.retries > 0 && ps.elapsed_s - last_retry_at_s_ < 3, ps.spans_sent, ps.in_flight);
   if (tty) {
     // Fit the terminal (asked each time, so a resize takes effect at the next redraw); one
     // column stays free so the cursor never wraps to a new line.

@@ -58,10 +58,10 @@ class Watcher {
   std::chrono::steady_clock::time_point last_progress_, last_heartbeat_;
   bool heartbeat_failed_ = false;
   std::string lease_note_;  // " | units ... workers ..." from the heartbeat
-  RecentRate recent_;        // spans/s and bytes/s over the last few seconds
+  RecentRate recent_;       // spans/s and bytes/s over the last few seconds
   std::uint64_t last_retries_ = 0;
   double last_retry_at_s_ = -1e9;
-  std::thread thread_;      // last: started once everything above is set
+  std::thread thread_;  // last: started once everything above is set
 };
 
 }  // namespace chsync

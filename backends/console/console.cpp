@@ -17,10 +17,8 @@ namespace {
 
 // One span's output line, '\n' included (also made ahead by map workers: stateless).
 void append_line(ConsoleFormat format, const Span& s, std::string& out) {
-  if (format == ConsoleFormat::kJson)
-    append_span_json(out, s);
-  else
-    out += format_span_text(s);
+  if (format == ConsoleFormat::kJson) append_span_json(out, s);
+  else out += format_span_text(s);
   out.push_back('\n');
 }
 
@@ -36,7 +34,10 @@ class LineEncoder final : public SpanBytesEncoder {
 class WritingExporter : public Exporter {
  public:
   WritingExporter(std::string instance, ConsoleFormat format, int fd, bool own_fd, bool discard)
-      : instance_(std::move(instance)), format_(format), fd_(fd), own_fd_(own_fd),
+      : instance_(std::move(instance)),
+        format_(format),
+        fd_(fd),
+        own_fd_(own_fd),
         discard_(discard) {}
   ~WritingExporter() override {
     if (own_fd_ && fd_ >= 0) ::close(fd_);
@@ -49,7 +50,8 @@ class WritingExporter : public Exporter {
     if (discard_) return nullptr;  // null: nothing to format
     return std::make_unique<LineEncoder>(format_);
   }
-  bool send_encoded(std::vector<Span>&& spans, const std::vector<std::string_view>& encoded) override {
+  bool send_encoded(std::vector<Span>&& spans,
+                    const std::vector<std::string_view>& encoded) override {
     if (encoded.size() != spans.size())
       throw std::logic_error("send_encoded: " + std::to_string(encoded.size()) + " lines for " +
                              std::to_string(spans.size()) + " spans");

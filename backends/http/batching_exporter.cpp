@@ -23,7 +23,9 @@ std::string printable_excerpt(std::string_view s) {
   return out;
 }
 
-std::string HttpCodec::error_message(const Response& r) const { return r.body.substr(0, kExcerptBytes); }
+std::string HttpCodec::error_message(const Response& r) const {
+  return r.body.substr(0, kExcerptBytes);
+}
 
 // A set of a batch's spans sent as one request: the whole batch, a 413 half, or the spans a
 // backend asked to have again.
@@ -44,10 +46,14 @@ struct BatchingHttpExporter::Flight {
   std::deque<Part> parts;
 };
 
-BatchingHttpExporter::BatchingHttpExporter(BatchingOptions options, Url url, std::unique_ptr<Transport> transport,
+BatchingHttpExporter::BatchingHttpExporter(BatchingOptions options, Url url,
+                                           std::unique_ptr<Transport> transport,
                                            std::unique_ptr<HttpCodec> codec)
-    : options_(std::move(options)), url_(std::move(url)), transport_(std::move(transport)),
-      codec_(std::move(codec)), rng_(std::random_device{}()) {
+    : options_(std::move(options)),
+      url_(std::move(url)),
+      transport_(std::move(transport)),
+      codec_(std::move(codec)),
+      rng_(std::random_device{}()) {
   if (options_.max_in_flight == 0) options_.max_in_flight = 1;
   if (options_.batch_spans == 0) options_.batch_spans = 1;
   endpoint_ = (url_.tls ? "https://" : "http://") + url_.host_header() + url_.target;
@@ -174,8 +180,8 @@ void BatchingHttpExporter::interrupt() noexcept {
 void BatchingHttpExporter::rate_limit(std::size_t spans, Clock::time_point deadline) {
   if (options_.rate <= 0) return;
   const double cost = options_.rate_is_spans ? static_cast<double>(spans) : 1.0;
-  const auto interval =
-      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cost / options_.rate));
+  const auto interval = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(cost / options_.rate));
   const auto now = Clock::now();
   const auto at = std::max(now, next_send_);
   next_send_ = at + interval;
@@ -192,7 +198,8 @@ void BatchingHttpExporter::dispatch(Batch&& batch, Clock::time_point deadline) {
   const bool got_slot = cv_.wait_until(lock, deadline, [&] {
     return fatal_ || aborted_ || interrupted_ || flights_.size() < options_.max_in_flight;
   });
-  stats_.time_blocked_ms += static_cast<std::uint64_t>(std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count());
+  stats_.time_blocked_ms += static_cast<std::uint64_t>(
+      std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count());
   if (!got_slot || fatal_ || aborted_ || interrupted_) {
     std::string reason = fatal_ ? fatal_reason_ : "stopped before sending";
     lock.unlock();
@@ -319,7 +326,8 @@ void BatchingHttpExporter::start_part(std::uint64_t id) {
 void BatchingHttpExporter::note_error_locked(const std::string& what) {
   stats_.last_error = what;
   if (log::enabled(log::Level::kDebug))
-    logger().debug(fmt::format("{}[{}]: request failed: {}", options_.kind, options_.instance, what));
+    logger().debug(
+        fmt::format("{}[{}]: request failed: {}", options_.kind, options_.instance, what));
 }
 
 void BatchingHttpExporter::set_fatal_locked(std::string reason) {
@@ -331,7 +339,8 @@ void BatchingHttpExporter::set_fatal_locked(std::string reason) {
   cv_.notify_all();
 }
 
-void BatchingHttpExporter::fail_all_locked(Flight& f, std::vector<Ack>& acks, const std::string& reason) {
+void BatchingHttpExporter::fail_all_locked(Flight& f, std::vector<Ack>& acks,
+                                           const std::string& reason) {
   Ack a;
   a.outcome = Ack::Outcome::kFailed;
   for (const auto& p : f.parts)
@@ -341,8 +350,9 @@ void BatchingHttpExporter::fail_all_locked(Flight& f, std::vector<Ack>& acks, co
   f.parts.clear();
 }
 
-void BatchingHttpExporter::dead_locked(const Flight& f, const Part& p, const std::vector<std::uint32_t>& which,
-                                       int status, std::string reason, std::vector<Ack>& acks) {
+void BatchingHttpExporter::dead_locked(const Flight& f, const Part& p,
+                                       const std::vector<std::uint32_t>& which, int status,
+                                       std::string reason, std::vector<Ack>& acks) {
   Part dead;
   if (which.empty()) {
     dead.items = p.items;
@@ -369,13 +379,16 @@ void BatchingHttpExporter::dead_locked(const Flight& f, const Part& p, const std
 
 std::string BatchingHttpExporter::excerpt(const Response& r) const {
   const std::string msg = codec_->error_message(r);
-  return "HTTP " + std::to_string(r.status) + (msg.empty() ? std::string() : ": " + printable_excerpt(msg));
+  return "HTTP " + std::to_string(r.status) +
+         (msg.empty() ? std::string() : ": " + printable_excerpt(msg));
 }
 
 // Decides a retry of the front part. Returns true when a retry is scheduled (caller sets the
 // timer), false when the flight ended (its spans are in acks).
-bool BatchingHttpExporter::retry_or_fatal_locked(Flight& f, const Response& r, const std::string& cause,
-                                                 const std::string& detail, std::vector<Ack>& acks) {
+bool BatchingHttpExporter::retry_or_fatal_locked(Flight& f, const Response& r,
+                                                 const std::string& cause,
+                                                 const std::string& detail,
+                                                 std::vector<Ack>& acks) {
   note_error_locked(detail);
   if (aborted_ || interrupted_) {
     fail_all_locked(f, acks, "stopped (last answer: " + detail + ")");
@@ -393,7 +406,9 @@ bool BatchingHttpExporter::retry_or_fatal_locked(Flight& f, const Response& r, c
   if (!delay) {
     std::string why = "retries exhausted after " + std::to_string(elapsed.count()) + " ms (" +
                       std::to_string(part.retries + 1) + " attempts)";
-    if (retry_after) why += "; the backend asked to wait " + printable_excerpt(r.retry_after) + " s (Retry-After), beyond the retry budget";
+    if (retry_after)
+      why += "; the backend asked to wait " + printable_excerpt(r.retry_after) +
+             " s (Retry-After), beyond the retry budget";
     set_fatal_locked(why + ", last: " + detail);
     fail_all_locked(f, acks, fatal_reason_);
     return false;
@@ -482,8 +497,10 @@ void BatchingHttpExporter::on_response(std::uint64_t id, Response&& r) {
       stats_.retries["reset"] += r.client_resends;
     }
     if (r.error != TransportError::kNone) {
-      if (r.request_written && r.error != TransportError::kCancelled) stats_.spans_maybe_repeated += n;
-      const std::string detail = std::string(to_string(r.error)) + " (" + r.error_message + ") to " + endpoint_;
+      if (r.request_written && r.error != TransportError::kCancelled)
+        stats_.spans_maybe_repeated += n;
+      const std::string detail =
+          std::string(to_string(r.error)) + " (" + r.error_message + ") to " + endpoint_;
       if (r.error == TransportError::kCancelled) {
         fail_all_locked(f, acks, "cancelled");
       } else if (r.error == TransportError::kTls) {
@@ -564,7 +581,8 @@ bool BatchingHttpExporter::stop(milliseconds drain_timeout) noexcept {
       ok = cv_.wait_until(lock, deadline, [&] { return flights_.empty(); });
       aborted_ = true;
       stopped_ = true;
-      for (auto& [fid, f] : flights_) fail_all_locked(*f, acks, "not acknowledged before the drain timeout");
+      for (auto& [fid, f] : flights_)
+        fail_all_locked(*f, acks, "not acknowledged before the drain timeout");
       flights_.clear();
       cv_.notify_all();
     }

@@ -64,7 +64,7 @@ struct SuccessReading {
   std::vector<std::uint32_t> rejected;  // refused for good → kDead (and counted as rejected)
   // OTLP partialSuccess gives only a count: then every span of the request is in `rejected`
   // (none can be called delivered) and rejected_reason quotes the backend's number.
-  int rejected_status = 0;              // per-span status when the backend gives one
+  int rejected_status = 0;  // per-span status when the backend gives one
   std::string rejected_reason;
   std::vector<std::uint32_t> retry;  // to send again after a backoff
   // Empty, or one per `retry` entry: the encoded bytes to send for that span instead (e.g. only
@@ -91,7 +91,8 @@ class HttpCodec {
   // Compresses a request body for the wire, in place.
   virtual void compress(std::string& body) const { (void)body; }
   // Reads a 2xx answer to a request of these encoded spans.
-  virtual SuccessReading read_success(const Response& r, const std::vector<std::string_view>& spans) const = 0;
+  virtual SuccessReading read_success(const Response& r,
+                                      const std::vector<std::string_view>& spans) const = 0;
   // A short human-readable message from an error answer's body (unescaped; the caller escapes).
   virtual std::string error_message(const Response& r) const;
 };
@@ -113,9 +114,13 @@ struct BatchingOptions {
 // rate_is_spans where it has them). The backend adjusts what it must afterwards.
 template <class BackendOptions>
 BatchingOptions batching_options_of(const BackendOptions& o, std::string_view kind) {
-  BatchingOptions b{.instance = o.instance, .kind = std::string(kind), .headers = o.headers,
-                    .max_in_flight = o.max_in_flight, .batch_spans = o.batch_spans,
-                    .batch_bytes = o.batch_bytes, .retry = o.retry};
+  BatchingOptions b{.instance = o.instance,
+                    .kind = std::string(kind),
+                    .headers = o.headers,
+                    .max_in_flight = o.max_in_flight,
+                    .batch_spans = o.batch_spans,
+                    .batch_bytes = o.batch_bytes,
+                    .retry = o.retry};
   if constexpr (requires { o.rate; }) {
     b.rate = o.rate;
     b.rate_is_spans = o.rate_is_spans;
@@ -157,7 +162,8 @@ class BatchingHttpExporter : public Exporter {
   std::string_view instance() const noexcept override { return options_.instance; }
   bool send(std::vector<Span>&& spans) override;
   std::unique_ptr<SpanBytesEncoder> make_encoder() const override { return codec_->make_encoder(); }
-  bool send_encoded(std::vector<Span>&& spans, const std::vector<std::string_view>& encoded) override;
+  bool send_encoded(std::vector<Span>&& spans,
+                    const std::vector<std::string_view>& encoded) override;
   void flush() override;
   void interrupt() noexcept override;
   bool stop(std::chrono::milliseconds drain_timeout) noexcept override;
@@ -191,12 +197,14 @@ class BatchingHttpExporter : public Exporter {
   bool retry_or_fatal_locked(Flight& f, const Response& r, const std::string& cause,
                              const std::string& detail, std::vector<Ack>& acks);
   // kDead for positions `which` of part p (all when empty).
-  void dead_locked(const Flight& f, const Part& p, const std::vector<std::uint32_t>& which, int status,
-                   std::string reason, std::vector<Ack>& acks);
+  void dead_locked(const Flight& f, const Part& p, const std::vector<std::uint32_t>& which,
+                   int status, std::string reason, std::vector<Ack>& acks);
   void fail_all_locked(Flight& f, std::vector<Ack>& acks, const std::string& reason);
   void set_fatal_locked(std::string reason);
   void note_error_locked(const std::string& what);  // stats_.last_error + a debug line
-  const log::Logger& logger() const { return options_.logger ? *options_.logger : log::stderr_logger(); }
+  const log::Logger& logger() const {
+    return options_.logger ? *options_.logger : log::stderr_logger();
+  }
   std::vector<std::string_view> views_of(const Flight& f, const Part& p) const;
   std::string excerpt(const Response& r) const;
   void deliver(std::vector<Ack>& acks);
@@ -207,8 +215,8 @@ class BatchingHttpExporter : public Exporter {
   std::string endpoint_;  // for messages and dead letters (no userinfo)
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<HttpCodec> codec_;
-  std::string one_;  // scratch: one encoded span (send thread)
-  Batch cur_;        // send thread only
+  std::string one_;                                    // scratch: one encoded span (send thread)
+  Batch cur_;                                          // send thread only
   std::chrono::steady_clock::time_point next_send_{};  // rate limiter (send thread only)
 
   mutable std::mutex mu_;

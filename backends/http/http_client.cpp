@@ -9,9 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cstdlib>
-#include <optional>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,8 +19,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -53,15 +53,18 @@ struct BoundedStringBody {
     template <bool isRequest, class Fields>
     reader(bhttp::header<isRequest, Fields>&, value_type& body) : body_(body) {}
     void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
-      if (length) body_.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, body_.limit)));
+      if (length)
+        body_.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, body_.limit)));
       ec = {};
     }
     template <class ConstBufferSequence>
     std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
       std::size_t n = 0;
-      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it) {
+      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+           ++it) {
         const asio::const_buffer b = *it;
-        const std::size_t room = body_.limit > body_.data.size() ? body_.limit - body_.data.size() : 0;
+        const std::size_t room =
+            body_.limit > body_.data.size() ? body_.limit - body_.data.size() : 0;
         const std::size_t keep = std::min(room, b.size());
         body_.data.append(static_cast<const char*>(b.data()), keep);
         if (keep < b.size()) body_.truncated = true;
@@ -120,7 +123,8 @@ std::optional<Url> parse_url(std::string_view s) {
   const auto slash = s.find_first_of("/?#");
   std::string_view authority = s.substr(0, slash);
   std::string_view rest = slash == std::string_view::npos ? std::string_view{} : s.substr(slash);
-  if (const auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos)
+    authority.remove_prefix(at + 1);
   if (authority.empty()) return std::nullopt;
   if (authority.front() == '[') {
     const auto close = authority.find(']');
@@ -159,14 +163,18 @@ TransportError classify(const beast::error_code& ec, bool cancelled) {
   if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again ||
       ec == asio::error::no_data)
     return TransportError::kResolve;
-  if (ec == bhttp::error::body_limit || ec == bhttp::error::header_limit) return TransportError::kTooLarge;
-  if (ec == asio::error::connection_reset || ec == asio::error::eof || ec == asio::error::broken_pipe ||
-      ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
-      ec == ssl::error::stream_truncated || ec == asio::error::connection_aborted)
+  if (ec == bhttp::error::body_limit || ec == bhttp::error::header_limit)
+    return TransportError::kTooLarge;
+  if (ec == asio::error::connection_reset || ec == asio::error::eof ||
+      ec == asio::error::broken_pipe || ec == bhttp::error::end_of_stream ||
+      ec == bhttp::error::partial_message || ec == ssl::error::stream_truncated ||
+      ec == asio::error::connection_aborted)
     return TransportError::kReset;
-  if (ec.category() == asio::error::get_ssl_category() || ec.category() == ssl::error::get_stream_category())
+  if (ec.category() == asio::error::get_ssl_category() ||
+      ec.category() == ssl::error::get_stream_category())
     return TransportError::kTls;
-  if (ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category()) return TransportError::kProtocol;
+  if (ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category())
+    return TransportError::kProtocol;
   return TransportError::kConnect;
 }
 
@@ -175,8 +183,6 @@ bool is_ip_literal(const std::string& host) {
   asio::ip::make_address(host, ec);
   return !ec;
 }
-
-
 
 std::string getenv_str(const char* a, const char* b) {
   const char* v = std::getenv(a);
@@ -232,13 +238,17 @@ class Connection final : public ConnBase {
 
  public:
   template <typename... StreamArgs>
-  Connection(ClientImpl& client, std::string key, asio::strand<asio::io_context::executor_type> strand,
-             StreamArgs&&... args)
-      : client_(client), key_(std::move(key)), strand_(strand), resolver_(strand),
+  Connection(ClientImpl& client, std::string key,
+             asio::strand<asio::io_context::executor_type> strand, StreamArgs&&... args)
+      : client_(client),
+        key_(std::move(key)),
+        strand_(strand),
+        resolver_(strand),
         stream_(strand, std::forward<StreamArgs>(args)...) {}
 
   void run(Request req, ResponseFn done, bool reused, bool retried) override {
-    asio::dispatch(strand_, [self = shared(), req = std::move(req), done = std::move(done), reused, retried]() mutable {
+    asio::dispatch(strand_, [self = shared(), req = std::move(req), done = std::move(done), reused,
+                             retried]() mutable {
       self->start(std::move(req), std::move(done), reused, retried);
     });
   }
@@ -253,7 +263,9 @@ class Connection final : public ConnBase {
   }
 
  private:
-  std::shared_ptr<Connection> shared() { return std::static_pointer_cast<Connection>(shared_from_this()); }
+  std::shared_ptr<Connection> shared() {
+    return std::static_pointer_cast<Connection>(shared_from_this());
+  }
 
   void start(Request req, ResponseFn done, bool reused, bool retried);
   void on_resolve(const beast::error_code& ec, const tcp::resolver::results_type& results);
@@ -276,8 +288,8 @@ class Connection final : public ConnBase {
   std::optional<bhttp::response_parser<BoundedStringBody>> parser_;
   Request req_;
   ResponseFn done_;
-  std::optional<Url> proxy_;       // set when this connection goes through a forward proxy
-  std::string proxy_auth_;         // "Basic …" from the proxy URL's user:pass, or ""
+  std::optional<Url> proxy_;  // set when this connection goes through a forward proxy
+  std::string proxy_auth_;    // "Basic …" from the proxy URL's user:pass, or ""
   bhttp::request<bhttp::empty_body> connect_req_;
   std::optional<bhttp::response_parser<bhttp::empty_body>> connect_parser_;
   bool connected_ = false;
@@ -290,7 +302,9 @@ class Connection final : public ConnBase {
 class ClientImpl final : public Transport {
  public:
   explicit ClientImpl(ClientOptions opts)
-      : opts_(std::move(opts)), ssl_ctx_(ssl::context::tls_client), work_(asio::make_work_guard(ioc_)) {
+      : opts_(std::move(opts)),
+        ssl_ctx_(ssl::context::tls_client),
+        work_(asio::make_work_guard(ioc_)) {
     if (auto e = proxy_scheme_error(opts_.proxy_url); !e.empty()) throw std::runtime_error(e);
     if (opts_.insecure) {
       ssl_ctx_.set_verify_mode(ssl::verify_none);
@@ -299,7 +313,8 @@ class ClientImpl final : public Transport {
       if (!opts_.ca_file.empty()) {
         beast::error_code ec;
         ssl_ctx_.load_verify_file(opts_.ca_file, ec);
-        if (ec) throw std::runtime_error("cannot load CA file " + opts_.ca_file + ": " + ec.message());
+        if (ec)
+          throw std::runtime_error("cannot load CA file " + opts_.ca_file + ": " + ec.message());
       } else {
         ssl_ctx_.set_default_verify_paths();
       }
@@ -307,7 +322,9 @@ class ClientImpl final : public Transport {
     if (!opts_.client_cert.empty()) {
       beast::error_code ec;
       ssl_ctx_.use_certificate_chain_file(opts_.client_cert, ec);
-      if (ec) throw std::runtime_error("cannot load client certificate " + opts_.client_cert + ": " + ec.message());
+      if (ec)
+        throw std::runtime_error("cannot load client certificate " + opts_.client_cert + ": " +
+                                 ec.message());
       ssl_ctx_.use_private_key_file(opts_.client_key.empty() ? opts_.client_cert : opts_.client_key,
                                     ssl::context::pem, ec);
       if (ec) throw std::runtime_error("cannot load client key: " + ec.message());
@@ -318,7 +335,9 @@ class ClientImpl final : public Transport {
 
   ~ClientImpl() override { shutdown(); }
 
-  void post(Request req, ResponseFn done) override { start(std::move(req), std::move(done), false); }
+  void post(Request req, ResponseFn done) override {
+    start(std::move(req), std::move(done), false);
+  }
 
   // The forward proxy for a target ("" for none): the explicit option wins over the environment.
   std::string proxy_url_for(const Url& target) const {
@@ -328,7 +347,8 @@ class ClientImpl final : public Transport {
   }
 
   void start(Request req, ResponseFn done, bool retried) {
-    const std::string key = (req.url.tls ? "https://" : "http://") + req.url.host + ":" + req.url.port;
+    const std::string key =
+        (req.url.tls ? "https://" : "http://") + req.url.host + ":" + req.url.port;
     std::shared_ptr<ConnBase> conn;
     bool reused = false;
     {
@@ -412,7 +432,8 @@ class ClientImpl final : public Transport {
     try {
       cancel_all();
       work_.reset();
-      // Give cancelled handlers a moment to run, then stop whatever is left (a resolve in progress).
+      // Give cancelled handlers a moment to run, then stop whatever is left (a resolve in
+      // progress).
       ioc_.stop();
     } catch (...) {
     }
@@ -460,7 +481,8 @@ void Connection<kTls>::start(Request req, ResponseFn done, bool reused, bool ret
       auto scheme_end = purl.find("://");
       auto at = purl.find('@', scheme_end == std::string::npos ? 0 : scheme_end + 3);
       auto slash = purl.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
-      if (scheme_end != std::string::npos && at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      if (scheme_end != std::string::npos && at != std::string::npos &&
+          (slash == std::string::npos || at < slash)) {
         proxy_auth_ = "Basic " + base64_encode(purl.substr(scheme_end + 3, at - scheme_end - 3));
         purl.erase(scheme_end + 3, at - scheme_end - 2);
       }
@@ -491,13 +513,13 @@ void Connection<kTls>::start(Request req, ResponseFn done, bool reused, bool ret
 }
 
 template <bool kTls>
-void Connection<kTls>::on_resolve(const beast::error_code& ec, const tcp::resolver::results_type& results) {
+void Connection<kTls>::on_resolve(const beast::error_code& ec,
+                                  const tcp::resolver::results_type& results) {
   if (ec) return fail(ec, "resolve");
   auto& lowest = beast::get_lowest_layer(stream_);
   lowest.expires_after(client_.options().connect_timeout);
-  lowest.async_connect(results, [self = shared()](const beast::error_code& e, const tcp::endpoint&) {
-    self->on_connect(e);
-  });
+  lowest.async_connect(results, [self = shared()](const beast::error_code& e,
+                                                  const tcp::endpoint&) { self->on_connect(e); });
 }
 
 template <bool kTls>
@@ -516,13 +538,15 @@ void Connection<kTls>::on_connect(const beast::error_code& ec) {
       if (!proxy_auth_.empty()) connect_req_.set(bhttp::field::proxy_authorization, proxy_auth_);
       auto& lowest = beast::get_lowest_layer(stream_);
       lowest.expires_after(client_.options().connect_timeout);
-      bhttp::async_write(lowest, connect_req_, [self = shared()](const beast::error_code& e, std::size_t) {
-        if (e) return self->fail(e, "proxy CONNECT write");
-        self->connect_parser_.emplace();
-        self->connect_parser_->skip(true);  // a CONNECT response has no body
-        bhttp::async_read(beast::get_lowest_layer(self->stream_), self->buffer_, *self->connect_parser_,
-                          [self](const beast::error_code& e2, std::size_t) { self->on_tunnel(e2); });
-      });
+      bhttp::async_write(
+          lowest, connect_req_, [self = shared()](const beast::error_code& e, std::size_t) {
+            if (e) return self->fail(e, "proxy CONNECT write");
+            self->connect_parser_.emplace();
+            self->connect_parser_->skip(true);  // a CONNECT response has no body
+            bhttp::async_read(
+                beast::get_lowest_layer(self->stream_), self->buffer_, *self->connect_parser_,
+                [self](const beast::error_code& e2, std::size_t) { self->on_tunnel(e2); });
+          });
       return;
     }
     start_tls();
@@ -549,7 +573,9 @@ void Connection<kTls>::start_tls() {
   if constexpr (kTls) {
     const auto& host = req_.url.host;
     if (!is_ip_literal(host) && !SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str())) {
-      return fail(beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()), "sni");
+      return fail(
+          beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()),
+          "sni");
     }
     if (!client_.options().insecure) stream_.set_verify_callback(ssl::host_name_verification(host));
     beast::get_lowest_layer(stream_).expires_after(client_.options().connect_timeout);
@@ -574,9 +600,9 @@ void Connection<kTls>::write() {
   } else {
     lowest.expires_never();
   }
-  bhttp::async_write(stream_, http_req_, [self = shared()](const beast::error_code& ec, std::size_t) {
-    self->on_write(ec);
-  });
+  bhttp::async_write(
+      stream_, http_req_,
+      [self = shared()](const beast::error_code& ec, std::size_t) { self->on_write(ec); });
 }
 
 template <bool kTls>
@@ -586,9 +612,9 @@ void Connection<kTls>::on_write(const beast::error_code& ec) {
   parser_.emplace();
   parser_->body_limit(boost::none);  // BoundedStringBody keeps max_response_bytes, drops the rest
   parser_->get().body().limit = client_.options().max_response_bytes;
-  bhttp::async_read(stream_, buffer_, *parser_, [self = shared()](const beast::error_code& e, std::size_t) {
-    self->on_read(e);
-  });
+  bhttp::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared()](const beast::error_code& e, std::size_t) { self->on_read(e); });
 }
 
 template <bool kTls>
@@ -598,8 +624,10 @@ void Connection<kTls>::on_read(const beast::error_code& ec) {
   Response r;
   r.status = static_cast<int>(msg.result_int());
   r.reused_connection = reused_;
-  if (auto it = msg.find(bhttp::field::content_type); it != msg.end()) r.content_type = std::string(it->value());
-  if (auto it = msg.find(bhttp::field::retry_after); it != msg.end()) r.retry_after = std::string(it->value());
+  if (auto it = msg.find(bhttp::field::content_type); it != msg.end())
+    r.content_type = std::string(it->value());
+  if (auto it = msg.find(bhttp::field::retry_after); it != msg.end())
+    r.retry_after = std::string(it->value());
   r.body = std::move(msg.body().data);
   r.body_truncated = msg.body().truncated;
   const bool keep = msg.keep_alive() && !cancelled_;

@@ -3,9 +3,9 @@
 //
 // Contract: post() never blocks; `done` runs exactly once on an io thread (or, after shutdown(),
 // possibly not at all: callers must track their own outstanding work). Connections are reused
-// (keep-alive); a request that fails on a *reused* connection before any response byte is sent again
-// once on a fresh connection (the server may have closed it while idle). The client does not bound
-// concurrency: the exporter owns the max_in_flight slots; the pool keeps at most max_idle
+// (keep-alive); a request that fails on a *reused* connection before any response byte is sent
+// again once on a fresh connection (the server may have closed it while idle). The client does not
+// bound concurrency: the exporter owns the max_in_flight slots; the pool keeps at most max_idle
 // connections per endpoint. No Beast header here (one Beast TU costs ~35 s to compile).
 #pragma once
 
@@ -25,9 +25,9 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct Url {
   bool tls = false;
-  std::string host;    // without brackets for IPv6
-  std::string port;    // always set (default 80/443)
-  std::string target;  // path + query, at least "/"
+  std::string host;                 // without brackets for IPv6
+  std::string port;                 // always set (default 80/443)
+  std::string target;               // path + query, at least "/"
   std::string host_header() const;  // host[:port] when the port is not the default
 };
 // Parses http:// and https:// URLs. nullopt when malformed or another scheme.
@@ -42,16 +42,16 @@ struct Request {
 
 // Why a request produced no HTTP response.
 enum class TransportError : std::uint8_t {
-  kNone,        // an HTTP response arrived (any status)
-  kResolve,     // DNS failure
-  kRefused,     // connection refused
-  kConnect,     // other connect failure (unreachable, ...)
-  kTimeout,     // connect or request timeout
-  kReset,       // connection reset / closed before a full response
-  kTls,         // handshake or certificate verification failed
-  kProtocol,    // malformed response
-  kTooLarge,    // response header over the parser's limit (bodies are cut, not refused)
-  kCancelled,   // shutdown() / cancel_all()
+  kNone,       // an HTTP response arrived (any status)
+  kResolve,    // DNS failure
+  kRefused,    // connection refused
+  kConnect,    // other connect failure (unreachable, ...)
+  kTimeout,    // connect or request timeout
+  kReset,      // connection reset / closed before a full response
+  kTls,        // handshake or certificate verification failed
+  kProtocol,   // malformed response
+  kTooLarge,   // response header over the parser's limit (bodies are cut, not refused)
+  kCancelled,  // shutdown() / cancel_all()
 };
 std::string_view to_string(TransportError e) noexcept;
 
@@ -59,7 +59,7 @@ struct Response {
   TransportError error = TransportError::kNone;
   std::string error_message;  // transport error detail
   int status = 0;
-  std::string body;            // at most ClientOptions::max_response_bytes of it
+  std::string body;             // at most ClientOptions::max_response_bytes of it
   bool body_truncated = false;  // the body was longer: the rest was read and dropped
   std::string content_type;
   std::string retry_after;  // raw Retry-After header value, empty if absent
@@ -85,7 +85,8 @@ class Transport {
   virtual void post(Request req, ResponseFn done) = 0;
   // Runs fn on an io thread after delay (0: as soon as possible). fn(false) normally; fn(true) when
   // cancelled by cancel_all()/shutdown() (it may also never run after shutdown()).
-  virtual void schedule(std::chrono::milliseconds delay, std::function<void(bool cancelled)> fn) = 0;
+  virtual void schedule(std::chrono::milliseconds delay,
+                        std::function<void(bool cancelled)> fn) = 0;
   // Aborts every in-flight request (their callbacks get kCancelled) and every pending timer.
   virtual void cancel_all() = 0;
   // cancel_all(), then stops and joins the io threads. Idempotent.
@@ -98,7 +99,7 @@ struct ClientOptions {
   std::chrono::milliseconds request_timeout{10000};  // write + read of one request; 0: none
   std::size_t max_idle_per_endpoint = 16;
   std::size_t max_response_bytes = 4u << 20;  // body bytes kept; the rest is read and dropped
-  std::string ca_file;  // PEM bundle; empty: the system store (set_default_verify_paths)
+  std::string ca_file;    // PEM bundle; empty: the system store (set_default_verify_paths)
   bool insecure = false;  // skip certificate and host verification
   std::string client_cert, client_key;  // PEM, mTLS
   std::string user_agent;

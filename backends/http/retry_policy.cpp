@@ -15,7 +15,8 @@ namespace chsync::http {
 std::chrono::milliseconds RetryPolicy::backoff_cap(std::uint32_t n) const noexcept {
   const double base = static_cast<double>(initial_backoff.count());
   const double cap = static_cast<double>(max_backoff.count());
-  const double v = base * std::pow(multiplier < 1.0 ? 1.0 : multiplier, static_cast<double>(std::min(n, 62u)));
+  const double v =
+      base * std::pow(multiplier < 1.0 ? 1.0 : multiplier, static_cast<double>(std::min(n, 62u)));
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(v, cap)));
 }
 
@@ -48,8 +49,8 @@ bool is_retryable_status(int status) noexcept {
 namespace {
 
 int month_index(std::string_view m) {
-  static constexpr std::array<std::string_view, 12> kMonths = {"jan", "feb", "mar", "apr", "may", "jun",
-                                                               "jul", "aug", "sep", "oct", "nov", "dec"};
+  static constexpr std::array<std::string_view, 12> kMonths = {
+      "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
   if (m.size() != 3) return -1;
   std::string lower(m);
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -79,8 +80,8 @@ std::vector<std::string_view> tokens(std::string_view s) {
 
 }  // namespace
 
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
-                                                           std::chrono::system_clock::time_point now) {
+std::optional<std::chrono::milliseconds> parse_retry_after(
+    std::string_view value, std::chrono::system_clock::time_point now) {
   value = trim(value);
   if (value.empty()) return std::nullopt;
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
@@ -98,12 +99,14 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
   int day = 0, year = 0, hh = 0, mm = 0, ss = 0, mon = -1;
   if (t.size() >= 8 && month_index(t[2]) >= 0) {  // IMF / RFC 850 (weekday first)
     mon = month_index(t[2]);
-    if (!to_int(t[1], day) || !to_int(t[3], year) || !to_int(t[4], hh) || !to_int(t[5], mm) || !to_int(t[6], ss))
+    if (!to_int(t[1], day) || !to_int(t[3], year) || !to_int(t[4], hh) || !to_int(t[5], mm) ||
+        !to_int(t[6], ss))
       return std::nullopt;
     if (t[3].size() == 2) year += year < 70 ? 2000 : 1900;
   } else if (t.size() == 7 && month_index(t[1]) >= 0) {  // asctime
     mon = month_index(t[1]);
-    if (!to_int(t[2], day) || !to_int(t[3], hh) || !to_int(t[4], mm) || !to_int(t[5], ss) || !to_int(t[6], year))
+    if (!to_int(t[2], day) || !to_int(t[3], hh) || !to_int(t[4], mm) || !to_int(t[5], ss) ||
+        !to_int(t[6], year))
       return std::nullopt;
   } else {
     return std::nullopt;
@@ -112,8 +115,9 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
   // system_clock counts nanoseconds in 64 bits (until 2262): a date beyond is "forever", not a
   // wrapped negative delay.
   if (year > 2200) return std::chrono::milliseconds::max();
-  const std::int64_t epoch_s = days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(day)) * 86400 +
-                               hh * 3600 + mm * 60 + ss;
+  const std::int64_t epoch_s =
+      days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(day)) * 86400 +
+      hh * 3600 + mm * 60 + ss;
   const auto target = std::chrono::system_clock::time_point(std::chrono::seconds(epoch_s));
   if (target <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(target - now);

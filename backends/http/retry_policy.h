@@ -1,4 +1,5 @@
-// RetryPolicy: when and how long to wait before re-sending a request (protocols §B.5, style rule 9).
+// RetryPolicy: when and how long to wait before re-sending a request (protocols §B.5, style rule
+// 9).
 //
 // Contract: a value type, no I/O. Retryable: HTTP 429/502/503/504 and transport failures (refused,
 // reset, timeout). Backoff is exponential with full jitter: attempt n (0-based) waits a uniform
@@ -49,6 +50,7 @@ struct RetryPolicy {
 // (0 if the date is in the past), or nullopt when the value is malformed. A delay too large for
 // milliseconds saturates at milliseconds::max() (a hostile server cannot make it wrap).
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_retry_after(
-    std::string_view value, std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+    std::string_view value,
+    std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
 }  // namespace chsync::http

@@ -41,12 +41,16 @@ std::pair<std::size_t, std::size_t> authority_of(std::string_view url) {
 }  // namespace
 
 std::string header_error(std::string_view name, std::string_view value) {
-  auto bad = [](std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; };
+  auto bad = [](std::string_view s) {
+    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+  };
   if (name.empty()) return "a header has an empty name";
   if (bad(name)) return "header name '" + printable_name(name) + "' contains CR, LF or NUL";
   for (char c : name)
-    if (c == ' ' || c == ':' || c == '\t') return "header name '" + printable_name(name) + "' contains a space or colon";
-  if (bad(value)) return "the value of header '" + printable_name(name) + "' contains CR, LF or NUL";
+    if (c == ' ' || c == ':' || c == '\t')
+      return "header name '" + printable_name(name) + "' contains a space or colon";
+  if (bad(value))
+    return "the value of header '" + printable_name(name) + "' contains CR, LF or NUL";
   return {};
 }
 
@@ -67,12 +71,14 @@ std::string mask_url(std::string_view url) {
   const auto q = out.find('?', begin == std::string::npos ? 0 : end);
   if (q == std::string::npos) return out;
   const auto hash = out.find('#', q);
-  std::string query = out.substr(q + 1, hash == std::string::npos ? std::string::npos : hash - q - 1);
+  std::string query =
+      out.substr(q + 1, hash == std::string::npos ? std::string::npos : hash - q - 1);
   std::string masked;
   std::size_t i = 0;
   while (i <= query.size()) {
     const auto amp = query.find('&', i);
-    const std::string_view param = std::string_view(query).substr(i, amp == std::string::npos ? std::string::npos : amp - i);
+    const std::string_view param =
+        std::string_view(query).substr(i, amp == std::string::npos ? std::string::npos : amp - i);
     if (!masked.empty() || i > 0) masked += '&';
     const auto eq = param.find('=');
     if (eq == std::string_view::npos) {
@@ -96,7 +102,8 @@ bool split_userinfo(std::string& url, std::string& user, std::string& password) 
   const std::string_view info = std::string_view(url).substr(begin, at - begin);
   const auto colon = info.find(':');
   user = percent_decode(info.substr(0, colon));
-  password = colon == std::string_view::npos ? std::string() : percent_decode(info.substr(colon + 1));
+  password =
+      colon == std::string_view::npos ? std::string() : percent_decode(info.substr(colon + 1));
   url.erase(begin, at - begin + 1);
   return true;
 }
@@ -104,12 +111,14 @@ bool split_userinfo(std::string& url, std::string& user, std::string& password) 
 std::string proxy_scheme_error(std::string_view proxy_url) {
   if (proxy_url.empty() || !starts_with_ci(proxy_url, "https://")) return {};
   return "proxy " + mask_url(proxy_url) +
-         ": https:// proxies are not supported (the connection to the proxy would not be encrypted, "
+         ": https:// proxies are not supported (the connection to the proxy would not be "
+         "encrypted, "
          "so its password would travel in clear); use an http:// proxy (HTTPS targets are still "
          "tunnelled with TLS end to end)";
 }
 
-std::string check_http_settings(std::string& endpoint, std::vector<std::pair<std::string, std::string>>& headers) {
+std::string check_http_settings(std::string& endpoint,
+                                std::vector<std::pair<std::string, std::string>>& headers) {
   for (const auto& [k, v] : headers)
     if (auto e = header_error(k, v); !e.empty()) return e;
   std::string user, password;
@@ -127,7 +136,8 @@ std::string check_http_settings(std::string& endpoint, std::vector<std::pair<std
     headers.emplace_back("Authorization", "Basic " + base64_encode(user + ":" + password));
   }
   if (auto url = parse_url(endpoint)) {
-    if (auto e = proxy_scheme_error(proxy_for(*url, proxy_env_from_process())); !e.empty()) return e;
+    if (auto e = proxy_scheme_error(proxy_for(*url, proxy_env_from_process())); !e.empty())
+      return e;
   }
   return {};
 }

@@ -33,6 +33,7 @@ std::string proxy_scheme_error(std::string_view proxy_url);
 // Authorization header is given too); an https:// proxy from the environment that would carry
 // requests to this endpoint refused. On success `endpoint` has no userinfo left. Returns "" or
 // the error (never a secret in it).
-std::string check_http_settings(std::string& endpoint, std::vector<std::pair<std::string, std::string>>& headers);
+std::string check_http_settings(std::string& endpoint,
+                                std::vector<std::pair<std::string, std::string>>& headers);
 
 }  // namespace chsync::http

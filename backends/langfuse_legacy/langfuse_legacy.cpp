@@ -48,18 +48,20 @@ void metadata(std::string& out, const Span& s) {
     write_attr_value(w, a);
   }
   auto has = [&](std::string_view k) {
-    return std::any_of(s.metadata.begin(), s.metadata.end(), [&](const Attr& a) { return a.key == k; });
+    return std::any_of(s.metadata.begin(), s.metadata.end(),
+                       [&](const Attr& a) { return a.key == k; });
   };
   if (!s.finish_reason.empty()) w.field("finish_reason", s.finish_reason);
   if (s.tool_name) w.field("tool_name", *s.tool_name);
   // Ids the metadata may already carry under the same key: written once.
   const std::pair<std::string_view, const std::string*> ids[] = {{"tool_use_id", &s.tool_use_id},
-                                                                  {"agent_id", &s.agent_id},
-                                                                  {"message_id", &s.response_id},
-                                                                  {"stop_reason", &s.stop_reason}};
+                                                                 {"agent_id", &s.agent_id},
+                                                                 {"message_id", &s.response_id},
+                                                                 {"stop_reason", &s.stop_reason}};
   for (const auto& [k, v] : ids)
     if (!v->empty() && !has(k)) w.field(k, *v);
-  if (!s.source_file.empty()) w.field("source_file", s.source_file).field("source_line", s.source_line);
+  if (!s.source_file.empty())
+    w.field("source_file", s.source_file).field("source_line", s.source_line);
   w.end_object();
 }
 
@@ -75,8 +77,8 @@ std::string envelope_id(std::string_view type, std::string_view body_id, std::st
 
 std::string envelope(std::string_view type, const std::string& body_id, const std::string& body,
                      const std::string& export_time) {
-  std::string e = "{\"id\":\"" + envelope_id(type, body_id, body) + "\",\"timestamp\":\"" + export_time +
-                  "\",\"type\":\"";
+  std::string e = "{\"id\":\"" + envelope_id(type, body_id, body) + "\",\"timestamp\":\"" +
+                  export_time + "\",\"type\":\"";
   e += type;
   e += "\",\"body\":";
   e += body;
@@ -85,7 +87,8 @@ std::string envelope(std::string_view type, const std::string& body_id, const st
 }
 
 std::string export_time_now() {
-  const auto now = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  const auto now =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch());
   return format_rfc3339_ms(now.count());
 }
 
@@ -94,13 +97,15 @@ std::string_view id_of(std::string_view ev) { return ev.substr(7, 32); }
 
 }  // namespace
 
-std::vector<std::string> legacy_events(const Span& s, const EventOptions& options, const std::string& export_time) {
+std::vector<std::string> legacy_events(const Span& s, const EventOptions& options,
+                                       const std::string& export_time) {
   const std::string& environment = options.environment;
   std::vector<std::string> out;
   const std::string trace_id = to_hex(s.trace_id);
   const std::string span_id = to_hex(s.span_id);
   const bool is_tool = s.kind == SpanKind::kSpan && s.tool_name.has_value();
-  const std::optional<std::string>& output = (is_tool && !s.output && s.tool_result) ? s.tool_result : s.output;
+  const std::optional<std::string>& output =
+      (is_tool && !s.output && s.tool_result) ? s.tool_result : s.output;
   auto common_tail = [&](std::string& b) {
     if (!environment.empty()) {
       b += ",\"environment\":";
@@ -111,7 +116,8 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
   // in no trace or session total.
   const bool root = s.kind == SpanKind::kTrace || (s.kind == SpanKind::kAgent && !s.has_parent);
   if (root) {
-    std::string b = "{\"id\":\"" + trace_id + "\",\"timestamp\":\"" + format_rfc3339_ms(s.start_ms) + "\",\"name\":";
+    std::string b = "{\"id\":\"" + trace_id + "\",\"timestamp\":\"" +
+                    format_rfc3339_ms(s.start_ms) + "\",\"name\":";
     append_json_string(b, s.trace_name.empty() ? s.name : s.trace_name);
     if (!s.session_id.empty()) {
       b += ",\"sessionId\":";
@@ -127,8 +133,8 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
     b += ",\"tags\":[\"claude-code\"";
     for (std::size_t i = 0; i < options.tags.size(); ++i) {
       if (options.tags[i] == "claude-code" ||
-          std::find(options.tags.begin(), options.tags.begin() + static_cast<std::ptrdiff_t>(i), options.tags[i]) !=
-              options.tags.begin() + static_cast<std::ptrdiff_t>(i))
+          std::find(options.tags.begin(), options.tags.begin() + static_cast<std::ptrdiff_t>(i),
+                    options.tags[i]) != options.tags.begin() + static_cast<std::ptrdiff_t>(i))
         continue;
       b += ',';
       append_json_string(b, options.tags[i]);
@@ -147,7 +153,8 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
   if (s.kind == SpanKind::kGeneration) type = "generation-create";
   if (s.kind == SpanKind::kEvent) type = "event-create";
   if (options.typed_observations && is_tool) type = "tool-create";
-  if (options.typed_observations && (s.kind == SpanKind::kAgent || s.kind == SpanKind::kTrace)) type = "agent-create";
+  if (options.typed_observations && (s.kind == SpanKind::kAgent || s.kind == SpanKind::kTrace))
+    type = "agent-create";
   std::string b = "{\"id\":\"" + span_id + "\",\"traceId\":\"" + trace_id + "\",\"name\":";
   append_json_string(b, s.name);
   if (s.has_parent) b += ",\"parentObservationId\":\"" + to_hex(s.parent_id) + '"';
@@ -186,8 +193,10 @@ std::vector<std::string> legacy_events(const Span& s, const EventOptions& option
            ",\"output\":" + std::to_string(u.output_tokens) +
            ",\"cache_read_input_tokens\":" + std::to_string(u.cache_read_input_tokens);
       if (u.cache_creation_5m >= 0 || u.cache_creation_1h >= 0) {
-        b += ",\"input_cache_creation_5m\":" + std::to_string(std::max<std::int64_t>(0, u.cache_creation_5m));
-        b += ",\"input_cache_creation_1h\":" + std::to_string(std::max<std::int64_t>(0, u.cache_creation_1h));
+        b += ",\"input_cache_creation_5m\":" +
+             std::to_string(std::max<std::int64_t>(0, u.cache_creation_5m));
+        b += ",\"input_cache_creation_1h\":" +
+             std::to_string(std::max<std::int64_t>(0, u.cache_creation_1h));
       } else {
         b += ",\"cache_creation_input_tokens\":" + std::to_string(u.cache_creation_input_tokens);
       }
@@ -256,7 +265,9 @@ void encode_legacy_span(const Span& span, const EventOptions& options, std::stri
 class LegacySpanBytes final : public SpanBytesEncoder {
  public:
   explicit LegacySpanBytes(EventOptions options) : options_(std::move(options)) {}
-  void encode(const Span& span, std::string& out) override { encode_legacy_span(span, options_, out); }
+  void encode(const Span& span, std::string& out) override {
+    encode_legacy_span(span, options_, out);
+  }
 
  private:
   EventOptions options_;
@@ -268,7 +279,9 @@ class LegacyCodec final : public http::HttpCodec {
  public:
   explicit LegacyCodec(EventOptions options) : options_(std::move(options)) {}
 
-  void encode_span(const Span& span, std::string& out) override { encode_legacy_span(span, options_, out); }
+  void encode_span(const Span& span, std::string& out) override {
+    encode_legacy_span(span, options_, out);
+  }
   std::unique_ptr<SpanBytesEncoder> make_encoder() const override {
     return std::make_unique<LegacySpanBytes>(options_);
   }
@@ -290,7 +303,8 @@ class LegacyCodec final : public http::HttpCodec {
   // 207 {"successes":[{id,status}],"errors":[{id,status,message,error}]}. A per-event 429/5xx is
   // Langfuse saying "this event, later" (the request itself succeeded): only those events are
   // sent again. A per-event 4xx refuses the span for good. An event named nowhere is accepted.
-  http::SuccessReading read_success(const http::Response& r, const std::vector<std::string_view>& spans) const override {
+  http::SuccessReading read_success(const http::Response& r,
+                                    const std::vector<std::string_view>& spans) const override {
     http::SuccessReading rd;
     std::unordered_map<std::string, std::pair<int, std::string>> errors;
     simdjson::dom::parser parser;
@@ -315,7 +329,8 @@ class LegacyCodec final : public http::HttpCodec {
       for (const auto& ev : events_of(spans[pos])) {
         auto it = errors.find(std::string(ev.id));
         if (it == errors.end()) continue;
-        const std::string what = "event status " + std::to_string(it->second.first) + ": " + it->second.second;
+        const std::string what =
+            "event status " + std::to_string(it->second.first) + ": " + it->second.second;
         if (it->second.first >= 500 || it->second.first == 429) {
           again.push_back(ev);
           rd.retry_reason = what;
@@ -364,10 +379,10 @@ std::unique_ptr<Exporter> make_langfuse_legacy_exporter(LegacyOptions options,
     if (error) *error = "langfuse-legacy: invalid URL: " + http::mask_url(options.endpoint);
     return nullptr;
   }
-  auto codec =
-      std::make_unique<LegacyCodec>(EventOptions{options.environment, options.tags, options.typed_observations});
-  return std::make_unique<http::BatchingHttpExporter>(batching_options(options), std::move(*url), std::move(transport),
-                                                      std::move(codec));
+  auto codec = std::make_unique<LegacyCodec>(
+      EventOptions{options.environment, options.tags, options.typed_observations});
+  return std::make_unique<http::BatchingHttpExporter>(batching_options(options), std::move(*url),
+                                                      std::move(transport), std::move(codec));
 }
 
 std::unique_ptr<Exporter> make_langfuse_legacy_exporter(LegacyOptions options, std::string* error) {

@@ -8,9 +8,9 @@
 //   --tag, release = Claude Code version, environment) before its observation; a generation gives
 //   generation-create (model, usageDetails per §A.5, no total; input/output as chat messages with
 //   tool_calls); a tool, turn or agent span gives span-create, or tool-create / agent-create with
-//   typed_observations (servers that accept them); an event gives event-create (no endTime). Observations carry
-//   traceId, parentObservationId, startTime/endTime (ISO, ms, Z), input/output, metadata, and
-//   level ERROR + statusMessage when is_error.
+//   typed_observations (servers that accept them); an event gives event-create (no endTime).
+//   Observations carry traceId, parentObservationId, startTime/endTime (ISO, ms, Z), input/output,
+//   metadata, and level ERROR + statusMessage when is_error.
 // * Envelope id = sha256(type + body id + canonical body)[0:16] as 32 hex chars, so an identical
 //   re-export dedupes and a changed one merges in; envelope timestamp = export time (§A.7).
 // * Batching: a request holds at most batch_spans spans and batch_bytes (default and cap 3.5 MB)
@@ -38,10 +38,10 @@ namespace chsync::langfuse {
 
 struct LegacyOptions {
   std::string instance = "langfuse-legacy";  // state key
-  std::string endpoint;        // full ingestion URL ({host}/api/public/ingestion)
-  http::Headers headers;       // Authorization: Basic ..., extra headers
-  std::string environment;     // Langfuse environment; empty: not sent (server default)
-  std::vector<std::string> tags;   // trace tags after "claude-code"
+  std::string endpoint;                      // full ingestion URL ({host}/api/public/ingestion)
+  http::Headers headers;                     // Authorization: Basic ..., extra headers
+  std::string environment;          // Langfuse environment; empty: not sent (server default)
+  std::vector<std::string> tags;    // trace tags after "claude-code"
   bool typed_observations = false;  // tool-create / agent-create instead of span-create
   std::chrono::milliseconds timeout{10000};
   std::chrono::milliseconds connect_timeout{10000};
@@ -65,7 +65,8 @@ struct EventOptions {
 };
 
 // Builds the events of one span as JSON objects (for tests): each element is a full envelope.
-std::vector<std::string> legacy_events(const Span& span, const EventOptions& options, const std::string& export_time);
+std::vector<std::string> legacy_events(const Span& span, const EventOptions& options,
+                                       const std::string& export_time);
 inline std::vector<std::string> legacy_events(const Span& span, const std::string& environment,
                                               const std::string& export_time) {
   return legacy_events(span, EventOptions{environment, {}, false}, export_time);

@@ -24,7 +24,8 @@ void genai_part(std::string& out, const MessagePart& p) {
   switch (p.type) {
     case T::kText:
     case T::kReasoning:
-      out += p.type == T::kText ? "{\"type\":\"text\",\"content\":" : "{\"type\":\"reasoning\",\"content\":";
+      out += p.type == T::kText ? "{\"type\":\"text\",\"content\":"
+                                : "{\"type\":\"reasoning\",\"content\":";
       append_json_string(out, p.content);
       break;
     case T::kToolCall:
@@ -70,7 +71,8 @@ std::string joined_text(const Message& m, bool reasoning) {
   return out;
 }
 
-void append_genai_messages(std::string& out, const std::vector<Message>& messages, std::string_view finish_reason) {
+void append_genai_messages(std::string& out, const std::vector<Message>& messages,
+                           std::string_view finish_reason) {
   out += '[';
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const Message& m = messages[i];
@@ -125,7 +127,8 @@ void append_chat_messages(std::string& out, const std::vector<Message>& messages
         out += ",\"type\":\"function\",\"function\":{\"name\":";
         append_json_string(out, p.name);
         out += ",\"arguments\":";
-        append_json_string(out, p.content.empty() && !p.truncated ? std::string_view("{}") : std::string_view(p.content));
+        append_json_string(out, p.content.empty() && !p.truncated ? std::string_view("{}")
+                                                                  : std::string_view(p.content));
         out += "}}";
       }
       if (!first) out += ']';

@@ -22,7 +22,8 @@
 
 namespace chsync::otlp {
 
-void append_genai_messages(std::string& out, const std::vector<Message>& messages, std::string_view finish_reason);
+void append_genai_messages(std::string& out, const std::vector<Message>& messages,
+                           std::string_view finish_reason);
 void append_chat_messages(std::string& out, const std::vector<Message>& messages);
 
 // Text parts (kText) of a message joined by a blank line; reasoning likewise when reasoning=true.

@@ -5,10 +5,10 @@
 
 namespace chsync::otlp {
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
-std::string resolve_endpoint(std::string_view flag, std::string_view traces_env, std::string_view base_env) {
+std::string resolve_endpoint(std::string_view flag, std::string_view traces_env,
+                             std::string_view base_env) {
   flag = trim(flag);
   traces_env = trim(traces_env);
   base_env = trim(base_env);
@@ -29,7 +29,8 @@ std::string resolve_endpoint(std::string_view flag, std::string_view traces_env,
   return "http://127.0.0.1:4318/v1/traces";
 }
 
-std::vector<std::pair<std::string, std::string>> parse_key_values(std::string_view s, std::size_t* skipped) {
+std::vector<std::pair<std::string, std::string>> parse_key_values(std::string_view s,
+                                                                  std::size_t* skipped) {
   std::vector<std::pair<std::string, std::string>> out;
   if (skipped) *skipped = 0;
   while (!s.empty()) {
@@ -49,8 +50,8 @@ std::vector<std::pair<std::string, std::string>> parse_key_values(std::string_vi
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> parse_resource_attributes(std::string_view attrs_env,
-                                                                          std::string_view service_name_env) {
+std::vector<std::pair<std::string, std::string>> parse_resource_attributes(
+    std::string_view attrs_env, std::string_view service_name_env) {
   auto out = parse_key_values(attrs_env);
   service_name_env = trim(service_name_env);
   if (!service_name_env.empty()) {

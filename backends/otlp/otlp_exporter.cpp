@@ -29,21 +29,24 @@ std::string host_name() {
   return buf;
 }
 bool contains_ci(std::string_view hay, std::string_view needle) {
-  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
-                        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) == b;
+  });
   return it != hay.end();
 }
 
 // Adjacent slices of one batch are one run of memory: framing them needs no copy.
-void joined(const std::vector<std::string_view>& spans, std::string& scratch, std::string_view& out) {
+void joined(const std::vector<std::string_view>& spans, std::string& scratch,
+            std::string_view& out) {
   bool contiguous = true;
   for (std::size_t i = 1; i < spans.size() && contiguous; ++i)
     contiguous = spans[i - 1].data() + spans[i - 1].size() == spans[i].data();
   if (spans.empty()) {
     out = {};
   } else if (contiguous) {
-    out = std::string_view(spans.front().data(),
-                           static_cast<std::size_t>(spans.back().data() + spans.back().size() - spans.front().data()));
+    out = std::string_view(
+        spans.front().data(),
+        static_cast<std::size_t>(spans.back().data() + spans.back().size() - spans.front().data()));
   } else {
     for (auto v : spans) scratch += v;
     out = scratch;
@@ -79,10 +82,12 @@ class OtlpCodec final : public http::HttpCodec {
   explicit OtlpCodec(const OtlpOptions& o)
       : spans_(EncoderOptions{o.profile, true, o.tags}, o.encoding == OtlpOptions::Encoding::kJson),
         json_(o.encoding == OtlpOptions::Encoding::kJson),
-        gzip_(o.compression == OtlpOptions::Compression::kGzip), gzip_level_(o.gzip_level) {
+        gzip_(o.compression == OtlpOptions::Compression::kGzip),
+        gzip_level_(o.gzip_level) {
     // Resource: defaults, then user-given attributes override by key.
     StringPairs res = {{"service.name", o.service_name},
-                       {"service.version", o.service_version.empty() ? std::string(chsync_version()) : o.service_version},
+                       {"service.version", o.service_version.empty() ? std::string(chsync_version())
+                                                                     : o.service_version},
                        {"telemetry.sdk.name", "chsync"},
                        {"telemetry.sdk.language", "cpp"},
                        {"telemetry.sdk.version", std::string(chsync_version())}};
@@ -90,7 +95,8 @@ class OtlpCodec final : public http::HttpCodec {
     if (!o.environment.empty()) res.emplace_back("deployment.environment.name", o.environment);
     if (auto h = host_name(); !h.empty()) res.emplace_back("host.name", h);
     if (o.profile == Profile::kPhoenix)
-      res.emplace_back("openinference.project.name", o.project_name.empty() ? o.service_name : o.project_name);
+      res.emplace_back("openinference.project.name",
+                       o.project_name.empty() ? o.service_name : o.project_name);
     for (const auto& kv : o.resource_attributes) {
       // Not a structured binding: clang 14 (scripts/fuzz) cannot capture one in a lambda.
       const auto& k = kv.first;
@@ -102,9 +108,11 @@ class OtlpCodec final : public http::HttpCodec {
         res.emplace_back(k, v);
       }
     }
-    const std::string_view scope_version = o.scope_version.empty() ? chsync_version() : std::string_view(o.scope_version);
+    const std::string_view scope_version =
+        o.scope_version.empty() ? chsync_version() : std::string_view(o.scope_version);
     resource_ = json_ ? json_resource(res) : encode_resource(res);
-    scope_ = json_ ? json_scope(o.scope_name, scope_version) : encode_scope(o.scope_name, scope_version);
+    scope_ =
+        json_ ? json_scope(o.scope_name, scope_version) : encode_scope(o.scope_name, scope_version);
   }
 
   void encode_span(const Span& span, std::string& out) override { spans_.encode(span, out); }
@@ -122,7 +130,9 @@ class OtlpCodec final : public http::HttpCodec {
     }
     return body;
   }
-  std::string_view content_type() const override { return json_ ? "application/json" : kProtobufType; }
+  std::string_view content_type() const override {
+    return json_ ? "application/json" : kProtobufType;
+  }
   std::string_view content_encoding() const override { return gzip_ ? "gzip" : ""; }
   void compress(std::string& body) const override {
     if (!gzip_) return;
@@ -130,7 +140,8 @@ class OtlpCodec final : public http::HttpCodec {
     if (gzip_libdeflate(body, z, gzip_level_)) body = std::move(z);  // else (OOM only) sent as is
   }
   const std::string& resource() const noexcept { return resource_; }
-  http::SuccessReading read_success(const http::Response& r, const std::vector<std::string_view>& spans) const override {
+  http::SuccessReading read_success(const http::Response& r,
+                                    const std::vector<std::string_view>& spans) const override {
     http::SuccessReading rd;
     PartialSuccess ps;
     if (contains_ci(r.content_type, "protobuf")) {
@@ -141,11 +152,13 @@ class OtlpCodec final : public http::HttpCodec {
     // OTLP: rejected_spans == 0 with a message is a warning only; > 0 names no span.
     if (ps.rejected_spans <= 0) {
       if (!ps.error_message.empty())
-        spdlog::warn("otlp: partial success: 0 spans rejected: {}", http::printable_excerpt(ps.error_message));
+        spdlog::warn("otlp: partial success: 0 spans rejected: {}",
+                     http::printable_excerpt(ps.error_message));
       return rd;
     }
-    rd.rejected_reason = "partial success: " + std::to_string(ps.rejected_spans) + " spans rejected: " +
-                         ps.error_message + " (the backend does not say which; the whole request is kept)";
+    rd.rejected_reason = "partial success: " + std::to_string(ps.rejected_spans) +
+                         " spans rejected: " + ps.error_message +
+                         " (the backend does not say which; the whole request is kept)";
     for (std::uint32_t i = 0; i < spans.size(); ++i) rd.rejected.push_back(i);
     return rd;
   }
@@ -175,7 +188,8 @@ http::BatchingOptions batching_options(const OtlpOptions& o) {
 }
 }  // namespace
 
-OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<http::Transport> transport)
+OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url,
+                           std::unique_ptr<http::Transport> transport)
     : http::BatchingHttpExporter(batching_options(options), std::move(url), std::move(transport),
                                  std::make_unique<OtlpCodec>(options)) {}
 
@@ -189,7 +203,8 @@ std::unique_ptr<Exporter> make_otlp_exporter(OtlpOptions options, std::string* e
     return nullptr;
   };
   if (options.endpoint.empty()) options.endpoint = "http://127.0.0.1:4318/v1/traces";
-  if (auto e = http::check_http_settings(options.endpoint, options.headers); !e.empty()) return fail("otlp: " + e);
+  if (auto e = http::check_http_settings(options.endpoint, options.headers); !e.empty())
+    return fail("otlp: " + e);
   auto url = http::parse_url(options.endpoint);
   if (!url) return fail("otlp: invalid endpoint URL: " + http::mask_url(options.endpoint));
   auto transport = http::make_exporter_client(options, "otlp", chsync_version(), error);

@@ -44,7 +44,7 @@ struct OtlpOptions {
   std::size_t batch_spans = 512;
   std::size_t batch_bytes = 4u << 20;
   http::RetryPolicy retry{};  // 1 s initial, 30 s max, 5 min max_elapsed, no attempt cap
-  double rate = 0;  // 0: unlimited
+  double rate = 0;            // 0: unlimited
   bool rate_is_spans = false;
   std::string ca_file;
   bool insecure = false;
@@ -52,11 +52,12 @@ struct OtlpOptions {
   Profile profile = Profile::kGeneric;
   StringPairs resource_attributes;  // user-given; win over the defaults below
   std::string service_name = "claude-code";
-  std::string service_version;  // empty: chsync version (not sent with the langfuse profile: Langfuse
-                                // would show it as every trace's `version`)
-  std::string environment;      // --environment: resource deployment.environment.name (Langfuse reads it)
+  std::string service_version;  // empty: chsync version (not sent with the langfuse profile:
+                                // Langfuse would show it as every trace's `version`)
+  std::string
+      environment;  // --environment: resource deployment.environment.name (Langfuse reads it)
   std::vector<std::string> tags;  // --tag: langfuse.trace.tags on roots, after "claude-code"
-  std::string project_name;     // phoenix: openinference.project.name; empty: service_name
+  std::string project_name;       // phoenix: openinference.project.name; empty: service_name
   std::string scope_name = "chsync";
   std::string scope_version;  // empty: chsync version
   std::size_t io_threads = 1;

@@ -10,7 +10,11 @@ namespace {
 void any_value(std::string& out, const SpanEncoder::Attr& a) {
   using T = SpanEncoder::Attr::Type;
   switch (a.type) {
-    case T::kString: out += "{\"stringValue\":"; append_json_string(out, a.str); out += '}'; break;
+    case T::kString:
+      out += "{\"stringValue\":";
+      append_json_string(out, a.str);
+      out += '}';
+      break;
     case T::kInt: out += "{\"intValue\":\"" + std::to_string(a.num) + "\"}"; break;
     case T::kBool: out += a.flag ? "{\"boolValue\":true}" : "{\"boolValue\":false}"; break;
     case T::kDouble: {
@@ -62,8 +66,10 @@ std::size_t JsonSpanEncoder::append_span(const Span& s, std::string& out) {
   out += ",\"name\":";
   append_json_string(out, s.name);
   out += s.kind == SpanKind::kGeneration ? ",\"kind\":3" : ",\"kind\":1";
-  const std::int64_t end_ms = s.kind == SpanKind::kEvent ? s.start_ms : std::max(s.end_ms, s.start_ms);
-  out += ",\"startTimeUnixNano\":\"" + ns(s.start_ms) + "\",\"endTimeUnixNano\":\"" + ns(end_ms) + "\",";
+  const std::int64_t end_ms =
+      s.kind == SpanKind::kEvent ? s.start_ms : std::max(s.end_ms, s.start_ms);
+  out += ",\"startTimeUnixNano\":\"" + ns(s.start_ms) + "\",\"endTimeUnixNano\":\"" + ns(end_ms) +
+         "\",";
   attributes(out, attrs);
   if (s.is_error) {
     out += ",\"status\":{\"code\":2";
@@ -99,7 +105,8 @@ std::string json_scope(std::string_view name, std::string_view version) {
   return out;
 }
 
-void build_json_request(std::string_view resource, std::string_view scope, std::string_view spans, std::string& out) {
+void build_json_request(std::string_view resource, std::string_view scope, std::string_view spans,
+                        std::string& out) {
   out.clear();
   if (spans.empty()) return;
   if (spans.front() == ',') spans.remove_prefix(1);

@@ -21,7 +21,8 @@ std::string_view to_string(Profile p) noexcept {
 namespace {
 
 constexpr char kTagKvKey = 0x0A, kTagKvValue = 0x12;
-constexpr char kTagAnyString = 0x0A, kTagAnyBool = 0x10, kTagAnyInt = 0x18, kTagAnyDouble = 0x21, kTagAnyArray = 0x2A;
+constexpr char kTagAnyString = 0x0A, kTagAnyBool = 0x10, kTagAnyInt = 0x18, kTagAnyDouble = 0x21,
+               kTagAnyArray = 0x2A;
 
 inline char* put_tag_len(char* p, char tag, std::size_t n) {
   *p++ = tag;
@@ -51,8 +52,8 @@ void size_attr(SpanEncoder::Attr& a) {
     case T::kDouble: a.any_size = 9; break;
     case T::kStringArray1: {
       const std::size_t inner = pb::len_field_size(a.str.size());  // AnyValue{string}
-      const std::size_t array = pb::len_field_size(inner);          // ArrayValue{values}
-      a.any_size = pb::len_field_size(array);                       // AnyValue{array_value}
+      const std::size_t array = pb::len_field_size(inner);         // ArrayValue{values}
+      a.any_size = pb::len_field_size(array);                      // AnyValue{array_value}
       break;
     }
   }
@@ -104,11 +105,11 @@ std::uint64_t ms_to_ns(std::int64_t ms) {
 
 }  // namespace
 
-
 std::size_t SpanEncoder::append_span(const Span& s, std::string& out) {
   const auto& attrs = collect_attributes(s);
   const std::uint64_t start_ns = ms_to_ns(s.start_ms);
-  const std::uint64_t end_ns = s.kind == SpanKind::kEvent ? start_ns : ms_to_ns(std::max(s.end_ms, s.start_ms));
+  const std::uint64_t end_ns =
+      s.kind == SpanKind::kEvent ? start_ns : ms_to_ns(std::max(s.end_ms, s.start_ms));
   const std::uint64_t kind = s.kind == SpanKind::kGeneration ? 3 : 1;  // CLIENT : INTERNAL
 
   std::size_t status_size = 0;
@@ -205,7 +206,8 @@ std::string encode_scope(std::string_view name, std::string_view version) {
   return out;
 }
 
-void build_request(std::string_view resource, std::string_view scope, std::string_view spans, std::string& out) {
+void build_request(std::string_view resource, std::string_view scope, std::string_view spans,
+                   std::string& out) {
   out.clear();
   if (spans.empty()) return;
   const std::size_t ss = pb::len_field_size(scope.size()) + spans.size();
@@ -288,17 +290,17 @@ bool for_each_field(std::string_view message, F&& fn) {
 bool decode_partial_success_proto(std::string_view body, PartialSuccess& out) {
   out = {};
   // ExportTraceServiceResponse { partial_success = 1 { rejected_spans = 1; error_message = 2 } }
-  return for_each_field(body, [&](std::uint32_t num, std::uint32_t wire, std::uint64_t,
-                                  std::string_view data) {
-    if (num != 1 || wire != 2) return true;
-    out.present = true;
-    return for_each_field(data, [&](std::uint32_t n, std::uint32_t w, std::uint64_t v,
-                                    std::string_view d) {
-      if (n == 1 && w == 0) out.rejected_spans = static_cast<std::int64_t>(v);
-      if (n == 2 && w == 2) out.error_message = std::string(d);
-      return true;
-    });
-  });
+  return for_each_field(
+      body, [&](std::uint32_t num, std::uint32_t wire, std::uint64_t, std::string_view data) {
+        if (num != 1 || wire != 2) return true;
+        out.present = true;
+        return for_each_field(
+            data, [&](std::uint32_t n, std::uint32_t w, std::uint64_t v, std::string_view d) {
+              if (n == 1 && w == 0) out.rejected_spans = static_cast<std::int64_t>(v);
+              if (n == 2 && w == 2) out.error_message = std::string(d);
+              return true;
+            });
+      });
 }
 
 bool decode_partial_success_json(std::string_view body, PartialSuccess& out) {
@@ -314,7 +316,8 @@ bool decode_partial_success_json(std::string_view body, PartialSuccess& out) {
     std::size_t i = 0;
     while (i < v.size() && (v[i] == ' ' || v[i] == '"')) ++i;
     std::int64_t n = 0;
-    // Saturates: a backend sending more digits than int64 holds must not overflow (fuzz_otlp_response).
+    // Saturates: a backend sending more digits than int64 holds must not overflow
+    // (fuzz_otlp_response).
     constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
     while (i < v.size() && v[i] >= '0' && v[i] <= '9') {
       const int d = v[i++] - '0';
@@ -341,11 +344,11 @@ bool decode_partial_success_json(std::string_view body, PartialSuccess& out) {
 std::string decode_rpc_status_message(std::string_view body) {
   // google.rpc.Status { message = 2 }
   std::string msg;
-  const bool ok = for_each_field(body, [&](std::uint32_t num, std::uint32_t wire, std::uint64_t,
-                                           std::string_view data) {
-    if (num == 2 && wire == 2) msg = std::string(data);
-    return true;
-  });
+  const bool ok = for_each_field(
+      body, [&](std::uint32_t num, std::uint32_t wire, std::uint64_t, std::string_view data) {
+        if (num == 2 && wire == 2) msg = std::string(data);
+        return true;
+      });
   return ok ? msg : std::string();
 }
 

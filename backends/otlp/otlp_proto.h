@@ -92,7 +92,9 @@ class SpanEncoder {
   const std::vector<Attr>& collect_attributes(const Span& span);
 
  public:
-  static Attr make_attr(std::string_view k, Attr::Type t, std::string_view v = {}) { return make(k, t, v); }
+  static Attr make_attr(std::string_view k, Attr::Type t, std::string_view v = {}) {
+    return make(k, t, v);
+  }
 
  private:
   std::string_view keep(std::string s);
@@ -103,7 +105,9 @@ class SpanEncoder {
     a.str = v;
     return a;
   }
-  void add_str(std::string_view k, std::string_view v) { attrs_.push_back(make(k, Attr::Type::kString, v)); }
+  void add_str(std::string_view k, std::string_view v) {
+    attrs_.push_back(make(k, Attr::Type::kString, v));
+  }
   void add_int(std::string_view k, std::int64_t v) {
     Attr a = make(k, Attr::Type::kInt);
     a.num = v;
@@ -135,7 +139,8 @@ std::string encode_resource(const StringPairs& attributes);
 std::string encode_scope(std::string_view name, std::string_view version);
 // ExportTraceServiceRequest{ResourceSpans{resource, ScopeSpans{scope, spans}}} where `spans` is a
 // concatenation of append_span() slices. Replaces the content of out. Empty spans: empty body.
-void build_request(std::string_view resource, std::string_view scope, std::string_view spans, std::string& out);
+void build_request(std::string_view resource, std::string_view scope, std::string_view spans,
+                   std::string& out);
 
 // ExportTraceServiceResponse.partial_success.
 struct PartialSuccess {

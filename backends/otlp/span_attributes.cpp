@@ -14,7 +14,9 @@ namespace {
 bool is_tool_span(const Span& s) { return s.kind == SpanKind::kSpan && s.tool_name.has_value(); }
 // A trace root: a turn or session root, or an unlinked subagent (no parent). Langfuse takes trace
 // fields (name, session, user, tags, input, output) from these spans only.
-bool is_root_span(const Span& s) { return s.kind == SpanKind::kTrace || (s.kind == SpanKind::kAgent && !s.has_parent); }
+bool is_root_span(const Span& s) {
+  return s.kind == SpanKind::kTrace || (s.kind == SpanKind::kAgent && !s.has_parent);
+}
 
 const std::optional<std::string>& output_of(const Span& s) {
   return (is_tool_span(s) && !s.output && s.tool_result) ? s.tool_result : s.output;
@@ -92,8 +94,16 @@ void SpanEncoder::add_identity(const Span& s) {
   std::string_view lf_type = "span", oi_kind = "CHAIN", op;
   switch (s.kind) {
     case SpanKind::kTrace:
-    case SpanKind::kAgent: lf_type = "agent"; oi_kind = "AGENT"; op = "invoke_agent"; break;
-    case SpanKind::kGeneration: lf_type = "generation"; oi_kind = "LLM"; op = "chat"; break;
+    case SpanKind::kAgent:
+      lf_type = "agent";
+      oi_kind = "AGENT";
+      op = "invoke_agent";
+      break;
+    case SpanKind::kGeneration:
+      lf_type = "generation";
+      oi_kind = "LLM";
+      op = "chat";
+      break;
     case SpanKind::kSpan:
       if (is_tool_span(s)) {
         lf_type = "tool";
@@ -108,14 +118,16 @@ void SpanEncoder::add_identity(const Span& s) {
     if (!s.session_id.empty()) add_str("session.id", s.session_id);
     if (!s.user_id.empty()) add_str("user.id", s.user_id);
   }
-  if (p == Profile::kGeneric && !s.session_id.empty()) add_str("gen_ai.conversation.id", s.session_id);
+  if (p == Profile::kGeneric && !s.session_id.empty())
+    add_str("gen_ai.conversation.id", s.session_id);
   if (p != Profile::kPhoenix) add_str("langfuse.observation.type", lf_type);
   if (p != Profile::kLangfuse) add_str("openinference.span.kind", oi_kind);
   if (p == Profile::kGeneric) {
     if (!op.empty()) add_str("gen_ai.operation.name", op);
     add_str("gen_ai.provider.name", "anthropic");
   }
-  const std::string_view agent = s.kind == SpanKind::kTrace ? std::string_view("claude-code") : s.agent_name;
+  const std::string_view agent =
+      s.kind == SpanKind::kTrace ? std::string_view("claude-code") : s.agent_name;
   if (s.kind == SpanKind::kTrace || s.kind == SpanKind::kAgent) {
     if (p == Profile::kGeneric) {
       if (s.kind == SpanKind::kAgent && !s.agent_id.empty()) add_str("gen_ai.agent.id", s.agent_id);
@@ -124,7 +136,8 @@ void SpanEncoder::add_identity(const Span& s) {
     if (p == Profile::kPhoenix && !agent.empty()) add_str("agent.name", agent);
   }
   if (!root || p == Profile::kPhoenix) return;
-  add_str("langfuse.trace.name", s.trace_name.empty() ? std::string_view(s.name) : std::string_view(s.trace_name));
+  add_str("langfuse.trace.name",
+          s.trace_name.empty() ? std::string_view(s.name) : std::string_view(s.trace_name));
   if (p != Profile::kLangfuse) return;
   add_str("langfuse.trace.tags", tags_json_);
   if (const chsync::Attr* v = find_meta(s, "cc_version"); v != nullptr && !v->str.empty())
@@ -161,11 +174,14 @@ void SpanEncoder::add_usage(const Span& s) {
   }
   if (p == Profile::kPhoenix) return;
   // Langfuse: usage_details wins outright over every other usage key; input excludes the cache.
-  std::string j = "{\"input\":" + std::to_string(u.input_tokens) + ",\"output\":" + std::to_string(u.output_tokens) +
+  std::string j = "{\"input\":" + std::to_string(u.input_tokens) +
+                  ",\"output\":" + std::to_string(u.output_tokens) +
                   ",\"cache_read_input_tokens\":" + std::to_string(u.cache_read_input_tokens);
   if (u.cache_creation_5m >= 0 || u.cache_creation_1h >= 0) {
-    j += ",\"input_cache_creation_5m\":" + std::to_string(u.cache_creation_5m < 0 ? 0 : u.cache_creation_5m);
-    j += ",\"input_cache_creation_1h\":" + std::to_string(u.cache_creation_1h < 0 ? 0 : u.cache_creation_1h);
+    j += ",\"input_cache_creation_5m\":" +
+         std::to_string(u.cache_creation_5m < 0 ? 0 : u.cache_creation_5m);
+    j += ",\"input_cache_creation_1h\":" +
+         std::to_string(u.cache_creation_1h < 0 ? 0 : u.cache_creation_1h);
   } else {
     j += ",\"cache_creation_input_tokens\":" + std::to_string(u.cache_creation_input_tokens);
   }
@@ -191,7 +207,8 @@ void SpanEncoder::add_generation(const Span& s) {
   if (p == Profile::kGeneric) {
     if (!s.response_id.empty()) add_str("gen_ai.response.id", s.response_id);
     if (!s.finish_reason.empty())
-      attrs_.push_back(make("gen_ai.response.finish_reasons", Attr::Type::kStringArray1, s.finish_reason));
+      attrs_.push_back(
+          make("gen_ai.response.finish_reasons", Attr::Type::kStringArray1, s.finish_reason));
   }
   add_usage(s);
   if (s.is_streaming && p == Profile::kGeneric) {
@@ -235,7 +252,8 @@ void SpanEncoder::add_content_generic(const Span& s) {
     append_genai_messages(j, s.output_messages, s.finish_reason);
     add_str("gen_ai.output.messages", keep(std::move(j)));
   } else if (output) {
-    add_str("gen_ai.output.messages", keep(wrap_text("assistant", *output, gen ? s.finish_reason : "")));
+    add_str("gen_ai.output.messages",
+            keep(wrap_text("assistant", *output, gen ? s.finish_reason : "")));
   }
 }
 
@@ -272,7 +290,8 @@ void SpanEncoder::add_oi_messages(std::string_view prefix, const std::vector<Mes
     }
     const std::string reasoning = joined_text(m, true);
     if (reasoning.empty()) {
-      if (std::string text = joined_text(m, false); !text.empty()) add_str(keep(base + "content"), keep(std::move(text)));
+      if (std::string text = joined_text(m, false); !text.empty())
+        add_str(keep(base + "content"), keep(std::move(text)));
     } else {  // typed contents, so the reasoning stays apart from the answer
       std::size_t j = 0;
       for (const MessagePart& p : m.parts) {
@@ -288,7 +307,8 @@ void SpanEncoder::add_oi_messages(std::string_view prefix, const std::vector<Mes
       const std::string c = base + "tool_calls." + std::to_string(k++) + ".tool_call.";
       add_str(keep(c + "id"), p.id);
       add_str(keep(c + "function.name"), p.name);
-      add_str(keep(c + "function.arguments"), p.content.empty() ? std::string_view("{}") : std::string_view(p.content));
+      add_str(keep(c + "function.arguments"),
+              p.content.empty() ? std::string_view("{}") : std::string_view(p.content));
     }
   }
 }
@@ -325,15 +345,28 @@ void SpanEncoder::add_metadata(const Span& s) {
     a.key = keep(prefix + m.key);
     switch (m.type) {
       case chsync::Attr::Type::kString:
-      case chsync::Attr::Type::kJson: a.type = Attr::Type::kString; a.str = m.str; break;
-      case chsync::Attr::Type::kInt: a.type = Attr::Type::kInt; a.num = m.num; break;
-      case chsync::Attr::Type::kBool: a.type = Attr::Type::kBool; a.flag = m.flag; break;
-      case chsync::Attr::Type::kDouble: a.type = Attr::Type::kDouble; a.dbl = m.dbl; break;
+      case chsync::Attr::Type::kJson:
+        a.type = Attr::Type::kString;
+        a.str = m.str;
+        break;
+      case chsync::Attr::Type::kInt:
+        a.type = Attr::Type::kInt;
+        a.num = m.num;
+        break;
+      case chsync::Attr::Type::kBool:
+        a.type = Attr::Type::kBool;
+        a.flag = m.flag;
+        break;
+      case chsync::Attr::Type::kDouble:
+        a.type = Attr::Type::kDouble;
+        a.dbl = m.dbl;
+        break;
     }
     attrs_.push_back(a);
   };
   for (const auto& m : s.metadata) push(m);
-  if (p == Profile::kLangfuse && !s.finish_reason.empty()) add_str(keep(prefix + "finish_reason"), s.finish_reason);
+  if (p == Profile::kLangfuse && !s.finish_reason.empty())
+    add_str(keep(prefix + "finish_reason"), s.finish_reason);
 }
 
 const std::vector<SpanEncoder::Attr>& SpanEncoder::collect_attributes(const Span& s) {
@@ -342,7 +375,8 @@ const std::vector<SpanEncoder::Attr>& SpanEncoder::collect_attributes(const Span
   add_identity(s);
   if (s.kind == SpanKind::kGeneration) add_generation(s);
   if (is_tool_span(s)) add_tool(s);
-  if (s.is_error && options_.profile == Profile::kGeneric) add_str("error.type", is_tool_span(s) ? "tool_error" : "error");
+  if (s.is_error && options_.profile == Profile::kGeneric)
+    add_str("error.type", is_tool_span(s) ? "tool_error" : "error");
   switch (options_.profile) {
     case Profile::kGeneric: add_content_generic(s); break;
     case Profile::kLangfuse: add_content_langfuse(s); break;

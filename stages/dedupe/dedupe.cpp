@@ -20,7 +20,8 @@ void SpanDedupe::set_in_flight_records(std::vector<std::uint64_t> sorted_records
                           in_flight_before_.end());
 }
 
-SpanDedupe::Verdict SpanDedupe::admit(std::uint64_t key, const std::vector<std::uint64_t>& settled) {
+SpanDedupe::Verdict SpanDedupe::admit(std::uint64_t key,
+                                      const std::vector<std::uint64_t>& settled) {
   Verdict v;
   if (contains_sorted(delivered_, key) || contains_sorted(settled, key) ||
       !sent_this_run_.insert(key)) {
@@ -33,7 +34,9 @@ SpanDedupe::Verdict SpanDedupe::admit(std::uint64_t key, const std::vector<std::
   return v;
 }
 
-bool SpanDedupe::delivered_before(std::uint64_t key) const { return contains_sorted(delivered_, key); }
+bool SpanDedupe::delivered_before(std::uint64_t key) const {
+  return contains_sorted(delivered_, key);
+}
 
 bool SpanDedupe::in_flight_before(std::uint64_t key) const {
   return !in_flight_before_.empty() && contains_sorted(in_flight_before_, key);

@@ -40,7 +40,8 @@ void DeliveryLedger::count_recovered_at_start(const std::vector<std::uint64_t>& 
 
 void DeliveryLedger::attach(Exporter& exporter, bool synchronous) {
   if (w_.state && !w_.dry_run && !synchronous)
-    exporter.set_before_send([this](const std::vector<SpanRef>& refs) { return before_send(refs); });
+    exporter.set_before_send(
+        [this](const std::vector<SpanRef>& refs) { return before_send(refs); });
   exporter.set_ack_fn([this](Ack&& ack) { on_ack(std::move(ack)); });
 }
 
@@ -217,7 +218,8 @@ void DeliveryLedger::file_rows_locked(std::uint64_t seq, const Pending& p,
     // so a repaired archive is read again even if size and mtime match.
     const bool member_short =
         f.kind == SourceKind::kArchiveMember && i < fos.size() && fos[i].bytes < f.size;
-    fs.complete = w_.outcomes->held_turns[seq] == 0 && !tail_pending && !read_error && !member_short;
+    fs.complete =
+        w_.outcomes->held_turns[seq] == 0 && !tail_pending && !read_error && !member_short;
     fs.last_sync_ms = wall_clock_ms();
     fs.spans = i == 0 ? p.delivered : 0;
     fs.project = b.project;

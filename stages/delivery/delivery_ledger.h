@@ -135,22 +135,22 @@ class DeliveryLedger {
     std::uint64_t left = 0;
     std::vector<std::uint64_t> uncertain;
   };
-  void record_outcome_locked(const Ack& ack, std::uint64_t req, const std::vector<std::uint64_t>& ks,
-                             bool delivered, bool dead);
+  void record_outcome_locked(const Ack& ack, std::uint64_t req,
+                             const std::vector<std::uint64_t>& ks, bool delivered, bool dead);
   void file_rows_locked(std::uint64_t seq, const Pending& p, std::vector<FileState>& rows) const;
 
   Wiring w_;
   mutable std::mutex mu_;
   std::unordered_map<std::uint64_t, Pending> pending_;  // by bundle seq
-  std::vector<std::uint64_t> ready_;  // bundles whose every span has an outcome
+  std::vector<std::uint64_t> ready_;                    // bundles whose every span has an outcome
   std::unordered_map<std::uint64_t, std::uint64_t> request_of_;  // span key -> state request id
   std::unordered_map<std::uint64_t, ReqInfo> reqs_;
   // Lease mode: per bundle, the in-flight record adopted from a gone run (removed once the
   // bundle is delivered).
   std::unordered_map<std::uint64_t, std::uint64_t> adopted_request_;
   std::unordered_set<std::uint64_t> recovered_;  // earlier in-flight keys delivered/dead now
-  std::unordered_set<std::uint64_t> fenced_;  // refused by the fence, until their ack
-  std::vector<std::uint64_t> unsent_;         // refused keys for take_unsent()
+  std::unordered_set<std::uint64_t> fenced_;     // refused by the fence, until their ack
+  std::vector<std::uint64_t> unsent_;            // refused keys for take_unsent()
   DeliveryCounts counts_;
 };
 

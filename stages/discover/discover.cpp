@@ -52,10 +52,10 @@ bool transcript_kind(std::string_view name, SourceKind& kind, std::string_view& 
 
 struct Candidate {
   FileRef ref;
-  std::string dir;         // directory (or archive-internal directory) holding the file
-  std::string stem;        // file name without extension
-  std::string session;     // resolved session id
-  std::string project;     // project folder name
+  std::string dir;      // directory (or archive-internal directory) holding the file
+  std::string stem;     // file name without extension
+  std::string session;  // resolved session id
+  std::string project;  // project folder name
 };
 
 // Where a subagent file belongs: <...>/<project>/<session>/subagents[/workflows/<wf>]/agent-x.
@@ -88,13 +88,14 @@ std::string read_head(const FileRef& f, std::size_t bytes, std::uint64_t max_win
   o.chunk_bytes = 64 * 1024;
   o.max_line_bytes = 64 * 1024;
   std::size_t lines = 0;
-  read_lines(f, o,
-             [&](std::string_view line, std::size_t, std::uint64_t, std::uint64_t, bool) {
-               head.append(line.substr(0, bytes));
-               head.push_back('\n');
-               return ++lines < 8 && head.size() < bytes;
-             },
-             nullptr);
+  read_lines(
+      f, o,
+      [&](std::string_view line, std::size_t, std::uint64_t, std::uint64_t, bool) {
+        head.append(line.substr(0, bytes));
+        head.push_back('\n');
+        return ++lines < 8 && head.size() < bytes;
+      },
+      nullptr);
   return head;
 }
 
@@ -126,7 +127,8 @@ class Walker {
     } else {
       // A FIFO, a device (a symlink to /dev/zero) or a socket would be read forever or block:
       // refused with a clear error, counted like any unreadable input (issue 20 #14).
-      error(root, "not_a_file", "not a regular file or directory (a FIFO, device or socket): not read");
+      error(root, "not_a_file",
+            "not a regular file or directory (a FIFO, device or socket): not read");
     }
   }
 
@@ -201,8 +203,8 @@ class Walker {
                           : path;
     c.ref.display = rel;
     c.ref.size = static_cast<std::uint64_t>(st.st_size);
-    c.ref.mtime_ms = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 +
-                     st.st_mtim.tv_nsec / 1000000;
+    c.ref.mtime_ms =
+        static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
     c.ref.settles = true;
     c.dir = dirname_of(path);
     c.stem = std::string(stem);
@@ -227,8 +229,8 @@ void list_archive(const std::string& path, const DiscoverOptions& opt, DiscoverR
   // A zstd window over the budget is not damage: the archive is refused (members listed before
   // a later frame asked for it are kept and read up to there, like a cut archive).
   auto damaged = [&](const char* fallback) {
-    res.errors.push_back({path, ar.window_refused() ? "decoder_window" : "corrupt_archive",
-                          ar.error(fallback)});
+    res.errors.push_back(
+        {path, ar.window_refused() ? "decoder_window" : "corrupt_archive", ar.error(fallback)});
   };
   if (!ar.is_open()) {
     damaged("cannot open");
@@ -324,7 +326,8 @@ DiscoverResult discover(const std::vector<std::string>& inputs, const DiscoverOp
         } else {
           c.project = std::string(basename_of(c.dir));
           if (c.session.empty() && c.ref.kind != SourceKind::kArchiveMember)
-            c.session = peek_session_id(read_head(c.ref, 16 * 1024, options.max_decoder_window_bytes));
+            c.session =
+                peek_session_id(read_head(c.ref, 16 * 1024, options.max_decoder_window_bytes));
         }
       } else {
         c.session = c.stem;

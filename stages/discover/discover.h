@@ -24,8 +24,8 @@ namespace chsync {
 struct DiscoverOptions {
   std::vector<std::string> include_globs;  // fnmatch on display path; empty = everything
   std::vector<std::string> exclude_globs;
-  std::vector<std::string> projects;       // project folder names (exact or glob)
-  std::vector<std::string> sessions;       // session ids
+  std::vector<std::string> projects;  // project folder names (exact or glob)
+  std::vector<std::string> sessions;  // session ids
   bool follow_symlinks = true;
   // zstd decoder windows (.tar.zst archives, .jsonl.zst heads peeked for a session id): a frame
   // asking for more is refused (kind "decoder_window"). 0: libzstd's default limit (128 MiB).
@@ -34,8 +34,8 @@ struct DiscoverOptions {
 
 struct DiscoverError {
   std::string path;
-  std::string kind;  // "unreadable", "broken_symlink", "symlink_loop", "corrupt_archive", "missing",
-                     // "not_a_file" (a FIFO, device or socket named as an input),
+  std::string kind;  // "unreadable", "broken_symlink", "symlink_loop", "corrupt_archive",
+                     // "missing", "not_a_file" (a FIFO, device or socket named as an input),
                      // "decoder_window" (a zstd archive whose window is over the budget)
   std::string message;
 };

@@ -60,10 +60,12 @@ void Dispatcher::record(BundleResult& r) {
   const std::size_t bi = r.bundle_index;
   // Every count of MapStats (a new one must be added here to reach the report).
   static constexpr std::uint64_t MapStats::*kCounts[] = {
-      &MapStats::lines, &MapStats::bad_lines_json, &MapStats::bad_lines_utf8,
-      &MapStats::bad_lines_schema, &MapStats::turns, &MapStats::turns_held,
-      &MapStats::spans, &MapStats::generations, &MapStats::tool_spans,
-      &MapStats::agents, &MapStats::agents_unlinked, &MapStats::events};
+      &MapStats::lines,           &MapStats::bad_lines_json,
+      &MapStats::bad_lines_utf8,  &MapStats::bad_lines_schema,
+      &MapStats::turns,           &MapStats::turns_held,
+      &MapStats::spans,           &MapStats::generations,
+      &MapStats::tool_spans,      &MapStats::agents,
+      &MapStats::agents_unlinked, &MapStats::events};
   for (auto m : kCounts) totals_.*m += r.stats.*m;
   w_.outcomes->held_turns[bi] = r.stats.turns_held;
   if (w_.lease) w_.lease->bundle_dispatched();
@@ -98,18 +100,17 @@ void Dispatcher::dispatch(BundleResult& r) {
       if (!v.send) continue;
       repeats += v.possible_repeats;
       if (enc) encoded.push_back(enc->span(k));
-      if (ii + 1 == w_.routes.size())
-        out.push_back(std::move(s));
-      else
-        out.push_back(s);
+      if (ii + 1 == w_.routes.size()) out.push_back(std::move(s));
+      else out.push_back(s);
     }
     route.ledger->dispatched(bi, out.size());
     if (!send_queues_.empty()) {
-      std::uint64_t bytes = std::accumulate(
-          out.begin(), out.end(), std::uint64_t{64},
-          [](std::uint64_t n, const Span& sp) { return n + approx_bytes(sp); });
+      std::uint64_t bytes =
+          std::accumulate(out.begin(), out.end(), std::uint64_t{64},
+                          [](std::uint64_t n, const Span& sp) { return n + approx_bytes(sp); });
       for (auto e : encoded) bytes += e.size() + sizeof(e);
-      SendItem item{bi, std::move(out), repeats, false, encoded.empty() ? nullptr : enc, std::move(encoded)};
+      SendItem item{
+          bi, std::move(out), repeats, false, encoded.empty() ? nullptr : enc, std::move(encoded)};
       if (send_queues_[ii]->push(std::move(item), bytes)) continue;
       out.clear();  // closed: cannot happen while the dispatcher runs; account as not sent
       encoded.clear();

@@ -59,7 +59,7 @@ class Dispatcher {
     BoundedQueue<BundleResult>* results = nullptr;
     BundleOutcomes* outcomes = nullptr;
     const MemoryBudget* budget = nullptr;
-    bool ordered = false;        // reorder by bundle (console/file output)
+    bool ordered = false;         // reorder by bundle (console/file output)
     LeaseUnits* lease = nullptr;  // lease mode
     std::chrono::milliseconds drain_timeout{30000};
     std::function<bool()> stop_requested;

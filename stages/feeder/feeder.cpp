@@ -78,15 +78,14 @@ MemberRead read_member(ArchiveReader& ar, SpoolDir& spool, std::uint64_t declare
         mib(limit), member_bytes == declared ? "" : "at least ", mib(member_bytes),
         own_spool_bytes == 0 ? std::string()
                              : fmt::format(" and members waiting for the rest of their session "
-                                           "hold {}", mib(own_spool_bytes)));
+                                           "hold {}",
+                                           mib(own_spool_bytes)));
     return false;
   };
   auto spool_write = [&](const char* p, std::size_t n) {
     switch (spool.charge(n, own_spool_bytes + m.spool_bytes, stop)) {
-      case SpoolDir::Charge::kBooked:
-        break;
-      case SpoolDir::Charge::kOverLimit:
-        return over_limit(m.spool_bytes + n);
+      case SpoolDir::Charge::kBooked: break;
+      case SpoolDir::Charge::kOverLimit: return over_limit(m.spool_bytes + n);
       case SpoolDir::Charge::kStopped:
         m.stopped = true;
         m.write_error = "stopped";
@@ -132,14 +131,14 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
   const std::uint64_t pending_cap = w_.budget->archive_pending_bytes();
   const std::uint64_t member_mem_cap = w_.budget->archive_member_in_memory_bytes();
   // Discover already named this archive's damage (it lists the same headers): say it once.
-  const bool damage_known = std::any_of(
-      w_.discover_errors->begin(), w_.discover_errors->end(), [&](auto& e) {
+  const bool damage_known =
+      std::any_of(w_.discover_errors->begin(), w_.discover_errors->end(), [&](auto& e) {
         return e.path == apath && (e.kind == "corrupt_archive" || e.kind == "decoder_window");
       });
   std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> where;
   std::map<std::size_t, WorkItem> partial;  // ordered: released in bundle order at the end
   std::unordered_map<std::size_t, std::size_t> missing;
-  std::unordered_map<std::size_t, std::uint64_t> held;  // in-memory bytes per bundle
+  std::unordered_map<std::size_t, std::uint64_t> held;        // in-memory bytes per bundle
   std::unordered_map<std::size_t, std::uint64_t> held_spool;  // spooled bytes per bundle
   std::uint64_t pending_bytes = 0, pending_spool_bytes = 0;
   for (auto b : list) {
@@ -168,7 +167,8 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
     if (next == ArchiveReader::Next::kEnd) break;
     if (next == ArchiveReader::Next::kDamaged) {
       if (!damage_known)
-        w_.problems->file_error(apath + ": truncated or corrupt archive: " + ar.error("bad header"));
+        w_.problems->file_error(apath +
+                                ": truncated or corrupt archive: " + ar.error("bad header"));
       break;
     }
     auto it = where.find(e.name);
@@ -195,8 +195,8 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
     }
     // Lines before the damage are kept: the reader passes the cut tail as a bad line.
     if (!m.damage.empty() && !damage_known)
-      w_.problems->file_error(apath + "!" + e.name + ": truncated or corrupt archive member: " +
-                              m.damage);
+      w_.problems->file_error(apath + "!" + e.name +
+                              ": truncated or corrupt archive member: " + m.damage);
     held[b] += m.data.size();
     pending_bytes += m.data.size();
     held_spool[b] += m.spool_bytes;

@@ -124,14 +124,14 @@ void LeaseUnits::log_wait(const LeaseFeedOptions& options, const char* why, cons
     mine = outstanding_;
     queued = bundles_in_pipeline_;
   }
-  log::info(fmt::format("work sharing: waiting ({}): {} units in progress here, {} bundles "
-                        "queued{}",
-                        why, mine, queued,
-                        c ? fmt::format("; group: {} pending, {} claimed ({} here), {} "
-                                        "expired, {} done",
-                                        c->pending, c->claimed, c->claimed_by_me, c->expired,
-                                        c->done)
-                          : std::string()));
+  log::info(
+      fmt::format("work sharing: waiting ({}): {} units in progress here, {} bundles "
+                  "queued{}",
+                  why, mine, queued,
+                  c ? fmt::format("; group: {} pending, {} claimed ({} here), {} "
+                                  "expired, {} done",
+                                  c->pending, c->claimed, c->claimed_by_me, c->expired, c->done)
+                    : std::string()));
 }
 
 // Marks a claimed unit active; false when it is still in this pipeline (the claim query skips

@@ -45,7 +45,8 @@ class LeaseUnits {
  public:
   // Registers one unit per plain bundle and per archive with the work table (throws on a
   // database error: start-up).
-  LeaseUnits(WorkTable& table, const std::vector<Bundle>& bundles, const std::vector<bool>& any_need);
+  LeaseUnits(WorkTable& table, const std::vector<Bundle>& bundles,
+             const std::vector<bool>& any_need);
   LeaseUnits(const LeaseUnits&) = delete;
   LeaseUnits& operator=(const LeaseUnits&) = delete;
 
@@ -57,8 +58,8 @@ class LeaseUnits {
     bool feeding = false;
     bool failed = false;
     bool finished = false;
-    bool active = false;  // claimed in this run and not finished: never fed twice at once
-    bool lost = false;    // a send was refused by the fence: another run holds it now
+    bool active = false;     // claimed in this run and not finished: never fed twice at once
+    bool lost = false;       // a send was refused by the fence: another run holds it now
     std::int64_t fence = 0;  // token of this run's current claim
   };
   // Feeds one claimed unit; false once the work queue is closed.

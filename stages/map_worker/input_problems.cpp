@@ -12,8 +12,11 @@ void InputProblems::bad_line(const BadLine& bl) {
   if (!quiet_ && printed_ < max_printed_) {
     log_.write(log::Level::kWarn,
                fmt::format("{}:{}: bad line ({}): {}", bl.file, bl.line, bl.kind, bl.message),
-               {{"event", "bad_line"}, {"file", bl.file}, {"line", static_cast<std::uint64_t>(bl.line)},
-                {"kind", bl.kind}, {"error", bl.message}},
+               {{"event", "bad_line"},
+                {"file", bl.file},
+                {"line", static_cast<std::uint64_t>(bl.line)},
+                {"kind", bl.kind},
+                {"error", bl.message}},
                false);
     if (++printed_ == max_printed_) log_.warn("further bad lines are counted but not printed");
   }
@@ -22,7 +25,8 @@ void InputProblems::bad_line(const BadLine& bl) {
 void InputProblems::file_error(const std::string& message) {
   std::lock_guard lock(err_mu_);
   file_errors_.push_back(message);
-  if (!quiet_) log_.write(log::Level::kWarn, message, {{"event", "input_error"}, {"error", message}}, false);
+  if (!quiet_)
+    log_.write(log::Level::kWarn, message, {{"event", "input_error"}, {"error", message}}, false);
 }
 
 std::map<std::string, std::uint64_t> InputProblems::bad_lines_by_kind() const {

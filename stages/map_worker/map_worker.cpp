@@ -67,7 +67,8 @@ ReadResult MapWorkers::read_file(WorkItem& item, std::size_t fi, const LineFn& o
     sf.kind = SourceKind::kPlain;
     sf.path = spooled;
     rr = read_lines(sf, w_.reader, on_line, on_too_long);
-    const std::uint64_t booked = fi < item.member_spool_bytes.size() ? item.member_spool_bytes[fi] : 0;
+    const std::uint64_t booked =
+        fi < item.member_spool_bytes.size() ? item.member_spool_bytes[fi] : 0;
     if (w_.spool) w_.spool->remove(spooled, booked);  // gives the bytes back to --max-spool
     else ::unlink(spooled.c_str());
   } else if (fi < item.member_data.size()) {

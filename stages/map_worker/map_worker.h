@@ -10,8 +10,9 @@
 // Owns: each bundle's BundleMapper while it maps; a per-thread simdjson parser for last lines.
 // Thread: run() on each of --workers threads; every worker shares the queues.
 // Stop: when `stop_requested()` is true the worker drains the work queue without mapping (spool
-// files left unread are removed with the feeder's SpoolDir); run() returns when the work queue is closed and empty or the result queue is closed. The last
-// worker to return closes the result queue.
+// files left unread are removed with the feeder's SpoolDir); run() returns when the work queue is
+// closed and empty or the result queue is closed. The last worker to return closes the result
+// queue.
 #pragma once
 
 #include <atomic>
@@ -44,7 +45,7 @@ class MapWorkers {
     BoundedQueue<BundleResult>* results = nullptr;
     InputProblems* problems = nullptr;
     std::function<bool()> stop_requested;
-    CheckFn check;  // empty: no shared state to ask
+    CheckFn check;              // empty: no shared state to ask
     SpoolDir* spool = nullptr;  // the feeder's: spool files read here are removed through it
     std::size_t workers = 1;
     // Encoding ahead, one entry per backend instance in the dispatcher's route order: the

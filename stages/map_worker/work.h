@@ -19,8 +19,8 @@ namespace chsync {
 // A bundle ready for mapping; archive members carry their bytes (read by the feeder).
 struct WorkItem {
   std::size_t bundle_index = 0;
-  std::vector<std::string> member_data;   // parallel to bundle.files for archive members
-  std::vector<std::string> member_spool;  // non-empty: that member was spooled to this file
+  std::vector<std::string> member_data;           // parallel to bundle.files for archive members
+  std::vector<std::string> member_spool;          // non-empty: that member was spooled to this file
   std::vector<std::uint64_t> member_spool_bytes;  // booked in the SpoolDir for that file
   std::vector<std::string> member_error;  // non-empty: the member was left out (over --max-spool)
 };
@@ -29,7 +29,7 @@ struct FileOutcome {
   std::uint64_t lines = 0;
   std::uint64_t end_offset = 0;
   std::uint64_t bad = 0;
-  std::uint64_t bytes = 0;       // decompressed bytes read
+  std::uint64_t bytes = 0;      // decompressed bytes read
   bool truncated_tail = false;  // unparseable last line without '\n'
   std::string error;            // unreadable / corrupt stream
 };

@@ -57,7 +57,8 @@ std::int64_t opt_int(od::value v, std::int64_t fallback = 0) {
 }
 
 std::string_view rtrim(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
     s.remove_suffix(1);
   return s;
 }
@@ -197,8 +198,10 @@ void parse_content(od::value v, Entry& e) {
       else if (k == "thinking") b.text = opt_string(fv);
       else if (k == "id") b.tool_id = opt_string(fv);
       else if (k == "name") b.tool_name = opt_string(fv);
-      else if (k == "input") { parse_tool_input(fv, b); has_input = true; }
-      else if (k == "tool_use_id") r.tool_use_id = opt_string(fv);
+      else if (k == "input") {
+        parse_tool_input(fv, b);
+        has_input = true;
+      } else if (k == "tool_use_id") r.tool_use_id = opt_string(fv);
       else if (k == "content") r.content = result_text(fv);
       else if (k == "is_error") r.is_error = opt_bool(fv);
     });
@@ -447,13 +450,22 @@ bool repair_utf8(std::string_view in, std::string& out) {
     std::size_t len = 0;
     unsigned char lo = 0x80, hi = 0xBF;
     if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) { len = 3; lo = 0xA0; }
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) { len = 3; hi = 0x9F; }
-    else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) { len = 4; lo = 0x90; }
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) { len = 4; hi = 0x8F; }
+    else if (c == 0xE0) {
+      len = 3;
+      lo = 0xA0;
+    } else if (c >= 0xE1 && c <= 0xEC) len = 3;
+    else if (c == 0xED) {
+      len = 3;
+      hi = 0x9F;
+    } else if (c >= 0xEE && c <= 0xEF) len = 3;
+    else if (c == 0xF0) {
+      len = 4;
+      lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) {
+      len = 4;
+      hi = 0x8F;
+    }
     std::size_t good = 0;  // bytes of a valid prefix of the sequence
     if (len > 0) {
       good = 1;
@@ -478,20 +490,22 @@ bool repair_utf8(std::string_view in, std::string& out) {
 }
 
 std::string_view ltrim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t' || s.front() == '\r'))
+  while (!s.empty() &&
+         (s.front() == ' ' || s.front() == '\n' || s.front() == '\t' || s.front() == '\r'))
     s.remove_prefix(1);
   return s;
 }
 
 bool is_command_output(std::string_view text) noexcept {
   text = ltrim(text);
-  return starts_with(text, "<local-command-stdout>") || starts_with(text, "<local-command-stderr>") ||
-         starts_with(text, "<bash-stdout>") || starts_with(text, "<bash-stderr>") ||
-         starts_with(text, "<local-command-caveat>");
+  return starts_with(text, "<local-command-stdout>") ||
+         starts_with(text, "<local-command-stderr>") || starts_with(text, "<bash-stdout>") ||
+         starts_with(text, "<bash-stderr>") || starts_with(text, "<local-command-caveat>");
 }
 
 bool is_prompt(const Entry& e) noexcept {
-  if (e.type != EntryType::kUser || e.is_meta || e.is_compact_summary || e.is_sidechain) return false;
+  if (e.type != EntryType::kUser || e.is_meta || e.is_compact_summary || e.is_sidechain)
+    return false;
   if (!e.results.empty() || e.uuid.empty()) return false;
   if (e.text.empty() && !e.has_image) return false;
   const std::string_view t = ltrim(e.text);
@@ -510,8 +524,9 @@ bool seed_message_hash(std::string_view line, std::string& out_hex) {
   mapper::Entry e;
   bool repaired = false;
   std::string err;
-  const mapper::ParseStatus st = parser.parse(padded.data(), line.size(), padded.size() + simdjson::SIMDJSON_PADDING,
-                                      true, e, repaired, err);
+  const mapper::ParseStatus st =
+      parser.parse(padded.data(), line.size(), padded.size() + simdjson::SIMDJSON_PADDING, true, e,
+                   repaired, err);
   if (st == mapper::ParseStatus::kBadJson || st == mapper::ParseStatus::kBadSchema) return false;
   if (e.message_hash.empty()) return false;
   out_hex = e.message_hash;

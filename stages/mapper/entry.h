@@ -1,8 +1,8 @@
 // Compact owning view of one transcript line, as far as the Mapper needs it.
 //
 // Contract: EntryParser::parse reads one padded JSONL line with simdjson On-Demand (one parser per
-// EntryParser, reused) and copies out only the fields the span model uses (transcript-format §4, §5).
-// Keys are matched in any order (Claude Code reorders them between versions); unknown keys and
+// EntryParser, reused) and copies out only the fields the span model uses (transcript-format §4,
+// §5). Keys are matched in any order (Claude Code reorders them between versions); unknown keys and
 // unknown entry types are skipped. simdjson stays out of this header (two-core builds).
 // Thread: one EntryParser per thread. Errors: returned as ParseStatus, never thrown.
 #pragma once
@@ -21,23 +21,23 @@
 namespace chsync::mapper {
 
 enum class EntryType : std::uint8_t {
-  kOther,      // unknown or not span-relevant (file-history-snapshot, attachment, ...)
+  kOther,  // unknown or not span-relevant (file-history-snapshot, attachment, ...)
   kUser,
   kAssistant,
   kSystem,
   kSummary,
-  kProgress,   // only agent_progress links are kept
+  kProgress,  // only agent_progress links are kept
 };
 
 // One content block of an assistant entry (the corpus holds one per entry, but any count works).
 struct Block {
   enum class Type : std::uint8_t { kText, kThinking, kToolUse, kOther };
   Type type = Type::kOther;
-  std::string type_name;  // the raw "type" for kOther (redacted_thinking, server_tool_use, ...)
-  std::string text;       // text / thinking text (never the signature)
-  std::string tool_id;    // tool_use.id
-  std::string tool_name;  // tool_use.name
-  std::string input_json; // tool_use.input as raw JSON text
+  std::string type_name;      // the raw "type" for kOther (redacted_thinking, server_tool_use, ...)
+  std::string text;           // text / thinking text (never the signature)
+  std::string tool_id;        // tool_use.id
+  std::string tool_name;      // tool_use.name
+  std::string input_json;     // tool_use.input as raw JSON text
   std::string task_prompt;    // tool_use.input.prompt (Task/Agent link for 1.0.x sidechains)
   std::string subagent_type;  // tool_use.input.subagent_type
   bool operator==(const Block& o) const noexcept {
@@ -78,12 +78,12 @@ struct Entry {
   std::string text;  // string content, or text blocks joined with "\n" (images as "[image]")
   bool has_image = false;
   std::vector<ToolResult> results;
-  std::string tur_agent_id;       // toolUseResult.agentId (Task/Agent result)
-  std::string tur_error;          // toolUseResult when it is a string (error text)
+  std::string tur_agent_id;  // toolUseResult.agentId (Task/Agent result)
+  std::string tur_error;     // toolUseResult when it is a string (error text)
   std::int64_t tur_total_tokens = -1;
   std::int64_t tur_total_duration_ms = -1;
   std::int64_t tur_total_tool_use_count = -1;
-  std::string tur_usage_json;     // toolUseResult.usage raw JSON (metadata only, never counted)
+  std::string tur_usage_json;  // toolUseResult.usage raw JSON (metadata only, never counted)
   std::string tur_agent_type;
 
   // assistant
@@ -116,9 +116,9 @@ struct Entry {
 
 enum class ParseStatus : std::uint8_t {
   kOk,
-  kSkipped,      // valid JSON object of a type the Mapper ignores (nothing stored)
-  kBadJson,      // not valid JSON (or truncated)
-  kBadSchema,    // valid JSON but not an object
+  kSkipped,    // valid JSON object of a type the Mapper ignores (nothing stored)
+  kBadJson,    // not valid JSON (or truncated)
+  kBadSchema,  // valid JSON but not an object
 };
 
 class EntryParser {
@@ -140,7 +140,9 @@ class EntryParser {
 };
 
 // Text helpers of the turn rules (docs/mapping.md "Turns").
-inline bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+inline bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 std::string_view ltrim(std::string_view s) noexcept;
 // Outputs of local commands typed by the user: they belong to the current turn, never start one.
 bool is_command_output(std::string_view text) noexcept;

@@ -26,7 +26,8 @@ using mapper::ParseStatus;
 namespace {
 
 constexpr std::string_view kSchema = "chsync.span/1";
-constexpr std::int64_t kMappingVersion = 2;  // 2: GenAI span names, message parts, tool spans beside chat
+constexpr std::int64_t kMappingVersion =
+    2;  // 2: GenAI span names, message parts, tool spans beside chat
 constexpr std::size_t kStatusMessageBytes = 512;
 constexpr int kNone = -1;
 
@@ -69,12 +70,12 @@ struct BundleMapper::Impl {
     int group = kNone;
   };
   struct Agent {
-    std::string key;  // agentId, or the Task tool_use_id (1.0.x inline), or the root uuid
-    int file = kNone;           // subagent file, or kNone for inline sidechains
-    int root = kNone;           // inline: root entry
+    std::string key;   // agentId, or the Task tool_use_id (1.0.x inline), or the root uuid
+    int file = kNone;  // subagent file, or kNone for inline sidechains
+    int root = kNone;  // inline: root entry
     std::vector<int> entries;
-    std::string link_tool;      // Task/Agent tool_use_id
-    int link_event = kNone;     // compaction boundary entry (acompact files)
+    std::string link_tool;   // Task/Agent tool_use_id
+    int link_event = kNone;  // compaction boundary entry (acompact files)
     bool inline_sidechain = false;
     bool compaction = false;
     std::string last_text;
@@ -104,7 +105,8 @@ struct BundleMapper::Impl {
   std::vector<std::int64_t> last_ts;  // per file: timestamp fill for entries without one
   std::string user_id;
 
-  Impl(const MapOptions& o, const Bundle& b, BadLineFn fn) : opt(o), bundle(b), on_bad(std::move(fn)) {
+  Impl(const MapOptions& o, const Bundle& b, BadLineFn fn)
+      : opt(o), bundle(b), on_bad(std::move(fn)) {
     last_ts.assign(bundle.files.size(), 0);
     user_id = opt.user_id;
     if (user_id.empty() && !opt.user_from_path_regex.empty() && !bundle.files.empty()) {
@@ -180,7 +182,7 @@ struct BundleMapper::Impl {
   std::vector<Resolved> turn_res, agent_res;
   std::string session_title;
   std::vector<Span> spans;
-  std::vector<int> span_order;      // ordering key per span
+  std::vector<int> span_order;  // ordering key per span
   std::unordered_set<std::uint64_t> span_keys;
 
   bool file_final(int f) const {
@@ -217,7 +219,7 @@ struct BundleMapper::Impl {
   void assign_contexts() {
     ctx_of.assign(entries.size(), Ctx{});
     std::set<std::pair<std::int64_t, std::string>> prompt_seen;  // replay detection
-    std::unordered_map<std::string, int> side_agent;              // inline sidechain uuid -> agent
+    std::unordered_map<std::string, int> side_agent;             // inline sidechain uuid -> agent
     std::vector<int> file_agent(bundle.files.size(), kNone);
     int cur = kNone;
     for (std::size_t i = 0; i < entries.size(); ++i) {
@@ -235,7 +237,9 @@ struct BundleMapper::Impl {
           Agent ag;
           ag.file = static_cast<int>(e.file);
           const FileRef& fr = bundle.files[e.file];
-          ag.key = !fr.agent_id.empty() ? fr.agent_id : !e.agent_id.empty() ? e.agent_id : fr.display;
+          ag.key = !fr.agent_id.empty()  ? fr.agent_id
+                   : !e.agent_id.empty() ? e.agent_id
+                                         : fr.display;
           ag.compaction = starts_with(ag.key, "acompact");
           a = static_cast<int>(agents.size());
           agents.push_back(std::move(ag));
@@ -270,7 +274,8 @@ struct BundleMapper::Impl {
         Turn t;
         t.prompt = idx;
         t.first = idx;
-        t.number = static_cast<int>(turns.size()) + (turns.empty() || turns[0].prompt != kNone ? 1 : 0);
+        t.number =
+            static_cast<int>(turns.size()) + (turns.empty() || turns[0].prompt != kNone ? 1 : 0);
         cur = static_cast<int>(turns.size());
         turns.push_back(std::move(t));
       } else if (cur == kNone) {
@@ -307,11 +312,12 @@ struct BundleMapper::Impl {
       if (e.type == EntryType::kUser) {
         pending[stream_of(c)].push_back(static_cast<int>(i));
         for (std::size_t r = 0; r < e.results.size(); ++r)
-          results.emplace(e.results[r].tool_use_id, std::make_pair(static_cast<int>(i), static_cast<int>(r)));
+          results.emplace(e.results[r].tool_use_id,
+                          std::make_pair(static_cast<int>(i), static_cast<int>(r)));
         continue;
       }
       if (e.type != EntryType::kAssistant) continue;
-      std::string key = !e.request_id.empty() ? e.request_id
+      std::string key = !e.request_id.empty()   ? e.request_id
                         : !e.message_id.empty() ? e.message_id
                                                 : "uuid:" + std::to_string(e.file) + ":" + e.uuid;
       auto [it, inserted] = group_by_key.emplace(key, static_cast<int>(groups.size()));
@@ -342,11 +348,13 @@ struct BundleMapper::Impl {
     for (std::size_t gi = 0; gi < groups.size(); ++gi) {
       const Group& g = groups[gi];
       for (const Block& b : g.blocks) {
-        if (b.type != Block::Type::kToolUse || b.tool_id.empty() || tools.count(b.tool_id)) continue;
+        if (b.type != Block::Type::kToolUse || b.tool_id.empty() || tools.count(b.tool_id))
+          continue;
         int entry = g.all.front();
         for (int k : g.all) {
           const auto& eb = entries[static_cast<std::size_t>(k)].blocks;
-          if (std::any_of(eb.begin(), eb.end(), [&](const Block& x) { return x.tool_id == b.tool_id; })) {
+          if (std::any_of(eb.begin(), eb.end(),
+                          [&](const Block& x) { return x.tool_id == b.tool_id; })) {
             entry = k;
             break;
           }
@@ -394,8 +402,9 @@ struct BundleMapper::Impl {
         if (root.type != EntryType::kUser) continue;
         for (const auto& id : tool_order) {
           const Tool& t = tools.at(id);
-          if ((t.block->tool_name == "Task" || t.block->tool_name == "Agent") && !task_used.count(id) &&
-              !t.block->task_prompt.empty() && t.block->task_prompt == root.text &&
+          if ((t.block->tool_name == "Task" || t.block->tool_name == "Agent") &&
+              !task_used.count(id) && !t.block->task_prompt.empty() &&
+              t.block->task_prompt == root.text &&
               !ctx_of[static_cast<std::size_t>(t.entry)].is_agent) {
             a.link_tool = id;
             a.key = id;  // design: 1.0.x inline sidechains are keyed by the Task tool_use_id
@@ -408,7 +417,8 @@ struct BundleMapper::Impl {
       if (a.compaction) {
         const std::int64_t last = entries[static_cast<std::size_t>(a.entries.back())].ts_ms;
         for (std::size_t b = 0; b < boundaries.size(); ++b) {
-          if (boundary_used[b] || entries[static_cast<std::size_t>(boundaries[b])].ts_ms < last) continue;
+          if (boundary_used[b] || entries[static_cast<std::size_t>(boundaries[b])].ts_ms < last)
+            continue;
           boundary_used[b] = true;
           a.link_event = boundaries[b];
           break;
@@ -434,7 +444,8 @@ struct BundleMapper::Impl {
     r.included = turn.included;
     r.order = t;
     const std::string& key = first.uuid;
-    r.trace = opt.trace_per_session ? ids.session_trace(session_id) : ids.turn_trace(session_id, key);
+    r.trace =
+        opt.trace_per_session ? ids.session_trace(session_id) : ids.turn_trace(session_id, key);
     r.parent = ids.span("turn", key);
     r.has_parent = true;
     return r;
@@ -559,7 +570,8 @@ struct BundleMapper::Impl {
         }
         if (e.is_api_error || e.model == "<synthetic>") api_error = true;
         if (model.empty()) model = e.model;
-        if (e.usage.present && (!best || e.usage.output_tokens >= best->usage.output_tokens)) best = &e;
+        if (e.usage.present && (!best || e.usage.output_tokens >= best->usage.output_tokens))
+          best = &e;
       }
       std::int64_t end = first.ts_ms;
       for (int k : g.kept) end = std::max(end, entries[static_cast<std::size_t>(k)].ts_ms);
@@ -570,8 +582,8 @@ struct BundleMapper::Impl {
       s.input = g.input;
       std::string text;
       s.output = mapper::render_output_text(g.blocks, &text);
-      s.input_messages = mapper::input_messages(entries_of(g.input_entries),
-                                                [this](const std::string& id) { return tool_name_of(id); });
+      s.input_messages = mapper::input_messages(
+          entries_of(g.input_entries), [this](const std::string& id) { return tool_name_of(id); });
       s.output_messages = mapper::output_messages(g.blocks);
       bool inferred = false;
       s.finish_reason = mapper::finish_reason(stop, g.blocks, api_error, &inferred);
@@ -584,13 +596,16 @@ struct BundleMapper::Impl {
       s.response_id = first.message_id;
       s.stop_reason = stop;
       s.metadata.push_back(Attr::string("input_mode", "delta"));
-      if (!first.request_id.empty()) s.metadata.push_back(Attr::string("request_id", first.request_id));
-      if (!first.message_id.empty()) s.metadata.push_back(Attr::string("message_id", first.message_id));
+      if (!first.request_id.empty())
+        s.metadata.push_back(Attr::string("request_id", first.request_id));
+      if (!first.message_id.empty())
+        s.metadata.push_back(Attr::string("message_id", first.message_id));
       if (!stop.empty()) s.metadata.push_back(Attr::string("stop_reason", stop));
       if (inferred) s.metadata.push_back(Attr::boolean("finish_reason_inferred", true));
       s.metadata.push_back(Attr::integer("entry_count", static_cast<std::int64_t>(g.kept.size())));
       if (c.is_agent)
-        s.metadata.push_back(Attr::string("agent_id", agents[static_cast<std::size_t>(c.index)].key));
+        s.metadata.push_back(
+            Attr::string("agent_id", agents[static_cast<std::size_t>(c.index)].key));
       if (api_error) {
         s.is_error = true;
         s.status_message = status_message(text.empty() ? std::string("API error") : text);
@@ -607,13 +622,16 @@ struct BundleMapper::Impl {
         s.tokens_in = s.usage.prompt_total();
         s.tokens_out = s.usage.output_tokens;
         s.metadata.push_back(Attr::integer("input_tokens", s.usage.input_tokens));
-        s.metadata.push_back(Attr::integer("cache_read_input_tokens", s.usage.cache_read_input_tokens));
+        s.metadata.push_back(
+            Attr::integer("cache_read_input_tokens", s.usage.cache_read_input_tokens));
         s.metadata.push_back(
             Attr::integer("cache_creation_input_tokens", s.usage.cache_creation_input_tokens));
         if (s.usage.cache_creation_5m >= 0)
-          s.metadata.push_back(Attr::integer("cache_creation_5m_input_tokens", s.usage.cache_creation_5m));
+          s.metadata.push_back(
+              Attr::integer("cache_creation_5m_input_tokens", s.usage.cache_creation_5m));
         if (s.usage.cache_creation_1h >= 0)
-          s.metadata.push_back(Attr::integer("cache_creation_1h_input_tokens", s.usage.cache_creation_1h));
+          s.metadata.push_back(
+              Attr::integer("cache_creation_1h_input_tokens", s.usage.cache_creation_1h));
         s.metadata.push_back(Attr::integer("output_tokens", s.usage.output_tokens));
         s.metadata.push_back(Attr::boolean("usage_final", final));
       }
@@ -650,16 +668,21 @@ struct BundleMapper::Impl {
         s.is_error = res.is_error;
         if (res.is_error)
           s.status_message = status_message(!re.tur_error.empty() ? re.tur_error : res.content);
-        // toolUseResult as a string is usually the result content again: kept only when it says more.
+        // toolUseResult as a string is usually the result content again: kept only when it says
+        // more.
         if (!re.tur_error.empty() && re.tur_error != res.content)
           s.metadata.push_back(Attr::string("tool_use_result_error", status_message(re.tur_error)));
-        if (!re.tur_agent_id.empty()) s.metadata.push_back(Attr::string("agent_id", re.tur_agent_id));
-        if (re.tur_total_tokens >= 0) s.metadata.push_back(Attr::integer("task_total_tokens", re.tur_total_tokens));
+        if (!re.tur_agent_id.empty())
+          s.metadata.push_back(Attr::string("agent_id", re.tur_agent_id));
+        if (re.tur_total_tokens >= 0)
+          s.metadata.push_back(Attr::integer("task_total_tokens", re.tur_total_tokens));
         if (re.tur_total_duration_ms >= 0)
           s.metadata.push_back(Attr::integer("task_total_duration_ms", re.tur_total_duration_ms));
         if (re.tur_total_tool_use_count >= 0)
-          s.metadata.push_back(Attr::integer("task_total_tool_use_count", re.tur_total_tool_use_count));
-        if (!re.tur_usage_json.empty()) s.metadata.push_back(Attr::json("task_usage", re.tur_usage_json));
+          s.metadata.push_back(
+              Attr::integer("task_total_tool_use_count", re.tur_total_tool_use_count));
+        if (!re.tur_usage_json.empty())
+          s.metadata.push_back(Attr::json("task_usage", re.tur_usage_json));
       } else {
         // Only final turns are mapped, so a missing result will never come.
         s.metadata.push_back(Attr::boolean("unfinished", true));
@@ -718,7 +741,8 @@ struct BundleMapper::Impl {
       s.agent_id = ag.key;
       s.input = input;
       if (!ag.last_text.empty()) s.output = ag.last_text;
-      if (r.unlinked && !opt.trace_per_session) add_trace_metadata(s, &entries[static_cast<std::size_t>(ag.entries.front())]);
+      if (r.unlinked && !opt.trace_per_session)
+        add_trace_metadata(s, &entries[static_cast<std::size_t>(ag.entries.front())]);
       s.metadata.push_back(Attr::string("agent_id", ag.key));
       s.metadata.push_back(Attr::string("agent_type", type));
       if (ag.inline_sidechain) s.metadata.push_back(Attr::boolean("inline_sidechain", true));
@@ -746,8 +770,10 @@ struct BundleMapper::Impl {
       if (!e.level.empty()) s.metadata.push_back(Attr::string("level", e.level));
       if (e.subtype == "compact_boundary") {
         s.name = "compaction";
-        if (!e.compact_trigger.empty()) s.metadata.push_back(Attr::string("trigger", e.compact_trigger));
-        if (e.compact_pre_tokens >= 0) s.metadata.push_back(Attr::integer("pre_tokens", e.compact_pre_tokens));
+        if (!e.compact_trigger.empty())
+          s.metadata.push_back(Attr::string("trigger", e.compact_trigger));
+        if (e.compact_pre_tokens >= 0)
+          s.metadata.push_back(Attr::integer("pre_tokens", e.compact_pre_tokens));
         // The summary is the next isCompactSummary user entry (parentUuid = the boundary).
         for (std::size_t k = i + 1; k < entries.size() && entries[k].file == e.file; ++k) {
           if (entries[k].type == EntryType::kUser && entries[k].is_compact_summary) {
@@ -841,7 +867,8 @@ struct BundleMapper::Impl {
     if (!field || opt.max_field_bytes == 0 || field->size() <= opt.max_field_bytes) return;
     const std::string n(name);
     s.metadata.push_back(Attr::boolean(n + "_truncated", true));
-    s.metadata.push_back(Attr::integer(n + "_original_bytes", static_cast<std::int64_t>(field->size())));
+    s.metadata.push_back(
+        Attr::integer(n + "_original_bytes", static_cast<std::int64_t>(field->size())));
     s.metadata.push_back(Attr::string(n + "_sha256", sha256_hex(*field)));
     field->resize(mapper::utf8_cut(*field, opt.max_field_bytes));
   }
@@ -859,10 +886,8 @@ struct BundleMapper::Impl {
       // truncation metadata (the same sha256 and size twice).
       const bool result_is_output = s.tool_result && s.output && *s.tool_result == *s.output;
       truncate_field(s, s.output, "output");
-      if (result_is_output)
-        s.tool_result = s.output;
-      else
-        truncate_field(s, s.tool_result, "tool_result");
+      if (result_is_output) s.tool_result = s.output;
+      else truncate_field(s, s.tool_result, "tool_result");
       mapper::apply_message_policy(s, opt.redactor, opt.no_content, opt.max_field_bytes);
       out.push_back(std::move(s));
     }
@@ -907,7 +932,7 @@ struct BundleMapper::Impl {
     for (std::size_t a = 0; a < agents.size(); ++a) resolve_agent(static_cast<int>(a));
     emit_generations();  // first: fills turn/agent final texts
     emit_tools();
-    emit_events();       // before agents: compaction events parent the acompact agents
+    emit_events();  // before agents: compaction events parent the acompact agents
     emit_agents();
     emit_turns();
     mapper::extend_root_ends(spans);
@@ -920,8 +945,9 @@ BundleMapper::BundleMapper(const MapOptions& options, const Bundle& bundle, BadL
     : impl_(std::make_unique<Impl>(options, bundle, std::move(on_bad_line))) {}
 BundleMapper::~BundleMapper() = default;
 
-void BundleMapper::add_line(std::size_t file_index, std::string_view line, std::size_t padded_capacity,
-                            std::uint64_t line_no, std::uint64_t /*offset*/) {
+void BundleMapper::add_line(std::size_t file_index, std::string_view line,
+                            std::size_t padded_capacity, std::uint64_t line_no,
+                            std::uint64_t /*offset*/) {
   impl_->add_line(file_index, line, padded_capacity, line_no);
 }
 

@@ -1,11 +1,11 @@
 // Mapper stage: turns the entries of one session bundle into spans.
 //
 // Input: the lines of every file of a bundle, fed file by file in file order (add_line), each with
-// its 1-based line number and byte offset. Lines are parsed here (simdjson On-Demand; one parser per
-// BundleMapper, reused). Output: finished spans (finish), following docs/mapping.md.
-// Thread: a BundleMapper is used by one thread at a time; many run in parallel on different bundles.
-// Errors: a malformed line is counted in MapStats and reported through the BadLine callback; it
-// never stops the bundle. Blocks on nothing.
+// its 1-based line number and byte offset. Lines are parsed here (simdjson On-Demand; one parser
+// per BundleMapper, reused). Output: finished spans (finish), following docs/mapping.md. Thread: a
+// BundleMapper is used by one thread at a time; many run in parallel on different bundles. Errors:
+// a malformed line is counted in MapStats and reported through the BadLine callback; it never stops
+// the bundle. Blocks on nothing.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +25,8 @@ class Redactor;
 
 struct MapOptions {
   bool trace_per_session = false;
-  std::string trace_name = "claude-code";   // --trace-name: the name of every root (Langfuse trace name)
+  std::string trace_name =
+      "claude-code";  // --trace-name: the name of every root (Langfuse trace name)
   std::size_t max_field_bytes = 64 * 1024;  // per-field truncation, UTF-8 safe
   bool message_hash = false;                // add the seed's message hash to metadata
   std::string user_id;                      // --user-id
@@ -41,11 +42,11 @@ struct MapOptions {
 
 struct MapStats {
   std::uint64_t lines = 0;
-  std::uint64_t bad_lines_json = 0;         // not valid JSON
-  std::uint64_t bad_lines_utf8 = 0;         // invalid UTF-8 replaced (line still used)
-  std::uint64_t bad_lines_schema = 0;       // valid JSON but unusable (e.g. not an object)
+  std::uint64_t bad_lines_json = 0;    // not valid JSON
+  std::uint64_t bad_lines_utf8 = 0;    // invalid UTF-8 replaced (line still used)
+  std::uint64_t bad_lines_schema = 0;  // valid JSON but unusable (e.g. not an object)
   std::uint64_t turns = 0;
-  std::uint64_t turns_held = 0;             // not final yet (--settle)
+  std::uint64_t turns_held = 0;  // not final yet (--settle)
   std::uint64_t spans = 0;
   std::uint64_t generations = 0;
   std::uint64_t tool_spans = 0;

@@ -21,7 +21,9 @@ std::string render_output_text(const std::vector<Block>& blocks, std::string* te
         if (b.text.empty()) continue;  // Opus 4.7 writes only a signature, never exported
         part = "<thinking>\n" + b.text + "\n</thinking>";
         break;
-      case Block::Type::kToolUse: part = "[tool_use " + b.tool_name + " " + b.tool_id + "]\n" + b.input_json; break;
+      case Block::Type::kToolUse:
+        part = "[tool_use " + b.tool_name + " " + b.tool_id + "]\n" + b.input_json;
+        break;
       case Block::Type::kOther: part = "[" + b.type_name + "]"; break;
     }
     if (!out.empty()) out += "\n\n";
@@ -30,7 +32,8 @@ std::string render_output_text(const std::vector<Block>& blocks, std::string* te
   return out;
 }
 
-std::string render_input_text(const std::vector<const Entry*>& pending, const ToolNameFn& tool_name) {
+std::string render_input_text(const std::vector<const Entry*>& pending,
+                              const ToolNameFn& tool_name) {
   std::string out;
   auto add = [&](const std::string& part) {
     if (!out.empty()) out += "\n\n";
@@ -56,7 +59,10 @@ std::vector<Message> output_messages(const std::vector<Block>& blocks) {
   for (const Block& b : blocks) {
     MessagePart p;
     switch (b.type) {
-      case Block::Type::kText: p.type = MessagePart::Type::kText; p.content = b.text; break;
+      case Block::Type::kText:
+        p.type = MessagePart::Type::kText;
+        p.content = b.text;
+        break;
       case Block::Type::kThinking:
         if (b.text.empty()) continue;
         p.type = MessagePart::Type::kReasoning;
@@ -77,7 +83,8 @@ std::vector<Message> output_messages(const std::vector<Block>& blocks) {
   return out;
 }
 
-std::vector<Message> input_messages(const std::vector<const Entry*>& pending, const ToolNameFn& tool_name) {
+std::vector<Message> input_messages(const std::vector<const Entry*>& pending,
+                                    const ToolNameFn& tool_name) {
   std::vector<Message> out;
   for (const Entry* e : pending) {
     for (const auto& r : e->results) {
@@ -103,7 +110,8 @@ std::vector<Message> input_messages(const std::vector<const Entry*>& pending, co
   return out;
 }
 
-std::string finish_reason(std::string_view stop, const std::vector<Block>& blocks, bool api_error, bool* inferred) {
+std::string finish_reason(std::string_view stop, const std::vector<Block>& blocks, bool api_error,
+                          bool* inferred) {
   if (inferred) *inferred = false;
   if (api_error) return "error";
   if (stop == "end_turn" || stop == "stop_sequence" || stop == "pause_turn") return "stop";
@@ -147,7 +155,8 @@ void truncate_list(std::vector<Message>& list, std::size_t max_bytes) {
 
 }  // namespace
 
-void apply_message_policy(Span& span, const Redactor* redactor, bool no_content, std::size_t max_bytes) {
+void apply_message_policy(Span& span, const Redactor* redactor, bool no_content,
+                          std::size_t max_bytes) {
   for (auto* list : {&span.input_messages, &span.output_messages}) {
     if (no_content) {
       strip_content(*list);

@@ -28,14 +28,16 @@ void extend_root_ends(std::vector<Span>& spans) {
       Span& p = spans[it->second];
       // Roots and agents cover their descendants (a timeline draws a child past its parent's bar
       // otherwise); tools keep their own end (a subagent never outlasts its Task call's result).
-      if (p.kind == SpanKind::kTrace || p.kind == SpanKind::kAgent || (p.kind == SpanKind::kSpan && !p.tool_name))
+      if (p.kind == SpanKind::kTrace || p.kind == SpanKind::kAgent ||
+          (p.kind == SpanKind::kSpan && !p.tool_name))
         p.end_ms = std::max(p.end_ms, end);
       cur = &p;
     }
   }
 }
 
-std::vector<std::size_t> tree_order(const std::vector<Span>& spans, const std::vector<int>& order_key) {
+std::vector<std::size_t> tree_order(const std::vector<Span>& spans,
+                                    const std::vector<int>& order_key) {
   std::unordered_map<std::uint64_t, std::size_t> by_key;
   for (std::size_t i = 0; i < spans.size(); ++i) by_key.emplace(spans[i].span_key(), i);
   std::vector<std::vector<std::size_t>> children(spans.size());

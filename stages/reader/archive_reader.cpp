@@ -35,7 +35,8 @@ ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_b
   if (got > 0) dec_ = make_bounded_decoder(magic, static_cast<std::size_t>(got), max_window_bytes);
   if (dec_) {
     out_.resize(256 * 1024);
-    open_ = archive_read_open(ar_, this, nullptr, &ArchiveReader::read_decoded, nullptr) == ARCHIVE_OK;
+    open_ =
+        archive_read_open(ar_, this, nullptr, &ArchiveReader::read_decoded, nullptr) == ARCHIVE_OK;
     return;
   }
   if (fd_ >= 0) ::close(fd_);

@@ -160,7 +160,7 @@ ReadResult split_lines(ByteSource& src, const ReaderOptions& opt, const LineFn& 
   ReadResult res;
   std::size_t cap = std::max<std::size_t>(opt.chunk_bytes, 4096);
   std::unique_ptr<char[]> buf(new char[cap + kPadding]);
-  std::size_t begin = 0, end = 0;  // unconsumed data is buf[begin, end)
+  std::size_t begin = 0, end = 0;           // unconsumed data is buf[begin, end)
   std::uint64_t offset = opt.start_offset;  // stream offset of buf[begin]
   std::uint64_t line_no = opt.start_line;
   bool skipping = false;  // inside an oversize line, discarding until '\n'

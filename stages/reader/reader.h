@@ -28,19 +28,19 @@ struct ReaderOptions {
   std::uint64_t start_offset = 0;  // plain files: resume here (must be a line start)
   std::uint64_t start_line = 0;    // line number of start_offset minus one
   // zstd: the largest decoder window accepted (stages/reader/zstd_decoder.h); a frame asking for
-  // more fails the file with a clear error. The sync sets decoder_window_budget_bytes(--max-memory);
-  // 0 keeps libzstd's own limit (128 MiB).
+  // more fails the file with a clear error. The sync sets
+  // decoder_window_budget_bytes(--max-memory); 0 keeps libzstd's own limit (128 MiB).
   std::uint64_t max_window_bytes = 0;
 };
 
 struct ReadResult {
-  std::uint64_t bytes = 0;        // decompressed bytes consumed
-  std::uint64_t lines = 0;        // complete lines delivered
-  std::uint64_t too_long = 0;     // lines skipped for exceeding max_line_bytes
-  std::uint64_t end_offset = 0;   // offset just past the last '\n' seen
-  std::uint64_t end_line = 0;     // line number of the last complete line
-  bool had_tail = false;          // data after the last '\n' was delivered with no_newline
-  std::string error;              // non-empty: the file could not be (fully) read
+  std::uint64_t bytes = 0;       // decompressed bytes consumed
+  std::uint64_t lines = 0;       // complete lines delivered
+  std::uint64_t too_long = 0;    // lines skipped for exceeding max_line_bytes
+  std::uint64_t end_offset = 0;  // offset just past the last '\n' seen
+  std::uint64_t end_line = 0;    // line number of the last complete line
+  bool had_tail = false;         // data after the last '\n' was delivered with no_newline
+  std::string error;             // non-empty: the file could not be (fully) read
 };
 
 // Called per line. `line` excludes the '\n'. Return false to stop reading early.

@@ -45,10 +45,11 @@ std::string SpoolDir::create_file(int& fd, std::string& error) {
 }
 
 SpoolDir::Charge SpoolDir::charge(std::uint64_t n, std::uint64_t own_unreleased_bytes,
-                                 const std::function<bool()>& stop) {
+                                  const std::function<bool()>& stop) {
   std::unique_lock lock(budget_mu_);
   if (limit_ > 0) {
-    if (own_unreleased_bytes > limit_ || n > limit_ - own_unreleased_bytes) return Charge::kOverLimit;
+    if (own_unreleased_bytes > limit_ || n > limit_ - own_unreleased_bytes)
+      return Charge::kOverLimit;
     // It fits once the files released to the workers are read: wait for them.
     while (used_ > limit_ - n) {
       if (stop && stop()) return Charge::kStopped;

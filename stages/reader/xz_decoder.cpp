@@ -24,9 +24,8 @@ bool is_lzip_magic(const unsigned char* p, std::size_t n) {
 XzDecoder::XzDecoder(Format format, std::uint64_t max_window_bytes)
     : s_(std::make_unique<Stream>()), format_(format) {
   limit_ = (max_window_bytes ? max_window_bytes : std::uint64_t{128} << 20) + (2u << 20);
-  const lzma_ret rc = format == Format::kXz
-                          ? lzma_stream_decoder(&s_->s, limit_, LZMA_CONCATENATED)
-                          : lzma_lzip_decoder(&s_->s, limit_, LZMA_CONCATENATED);
+  const lzma_ret rc = format == Format::kXz ? lzma_stream_decoder(&s_->s, limit_, LZMA_CONCATENATED)
+                                            : lzma_lzip_decoder(&s_->s, limit_, LZMA_CONCATENATED);
   if (rc != LZMA_OK) {
     error_ = "cannot start the xz decoder";
     failed_ = true;

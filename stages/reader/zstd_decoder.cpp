@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::uint32_t kFrameMagic = 0xFD2FB528u;
 constexpr std::uint32_t kSkippableMagic = 0x184D2A50u;  // ..0x184D2A5F
-constexpr std::size_t kFrameHeaderMaxBytes = 18;           // RFC 8878 §3.1.1: 4 + 14
+constexpr std::size_t kFrameHeaderMaxBytes = 18;        // RFC 8878 §3.1.1: 4 + 14
 
 std::uint64_t le(const unsigned char* p, std::size_t n) {
   std::uint64_t v = 0;
@@ -138,7 +138,8 @@ long ZstdDecoder::read(int fd, char* buf, std::size_t n) {
         const std::uint64_t asked = zstd_frame_window_bytes(
             reinterpret_cast<const unsigned char*>(header_.data()), header_.size());
         error_ = "zstd frame asks for a decoder window of " +
-                 (asked ? window_size_text(asked) : std::string("more than ") + window_size_text(limit_)) +
+                 (asked ? window_size_text(asked)
+                        : std::string("more than ") + window_size_text(limit_)) +
                  ", over the limit of " + window_size_text(limit_) +
                  " (a quarter of --max-memory): raise --max-memory or recompress without --long";
       } else {

@@ -12,9 +12,9 @@ namespace chsync {
 namespace {
 
 constexpr std::array<std::string_view, kRedactKindCount> kKindNames = {
-    "anthropic_api_key", "openai_api_key", "github_token",  "slack_token",  "google_api_key",
-    "stripe_key",        "langfuse_key",   "bearer_token",  "aws_access_key", "aws_secret_key",
-    "private_key",       "url_password",   "env_secret",    "custom"};
+    "anthropic_api_key", "openai_api_key", "github_token", "slack_token",    "google_api_key",
+    "stripe_key",        "langfuse_key",   "bearer_token", "aws_access_key", "aws_secret_key",
+    "private_key",       "url_password",   "env_secret",   "custom"};
 
 struct Match {
   std::size_t begin = 0;
@@ -90,15 +90,13 @@ void scan_prefixes(std::string_view t, std::vector<Match>& out) {
       if (!boundary_before(t, pos)) return;
       const std::size_t b = pos + r.prefix.size();
       // "sk-" must not claim the more specific sk-ant-/sk-lf- keys (their own rules do).
-      if (r.kind == RedactKind::kOpenAiKey &&
-          (t.substr(b, 4) == "ant-" || t.substr(b, 3) == "lf-"))
+      if (r.kind == RedactKind::kOpenAiKey && (t.substr(b, 4) == "ant-" || t.substr(b, 3) == "lf-"))
         return;
       const std::size_t e = run_end(t, b, r.body_char);
       if (e - b < r.min_body) return;
-      if (r.need_digit &&
-          std::none_of(t.begin() + static_cast<std::ptrdiff_t>(b),
-                       t.begin() + static_cast<std::ptrdiff_t>(e),
-                       [](char c) { return c >= '0' && c <= '9'; }))
+      if (r.need_digit && std::none_of(t.begin() + static_cast<std::ptrdiff_t>(b),
+                                       t.begin() + static_cast<std::ptrdiff_t>(e),
+                                       [](char c) { return c >= '0' && c <= '9'; }))
         return;
       out.push_back({pos, e, r.kind});
     });
@@ -151,9 +149,8 @@ void scan_bearer(std::string_view t, std::vector<Match>& out) {
       const std::size_t s = i;
       i = run_end(t, i, [](char c) { return c == ' ' || c == '\t'; });
       if (i == s) return;
-      const std::size_t e = run_end(t, i, [](char c) {
-        return is_alnum(c) || std::strchr("-._~+/=", c) != nullptr;
-      });
+      const std::size_t e =
+          run_end(t, i, [](char c) { return is_alnum(c) || std::strchr("-._~+/=", c) != nullptr; });
       if (e - i < kMinToken) return;
       out.push_back({i, e, RedactKind::kBearerToken});
     });
@@ -198,9 +195,8 @@ void scan_url_passwords(std::string_view t, std::vector<Match>& out) {
   for_each_find(t, "://", [&](std::size_t pos) {
     if (pos == 0 || !is_alnum(t[pos - 1])) return;
     const std::size_t a = pos + 3;
-    const std::size_t ae = run_end(t, a, [](char c) {
-      return std::strchr("/?# \t\r\n\"'\\<>`", c) == nullptr;
-    });
+    const std::size_t ae =
+        run_end(t, a, [](char c) { return std::strchr("/?# \t\r\n\"'\\<>`", c) == nullptr; });
     const std::string_view auth = t.substr(a, ae - a);
     const std::size_t at = auth.rfind('@');
     if (at == std::string_view::npos) return;
@@ -210,7 +206,8 @@ void scan_url_passwords(std::string_view t, std::vector<Match>& out) {
     const std::size_t pe = a + at;
     if (pe <= pb) return;
     const char first = t[pb];
-    if (first == '$' || first == '{' || first == '*' || first == '[') return;  // placeholders, markers
+    if (first == '$' || first == '{' || first == '*' || first == '[')
+      return;  // placeholders, markers
     out.push_back({pb, pe, RedactKind::kUrlPassword});
   });
 }
@@ -262,20 +259,20 @@ void scan_env_assignments(std::string_view t, std::vector<Match>& out) {
       }
       // Quoted: up to the closing quote (spaces allowed); bare: up to a space or separator.
       const std::size_t ve =
-          quote != 0 ? run_end(t, i, [quote](char c) {
-            return c != quote && c != '\\' && c != '\n' && c != '\r';
-          })
-                     : run_end(t, i, [](char c) {
-                         return std::strchr(" \t\r\n\"'\\,;`)}]", c) == nullptr;
-                       });
+          quote != 0
+              ? run_end(
+                    t, i,
+                    [quote](char c) { return c != quote && c != '\\' && c != '\n' && c != '\r'; })
+              : run_end(t, i,
+                        [](char c) { return std::strchr(" \t\r\n\"'\\,;`)}]", c) == nullptr; });
       if (ve == i) return;
       const std::string_view v = t.substr(i, ve - i);
       if (v[0] == '$' || v[0] == '<' || v[0] == '{' || v[0] == '[') return;
       if (v.find_first_not_of("*xX.-") == std::string_view::npos) return;
       // "API_KEY: the key to use" is prose: after ':' only a key-like value (8+, a digit) counts.
       constexpr std::size_t kMinColonValue = 8;
-      if (colon && (v.size() < kMinColonValue ||
-                    v.find_first_of("0123456789") == std::string_view::npos))
+      if (colon &&
+          (v.size() < kMinColonValue || v.find_first_of("0123456789") == std::string_view::npos))
         return;
       last_name_end = ne;
       out.push_back({i, ve, RedactKind::kEnvSecret});
@@ -324,7 +321,8 @@ Redactor::Redactor(const RedactOptions& options) {
     ro.set_log_errors(false);
     c->re = std::make_unique<re2::RE2>(p, ro);
     if (!c->re->ok())
-      throw std::invalid_argument("--redact-pattern '" + p + "': not a pattern RE2 accepts: " + c->re->error() +
+      throw std::invalid_argument("--redact-pattern '" + p +
+                                  "': not a pattern RE2 accepts: " + c->re->error() +
                                   " (RE2 syntax: no backreferences or lookaround)");
     c->group = c->re->NumberOfCapturingGroups() >= 1;
     custom_.push_back(std::move(c));
@@ -333,7 +331,6 @@ Redactor::Redactor(const RedactOptions& options) {
 }
 
 Redactor::~Redactor() = default;
-
 
 std::size_t Redactor::redact(std::string& text) const { return run(text, true); }
 
@@ -412,7 +409,8 @@ void apply_content_policy(Span& span, const Redactor* redactor, bool no_content)
   // Derived copies of content (error text, titles): redacted, not counted a second time.
   if (!span.status_message.empty()) redactor->redact_uncounted(span.status_message);
   for (Attr& a : span.metadata)
-    if (a.type == Attr::Type::kString && is_content_metadata(a.key)) redactor->redact_uncounted(a.str);
+    if (a.type == Attr::Type::kString && is_content_metadata(a.key))
+      redactor->redact_uncounted(a.str);
 }
 
 }  // namespace chsync

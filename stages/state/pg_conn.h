@@ -4,8 +4,8 @@
 // Internal to stages/state; not thread-safe (one Conn per thread at a time).
 #pragma once
 
-#include <libpq-fe.h>
 #include <fmt/format.h>
+#include <libpq-fe.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -132,7 +132,8 @@ class Conn {
       throw PgTransient(fmt::format("cannot connect to PostgreSQL state {}: {}", shown_, msg));
     }
     // Quiet NOTICEs (CREATE ... IF NOT EXISTS) instead of libpq's default print to stderr.
-    PQsetNoticeProcessor(c_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        c_, [](void*, const char*) {}, nullptr);
   }
   ~Conn() {
     if (c_) PQfinish(c_);

@@ -160,12 +160,12 @@ void PgState::register_run(Conn& c) {
   std::string wid = opts_.worker_id.empty() ? fmt::format("{}:{}", host, pid) : opts_.worker_id;
   std::random_device rd;
   run_id_ = fmt::format("{}#{:08x}", wid, rd());
-  Result r = c.exec("register worker",
-                    "INSERT INTO chsync_workers(run_id, worker_id, work_group, host, pid, status, "
-                    "lease_ms, started_at, heartbeat_at) VALUES ($1,$2,$3,$4,$5,'running',$6,"
-                    "now(),now()) RETURNING started_at::text",
-                    {run_id_, wid, opts_.work_group, std::string(host), i64s(pid),
-                     i64s(opts_.lease.count())});
+  Result r = c.exec(
+      "register worker",
+      "INSERT INTO chsync_workers(run_id, worker_id, work_group, host, pid, status, "
+      "lease_ms, started_at, heartbeat_at) VALUES ($1,$2,$3,$4,$5,'running',$6,"
+      "now(),now()) RETURNING started_at::text",
+      {run_id_, wid, opts_.work_group, std::string(host), i64s(pid), i64s(opts_.lease.count())});
   started_at_ = r.get(0, 0);
   c.exec("mark dead workers", kMarkDead, {opts_.work_group});
   // Keep a month of finished runs for `chsync status` and post-mortems, not every run forever.
@@ -201,11 +201,11 @@ std::optional<FileState> PgState::file(std::string_view instance, std::string_vi
 std::vector<FileState> PgState::files(std::string_view instance) {
   flush();
   auto c = conn();
-  Result r = instance.empty()
-                 ? c->exec("read file rows", std::string(kFileColumns) + " ORDER BY instance, key")
-                 : c->exec("read file rows", std::string(kFileColumns) +
-                                                 " WHERE instance=$1 ORDER BY key",
-                           {std::string(instance)});
+  Result r =
+      instance.empty()
+          ? c->exec("read file rows", std::string(kFileColumns) + " ORDER BY instance, key")
+          : c->exec("read file rows", std::string(kFileColumns) + " WHERE instance=$1 ORDER BY key",
+                    {std::string(instance)});
   std::vector<FileState> out;
   out.reserve(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) out.push_back(file_row(r, i));
@@ -281,9 +281,9 @@ std::uint64_t PgState::forget_files(std::string_view instance, std::string_view 
     like += ch;
   }
   like += '%';
-  Result r = writer().exec("forget files",
-                           "DELETE FROM chsync_files WHERE instance=$1 AND key LIKE $2",
-                           {std::string(instance), like});
+  Result r =
+      writer().exec("forget files", "DELETE FROM chsync_files WHERE instance=$1 AND key LIKE $2",
+                    {std::string(instance), like});
   return r.affected();
 }
 
@@ -306,8 +306,8 @@ std::vector<std::uint64_t> PgState::load_delivered(std::string_view instance) {
 }
 
 std::vector<std::uint64_t> PgState::load_dead(std::string_view instance) {
-  return load_span_keys("load dead",
-                        "SELECT span FROM chsync_spans WHERE instance=$1 AND dead", instance);
+  return load_span_keys("load dead", "SELECT span FROM chsync_spans WHERE instance=$1 AND dead",
+                        instance);
 }
 
 std::vector<std::uint64_t> PgState::load_in_flight_records(std::string_view instance) {
@@ -440,10 +440,11 @@ void PgState::flush_locked(bool own_tx) {
                "WHERE chsync_spans.dead",
                {inst, int_array(keys)});
       } else {
-        c.exec("record dead spans",
-               "INSERT INTO chsync_spans(instance, span, dead, dead_letter) SELECT $1, "
-               "unnest($2::bigint[]), true, $3 ON CONFLICT (instance, span) DO NOTHING",
-               {inst, int_array(keys), ref.empty() ? std::nullopt : std::optional<std::string>(ref)});
+        c.exec(
+            "record dead spans",
+            "INSERT INTO chsync_spans(instance, span, dead, dead_letter) SELECT $1, "
+            "unnest($2::bigint[]), true, $3 ON CONFLICT (instance, span) DO NOTHING",
+            {inst, int_array(keys), ref.empty() ? std::nullopt : std::optional<std::string>(ref)});
       }
     }
     if (!req_ids.empty())
@@ -530,7 +531,8 @@ BundleCheck PgState::check_bundle_once(std::string_view instance,
   const std::string gone = "f.instance=$1 AND f.owner <> $3 AND f.keys && $2::bigint[]";
   Result r = c->exec("check delivered spans",
                      "SELECT span FROM chsync_spans WHERE instance=$1 AND span = ANY($2::bigint[]) "
-                     "UNION ALL (SELECT NULL FROM chsync_in_flight f WHERE " + gone + " LIMIT 1)",
+                     "UNION ALL (SELECT NULL FROM chsync_in_flight f WHERE " +
+                         gone + " LIMIT 1)",
                      {inst, arr, run_id_});
   bool orphans = false;
   out.settled.reserve(static_cast<std::size_t>(r.rows()));
@@ -579,10 +581,11 @@ BundleCheck PgState::check_bundle_once(std::string_view instance,
     std::sort(out.settled.begin(), out.settled.end());
   }
   if (!out.adopted.empty()) {
-    Result n = c->exec("record adopted keys",
-                       "INSERT INTO chsync_in_flight(instance, owner, keys) VALUES ($1, $2, "
-                       "$3::bigint[]) RETURNING request_id",
-                       {inst, run_id_.empty() ? std::string("-") : run_id_, int_array(out.adopted)});
+    Result n =
+        c->exec("record adopted keys",
+                "INSERT INTO chsync_in_flight(instance, owner, keys) VALUES ($1, $2, "
+                "$3::bigint[]) RETURNING request_id",
+                {inst, run_id_.empty() ? std::string("-") : run_id_, int_array(out.adopted)});
     out.adopted_request = n.u64(0, 0);
   }
   tx.commit();
@@ -602,14 +605,16 @@ StatusTotals PgState::totals(std::string_view instance) {
   };
   Result f = q("file totals",
                "SELECT count(*), coalesce(sum(size),0), coalesce(sum(errors),0), "
-               "coalesce(max(last_sync_ms),0) FROM chsync_files" + where);
+               "coalesce(max(last_sync_ms),0) FROM chsync_files" +
+                   where);
   t.files = f.u64(0, 0);
   t.bytes = f.u64(0, 1);
   t.file_errors = f.u64(0, 2);
   t.last_sync_ms = f.i64(0, 3);
   Result s = q("span totals",
                "SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM "
-               "chsync_spans" + where);
+               "chsync_spans" +
+                   where);
   t.spans_delivered = s.u64(0, 0);
   t.spans_dead = s.u64(0, 1);
   Result i = q("in-flight totals",
@@ -632,15 +637,15 @@ std::vector<std::string> PgState::instances() {
 void PgState::vacuum() {
   flush();
   auto c = conn();
-  for (const char* t : {"chsync_files", "chsync_spans", "chsync_in_flight", "chsync_work",
-                        "chsync_workers"})
+  for (const char* t :
+       {"chsync_files", "chsync_spans", "chsync_in_flight", "chsync_work", "chsync_workers"})
     c->run("vacuum", fmt::format("VACUUM (ANALYZE) {}", t));
 }
 
 void PgState::backup(const std::string&) {
-  throw StateError(Code::kIo,
-                   fmt::format("backup of the PostgreSQL state {}: use pg_dump -t 'chsync_*'",
-                               shown_));
+  throw StateError(
+      Code::kIo,
+      fmt::format("backup of the PostgreSQL state {}: use pg_dump -t 'chsync_*'", shown_));
 }
 
 }  // namespace pg

@@ -185,8 +185,8 @@ class PgState final : public AckBufferedStore {
   std::unique_ptr<Conn> writer_;
   // The acks (shared with SQLite: AckBuffer), then file rows and unit completions behind them.
   AckBuffer acks_{writer_mu_, opts_.ack_flush_interval, opts_.ack_flush_keys};
-  std::vector<FileState> pending_files_;   // put_files, written after the acks
-  std::vector<UnitFence> pending_done_;  // work units complete once the above are durable
+  std::vector<FileState> pending_files_;  // put_files, written after the acks
+  std::vector<UnitFence> pending_done_;   // work units complete once the above are durable
 
   friend class PgWork;
 };

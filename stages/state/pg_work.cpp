@@ -65,8 +65,8 @@ std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::s
        i64s(s_.opts().lease.count())});
   std::vector<ClaimedUnit> out;
   for (int i = 0; i < r.rows(); ++i)
-    out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2),
-                              r.i64(i, 3), r.get(i, 4)[0] == 't'});
+    out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2), r.i64(i, 3),
+                              r.get(i, 4)[0] == 't'});
   return out;
 }
 

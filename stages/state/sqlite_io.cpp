@@ -134,7 +134,6 @@ std::uint64_t SqliteState::begin_request(std::string_view instance,
   return static_cast<std::uint64_t>(id);
 }
 
-
 void SqliteState::clear_in_flight(std::string_view instance) {
   std::lock_guard lk(mu_);
   rethrow_async_error();
@@ -397,11 +396,12 @@ bool SqliteState::settled_fits(std::string_view instance, std::uint64_t max_keys
   }
   if (n > max_keys) return false;
   if (in->has_dead) {
-    StmtPtr d = prepare_once(
-        "SELECT count(*) FROM (SELECT 1 FROM dead_spans WHERE instance=? LIMIT ?)");
+    StmtPtr d =
+        prepare_once("SELECT count(*) FROM (SELECT 1 FROM dead_spans WHERE instance=? LIMIT ?)");
     bind_i64(d.get(), 1, in->id);
     bind_i64(d.get(), 2, static_cast<std::int64_t>(max_keys - n + 1));
-    if (step(d.get(), "count dead")) n += static_cast<std::uint64_t>(sqlite3_column_int64(d.get(), 0));
+    if (step(d.get(), "count dead"))
+      n += static_cast<std::uint64_t>(sqlite3_column_int64(d.get(), 0));
   }
   return n <= max_keys;
 }
@@ -415,12 +415,10 @@ std::vector<std::uint64_t> SqliteState::settled_among(std::string_view instance,
   // Rowid point look-ups (~1-5 us each; BENCHMARKS.md "Delivered set"). The keys arrive sorted,
   // so one bundle's look-ups walk the B-tree in two ascending runs (non-negative rowids, then
   // negative ones) and share the interior pages in SQLite's page cache.
-  sqlite3_stmt* s =
-      prepare(in->lookup, fmt::format("SELECT 1 FROM {} WHERE span=?", in->table));
-  sqlite3_stmt* d = in->has_dead
-                        ? prepare(in->lookup_dead,
-                                  "SELECT 1 FROM dead_spans WHERE instance=? AND span=?")
-                        : nullptr;
+  sqlite3_stmt* s = prepare(in->lookup, fmt::format("SELECT 1 FROM {} WHERE span=?", in->table));
+  sqlite3_stmt* d = in->has_dead ? prepare(in->lookup_dead,
+                                           "SELECT 1 FROM dead_spans WHERE instance=? AND span=?")
+                                 : nullptr;
   for (std::uint64_t k : keys) {
     bool hit = false;
     {

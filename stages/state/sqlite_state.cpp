@@ -1,10 +1,10 @@
 // SQLite implementation of StateStore. Schema, migrations and crash ordering: docs/state.md.
 //
 // One connection, guarded by mu_ (reads and writes). finish_request calls are appended to an
-// ordered ack log (acks_, the AckBuffer both stores share) and committed by whichever comes first: the flusher thread after
-// ack_flush_interval, ack_flush_keys keys, or any other write / read / flush() / destruction.
-// Every write transaction first applies the whole pending log, so durable state is always a
-// prefix of the calls made.
+// ordered ack log (acks_, the AckBuffer both stores share) and committed by whichever comes first:
+// the flusher thread after ack_flush_interval, ack_flush_keys keys, or any other write / read /
+// flush() / destruction. Every write transaction first applies the whole pending log, so durable
+// state is always a prefix of the calls made.
 #include "stages/state/sqlite_state.h"
 
 namespace chsync {
@@ -245,8 +245,7 @@ void SqliteState::detect() {
     // a rerun touching one file must not pay. Past full_check_max_bytes only the small tables are
     // checked (SQLite >= 3.33 takes a table name); damage in a delivered_<id> table still
     // surfaces as an I/O error on the first read or write of the damaged page.
-    const std::int64_t db_bytes =
-        guarded("PRAGMA page_count") * guarded("PRAGMA page_size");
+    const std::int64_t db_bytes = guarded("PRAGMA page_count") * guarded("PRAGMA page_size");
     std::vector<std::string> checks;
     if (db_bytes <= opts_.full_check_max_bytes) {
       checks.emplace_back("PRAGMA quick_check(1)");

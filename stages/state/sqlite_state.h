@@ -130,7 +130,8 @@ inline bool path_exists(const std::string& p) {
   return fs::exists(fs::symlink_status(p, ec)) && !ec;
 }
 
-inline StateError sqlite_error(sqlite3* db, int rc, std::string_view what, const std::string& path) {
+inline StateError sqlite_error(sqlite3* db, int rc, std::string_view what,
+                               const std::string& path) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   if ((rc & 0xff) == SQLITE_FULL) {
     return StateError(Code::kIo,

@@ -40,8 +40,17 @@ class StateError : public std::runtime_error {
  public:
   // kUnavailable: a shared store (PostgreSQL) could not be reached, or stayed unreachable for
   // the whole outage tolerance; the run ends with exit 3 like an unreachable backend.
-  enum class Code { kCorrupt, kForeign, kNewerSchema, kLocked, kIo, kReadOnlyMissing, kUnavailable };
-  StateError(Code code, std::string message) : std::runtime_error(std::move(message)), code_(code) {}
+  enum class Code {
+    kCorrupt,
+    kForeign,
+    kNewerSchema,
+    kLocked,
+    kIo,
+    kReadOnlyMissing,
+    kUnavailable
+  };
+  StateError(Code code, std::string message)
+      : std::runtime_error(std::move(message)), code_(code) {}
   Code code() const noexcept { return code_; }
 
  private:
@@ -53,7 +62,7 @@ struct FileState {
   std::string key;
   std::uint64_t size = 0;
   std::int64_t mtime_ms = 0;
-  std::string fingerprint;            // hex hash of the first bytes (catches replacement)
+  std::string fingerprint;             // hex hash of the first bytes (catches replacement)
   std::uint64_t committed_offset = 0;  // bytes fully delivered (a turn boundary)
   std::uint64_t lines = 0;
   bool complete = false;  // false: held turns or undelivered spans remain; reread next run
@@ -64,9 +73,9 @@ struct FileState {
 };
 
 struct StateOpenOptions {
-  bool read_only = false;      // status: never create, never write
-  bool rebuild = false;        // --rebuild-state: move the old file aside and start over
-  bool take_lock = true;       // exclusive run lock (exit 4 when held by a live process)
+  bool read_only = false;  // status: never create, never write
+  bool rebuild = false;    // --rebuild-state: move the old file aside and start over
+  bool take_lock = true;   // exclusive run lock (exit 4 when held by a live process)
   // Added: tuning. Buffered finish_request calls are committed when this old or this many keys.
   std::chrono::milliseconds ack_flush_interval{50};  // <= 0: commit every ack immediately
   std::size_t ack_flush_keys = 16384;
@@ -77,11 +86,11 @@ struct StateOpenOptions {
   // only its small tables (quick_check reads every page: 1.2 CPU-s at 20 M spans).
   std::int64_t full_check_max_bytes = 64 << 20;
   // Shared (PostgreSQL) stores only: work sharing identity (stages/state/work_table.h).
-  bool register_worker = false;          // sync: join the work group as a worker
-  std::string work_group = "default";    // --work-group
-  std::string worker_id;                 // --worker-id; "" = HOST:PID
+  bool register_worker = false;            // sync: join the work group as a worker
+  std::string work_group = "default";      // --work-group
+  std::string worker_id;                   // --worker-id; "" = HOST:PID
   std::chrono::milliseconds lease{60000};  // --lease
-  std::size_t pool_connections = 4;      // pooled connections (workers + claims + heartbeat)
+  std::size_t pool_connections = 4;        // pooled connections (workers + claims + heartbeat)
   // How long a PostgreSQL store keeps reconnecting and retrying a write or a bundle check after
   // the connection broke (restart, failover) before the error reaches the caller.
   std::chrono::milliseconds outage_tolerance{30000};
@@ -180,13 +189,14 @@ class StateStore {
   virtual std::vector<std::uint64_t> load_dead(std::string_view instance) = 0;
   // Marks keys delivered without a request (replay-dead-letters, --resend bookkeeping); a key
   // that was dead stops being dead.
-  virtual void mark_delivered(std::string_view instance, const std::vector<std::uint64_t>& keys) = 0;
+  virtual void mark_delivered(std::string_view instance,
+                              const std::vector<std::uint64_t>& keys) = 0;
   // Removes keys from delivered and dead (--resend of a set, forget).
   virtual void forget_spans(std::string_view instance, const std::vector<std::uint64_t>& keys) = 0;
 
   // Housekeeping.
   virtual StatusTotals totals(std::string_view instance) = 0;  // "" = all instances
-  virtual std::vector<std::string> instances() = 0;  // files("") also means all instances
+  virtual std::vector<std::string> instances() = 0;            // files("") also means all instances
   virtual void vacuum() = 0;
   // Online copy (sqlite3_backup) to dest_path.tmp, then renamed over dest_path.
   virtual void backup(const std::string& dest_path) = 0;
@@ -228,7 +238,8 @@ std::unique_ptr<StateStore> open_state(const std::string& location, const StateO
 // kForeign (other application_id, or tables without one), kNewerSchema (user_version too new),
 // kReadOnlyMissing (read_only and no file), kIo (anything else, with the SQLite message and path).
 // Order: lock, then rebuild (move aside to <path>.broken-<UTC timestamp>), then checks, migrations.
-std::unique_ptr<StateStore> open_sqlite_state(const std::string& path, const StateOpenOptions& opts);
+std::unique_ptr<StateStore> open_sqlite_state(const std::string& path,
+                                              const StateOpenOptions& opts);
 
 // Default path: $XDG_STATE_HOME/chsync/state.db, else ~/.local/state/chsync/state.db.
 std::string default_state_path();

@@ -51,9 +51,9 @@ struct UnitFence {
 
 struct WorkCounts {
   std::uint64_t pending = 0;
-  std::uint64_t claimed = 0;          // live leases, any owner
+  std::uint64_t claimed = 0;  // live leases, any owner
   std::uint64_t claimed_by_me = 0;
-  std::uint64_t expired = 0;          // claimed but the lease ran out (claimable)
+  std::uint64_t expired = 0;  // claimed but the lease ran out (claimable)
   std::uint64_t done = 0;
 };
 
@@ -79,7 +79,8 @@ class WorkTable {
   virtual void register_units(const std::vector<WorkUnitSpec>& units) = 0;
   // Claims up to max claimable units (pending, or claimed with an expired lease), in seq order,
   // skipping rows other processes are claiming right now and keys in `exclude`.
-  virtual std::vector<ClaimedUnit> claim(std::size_t max, const std::vector<std::string>& exclude) = 0;
+  virtual std::vector<ClaimedUnit> claim(std::size_t max,
+                                         const std::vector<std::string>& exclude) = 0;
   // The unit is finished (every span has an outcome and its file rows are committed). Takes
   // effect only while this run still holds the unit under `fence` (a holder that lost the unit
   // never completes it for the new one).

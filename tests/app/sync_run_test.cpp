@@ -25,7 +25,6 @@ std::size_t count_lines(const std::string& path) {
 
 class SyncRunTest : public ::testing::Test {
  protected:
-
   SyncOptions options(const std::string& out) const {
     SyncOptions o;
     o.inputs = {std::string(CHSYNC_SOURCE_DIR) + "/tests/data/real"};

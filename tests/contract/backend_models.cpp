@@ -16,7 +16,9 @@ Attrs attrs_of(const google::protobuf::RepeatedPtrField<pbv1::KeyValue>& kvs) {
 
 std::string str(const Attrs& a, const std::string& key) {
   auto it = a.find(key);
-  return it != a.end() && it->second.value_case() == pbv1::AnyValue::kStringValue ? it->second.string_value() : "";
+  return it != a.end() && it->second.value_case() == pbv1::AnyValue::kStringValue
+             ? it->second.string_value()
+             : "";
 }
 
 bool has(const Attrs& a, const std::string& key) { return a.count(key) > 0; }
@@ -37,15 +39,16 @@ std::string clip(const std::string& s, std::size_t n) {
     if (out.size() >= n) break;
     out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
   }
-  while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) out.pop_back();  // no cut UTF-8
+  while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
+    out.pop_back();  // no cut UTF-8
   if (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0xC0) out.pop_back();
   return "\"" + out + (s.size() > n ? "…\"" : "\"");
 }
 
 namespace {
 
-std::optional<std::string> first_of(const Attrs& a, const Attrs& res, std::initializer_list<const char*> keys,
-                                     bool resource_too) {
+std::optional<std::string> first_of(const Attrs& a, const Attrs& res,
+                                    std::initializer_list<const char*> keys, bool resource_too) {
   for (const char* k : keys)
     if (has(a, k)) return str(a, k);
   if (resource_too)
@@ -155,22 +158,30 @@ LangfuseObservation langfuse_ingest(const pbv1::Span& span, const Attrs& res) {
   o.type = observation_type(a);
   // Name: gen_ai.tool.name first, then the span name.
   o.name = has(a, "gen_ai.tool.name") ? str(a, "gen_ai.tool.name") : span.name();
-  if (auto m = first_of(a, res, {"langfuse.observation.model.name", "gen_ai.response.model", "gen_ai.request.model",
-                                 "llm.response.model", "llm.model_name", "model"}, false))
+  if (auto m = first_of(a, res,
+                        {"langfuse.observation.model.name", "gen_ai.response.model",
+                         "gen_ai.request.model", "llm.response.model", "llm.model_name", "model"},
+                        false))
     o.model = *m;
   o.usage = usage_of(a);
   // Environment: span, then resource; default "default".
-  o.environment = first_of(a, res, {"langfuse.environment", "deployment.environment.name", "deployment.environment"}, true)
-                      .value_or("default");
-  // version = langfuse.version ?? resource service.version; release = langfuse.release (span/resource).
+  o.environment =
+      first_of(a, res,
+               {"langfuse.environment", "deployment.environment.name", "deployment.environment"},
+               true)
+          .value_or("default");
+  // version = langfuse.version ?? resource service.version; release = langfuse.release
+  // (span/resource).
   if (has(a, "langfuse.version")) o.version = str(a, "langfuse.version");
   else if (has(res, "service.version")) o.version = str(res, "service.version");
   o.release = first_of(a, res, {"langfuse.release"}, true);
   o.session_id = first_of(a, res, {"langfuse.session.id", "session.id"}, false);
-  if (!o.session_id && o.is_root && has(a, "gen_ai.conversation.id")) o.session_id = str(a, "gen_ai.conversation.id");
+  if (!o.session_id && o.is_root && has(a, "gen_ai.conversation.id"))
+    o.session_id = str(a, "gen_ai.conversation.id");
   o.user_id = first_of(a, res, {"langfuse.user.id", "user.id"}, false);
   if (has(a, "langfuse.trace.name")) o.trace_name = str(a, "langfuse.trace.name");
-  else if (o.is_root) o.trace_name = span.name();  // the root span's name, when no trace name is set
+  else if (o.is_root)
+    o.trace_name = span.name();  // the root span's name, when no trace name is set
   // Tags: a string array, a JSON array string, or a comma-separated string.
   if (auto it = a.find("langfuse.trace.tags"); it != a.end()) {
     if (it->second.has_array_value()) {
@@ -190,10 +201,14 @@ LangfuseObservation langfuse_ingest(const pbv1::Span& span, const Attrs& res) {
   }
   // Input/output: langfuse.observation.* first, then input.value/output.value, then the GenAI
   // messages, then the GenAI tool call keys.
-  o.input = first_of(a, res, {"langfuse.observation.input", "input.value", "gen_ai.input.messages",
-                              "gen_ai.tool.call.arguments"}, false);
-  o.output = first_of(a, res, {"langfuse.observation.output", "output.value", "gen_ai.output.messages",
-                               "gen_ai.tool.call.result"}, false);
+  o.input = first_of(a, res,
+                     {"langfuse.observation.input", "input.value", "gen_ai.input.messages",
+                      "gen_ai.tool.call.arguments"},
+                     false);
+  o.output = first_of(a, res,
+                      {"langfuse.observation.output", "output.value", "gen_ai.output.messages",
+                       "gen_ai.tool.call.result"},
+                      false);
   o.trace_input = first_of(a, res, {"langfuse.trace.input"}, false);
   o.trace_output = first_of(a, res, {"langfuse.trace.output"}, false);
   if (o.is_root && !o.trace_input) o.trace_input = o.input;
@@ -202,25 +217,52 @@ LangfuseObservation langfuse_ingest(const pbv1::Span& span, const Attrs& res) {
   o.level = has(a, "langfuse.observation.level") ? str(a, "langfuse.observation.level")
             : span.status().code() == pbv1::Status::STATUS_CODE_ERROR ? "ERROR"
                                                                       : "DEFAULT";
-  static const std::set<std::string> kTraceKeys = {"langfuse.trace.name", "langfuse.trace.input",
-                                                   "langfuse.trace.output", "langfuse.trace.metadata",
-                                                   "langfuse.trace.tags", "langfuse.trace.public", "user.id",
-                                                   "session.id", "langfuse.user.id", "langfuse.session.id"};
-  static const std::set<std::string> kMapped = {
-      "langfuse.observation.type", "openinference.span.kind", "gen_ai.operation.name", "langfuse.observation.model.name",
-      "gen_ai.response.model", "gen_ai.request.model", "llm.model_name", "langfuse.observation.usage_details",
-      "langfuse.environment", "langfuse.release", "langfuse.version", "langfuse.trace.name", "langfuse.trace.tags",
-      "langfuse.trace.input", "langfuse.trace.output", "langfuse.observation.input", "langfuse.observation.output",
-      "input.value", "output.value", "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.call.arguments",
-      "gen_ai.tool.call.result", "session.id", "user.id", "gen_ai.conversation.id", "gen_ai.tool.name",
-      "langfuse.observation.level"};
+  static const std::set<std::string> kTraceKeys = {"langfuse.trace.name",
+                                                   "langfuse.trace.input",
+                                                   "langfuse.trace.output",
+                                                   "langfuse.trace.metadata",
+                                                   "langfuse.trace.tags",
+                                                   "langfuse.trace.public",
+                                                   "user.id",
+                                                   "session.id",
+                                                   "langfuse.user.id",
+                                                   "langfuse.session.id"};
+  static const std::set<std::string> kMapped = {"langfuse.observation.type",
+                                                "openinference.span.kind",
+                                                "gen_ai.operation.name",
+                                                "langfuse.observation.model.name",
+                                                "gen_ai.response.model",
+                                                "gen_ai.request.model",
+                                                "llm.model_name",
+                                                "langfuse.observation.usage_details",
+                                                "langfuse.environment",
+                                                "langfuse.release",
+                                                "langfuse.version",
+                                                "langfuse.trace.name",
+                                                "langfuse.trace.tags",
+                                                "langfuse.trace.input",
+                                                "langfuse.trace.output",
+                                                "langfuse.observation.input",
+                                                "langfuse.observation.output",
+                                                "input.value",
+                                                "output.value",
+                                                "gen_ai.input.messages",
+                                                "gen_ai.output.messages",
+                                                "gen_ai.tool.call.arguments",
+                                                "gen_ai.tool.call.result",
+                                                "session.id",
+                                                "user.id",
+                                                "gen_ai.conversation.id",
+                                                "gen_ai.tool.name",
+                                                "langfuse.observation.level"};
   o.trace_update = o.is_root;
   for (const auto& [k, v] : a) {
     if (kTraceKeys.count(k) || k.rfind("langfuse.trace.metadata.", 0) == 0) o.trace_update = true;
     std::string text = v.value_case() == pbv1::AnyValue::kStringValue ? v.string_value()
-                       : v.value_case() == pbv1::AnyValue::kIntValue  ? std::to_string(v.int_value())
-                       : v.value_case() == pbv1::AnyValue::kBoolValue ? (v.bool_value() ? "true" : "false")
-                                                                      : "";
+                       : v.value_case() == pbv1::AnyValue::kIntValue ? std::to_string(v.int_value())
+                       : v.value_case() == pbv1::AnyValue::kBoolValue
+                           ? (v.bool_value() ? "true" : "false")
+                           : "";
     for (const char* pre : {"langfuse.observation.metadata.", "langfuse.trace.metadata."})
       if (k.rfind(pre, 0) == 0) o.metadata[k.substr(std::string(pre).size())] = text;
     if (!kMapped.count(k) && k.rfind("langfuse.", 0) != 0) o.unmapped.push_back(k);
@@ -260,15 +302,18 @@ OiSpan openinference_read(const pbv1::Span& span) {
   auto read = [&](const std::string& prefix, std::vector<OiMessage>& out) {
     for (std::size_t i = 0;; ++i) {
       const std::string base = prefix + "." + std::to_string(i) + ".message.";
-      const bool any = std::any_of(a.begin(), a.end(), [&](const auto& kv) { return kv.first.rfind(base, 0) == 0; });
+      const bool any = std::any_of(a.begin(), a.end(),
+                                   [&](const auto& kv) { return kv.first.rfind(base, 0) == 0; });
       if (!any) break;
       OiMessage m;
       m.role = str(a, base + "role");
       if (m.role.empty()) o.problems.push_back(base + "role missing");
       m.content = str(a, base + "content");
       m.tool_call_id = str(a, base + "tool_call_id");
-      for (std::size_t j = 0; has(a, base + "contents." + std::to_string(j) + ".message_content.type"); ++j)
-        m.content_types.push_back(str(a, base + "contents." + std::to_string(j) + ".message_content.type"));
+      for (std::size_t j = 0;
+           has(a, base + "contents." + std::to_string(j) + ".message_content.type"); ++j)
+        m.content_types.push_back(
+            str(a, base + "contents." + std::to_string(j) + ".message_content.type"));
       for (std::size_t k = 0;; ++k) {
         const std::string c = base + "tool_calls." + std::to_string(k) + ".tool_call.";
         if (!has(a, c + "function.name")) break;
@@ -288,13 +333,15 @@ OiSpan openinference_read(const pbv1::Span& span) {
   return o;
 }
 
-std::vector<std::string> genai_schema_problems(const std::string& json, bool output, std::string* first_part) {
+std::vector<std::string> genai_schema_problems(const std::string& json, bool output,
+                                               std::string* first_part) {
   std::vector<std::string> bad;
   simdjson::dom::parser p;
   simdjson::dom::array msgs;
   if (p.parse(json).get(msgs)) return {"not a JSON array"};
   static const std::set<std::string_view> kRoles = {"system", "user", "assistant", "tool"};
-  static const std::set<std::string_view> kFinish = {"stop", "length", "content_filter", "tool_call", "error"};
+  static const std::set<std::string_view> kFinish = {"stop", "length", "content_filter",
+                                                     "tool_call", "error"};
   bool first = true;
   for (auto m : msgs) {
     std::string_view role, finish;
@@ -306,7 +353,8 @@ std::vector<std::string> genai_schema_problems(const std::string& json, bool out
     }
     if (!m["finish_reason"].get(finish)) {
       if (!output) bad.push_back("finish_reason on an input message");
-      if (!kFinish.count(finish)) bad.push_back("finish_reason not in the OTel set: " + std::string(finish));
+      if (!kFinish.count(finish))
+        bad.push_back("finish_reason not in the OTel set: " + std::string(finish));
     }
     for (auto part : parts) {
       std::string_view type, s;

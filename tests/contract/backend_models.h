@@ -37,14 +37,16 @@ struct LangfuseObservation {
   std::optional<std::string> version, release;
   std::optional<std::string> session_id, user_id, trace_name;
   std::vector<std::string> tags;
-  std::optional<std::string> input, output;  // the raw strings Langfuse stores (JSON when parseable)
+  std::optional<std::string> input,
+      output;  // the raw strings Langfuse stores (JSON when parseable)
   std::optional<std::string> trace_input, trace_output;
-  std::string level;  // DEFAULT, ERROR
+  std::string level;                            // DEFAULT, ERROR
   std::map<std::string, std::string> metadata;  // flattened observation/trace metadata keys
-  std::vector<std::string> unmapped;            // attributes not mapped to a field (metadata.attributes in older versions)
+  std::vector<std::string>
+      unmapped;  // attributes not mapped to a field (metadata.attributes in older versions)
   bool is_root = false;
   bool trace_update = false;  // the span updates its trace (root, or carries a trace-level key)
-  std::vector<std::string> tool_call_names;     // extracted from the output (tool_call_names column)
+  std::vector<std::string> tool_call_names;  // extracted from the output (tool_call_names column)
   std::vector<std::string> tool_call_ids;
 };
 LangfuseObservation langfuse_ingest(const pbv1::Span& span, const Attrs& resource);
@@ -69,7 +71,8 @@ OiSpan openinference_read(const pbv1::Span& span);
 
 // GenAI message JSON (gen_ai.input.messages / gen_ai.output.messages) against the schema: returns
 // the problems found (empty: valid). first_part gets a short rendering of the first part.
-std::vector<std::string> genai_schema_problems(const std::string& json, bool output, std::string* first_part);
+std::vector<std::string> genai_schema_problems(const std::string& json, bool output,
+                                               std::string* first_part);
 
 // A short one-line rendering (quotes, at most n bytes) for golden files.
 std::string clip(const std::string& s, std::size_t n = 60);

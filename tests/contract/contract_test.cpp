@@ -27,7 +27,8 @@ using otlp::Profile;
 
 const std::string kRealDir = std::string(CHSYNC_SOURCE_DIR) + "/tests/data/real";
 const std::string kGoldenDir = std::string(CHSYNC_SOURCE_DIR) + "/tests/data/golden";
-const std::string kGoldenInput = "-experiments-worktrees/ef958aa1-0e93-49f0-bb71-150f63befcd1.jsonl";  // with 6 subagents
+const std::string kGoldenInput =
+    "-experiments-worktrees/ef958aa1-0e93-49f0-bb71-150f63befcd1.jsonl";  // with 6 subagents
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -68,7 +69,8 @@ std::vector<Span> map_bundle(const Bundle& b, const MapOptions& o) {
 bool is_golden_input(const Bundle& b) {
   if (b.files.empty()) return false;
   const std::string& d = b.files.front().display;
-  return d.size() >= kGoldenInput.size() && d.compare(d.size() - kGoldenInput.size(), kGoldenInput.size(), kGoldenInput) == 0;
+  return d.size() >= kGoldenInput.size() &&
+         d.compare(d.size() - kGoldenInput.size(), kGoldenInput.size(), kGoldenInput) == 0;
 }
 
 std::vector<Bundle> corpus_bundles() {
@@ -101,19 +103,21 @@ Attrs exporter_resource(Profile p, const std::string& environment) {
   otlp::OtlpOptions o;
   o.profile = p;
   o.environment = environment;
-  otlp::OtlpExporter exp(o, *http::parse_url("http://127.0.0.1:9/v1/traces"), std::make_unique<NoTransport>());
+  otlp::OtlpExporter exp(o, *http::parse_url("http://127.0.0.1:9/v1/traces"),
+                         std::make_unique<NoTransport>());
   pbv1::Resource res;
   EXPECT_TRUE(res.ParseFromString(exp.resource_bytes()));
   return attrs_of(res.attributes());
 }
 
 // Encodes spans as one OTLP/protobuf request and decodes it with libprotobuf (the wire bytes).
-std::vector<pbv1::Span> wire(const std::vector<Span>& spans, Profile p, std::vector<std::string> tags = {}) {
+std::vector<pbv1::Span> wire(const std::vector<Span>& spans, Profile p,
+                             std::vector<std::string> tags = {}) {
   otlp::SpanEncoder enc(otlp::EncoderOptions(p, true, std::move(tags)));
   std::string blob, body;
   for (const Span& s : spans) enc.append_span(s, blob);
-  otlp::build_request(otlp::encode_resource({{"service.name", "claude-code"}}), otlp::encode_scope("chsync", "x"),
-                      blob, body);
+  otlp::build_request(otlp::encode_resource({{"service.name", "claude-code"}}),
+                      otlp::encode_scope("chsync", "x"), blob, body);
   pbv1::ExportTraceServiceRequest req;
   EXPECT_TRUE(req.ParseFromString(body));
   std::vector<pbv1::Span> out;
@@ -123,7 +127,9 @@ std::vector<pbv1::Span> wire(const std::vector<Span>& spans, Profile p, std::vec
   return out;
 }
 
-bool is_root(const Span& s) { return s.kind == SpanKind::kTrace || (s.kind == SpanKind::kAgent && !s.has_parent); }
+bool is_root(const Span& s) {
+  return s.kind == SpanKind::kTrace || (s.kind == SpanKind::kAgent && !s.has_parent);
+}
 bool is_tool(const Span& s) { return s.kind == SpanKind::kSpan && s.tool_name.has_value(); }
 
 std::size_t tool_calls_of(const Span& s) {
@@ -182,30 +188,44 @@ TEST(LangfuseContract, EverySpanOfTheCorpusBecomesTheObservationLangfuseShouldSt
       const Attr* v = nullptr;
       for (const Attr& a : s.metadata)
         if (a.key == "cc_version") v = &a;
-      if (v) { EXPECT_EQ(o.release.value_or(""), v->str); }
-      if (s.input) { EXPECT_EQ(o.trace_input.value_or(""), *s.input); }
-      if (s.output) { EXPECT_EQ(o.trace_output.value_or(""), *s.output); }
+      if (v) {
+        EXPECT_EQ(o.release.value_or(""), v->str);
+      }
+      if (s.input) {
+        EXPECT_EQ(o.trace_input.value_or(""), *s.input);
+      }
+      if (s.output) {
+        EXPECT_EQ(o.trace_output.value_or(""), *s.output);
+      }
     } else {
       EXPECT_FALSE(o.trace_update) << "a non-root span updates its trace";
       EXPECT_FALSE(o.session_id.has_value());
     }
     if (s.kind == SpanKind::kGeneration) {
       ++generations;
-      if (s.model) { EXPECT_EQ(o.model, *s.model); }
+      if (s.model) {
+        EXPECT_EQ(o.model, *s.model);
+      }
       if (s.usage.present) {
         EXPECT_EQ(o.usage.at("input"), s.usage.input_tokens);
         EXPECT_EQ(o.usage.at("output"), s.usage.output_tokens);
         EXPECT_EQ(o.usage.at("cache_read_input_tokens"), s.usage.cache_read_input_tokens);
       }
-      // Input and output are chat messages; tool calls are in the output, where Langfuse finds them.
-      if (o.input) { EXPECT_TRUE(valid_json(*o.input)) << *o.input; }
+      // Input and output are chat messages; tool calls are in the output, where Langfuse finds
+      // them.
+      if (o.input) {
+        EXPECT_TRUE(valid_json(*o.input)) << *o.input;
+      }
       ASSERT_TRUE(o.output.has_value());
       EXPECT_TRUE(valid_json(*o.output));
       EXPECT_EQ(o.tool_call_names.size(), tool_calls_of(s));
       with_tool_calls += !o.tool_call_names.empty();
       for (const auto& id : o.tool_call_ids) called_ids_by_trace[o.trace_id].insert(id);
       for (const auto& m : s.input_messages) tool_responses += m.role == "tool";
-      if (!s.finish_reason.empty()) { EXPECT_EQ(o.metadata.count("finish_reason") ? o.metadata.at("finish_reason") : "", s.finish_reason); }
+      if (!s.finish_reason.empty()) {
+        EXPECT_EQ(o.metadata.count("finish_reason") ? o.metadata.at("finish_reason") : "",
+                  s.finish_reason);
+      }
     }
     if (is_tool(s)) tool_ids_by_trace[o.trace_id].insert(s.tool_use_id);
   }
@@ -215,7 +235,8 @@ TEST(LangfuseContract, EverySpanOfTheCorpusBecomesTheObservationLangfuseShouldSt
   EXPECT_GT(tool_responses, 100u);
   // Every tool observation is linked to the tool call of a generation in its trace (by id).
   for (const auto& [trace, ids] : tool_ids_by_trace)
-    for (const auto& id : ids) EXPECT_TRUE(called_ids_by_trace[trace].count(id)) << trace << " " << id;
+    for (const auto& id : ids)
+      EXPECT_TRUE(called_ids_by_trace[trace].count(id)) << trace << " " << id;
 }
 
 TEST(LangfuseContract, EnvironmentDefaultsAndLegacyTraceForEveryRoot) {
@@ -229,7 +250,8 @@ TEST(LangfuseContract, EnvironmentDefaultsAndLegacyTraceForEveryRoot) {
   std::size_t typed = 0;
   for (const Span& s : spans) {
     traces.insert(to_hex(s.trace_id));
-    const auto evs = langfuse::legacy_events(s, langfuse::EventOptions{"ci", {"team-a"}, true}, "2026-01-01T00:00:00.000Z");
+    const auto evs = langfuse::legacy_events(s, langfuse::EventOptions{"ci", {"team-a"}, true},
+                                             "2026-01-01T00:00:00.000Z");
     for (const auto& e : evs) {
       simdjson::dom::parser p;
       simdjson::dom::element el;
@@ -245,7 +267,9 @@ TEST(LangfuseContract, EnvironmentDefaultsAndLegacyTraceForEveryRoot) {
         ++typed;
         EXPECT_TRUE(is_tool(s));
       }
-      if (type == "agent-create") { EXPECT_TRUE(s.kind == SpanKind::kAgent || s.kind == SpanKind::kTrace); }
+      if (type == "agent-create") {
+        EXPECT_TRUE(s.kind == SpanKind::kAgent || s.kind == SpanKind::kTrace);
+      }
     }
   }
   EXPECT_EQ(created, traces);
@@ -268,11 +292,14 @@ TEST(ContentPolicy, NoSpanCarriesTheSameContentTwice) {
         if (v.size() < 64) continue;  // names, ids, short labels may repeat legitimately
         // Two messages of a conversation may say the same thing (data, not duplication); the
         // prompt preview is an 80-byte label.
-        if (kv.key().find("_messages.") != std::string::npos || kv.key().ends_with("prompt_preview")) continue;
+        if (kv.key().find("_messages.") != std::string::npos ||
+            kv.key().ends_with("prompt_preview"))
+          continue;
         ++checked;
         auto [it, fresh] = seen.emplace(v, kv.key());
         EXPECT_TRUE(fresh) << "profile " << static_cast<int>(p) << " span " << w.name() << ": "
-                           << kv.key() << " repeats " << it->second << " (" << v.size() << " bytes)";
+                           << kv.key() << " repeats " << it->second << " (" << v.size()
+                           << " bytes)";
       }
     }
     EXPECT_GT(checked, 1000u) << "profile " << static_cast<int>(p);
@@ -293,11 +320,16 @@ TEST(OpenInferenceContract, EverySpanReadsAsOpenInference) {
     EXPECT_EQ(o.session_id.value_or(""), s.session_id);
     ASSERT_TRUE(o.metadata.has_value());
     EXPECT_TRUE(valid_json(*o.metadata));
-    for (const auto& kv : pb[i].attributes()) EXPECT_NE(kv.key().rfind("gen_ai.", 0), 0u) << kv.key();
-    if (o.kind == "AGENT") { EXPECT_FALSE(o.agent_name.value_or("").empty()); }
+    for (const auto& kv : pb[i].attributes())
+      EXPECT_NE(kv.key().rfind("gen_ai.", 0), 0u) << kv.key();
+    if (o.kind == "AGENT") {
+      EXPECT_FALSE(o.agent_name.value_or("").empty());
+    }
     if (s.kind == SpanKind::kGeneration) {
       ++llm;
-      if (s.model) { EXPECT_EQ(o.model, *s.model); }
+      if (s.model) {
+        EXPECT_EQ(o.model, *s.model);
+      }
       if (s.usage.present) {
         EXPECT_EQ(o.prompt, s.usage.prompt_total());
         EXPECT_EQ(o.total, o.prompt + o.completion);
@@ -316,11 +348,19 @@ TEST(OpenInferenceContract, EverySpanReadsAsOpenInference) {
         }
       }
       for (const auto& m : o.input_messages)
-        if (m.role == "tool") { EXPECT_FALSE(m.tool_call_id.empty()); }
-      if (!s.finish_reason.empty()) { EXPECT_EQ(o.finish_reason.value_or(""), s.finish_reason); }
+        if (m.role == "tool") {
+          EXPECT_FALSE(m.tool_call_id.empty());
+        }
+      if (!s.finish_reason.empty()) {
+        EXPECT_EQ(o.finish_reason.value_or(""), s.finish_reason);
+      }
     } else {
-      if (s.input) { EXPECT_EQ(o.input_value.value_or(""), *s.input); }
-      if (o.input_value) { EXPECT_TRUE(o.input_mime == "text/plain" || o.input_mime == "application/json"); }
+      if (s.input) {
+        EXPECT_EQ(o.input_value.value_or(""), *s.input);
+      }
+      if (o.input_value) {
+        EXPECT_TRUE(o.input_mime == "text/plain" || o.input_mime == "application/json");
+      }
     }
   }
   EXPECT_GT(llm_with_messages, llm * 9 / 10);
@@ -338,12 +378,19 @@ TEST(GenAiContract, MessagesFollowTheSchemaAndNamesTheConventions) {
     const Attrs a = attrs_of(pb[i].attributes());
     SCOPED_TRACE(s.source_file + ":" + std::to_string(s.source_line) + " " + s.name);
     const std::string op = str(a, "gen_ai.operation.name");
-    if (op == "chat") { EXPECT_EQ(pb[i].name(), "chat " + (s.model ? *s.model : std::string("unknown"))); }
-    if (op == "execute_tool") { EXPECT_EQ(pb[i].name(), "execute_tool " + str(a, "gen_ai.tool.name")); }
-    if (op == "invoke_agent" && s.kind == SpanKind::kAgent) { EXPECT_EQ(pb[i].name(), "invoke_agent " + str(a, "gen_ai.agent.name")); }
+    if (op == "chat") {
+      EXPECT_EQ(pb[i].name(), "chat " + (s.model ? *s.model : std::string("unknown")));
+    }
+    if (op == "execute_tool") {
+      EXPECT_EQ(pb[i].name(), "execute_tool " + str(a, "gen_ai.tool.name"));
+    }
+    if (op == "invoke_agent" && s.kind == SpanKind::kAgent) {
+      EXPECT_EQ(pb[i].name(), "invoke_agent " + str(a, "gen_ai.agent.name"));
+    }
     for (const char* key : {"gen_ai.input.messages", "gen_ai.output.messages"}) {
       if (!has(a, key)) continue;
-      const auto bad = genai_schema_problems(str(a, key), std::string(key) == "gen_ai.output.messages", nullptr);
+      const auto bad =
+          genai_schema_problems(str(a, key), std::string(key) == "gen_ai.output.messages", nullptr);
       EXPECT_TRUE(bad.empty()) << key << ": " << bad.front() << " in " << clip(str(a, key), 300);
     }
     if (s.kind == SpanKind::kGeneration) {
@@ -351,14 +398,19 @@ TEST(GenAiContract, MessagesFollowTheSchemaAndNamesTheConventions) {
       auto it = a.find("gen_ai.response.finish_reasons");
       if (it != a.end()) {
         ++finish;
-        static const std::set<std::string> kSet = {"stop", "length", "content_filter", "tool_call", "error"};
+        static const std::set<std::string> kSet = {"stop", "length", "content_filter", "tool_call",
+                                                   "error"};
         EXPECT_TRUE(kSet.count(it->second.array_value().values(0).string_value()));
       }
-      if (!s.stop_reason.empty()) { EXPECT_EQ(str(a, "chsync.stop_reason"), s.stop_reason); }
+      if (!s.stop_reason.empty()) {
+        EXPECT_EQ(str(a, "chsync.stop_reason"), s.stop_reason);
+      }
     }
     // Tool spans sit beside the chat that called them and end... wherever; their parent is the turn
     // or agent, never a chat span.
-    if (is_tool(s)) { EXPECT_NE(op, "chat"); }
+    if (is_tool(s)) {
+      EXPECT_NE(op, "chat");
+    }
   }
   EXPECT_GT(finish, gens / 3) << "finish reasons on too few chat spans";
 }
@@ -379,7 +431,9 @@ TEST(ContentPolicy, TruncationNoContentAndRedactionKeepTheStructure) {
       for (const auto& p : m.parts) {
         bytes += p.content.size();
         truncated += p.truncated;
-        if (p.truncated) { EXPECT_GT(p.original_bytes, p.content.size()); }
+        if (p.truncated) {
+          EXPECT_GT(p.original_bytes, p.content.size());
+        }
       }
     EXPECT_LE(bytes, 100u);
     for (Profile p : {Profile::kGeneric, Profile::kLangfuse, Profile::kPhoenix}) {
@@ -387,8 +441,10 @@ TEST(ContentPolicy, TruncationNoContentAndRedactionKeepTheStructure) {
       for (const auto& kv : one[0].attributes()) {
         const std::string& k = kv.key();
         if (k == "gen_ai.input.messages" || k == "gen_ai.output.messages" ||
-            (s.kind == SpanKind::kGeneration && (k == "langfuse.observation.input" || k == "langfuse.observation.output"))) {
-          EXPECT_TRUE(valid_json(kv.value().string_value())) << k << " " << kv.value().string_value();
+            (s.kind == SpanKind::kGeneration &&
+             (k == "langfuse.observation.input" || k == "langfuse.observation.output"))) {
+          EXPECT_TRUE(valid_json(kv.value().string_value()))
+              << k << " " << kv.value().string_value();
         }
       }
     }
@@ -404,7 +460,8 @@ TEST(ContentPolicy, TruncationNoContentAndRedactionKeepTheStructure) {
       for (const auto& m : *list)
         for (const auto& p : m.parts) {
           EXPECT_TRUE(p.content.empty());
-          EXPECT_TRUE(p.type == MessagePart::Type::kToolCall || p.type == MessagePart::Type::kToolCallResponse);
+          EXPECT_TRUE(p.type == MessagePart::Type::kToolCall ||
+                      p.type == MessagePart::Type::kToolCallResponse);
           calls += p.type == MessagePart::Type::kToolCall && !p.name.empty();
         }
   }
@@ -416,10 +473,17 @@ TEST(ContentPolicy, RedactionReachesMessageParts) {
   fs::create_directories(dir);
   const std::string key = "sk-ant-api03-" + std::string(60, 'A');
   std::ofstream(dir + "/s.jsonl")
-      << R"({"type":"user","uuid":"u1","sessionId":"s","timestamp":"2025-01-01T00:00:00.000Z","message":{"role":"user","content":"use )" << key << R"("}})" << "\n"
-      << R"({"type":"assistant","uuid":"a1","parentUuid":"u1","sessionId":"s","timestamp":"2025-01-01T00:00:01.000Z","requestId":"r1","message":{"id":"m1","model":"claude-x","stop_reason":"tool_use","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"echo )" << key << R"("}}],"usage":{"input_tokens":1,"output_tokens":1}}})" << "\n"
-      << R"({"type":"user","uuid":"u2","parentUuid":"a1","sessionId":"s","timestamp":"2025-01-01T00:00:02.000Z","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":")" << key << R"("}]}})" << "\n"
-      << R"({"type":"assistant","uuid":"a2","parentUuid":"u2","sessionId":"s","timestamp":"2025-01-01T00:00:03.000Z","requestId":"r2","message":{"id":"m2","model":"claude-x","stop_reason":"end_turn","content":[{"type":"text","text":"done"}],"usage":{"input_tokens":1,"output_tokens":1}}})" << "\n";
+      << R"({"type":"user","uuid":"u1","sessionId":"s","timestamp":"2025-01-01T00:00:00.000Z","message":{"role":"user","content":"use )"
+      << key << R"("}})"
+      << "\n"
+      << R"({"type":"assistant","uuid":"a1","parentUuid":"u1","sessionId":"s","timestamp":"2025-01-01T00:00:01.000Z","requestId":"r1","message":{"id":"m1","model":"claude-x","stop_reason":"tool_use","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"echo )"
+      << key << R"("}}],"usage":{"input_tokens":1,"output_tokens":1}}})"
+      << "\n"
+      << R"({"type":"user","uuid":"u2","parentUuid":"a1","sessionId":"s","timestamp":"2025-01-01T00:00:02.000Z","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":")"
+      << key << R"("}]}})"
+      << "\n"
+      << R"({"type":"assistant","uuid":"a2","parentUuid":"u2","sessionId":"s","timestamp":"2025-01-01T00:00:03.000Z","requestId":"r2","message":{"id":"m2","model":"claude-x","stop_reason":"end_turn","content":[{"type":"text","text":"done"}],"usage":{"input_tokens":1,"output_tokens":1}}})"
+      << "\n";
   Redactor red(RedactOptions{});
   MapOptions o = options();
   o.redactor = &red;
@@ -442,9 +506,10 @@ TEST(ContentPolicy, RedactionReachesMessageParts) {
 
 std::string tokens_of(const std::map<std::string, long long>& u) {
   std::string out;
-  for (const char* k : {"input", "output", "cache_read_input_tokens", "input_cache_creation_5m", "input_cache_creation_1h",
-                        "cache_creation_input_tokens"})
-    if (auto it = u.find(k); it != u.end()) out += std::string(out.empty() ? "" : " ") + k + "=" + std::to_string(it->second);
+  for (const char* k : {"input", "output", "cache_read_input_tokens", "input_cache_creation_5m",
+                        "input_cache_creation_1h", "cache_creation_input_tokens"})
+    if (auto it = u.find(k); it != u.end())
+      out += std::string(out.empty() ? "" : " ") + k + "=" + std::to_string(it->second);
   return out;
 }
 
@@ -458,7 +523,8 @@ std::string first_chat_part(const std::optional<std::string>& json) {
     if (m["role"].get(role)) role = "?";
     simdjson::dom::array calls;
     if (!m["tool_calls"].get(calls) && (m["content"].get(content) || content.empty()))
-      return std::string(role) + " tool_call:" + std::string(calls.at(0)["function"]["name"].get_string().value());
+      return std::string(role) +
+             " tool_call:" + std::string(calls.at(0)["function"]["name"].get_string().value());
     if (role == "tool" && !m["tool_call_id"].get(id)) return "tool " + std::string(id);
     if (!m["content"].get(content)) return std::string(role) + " " + clip(std::string(content), 50);
   }
@@ -472,7 +538,8 @@ std::string tree(const std::vector<Span>& spans, Line line) {
   std::string out;
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const Span& s = spans[i];
-    const int d = s.has_parent && depth.count(to_hex(s.parent_id)) ? depth[to_hex(s.parent_id)] + 1 : 0;
+    const int d =
+        s.has_parent && depth.count(to_hex(s.parent_id)) ? depth[to_hex(s.parent_id)] + 1 : 0;
     depth[to_hex(s.span_id)] = d;
     out += std::string(static_cast<std::size_t>(2 * d), ' ') + line(i) + "\n";
   }
@@ -485,7 +552,8 @@ void check_golden(const std::string& name, const std::string& text) {
     fs::create_directories(kGoldenDir);
     std::ofstream(path, std::ios::binary) << text;
   }
-  EXPECT_EQ(read_all(path), text) << "golden " << path << " differs (CHSYNC_UPDATE_GOLDEN=1 rewrites it)";
+  EXPECT_EQ(read_all(path), text) << "golden " << path
+                                  << " differs (CHSYNC_UPDATE_GOLDEN=1 rewrites it)";
 }
 
 std::vector<Span> golden_spans() {
@@ -500,82 +568,93 @@ TEST(Golden, LangfuseView) {
   const Attrs res = exporter_resource(Profile::kLangfuse, "ci");
   const auto pb = wire(spans, Profile::kLangfuse);
   check_golden("langfuse.txt", tree(spans, [&](std::size_t i) {
-    const LangfuseObservation o = langfuse_ingest(pb[i], res);
-    std::string l = o.type + " " + o.name;
-    if (o.is_root)
-      l = "TRACE " + o.trace_name.value_or("?") + " session=" + o.session_id.value_or("-") + " release=" +
-          o.release.value_or("-") + " env=" + o.environment + " | " + l;
-    if (!o.model.empty()) l += " model=" + o.model;
-    if (!o.usage.empty()) l += " [" + tokens_of(o.usage) + "]";
-    if (o.level != "DEFAULT") l += " level=" + o.level;
-    if (o.type == "GENERATION") l += " in: " + first_chat_part(o.input) + " | out: " + first_chat_part(o.output);
-    else if (o.input) l += " in: " + clip(*o.input, 50);
-    return l;
-  }));
+                 const LangfuseObservation o = langfuse_ingest(pb[i], res);
+                 std::string l = o.type + " " + o.name;
+                 if (o.is_root)
+                   l = "TRACE " + o.trace_name.value_or("?") +
+                       " session=" + o.session_id.value_or("-") +
+                       " release=" + o.release.value_or("-") + " env=" + o.environment + " | " + l;
+                 if (!o.model.empty()) l += " model=" + o.model;
+                 if (!o.usage.empty()) l += " [" + tokens_of(o.usage) + "]";
+                 if (o.level != "DEFAULT") l += " level=" + o.level;
+                 if (o.type == "GENERATION")
+                   l += " in: " + first_chat_part(o.input) + " | out: " + first_chat_part(o.output);
+                 else if (o.input) l += " in: " + clip(*o.input, 50);
+                 return l;
+               }));
 }
 
 TEST(Golden, PhoenixView) {
   const auto spans = golden_spans();
   const auto pb = wire(spans, Profile::kPhoenix);
   check_golden("phoenix.txt", tree(spans, [&](std::size_t i) {
-    const OiSpan o = openinference_read(pb[i]);
-    std::string l = o.kind + " " + o.name;
-    if (!o.model.empty()) l += " model=" + o.model;
-    if (o.prompt >= 0) l += " [prompt=" + std::to_string(o.prompt) + " completion=" + std::to_string(o.completion) + "]";
-    if (!o.input_messages.empty()) {
-      const OiMessage& m = o.input_messages.front();
-      l += " in[0]: " + m.role + " " + (m.role == "tool" ? m.tool_call_id : clip(m.content, 40));
-    }
-    if (!o.output_messages.empty()) {
-      const OiMessage& m = o.output_messages.front();
-      l += " out[0]: " + (m.tool_calls.empty() ? clip(m.content, 40) : "tool_call:" + m.tool_calls.front().first);
-      if (!m.content_types.empty()) l += " (" + m.content_types.front() + ")";
-    }
-    if (o.input_value && o.kind != "LLM") l += " input.value: " + clip(*o.input_value, 40);
-    return l;
-  }));
+                 const OiSpan o = openinference_read(pb[i]);
+                 std::string l = o.kind + " " + o.name;
+                 if (!o.model.empty()) l += " model=" + o.model;
+                 if (o.prompt >= 0)
+                   l += " [prompt=" + std::to_string(o.prompt) +
+                        " completion=" + std::to_string(o.completion) + "]";
+                 if (!o.input_messages.empty()) {
+                   const OiMessage& m = o.input_messages.front();
+                   l += " in[0]: " + m.role + " " +
+                        (m.role == "tool" ? m.tool_call_id : clip(m.content, 40));
+                 }
+                 if (!o.output_messages.empty()) {
+                   const OiMessage& m = o.output_messages.front();
+                   l += " out[0]: " + (m.tool_calls.empty()
+                                           ? clip(m.content, 40)
+                                           : "tool_call:" + m.tool_calls.front().first);
+                   if (!m.content_types.empty()) l += " (" + m.content_types.front() + ")";
+                 }
+                 if (o.input_value && o.kind != "LLM")
+                   l += " input.value: " + clip(*o.input_value, 40);
+                 return l;
+               }));
 }
 
 TEST(Golden, GenAiView) {
   const auto spans = golden_spans();
   const auto pb = wire(spans, Profile::kGeneric);
   check_golden("genai.txt", tree(spans, [&](std::size_t i) {
-    const Attrs a = attrs_of(pb[i].attributes());
-    std::string l = pb[i].name();
-    if (has(a, "gen_ai.usage.input_tokens"))
-      l += " [in=" + std::to_string(a.at("gen_ai.usage.input_tokens").int_value()) +
-           " out=" + std::to_string(a.at("gen_ai.usage.output_tokens").int_value()) + "]";
-    if (auto it = a.find("gen_ai.response.finish_reasons"); it != a.end())
-      l += " finish=" + it->second.array_value().values(0).string_value();
-    std::string first;
-    if (has(a, "gen_ai.input.messages")) {
-      genai_schema_problems(str(a, "gen_ai.input.messages"), false, &first);
-      l += " in: " + first;
-    }
-    if (has(a, "gen_ai.output.messages")) {
-      first.clear();
-      genai_schema_problems(str(a, "gen_ai.output.messages"), true, &first);
-      l += " out: " + first;
-    }
-    if (has(a, "gen_ai.tool.call.arguments")) l += " args: " + clip(str(a, "gen_ai.tool.call.arguments"), 40);
-    return l;
-  }));
+                 const Attrs a = attrs_of(pb[i].attributes());
+                 std::string l = pb[i].name();
+                 if (has(a, "gen_ai.usage.input_tokens"))
+                   l += " [in=" + std::to_string(a.at("gen_ai.usage.input_tokens").int_value()) +
+                        " out=" + std::to_string(a.at("gen_ai.usage.output_tokens").int_value()) +
+                        "]";
+                 if (auto it = a.find("gen_ai.response.finish_reasons"); it != a.end())
+                   l += " finish=" + it->second.array_value().values(0).string_value();
+                 std::string first;
+                 if (has(a, "gen_ai.input.messages")) {
+                   genai_schema_problems(str(a, "gen_ai.input.messages"), false, &first);
+                   l += " in: " + first;
+                 }
+                 if (has(a, "gen_ai.output.messages")) {
+                   first.clear();
+                   genai_schema_problems(str(a, "gen_ai.output.messages"), true, &first);
+                   l += " out: " + first;
+                 }
+                 if (has(a, "gen_ai.tool.call.arguments"))
+                   l += " args: " + clip(str(a, "gen_ai.tool.call.arguments"), 40);
+                 return l;
+               }));
 }
 
 TEST(Golden, LangfuseLegacyEvents) {
   const auto spans = golden_spans();
   check_golden("langfuse-legacy.txt", tree(spans, [&](std::size_t i) {
-    std::string l;
-    for (const auto& e : langfuse::legacy_events(spans[i], langfuse::EventOptions{"ci", {}, true}, "T")) {
-      simdjson::dom::parser p;
-      simdjson::dom::element el = p.parse(e).value();
-      std::string_view name;
-      if (el["body"]["name"].get(name)) name = "";
-      if (!l.empty()) l += " + ";
-      l += std::string(el["type"].get_string().value()) + " " + std::string(name);
-    }
-    return l;
-  }));
+                 std::string l;
+                 for (const auto& e : langfuse::legacy_events(
+                          spans[i], langfuse::EventOptions{"ci", {}, true}, "T")) {
+                   simdjson::dom::parser p;
+                   simdjson::dom::element el = p.parse(e).value();
+                   std::string_view name;
+                   if (el["body"]["name"].get(name)) name = "";
+                   if (!l.empty()) l += " + ";
+                   l += std::string(el["type"].get_string().value()) + " " + std::string(name);
+                 }
+                 return l;
+               }));
 }
 
 }  // namespace

@@ -70,7 +70,8 @@ TEST(SpanDedupe, ManyKeysStayExact) {
   d.set_delivered(delivered);
   std::uint64_t sent = 0;
   for (int pass = 0; pass < 2; ++pass)
-    for (std::uint64_t k = 1; k <= 20000; ++k) sent += d.admit(k * 0x9E3779B97F4A7C15ull, kNone).send;
+    for (std::uint64_t k = 1; k <= 20000; ++k)
+      sent += d.admit(k * 0x9E3779B97F4A7C15ull, kNone).send;
   EXPECT_EQ(sent, 10000u);  // the even half, once
   EXPECT_EQ(d.deduped(), 30000u);
 }

@@ -66,7 +66,9 @@ class DispatcherTest : public ::testing::Test {
     lw.outcomes = &outcomes_;
     lw.dedupe = &dedupe_;
     lw.failure = &failure_;
-    lw.on_bundle_final = [this](std::size_t b, bool failed, bool) { finals_.emplace_back(b, failed); };
+    lw.on_bundle_final = [this](std::size_t b, bool failed, bool) {
+      finals_.emplace_back(b, failed);
+    };
     ledger_ = std::make_unique<DeliveryLedger>(std::move(lw));
     ledger_->attach(exporter_, /*synchronous=*/true);
   }

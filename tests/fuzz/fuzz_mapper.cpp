@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   main.size = size;
   main.mtime_ms = 1;
   FileRef agent;
-  agent.key = agent.display = agent.path = "/fuzz/-fuzz-project/fuzz-session/subagents/agent-a1.jsonl";
+  agent.key = agent.display = agent.path =
+      "/fuzz/-fuzz-project/fuzz-session/subagents/agent-a1.jsonl";
   agent.is_subagent = true;
   agent.agent_id = "a1";
   agent.mtime_ms = 1;

@@ -25,7 +25,6 @@ namespace {
 
 const std::string kGen = std::string(CHSYNC_BINARY_DIR) + "/chsync-gen";
 
-
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   std::ostringstream ss;
@@ -200,13 +199,35 @@ void expect_manifest_matches(const fs::path& out, const std::map<std::string, st
   std::map<std::string, std::uint64_t> bad_kinds;
   auto m = read_manifest(out / "manifest.json", &bad_kinds);
   Recount r = recount(files);
-  static const char* kKeys[] = {
-      "files", "meta_files", "bytes", "lines", "projects", "sessions", "prompts",
-      "api_responses", "partial_responses", "assistant_entries", "tool_uses", "tool_results",
-      "tool_errors", "subagents", "subagents_unlinked", "compactions", "system_events",
-      "summaries", "progress", "agent_progress_copies", "file_history_snapshots",
-      "queue_operations", "attachments", "huge_lines", "max_line_bytes", "tokens.input",
-      "tokens.cache_read", "tokens.cache_creation", "tokens.output"};
+  static const char* kKeys[] = {"files",
+                                "meta_files",
+                                "bytes",
+                                "lines",
+                                "projects",
+                                "sessions",
+                                "prompts",
+                                "api_responses",
+                                "partial_responses",
+                                "assistant_entries",
+                                "tool_uses",
+                                "tool_results",
+                                "tool_errors",
+                                "subagents",
+                                "subagents_unlinked",
+                                "compactions",
+                                "system_events",
+                                "summaries",
+                                "progress",
+                                "agent_progress_copies",
+                                "file_history_snapshots",
+                                "queue_operations",
+                                "attachments",
+                                "huge_lines",
+                                "max_line_bytes",
+                                "tokens.input",
+                                "tokens.cache_read",
+                                "tokens.cache_creation",
+                                "tokens.output"};
   for (const char* k : kKeys) {
     ASSERT_TRUE(m.count(k)) << k;
     EXPECT_EQ(m[k], r.c[k]) << "manifest key " << k;
@@ -255,8 +276,8 @@ TEST(GenTest, ManifestMatchesRecountMixedLayout) {
   bool flat = false, v21 = false, meta = false, workflow = false;
   for (const auto& [rel, data] : files) {
     const fs::path p(rel);
-    if (p.filename().string().rfind("agent-", 0) == 0 && p.parent_path().filename() != "subagents" &&
-        rel.find("/workflows/") == std::string::npos)
+    if (p.filename().string().rfind("agent-", 0) == 0 &&
+        p.parent_path().filename() != "subagents" && rel.find("/workflows/") == std::string::npos)
       flat = true;
     if (p.parent_path().filename() == "subagents") v21 = true;
     if (p.extension() == ".json") meta = true;
@@ -282,7 +303,8 @@ TEST(GenTest, ManifestMatchesRecountWithBadInput) {
 TEST(GenTest, FlatAndV21Layouts) {
   for (const char* layout : {"flat", "v2.1"}) {
     TempDir d{"chsync-gen-test"};
-    ASSERT_EQ(run_gen(d.path(), std::string("--bytes 2M --seed 3 --huge-lines 0 --layout ") + layout), 0);
+    ASSERT_EQ(
+        run_gen(d.path(), std::string("--bytes 2M --seed 3 --huge-lines 0 --layout ") + layout), 0);
     const auto files = tree(d.path());
     expect_manifest_matches(d.path(), files, false);
     for (const auto& [rel, data] : files) {
@@ -304,7 +326,8 @@ std::map<std::string, std::string> read_archive(const fs::path& p) {
     std::string data;
     char buf[1 << 16];
     la_ssize_t n = 0;
-    while ((n = archive_read_data(a, buf, sizeof buf)) > 0) data.append(buf, static_cast<std::size_t>(n));
+    while ((n = archive_read_data(a, buf, sizeof buf)) > 0)
+      data.append(buf, static_cast<std::size_t>(n));
     EXPECT_EQ(n, 0);
     m[archive_entry_pathname(e)] = std::move(data);
   }
@@ -318,13 +341,15 @@ TEST(GenTest, ArchiveFormatsHoldTheSameMembers) {
   const auto expected = tree(dir.path());
   for (const char* fmt : {"tar.zst", "zip", "tar.gz"}) {
     TempDir t, t2;
-    ASSERT_EQ(run_gen(t.path(), std::string("--bytes 2M --seed 11 --huge-lines 1 --format ") + fmt), 0);
+    ASSERT_EQ(run_gen(t.path(), std::string("--bytes 2M --seed 11 --huge-lines 1 --format ") + fmt),
+              0);
     const fs::path ar = t.path() / (std::string("projects.") + fmt);
     ASSERT_TRUE(fs::exists(ar)) << ar;
     EXPECT_TRUE(read_archive(ar) == expected) << fmt;
     EXPECT_EQ(slurp(t.path() / "manifest.json").size() > 0, true);
     // Archives are deterministic too.
-    ASSERT_EQ(run_gen(t2.path(), std::string("--bytes 2M --seed 11 --huge-lines 1 --format ") + fmt), 0);
+    ASSERT_EQ(
+        run_gen(t2.path(), std::string("--bytes 2M --seed 11 --huge-lines 1 --format ") + fmt), 0);
     EXPECT_EQ(slurp(ar), slurp(t2.path() / (std::string("projects.") + fmt))) << fmt;
   }
 }

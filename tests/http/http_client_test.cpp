@@ -43,7 +43,9 @@ using Script = std::function<Action(int n, const bhttp::request<bhttp::string_bo
 class TestServer {
  public:
   explicit TestServer(Script script, ssl::context* tls = nullptr)
-      : script_(std::move(script)), tls_(tls), acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+      : script_(std::move(script)),
+        tls_(tls),
+        acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
     acceptor_.non_blocking(true);
     accept_thread_ = std::thread([this] { accept_loop(); });
   }
@@ -59,7 +61,8 @@ class TestServer {
   }
   unsigned short port() const { return acceptor_.local_endpoint().port(); }
   std::string url(bool https = false) const {
-    return std::string(https ? "https" : "http") + "://127.0.0.1:" + std::to_string(port()) + "/v1/traces";
+    return std::string(https ? "https" : "http") + "://127.0.0.1:" + std::to_string(port()) +
+           "/v1/traces";
   }
 
   std::atomic<int> connections{0}, requests{0}, concurrent{0}, max_concurrent{0};
@@ -264,7 +267,8 @@ TEST(HttpClientTest, DownBackendIsFatalWithinMaxElapsed) {
   auto e = build(o, acks);
   const auto t0 = std::chrono::steady_clock::now();
   e->send(make_spans(7));
-  while (!e->fatal() && std::chrono::steady_clock::now() - t0 < 5s) std::this_thread::sleep_for(5ms);
+  while (!e->fatal() && std::chrono::steady_clock::now() - t0 < 5s)
+    std::this_thread::sleep_for(5ms);
   EXPECT_TRUE(e->fatal());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
   EXPECT_FALSE(e->send(make_spans(1, 100)));
@@ -316,10 +320,10 @@ class TlsTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / ("chsync_tls_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
-    const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-                            "-addext subjectAltName=DNS:localhost -keyout " +
-                            (dir_ / "key.pem").string() + " -out " + (dir_ / "cert.pem").string() +
-                            " >/dev/null 2>&1";
+    const std::string cmd =
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+        "-addext subjectAltName=DNS:localhost -keyout " +
+        (dir_ / "key.pem").string() + " -out " + (dir_ / "cert.pem").string() + " >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
     ctx_.use_certificate_chain_file((dir_ / "cert.pem").string());
     ctx_.use_private_key_file((dir_ / "key.pem").string(), ssl::context::pem);

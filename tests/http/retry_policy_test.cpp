@@ -34,7 +34,8 @@ TEST(RetryPolicyTest, FullJitterStaysWithinCap) {
 
 TEST(RetryPolicyTest, RetryableStatuses) {
   for (int s : {429, 502, 503, 504}) EXPECT_TRUE(is_retryable_status(s)) << s;
-  for (int s : {200, 400, 401, 403, 404, 413, 422, 500, 501}) EXPECT_FALSE(is_retryable_status(s)) << s;
+  for (int s : {200, 400, 401, 403, 404, 413, 422, 500, 501})
+    EXPECT_FALSE(is_retryable_status(s)) << s;
 }
 
 // Issue 20 item 5: no overflow, saturation instead; a wait past the budget ends the retries.

@@ -25,7 +25,8 @@ TEST(SettingsCheckTest, HeaderCrLfNulAreRefusedAndTheValueIsNeverQuoted) {
 
 TEST(SettingsCheckTest, MaskUrlHidesPasswordsAndQueryValues) {
   EXPECT_EQ(mask_url("http://user:pw@host:4318/v1/traces"), "http://user:****@host:4318/v1/traces");
-  EXPECT_EQ(mask_url("https://host/v1/traces?token=abc&x=1"), "https://host/v1/traces?token=****&x=****");
+  EXPECT_EQ(mask_url("https://host/v1/traces?token=abc&x=1"),
+            "https://host/v1/traces?token=****&x=****");
   EXPECT_EQ(mask_url("http://u:p@h/p?k=v#frag"), "http://u:****@h/p?k=****#frag");
   EXPECT_EQ(mask_url("http://user@host/"), "http://user@host/");
   EXPECT_EQ(mask_url("http://host/path"), "http://host/path");
@@ -62,4 +63,3 @@ TEST(SettingsCheckTest, HttpsProxiesAreRefused) {
   co.proxy_url = "https://proxy:3128";
   EXPECT_THROW(make_http_client(co), std::runtime_error);
 }
-

@@ -20,10 +20,12 @@ struct Captured {
 TEST(InputProblemsTest, BadLinesAreAllCountedAndPrintedUpToTheLimit) {
   Captured c;
   InputProblems p(/*quiet=*/false, /*max_bad_line_messages=*/2, c.logger());
-  for (int i = 1; i <= 5; ++i) p.bad_line(BadLine{"a.jsonl", static_cast<std::uint64_t>(i), "json", "oops"});
+  for (int i = 1; i <= 5; ++i)
+    p.bad_line(BadLine{"a.jsonl", static_cast<std::uint64_t>(i), "json", "oops"});
   p.bad_line(BadLine{"b.jsonl", 9, "utf8", "bad bytes"});
   EXPECT_EQ(p.bad_lines_total(), 6u);
-  EXPECT_EQ(p.bad_lines_by_kind(), (std::map<std::string, std::uint64_t>{{"json", 5}, {"utf8", 1}}));
+  EXPECT_EQ(p.bad_lines_by_kind(),
+            (std::map<std::string, std::uint64_t>{{"json", 5}, {"utf8", 1}}));
   ASSERT_EQ(c.lines.size(), 3u);
   EXPECT_EQ(c.lines[0], "chsync: a.jsonl:1: bad line (json): oops\n");
   EXPECT_EQ(c.lines[1], "chsync: a.jsonl:2: bad line (json): oops\n");

@@ -103,7 +103,9 @@ std::int64_t num(simdjson::dom::element e, const char* k) {
 Expected expected_counts(const CorpusBundle& b) {
   Expected x;
   simdjson::dom::parser p;
-  struct Resp { std::int64_t in = 0, out = 0; };
+  struct Resp {
+    std::int64_t in = 0, out = 0;
+  };
   std::map<std::string, Resp> resp;  // last entry wins
   std::set<std::string> tool_ids, agent_links, task_prompts;
   std::map<std::string, bool> first_result;
@@ -118,7 +120,8 @@ Expected expected_counts(const CorpusBundle& b) {
       if (el["type"].get(type)) continue;
       if (type == "progress") {
         std::string_view dt, aid;
-        if (!el["data"]["type"].get(dt) && dt == "agent_progress" && !el["data"]["agentId"].get(aid))
+        if (!el["data"]["type"].get(dt) && dt == "agent_progress" &&
+            !el["data"]["agentId"].get(aid))
           agent_links.insert(std::string(aid));
         continue;
       }
@@ -262,7 +265,8 @@ TEST(MapperCorpusTest, MatchesIndependentCounts) {
     // Determinism: a second run gives byte-identical spans.
     const MapResult again = map_bundle(b.bundle, b.contents, final_options());
     ASSERT_EQ(again.spans.size(), r.spans.size());
-    for (std::size_t i = 0; i < r.spans.size(); ++i) EXPECT_EQ(dump(again.spans[i]), dump(r.spans[i]));
+    for (std::size_t i = 0; i < r.spans.size(); ++i)
+      EXPECT_EQ(dump(again.spans[i]), dump(r.spans[i]));
     gens += g;
     tools += t;
     tool_errors += te;
@@ -272,13 +276,14 @@ TEST(MapperCorpusTest, MatchesIndependentCounts) {
     tout += out;
     spans_total += r.spans.size();
   }
-  std::printf("corpus: bundles=%zu spans=%llu generations=%llu tools=%llu tool_errors=%llu "
-              "agents_linked=%llu agents_unlinked=%llu tokens_in=%lld tokens_out=%lld\n",
-              bundles.size(), static_cast<unsigned long long>(spans_total),
-              static_cast<unsigned long long>(gens), static_cast<unsigned long long>(tools),
-              static_cast<unsigned long long>(tool_errors), static_cast<unsigned long long>(linked),
-              static_cast<unsigned long long>(unlinked), static_cast<long long>(tin),
-              static_cast<long long>(tout));
+  std::printf(
+      "corpus: bundles=%zu spans=%llu generations=%llu tools=%llu tool_errors=%llu "
+      "agents_linked=%llu agents_unlinked=%llu tokens_in=%lld tokens_out=%lld\n",
+      bundles.size(), static_cast<unsigned long long>(spans_total),
+      static_cast<unsigned long long>(gens), static_cast<unsigned long long>(tools),
+      static_cast<unsigned long long>(tool_errors), static_cast<unsigned long long>(linked),
+      static_cast<unsigned long long>(unlinked), static_cast<long long>(tin),
+      static_cast<long long>(tout));
 }
 
 // tests/data/vectors/seed-message-hash.tsv: "<path below tests/data/real>\t<line>\t<hash>" per line

@@ -181,7 +181,8 @@ TEST(MapperTest, LastTurnHeldUntilSettled) {
 TEST(MapperTest, InlineSidechainsCompactionAndAcompact) {
   Bundle b;
   b.files.push_back(file_ref("p/s2.jsonl"));
-  b.files.push_back(file_ref("p/s2/subagents/agent-acompact-abc123.jsonl", true, "acompact-abc123"));
+  b.files.push_back(
+      file_ref("p/s2/subagents/agent-acompact-abc123.jsonl", true, "acompact-abc123"));
   const MapResult r = map_bundle(b, {fixture("inline_sidechain.jsonl"), fixture("acompact.jsonl")},
                                  final_options());
   IdHasher ids;
@@ -290,17 +291,19 @@ TEST(MapperTest, TracePerSession) {
 }
 
 std::string prompt_line(const std::string& uuid, const std::string& when, const std::string& text) {
-  std::string s = R"({"type":"user","uuid":")" + uuid + R"(","parentUuid":null,"sessionId":"s9","timestamp":")" +
-                  when + R"(","message":{"role":"user","content":)";
+  std::string s = R"({"type":"user","uuid":")" + uuid +
+                  R"(","parentUuid":null,"sessionId":"s9","timestamp":")" + when +
+                  R"(","message":{"role":"user","content":)";
   mapper::append_json_string(s, text);
   return s + "}}\n";
 }
 
 std::string text_line(const std::string& uuid, const std::string& when, const std::string& msg,
-                      const std::string& block, const char* stop = "null", const char* model = "m") {
+                      const std::string& block, const char* stop = "null",
+                      const char* model = "m") {
   return R"({"type":"assistant","uuid":")" + uuid + R"(","sessionId":"s9","timestamp":")" + when +
-         R"(","requestId":"req_)" + msg + R"(","message":{"id":"msg_)" + msg + R"(","model":")" + model +
-         R"(","content":[)" + block + R"(],"stop_reason":)" + stop +
+         R"(","requestId":"req_)" + msg + R"(","message":{"id":"msg_)" + msg + R"(","model":")" +
+         model + R"(","content":[)" + block + R"(],"stop_reason":)" + stop +
          R"(,"usage":{"input_tokens":1,"output_tokens":2}}})" + "\n";
 }
 
@@ -338,8 +341,9 @@ TEST(MapperTest, EntriesBeforeTheFirstTimestampTakeIt) {
 
 TEST(MapperTest, UnfinishedToolInFinalTurn) {
   std::string t = prompt_line("u1", "2025-01-01T00:00:00.000Z", "run");
-  t += text_line("a1", "2025-01-01T00:00:01.000Z", "X",
-                 R"({"type":"tool_use","id":"toolu_z","name":"Bash","input":{"command":"sleep 9"}})");
+  t += text_line(
+      "a1", "2025-01-01T00:00:01.000Z", "X",
+      R"({"type":"tool_use","id":"toolu_z","name":"Bash","input":{"command":"sleep 9"}})");
   const MapResult r = map_one(t);
   IdHasher ids;
   const Span* tool = by_id(r, ids.span("tool", "toolu_z"));
@@ -352,8 +356,8 @@ TEST(MapperTest, UnfinishedToolInFinalTurn) {
 TEST(MapperTest, SyntheticApiErrorHasNoUsage) {
   std::string t = prompt_line("u1", "2025-01-01T00:00:00.000Z", "hi");
   std::string line = text_line("a1", "2025-01-01T00:00:01.000Z", "E",
-                               R"({"type":"text","text":"API Error: 529 overloaded"})", "\"stop_sequence\"",
-                               "<synthetic>");
+                               R"({"type":"text","text":"API Error: 529 overloaded"})",
+                               "\"stop_sequence\"", "<synthetic>");
   line.insert(1, R"("isApiErrorMessage":true,)");
   t += line;
   const MapResult r = map_one(t);
@@ -410,7 +414,8 @@ TEST(MapperTest, MalformedLineIsReportedAndSkipped) {
 TEST(MapperTest, NonPromptUserEntriesDoNotStartTurns) {
   std::string t = prompt_line("u1", "2025-01-01T00:00:00.000Z", "go");
   t += prompt_line("u2", "2025-01-01T00:00:01.000Z", "[Request interrupted by user]");
-  t += prompt_line("u3", "2025-01-01T00:00:02.000Z", "<local-command-stdout>ok</local-command-stdout>");
+  t += prompt_line("u3", "2025-01-01T00:00:02.000Z",
+                   "<local-command-stdout>ok</local-command-stdout>");
   std::string meta = prompt_line("u4", "2025-01-01T00:00:03.000Z", "Caveat: ...");
   meta.insert(1, R"("isMeta":true,)");
   t += meta;
@@ -418,7 +423,8 @@ TEST(MapperTest, NonPromptUserEntriesDoNotStartTurns) {
   const MapResult r = map_one(t);
   EXPECT_EQ(r.stats.turns, 2u);  // "go" and the typed slash command
   IdHasher ids;
-  EXPECT_EQ(by_id(r, ids.span("turn", "u1"))->output, "<local-command-stdout>ok</local-command-stdout>");
+  EXPECT_EQ(by_id(r, ids.span("turn", "u1"))->output,
+            "<local-command-stdout>ok</local-command-stdout>");
 }
 
 TEST(MapperTest, SinceUntilFilterTurnsByPromptTime) {

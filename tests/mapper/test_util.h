@@ -81,12 +81,13 @@ inline const Attr* find_attr(const Span& s, std::string_view key) {
 
 inline std::string dump(const Span& s) {
   std::ostringstream o;
-  o << to_hex(s.trace_id) << ' ' << to_hex(s.span_id) << ' ' << (s.has_parent ? to_hex(s.parent_id) : "-")
-    << ' ' << s.start_ms << ' ' << s.end_ms << ' ' << to_string(s.kind) << ' ' << s.name << ' '
-    << s.input.value_or("<null>") << '|' << s.output.value_or("<null>") << '|'
-    << s.model.value_or("") << ' ' << s.tokens_in << ' ' << s.tokens_out << ' '
-    << s.tool_name.value_or("") << ' ' << s.tool_result.value_or("<null>") << ' ' << s.is_error << ' '
-    << s.source_file << ':' << s.source_line << ' ' << s.user_id << ' ' << s.status_message;
+  o << to_hex(s.trace_id) << ' ' << to_hex(s.span_id) << ' '
+    << (s.has_parent ? to_hex(s.parent_id) : "-") << ' ' << s.start_ms << ' ' << s.end_ms << ' '
+    << to_string(s.kind) << ' ' << s.name << ' ' << s.input.value_or("<null>") << '|'
+    << s.output.value_or("<null>") << '|' << s.model.value_or("") << ' ' << s.tokens_in << ' '
+    << s.tokens_out << ' ' << s.tool_name.value_or("") << ' ' << s.tool_result.value_or("<null>")
+    << ' ' << s.is_error << ' ' << s.source_file << ':' << s.source_line << ' ' << s.user_id << ' '
+    << s.status_message;
   for (const auto& a : s.metadata) o << ' ' << a.key << '=' << a.str << a.num << a.flag << a.dbl;
   return o.str();
 }

@@ -9,7 +9,8 @@ TEST(OtlpEnvTest, EndpointResolutionOrder) {
   EXPECT_EQ(resolve_endpoint("", "http://t:2/custom/path", "http://b:3"), "http://t:2/custom/path");
   EXPECT_EQ(resolve_endpoint("", "http://t:2", ""), "http://t:2/");
   EXPECT_EQ(resolve_endpoint("", "", "http://c:4318"), "http://c:4318/v1/traces");
-  EXPECT_EQ(resolve_endpoint("", "", "http://c:4318/mycollector/"), "http://c:4318/mycollector/v1/traces");
+  EXPECT_EQ(resolve_endpoint("", "", "http://c:4318/mycollector/"),
+            "http://c:4318/mycollector/v1/traces");
   EXPECT_EQ(resolve_endpoint("", "", "https://lf.example/api/public/otel"),
             "https://lf.example/api/public/otel/v1/traces");
   EXPECT_EQ(resolve_endpoint("", "", ""), "http://127.0.0.1:4318/v1/traces");

@@ -1,5 +1,5 @@
-// OtlpExporter against a fake Transport (the seam): batching, acks, retry, 413 halving, dead letters,
-// fatal errors, partial success, stop().
+// OtlpExporter against a fake Transport (the seam): batching, acks, retry, 413 halving, dead
+// letters, fatal errors, partial success, stop().
 #include "backends/otlp/otlp_exporter.h"
 
 #include <gtest/gtest.h>
@@ -45,7 +45,9 @@ class FakeTransport final : public http::Transport {
       done(handler_(req, n));
     });
   }
-  void schedule(std::chrono::milliseconds d, std::function<void(bool)> fn) override { add(d, std::move(fn)); }
+  void schedule(std::chrono::milliseconds d, std::function<void(bool)> fn) override {
+    add(d, std::move(fn));
+  }
   void cancel_all() override {
     std::lock_guard lock(mu_);
     cancel_ = true;
@@ -148,7 +150,8 @@ std::vector<std::uint64_t> span_keys_in(const http::Request& req) {
   return keys;
 }
 
-http::Response status(int code, std::string body = {}, std::string ctype = {}, std::string retry_after = {}) {
+http::Response status(int code, std::string body = {}, std::string ctype = {},
+                      std::string retry_after = {}) {
   http::Response r;
   r.status = code;
   r.body = std::move(body);
@@ -186,17 +189,18 @@ struct Fixture {
   std::atomic<int> unrecorded_posts{0};
 
   Fixture(OtlpOptions o, FakeTransport::Handler h) {
-    auto t = std::make_unique<FakeTransport>([this, h = std::move(h)](const http::Request& r, int n) {
-      {
-        std::lock_guard lock(mu);
-        for (auto k : span_keys_in(r))
-          if (!recorded.count(k)) ++unrecorded_posts;
-      }
-      return h(r, n);
-    });
+    auto t =
+        std::make_unique<FakeTransport>([this, h = std::move(h)](const http::Request& r, int n) {
+          {
+            std::lock_guard lock(mu);
+            for (auto k : span_keys_in(r))
+              if (!recorded.count(k)) ++unrecorded_posts;
+          }
+          return h(r, n);
+        });
     fake = t.get();
-    exp = std::make_unique<OtlpExporter>(std::move(o), *http::parse_url("http://127.0.0.1:4318/v1/traces"),
-                                         std::move(t));
+    exp = std::make_unique<OtlpExporter>(
+        std::move(o), *http::parse_url("http://127.0.0.1:4318/v1/traces"), std::move(t));
     exp->set_ack_fn([log = log](Ack&& a) { (*log)(std::move(a)); });
     exp->set_before_send([this](const std::vector<SpanRef>& refs) {
       std::lock_guard lock(mu);
@@ -260,7 +264,8 @@ TEST(OtlpExporterTest, Splits413InHalvesAndDeadLettersASingleSpan) {
   // Too large when it holds more than 2 spans, or when it holds the span with key 5.
   Fixture fx(o, [](const http::Request& r, int) {
     auto keys = span_keys_in(r);
-    if (keys.size() > 2 || std::count(keys.begin(), keys.end(), 5u)) return status(413, "too large");
+    if (keys.size() > 2 || std::count(keys.begin(), keys.end(), 5u))
+      return status(413, "too large");
     return status(200);
   });
   fx.exp->send(make_spans(8));
@@ -347,7 +352,8 @@ TEST(OtlpExporterTest, RetriesExhaustedWithinMaxElapsedIsFatal) {
   });
   const auto t0 = std::chrono::steady_clock::now();
   fx.exp->send(make_spans(10));
-  while (!fx.exp->fatal() && std::chrono::steady_clock::now() - t0 < 3s) std::this_thread::sleep_for(2ms);
+  while (!fx.exp->fatal() && std::chrono::steady_clock::now() - t0 < 3s)
+    std::this_thread::sleep_for(2ms);
   EXPECT_TRUE(fx.exp->fatal());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
   EXPECT_NE(fx.exp->fatal_reason().find("retries exhausted"), std::string::npos);
@@ -398,20 +404,23 @@ TEST(OtlpExporterTest, PartialSuccessWithZeroRejectedIsDelivered) {
 // never fired (245,635 requests in 30 s). A Retry-After beyond the retry budget ends the retries
 // at once: fatal, one request, the spans kFailed.
 TEST(OtlpExporterTest, HugeRetryAfterEndsRetriesAtOnce) {
-  for (const char* ra : {"9223372036854776", "99999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"}) {
+  for (const char* ra :
+       {"9223372036854776", "99999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"}) {
     auto o = fast_options();
     o.retry.max_elapsed = 60s;
     Fixture fx(o, [ra](const http::Request&, int) { return status(429, "", "", ra); });
     const auto t0 = std::chrono::steady_clock::now();
     fx.exp->send(make_spans(3));
     fx.exp->flush();
-    while (!fx.exp->fatal() && std::chrono::steady_clock::now() - t0 < 3s) std::this_thread::sleep_for(2ms);
+    while (!fx.exp->fatal() && std::chrono::steady_clock::now() - t0 < 3s)
+      std::this_thread::sleep_for(2ms);
     EXPECT_TRUE(fx.exp->fatal()) << ra;
     fx.exp->stop(1s);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << ra;
     EXPECT_EQ(fx.fake->posts(), 1) << ra;
     EXPECT_EQ(fx.log->count(Ack::Outcome::kFailed), 3u) << ra;
-    EXPECT_NE(fx.exp->fatal_reason().find("Retry-After"), std::string::npos) << fx.exp->fatal_reason();
+    EXPECT_NE(fx.exp->fatal_reason().find("Retry-After"), std::string::npos)
+        << fx.exp->fatal_reason();
   }
 }
 
@@ -437,7 +446,8 @@ TEST(OtlpExporterTest, InterruptEndsRetryWaitsAtOnce) {
 // Issue 20 item 6: backend text in messages is escaped and bounded (no forged terminal lines).
 TEST(OtlpExporterTest, BackendBodiesAreEscapedInReasons) {
   Fixture fx(fast_options(), [](const http::Request&, int) {
-    return status(401, "denied\nchsync: 0 spans sent, all good\x1b[2K" + std::string(5000, 'x'), "text/plain");
+    return status(401, "denied\nchsync: 0 spans sent, all good\x1b[2K" + std::string(5000, 'x'),
+                  "text/plain");
   });
   fx.exp->send(make_spans(2));
   fx.exp->stop(1s);
@@ -521,7 +531,10 @@ TEST(OtlpExporterTest, JsonEncodingFollowsOtlpJsonRules) {
   EXPECT_EQ(exp.stats().spans_rejected, 4u);
   ASSERT_EQ(bodies.size(), 2u);
   const std::string& b = bodies[0];
-  EXPECT_EQ(b.rfind("{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\"", 0), 0u) << b;
+  EXPECT_EQ(
+      b.rfind("{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\"", 0),
+      0u)
+      << b;
   EXPECT_NE(b.find("\"spans\":[{\"traceId\":\"09"), std::string::npos) << b.substr(0, 400);
   EXPECT_NE(b.find("\"spanId\":\"0000000000000001\""), std::string::npos);
   EXPECT_NE(b.find("\"parentSpanId\":\"0000000000abcdef\""), std::string::npos);
@@ -530,7 +543,8 @@ TEST(OtlpExporterTest, JsonEncodingFollowsOtlpJsonRules) {
   EXPECT_NE(b.find("\"status\":{\"code\":2,\"message\":\"boom \\\"x\\\"\"}"), std::string::npos);
   EXPECT_NE(b.find("},{\"traceId\""), std::string::npos);  // slices joined by commas
   EXPECT_EQ(b.substr(b.size() - 6), "]}]}]}");
-  EXPECT_NE(bodies[1].find("{\"key\":\"chsync.n\",\"value\":{\"intValue\":\"-3\"}}"), std::string::npos);
+  EXPECT_NE(bodies[1].find("{\"key\":\"chsync.n\",\"value\":{\"intValue\":\"-3\"}}"),
+            std::string::npos);
   EXPECT_EQ(bodies[1].find("\"spans\":[,"), std::string::npos);
 }
 

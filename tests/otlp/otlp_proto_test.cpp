@@ -25,8 +25,10 @@ namespace {
 
 Span make_span(SpanKind kind) {
   Span s;
-  for (int i = 0; i < 16; ++i) s.trace_id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(0xa0 + i);
-  for (int i = 0; i < 8; ++i) s.span_id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(0x10 + i);
+  for (int i = 0; i < 16; ++i)
+    s.trace_id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(0xa0 + i);
+  for (int i = 0; i < 8; ++i)
+    s.span_id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(0x10 + i);
   s.kind = kind;
   s.start_ms = 1756860758373;
   s.end_ms = 1756860760000;
@@ -41,7 +43,8 @@ pbv1::ExportTraceServiceRequest decode(const std::string& body) {
   return req;
 }
 
-std::string encode_one(const Span& s, Profile profile = Profile::kGeneric, std::string* slice = nullptr) {
+std::string encode_one(const Span& s, Profile profile = Profile::kGeneric,
+                       std::string* slice = nullptr) {
   SpanEncoder enc({profile, true});
   std::string spans;
   enc.append_span(s, spans);
@@ -72,14 +75,26 @@ std::map<std::string, pbv1::AnyValue> attrs_of(const pbv1::Span& s) {
 
 TEST(OtlpVarintTest, SizesAndBytesAtEveryBoundary) {
   using namespace chsync::otlp::pb;
-  const std::uint64_t values[] = {0, 1, 127, 128, 16383, 16384, 2097151, 2097152, (1ull << 28) - 1, 1ull << 28,
-                                  (1ull << 35), (1ull << 63), ~0ull};
+  const std::uint64_t values[] = {0,
+                                  1,
+                                  127,
+                                  128,
+                                  16383,
+                                  16384,
+                                  2097151,
+                                  2097152,
+                                  (1ull << 28) - 1,
+                                  1ull << 28,
+                                  (1ull << 35),
+                                  (1ull << 63),
+                                  ~0ull};
   for (auto v : values) {
     char buf[16];
     char* end = write_varint(buf, v);
     ASSERT_EQ(static_cast<std::size_t>(end - buf), varint_size(v)) << v;
     std::uint64_t back = 0;
-    for (int i = 0; i < end - buf; ++i) back |= static_cast<std::uint64_t>(buf[i] & 0x7f) << (7 * i);
+    for (int i = 0; i < end - buf; ++i)
+      back |= static_cast<std::uint64_t>(buf[i] & 0x7f) << (7 * i);
     EXPECT_EQ(back, v);
   }
   EXPECT_EQ(varint_size(~0ull), 10u);
@@ -88,7 +103,8 @@ TEST(OtlpVarintTest, SizesAndBytesAtEveryBoundary) {
 TEST(OtlpProtoTest, GenerationRoundTripsAllFields) {
   Span s = make_span(SpanKind::kGeneration);
   s.has_parent = true;
-  for (int i = 0; i < 8; ++i) s.parent_id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(0xf0 + i);
+  for (int i = 0; i < 8; ++i)
+    s.parent_id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(0xf0 + i);
   s.model = "claude-sonnet-4-5";
   s.response_id = "msg_01";
   s.stop_reason = "end_turn";
@@ -157,9 +173,11 @@ TEST(OtlpProtoTest, GenerationRoundTripsAllFields) {
             "\"input_cache_creation_5m\":1000,\"input_cache_creation_1h\":500}");
   // generic profile content: wrapped as GenAI messages JSON
   EXPECT_EQ(a["gen_ai.input.messages"].string_value(),
-            "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"hello \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"}]}]");
+            "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"hello "
+            "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"}]}]");
   EXPECT_EQ(a["gen_ai.output.messages"].string_value(),
-            "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"\"}],\"finish_reason\":\"stop\"}]");
+            "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"\"}],\"finish_"
+            "reason\":\"stop\"}]");
   // oneof members present even when zero/empty
   ASSERT_TRUE(a.count("chsync.big"));
   EXPECT_EQ(a["chsync.big"].value_case(), pbv1::AnyValue::kIntValue);
@@ -178,8 +196,9 @@ TEST(OtlpProtoTest, UsageWithoutSplitUsesCacheCreationKey) {
   s.usage.input_tokens = 1;
   s.usage.cache_creation_input_tokens = 7;
   auto a = attrs_of(only_span(decode(encode_one(s))));
-  EXPECT_EQ(a["langfuse.observation.usage_details"].string_value(),
-            "{\"input\":1,\"output\":0,\"cache_read_input_tokens\":0,\"cache_creation_input_tokens\":7}");
+  EXPECT_EQ(
+      a["langfuse.observation.usage_details"].string_value(),
+      "{\"input\":1,\"output\":0,\"cache_read_input_tokens\":0,\"cache_creation_input_tokens\":7}");
 }
 
 TEST(OtlpProtoTest, ToolSpanErrorStatusAndPhoenixContent) {
@@ -258,12 +277,14 @@ TEST(OtlpProtoTest, AgentAndEventSpans) {
 }
 
 TEST(OtlpProtoTest, LargeStringsAndMultiByteLengths) {
-  for (std::size_t n : {0u, 1u, 127u, 128u, 16383u, 16384u, 16u * 1024 + 5, 2u * 1024 * 1024 + 3, 3u * 1024 * 1024}) {
+  for (std::size_t n : {0u, 1u, 127u, 128u, 16383u, 16384u, 16u * 1024 + 5, 2u * 1024 * 1024 + 3,
+                        3u * 1024 * 1024}) {
     Span s = make_span(SpanKind::kSpan);
     s.tool_name = "Read";
     std::string text;
     text.reserve(n);
-    while (text.size() < n) text += (text.size() % 7 == 0 && text.size() + 2 <= n) ? "\xC3\xA9" : "x";
+    while (text.size() < n)
+      text += (text.size() % 7 == 0 && text.size() + 2 <= n) ? "\xC3\xA9" : "x";
     text.resize(n, 'y');
     s.output = text;
     s.name = std::string(n % 300, 'n');
@@ -296,12 +317,14 @@ TEST(OtlpProtoTest, BatchOfManySpansAndHalves) {
   chsync::otlp::build_request(res, scope, blob, body);
   auto req = decode(body);
   EXPECT_EQ(req.resource_spans(0).scope_spans(0).spans_size(), 300);
-  EXPECT_EQ(req.resource_spans(0).resource().attributes(1).value().value_case(), pbv1::AnyValue::kStringValue);
+  EXPECT_EQ(req.resource_spans(0).resource().attributes(1).value().value_case(),
+            pbv1::AnyValue::kStringValue);
   std::string_view all(blob);
   chsync::otlp::build_request(res, scope, all.substr(ends[149], ends[299] - ends[149]), body);
   req = decode(body);
   ASSERT_EQ(req.resource_spans(0).scope_spans(0).spans_size(), 150);
-  EXPECT_EQ(static_cast<std::uint8_t>(req.resource_spans(0).scope_spans(0).spans(0).span_id()[7]), 150);
+  EXPECT_EQ(static_cast<std::uint8_t>(req.resource_spans(0).scope_spans(0).spans(0).span_id()[7]),
+            150);
   chsync::otlp::build_request(res, scope, {}, body);
   EXPECT_TRUE(body.empty());
 }

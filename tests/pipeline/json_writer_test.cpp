@@ -43,7 +43,9 @@ TEST(JsonWriterTest, NumbersBooleansNullAndRaw) {
       .value(std::optional<std::string>("s"))
       .raw(R"({"pre":"made"})")
       .end_array();
-  EXPECT_EQ(out, R"([18446744073709551615,-9223372036854775808,0.1,5,false,null,null,"s",{"pre":"made"}])");
+  EXPECT_EQ(
+      out,
+      R"([18446744073709551615,-9223372036854775808,0.1,5,false,null,null,"s",{"pre":"made"}])");
 }
 
 // JSON has no NaN or infinity: a writer that printed them (std::to_chars gives "inf", "nan")
@@ -83,9 +85,12 @@ TEST(JsonWriterTest, MetadataKeepsEachValueType) {
 
 // RFC 4648 section 10 test vectors.
 TEST(Base64Test, Rfc4648Vectors) {
-  const std::pair<const char*, const char*> v[] = {{"", ""},         {"f", "Zg=="},
-                                                   {"fo", "Zm8="},   {"foo", "Zm9v"},
-                                                   {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+  const std::pair<const char*, const char*> v[] = {{"", ""},
+                                                   {"f", "Zg=="},
+                                                   {"fo", "Zm8="},
+                                                   {"foo", "Zm9v"},
+                                                   {"foob", "Zm9vYg=="},
+                                                   {"fooba", "Zm9vYmE="},
                                                    {"foobar", "Zm9vYmFy"}};
   for (const auto& [plain, encoded] : v) {
     EXPECT_EQ(base64_encode(plain), encoded);
@@ -98,7 +103,7 @@ TEST(Base64Test, Rfc4648Vectors) {
 
 TEST(Base64Test, NotBase64IsRefused) {
   std::string out;
-  EXPECT_FALSE(base64_decode("Zm9", out));   // not a multiple of 4
+  EXPECT_FALSE(base64_decode("Zm9", out));  // not a multiple of 4
   EXPECT_FALSE(base64_decode("Zm9v!A==", out));
 }
 

@@ -1,5 +1,5 @@
-#include "pipeline/ids.h"
 #include "pipeline/span.h"
+#include "pipeline/ids.h"
 
 #include <gtest/gtest.h>
 

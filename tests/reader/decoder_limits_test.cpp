@@ -178,8 +178,8 @@ TEST_F(DecoderLimitsTest, LegacyFramesAreNotHandedToLibzstd) {
   // libzstd's legacy decoder allocate 64 MiB under an 8 MiB limit (it ignores windowLogMax).
   const unsigned char bytes[] = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x2d, 0x73, 0x38, 0x02,
                                  0x00, 0x25, 0xb5, 0x2f, 0xfd, 0x0f, 0xfd, 0x3d, 0x45};
-  const std::string p = file("legacy.jsonl.zst", std::string(reinterpret_cast<const char*>(bytes),
-                                                             sizeof bytes));
+  const std::string p =
+      file("legacy.jsonl.zst", std::string(reinterpret_cast<const char*>(bytes), sizeof bytes));
   const int fd = ::open(p.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   ZstdDecoder dec(8 * kMiB);

@@ -214,7 +214,7 @@ TEST_F(DiscoverTest, CutTarListsMembersBeforeTheDamage) {
     bytes.assign(std::istreambuf_iterator<char>(in), {});
   }
   auto used = bytes.find_last_not_of('\0');  // the end blocks and record padding are zeros
-  fs::resize_file(t, used / 2 + 100);  // mid-archive, inside a header or data block
+  fs::resize_file(t, used / 2 + 100);        // mid-archive, inside a header or data block
   auto r = discover({t}, {});
   ASSERT_FALSE(r.errors.empty());
   EXPECT_EQ(r.errors[0].kind, "corrupt_archive");

@@ -35,12 +35,12 @@ struct Collected {
 };
 
 LineFn collect_into(Collected& c) {
-  return [&c](std::string_view line, std::size_t cap, std::uint64_t no, std::uint64_t off,
-              bool nn) {
-    EXPECT_GE(cap, line.size() + 64) << "simdjson padding missing at line " << no;
-    c.lines.push_back({std::string(line), no, off, nn});
-    return true;
-  };
+  return
+      [&c](std::string_view line, std::size_t cap, std::uint64_t no, std::uint64_t off, bool nn) {
+        EXPECT_GE(cap, line.size() + 64) << "simdjson padding missing at line " << no;
+        c.lines.push_back({std::string(line), no, off, nn});
+        return true;
+      };
 }
 
 TooLongFn too_long_into(Collected& c) {
@@ -52,7 +52,6 @@ Collected read_mem(std::string_view data, ReaderOptions o = {}) {
   c.result = read_memory_lines(data, o, collect_into(c), too_long_into(c));
   return c;
 }
-
 
 std::string gzip(std::string_view in) {
   z_stream zs{};
@@ -168,9 +167,8 @@ TEST(ReaderTest, LimitAppliesEvenWhenTheChunkIsLarger) {
   ReaderOptions o;
   o.chunk_bytes = 1 << 20;
   o.max_line_bytes = 1000;
-  auto c = read_mem("{\"a\":1}\n" + std::string(5000, 'q') + "\n{\"b\":2}\n" +
-                        std::string(3000, 'r'),
-                    o);
+  auto c = read_mem(
+      "{\"a\":1}\n" + std::string(5000, 'q') + "\n{\"b\":2}\n" + std::string(3000, 'r'), o);
   ASSERT_EQ(c.lines.size(), 2u);
   ASSERT_EQ(c.too_long.size(), 2u);
   EXPECT_EQ(c.too_long[0].first, 2u);
@@ -218,7 +216,8 @@ TEST(ReaderTest, PlainFileResumesAtOffset) {
 TEST(ReaderTest, MissingFileIsAnErrorNotACrash) {
   FileRef f;
   f.path = "/nonexistent/x.jsonl";
-  auto r = read_lines(f, {}, [](auto, auto, auto, auto, auto) { return true; }, nullptr);
+  auto r = read_lines(
+      f, {}, [](auto, auto, auto, auto, auto) { return true; }, nullptr);
   EXPECT_NE(r.error.find("cannot open"), std::string::npos);
 }
 
@@ -238,8 +237,8 @@ TEST(ReaderTest, GzipSmallAndLargeGiveTheSameLines) {
 
 TEST(ReaderTest, ConcatenatedGzipMembersAreOneStream) {
   TempDir d{"reader-test"};
-  auto c = read_file(d.file("m.jsonl.gz", gzip("{\"a\":1}\n") + gzip("{\"b\":2}\n")),
-                     SourceKind::kGzip);
+  auto c =
+      read_file(d.file("m.jsonl.gz", gzip("{\"a\":1}\n") + gzip("{\"b\":2}\n")), SourceKind::kGzip);
   ASSERT_EQ(c.lines.size(), 2u);
   EXPECT_EQ(c.lines[1].offset, 8u);
   EXPECT_TRUE(c.result.error.empty());

@@ -54,31 +54,36 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Case{"anthropic_in_prompt", "my key is " + kAnt + " can you check why it 401s?", kAnt,
              "anthropic_api_key"},
-        Case{"openai_proj_in_tool_output", "$ cat .env.local\nOPENAI_KEY_FILE=x\nopenai.api_key = \"" +
-                                               kOpenAi + "\"\n",
-             kOpenAi, "openai_api_key"},
+        Case{"openai_proj_in_tool_output",
+             "$ cat .env.local\nOPENAI_KEY_FILE=x\nopenai.api_key = \"" + kOpenAi + "\"\n", kOpenAi,
+             "openai_api_key"},
         Case{"openai_legacy", "client = OpenAI(api_key='" + kOpenAiLegacy + "')", kOpenAiLegacy,
              "openai_api_key"},
         Case{"github_ghp_in_git_remote_json",
-             "{\"command\":\"git remote -v\",\"stdout\":\"token " + kGhp + "\"}", kGhp, "github_token"},
-        Case{"github_pat", "export GH_AUTH=" + kPat.substr(0, 0) + "x; gh auth login --with-token <<< " + kPat,
+             "{\"command\":\"git remote -v\",\"stdout\":\"token " + kGhp + "\"}", kGhp,
+             "github_token"},
+        Case{"github_pat",
+             "export GH_AUTH=" + kPat.substr(0, 0) + "x; gh auth login --with-token <<< " + kPat,
              kPat, "github_token"},
-        Case{"slack_bot_token", "SLACK_BOT=xoxb; curl -d token=" + kSlack + " https://slack.com/api",
-             kSlack, "slack_token"},
+        Case{"slack_bot_token",
+             "SLACK_BOT=xoxb; curl -d token=" + kSlack + " https://slack.com/api", kSlack,
+             "slack_token"},
         Case{"google_api_key", "const firebaseConfig = { apiKey: \"" + kGoogle + "\" };", kGoogle,
              "google_api_key"},
         Case{"stripe_live", "stripe.api_key = '" + kStripe + "'", kStripe, "stripe_key"},
-        Case{"langfuse_secret", "langfuse = Langfuse(secret_key=\"" + kLf + "\")", kLf, "langfuse_key"},
+        Case{"langfuse_secret", "langfuse = Langfuse(secret_key=\"" + kLf + "\")", kLf,
+             "langfuse_key"},
         Case{"langfuse_public", "public_key=" + kLfPk, kLfPk, "langfuse_key"},
         Case{"bearer_header_in_curl",
              "curl -H 'Authorization: Bearer " + kJwt + "' https://api.example.com/v1/me", kJwt,
              "bearer_token"},
         Case{"aws_access_key_id", "aws_access_key_id=" + kAkia + "\nregion=us-east-1", kAkia,
              "aws_access_key"},
-        Case{"aws_secret_ini", "[default]\naws_secret_access_key = " + kAwsSecret + "\n", kAwsSecret,
-             "aws_secret_key"},
+        Case{"aws_secret_ini", "[default]\naws_secret_access_key = " + kAwsSecret + "\n",
+             kAwsSecret, "aws_secret_key"},
         Case{"aws_secret_sts_json",
-             "{\\n  \\\"Credentials\\\": {\\n    \\\"SecretAccessKey\\\": \\\"" + kAwsSecret + "\\\"",
+             "{\\n  \\\"Credentials\\\": {\\n    \\\"SecretAccessKey\\\": \\\"" + kAwsSecret +
+                 "\\\"",
              kAwsSecret, "aws_secret_key"},
         Case{"private_key_block",
              "Here is the key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq8Zx\n"
@@ -96,8 +101,8 @@ INSTANTIATE_TEST_SUITE_P(
              "whsec_abc123def456", "env_secret"},
         Case{"env_export_quoted", "export DB_PASSWORD=\"correct horse\"", "correct horse",
              "env_secret"},
-        Case{"env_compose_colon", "    environment:\n      API_TOKEN: 9f8e7d6c5b4a\n", "9f8e7d6c5b4a",
-             "env_secret"}),
+        Case{"env_compose_colon", "    environment:\n      API_TOKEN: 9f8e7d6c5b4a\n",
+             "9f8e7d6c5b4a", "env_secret"}),
     [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.name); });
 
 TEST(RedactTest, UrlPasswordKeepsUser) {
@@ -108,14 +113,16 @@ TEST(RedactTest, UrlPasswordKeepsUser) {
 
 TEST(RedactTest, BearerKeepsTheWord) {
   Redactor r(RedactOptions{});
-  EXPECT_EQ(redacted(r, "Authorization: Bearer " + kJwt), "Authorization: Bearer [REDACTED:bearer_token]");
+  EXPECT_EQ(redacted(r, "Authorization: Bearer " + kJwt),
+            "Authorization: Bearer [REDACTED:bearer_token]");
 }
 
 TEST(RedactTest, JsonStaysValidShape) {
   Redactor r(RedactOptions{});
   const std::string in = "{\"command\":\"export OPENAI_API_KEY=\\\"" + kOpenAi + "\\\" && run\"}";
   const std::string out = redacted(r, in);
-  EXPECT_EQ(out, "{\"command\":\"export OPENAI_API_KEY=\\\"[REDACTED:openai_api_key]\\\" && run\"}");
+  EXPECT_EQ(out,
+            "{\"command\":\"export OPENAI_API_KEY=\\\"[REDACTED:openai_api_key]\\\" && run\"}");
 }
 
 TEST(RedactTest, SeveralSecretsInOneToolOutput) {
@@ -123,9 +130,10 @@ TEST(RedactTest, SeveralSecretsInOneToolOutput) {
   std::string s = "AWS_ACCESS_KEY_ID=" + kAkia + "\nAWS_SECRET_ACCESS_KEY=" + kAwsSecret +
                   "\nGITHUB_TOKEN=" + kGhp + "\n";
   EXPECT_EQ(r.redact(s), 3u);
-  EXPECT_EQ(s,
-            "AWS_ACCESS_KEY_ID=[REDACTED:aws_access_key]\nAWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_key]"
-            "\nGITHUB_TOKEN=[REDACTED:github_token]\n");
+  EXPECT_EQ(
+      s,
+      "AWS_ACCESS_KEY_ID=[REDACTED:aws_access_key]\nAWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_key]"
+      "\nGITHUB_TOKEN=[REDACTED:github_token]\n");
 }
 
 // Near-misses: text that looks a bit like a secret but is not one.
@@ -143,20 +151,18 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         "Use the sk- prefix for secret keys; see sk-learn docs.",
         "pip install scikit-learn; the skeleton task-sk-this-is-not-a-real-key-at-all",
-        "THEQUICKBROWNFOXJUMPS over the lazy dog",       // 20 upper-case letters, no AKIA
+        "THEQUICKBROWNFOXJUMPS over the lazy dog",             // 20 upper-case letters, no AKIA
         "AKIAIOSFODNN7EXAMPLEXYZ is too long to be a key id",  // 23 chars
         "The password: field is required in the login form.",
-        "Set API_KEY: the key from your dashboard",         // prose after ':'
-        "MAX_TOKENS=4096 KEYBOARD=us TOKENIZER=bpe",        // secret word not a name part
-        "OPENAI_API_KEY=$OPENAI_API_KEY ./run.sh",          // a reference, not a value
-        "API_KEY=${API_KEY} SECRET_KEY=<your-secret> TOKEN=****",
-        "if KEY == 'x': pass",
+        "Set API_KEY: the key from your dashboard",   // prose after ':'
+        "MAX_TOKENS=4096 KEYBOARD=us TOKENIZER=bpe",  // secret word not a name part
+        "OPENAI_API_KEY=$OPENAI_API_KEY ./run.sh",    // a reference, not a value
+        "API_KEY=${API_KEY} SECRET_KEY=<your-secret> TOKEN=****", "if KEY == 'x': pass",
         "http://localhost:8080/path and git@github.com:org/repo.git",
-        "postgres://app@db:5432/prod has no password",
-        "a Bearer token is sent in the header",
-        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
-        "ghp_short and xoxb-123 and AIzaShort",
-        "my_api_key = load()"));
+        "postgres://app@db:5432/prod has no password", "a Bearer token is sent in the header",
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC "
+        "KEY-----",
+        "ghp_short and xoxb-123 and AIzaShort", "my_api_key = load()"));
 
 TEST(RedactTest, CustomPatternWholeMatchAndGroup) {
   Redactor r(RedactOptions{{"EMP-[0-9]{6}", "internal-host-([a-z]+)\\.corp"}});
@@ -179,7 +185,7 @@ TEST(RedactTest, CustomPatternOnAHugeFieldDoesNotCrash) {
 }
 
 TEST(RedactTest, PatternsRe2CannotTakeAreRefused) {
-  EXPECT_THROW(Redactor(RedactOptions{{"(a)\\1"}}), std::invalid_argument);   // backreference
+  EXPECT_THROW(Redactor(RedactOptions{{"(a)\\1"}}), std::invalid_argument);      // backreference
   EXPECT_THROW(Redactor(RedactOptions{{"foo(?=bar)"}}), std::invalid_argument);  // lookahead
 }
 

@@ -51,8 +51,8 @@ std::vector<std::string> read_lines(const fs::path& p) {
 }
 
 struct HttpResult {
-  int status = 0;        // 0: no response (reset / closed)
-  bool reset = false;    // ECONNRESET seen
+  int status = 0;                              // 0: no response (reset / closed)
+  bool reset = false;                          // ECONNRESET seen
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };
@@ -123,15 +123,21 @@ HttpResult http(std::uint16_t port, const std::string& method, const std::string
 
 // The sink process; SIGTERM (then SIGKILL) in the destructor.
 class Sink {
-public:
+ public:
   explicit Sink(std::vector<std::string> extra = {}) {
     char tmpl[] = "/tmp/chsync-sink-test-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
     const fs::path port_file = dir_ / "port";
     record_ = dir_ / "record.jsonl";
     std::vector<std::string> args = {std::string(CHSYNC_BINARY_DIR) + "/chsync-sink",
-                                     "--listen", "127.0.0.1:0", "--port-file", port_file.string(),
-                                     "--record", record_.string(), "--threads", "2"};
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--port-file",
+                                     port_file.string(),
+                                     "--record",
+                                     record_.string(),
+                                     "--threads",
+                                     "2"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -192,7 +198,7 @@ public:
   const fs::path& dir() const { return dir_; }
   std::string stats() { return http(port_, "GET", "/stats").body; }
 
-private:
+ private:
   fs::path dir_;
   fs::path record_;
   pid_t pid_ = -1;
@@ -240,8 +246,9 @@ void add_span(pb::ScopeSpans* ss, const std::string& trace, const std::string& i
   kv->mutable_value()->set_string_value("héllo \"q\"\n");
 }
 
-pb::ExportTraceServiceRequest make_request(const std::vector<std::pair<std::string, std::string>>& spans,
-                                           const std::string& trace = kTraceId) {
+pb::ExportTraceServiceRequest make_request(
+    const std::vector<std::pair<std::string, std::string>>& spans,
+    const std::string& trace = kTraceId) {
   pb::ExportTraceServiceRequest req;
   auto* rs = req.add_resource_spans();
   auto* attr = rs->mutable_resource()->add_attributes();
@@ -251,7 +258,8 @@ pb::ExportTraceServiceRequest make_request(const std::vector<std::pair<std::stri
   ss->mutable_scope()->set_name("cc-exporter");
   ss->mutable_scope()->set_version("0.1.0");
   for (const auto& [id, parent] : spans) {
-    add_span(ss, trace, id, parent, "span " + std::to_string(static_cast<unsigned char>(id.back())));
+    add_span(ss, trace, id, parent,
+             "span " + std::to_string(static_cast<unsigned char>(id.back())));
   }
   return req;
 }
@@ -295,14 +303,17 @@ TEST(SinkTest, ProtobufRequestIsAcceptedAndRecorded) {
   const auto lines = read_lines(sink.record());
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_NE(lines[0].find(R"("trace_id":"4bf92f3577b34da6a3ce929d0e0e4736")"), std::string::npos);
-  EXPECT_NE(lines[0].find(R"("span_id":"00f067aa0ba902b7","parent_span_id":"")"), std::string::npos);
+  EXPECT_NE(lines[0].find(R"("span_id":"00f067aa0ba902b7","parent_span_id":"")"),
+            std::string::npos);
   EXPECT_NE(lines[1].find(R"("parent_span_id":"00f067aa0ba902b7")"), std::string::npos);
   EXPECT_NE(lines[0].find(R"("gen_ai.usage.input_tokens":1234)"), std::string::npos);
   EXPECT_NE(lines[0].find(R"("flag":false)"), std::string::npos);
   EXPECT_NE(lines[0].find(R"("text":"héllo \"q\"\n")"), std::string::npos);
   EXPECT_NE(lines[0].find(R"("start_unix_nano":"1747872000000000000")"), std::string::npos);
-  EXPECT_NE(lines[0].find(R"("resource":{"service.name":"claude-code-export"})"), std::string::npos);
-  EXPECT_NE(lines[0].find(R"("scope":{"name":"cc-exporter","version":"0.1.0"})"), std::string::npos);
+  EXPECT_NE(lines[0].find(R"("resource":{"service.name":"claude-code-export"})"),
+            std::string::npos);
+  EXPECT_NE(lines[0].find(R"("scope":{"name":"cc-exporter","version":"0.1.0"})"),
+            std::string::npos);
   EXPECT_NE(lines[0].find(R"("encoding":"protobuf","request":1})"), std::string::npos);
   const auto s = sink.stats();
   EXPECT_EQ(stat(s, "spans_accepted"), 2);
@@ -344,12 +355,15 @@ TEST(SinkTest, GzipBodyIsDecompressed) {
   jheaders.emplace_back("Content-Encoding", "gzip");
   ASSERT_EQ(http(sink.port(), "POST", "/v1/traces", gzip(kJsonRequest), jheaders).status, 200);
   const auto s = sink.stats();
-  EXPECT_EQ(stat(s, "bytes_received_wire"), static_cast<long long>(gz.size() + gzip(kJsonRequest).size()));
-  EXPECT_EQ(stat(s, "bytes_received_decoded"), static_cast<long long>(plain.size() + kJsonRequest.size()));
+  EXPECT_EQ(stat(s, "bytes_received_wire"),
+            static_cast<long long>(gz.size() + gzip(kJsonRequest).size()));
+  EXPECT_EQ(stat(s, "bytes_received_decoded"),
+            static_cast<long long>(plain.size() + kJsonRequest.size()));
   EXPECT_EQ(stat(s, "spans_accepted"), 3);
   EXPECT_EQ(stat(s, "spans_duplicate"), 1);  // the JSON span repeats the protobuf root
   // Corrupt gzip → 400, nothing recorded.
-  EXPECT_EQ(http(sink.port(), "POST", "/v1/traces", gz.substr(0, gz.size() / 2), headers).status, 400);
+  EXPECT_EQ(http(sink.port(), "POST", "/v1/traces", gz.substr(0, gz.size() / 2), headers).status,
+            400);
   EXPECT_EQ(read_lines(sink.record()).size(), 3u);
 }
 
@@ -378,7 +392,11 @@ TEST(SinkTest, InvalidSpansAreRejectedWith400) {
   EXPECT_EQ(mutate([](pb::Span* s) { s->set_span_id(std::string(8, '\0')); }), 400);
   EXPECT_EQ(mutate([](pb::Span* s) { s->set_name(""); }), 400);
   EXPECT_EQ(mutate([](pb::Span* s) { s->set_end_time_unix_nano(1); }), 400);
-  EXPECT_EQ(mutate([](pb::Span* s) { s->set_start_time_unix_nano(0); s->set_end_time_unix_nano(0); }), 400);
+  EXPECT_EQ(mutate([](pb::Span* s) {
+              s->set_start_time_unix_nano(0);
+              s->set_end_time_unix_nano(0);
+            }),
+            400);
   EXPECT_EQ(mutate([](pb::Span* s) { s->set_parent_span_id("abc"); }), 400);
   // Invalid UTF-8 in a proto3 string: libprotobuf's parse rejects it (expected log line).
   EXPECT_EQ(mutate([](pb::Span* s) { s->set_name("bad \xff name"); }), 400);
@@ -391,7 +409,8 @@ TEST(SinkTest, InvalidSpansAreRejectedWith400) {
   utf.replace(utf.find("\"chat\""), 6, "\"ch\xc3\x28t\"");
   EXPECT_EQ(http(sink.port(), "POST", "/v1/traces", utf, kHeaderJson).status, 400);
   // Unknown content type.
-  EXPECT_EQ(http(sink.port(), "POST", "/v1/traces", "x", {{"Content-Type", "text/plain"}}).status, 415);
+  EXPECT_EQ(http(sink.port(), "POST", "/v1/traces", "x", {{"Content-Type", "text/plain"}}).status,
+            415);
   EXPECT_TRUE(read_lines(sink.record()).empty());
   EXPECT_EQ(stat(sink.stats(), "spans_accepted"), 0);
 }
@@ -468,16 +487,22 @@ TEST(SinkTest, RejectAllViaControlAndBadControl) {
 TEST(SinkTest, OrphansAreTrackedAcrossRequests) {
   Sink sink;
   ASSERT_EQ(http(sink.port(), "POST", "/v1/traces",
-                 make_request({{kChildId, kRootId}}).SerializeAsString(), kHeaderProto).status, 200);
+                 make_request({{kChildId, kRootId}}).SerializeAsString(), kHeaderProto)
+                .status,
+            200);
   EXPECT_EQ(stat(sink.stats(), "orphans_open"), 1);
   // Same parent id under another trace does not close it.
   std::string other_trace = kTraceId;
   other_trace[0] = 0x11;
   ASSERT_EQ(http(sink.port(), "POST", "/v1/traces",
-                 make_request({{kRootId, ""}}, other_trace).SerializeAsString(), kHeaderProto).status, 200);
+                 make_request({{kRootId, ""}}, other_trace).SerializeAsString(), kHeaderProto)
+                .status,
+            200);
   EXPECT_EQ(stat(sink.stats(), "orphans_open"), 1);
   ASSERT_EQ(http(sink.port(), "POST", "/v1/traces",
-                 make_request({{kRootId, ""}}).SerializeAsString(), kHeaderProto).status, 200);
+                 make_request({{kRootId, ""}}).SerializeAsString(), kHeaderProto)
+                .status,
+            200);
   const auto s = sink.stats();
   EXPECT_EQ(stat(s, "orphans_open"), 0);
   EXPECT_EQ(stat(s, "spans_unique"), 3);
@@ -519,17 +544,22 @@ TEST(SinkTest, LegacyBatchWithPerEventFailures) {
   // A 500 fails only the first time an id is seen: the retry succeeds.
   r = http(sink.port(), "POST", "/api/public/ingestion", batch, kHeaderJson);
   ASSERT_EQ(r.status, 207);
-  EXPECT_NE(r.body.find(R"("successes":[{"id":"ev-1","status":201}])"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("successes":[{"id":"ev-1","status":201}])"), std::string::npos)
+      << r.body;
   const auto lines = read_lines(sink.record());
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_NE(lines[0].find(R"("event_id":"ev-1","type":"trace-create","body_id":"t1","trace_id":"t1")"),
-            std::string::npos) << lines[0];
+  EXPECT_NE(
+      lines[0].find(R"("event_id":"ev-1","type":"trace-create","body_id":"t1","trace_id":"t1")"),
+      std::string::npos)
+      << lines[0];
   EXPECT_NE(lines[0].find(R"("encoding":"langfuse-legacy","request":2})"), std::string::npos);
   const auto s = sink.stats();
   EXPECT_EQ(stat(s, "legacy_events_accepted"), 1);
   EXPECT_EQ(stat(s, "legacy_events_failed"), 5);
   // Whole-request error.
-  EXPECT_EQ(http(sink.port(), "POST", "/api/public/ingestion", R"({"batch":{}})", kHeaderJson).status, 400);
+  EXPECT_EQ(
+      http(sink.port(), "POST", "/api/public/ingestion", R"({"batch":{}})", kHeaderJson).status,
+      400);
 }
 
 TEST(SinkTest, BasicAuthAndRequiredHeader) {
@@ -578,18 +608,21 @@ TEST(SinkTest, ServesHttpsWithSelfSignedCert) {
   const fs::path dir = ::mkdtemp(tmpl);
   const std::string cert = (dir / "cert.pem").string();
   const std::string key = (dir / "key.pem").string();
-  const std::string gen = "timeout 60 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-                          "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " + key +
-                          " -out " + cert + " >/dev/null 2>&1";
+  const std::string gen =
+      "timeout 60 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(gen.c_str()), 0);
   {
     Sink sink({"--tls-cert", cert, "--tls-key", key});
     const std::string body_file = (dir / "body.bin").string();
     std::ofstream(body_file, std::ios::binary) << make_request({{kRootId, ""}}).SerializeAsString();
-    const std::string curl = "curl -sS --max-time 10 --cacert " + cert +
-                             " -o /dev/null -w '%{http_code}' -H 'Content-Type: application/x-protobuf'"
-                             " --data-binary @" + body_file + " https://127.0.0.1:" +
-                             std::to_string(sink.port()) + "/v1/traces > " + (dir / "code").string();
+    const std::string curl =
+        "curl -sS --max-time 10 --cacert " + cert +
+        " -o /dev/null -w '%{http_code}' -H 'Content-Type: application/x-protobuf'"
+        " --data-binary @" +
+        body_file + " https://127.0.0.1:" + std::to_string(sink.port()) + "/v1/traces > " +
+        (dir / "code").string();
     ASSERT_EQ(std::system(curl.c_str()), 0);
     EXPECT_EQ(read_file(dir / "code"), "200");
     EXPECT_EQ(read_lines(sink.record()).size(), 1u);

@@ -31,7 +31,6 @@ namespace fs = std::filesystem;
 using chsync::test::TempDir;
 using Code = StateError::Code;
 
-
 Code open_error(const std::string& path, const StateOpenOptions& opts = {},
                 std::string* message = nullptr) {
   try {

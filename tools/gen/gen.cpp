@@ -57,8 +57,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -90,14 +90,14 @@ struct Ver {
 };
 
 constexpr std::array<Ver, 6> kVersions{{
-    {Era::k10, "1.0.98", "claude-sonnet-4-20250514", "claude-sonnet-4-20250514", 0.85, false,
-     false, false, true, false, false, false},
+    {Era::k10, "1.0.98", "claude-sonnet-4-20250514", "claude-sonnet-4-20250514", 0.85, false, false,
+     false, true, false, false, false},
     {Era::k10, "1.0.108", "claude-opus-4-1-20250805", "claude-sonnet-4-20250514", 0.85, false,
      false, false, true, false, false, false},
     {Era::k20, "2.0.42", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", 0.10, false,
      false, true, false, true, true, false},
-    {Era::k20, "2.0.55", "claude-opus-4-5-20251101", "claude-haiku-4-5-20251001", 0.85, true,
-     true, true, true, true, true, true},
+    {Era::k20, "2.0.55", "claude-opus-4-5-20251101", "claude-haiku-4-5-20251001", 0.85, true, true,
+     true, true, true, true, true},
     {Era::k2139, "2.1.39", "claude-opus-4-6", "claude-haiku-4-5-20251001", 0.85, true, true, true,
      false, true, true, true},
     {Era::k21114, "2.1.114", "claude-opus-4-7", "claude-opus-4-7", 0.05, false, true, true, false,
@@ -106,32 +106,112 @@ constexpr std::array<Ver, 6> kVersions{{
 
 // ----------------------------------------------------------------------------- text pools
 
-constexpr std::string_view kWords[] = {
-    "the",       "a",          "function",  "return",    "value",       "file",
-    "test",      "error",      "build",     "config",    "session",     "update",
-    "parser",    "const",      "auto",      "std::string", "nullptr",   "if",
-    "else",      "for",        "while",     "async",     "await",       "import",
-    "export",    "module",     "class",     "struct",    "TODO",        "fix",
-    "bug",       "src/main.cpp", "lib/app.ex", "README.md", "npm",      "cargo",
-    "pytest",    "git",        "commit",    "branch",    "merge",       "docker",
-    "json",      "yaml",       "http",      "request",   "response",    "cache",
-    "token",     "line",       "column",    "warning:",  "note:",       "passed",
-    "failed",    "ok",         "Let",       "me",        "check",       "now",
-    "I'll",      "read",       "the",       "tests",     "and",         "then",
-    "run",       "it",         "again.",    "Done.",     "—",           "–",
-    "…",         "│",          "├──",       "└─",        "→",           "✔",
-    "✅",        "🚀",         "🎉",        "😀",        "日本語",      "変更を確認しました",
-    "テスト",    "中文字符",   "한국어",    "févr.",     "naïve",       "café",
-    "Ωμέγα",     "≤",          "«guillemets»", "\"quoted\"", "C:\\Users\\dev\\repo", "\\n",
-    "{\"key\": \"value\"}", "\x1b[1mbold\x1b[22m"};
+constexpr std::string_view kWords[] = {"the",
+                                       "a",
+                                       "function",
+                                       "return",
+                                       "value",
+                                       "file",
+                                       "test",
+                                       "error",
+                                       "build",
+                                       "config",
+                                       "session",
+                                       "update",
+                                       "parser",
+                                       "const",
+                                       "auto",
+                                       "std::string",
+                                       "nullptr",
+                                       "if",
+                                       "else",
+                                       "for",
+                                       "while",
+                                       "async",
+                                       "await",
+                                       "import",
+                                       "export",
+                                       "module",
+                                       "class",
+                                       "struct",
+                                       "TODO",
+                                       "fix",
+                                       "bug",
+                                       "src/main.cpp",
+                                       "lib/app.ex",
+                                       "README.md",
+                                       "npm",
+                                       "cargo",
+                                       "pytest",
+                                       "git",
+                                       "commit",
+                                       "branch",
+                                       "merge",
+                                       "docker",
+                                       "json",
+                                       "yaml",
+                                       "http",
+                                       "request",
+                                       "response",
+                                       "cache",
+                                       "token",
+                                       "line",
+                                       "column",
+                                       "warning:",
+                                       "note:",
+                                       "passed",
+                                       "failed",
+                                       "ok",
+                                       "Let",
+                                       "me",
+                                       "check",
+                                       "now",
+                                       "I'll",
+                                       "read",
+                                       "the",
+                                       "tests",
+                                       "and",
+                                       "then",
+                                       "run",
+                                       "it",
+                                       "again.",
+                                       "Done.",
+                                       "—",
+                                       "–",
+                                       "…",
+                                       "│",
+                                       "├──",
+                                       "└─",
+                                       "→",
+                                       "✔",
+                                       "✅",
+                                       "🚀",
+                                       "🎉",
+                                       "😀",
+                                       "日本語",
+                                       "変更を確認しました",
+                                       "テスト",
+                                       "中文字符",
+                                       "한국어",
+                                       "févr.",
+                                       "naïve",
+                                       "café",
+                                       "Ωμέγα",
+                                       "≤",
+                                       "«guillemets»",
+                                       "\"quoted\"",
+                                       "C:\\Users\\dev\\repo",
+                                       "\\n",
+                                       "{\"key\": \"value\"}",
+                                       "\x1b[1mbold\x1b[22m"};
 
 constexpr std::string_view kAnsi[] = {"\x1b[32m✔\x1b[39m", "\x1b[31m✘ FAIL\x1b[0m",
-                                                "\x1b[1m", "\x1b[22m", "\x1b[90m›\x1b[39m",
-                                                "\x1b[2K\x1b[1G"};
+                                      "\x1b[1m",           "\x1b[22m",
+                                      "\x1b[90m›\x1b[39m", "\x1b[2K\x1b[1G"};
 
-constexpr std::string_view kSlugWords[] = {
-    "radiant", "floating", "music", "linked", "soaring", "matsumoto",
-    "quiet",   "amber",    "river", "gentle", "cobalt",  "harbor"};
+constexpr std::string_view kSlugWords[] = {"radiant", "floating",  "music",  "linked",
+                                           "soaring", "matsumoto", "quiet",  "amber",
+                                           "river",   "gentle",    "cobalt", "harbor"};
 
 constexpr std::string_view kB64 =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -504,9 +584,11 @@ class Generator {
     if (v.era == Era::k2139 && final_entry)
       o += ",\"server_tool_use\":{\"web_search_requests\":0,\"web_fetch_requests\":0}";
     o += ",\"service_tier\":\"standard\"";
-    if (v.era == Era::k2139) o += final_entry ? ",\"inference_geo\":\"\"" : ",\"inference_geo\":\"global\"";
+    if (v.era == Era::k2139)
+      o += final_entry ? ",\"inference_geo\":\"\"" : ",\"inference_geo\":\"global\"";
     if (v.era == Era::k2139 && final_entry) o += ",\"iterations\":[]";
-    if (v.era == Era::k21114) o += ",\"inference_geo\":\"\",\"iterations\":[],\"speed\":\"standard\"";
+    if (v.era == Era::k21114)
+      o += ",\"inference_geo\":\"\",\"iterations\":[],\"speed\":\"standard\"";
     o += '}';
   }
 
@@ -620,8 +702,8 @@ class Generator {
 
   std::string path_for(const Conv& c) {
     static constexpr std::array<std::string_view, 8> kFiles{
-        "src/main.cpp", "src/parser.cc",  "lib/app.ex", "README.md",
-        "tests/test_api.py", "package.json", "docs/設計.md", "include/util.h"};
+        "src/main.cpp",      "src/parser.cc", "lib/app.ex",   "README.md",
+        "tests/test_api.py", "package.json",  "docs/設計.md", "include/util.h"};
     return c.cwd + "/" + std::string(kFiles[r_.below(kFiles.size())]);
   }
 
@@ -698,8 +780,7 @@ class Generator {
       content += "}]";
       tur = task_result;
     } else {
-      const std::size_t n =
-          static_cast<std::size_t>(r_.lognormal(650, 1.75, 0, kMaxToolOutput));
+      const std::size_t n = static_cast<std::size_t>(r_.lognormal(650, 1.75, 0, kMaxToolOutput));
       const std::string_view body = n == 0 ? std::string_view{} : pools_.prose(r_, n);
       if (t.name == "Read" && r_.chance(0.1)) {
         content = "[{\"type\":\"text\",\"text\":";
@@ -717,8 +798,8 @@ class Generator {
         json_str(tur, path_for(c));
         tur += ",\"content\":";
         json_str(tur, body);
-        tur += ",\"numLines\":" + std::to_string(n / 40 + 1) + ",\"startLine\":1,\"totalLines\":" +
-               std::to_string(n / 40 + 1) + "}}";
+        tur += ",\"numLines\":" + std::to_string(n / 40 + 1) +
+               ",\"startLine\":1,\"totalLines\":" + std::to_string(n / 40 + 1) + "}}";
       } else if (t.name == "Glob" || t.name == "Grep") {
         tur = "{\"filenames\":[";
         json_str(tur, path_for(c));
@@ -772,9 +853,10 @@ class Generator {
     std::vector<ToolCall> tools;
     if (r_.chance(0.35)) {
       std::string b = "{\"type\":\"thinking\",\"thinking\":";
-      json_str(b, v.era == Era::k21114 ? std::string_view{}
-                                        : pools_.prose(r_, static_cast<std::size_t>(
-                                                               r_.lognormal(400, 1.0, 0, 12000))));
+      json_str(b,
+               v.era == Era::k21114
+                   ? std::string_view{}
+                   : pools_.prose(r_, static_cast<std::size_t>(r_.lognormal(400, 1.0, 0, 12000))));
       b += ",\"signature\":\"Es";
       b += pools_.base64(r_, static_cast<std::size_t>(r_.lognormal(1400, 0.6, 200, 9000)));
       b += "\"}";
@@ -782,9 +864,10 @@ class Generator {
     }
     if (final_step || r_.chance(0.6)) {
       std::string b = "{\"type\":\"text\",\"text\":";
-      json_str(b, r_.chance(0.04) ? std::string_view{"\n\n"}
-                                  : pools_.prose(r_, static_cast<std::size_t>(
-                                                         r_.lognormal(300, 1.1, 2, 14000))));
+      json_str(b,
+               r_.chance(0.04)
+                   ? std::string_view{"\n\n"}
+                   : pools_.prose(r_, static_cast<std::size_t>(r_.lognormal(300, 1.1, 2, 14000))));
       b += '}';
       blocks.push_back(std::move(b));
     }
@@ -829,8 +912,8 @@ class Generator {
       }
       if (last) u.out = eu.out;  // the manifest counts the last entry's usage
       std::string msg = "{\"model\":\"" + c.model + "\",\"id\":\"" + mid +
-                        "\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[" +
-                        blocks[i] + "],\"stop_reason\":" + sr + ",\"stop_sequence\":null";
+                        "\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[" + blocks[i] +
+                        "],\"stop_reason\":" + sr + ",\"stop_sequence\":null";
       if (v.era == Era::k21114) msg += ",\"stop_details\":null";
       msg += ",\"usage\":";
       usage_json(msg, v, eu, last);
@@ -904,30 +987,34 @@ class Generator {
         continue;
       }
       if (v.era == Era::k2139) {
-        std::string d = "{\"type\":\"hook_progress\",\"hookEvent\":\"PreToolUse\",\"hookName\":\"PreToolUse:" +
-                        t.name + "\",\"command\":\"$HOME/.claude/hooks/pre.sh\"}";
+        std::string d =
+            "{\"type\":\"hook_progress\",\"hookEvent\":\"PreToolUse\",\"hookName\":\"PreToolUse:" +
+            t.name + "\",\"command\":\"$HOME/.claude/hooks/pre.sh\"}";
         progress_entry(c, d, uuid(r_), t.id, tick(5, 80));
         if (t.name == "Bash") {
           const auto n = r_.count(4, 0, 30);
           std::string full;
           for (std::int64_t k = 0; k < n; ++k) {
-            const std::string_view piece = pools_.prose(r_, static_cast<std::size_t>(r_.range(20, 300)));
+            const std::string_view piece =
+                pools_.prose(r_, static_cast<std::size_t>(r_.range(20, 300)));
             full += piece;
             if (full.size() > 6000) full.erase(0, full.size() - 6000);
             std::string bd = "{\"type\":\"bash_progress\",\"output\":";
             json_str(bd, piece);
             bd += ",\"fullOutput\":";
             json_str(bd, full);
-            bd += ",\"elapsedTimeSeconds\":" + std::to_string(k + 1) + ",\"totalLines\":" +
-                  std::to_string(k * 3 + 1) + "}";
+            bd += ",\"elapsedTimeSeconds\":" + std::to_string(k + 1) +
+                  ",\"totalLines\":" + std::to_string(k * 3 + 1) + "}";
             progress_entry(c, bd, "bash-progress-" + std::to_string(k), t.id, tick(300, 1500));
           }
         }
       }
       tool_result(c, t, tick(30, 8000));
       if (v.era == Era::k2139 && r_.chance(0.7)) {
-        std::string d = "{\"type\":\"hook_progress\",\"hookEvent\":\"PostToolUse\",\"hookName\":\"PostToolUse:" +
-                        t.name + "\",\"command\":\"$HOME/.claude/hooks/post.sh\"}";
+        std::string d =
+            "{\"type\":\"hook_progress\",\"hookEvent\":\"PostToolUse\",\"hookName\":"
+            "\"PostToolUse:" +
+            t.name + "\",\"command\":\"$HOME/.claude/hooks/post.sh\"}";
         progress_entry(c, d, uuid(r_), t.id, tick(5, 80));
       }
     }
@@ -1106,8 +1193,8 @@ class Generator {
     const auto metas = r_.range(0, 3);
     for (std::int64_t i = 0; i < metas && !c.recent_uuids.empty(); ++i) {
       std::string content;
-      json_str(content, "<system-reminder>\n" + std::string(pools_.prose(r_, 300)) +
-                            "\n</system-reminder>");
+      json_str(content,
+               "<system-reminder>\n" + std::string(pools_.prose(r_, 300)) + "\n</system-reminder>");
       user_entry(a, c.recent_uuids[r_.below(c.recent_uuids.size())], content, tick(10, 200), {},
                  ",\"isMeta\":true");
     }
@@ -1122,11 +1209,11 @@ class Generator {
 
     const std::int64_t ts = tick(200, 3000);
     const std::string logical = c.last_uuid;
-    std::string fields = ",\"subtype\":\"compact_boundary\",\"content\":\"Conversation compacted\","
-                         "\"isMeta\":false,\"level\":\"info\",\"logicalParentUuid\":\"" +
-                         logical + "\",\"compactMetadata\":{\"trigger\":\"" +
-                         (r_.chance(0.8) ? "auto" : "manual") +
-                         "\",\"preTokens\":" + std::to_string(c.context) + "}";
+    std::string fields =
+        ",\"subtype\":\"compact_boundary\",\"content\":\"Conversation compacted\","
+        "\"isMeta\":false,\"level\":\"info\",\"logicalParentUuid\":\"" +
+        logical + "\",\"compactMetadata\":{\"trigger\":\"" + (r_.chance(0.8) ? "auto" : "manual") +
+        "\",\"preTokens\":" + std::to_string(c.context) + "}";
     system_entry(c, fields, ts, true);
     std::string content;
     json_str(content,
@@ -1203,13 +1290,15 @@ class Generator {
     if (v.era == Era::k21114) {
       o += "{\"type\":\"permission-mode\",\"permissionMode\":\"acceptEdits\",\"sessionId\":\"" +
            c.session_id + "\"}\n";
-      attachment(c,
-                 "{\"type\":\"hook_success\",\"hookName\":\"SessionStart:startup\",\"toolUseID\":\"" +
-                     uuid(r_) +
-                     "\",\"hookEvent\":\"SessionStart\",\"content\":\"\",\"stdout\":\"ok\\n\","
-                     "\"stderr\":\"\",\"exitCode\":0,\"command\":\"${CLAUDE_PLUGIN_ROOT}/start.sh\","
-                     "\"durationMs\":" + std::to_string(r_.range(50, 2000)) + "}",
-                 tick(0, 10));
+      attachment(
+          c,
+          "{\"type\":\"hook_success\",\"hookName\":\"SessionStart:startup\",\"toolUseID\":\"" +
+              uuid(r_) +
+              "\",\"hookEvent\":\"SessionStart\",\"content\":\"\",\"stdout\":\"ok\\n\","
+              "\"stderr\":\"\",\"exitCode\":0,\"command\":\"${CLAUDE_PLUGIN_ROOT}/start.sh\","
+              "\"durationMs\":" +
+              std::to_string(r_.range(50, 2000)) + "}",
+          tick(0, 10));
     }
     if (v.era == Era::k2139) {
       const std::string id = uuid(r_);
@@ -1246,11 +1335,12 @@ class Generator {
         m_.queue_operations += 2;
       }
       if ((v.era == Era::k2139 || v.era == Era::k21114) && r_.chance(0.05)) {
-        system_entry(c,
-                     ",\"subtype\":\"local_command\",\"content\":\"<command-name>/model</command-name>"
-                     "\\n<local-command-stdout>Kept model as \\u001b[1mopus\\u001b[22m"
-                     "</local-command-stdout>\",\"level\":\"info\",\"isMeta\":false",
-                     tick(100, 3000));
+        system_entry(
+            c,
+            ",\"subtype\":\"local_command\",\"content\":\"<command-name>/model</command-name>"
+            "\\n<local-command-stdout>Kept model as \\u001b[1mopus\\u001b[22m"
+            "</local-command-stdout>\",\"level\":\"info\",\"isMeta\":false",
+            tick(100, 3000));
       }
       if (r_.chance(0.08)) {  // isMeta caveat: not a prompt
         user_entry(c, c.last_uuid,
@@ -1263,10 +1353,10 @@ class Generator {
       std::string pre;
       if (!c.prompt_id.empty()) pre = ",\"promptId\":\"" + c.prompt_id + "\"";
       std::string content;
-      const bool huge = huge_done_ < huge_total_ &&
-                        (huge_only || m_.bytes >= static_cast<std::uint64_t>(huge_done_ + 1) *
-                                                      opt_.target_bytes /
-                                                      static_cast<std::uint64_t>(huge_total_ + 1));
+      const bool huge =
+          huge_done_ < huge_total_ &&
+          (huge_only || m_.bytes >= static_cast<std::uint64_t>(huge_done_ + 1) * opt_.target_bytes /
+                                        static_cast<std::uint64_t>(huge_total_ + 1));
       const std::string_view ptext =
           pools_.prose(r_, static_cast<std::size_t>(r_.lognormal(160, 1.2, 3, 20000)));
       if (huge || r_.chance(0.01)) {
@@ -1274,8 +1364,9 @@ class Generator {
                                    : static_cast<std::size_t>(r_.range(2000, 60000));
         content = "[{\"type\":\"text\",\"text\":";
         json_str(content, ptext);
-        content += "},{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":"
-                   "\"image/png\",\"data\":\"iVBORw0KGgo";
+        content +=
+            "},{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":"
+            "\"image/png\",\"data\":\"iVBORw0KGgo";
         content += pools_.base64(r_, n);
         content += "\"}}]";
         if (huge) ++huge_done_;
@@ -1308,18 +1399,19 @@ class Generator {
       for (std::int64_t s = 0; s < steps; ++s) {
         const bool fin = s + 1 == steps;
         // A session that just ends: last tool_use without result (rare).
-        const bool abandon = !fin && static_cast<std::int64_t>(o.size()) > target &&
-                             r_.chance(0.05);
+        const bool abandon =
+            !fin && static_cast<std::int64_t>(o.size()) > target && r_.chance(0.05);
         response(c, fin, true, 0, nullptr, !abandon);
         if (abandon) break;
       }
       if (v.era == Era::k2139 || v.era == Era::k21114) {
         if (r_.chance(0.5)) {
-          system_entry(c,
-                       ",\"subtype\":\"stop_hook_summary\",\"hookCount\":1,\"hookInfos\":[{\"command\":"
-                       "\"$HOME/.claude/hooks/stop.sh\"}],\"hookErrors\":[],\"preventedContinuation\":"
-                       "false,\"stopReason\":\"\",\"hasOutput\":true,\"level\":\"suggestion\"",
-                       tick(5, 200));
+          system_entry(
+              c,
+              ",\"subtype\":\"stop_hook_summary\",\"hookCount\":1,\"hookInfos\":[{\"command\":"
+              "\"$HOME/.claude/hooks/stop.sh\"}],\"hookErrors\":[],\"preventedContinuation\":"
+              "false,\"stopReason\":\"\",\"hasOutput\":true,\"level\":\"suggestion\"",
+              tick(5, 200));
         }
         if (r_.chance(0.8)) {
           std::string f = ",\"subtype\":\"turn_duration\",\"durationMs\":" +
@@ -1357,7 +1449,8 @@ class Generator {
     switch (kind) {
       case 0:
         ++m_.bad_lines["malformed_json"];
-        return r_.chance(0.5) ? "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"unterminated}\n"
+        return r_.chance(0.5) ? "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":"
+                                "\"unterminated}\n"
                               : "{\"parentUuid\":null,,\"type\":\"assistant\" oops}\n";
       case 1: {
         ++m_.bad_lines["invalid_utf8"];

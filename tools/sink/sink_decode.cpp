@@ -133,27 +133,27 @@ void pb_kvs(std::string& o, const google::protobuf::RepeatedPtrField<pb::KeyValu
 
 void pb_any(std::string& o, const pb::AnyValue& v) {
   switch (v.value_case()) {
-  case pb::AnyValue::kStringValue: append_json_string(o, v.string_value()); break;
-  case pb::AnyValue::kBoolValue: o += v.bool_value() ? "true" : "false"; break;
-  case pb::AnyValue::kIntValue: fmt::format_to(std::back_inserter(o), "{}", v.int_value()); break;
-  case pb::AnyValue::kDoubleValue: append_json_double(o, v.double_value()); break;
-  case pb::AnyValue::kArrayValue: {
-    o.push_back('[');
-    bool first = true;
-    for (const auto& e : v.array_value().values()) {
-      if (!first) o.push_back(',');
-      first = false;
-      pb_any(o, e);
+    case pb::AnyValue::kStringValue: append_json_string(o, v.string_value()); break;
+    case pb::AnyValue::kBoolValue: o += v.bool_value() ? "true" : "false"; break;
+    case pb::AnyValue::kIntValue: fmt::format_to(std::back_inserter(o), "{}", v.int_value()); break;
+    case pb::AnyValue::kDoubleValue: append_json_double(o, v.double_value()); break;
+    case pb::AnyValue::kArrayValue: {
+      o.push_back('[');
+      bool first = true;
+      for (const auto& e : v.array_value().values()) {
+        if (!first) o.push_back(',');
+        first = false;
+        pb_any(o, e);
+      }
+      o.push_back(']');
+      break;
     }
-    o.push_back(']');
-    break;
-  }
-  case pb::AnyValue::kKvlistValue: pb_kvs(o, v.kvlist_value().values()); break;
-  case pb::AnyValue::kBytesValue: append_json_string(o, base64_encode(v.bytes_value())); break;
-  case pb::AnyValue::kStringValueStrindex:
-    fmt::format_to(std::back_inserter(o), "{}", v.string_value_strindex());
-    break;
-  case pb::AnyValue::VALUE_NOT_SET: o += "null"; break;
+    case pb::AnyValue::kKvlistValue: pb_kvs(o, v.kvlist_value().values()); break;
+    case pb::AnyValue::kBytesValue: append_json_string(o, base64_encode(v.bytes_value())); break;
+    case pb::AnyValue::kStringValueStrindex:
+      fmt::format_to(std::back_inserter(o), "{}", v.string_value_strindex());
+      break;
+    case pb::AnyValue::VALUE_NOT_SET: o += "null"; break;
   }
 }
 
@@ -209,8 +209,8 @@ bool pb_span(const pb::Span& s, const std::string& resource, const std::string& 
     first = false;
     o += "{\"name\":";
     append_json_string(o, e.name());
-    fmt::format_to(std::back_inserter(o), ",\"time_unix_nano\":\"{}\",\"attributes\":",
-                   e.time_unix_nano());
+    fmt::format_to(std::back_inserter(o),
+                   ",\"time_unix_nano\":\"{}\",\"attributes\":", e.time_unix_nano());
     pb_kvs(o, e.attributes());
     o.push_back('}');
   }
@@ -229,8 +229,8 @@ bool pb_span(const pb::Span& s, const std::string& resource, const std::string& 
   }
   fmt::format_to(std::back_inserter(o), "],\"dropped_attributes_count\":{}",
                  s.dropped_attributes_count());
-  fmt::format_to(std::back_inserter(o), ",\"status\":{{\"code\":{},\"message\":",
-                 static_cast<int>(s.status().code()));
+  fmt::format_to(std::back_inserter(o),
+                 ",\"status\":{{\"code\":{},\"message\":", static_cast<int>(s.status().code()));
   append_json_string(o, s.status().message());
   o += "},\"resource\":";
   o += resource;
@@ -459,8 +459,8 @@ bool json_attrs(std::string& o, object owner, std::string_view key, std::string&
   return json_kvs(o, e, present, err);
 }
 
-bool json_id(object sp, std::string_view key, std::uint8_t* out, std::size_t n,
-             std::size_t& got, bool optional, std::string& err) {
+bool json_id(object sp, std::string_view key, std::uint8_t* out, std::size_t n, std::size_t& got,
+             bool optional, std::string& err) {
   std::string_view s;
   element e;
   got = 0;
@@ -485,8 +485,8 @@ bool json_id(object sp, std::string_view key, std::uint8_t* out, std::size_t n,
   return true;
 }
 
-bool json_span(object sp, const std::string& resource, const std::string& scope,
-               DecodedSpan& d, std::string& err) {
+bool json_span(object sp, const std::string& resource, const std::string& scope, DecodedSpan& d,
+               std::string& err) {
   std::array<std::uint8_t, 16> tid{};
   std::array<std::uint8_t, 8> sid{};
   std::array<std::uint8_t, 8> pid{};
@@ -649,8 +649,9 @@ bool decode_otlp_protobuf(std::string_view body, std::vector<DecodedSpan>& out,
   auto* req = google::protobuf::Arena::CreateMessage<pb::ExportTraceServiceRequest>(&arena);
   if (body.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
       !req->ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-    error = "failed to parse ExportTraceServiceRequest protobuf (bad wire format or invalid "
-            "UTF-8 in a string field)";
+    error =
+        "failed to parse ExportTraceServiceRequest protobuf (bad wire format or invalid "
+        "UTF-8 in a string field)";
     return false;
   }
   std::string resource;
@@ -765,10 +766,10 @@ bool decode_otlp_json(std::string_view body, std::vector<DecodedSpan>& out, std:
 namespace {
 
 constexpr std::string_view kLegacyTypes[] = {
-    "trace-create",      "span-create",        "span-update",     "generation-create",
-    "generation-update", "event-create",       "score-create",    "sdk-log",
-    "observation-create", "observation-update", "agent-create",   "tool-create",
-    "chain-create",      "retriever-create",   "evaluator-create", "embedding-create",
+    "trace-create",       "span-create",        "span-update",      "generation-create",
+    "generation-update",  "event-create",       "score-create",     "sdk-log",
+    "observation-create", "observation-update", "agent-create",     "tool-create",
+    "chain-create",       "retriever-create",   "evaluator-create", "embedding-create",
     "guardrail-create"};
 constexpr std::size_t kMaxLegacyIdChars = 800;
 
@@ -810,8 +811,7 @@ void legacy_event(element ev, LegacyEvent& out) {
     return;
   }
   out.type = std::string(type);
-  if (std::find(std::begin(kLegacyTypes), std::end(kLegacyTypes), type) ==
-      std::end(kLegacyTypes)) {
+  if (std::find(std::begin(kLegacyTypes), std::end(kLegacyTypes), type) == std::end(kLegacyTypes)) {
     out.error = fmt::format("unsupported event type \"{}\"", type);
     return;
   }
@@ -875,8 +875,7 @@ void legacy_event(element ev, LegacyEvent& out) {
 
 }  // namespace
 
-bool decode_legacy_batch(std::string_view body, std::vector<LegacyEvent>& out,
-                         std::string& error) {
+bool decode_legacy_batch(std::string_view body, std::vector<LegacyEvent>& out, std::string& error) {
   element root;
   if (auto ec = json_parser().parse(body.data(), body.size()).get(root)) {
     error = fmt::format("invalid JSON: {}", simdjson::error_message(ec));
@@ -930,7 +929,8 @@ bool gunzip(std::string_view in, std::size_t limit, std::string& out, bool& too_
     }
     if (rc != Z_OK || (zs.avail_in == 0 && zs.avail_out != 0)) {
       inflateEnd(&zs);
-      error = rc == Z_OK ? "truncated gzip body" : fmt::format("gzip error: {}", zs.msg ? zs.msg : "?");
+      error =
+          rc == Z_OK ? "truncated gzip body" : fmt::format("gzip error: {}", zs.msg ? zs.msg : "?");
       return false;
     }
   }

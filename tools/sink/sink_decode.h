@@ -35,11 +35,11 @@ struct DecodedSpan {
                                     std::string& error);
 
 struct LegacyEvent {
-  std::string id;       // envelope id ("unknown" when missing)
+  std::string id;  // envelope id ("unknown" when missing)
   std::string type;
   std::string body_id;
-  std::string error;    // empty when the event is valid
-  std::string record;   // record line without its closing part, valid events only
+  std::string error;   // empty when the event is valid
+  std::string record;  // record line without its closing part, valid events only
 };
 
 // Langfuse legacy `{"batch":[...]}`. Returns false only for whole-request errors (not JSON,
@@ -48,7 +48,7 @@ struct LegacyEvent {
                                        std::string& error);
 
 // gzip/zlib inflate. Stops and sets `too_large` once the output would exceed `limit` bytes.
-[[nodiscard]] bool gunzip(std::string_view in, std::size_t limit, std::string& out,
-                          bool& too_large, std::string& error);
+[[nodiscard]] bool gunzip(std::string_view in, std::size_t limit, std::string& out, bool& too_large,
+                          std::string& error);
 
 }  // namespace chsync::sink

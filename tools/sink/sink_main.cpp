@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <google/protobuf/stubs/common.h>
+#include <CLI/CLI.hpp>
 
 #include "tools/sink/sink_server.h"
 #include "tools/sink/sink_state.h"
@@ -55,12 +55,17 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "HOST:PORT to bind (port 0 = pick a free one)")
       ->capture_default_str();
   app.add_option("--port-file", opts.port_file, "write the bound port here (temp + rename)");
-  app.add_option("--record", record, "append every accepted span/event as a JSON line (truncated at start)");
-  app.add_option("--threads", opts.threads, "io threads")->capture_default_str()->check(CLI::Range(1u, 256u));
-  app.add_option("--tls-cert", opts.tls_cert, "PEM certificate: serve HTTPS")->check(CLI::ExistingFile);
+  app.add_option("--record", record,
+                 "append every accepted span/event as a JSON line (truncated at start)");
+  app.add_option("--threads", opts.threads, "io threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 256u));
+  app.add_option("--tls-cert", opts.tls_cert, "PEM certificate: serve HTTPS")
+      ->check(CLI::ExistingFile);
   app.add_option("--tls-key", opts.tls_key, "PEM private key")->check(CLI::ExistingFile);
   app.add_option("--seed", seed, "seed of the fault RNG")->capture_default_str();
-  app.add_option("--fail-rate", cfg.fail_rate, "fraction of data requests failed")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--fail-rate", cfg.fail_rate, "fraction of data requests failed")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--fail-status", fail_status, "statuses for failures, round-robin, e.g. 503,429")
       ->capture_default_str();
   app.add_option("--fail-first", cfg.fail_first, "the first N data requests fail");
@@ -68,11 +73,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(100u, 599u));
   app.add_option("--retry-after", cfg.retry_after_s, "Retry-After seconds on injected failures");
   app.add_flag("--retry-after-date", cfg.retry_after_date, "send Retry-After as an HTTP-date");
-  app.add_option("--latency-ms", latency_ms, "delay before every data response")->check(CLI::NonNegativeNumber);
+  app.add_option("--latency-ms", latency_ms, "delay before every data response")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--stall-ms", stall_ms, "extra hold before responding (stall-rate fraction)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--stall-rate", cfg.stall_rate, "fraction of requests stalled")->check(CLI::Range(0.0, 1.0));
-  app.add_option("--reset-rate", cfg.reset_rate, "fraction answered by a TCP RST")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--stall-rate", cfg.stall_rate, "fraction of requests stalled")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--reset-rate", cfg.reset_rate, "fraction answered by a TCP RST")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--max-body-bytes", cfg.max_body_bytes,
                  "413 above this many bytes (checked on wire and decompressed size)")
       ->capture_default_str();

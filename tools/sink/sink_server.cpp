@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <fmt/format.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,7 +21,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <fmt/format.h>
 
 #include "tools/proto/otlp_trace.pb.h"
 #include "tools/sink/sink_decode.h"
@@ -53,11 +53,11 @@ struct Reply {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
-  bool retry_after = false;       // add Retry-After from the fault config
+  bool retry_after = false;  // add Retry-After from the fault config
   bool www_authenticate = false;
-  bool reset = false;             // RST instead of a response
-  bool close = false;             // Connection: close after the response
-  bool shutdown = false;          // stop the server once written
+  bool reset = false;     // RST instead of a response
+  bool close = false;     // Connection: close after the response
+  bool shutdown = false;  // stop the server once written
   std::chrono::milliseconds delay{0};
 };
 
@@ -207,8 +207,8 @@ Reply handle_otlp(const Request& req, SinkState& state, std::uint64_t request_no
       return Reply{};
     }
     if (!protobuf && !json) {
-      return otlp_error(415, false, fmt::format("unsupported Content-Type \"{}\"",
-                                                std::string_view(ct)));
+      return otlp_error(415, false,
+                        fmt::format("unsupported Content-Type \"{}\"", std::string_view(ct)));
     }
     if (json && cfg.protobuf_only) {
       return otlp_error(415, false, "this endpoint accepts application/x-protobuf only");
@@ -217,8 +217,8 @@ Reply handle_otlp(const Request& req, SinkState& state, std::uint64_t request_no
     state.add_bytes(req.body().size(), body.size());
     std::vector<DecodedSpan> spans;
     std::string err;
-    const bool ok = protobuf ? decode_otlp_protobuf(body, spans, err)
-                             : decode_otlp_json(body, spans, err);
+    const bool ok =
+        protobuf ? decode_otlp_protobuf(body, spans, err) : decode_otlp_json(body, spans, err);
     if (!ok) {
       return otlp_error(400, protobuf, err);
     }
@@ -235,9 +235,10 @@ Reply handle_otlp(const Request& req, SinkState& state, std::uint64_t request_no
         ok_reply.body = resp.SerializeAsString();
       }
     } else if (cfg.partial_rejected > 0) {
-      ok_reply.body = fmt::format("{{\"partialSuccess\":{{\"rejectedSpans\":\"{}\","
-                                  "\"errorMessage\":\"injected partial success\"}}}}",
-                                  cfg.partial_rejected);
+      ok_reply.body = fmt::format(
+          "{{\"partialSuccess\":{{\"rejectedSpans\":\"{}\","
+          "\"errorMessage\":\"injected partial success\"}}}}",
+          cfg.partial_rejected);
     } else {
       ok_reply.body = "{}";
     }
@@ -320,25 +321,29 @@ Reply handle(const Request& req, SinkState& state, std::uint64_t request_no) {
   bool langfuse_otel = false;
   const Route route = route_of(req.target(), langfuse_otel);
   const bool is_post = req.method() == http::verb::post;
-  auto method_not_allowed = [] { return Reply{.status = 405, .body = "{\"message\":\"method not allowed\"}"}; };
+  auto method_not_allowed = [] {
+    return Reply{.status = 405, .body = "{\"message\":\"method not allowed\"}"};
+  };
   switch (route) {
-  case Route::kOtlp: return is_post ? handle_otlp(req, state, request_no, langfuse_otel) : method_not_allowed();
-  case Route::kLegacy: return is_post ? handle_legacy(req, state, request_no) : method_not_allowed();
-  case Route::kStats: return Reply{.body = state.stats_json()};
-  case Route::kHealth: return Reply{.body = "{\"status\":\"ok\"}"};
-  case Route::kControl: {
-    if (req.method() == http::verb::get) return Reply{.body = state.config_json()};
-    if (!is_post) return method_not_allowed();
-    std::string err;
-    if (!state.apply_control(req.body(), err)) {
-      return legacy_error(400, err);
+    case Route::kOtlp:
+      return is_post ? handle_otlp(req, state, request_no, langfuse_otel) : method_not_allowed();
+    case Route::kLegacy:
+      return is_post ? handle_legacy(req, state, request_no) : method_not_allowed();
+    case Route::kStats: return Reply{.body = state.stats_json()};
+    case Route::kHealth: return Reply{.body = "{\"status\":\"ok\"}"};
+    case Route::kControl: {
+      if (req.method() == http::verb::get) return Reply{.body = state.config_json()};
+      if (!is_post) return method_not_allowed();
+      std::string err;
+      if (!state.apply_control(req.body(), err)) {
+        return legacy_error(400, err);
+      }
+      return Reply{.body = state.config_json()};
     }
-    return Reply{.body = state.config_json()};
-  }
-  case Route::kShutdown:
-    if (!is_post) return method_not_allowed();
-    return Reply{.body = "{\"status\":\"shutting down\"}", .close = true, .shutdown = true};
-  case Route::kNotFound: break;
+    case Route::kShutdown:
+      if (!is_post) return method_not_allowed();
+      return Reply{.body = "{\"status\":\"shutting down\"}", .close = true, .shutdown = true};
+    case Route::kNotFound: break;
   }
   return Reply{.status = 404, .body = "{\"message\":\"not found\"}"};
 }
@@ -358,7 +363,7 @@ template <class Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
   static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
 
-public:
+ public:
   template <class... Args>
   Session(Server& server, tcp::socket&& socket, Args&... args)
       : server_(server), stream_(std::move(socket), args...), timer_(stream_.get_executor()) {}
@@ -370,7 +375,7 @@ public:
                   beast::bind_front_handler(&Session::on_run, this->shared_from_this()));
   }
 
-private:
+ private:
   beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
 
   void on_run() {
@@ -399,8 +404,9 @@ private:
     parser_->body_limit(kParserBodyLimit);
     parser_->header_limit(kHeaderLimit);
     lowest().expires_after(kIdleTimeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -476,9 +482,11 @@ private:
 };
 
 class Server {
-public:
+ public:
   Server(const ServerOptions& opts, SinkState& state)
-      : state_(state), ioc_(static_cast<int>(opts.threads)), acceptor_(ioc_),
+      : state_(state),
+        ioc_(static_cast<int>(opts.threads)),
+        acceptor_(ioc_),
         signals_(ioc_, SIGINT, SIGTERM) {
     if (!opts.tls_cert.empty()) {
       ssl_.emplace(ssl::context::tls_server);
@@ -512,7 +520,7 @@ public:
 
   void stop() { ioc_.stop(); }
 
-private:
+ private:
   void do_accept() {
     acceptor_.async_accept(net::make_strand(ioc_),
                            beast::bind_front_handler(&Server::on_accept, this));
@@ -565,7 +573,8 @@ void Session<Stream>::on_read(beast::error_code ec, std::size_t) {
     res_.version(parser_->get().version());
     res_.result(413);
     res_.set(http::field::content_type, "application/json");
-    res_.body() = fmt::format("{{\"code\":8,\"message\":\"body exceeds {} bytes\"}}", kParserBodyLimit);
+    res_.body() =
+        fmt::format("{{\"code\":8,\"message\":\"body exceeds {} bytes\"}}", kParserBodyLimit);
     res_.keep_alive(false);
     res_.prepare_payload();
     close_after_ = true;
@@ -596,9 +605,8 @@ void Session<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (reply.retry_after) {
     const FaultConfig cfg = server_.state().config();
     if (cfg.retry_after_s >= 0) {
-      res_.set(http::field::retry_after, cfg.retry_after_date
-                                             ? http_date_in(cfg.retry_after_s)
-                                             : std::to_string(cfg.retry_after_s));
+      res_.set(http::field::retry_after, cfg.retry_after_date ? http_date_in(cfg.retry_after_s)
+                                                              : std::to_string(cfg.retry_after_s));
     }
   }
   if (reply.www_authenticate) {

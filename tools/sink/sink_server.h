@@ -13,10 +13,10 @@ namespace chsync::sink {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 0;     // 0: the kernel picks a free port
-  std::string port_file;      // written atomically (temp + rename) once bound
+  std::uint16_t port = 0;  // 0: the kernel picks a free port
+  std::string port_file;   // written atomically (temp + rename) once bound
   unsigned threads = 2;
-  std::string tls_cert;       // PEM; with tls_key → HTTPS
+  std::string tls_cert;  // PEM; with tls_key → HTTPS
   std::string tls_key;
 };
 

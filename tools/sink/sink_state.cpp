@@ -36,8 +36,8 @@ double unit_of(std::uint64_t h) noexcept {
 SinkState::SinkState(FaultConfig cfg, std::uint64_t seed, const std::string& record_path)
     : cfg_(std::move(cfg)), rng_(seed) {
   if (!record_path.empty()) {
-    record_fd_ = ::open(record_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                        0644);
+    record_fd_ =
+        ::open(record_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (record_fd_ < 0) {
       throw std::runtime_error(
           fmt::format("cannot open record file {}: {}", record_path, std::strerror(errno)));
@@ -228,8 +228,8 @@ void SinkState::clear_stats_locked() {
   spans_accepted_ = spans_duplicate_ = 0;
   bytes_wire_ = bytes_decoded_ = 0;
   faults_.clear();
-  for (const char* k : {"status_5xx", "status_429", "status_4xx", "resets", "stalls",
-                        "reject_all", "fail_first", "legacy_event_failures"}) {
+  for (const char* k : {"status_5xx", "status_429", "status_4xx", "resets", "stalls", "reject_all",
+                        "fail_first", "legacy_event_failures"}) {
     faults_[k] = 0;
   }
   orphans_total_ = 0;

@@ -22,24 +22,24 @@ namespace chsync::sink {
 
 // Every field is settable by a CLI flag of the same name (dashes) and by POST /control.
 struct FaultConfig {
-  double fail_rate = 0.0;                    // fraction of data requests failed with fail_status
-  std::vector<unsigned> fail_status{503};    // statuses used round-robin by fail-rate/fail-first
-  std::uint64_t fail_first = 0;              // the first N data requests fail
-  unsigned reject_all = 0;                   // 0 = off; else every data request gets this status
-  double reset_rate = 0.0;                   // fraction answered by an RST after reading
-  std::chrono::milliseconds latency{0};      // delay before every data response
-  std::chrono::milliseconds stall{0};        // extra hold on a stall_rate fraction of requests
+  double fail_rate = 0.0;                  // fraction of data requests failed with fail_status
+  std::vector<unsigned> fail_status{503};  // statuses used round-robin by fail-rate/fail-first
+  std::uint64_t fail_first = 0;            // the first N data requests fail
+  unsigned reject_all = 0;                 // 0 = off; else every data request gets this status
+  double reset_rate = 0.0;                 // fraction answered by an RST after reading
+  std::chrono::milliseconds latency{0};    // delay before every data response
+  std::chrono::milliseconds stall{0};      // extra hold on a stall_rate fraction of requests
   double stall_rate = 1.0;
-  int retry_after_s = -1;                    // <0: no Retry-After header on fault responses
-  bool retry_after_date = false;             // send Retry-After as an HTTP-date
+  int retry_after_s = -1;                      // <0: no Retry-After header on fault responses
+  bool retry_after_date = false;               // send Retry-After as an HTTP-date
   std::uint64_t max_body_bytes = 64ull << 20;  // 413 above this (decompressed and wire size)
-  double legacy_event_fail_rate = 0.0;       // per-event failures on /api/public/ingestion
+  double legacy_event_fail_rate = 0.0;         // per-event failures on /api/public/ingestion
   unsigned legacy_event_fail_status = 500;
-  bool no_decode = false;                    // read and discard bodies, answer 200
-  bool protobuf_only = false;                // OTLP JSON → 415 (Phoenix behaviour)
-  std::string require_basic_auth;            // "pk:sk" or empty
+  bool no_decode = false;          // read and discard bodies, answer 200
+  bool protobuf_only = false;      // OTLP JSON → 415 (Phoenix behaviour)
+  std::string require_basic_auth;  // "pk:sk" or empty
   std::vector<std::pair<std::string, std::string>> require_headers;
-  std::int64_t partial_rejected = 0;         // >0: 200 with partial_success.rejected_spans
+  std::int64_t partial_rejected = 0;  // >0: 200 with partial_success.rejected_spans
 };
 
 enum class FaultKind : std::uint8_t {
@@ -57,7 +57,7 @@ struct FaultDecision {
 enum class Encoding : std::uint8_t { kProtobuf, kJson };
 
 class SinkState {
-public:
+ public:
   SinkState(FaultConfig cfg, std::uint64_t seed, const std::string& record_path);
   ~SinkState();
   SinkState(const SinkState&) = delete;
@@ -89,7 +89,7 @@ public:
   // `{"clear-stats": true}` also resets counters and seen sets. False + error on bad input.
   [[nodiscard]] bool apply_control(std::string_view body, std::string& error);
 
-private:
+ private:
   struct SpanKey {
     std::uint64_t t0, t1, s;
     bool operator==(const SpanKey&) const = default;
@@ -100,7 +100,8 @@ private:
                                       (k.s * 0xC2B2AE3D27D4EB4Full));
     }
   };
-  static SpanKey key_of(const std::array<std::uint8_t, 16>& t, const std::array<std::uint8_t, 8>& s);
+  static SpanKey key_of(const std::array<std::uint8_t, 16>& t,
+                        const std::array<std::uint8_t, 8>& s);
   unsigned next_fail_status_locked();
   void write_record_locked(const std::string& lines);
   void clear_stats_locked();
