@@ -113,6 +113,9 @@ struct Cli {
     replay_cmd->add_flag("--insecure", rf.insecure, "Do not verify TLS certificates");
     add_log_format(replay_cmd);
     replay_cmd->footer(
+        "Lines of the file that are not records are named FILE:LINE, counted, kept in the file\n"
+        "and never sent (docs/operations.md). Exit codes: 0 all replayed; 1 rejected again or bad\n"
+        "lines; 3 backend unreachable or refusing.\n"
         "Example:\n  chsync replay-dead-letters --db state.db --endpoint "
         "http://otel:4318/v1/traces");
 

@@ -36,6 +36,7 @@ struct StatusView {
   std::optional<WorkCounts> work;
   std::vector<WorkerRow> workers;
   std::uint64_t dead_letter_requests = 0;
+  std::uint64_t dead_letter_bad_lines = 0;  // lines that are not records (replay names them)
   std::string dead_letter_file;
 };
 
@@ -60,9 +61,10 @@ StatusView gather(StateStore& st, const std::string& db_path) {
     v.work = wt->counts();
     v.workers = wt->workers();
   }
-  std::uint64_t bad = 0;
   v.dead_letter_file = dead_letter_path(db_path);
-  v.dead_letter_requests = read_dead_letters(v.dead_letter_file, bad).size();
+  const DeadLetterFile dl = read_dead_letter_file(v.dead_letter_file);
+  v.dead_letter_requests = dl.letters.size();
+  v.dead_letter_bad_lines = dl.bad.size();
   return v;
 }
 
@@ -133,7 +135,9 @@ std::string render_json(const StatusView& v) {
         .field("done", c.done)
         .end_object();
   }
-  w.field("dead_letter_requests", v.dead_letter_requests).end_object();
+  w.field("dead_letter_requests", v.dead_letter_requests)
+      .field("dead_letter_bad_lines", v.dead_letter_bad_lines)
+      .end_object();
   out += '\n';
   return out;
 }
@@ -166,6 +170,10 @@ std::string render_text(const StatusView& v) {
           static_cast<double>(x.bytes_read) / 1e6, x.started_at, x.heartbeat_at);
   }
   out += fmt::format("Dead-letter requests: {} ({})\n", v.dead_letter_requests, v.dead_letter_file);
+  if (v.dead_letter_bad_lines)
+    out += fmt::format(
+        "Dead-letter file: {} bad lines, not replayable (replay-dead-letters names them)\n",
+        v.dead_letter_bad_lines);
   return out;
 }
 

@@ -3,6 +3,7 @@ binary against a real chsync-sink on 127.0.0.1, with a real SQLite state."""
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -338,6 +339,71 @@ class DeliveryTest(TempTestCase):
         self.assertEqual((rc, r2["spans_synced"], r2["requests"], r2["spans_repeated"]),
                          (0, 0, 0, 0), err)
         self.assertEqual(self.status()["backends"][0]["spans_in_flight"], 0)
+
+    # ---- 7b. a dead-letter file with bad lines: named, counted, kept, the rest replayed ----
+    def test_replay_names_bad_dead_letter_lines_keeps_them_and_replays_the_rest(self):
+        bad = self.sink("--reject-all", "400")
+        d, _ = self.session_copy()
+        expected = self.expected_ids(d)
+        rc, r, err = self.sync(d, bad, "--batch-spans", "8")
+        self.assertEqual(rc, 1, err)
+        dl = os.path.join(self.tmp, "state.dead-letters.jsonl")
+        with open(dl, "rb") as f:
+            records = f.read().splitlines()
+        self.assertGreaterEqual(len(records), 4, "need several dead-lettered requests")
+        recs = [json.loads(l) for l in records]
+        # Bad lines of every kind between good records; the last one cut short (no newline).
+        bad_b64 = dict(recs[1], body_b64="@@not base64@@")
+        bad_id = dict(recs[2], span_ids=["zzzzzzzzzzzzzzzz"] + recs[2]["span_ids"][1:])
+        no_body = {k: v for k, v in recs[3].items() if k != "body_b64"}
+        lines = [records[0], b"this is not json", json.dumps(bad_b64).encode(),
+                 *records[4:], json.dumps(bad_id).encode(), json.dumps(no_body).encode(),
+                 records[1][: len(records[1]) // 2]]
+        with open(dl, "wb") as f:
+            f.write(b"\n".join(lines))  # no newline after the cut-short last line
+        good_recs = [recs[0], *recs[4:]]
+        replayable = {i for rec in good_recs for i in rec["span_ids"]}
+        n = len(lines)
+        want = {2: "not JSON", 3: "body_b64\" is not base64", n - 2: "span_ids[0]",
+                n - 1: "no \"body_b64\"", n: "truncated"}
+        st = self.status()
+        self.assertEqual((st["dead_letter_requests"], st["dead_letter_bad_lines"]),
+                         (len(good_recs), len(want)))
+
+        good = self.sink()
+        rc, out, err = run(["replay-dead-letters", "--db", self.db(), "--endpoint",
+                            good.traces_url])
+        self.assertEqual(rc, 1, "bad input is exit 1 (design Contracts)\n" + out + err)
+        for line, reason in want.items():
+            self.assertRegex(err, f"{re.escape(dl)}:{line}: [^\\n]*{re.escape(reason)}", err)
+        self.assertIn(f"{len(want)} bad lines", out)
+        self.assertIn("1 base64, 1 not_json, 1 schema, 1 span_id, 1 truncated", out)
+        # Every good line was replayed, once; nothing of a bad line was sent.
+        ids = good.span_ids()
+        self.assertEqual(set(ids), replayable)
+        self.assertEqual(len(ids), len(set(ids)))
+        # The bad lines stay, byte for byte and in order, each with its newline; nothing else.
+        with open(dl, "rb") as f:
+            kept = f.read()
+        self.assertEqual(kept, b"".join(l + b"\n" for l in lines[1:3] + lines[-3:]))
+        self.assertIn("as lines 1, 2, 3, 4, 5:", out)
+        st = self.status()
+        self.assertEqual((st["dead_letter_requests"], st["dead_letter_bad_lines"]),
+                         (0, len(want)))
+        self.assertEqual(st["backends"][0]["spans_synced"], len(replayable))
+        self.assertLess(len(replayable), len(expected))
+        # Again: the same lines are named (at their new numbers), nothing is sent.
+        before = good.stats()["requests_total"]
+        rc, out, err = run(["replay-dead-letters", "--db", self.db(), "--endpoint",
+                            good.traces_url, "--log-format", "json"])
+        self.assertEqual(rc, 1, err)
+        named = [json.loads(l) for l in err.splitlines() if l.strip()]
+        named = [(o["line"], o["kind"]) for o in named if o.get("event") == "dead_letter_bad_line"]
+        self.assertEqual(named, [(1, "not_json"), (2, "base64"), (3, "span_id"), (4, "schema"),
+                                 (5, "not_json")])
+        self.assertEqual(good.stats()["requests_total"], before)
+        with open(dl, "rb") as f:
+            self.assertEqual(f.read(), kept)
 
     # ---- 7. reject all → dead letters → replay ----
     def test_reject_all_400_dead_letters_then_replay(self):
