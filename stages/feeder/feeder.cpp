@@ -57,8 +57,10 @@ struct MemberRead {
   std::string data, spool_path, write_error, damage;
   std::uint64_t spool_bytes = 0;  // booked in the SpoolDir for spool_path
   bool ok = true;
-  bool over_limit = false;  // left out: it does not fit under --max-spool
-  bool stopped = false;     // a stop came while waiting for spool room
+  bool over_limit = false;      // left out: it does not fit under --max-spool
+  bool stopped = false;         // a stop came while waiting for spool room
+  bool window_refused = false;  // damage: a zip LZMA/XZ member's dictionary is over the budget
+  bool damage_local = false;    // the damage is the member's own; the archive walk goes on
 };
 
 std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 1048576.0); }
@@ -108,6 +110,8 @@ MemberRead read_member(ArchiveReader& ar, SpoolDir& spool, std::uint64_t declare
     const long n = ar.read(buf.data(), buf.size());
     if (n < 0) {
       m.damage = ar.error("corrupt member");
+      m.window_refused = ar.window_refused();
+      m.damage_local = ar.damage_is_local();
       break;
     }
     if (n == 0) break;
@@ -179,13 +183,22 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
     auto [b, i] = it->second;
     MemberRead m = read_member(ar, spool_, e.size, pending_bytes, pending_cap, member_mem_cap,
                                pending_spool_bytes, w_.stop_requested, buf);
+    if (m.window_refused) {
+      // Nothing of it was decoded (refused before its dictionary was allocated): left out like a
+      // member over --max-spool, so the state does not count it read and a run with a larger
+      // --max-memory reads it.
+      m.ok = false;
+      m.write_error = "decoder_window: " + m.damage;
+      m.damage.clear();
+    }
     std::string left_out;
     if (!m.ok) {
       // Over --max-spool, or spooling failed (disk full?): the member is left out and its
       // worker reports it (an error on the file: counted, exit 1, not marked complete in the
       // state, so the next run reads it again); the rest goes on.
       if (!m.stopped)
-        left_out = m.over_limit ? m.write_error : "cannot spool member: " + m.write_error;
+        left_out = m.over_limit || m.window_refused ? m.write_error
+                                                    : "cannot spool member: " + m.write_error;
       if (!m.spool_path.empty()) spool_.remove(m.spool_path, m.spool_bytes);
       else spool_.refund(m.spool_bytes);
       m.spool_path.clear();
@@ -220,7 +233,7 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
         break;
       }
     }
-    if (!m.damage.empty()) break;
+    if (!m.damage.empty() && !m.damage_local) break;
   }
   // Bundles cut short by damage: map what arrived (the rest stays unread and counted).
   for (auto& [b, item] : partial) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "stages/reader/bounded_decoder.h"
+#include "stages/reader/zip_lzma.h"
 
 namespace chsync {
 
@@ -39,8 +40,14 @@ ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_b
         archive_read_open(ar_, this, nullptr, &ArchiveReader::read_decoded, nullptr) == ARCHIVE_OK;
     return;
   }
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  // A zip's LZMA/XZ members are read from fd_ by ZipLzmaReader (zip_lzma.h); fd_ stays open
+  // only for a zip that has them.
+  if (fd_ >= 0) zip_lzma_ = scan_zip_lzma_members(fd_);
+  if (fd_ >= 0 && zip_lzma_.empty()) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  max_window_bytes_ = max_window_bytes;
   open_ = archive_read_open_filename(ar_, path.c_str(), 1 << 20) == ARCHIVE_OK;
 }
 
@@ -72,23 +79,43 @@ ArchiveReader::Next ArchiveReader::next(ArchiveEntry& entry) {
   entry.size_known = archive_entry_size_is_set(e) != 0;
   entry.size = entry.size_known ? static_cast<std::uint64_t>(archive_entry_size(e)) : 0;
   entry.mtime_s = static_cast<std::int64_t>(archive_entry_mtime(e));
+  member_.reset();
+  if (!zip_lzma_.empty()) {
+    // libarchive names the member as its directory entry does (raw bytes, or UTF-8 when it
+    // converted them); either way the member is decoded here, never by libarchive.
+    auto it = zip_lzma_.find(archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
+    const char* utf8 = archive_entry_pathname_utf8(e);
+    if (it == zip_lzma_.end() && utf8 != nullptr) it = zip_lzma_.find(utf8);
+    if (it != zip_lzma_.end())
+      member_ = std::make_unique<ZipLzmaReader>(fd_, it->second, max_window_bytes_);
+  }
   return Next::kEntry;
 }
 
 long ArchiveReader::read(char* buf, std::size_t n) {
+  if (member_) return member_->read(buf, n);
   const la_ssize_t r = archive_read_data(ar_, buf, n);
   return r < 0 ? -1 : static_cast<long>(r);
 }
 
-bool ArchiveReader::skip() { return archive_read_data_skip(ar_) >= ARCHIVE_WARN; }
+bool ArchiveReader::skip() {
+  if (member_) {  // nothing of it was given to libarchive's decoder; the next header seeks past it
+    member_.reset();
+    return true;
+  }
+  return archive_read_data_skip(ar_) >= ARCHIVE_WARN;
+}
 
 std::string ArchiveReader::error(const char* fallback) const {
   // libarchive may put its own words ("Truncated tar archive") over the decoder's reason.
   if (dec_ && !dec_->error().empty()) return dec_->error();
+  if (member_ && !member_->error().empty()) return member_->error();
   const char* m = archive_error_string(ar_);
   return m ? m : fallback;
 }
 
-bool ArchiveReader::window_refused() const noexcept { return dec_ && dec_->window_refused(); }
+bool ArchiveReader::window_refused() const noexcept {
+  return (dec_ && dec_->window_refused()) || (member_ && member_->window_refused());
+}
 
 }  // namespace chsync

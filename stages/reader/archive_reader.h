@@ -13,8 +13,12 @@
 // archive (window_refused(), error() names the sizes) before the window is allocated. The other
 // filters (gzip, bzip2, lz4, ...) are libarchive's: their memory is small and fixed. Formats:
 // tar (every dialect) and zip only, not libarchive's others (7z, RAR, cab, ...: their own
-// dictionaries are beyond any limit here). Not bounded: a zip member compressed with LZMA/XZ
-// (zip methods 14/95), which libarchive decodes with its memory limit disabled.
+// dictionaries are beyond any limit here). A zip member compressed with LZMA or XZ (zip methods
+// 14/95) is decoded by a ZipLzmaReader (zip_lzma.h) under the same budget, never by libarchive,
+// whose zip reader runs liblzma without a memory limit; such a member over the budget fails
+// alone (read() returns -1, window_refused() and error() say why) and the walk goes on. Not
+// covered: a zip inside a zstd/xz stream (its directory cannot be read ahead), whose LZMA/XZ
+// members libarchive still decodes.
 // Errors: never throws. An archive that cannot be opened has is_open() false and error() says
 // why; a damaged header ends the walk (Next::kDamaged); damaged data makes read() return -1.
 #pragma once
@@ -22,7 +26,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
+
+#include "stages/reader/zip_lzma.h"
 
 struct archive;
 
@@ -58,16 +65,23 @@ class ArchiveReader {
   bool skip();
   // The zstd decoder's message when it failed, else libarchive's last message, else `fallback`.
   std::string error(const char* fallback) const;
-  // The archive is zstd/xz/lzip and asked for a decoder window over max_window_bytes.
+  // The archive is zstd/xz/lzip, or the current member is a zip LZMA/XZ member, and asked for a
+  // decoder window over max_window_bytes.
   bool window_refused() const noexcept;
+  // read() failed for a reason of the current member alone (a zip LZMA/XZ member read by
+  // chsync: its dictionary, CRC or data), not of the archive: the next member can be read.
+  bool damage_is_local() const noexcept { return member_ && !member_->error().empty(); }
 
  private:
   static long read_decoded(struct archive* a, void* self, const void** buf);
 
   struct archive* ar_ = nullptr;
   bool open_ = false;
-  int fd_ = -1;  // decoded archives only: the compressed file
+  int fd_ = -1;  // decoded archives, and zips with LZMA/XZ members: the file
   std::unique_ptr<BoundedDecoder> dec_;
+  std::uint64_t max_window_bytes_ = 0;
+  std::unordered_map<std::string, ZipLzmaMember> zip_lzma_;  // by name in the central directory
+  std::unique_ptr<ZipLzmaReader> member_;                    // the current member is one of them
   std::vector<char> out_;  // decompressed bytes handed to libarchive
 };
 

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from faultlib import CHSYNC, FAST_RETRY, FaultCase, clean_env, own_tests, run
+from faultlib import CHSYNC, FAST_RETRY, REAL, FaultCase, clean_env, own_tests, run
 
 
 def load_tests(loader, tests, pattern):
@@ -473,3 +473,94 @@ class Hardening(FaultCase):
         self.assertEqual(rc, 0, err[-2000:])
         self.assertEqual(r["errors"], [])
         self.assertEqual(r["files_updated"], 1, r)
+
+    def zip_of(self, name, members):
+        """A zip written by hand (Python's zipfile cannot write method 95, nor choose the LZMA
+        dictionary): members are (arcname, bytes, method, dictionary bytes), method 14 (LZMA,
+        properties as zipfile writes them) or 95 (one .xz stream), with the CRC-32 and sizes in
+        both headers."""
+        import lzma
+        import struct
+        import zlib
+        path = os.path.join(self.tmp, name + ".zip")
+        body, cd = b"", b""
+        for arcname, raw, method, dict_bytes in members:
+            lzma2 = [{"id": lzma.FILTER_LZMA2, "dict_size": dict_bytes}]
+            if method == 95:
+                comp = lzma.compress(raw, format=lzma.FORMAT_XZ, filters=lzma2)
+            else:
+                lzma1 = {"id": lzma.FILTER_LZMA1, "dict_size": dict_bytes}
+                props = lzma._encode_filter_properties(lzma1)
+                comp = (struct.pack("<BBH", 9, 4, len(props)) + props +
+                        lzma.compress(raw, format=lzma.FORMAT_RAW, filters=[lzma1]))
+            crc, nb, flags = zlib.crc32(raw) & 0xFFFFFFFF, arcname.encode(), 2 if method == 14 else 0
+            off = len(body)
+            body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 63, flags, method, 0, 0, crc, len(comp),
+                                len(raw), len(nb), 0) + nb + comp
+            cd += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 63, 63, flags, method, 0, 0, crc,
+                              len(comp), len(raw), len(nb), 0, 0, 0, 0, 0, off) + nb
+        eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(cd),
+                           len(body), 0)
+        with open(path, "wb") as f:
+            f.write(body + cd + eocd)
+        return path
+
+    def test_h13f_zip_lzma_and_xz_members_are_decoded_within_the_memory_budget(self):
+        """Before: libarchive decoded zip methods 14 (LZMA) and 95 (XZ) with liblzma's memory
+        limit off, so a member could name any dictionary (up to 4 GiB) at any --max-memory."""
+        sample = os.path.join(REAL, "iansherr__claude-code-log",
+                              "-Users-dain-workspace-claude-code-log-sample")
+        sessions = ["07f2e15c-a38b-454b-9148-60edc06de401", "12a546d1-83a7-49a6-abba-5400db340b43",
+                    "326189cf-5676-4237-8cde-1ce80aae4a9f", "71c9afe9-d9cc-4583-86b3-e62ba682b83a"]
+        members = []
+        for sid, (method, dict_bytes) in zip(sessions, [(14, 48 << 20), (95, 48 << 20),
+                                                        (14, 1 << 20), (95, 1 << 20)]):
+            with open(os.path.join(sample, sid + ".jsonl"), "rb") as fin:
+                members.append((f"proj/{sid}.jsonl", fin.read(), method, dict_bytes))
+        z = self.zip_of("lzma-members", members)
+        sink = self.sink()
+        rc, r, err = self.sync_loud([z], sink.traces_url, "--max-memory", "32MiB", timeout=120)
+        self.assertEqual(rc, 1, err[-2000:])
+        self.assertEqual(len(r["errors"]), 2, r["errors"])
+        self.assertTrue(r["errors"][0].startswith(
+            f"{z}!{members[0][0]}: decoder_window: LZMA zip member needs 48."), r["errors"])
+        self.assertTrue(r["errors"][1].startswith(
+            f"{z}!{members[1][0]}: decoder_window: XZ zip member needs 4"), r["errors"])
+        first = r["spans_synced"]
+        self.assertGreater(first, 0, "the members with a 1 MiB dictionary were delivered")
+        # Left out, not marked read: at the default --max-memory (a 64 MiB dictionary budget)
+        # the next run reads exactly the two refused members ...
+        rc, r, err = self.sync_loud([z], sink.traces_url, timeout=120)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertEqual(r["errors"], [])
+        self.assertEqual(r["files_updated"], 2, r)
+        second = r["spans_synced"]
+        self.assertGreater(second, 0)
+        # ... and the two runs together sent what one run of the same files as a directory sends.
+        d = os.path.join(self.tmp, "lzma-members-dir", "proj")
+        os.makedirs(d)
+        for name, raw, _, _ in members:
+            with open(os.path.join(d, os.path.basename(name)), "wb") as f:
+                f.write(raw)
+        rc, r, err = self.sync_loud([d], sink.traces_url, db=self.db("dir.db"), timeout=120)
+        self.assertEqual(rc, 0, err[-2000:])
+        self.assertEqual(r["spans_synced"], first + second)
+
+    def test_h13g_zip_lzma_member_with_a_wrong_crc_is_named(self):
+        """The central directory's CRC-32 does not match the data: named, exit 1. Before (libarchive
+        decoding), read without a word."""
+        import struct
+        _, f = self.session_file("zlcrc", 1)
+        with open(f, "rb") as fin:
+            z = self.zip_of("lzma-crc", [("proj/a.jsonl", fin.read(), 14, 1 << 20)])
+        with open(z, "r+b") as fz:
+            data = bytearray(fz.read())
+            cd = data.rfind(b"PK\x01\x02")
+            data[cd + 16:cd + 20] = struct.pack("<I", 0xDEADBEEF)
+            fz.seek(0)
+            fz.write(data)
+        sink = self.sink()
+        rc, r, err = self.sync_loud([z], sink.traces_url, timeout=120)
+        self.assertEqual(rc, 1, err[-2000:])
+        self.assertEqual(r["errors"], [z + "!proj/a.jsonl: truncated or corrupt archive member: "
+                                           "corrupt zip member: CRC-32 mismatch"])

@@ -1,5 +1,6 @@
-// libFuzzer: ArchiveReader over arbitrary bytes (tar, zip, gzip/bzip2/xz by libarchive; zstd by
-// chsync's bounded ZstdDecoder, which hands libarchive the tar inside). The bytes are a file in
+// libFuzzer: ArchiveReader over arbitrary bytes (tar, zip, gzip/bzip2 by libarchive; zstd and xz
+// by chsync's bounded decoders, which hand libarchive the tar inside; a zip's LZMA/XZ members by
+// ZipLzmaReader, from the central directory chsync reads itself). The bytes are a file in
 // memory (memfd), opened by path like a real input. Invariants: no crash, no leak, no read past a
 // buffer (ASan); an archive whose first zstd frame asks for a window over the 8 MiB limit never
 // opens (refused before the window is allocated; replaying the seeds with -malloc_limit_mb=32

@@ -1,0 +1,284 @@
+#include "stages/reader/zip_lzma.h"
+
+#include <lzma.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "stages/reader/bounded_decoder.h"
+
+namespace chsync {
+namespace {
+
+constexpr std::uint32_t kEndOfCentralDirectory = 0x06054b50;
+constexpr std::uint32_t kZip64Locator = 0x07064b50;
+constexpr std::uint32_t kZip64EndOfCentralDirectory = 0x06064b50;
+constexpr std::uint32_t kCentralHeader = 0x02014b50;
+constexpr std::uint32_t kLocalHeader = 0x04034b50;
+constexpr std::uint16_t kMethodLzma = 14;
+constexpr std::uint16_t kMethodXz = 95;
+constexpr std::size_t kEocdBytes = 22;
+constexpr std::size_t kMaxCommentBytes = 0xFFFF;
+// A central directory larger than this is not scanned (libarchive alone reads the zip then);
+// 64 MiB holds about a million entries.
+constexpr std::uint64_t kMaxDirectoryBytes = 64u << 20;
+
+std::uint16_t le16(const unsigned char* p) {
+  return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+}
+std::uint32_t le32(const unsigned char* p) {
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+std::uint64_t le64(const unsigned char* p) {
+  return static_cast<std::uint64_t>(le32(p)) | (static_cast<std::uint64_t>(le32(p + 4)) << 32);
+}
+
+bool pread_all(int fd, unsigned char* buf, std::size_t n, std::uint64_t offset) {
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    buf += r;
+    n -= static_cast<std::size_t>(r);
+    offset += static_cast<std::uint64_t>(r);
+  }
+  return true;
+}
+
+struct Directory {
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+};
+
+// Finds the central directory from the end of central directory record (the last one in the
+// file's final 64 KiB + 22 bytes), following the zip64 locator when the record's fields are
+// saturated.
+bool find_directory(int fd, std::uint64_t file_bytes, Directory& dir) {
+  if (file_bytes < kEocdBytes) return false;
+  const std::uint64_t tail_bytes =
+      std::min<std::uint64_t>(file_bytes, kEocdBytes + kMaxCommentBytes);
+  std::vector<unsigned char> tail(static_cast<std::size_t>(tail_bytes));
+  const std::uint64_t tail_offset = file_bytes - tail_bytes;
+  if (!pread_all(fd, tail.data(), tail.size(), tail_offset)) return false;
+  for (std::size_t i = tail.size() - kEocdBytes + 1; i-- > 0;) {
+    if (le32(&tail[i]) != kEndOfCentralDirectory) continue;
+    const unsigned char* e = &tail[i];
+    dir.bytes = le32(e + 12);
+    dir.offset = le32(e + 16);
+    if (dir.offset != 0xFFFFFFFF && dir.bytes != 0xFFFFFFFF && le16(e + 10) != 0xFFFF) return true;
+    // zip64: the locator stands right before the record and points at the zip64 record.
+    const std::uint64_t eocd_offset = tail_offset + i;
+    if (eocd_offset < 20) return false;
+    unsigned char loc[20];
+    if (!pread_all(fd, loc, sizeof loc, eocd_offset - 20) || le32(loc) != kZip64Locator)
+      return false;
+    unsigned char rec[56];
+    if (!pread_all(fd, rec, sizeof rec, le64(loc + 8)) || le32(rec) != kZip64EndOfCentralDirectory)
+      return false;
+    dir.bytes = le64(rec + 40);
+    dir.offset = le64(rec + 48);
+    return true;
+  }
+  return false;
+}
+
+// Replaces the saturated 32-bit fields of a central directory header by the zip64 extra field's
+// 64-bit values (they appear in this order, only for the fields that are saturated).
+void apply_zip64_extra(const unsigned char* extra, std::size_t extra_bytes, ZipLzmaMember& m) {
+  std::size_t i = 0;
+  while (i + 4 <= extra_bytes) {
+    const std::uint16_t id = le16(extra + i);
+    const std::uint16_t size = le16(extra + i + 2);
+    const unsigned char* p = extra + i + 4;
+    const unsigned char* end = p + std::min<std::size_t>(size, extra_bytes - i - 4);
+    if (id == 0x0001) {
+      auto take = [&](std::uint64_t& field) {
+        if (field != 0xFFFFFFFF || p + 8 > end) return;
+        field = le64(p);
+        p += 8;
+      };
+      take(m.uncompressed_bytes);
+      take(m.compressed_bytes);
+      take(m.local_header_offset);
+      return;
+    }
+    i += 4 + size;
+  }
+}
+
+}  // namespace
+
+std::unordered_map<std::string, ZipLzmaMember> scan_zip_lzma_members(int fd) {
+  std::unordered_map<std::string, ZipLzmaMember> out;
+  unsigned char magic[4];
+  if (fd < 0 || !pread_all(fd, magic, sizeof magic, 0)) return out;
+  // A zip starts with a local header, or an empty one with the end record; a self-extracting
+  // zip (a program in front) is left to libarchive, which does not read those either.
+  if (le32(magic) != kLocalHeader) return out;
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  Directory dir;
+  if (end <= 0 || !find_directory(fd, static_cast<std::uint64_t>(end), dir)) return out;
+  if (dir.bytes > kMaxDirectoryBytes || dir.offset + dir.bytes > static_cast<std::uint64_t>(end))
+    return out;
+  std::vector<unsigned char> cd(static_cast<std::size_t>(dir.bytes));
+  if (!pread_all(fd, cd.data(), cd.size(), dir.offset)) return out;
+  std::size_t i = 0;
+  while (i + 46 <= cd.size() && le32(&cd[i]) == kCentralHeader) {
+    const unsigned char* h = &cd[i];
+    const std::size_t name_bytes = le16(h + 28), extra_bytes = le16(h + 30),
+                      comment_bytes = le16(h + 32);
+    if (i + 46 + name_bytes + extra_bytes + comment_bytes > cd.size()) break;
+    const std::uint16_t method = le16(h + 10);
+    if (method == kMethodLzma || method == kMethodXz) {
+      ZipLzmaMember m;
+      m.method = method;
+      m.flags = le16(h + 8);
+      m.crc32 = le32(h + 16);
+      m.compressed_bytes = le32(h + 20);
+      m.uncompressed_bytes = le32(h + 24);
+      m.local_header_offset = le32(h + 42);
+      apply_zip64_extra(h + 46 + name_bytes, extra_bytes, m);
+      out[std::string(reinterpret_cast<const char*>(h + 46), name_bytes)] = m;
+    }
+    i += 46 + name_bytes + extra_bytes + comment_bytes;
+  }
+  return out;
+}
+
+struct ZipLzmaReader::Stream {
+  lzma_stream s = LZMA_STREAM_INIT;
+  lzma_options_lzma* options = nullptr;  // method 14: from lzma_properties_decode (malloc'd)
+  ~Stream() {
+    lzma_end(&s);
+    free(options);  // NOLINT(cppcoreguidelines-no-malloc): liblzma allocated it with malloc
+  }
+};
+
+ZipLzmaReader::ZipLzmaReader(int fd, const ZipLzmaMember& member, std::uint64_t max_window_bytes)
+    : s_(std::make_unique<Stream>()),
+      fd_(fd),
+      m_(member),
+      limit_bytes_((max_window_bytes ? max_window_bytes : std::uint64_t{128} << 20) + (2u << 20)) {}
+
+ZipLzmaReader::~ZipLzmaReader() = default;
+
+bool ZipLzmaReader::fail(std::string why) {
+  failed_ = true;
+  error_ = std::move(why);
+  return false;
+}
+
+// Reads the local header, then the method's own header, and starts liblzma within the limit.
+bool ZipLzmaReader::start() {
+  started_ = true;
+  if (m_.flags & 1) return fail("encrypted zip member (not supported)");
+  unsigned char lh[30];
+  if (!pread_all(fd_, lh, sizeof lh, m_.local_header_offset) || le32(lh) != kLocalHeader)
+    return fail("corrupt zip member: no local header at its directory offset");
+  next_in_offset_ = m_.local_header_offset + 30 + le16(lh + 26) + le16(lh + 28);
+  in_left_bytes_ = m_.compressed_bytes;
+  in_.resize(1 << 16);
+  lzma_stream& s = s_->s;
+  if (m_.method == kMethodXz) {
+    if (lzma_stream_decoder(&s, limit_bytes_, 0) != LZMA_OK)
+      return fail("cannot start the xz decoder");
+    return true;
+  }
+  // Method 14: version (2 bytes), properties size (2 bytes, 5 for LZMA1), properties.
+  unsigned char head[9];
+  if (in_left_bytes_ < sizeof head || !pread_all(fd_, head, sizeof head, next_in_offset_))
+    return fail("truncated LZMA zip member");
+  if (le16(head + 2) != 5) return fail("corrupt LZMA zip member: properties are not 5 bytes");
+  next_in_offset_ += sizeof head;
+  in_left_bytes_ -= sizeof head;
+  lzma_filter filters[2] = {{LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
+  if (lzma_properties_decode(&filters[0], nullptr, head + 4, 5) != LZMA_OK)
+    return fail("corrupt LZMA zip member: bad properties");
+  s_->options = static_cast<lzma_options_lzma*>(filters[0].options);
+  // Bit 1 of the flags says an end marker follows the data; without it the size ends it.
+  filters[0].id = LZMA_FILTER_LZMA1EXT;
+  s_->options->ext_flags = LZMA_LZMA1EXT_ALLOW_EOPM;
+  lzma_set_ext_size(*s_->options, (m_.flags & 2) ? UINT64_MAX : m_.uncompressed_bytes);
+  const std::uint64_t need = lzma_raw_decoder_memusage(filters);
+  if (need == UINT64_MAX) return fail("corrupt LZMA zip member: bad properties");
+  if (need > limit_bytes_) {
+    window_refused_ = true;
+    return fail("LZMA zip member needs " + window_size_text(need) +
+                " to decode (its dictionary), over the limit of " + window_size_text(limit_bytes_) +
+                " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress "
+                "with a smaller dictionary");
+  }
+  if (lzma_raw_decoder(&s, filters) != LZMA_OK) return fail("cannot start the LZMA decoder");
+  return true;
+}
+
+long ZipLzmaReader::read(char* buf, std::size_t n) {
+  if (!started_) start();
+  if (failed_) return -1;
+  if (ended_ || n == 0) return 0;
+  lzma_stream& s = s_->s;
+  s.next_out = reinterpret_cast<std::uint8_t*>(buf);
+  s.avail_out = n;
+  const bool xz = m_.method == kMethodXz;
+  while (s.avail_out == n && !failed_) {
+    if (s.avail_in == 0 && in_left_bytes_ > 0) {
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(in_.size(), in_left_bytes_));
+      if (!pread_all(fd_, in_.data(), want, next_in_offset_)) {
+        fail(
+            "cannot read the zip member's data (the file is shorter than its directory says, or "
+            "unreadable)");
+        break;
+      }
+      next_in_offset_ += want;
+      in_left_bytes_ -= want;
+      s.next_in = in_.data();
+      s.avail_in = want;
+    }
+    const lzma_ret rc = lzma_code(&s, in_left_bytes_ == 0 ? LZMA_FINISH : LZMA_RUN);
+    if (rc == LZMA_OK) {
+      if (s.avail_in == 0 && in_left_bytes_ == 0 && s.avail_out == n)
+        fail(std::string("truncated ") + (xz ? "XZ" : "LZMA") + " zip member");
+      continue;
+    }
+    if (rc == LZMA_STREAM_END) {
+      ended_ = true;
+      break;
+    }
+    if (rc == LZMA_MEMLIMIT_ERROR) {
+      window_refused_ = true;
+      fail("XZ zip member needs " + window_size_text(lzma_memusage(&s)) +
+           " to decode (its dictionary), over the limit of " + window_size_text(limit_bytes_) +
+           " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress with a "
+           "smaller dictionary");
+    } else if (rc == LZMA_BUF_ERROR) {
+      fail(std::string("truncated ") + (xz ? "XZ" : "LZMA") + " zip member");
+    } else {
+      fail(std::string("corrupt ") + (xz ? "XZ" : "LZMA") + " zip member (liblzma error " +
+           std::to_string(static_cast<int>(rc)) + ")");
+    }
+  }
+  const std::size_t got = n - s.avail_out;
+  if (got > 0) {
+    crc_ = static_cast<std::uint32_t>(
+        ::crc32(crc_, reinterpret_cast<const Bytef*>(buf), static_cast<uInt>(got)));
+    out_bytes_ += got;
+    if (out_bytes_ > m_.uncompressed_bytes) {
+      fail("corrupt zip member: more data than its directory entry says");
+      return -1;
+    }
+  }
+  if (ended_ && (out_bytes_ != m_.uncompressed_bytes || crc_ != m_.crc32)) {
+    fail(out_bytes_ != m_.uncompressed_bytes
+             ? "corrupt zip member: size differs from its directory entry"
+             : "corrupt zip member: CRC-32 mismatch");
+    return got > 0 ? static_cast<long>(got) : -1;
+  }
+  if (got > 0) return static_cast<long>(got);
+  return failed_ ? -1 : 0;
+}
+
+}  // namespace chsync
