@@ -624,14 +624,8 @@ void record_response(bench::BenchResult& r, std::size_t second, std::size_t nspa
   }
 }
 
-}  // namespace
-
-int run_bench(const BenchOptions& o) {
-  if (o.rate < 0) throw ConfigError("--rate must be positive");
-  if (o.duration.count() <= 0) throw ConfigError("--duration must be positive");
-  if (o.batch_spans == 0) throw ConfigError("--batch-spans must be at least 1");
-
-  std::unique_ptr<TempDir> gen_dir;
+// The paths to read: the inputs, or transcripts generated into `gen_dir` with --generate.
+std::vector<std::string> input_paths(const BenchOptions& o, std::unique_ptr<TempDir>& gen_dir) {
   std::vector<std::string> inputs = o.inputs;
   if (o.generate_bytes > 0) {
     gen_dir = std::make_unique<TempDir>();
@@ -639,17 +633,14 @@ int run_bench(const BenchOptions& o) {
     inputs = {(gen_dir->path() / "projects").string()};
   }
   if (inputs.empty()) throw ConfigError("bench needs INPUT paths or --generate SIZE");
-  if (o.self) return run_self(o, inputs);
+  return inputs;
+}
 
-  const Endpoint ep = resolve(o);
-  auto url = http::parse_url(ep.url);
-  if (!url) throw ConfigError("--endpoint: not an http(s) URL: '" + ep.url + "'");
-
-  // ---- input ----
+// Maps and encodes the inputs once and cuts them into requests.
+SpanStore load_spans(const BenchOptions& o, const std::vector<std::string>& inputs) {
   const auto t_load = Clock::now();
   SpanStore store;
   InputLoader(o, store).load(inputs);
-  gen_dir.reset();  // the spans are in memory now
   cut_batches(store, o.batch_spans, o.batch_bytes);
   if (store.batches.empty()) throw ConfigError("bench: the input has no spans to send");
   if (!o.quiet) {
@@ -668,115 +659,175 @@ int run_bench(const BenchOptions& o) {
          {"truncated", store.truncated}},
         false);
   }
+  return store;
+}
 
-  std::size_t cap = 0;
-  bench::BenchResult r = new_result(o, ep, store, cap);
-  const bool open = o.rate > 0;
-  const OtlpFraming framing = otlp_framing(o, r.id_salt, ep);
-  auto transport = make_transport(o, cap);
+// Sends the store's batches round and round (a new id salt per pass) for --duration: open loop
+// (each request at its intended time, --rate with --ramp) or closed loop (a request as soon as
+// one of `cap` slots is free). Every answer is accounted in the result, under the mutex.
+class LoadRun {
+ public:
+  LoadRun(const BenchOptions& o, const SpanStore& store, const Endpoint& ep, http::Url url,
+          bench::BenchResult& r, std::size_t cap)
+      : o_(o),
+        store_(store),
+        url_(std::move(url)),
+        r_(r),
+        cap_(cap),
+        open_(o.rate > 0),
+        framing_(otlp_framing(o, r.id_salt, ep)),
+        start_(Clock::now() + std::chrono::milliseconds(20)),  // let the first build finish
+        end_(start_ + o.duration),
+        salt_(salt_for(r.id_salt, 0)),
+        last_send_(start_),
+        transport_(make_transport(o, cap)) {}
 
-  std::mutex mu;
-  std::condition_variable cv;
-  std::size_t in_flight = 0;
-  const auto start = Clock::now() + std::chrono::milliseconds(20);  // let the first build finish
-  const auto end = start + o.duration;
-
-  Resalter salter;
-  std::string spans_buf, body, gz;
-  std::size_t cursor = 0;
-  std::uint64_t loop = 0, sent = 0;
-  double units = 0;  // requests or spans scheduled so far (open loop)
-  std::string salt = salt_for(r.id_salt, 0);
-  auto last_send = start;
-  for (;;) {
-    const auto& batch = store.batches[cursor];
-    const std::size_t nspans = batch.last - batch.first;
-    Clock::time_point intended;
-    if (open) {
-      const double t = intended_offset_s(units, o.rate, r.ramp_s);
-      if (t >= r.duration_s) break;
-      intended =
-          start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
-    }
-    salter.apply(store, batch, salt, spans_buf);
-    otlp::build_request(framing.resource, framing.scope, spans_buf, body);
-    const std::uint64_t raw = body.size();
-    if (o.gzip) {
-      if (!otlp::gzip_libdeflate(body, gz, kGzipLevel)) throw std::runtime_error("gzip failed");
-      body.swap(gz);
-    }
-    {
-      std::unique_lock lock(mu);
-      const auto give_up = end + o.timeout + kDrainGrace;
-      if (!cv.wait_until(lock, give_up, [&] { return in_flight < cap; })) break;
-      // Every answer so far a failure: the backend is down or refuses everything, and more
-      // requests would only measure that. Stop and say so (exit 3).
-      if (r.requests_completed >= kEarlyStopAfter && r.requests_ok == 0) {
-        r.stopped_early = true;
-        break;
+  void send_all() {
+    std::size_t cursor = 0;
+    std::uint64_t loop = 0;
+    double units = 0;  // requests or spans scheduled so far (open loop)
+    for (;;) {
+      const auto& batch = store_.batches[cursor];
+      const std::size_t nspans = batch.last - batch.first;
+      Clock::time_point intended;
+      if (open_ && !scheduled_time(units, intended)) break;
+      const std::uint64_t raw = build_body(batch);
+      if (!wait_for_slot() || !wait_until_due(intended)) break;
+      post(intended, nspans, raw);
+      units += o_.rate_is_spans ? static_cast<double>(nspans) : 1.0;
+      if (++cursor == store_.batches.size()) {
+        cursor = 0;
+        salt_ = salt_for(r_.id_salt, ++loop);
       }
     }
-    if (open) {
+    r_.loops = loop + (cursor > 0 ? 1 : 0);
+  }
+
+  // Waits for the answers still out (at most --timeout and a grace), then closes the transport.
+  void finish() {
+    r_.elapsed_s =
+        open_ ? std::max(r_.duration_s, std::chrono::duration<double>(last_send_ - start_).count())
+              : std::chrono::duration<double>(std::max(last_send_, end_) - start_).count();
+    if (r_.stopped_early)
+      r_.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, Clock::now() + o_.timeout + kDrainGrace,
+                     [&] { return in_flight_ == 0; });
+    }
+    transport_->shutdown();
+    {
+      std::lock_guard lock(mu_);
+      r_.unfinished = r_.requests_sent - std::min(r_.requests_sent, r_.requests_completed);
+    }
+    while (r_.timeline.size() > 1 && r_.timeline.back().requests == 0) r_.timeline.pop_back();
+  }
+
+ private:
+  // Open loop: when the request after `units` scheduled units is due; false past --duration.
+  bool scheduled_time(double units, Clock::time_point& intended) const {
+    const double t = intended_offset_s(units, o_.rate, r_.ramp_s);
+    if (t >= r_.duration_s) return false;
+    intended =
+        start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
+    return true;
+  }
+
+  // The request body of one batch with this pass's ids; returns its uncompressed size.
+  std::uint64_t build_body(const SpanStore::Batch& batch) {
+    salter_.apply(store_, batch, salt_, spans_buf_);
+    otlp::build_request(framing_.resource, framing_.scope, spans_buf_, body_);
+    const std::uint64_t raw = body_.size();
+    if (o_.gzip) {
+      if (!otlp::gzip_libdeflate(body_, gz_, kGzipLevel)) throw std::runtime_error("gzip failed");
+      body_.swap(gz_);
+    }
+    return raw;
+  }
+
+  // Blocks until fewer than `cap` requests are out. False: stop sending (no slot came free in
+  // time, or every answer so far was a failure).
+  bool wait_for_slot() {
+    std::unique_lock lock(mu_);
+    const auto give_up = end_ + o_.timeout + kDrainGrace;
+    if (!cv_.wait_until(lock, give_up, [&] { return in_flight_ < cap_; })) return false;
+    // Every answer so far a failure: the backend is down or refuses everything, and more
+    // requests would only measure that. Stop and say so (exit 3).
+    if (r_.requests_completed >= kEarlyStopAfter && r_.requests_ok == 0) {
+      r_.stopped_early = true;
+      return false;
+    }
+    return true;
+  }
+
+  // Open loop: sleeps until `intended` and records how late the send is. Closed loop: the request
+  // is intended now (not before the start); false once --duration is over.
+  bool wait_until_due(Clock::time_point& intended) {
+    if (open_) {
       std::this_thread::sleep_until(intended);
       const double lag = std::chrono::duration<double, std::milli>(Clock::now() - intended).count();
-      r.max_schedule_lag_ms = std::max(r.max_schedule_lag_ms, lag);
-    } else {
-      intended = Clock::now();
-      if (intended < start) {
-        std::this_thread::sleep_until(start);
-        intended = start;
-      }
-      if (intended >= end) break;
+      r_.max_schedule_lag_ms = std::max(r_.max_schedule_lag_ms, lag);
+      return true;
     }
+    intended = Clock::now();
+    if (intended < start_) {
+      std::this_thread::sleep_until(start_);
+      intended = start_;
+    }
+    return intended < end_;
+  }
+
+  // Sends the body built last; its answer is accounted on the transport's thread.
+  void post(Clock::time_point intended, std::size_t nspans, std::uint64_t raw) {
     const auto second = std::min<std::size_t>(
-        static_cast<std::size_t>(std::chrono::duration<double>(intended - start).count()),
-        r.timeline.size() - 1);
+        static_cast<std::size_t>(std::chrono::duration<double>(intended - start_).count()),
+        r_.timeline.size() - 1);
     {
-      std::lock_guard lock(mu);
-      ++in_flight;
-      ++r.requests_sent;
-      r.spans_sent += nspans;
-      ++r.timeline[second].requests;
-      r.timeline[second].spans += nspans;
+      std::lock_guard lock(mu_);
+      ++in_flight_;
+      ++r_.requests_sent;
+      r_.spans_sent += nspans;
+      ++r_.timeline[second].requests;
+      r_.timeline[second].spans += nspans;
     }
     http::Request req;
-    req.url = *url;
-    req.headers = framing.headers;
-    req.body = std::make_shared<const std::string>(std::move(body));
-    body.clear();
+    req.url = url_;
+    req.headers = framing_.headers;
+    req.body = std::make_shared<const std::string>(std::move(body_));
+    body_.clear();
     const std::uint64_t wire = req.body->size();
-    transport->post(std::move(req), [&, intended, second, nspans, raw,
-                                     wire](http::Response&& resp) {
+    transport_->post(std::move(req), [this, intended, second, nspans, raw,
+                                      wire](http::Response&& resp) {
       const double us = std::chrono::duration<double, std::micro>(Clock::now() - intended).count();
-      std::lock_guard lock(mu);
-      --in_flight;
-      record_response(r, second, nspans, raw, wire, us, resp);
-      cv.notify_all();
+      std::lock_guard lock(mu_);
+      --in_flight_;
+      record_response(r_, second, nspans, raw, wire, us, resp);
+      cv_.notify_all();
     });
-    last_send = Clock::now();
-    ++sent;
-    units += o.rate_is_spans ? static_cast<double>(nspans) : 1.0;
-    if (++cursor == store.batches.size()) {
-      cursor = 0;
-      salt = salt_for(r.id_salt, ++loop);
-    }
+    last_send_ = Clock::now();
   }
-  r.loops = loop + (cursor > 0 ? 1 : 0);
-  r.elapsed_s =
-      open ? std::max(r.duration_s, std::chrono::duration<double>(last_send - start).count())
-           : std::chrono::duration<double>(std::max(last_send, end) - start).count();
-  if (r.stopped_early) r.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
-  {
-    std::unique_lock lock(mu);
-    cv.wait_until(lock, Clock::now() + o.timeout + kDrainGrace, [&] { return in_flight == 0; });
-  }
-  transport->shutdown();
-  {
-    std::lock_guard lock(mu);
-    r.unfinished = r.requests_sent - std::min(r.requests_sent, r.requests_completed);
-  }
-  while (r.timeline.size() > 1 && r.timeline.back().requests == 0) r.timeline.pop_back();
 
+  const BenchOptions& o_;
+  const SpanStore& store_;
+  const http::Url url_;
+  bench::BenchResult& r_;
+  const std::size_t cap_;
+  const bool open_;
+  const OtlpFraming framing_;
+  const Clock::time_point start_, end_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::size_t in_flight_ = 0;
+  Resalter salter_;
+  std::string salt_, spans_buf_, body_, gz_;
+  Clock::time_point last_send_;
+  // Last: destroyed (and its threads stopped) before anything its callbacks touch.
+  std::unique_ptr<http::Transport> transport_;
+};
+
+// Prints the table, logs the headline numbers (JSON logs) and writes the report files; returns
+// the exit code.
+int report_results(const BenchOptions& o, const bench::BenchResult& r) {
   const std::string table = bench::render_table(r);
   std::fputs(table.c_str(), stdout);
   std::fflush(stdout);
@@ -802,6 +853,30 @@ int run_bench(const BenchOptions& o) {
   if (!o.html_path.empty()) write_file(o.html_path, bench::render_html(r));
   if (r.requests_ok == 0) return kExitBackend;  // nothing was accepted: unreachable or refused
   return (r.errors_http + r.errors_transport + r.unfinished) > 0 ? kExitPartial : kExitOk;
+}
+
+}  // namespace
+
+int run_bench(const BenchOptions& o) {
+  if (o.rate < 0) throw ConfigError("--rate must be positive");
+  if (o.duration.count() <= 0) throw ConfigError("--duration must be positive");
+  if (o.batch_spans == 0) throw ConfigError("--batch-spans must be at least 1");
+  std::unique_ptr<TempDir> gen_dir;
+  const std::vector<std::string> inputs = input_paths(o, gen_dir);
+  if (o.self) return run_self(o, inputs);
+
+  const Endpoint ep = resolve(o);
+  auto url = http::parse_url(ep.url);
+  if (!url) throw ConfigError("--endpoint: not an http(s) URL: '" + ep.url + "'");
+  const SpanStore store = load_spans(o, inputs);
+  gen_dir.reset();  // the spans are in memory now
+
+  std::size_t cap = 0;
+  bench::BenchResult r = new_result(o, ep, store, cap);
+  LoadRun run(o, store, ep, std::move(*url), r, cap);
+  run.send_all();
+  run.finish();
+  return report_results(o, r);
 }
 
 }  // namespace chsync
