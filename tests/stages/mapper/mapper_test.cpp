@@ -3,7 +3,7 @@
 
 #include "pipeline/ids.h"
 #include "stages/mapper/entry.h"
-#include "tests/mapper/test_util.h"
+#include "tests/stages/mapper/test_util.h"
 
 namespace chsync::test {
 namespace {

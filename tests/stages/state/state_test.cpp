@@ -752,7 +752,7 @@ double cpu_seconds() {
 }
 
 // Perf numbers for docs/state.md. Opt-in, never skipped: DISABLED_ keeps it out of a plain run of
-// the binary and tests/state/CMakeLists.txt registers it only under the "perf" label
+// the binary and tests/stages/state/CMakeLists.txt registers it only under the "perf" label
 // (ctest -L perf). CHSYNC_STATE_PERF=N runs N spans instead of a million.
 // Prints wall and process CPU time: the build box is shared, so rows per CPU-second is the
 // number that does not depend on the neighbours.

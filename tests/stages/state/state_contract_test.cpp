@@ -1,5 +1,5 @@
 // The StateStore contract (stages/state/state_store.h), run over every store: SQLite always,
-// PostgreSQL when CHSYNC_TEST_PG_URL names a server (tests/state/with_pg.py starts a private
+// PostgreSQL when CHSYNC_TEST_PG_URL names a server (tests/stages/state/with_pg.py starts a private
 // one and runs this binary with it; CHSYNC_REQUIRE_PG=1 makes a missing PostgreSQL a failure
 // there). Each test gets a fresh store: a new SQLite file, or a new PostgreSQL database.
 // Store-specific behaviour (SQLite's run lock and file detection, PostgreSQL's work table)

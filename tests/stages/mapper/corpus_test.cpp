@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "tests/mapper/test_util.h"
+#include "tests/stages/mapper/test_util.h"
 
 namespace chsync::test {
 namespace {
