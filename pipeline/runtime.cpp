@@ -45,6 +45,46 @@ std::string StageRunner::first_error() const {
   return first_error_;
 }
 
+std::chrono::milliseconds time_left(Deadline deadline) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  if (deadline <= now) return std::chrono::milliseconds(0);
+  // Deadline::max() (no deadline) must not overflow the conversion.
+  if (deadline - now > std::chrono::hours(24 * 365)) return std::chrono::hours(24 * 365);
+  return std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+}
+
+void StageThreads::spawn(StageRunner& runner, std::string name, std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    ++running_;  // before the thread exists: a stop() right after start() waits for it
+  }
+  runner.spawn(std::move(name), [this, fn = std::move(fn)] {
+    struct Leave {
+      StageThreads* t;
+      ~Leave() {
+        std::lock_guard lock(t->mu_);
+        --t->running_;
+        t->done_.notify_all();  // under the lock: the owner may go once running_ is 0
+      }
+    } leave{this};
+    fn();
+  });
+}
+
+bool StageThreads::wait_until(Deadline deadline) {
+  std::unique_lock lock(mu_);
+  if (deadline == Deadline::max()) {
+    done_.wait(lock, [this] { return running_ == 0; });
+    return true;
+  }
+  return done_.wait_until(lock, deadline, [this] { return running_ == 0; });
+}
+
+bool StageThreads::running() const {
+  std::lock_guard lock(mu_);
+  return running_ > 0;
+}
+
 namespace {
 std::atomic<int> g_signal{0};
 

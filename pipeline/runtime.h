@@ -5,10 +5,18 @@
 // items. If fn throws, the runner records the first error, requests stop for everyone, and
 // join_all() rethrows nothing but reports it through first_error(). request_stop() is idempotent
 // (it only sets an atomic). join_all() waits for every thread; the destructor stops and joins.
+//
+// Every stage of a sync (stages/*, the watcher and the metrics server in app/) stops the same
+// way: `bool stop(Deadline deadline) noexcept` asks it to stop (idempotent, from any thread) and
+// waits until its threads have returned or the deadline has passed; true when they returned and
+// what the stage holds has been handed on. A deadline in the past only asks (the watcher does
+// that on a signal); the run calls stop again with the real deadline once the threads are joined.
+// StageThreads is the bookkeeping behind that wait.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -43,6 +51,29 @@ class StageRunner {
   std::atomic<bool> stop_{false};
   mutable std::mutex error_mutex_;
   std::string first_error_;
+};
+
+// The point in time a stop must be done by (steady clock).
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Time left until `deadline` (zero once it has passed), for calls that take a duration.
+std::chrono::milliseconds time_left(Deadline deadline) noexcept;
+
+// The threads one stage started on a StageRunner, counted until each returns (or throws: the
+// runner records the error). A stage's stop(deadline) waits on it. Must outlive the threads (the
+// run joins the runner before any stage goes away).
+class StageThreads {
+ public:
+  // Starts one thread named `name` on `runner`, running fn().
+  void spawn(StageRunner& runner, std::string name, std::function<void()> fn);
+  // True when every thread started here has returned by `deadline`.
+  bool wait_until(Deadline deadline);
+  bool running() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable done_;
+  std::size_t running_ = 0;
 };
 
 // Installs SIGINT/SIGTERM handlers that record the signal (first one); the sync's watcher thread

@@ -229,7 +229,7 @@ MetricsServer::MetricsServer(MetricsRegistry& registry, const std::string& liste
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }
 
-MetricsServer::~MetricsServer() { stop(); }
+MetricsServer::~MetricsServer() { stop(std::chrono::steady_clock::time_point::max()); }
 
 std::uint16_t MetricsServer::port() const noexcept {
   beast::error_code ec;
@@ -237,10 +237,11 @@ std::uint16_t MetricsServer::port() const noexcept {
   return ec ? 0 : ep.port();
 }
 
-void MetricsServer::stop() noexcept {
-  if (impl_->stopped.exchange(true)) return;
+bool MetricsServer::stop(std::chrono::steady_clock::time_point /*deadline*/) noexcept {
+  if (impl_->stopped.exchange(true)) return true;
   impl_->io.stop();  // the acceptor closes with Impl
   if (impl_->thread.joinable()) impl_->thread.join();
+  return true;
 }
 
 bool write_metrics_textfile(const std::string& path, const std::string& text, std::string& error) {

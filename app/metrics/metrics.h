@@ -4,12 +4,16 @@
 // stay where they are (atomics, queue counters, exporter stats); the registry holds a sampler that
 // reads them when a scrape (or the final textfile) asks, under the registry's mutex.
 // MetricsServer: serves `GET /metrics` from its own thread (Beast; kept out of this header). Binds
-// at construction (throws std::runtime_error naming the address on failure: a startup error);
-// stop() is noexcept, idempotent, and joins. Only 127.0.0.1 / ::1 / localhost are accepted.
+// at construction (throws std::runtime_error naming the address on failure: a startup error).
+// Only 127.0.0.1 / ::1 / localhost are accepted. A sync stops it like its other stages:
+// stop(deadline) is noexcept and idempotent; it ends the io thread after the handler running now
+// (sessions in progress are dropped) and joins it. A scrape renders in well under a millisecond,
+// so the join never needs the deadline; the return value is true.
 // write_metrics_textfile: node-exporter textfile (temp + rename); returns false with `error` set.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -54,7 +58,7 @@ class MetricsServer {
   MetricsServer& operator=(const MetricsServer&) = delete;
 
   std::uint16_t port() const noexcept;
-  void stop() noexcept;
+  bool stop(std::chrono::steady_clock::time_point deadline) noexcept;
 
  private:
   struct Impl;

@@ -148,11 +148,9 @@ void SyncRun::start_metrics() {
 }
 
 void SyncRun::start_threads() {
-  runner_.spawn("feeder", [this] { feeder_->run(); });
-  for (std::size_t w = 0; w < std::max<std::size_t>(opt_.workers, 1); ++w)
-    runner_.spawn("worker-" + std::to_string(w), [this] { workers_->run(); });
-  dispatcher_->start_senders(runner_);
-  runner_.spawn("dispatcher", [this] { dispatcher_->run(); });
+  feeder_->start(runner_);
+  workers_->start(runner_);
+  dispatcher_->start(runner_);
 
   Watcher::Wiring ww;
   ww.quiet = opt_.quiet;
@@ -163,10 +161,7 @@ void SyncRun::start_threads() {
   ww.snapshot = [this] { return progress_snapshot(); };
   ww.runner = &runner_;
   ww.failure = &state_failure_;
-  ww.close_queues = [this] {
-    work_->close();
-    results_->close();
-  };
+  ww.stop_stages = [this] { ask_stages_to_stop(); };
   ww.interrupt_exporters = [this] {
     for (auto& inst : instances_) inst->exporter->interrupt();
   };
@@ -237,11 +232,36 @@ void SyncRun::sample_metrics(std::vector<MetricSample>& out) const {
   }
 }
 
+// A stop asked while the stages run (signal, state failure, fatal exporter, a stage's error; the
+// watcher calls this every 50 ms once the run's stop flag is set): the feeder and the map workers
+// close their output queues, so nothing new is read or mapped and no thread stays blocked on a
+// full queue. The dispatcher and the senders see the run's stop flag and send nothing new. The
+// deadline has passed: nothing waits here; stop_stages() finishes the stop after the joins.
+void SyncRun::ask_stages_to_stop() noexcept {
+  const Deadline now = std::chrono::steady_clock::now();
+  if (feeder_) feeder_->stop(now);
+  else if (work_) work_->close();
+  if (workers_) workers_->stop(now);
+  else if (results_) results_->close();
+}
+
+// Every pipeline thread has returned (input exhausted, or a stop was asked): each stage is
+// stopped in pipeline order by the drain deadline. The dispatcher stops the exporters without a
+// sender of their own (senders stopped theirs when their queue ended), then the ledgers record
+// what finished.
+void SyncRun::stop_stages(Deadline drain_deadline) noexcept {
+  feeder_->stop(drain_deadline);
+  workers_->stop(drain_deadline);
+  dispatcher_->stop(drain_deadline);
+  // The last progress line was drawn while the exporters drained; the watcher's loop ends
+  // within 50 ms (or after a heartbeat in progress).
+  watcher_->stop(Deadline::max());
+}
+
 int SyncRun::run() {
   start_threads();
   runner_.join_all();
-  dispatcher_->stop(opt_.drain_timeout);
-  watcher_->stop();
+  stop_stages(std::chrono::steady_clock::now() + opt_.drain_timeout);
 
   bool any_fatal = false;
   for (auto& inst : instances_)
@@ -305,13 +325,12 @@ void SyncRun::carry_over_in_flight() {
 // Stops and joins every thread and the exporters before any member goes away, so no member's
 // lifetime depends on where it is declared.
 void SyncRun::shutdown() noexcept {
-  if (metrics_server_) metrics_server_->stop();
+  if (metrics_server_) metrics_server_->stop(std::chrono::steady_clock::now());
   metrics_.clear_sampler();
   runner_.request_stop();
-  if (work_) work_->close();
-  if (results_) results_->close();
+  ask_stages_to_stop();
   runner_.join_all();
-  if (watcher_) watcher_->stop();
+  if (watcher_) watcher_->stop(Deadline::max());
   for (auto& inst : instances_) inst->exporter.reset();
 }
 

@@ -17,7 +17,10 @@
 // Owns: everything above. Lifetimes do not depend on member order: the destructor stops and
 // joins every thread, and stops the exporters, before any member is destroyed.
 // Stop: a signal or a state failure (seen by the watcher), or a fatal exporter (seen by the
-// dispatcher), requests a stop: the queues close, nothing new is sent, in-flight requests drain.
+// dispatcher), requests a stop: the watcher asks the stages (ask_stages_to_stop: the feeder and
+// the map workers close their output queues), nothing new is sent. Once the threads returned,
+// stop_stages() stops every stage with one deadline, now + --drain-timeout: in-flight requests
+// drain, the ledgers record what finished, the watcher ends (docs/architecture.md).
 #pragma once
 
 #include <atomic>
@@ -100,6 +103,8 @@ class SyncRun {
   void wire_stages();
   void start_metrics();
   void start_threads();
+  void ask_stages_to_stop() noexcept;
+  void stop_stages(Deadline drain_deadline) noexcept;
   void finish_state(bool any_fatal);
   std::vector<BundleCheck> check_bundle(std::size_t bundle, const std::vector<std::uint64_t>& keys);
   ProgressSnapshot progress_snapshot() const;

@@ -16,15 +16,24 @@ Watcher::Watcher(Wiring wiring)
   thread_ = std::thread([this] { run(); });
 }
 
-Watcher::~Watcher() { stop(); }
+Watcher::~Watcher() {
+  stop(Deadline::max());
+  if (thread_.joinable()) thread_.join();
+}
 
-void Watcher::stop() {
+bool Watcher::stop(Deadline deadline) noexcept {
   done_ = true;
+  {
+    std::unique_lock lock(exit_mu_);
+    if (deadline == Deadline::max()) exited_cv_.wait(lock, [this] { return exited_; });
+    else if (!exited_cv_.wait_until(lock, deadline, [this] { return exited_; })) return false;
+  }
   if (thread_.joinable()) thread_.join();
   if (progress_drawn_) {
     std::fputs("\r\x1b[K", stderr);
     progress_drawn_ = false;
   }
+  return true;
 }
 
 void Watcher::run() {
@@ -34,6 +43,9 @@ void Watcher::run() {
     check_stop();
     progress();
   }
+  std::lock_guard lock(exit_mu_);
+  exited_ = true;
+  exited_cv_.notify_all();
 }
 
 // Renews this run's leases; a failure is only logged: at worst the leases expire and other
@@ -76,9 +88,10 @@ void Watcher::check_stop() {
     log::error("the state cannot be written; stopping (nothing more is sent)");
     runner.request_stop();
   }
-  // Nothing new is sent after a stop: closing both queues also frees workers blocked on a full
-  // result queue when the dispatcher itself ended early (an internal error).
-  if (runner.stop_requested()) w_.close_queues();
+  // Nothing new is sent after a stop: every stage is asked (feeder and map workers close their
+  // output queues), which also frees workers blocked on a full result queue when the dispatcher
+  // itself ended early (an internal error).
+  if (runner.stop_requested()) w_.stop_stages();
 }
 
 void Watcher::progress() {

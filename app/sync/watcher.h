@@ -3,14 +3,22 @@
 // and no worker stays blocked), renews this run's leases (lease mode, every lease/3; every 500 ms
 // after a failed heartbeat), and draws progress: a live line on a terminal (fitted to its width,
 // asked at every redraw), a log line every --progress-interval otherwise (typed fields in JSON).
+// Consumes: the signal flag, StateFailure, the run's stop flag and the counters behind progress.
+// Produces: stop requests (stop_stages: every stage's stop with a deadline already passed, which
+// only asks; interrupt_exporters on a signal), lease renewals, progress lines.
 // Owns: its thread and the live line (cleared by stop()).
 // Thread: its own; the callbacks it is given run there.
-// Stop: stop() ends and joins the thread (called after the pipeline threads were joined).
+// Stop: stop(deadline) ends the thread (it looks every 50 ms), joins it by the deadline and clears
+// the live line; the run calls it after the pipeline threads were joined, so the last progress
+// line is drawn while the exporters drain. False when the thread is still inside a heartbeat at
+// the deadline (the destructor joins it).
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -31,7 +39,8 @@ class Watcher {
     std::function<ProgressSnapshot()> snapshot;  // elapsed_s is filled in here
     StageRunner* runner = nullptr;
     StateFailure* failure = nullptr;
-    std::function<void()> close_queues;
+    // Called (every 50 ms) once the run's stop was requested: asks every stage to stop.
+    std::function<void()> stop_stages;
     // On the first stop signal: end the exporters' retry waits at once (Exporter::interrupt()).
     std::function<void()> interrupt_exporters;
     // Lease mode only.
@@ -44,7 +53,7 @@ class Watcher {
   Watcher(const Watcher&) = delete;
   Watcher& operator=(const Watcher&) = delete;
 
-  void stop();
+  bool stop(Deadline deadline) noexcept;
 
  private:
   void run();
@@ -54,6 +63,9 @@ class Watcher {
 
   Wiring w_;
   std::atomic<bool> done_{false};
+  std::mutex exit_mu_;
+  std::condition_variable exited_cv_;
+  bool exited_ = false;  // run() returned (under exit_mu_)
   bool progress_drawn_ = false;
   std::chrono::steady_clock::time_point last_progress_, last_heartbeat_;
   bool heartbeat_failed_ = false;

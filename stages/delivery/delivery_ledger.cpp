@@ -227,6 +227,14 @@ void DeliveryLedger::file_rows_locked(std::uint64_t seq, const Pending& p,
   }
 }
 
+bool DeliveryLedger::stop(Deadline /*deadline*/) noexcept {
+  finalize_ready();
+  std::lock_guard lock(mu_);
+  for (const auto& [seq, p] : pending_)
+    if (p.outstanding > 0) return false;
+  return true;
+}
+
 void DeliveryLedger::finalize_ready() noexcept {
   // The bookkeeping runs in a dry run too (so `pending` does not grow); only rows are skipped.
   const bool write_rows = w_.state && !w_.dry_run;

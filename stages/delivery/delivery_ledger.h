@@ -14,7 +14,10 @@
 // Errors: a state write that fails in an ack is never thrown into the exporter's thread: it is
 // recorded in StateFailure (the run stops; the next run sends again what was not recorded).
 // before_send rethrows, so the exporter keeps that request from leaving (backends/exporter.h).
-// Stop: no thread of its own; after the exporter stopped, finalize_ready() records what finished.
+// Stop: no thread of its own. stop(deadline), called once its exporter has stopped (every span
+// has an outcome then: delivered, dead or failed), records what finished (finalize_ready) and
+// returns true when no dispatched span is left without an outcome. The deadline is not needed
+// (it does not wait); it is there so that every stage stops the same way.
 #pragma once
 
 #include <atomic>
@@ -28,6 +31,7 @@
 
 #include "backends/exporter.h"
 #include "pipeline/bundle.h"
+#include "pipeline/runtime.h"
 #include "stages/dedupe/dedupe.h"
 #include "stages/map_worker/work.h"
 #include "stages/state/state_store.h"
@@ -114,6 +118,8 @@ class DeliveryLedger {
   // Records bundles whose every span has an outcome (rows, adopted records, unit callbacks).
   // Never throws: a failing write goes to StateFailure.
   void finalize_ready() noexcept;
+  // End of run, after the exporter stopped (see Stop above).
+  bool stop(Deadline deadline) noexcept;
 
   // End of run: keys of earlier in-flight records neither delivered before nor recovered in this
   // run, each repeated once per record (they carry over to the next run).

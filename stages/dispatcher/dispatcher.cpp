@@ -11,6 +11,11 @@ Dispatcher::~Dispatcher() {
   for (auto& q : send_queues_) q->close();
 }
 
+void Dispatcher::start(StageRunner& runner) {
+  start_senders(runner);
+  threads_.spawn(runner, "dispatcher", [this] { run(); });
+}
+
 void Dispatcher::start_senders(StageRunner& runner) {
   if (w_.routes.size() < 2) return;
   sender_stopped_.assign(w_.routes.size(), -1);
@@ -18,7 +23,7 @@ void Dispatcher::start_senders(StageRunner& runner) {
   for (std::size_t ii = 0; ii < w_.routes.size(); ++ii)
     send_queues_.push_back(std::make_unique<BoundedQueue<SendItem>>(per_queue));
   for (std::size_t ii = 0; ii < w_.routes.size(); ++ii)
-    runner.spawn("sender-" + w_.routes[ii].name, [this, ii] { run_sender(ii); });
+    threads_.spawn(runner, "sender-" + w_.routes[ii].name, [this, ii] { run_sender(ii); });
 }
 
 void Dispatcher::run_sender(std::size_t ii) {
@@ -41,7 +46,7 @@ void Dispatcher::run_sender(std::size_t ii) {
 void Dispatcher::send_to(const Route& route, std::size_t bundle, std::vector<Span>&& out,
                          const std::vector<std::string_view>& encoded, std::uint64_t repeats) {
   // After a signal (or a fatal error) nothing new goes out: only in-flight requests drain.
-  if (!out.empty() && !exporter_fatal_.load() && !w_.stop_requested()) {
+  if (!out.empty() && !exporter_fatal_.load() && !stopping()) {
     route.ledger->add_repeats(repeats);
     const bool ok = encoded.empty() ? route.exporter->send(std::move(out))
                                     : route.exporter->send_encoded(std::move(out), encoded);
@@ -186,15 +191,19 @@ void Dispatcher::run_ordered() {
   for (auto& [k, r] : reorder) dispatch(r);  // after a stop: whatever arrived
 }
 
-bool Dispatcher::stop(std::chrono::milliseconds drain_timeout) noexcept {
+bool Dispatcher::stop(Deadline deadline) noexcept {
+  stop_ = true;
+  // The exporters are stopped only once nothing sends to them any more.
+  if (!threads_.wait_until(deadline)) return false;
   bool drained = true;
   for (std::size_t ii = 0; ii < w_.routes.size(); ++ii) {
     const bool ok = ii < sender_stopped_.size() && sender_stopped_[ii] >= 0
                         ? sender_stopped_[ii] == 1
-                        : w_.routes[ii].exporter->stop(drain_timeout);
+                        : w_.routes[ii].exporter->stop(time_left(deadline));
     drained = ok && drained;
   }
-  for (const auto& route : w_.routes) route.ledger->finalize_ready();  // never throws
+  // A ledger is final once its exporter has given every span an outcome.
+  for (const auto& route : w_.routes) route.ledger->stop(deadline);  // records what finished
   return drained;
 }
 

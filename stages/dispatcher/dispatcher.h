@@ -14,11 +14,16 @@
 // a bounded queue (their part of the `send_queues` share) and a sender thread, so a slow or
 // failing backend holds back only its own queue.
 // Owns: the reorder buffer, the send queues, the per-bundle outcome table; not the exporters.
-// Thread: run() on the dispatcher thread; one sender thread per instance when there are several.
-// Stop: after a stop request or a fatal exporter nothing new is sent (spans count as not sent);
-// run() returns when the result queue is closed and drained, then closes the send queues; each
-// sender stops its exporter (drain up to --drain-timeout) once its queue is empty. stop(drain)
-// stops the exporters that have no sender of their own and reports whether all drained.
+// Thread: run() on the dispatcher thread; one sender thread per instance when there are several
+// (start() spawns them all).
+// Stop: after a stop (stop(), or `stop_requested()` of the run) or a fatal exporter nothing new
+// is sent (spans count as not sent, their bundles stay incomplete); run() returns when the result
+// queue is closed (by the map workers, at their end or their stop) and drained, then closes the
+// send queues; each sender stops its exporter (drain up to --drain-timeout) once its queue is
+// empty. stop(deadline) asks, waits for the dispatcher and sender threads, then stops the
+// exporters that have no sender of their own (in-flight requests get until the deadline; spans
+// without an outcome come back as failed) and stops the routes' ledgers (which record what
+// finished). True when every thread returned and every exporter drained in time.
 #pragma once
 
 #include <atomic>
@@ -70,12 +75,14 @@ class Dispatcher {
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  // Several routes: starts one sender thread each on `runner` (call before run()).
+  // Starts the dispatcher thread, and one sender thread per route when there are several.
+  void start(StageRunner& runner);
+  // Several routes: starts one sender thread each on `runner` (call before run(); start() does).
   void start_senders(StageRunner& runner);
   void run();
-  // After every thread was joined: stops the exporters without a sender (draining up to
-  // `drain_timeout`) and records what finished. True when every exporter drained.
-  bool stop(std::chrono::milliseconds drain_timeout) noexcept;
+  // Asks the dispatcher to stop and, once its threads returned, stops the exporters and the
+  // ledgers by `deadline` (see Stop above). A deadline already passed only asks.
+  bool stop(Deadline deadline) noexcept;
 
   MapStats totals() const;  // after the threads were joined
   std::uint64_t files_done() const noexcept { return files_done_.load(); }
@@ -98,8 +105,11 @@ class Dispatcher {
   void run_sender(std::size_t route);
   void idle_flush();
   void run_ordered();
+  bool stopping() const { return stop_.load() || (w_.stop_requested && w_.stop_requested()); }
 
   Wiring w_;
+  std::atomic<bool> stop_{false};
+  StageThreads threads_;
   std::vector<std::unique_ptr<BoundedQueue<SendItem>>> send_queues_;
   // Per sender: -1 not stopped yet, else the result of its exporter's stop().
   std::vector<int> sender_stopped_;  // written by each sender, read after the joins

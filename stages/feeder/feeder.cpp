@@ -12,6 +12,16 @@
 
 namespace chsync {
 
+void Feeder::start(StageRunner& runner) {
+  threads_.spawn(runner, "feeder", [this] { run(); });
+}
+
+bool Feeder::stop(Deadline deadline) noexcept {
+  stop_ = true;
+  w_.work->close();
+  return threads_.wait_until(deadline);
+}
+
 void Feeder::run() {
   if (w_.lease) {
     w_.lease->claim_and_feed(
@@ -20,7 +30,7 @@ void Feeder::run() {
           if (!u.archive.empty()) return feed_archive(u.archive, u.bundles);
           return push(WorkItem{u.bundles.front(), {}, {}, {}, {}}, 1);
         },
-        w_.stop_requested, *w_.failure);
+        [this] { return stopping(); }, *w_.failure);
   } else {
     feed_all();
   }
@@ -37,7 +47,7 @@ void Feeder::feed_all() {
   std::map<std::string, std::vector<std::size_t>> by_archive;
   for (std::size_t b = 0; b < bundles.size(); ++b) {
     if (!(*w_.any_need)[b]) continue;
-    if (w_.stop_requested()) break;
+    if (stopping()) break;
     if (!bundles[b].files.empty() && bundles[b].files[0].kind == SourceKind::kArchiveMember) {
       by_archive[bundles[b].files[0].path].push_back(b);
       continue;
@@ -45,7 +55,7 @@ void Feeder::feed_all() {
     if (!w_.work->push(WorkItem{b, {}, {}, {}, {}}, 1)) return;
   }
   for (auto& [apath, list] : by_archive) {
-    if (w_.stop_requested()) break;
+    if (stopping()) break;
     if (!feed_archive(apath, list)) break;
   }
 }
@@ -166,7 +176,7 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
   ArchiveEntry e;
   bool stopped = false;
   for (;;) {
-    if (w_.stop_requested()) break;
+    if (stopping()) break;
     const auto next = ar.next(e);
     if (next == ArchiveReader::Next::kEnd) break;
     if (next == ArchiveReader::Next::kDamaged) {
@@ -181,8 +191,16 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
       continue;
     }
     auto [b, i] = it->second;
-    MemberRead m = read_member(ar, spool_, e.size, pending_bytes, pending_cap, member_mem_cap,
-                               pending_spool_bytes, w_.stop_requested, buf);
+    MemberRead m = read_member(
+        ar, spool_, e.size, pending_bytes, pending_cap, member_mem_cap, pending_spool_bytes,
+        [this] { return stopping(); }, buf);
+    if (m.stopped) {
+      // A stop came while it waited for spool room: its bundle is not fed (not even partly).
+      if (!m.spool_path.empty()) spool_.remove(m.spool_path, m.spool_bytes);
+      else spool_.refund(m.spool_bytes);
+      stopped = true;
+      break;
+    }
     if (m.window_refused) {
       // Nothing of it was decoded (refused before its dictionary was allocated): left out like a
       // member over --max-spool, so the state does not count it read and a run with a larger
@@ -196,9 +214,8 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
       // Over --max-spool, or spooling failed (disk full?): the member is left out and its
       // worker reports it (an error on the file: counted, exit 1, not marked complete in the
       // state, so the next run reads it again); the rest goes on.
-      if (!m.stopped)
-        left_out = m.over_limit || m.window_refused ? m.write_error
-                                                    : "cannot spool member: " + m.write_error;
+      left_out = m.over_limit || m.window_refused ? m.write_error
+                                                  : "cannot spool member: " + m.write_error;
       if (!m.spool_path.empty()) spool_.remove(m.spool_path, m.spool_bytes);
       else spool_.refund(m.spool_bytes);
       m.spool_path.clear();

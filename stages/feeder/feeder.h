@@ -12,11 +12,16 @@
 // worker, exit 1); one that fits once the workers have read what was released waits for them.
 // Owns: the spool folder (removed with its files when the Feeder is destroyed, which is after
 // every map worker has been joined: the run owns both and joins first).
-// Thread: run() on the feeder thread.
-// Stop: run() returns, closing the work queue, when everything is fed, when `stop_requested()`
-// turns true (checked between bundles and archive members) or when the queue is closed under it.
+// Thread: run() on the feeder thread (start() spawns it).
+// Stop: run() returns, closing the work queue, when everything is fed, when a stop was asked
+// (stop(), or `stop_requested()` of the run; checked between bundles and archive members, and
+// while waiting for spool room) or when the queue is closed under it. stop(deadline) asks and
+// closes the work queue (a push blocked on a full queue returns; the workers drain what is
+// queued without mapping it), then waits for run() to return; what is not fed is not read this
+// run (its files are not marked complete: the next run reads them).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -25,6 +30,7 @@
 #include "pipeline/bounded_queue.h"
 #include "pipeline/bundle.h"
 #include "pipeline/memory_budget.h"
+#include "pipeline/runtime.h"
 #include "stages/discover/discover.h"
 #include "stages/feeder/lease_units.h"
 #include "stages/map_worker/input_problems.h"
@@ -58,11 +64,16 @@ class Feeder {
   Feeder(const Feeder&) = delete;
   Feeder& operator=(const Feeder&) = delete;
 
+  // Starts run() on a thread of `runner`.
+  void start(StageRunner& runner);
   void run();
+  // Asks the feeder to stop and waits for run() to return (see Stop above).
+  bool stop(Deadline deadline) noexcept;
   // The map workers remove the spool files they read through this (refunding --max-spool).
   SpoolDir& spool() noexcept { return spool_; }
 
  private:
+  bool stopping() const { return stop_.load() || (w_.stop_requested && w_.stop_requested()); }
   bool push(WorkItem&& item, std::uint64_t bytes);
   void feed_all();
   // Reads one archive front to back and releases its bundles (list: needed ones, in order).
@@ -71,6 +82,8 @@ class Feeder {
 
   Wiring w_;
   SpoolDir spool_;
+  std::atomic<bool> stop_{false};
+  StageThreads threads_;
 };
 
 }  // namespace chsync

@@ -30,10 +30,21 @@ void MapWorkers::encode_ahead(BundleResult& res,
   }
 }
 
+void MapWorkers::start(StageRunner& runner) {
+  for (std::size_t i = 0; i < w_.workers; ++i)
+    threads_.spawn(runner, "worker-" + std::to_string(i), [this] { run(); });
+}
+
+bool MapWorkers::stop(Deadline deadline) noexcept {
+  stop_ = true;
+  w_.results->close();
+  return threads_.wait_until(deadline);
+}
+
 void MapWorkers::run() {
   std::vector<std::unique_ptr<SpanBytesEncoder>> encoders;  // this thread's, per instance
   while (auto item = w_.work->pop()) {
-    if (w_.stop_requested()) continue;  // drain without work
+    if (stopping()) continue;  // drain without work
     BundleResult res = map_bundle(*item);
     if (w_.check && !res.spans.empty()) {
       // The state's view of these spans (another worker may have delivered some since this run

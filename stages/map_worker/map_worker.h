@@ -8,11 +8,15 @@
 // exporter that allows it (Exporter::make_encoder): encoding scales with --workers instead of
 // running on the dispatcher thread.
 // Owns: each bundle's BundleMapper while it maps; a per-thread simdjson parser for last lines.
-// Thread: run() on each of --workers threads; every worker shares the queues.
-// Stop: when `stop_requested()` is true the worker drains the work queue without mapping (spool
-// files left unread are removed with the feeder's SpoolDir); run() returns when the work queue is
-// closed and empty or the result queue is closed. The last worker to return closes the result
-// queue.
+// Thread: run() on each of --workers threads (start() spawns them); every worker shares the
+// queues.
+// Stop: once a stop was asked (stop(), or `stop_requested()` of the run) a worker drains the
+// work queue without mapping (spool files left unread are removed with the feeder's SpoolDir);
+// run() returns when the work queue is closed (by the feeder) and empty, or the result queue is
+// closed. The last worker to return closes the result queue. stop(deadline) asks, closes the
+// result queue (a push blocked on a full queue returns; the dispatcher drains what is queued),
+// and waits for every worker to return. A bundle mapped but not queued is dropped: its files
+// are not marked complete, so the next run reads them.
 #pragma once
 
 #include <atomic>
@@ -22,6 +26,7 @@
 
 #include "pipeline/bounded_queue.h"
 #include "pipeline/bundle.h"
+#include "pipeline/runtime.h"
 #include "stages/map_worker/input_problems.h"
 #include "stages/map_worker/work.h"
 #include "stages/mapper/mapper.h"
@@ -62,8 +67,12 @@ class MapWorkers {
   MapWorkers(const MapWorkers&) = delete;
   MapWorkers& operator=(const MapWorkers&) = delete;
 
+  // Starts `workers` threads on `runner`, each running run().
+  void start(StageRunner& runner);
   // The body of one worker thread (call it from `workers` threads).
   void run();
+  // Asks the workers to stop and waits for them (see Stop above).
+  bool stop(Deadline deadline) noexcept;
   // Maps one bundle (public for tests and benchmarks: no queues involved).
   BundleResult map_bundle(WorkItem& item);
 
@@ -75,9 +84,13 @@ class MapWorkers {
   // Fills res.encoded with this worker's encoders (one per instance, made on first use).
   void encode_ahead(BundleResult& res, std::vector<std::unique_ptr<SpanBytesEncoder>>& encoders);
 
+  bool stopping() const { return stop_.load() || (w_.stop_requested && w_.stop_requested()); }
+
   Wiring w_;
   std::atomic<std::size_t> left_;
   std::atomic<std::uint64_t> bytes_read_{0};
+  std::atomic<bool> stop_{false};
+  StageThreads threads_;
 };
 
 }  // namespace chsync

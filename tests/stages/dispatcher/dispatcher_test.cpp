@@ -88,7 +88,7 @@ class DispatcherTest : public ::testing::Test {
     for (const auto& r : in) ASSERT_TRUE(results_.push(r, result_bytes(r)));
     results_.close();
     d.run();
-    EXPECT_TRUE(d.stop(std::chrono::milliseconds(100)));
+    EXPECT_TRUE(d.stop(std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
   }
   std::vector<std::uint64_t> bundle_order() const {
     std::vector<std::uint64_t> order;
