@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
 import unittest
 import urllib.request
+import zlib
 
 BUILD = os.environ.get("CHSYNC_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -208,3 +210,66 @@ class TempTestCase(unittest.TestCase):
 def load_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def chromium():
+    """Headless Chromium's binary (scripts/install-deps installs it), or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def screenshot(html, png, width, height, timeout=180):
+    """Renders a local HTML file in headless Chromium into the PNG file `png`, no network beyond
+    the file itself; AssertionError with Chromium's stderr when it wrote nothing. --no-sandbox:
+    CI runs as root, where Chromium's sandbox refuses to start."""
+    with tempfile.TemporaryDirectory(prefix="chsync-chromium-") as profile:
+        p = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--disable-background-networking", "--disable-component-update", "--no-first-run",
+             "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
+             f"--window-size={width},{height}", f"--screenshot={png}", "file://" + html],
+            capture_output=True, timeout=timeout)
+    if not os.path.exists(png):
+        raise AssertionError("chromium wrote no screenshot: "
+                             + p.stderr.decode(errors="replace")[-2000:])
+
+
+def read_png(path):
+    """(width, height, bytes per pixel, rows of bytes) of an 8-bit RGB/RGBA non-interlaced PNG
+    (what Chromium writes), decoded with zlib only: no imaging library is needed."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width, height, bpp = 8, b"", 0, 0, 3
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+        if kind == b"IHDR":
+            width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    rows, prev = [], bytearray(stride)
+    for y in range(height):
+        off = y * (stride + 1)
+        ftype, line = raw[off], bytearray(raw[off + 1:off + 1 + stride])
+        for i in range(stride):  # undo the row filter (PNG specification, section 9)
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif ftype == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return width, height, bpp, rows

@@ -3,60 +3,13 @@ report keys, id salting and the HTML report (issue 12). Runtime: about 30 s."""
 import os
 import re
 import shutil
-import struct
-import subprocess
 import unittest
-import zlib
 
-from harness import SANITIZED, REAL, TempTestCase, load_json, run
+from harness import SANITIZED, REAL, TempTestCase, chromium, load_json, read_png, run, screenshot
 
 NUMERIC_KEYS = [("latency_ms", "p50"), ("latency_ms", "p90"), ("latency_ms", "p99"),
                 ("latency_ms", "p999"), ("latency_ms", "max"), ("rate", "target"),
                 ("rate", "achieved"), ("bytes", "raw"), ("bytes", "sent"), ("errors", "total")]
-
-
-def read_png(path):
-    """(width, height, [(r, g, b), ...]) of an 8-bit RGB/RGBA non-interlaced PNG (what Chromium
-    writes), decoded with zlib only: no imaging library is needed."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, width = 8, b"", 0
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        pos += 12 + n
-        if kind == b"IHDR":
-            width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
-            bpp = 3 if ctype == 2 else 4
-        elif kind == b"IDAT":
-            idat += body
-    raw = zlib.decompress(idat)
-    stride = width * bpp
-    prev = bytearray(stride)
-    pixels = []
-    for y in range(height):
-        off = y * (stride + 1)
-        ftype, line = raw[off], bytearray(raw[off + 1:off + 1 + stride])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            c = prev[i - bpp] if i >= bpp else 0
-            if ftype == 1:
-                line[i] = (line[i] + a) & 0xFF
-            elif ftype == 2:
-                line[i] = (line[i] + b) & 0xFF
-            elif ftype == 3:
-                line[i] = (line[i] + (a + b) // 2) & 0xFF
-            elif ftype == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                line[i] = (line[i] + pred) & 0xFF
-        pixels.extend(tuple(line[i:i + 3]) for i in range(0, stride, bpp))
-        prev = line
-    return width, height, pixels
 
 
 class BenchTest(TempTestCase):
@@ -179,24 +132,15 @@ class BenchTest(TempTestCase):
         colours = dict(re.findall(r'class="series-([\w-]+)"[^>]*?stroke="#([0-9a-fA-F]{6})"', page))
         for series in ("p50", "p99", "accepted", "spans"):
             self.assertIn(series, colours, "series without a stroke colour in the SVG")
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        if not chromium:
+        if not chromium():
             self.skipTest("chromium not installed (scripts/install-deps): rendering not checked")
         png = os.path.join(self.tmp, "bench.png")
-        profile = os.path.join(self.tmp, "chromium-profile")
-        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                            "--disable-background-networking", "--disable-component-update",
-                            "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                            f"--user-data-dir={profile}", f"--screenshot={png}",
-                            "--window-size=1100,2200", "file://" + html],
-                           capture_output=True, timeout=120)
-        self.assertTrue(os.path.exists(png), "chromium wrote no screenshot: "
-                        + p.stderr.decode(errors="replace")[-2000:])
+        screenshot(html, png, 1100, 2200, timeout=120)
         keep = os.environ.get("CHSYNC_BENCH_SCREENSHOT")
         if keep:
             shutil.copy(png, keep)
-        width, height, pixels = read_png(png)
+        width, height, bpp, rows = read_png(png)
+        pixels = [tuple(row[x:x + 3]) for row in rows for x in range(0, width * bpp, bpp)]
         self.assertEqual((width, height), (1100, 2200))
         counts = {}
         for px in pixels:

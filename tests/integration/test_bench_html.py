@@ -3,73 +3,11 @@ page rendered in headless Chromium (screenshot decoded and checked not blank).""
 import json
 import os
 import re
-import shutil
 import socket
-import struct
-import subprocess
-import tempfile
 import time
 import unittest
-import zlib
 
-from harness import EXAMPLES, TempTestCase, clean_env, run
-
-
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def screenshot(html, png, width=1280, height=2400):
-    """Headless Chromium renders a local file; no network beyond the file itself."""
-    with tempfile.TemporaryDirectory(prefix="chsync-chromium-") as profile:
-        p = subprocess.run(
-            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--disable-background-networking", "--disable-component-update", "--no-first-run",
-             "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
-             f"--window-size={width},{height}", f"--screenshot={png}", "file://" + html],
-            capture_output=True, timeout=180)
-    if not os.path.exists(png):
-        raise AssertionError("chromium wrote no screenshot: " + p.stderr.decode()[-2000:])
-
-
-def png_pixels(path):
-    """Decodes an 8-bit RGB/RGBA PNG (what Chromium writes) into (width, height, rows of bytes)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width = 8, b"", 0
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
-            assert depth == 8 and ctype in (2, 6), (depth, ctype)
-            bpp = 3 if ctype == 2 else 4
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    raw = zlib.decompress(idat)
-    stride = width * bpp
-    rows, prev = [], bytearray(stride)
-    for y in range(height):
-        ft, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            c = prev[i - bpp] if i >= bpp else 0
-            if ft == 1:
-                line[i] = (line[i] + a) & 255
-            elif ft == 2:
-                line[i] = (line[i] + b) & 255
-            elif ft == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif ft == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(bytes(line))
-        prev = line
-    return width, height, bpp, rows
+from harness import EXAMPLES, TempTestCase, chromium, clean_env, read_png, run, screenshot
 
 
 def dead_port():
@@ -149,8 +87,8 @@ class BenchHtmlTest(TempTestCase):
         self.assertLess(max(ticks), max(peak, 40) * 1.6, ticks)
 
         png = os.path.join(self.tmp, "bench.png")
-        screenshot(html, png)
-        width, height, bpp, rows = png_pixels(png)
+        screenshot(html, png, 1280, 2400)
+        width, height, bpp, rows = read_png(png)
         self.assertGreaterEqual(width, 1000)
         colours, dark, coloured = set(), 0, 0
         for row in rows[::4]:

@@ -249,18 +249,27 @@ class ConfigAndFlagsTest(TempTestCase):
 class HelpTest(TempTestCase):
     """Point 6: grouped flags with types and defaults, the environment, command suggestions."""
 
-    def test_sync_help_groups_types_defaults_environment(self):
-        rc, out, err = run(["sync", "--help"])
-        self.assertEqual(rc, 0)
-        for group in ("Input:", "State:", "Backend:", "TLS:", "Retry:", "Output and logging:",
-                      "Scale-out"):
+    def assert_help(self, command, groups, lines):
+        """`chsync COMMAND --help` exits 0, shows every group heading and matches every line
+        pattern; returns the text."""
+        rc, out, err = run([command, "--help"])
+        self.assertEqual(rc, 0, err)
+        for group in groups:
             self.assertIn(group, out)
-        self.assertRegex(out, r"--drain-timeout DURATION\s+[^\n]*default 30s")
-        self.assertRegex(out, r"--progress-interval DURATION\s+[^\n]*default 10s")
-        self.assertRegex(out, r"--batch-bytes SIZE\s+[^\n]*default 4MiB")
-        self.assertRegex(out, r"--max-in-flight N\s+[^\n]*default 16 \(langfuse-legacy: 4\)")
-        self.assertRegex(out, r"-w,--workers N\s+Mapper threads")
-        self.assertRegex(out, r"--host URL\s+[^\n]*\[langfuse, langfuse-legacy, phoenix\]")
+        for pattern in lines:
+            self.assertRegex(out, pattern)
+        return out
+
+    def test_sync_help_groups_types_defaults_environment(self):
+        out = self.assert_help(
+            "sync",
+            ("Input:", "State:", "Backend:", "TLS:", "Retry:", "Output and logging:", "Scale-out"),
+            (r"--drain-timeout DURATION\s+[^\n]*default 30s",
+             r"--progress-interval DURATION\s+[^\n]*default 10s",
+             r"--batch-bytes SIZE\s+[^\n]*default 4MiB",
+             r"--max-in-flight N\s+[^\n]*default 16 \(langfuse-legacy: 4\)",
+             r"-w,--workers N\s+Mapper threads",
+             r"--host URL\s+[^\n]*\[langfuse, langfuse-legacy, phoenix\]"))
         for var in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "PHOENIX_API_KEY",
                     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "CHSYNC_<FLAG>"):
             self.assertIn(var, out)
@@ -272,17 +281,14 @@ class HelpTest(TempTestCase):
                                  r"timeout|lease|rate|retry-max) TEXT")
 
     def test_bench_help_grouped_like_sync(self):
-        rc, out, err = run(["bench", "--help"])
-        self.assertEqual(rc, 0)
-        for group in ("Input:", "Load:", "Backend:", "TLS:", "Output and logging:", "Environment:",
-                      "Exit codes:"):
-            self.assertIn(group, out)
-        self.assertRegex(out, r"--duration DURATION\s+[^\n]*default 30s")
-        self.assertRegex(out, r"--rate RATE\s")
-        self.assertRegex(out, r"--batch-bytes SIZE\s+[^\n]*default 4MiB")
-        self.assertRegex(out, r"--max-in-flight N\s+[^\n]*default 1000")
-        self.assertRegex(out, r"--io-threads N\s+[^\n]*default 2")
-        self.assertRegex(out, r"--log-format text\|json")
+        out = self.assert_help(
+            "bench",
+            ("Input:", "Load:", "Backend:", "TLS:", "Output and logging:", "Environment:",
+             "Exit codes:"),
+            (r"--duration DURATION\s+[^\n]*default 30s", r"--rate RATE\s",
+             r"--batch-bytes SIZE\s+[^\n]*default 4MiB",
+             r"--max-in-flight N\s+[^\n]*default 1000", r"--io-threads N\s+[^\n]*default 2",
+             r"--log-format text\|json"))
         self.assertNotIn("UINT", out)  # every value has its type
         self.assertNotRegex(out, r"--(duration|ramp|timeout|rate|generate|max-memory|batch-bytes|"
                                  r"endpoint|host|report|html|ca-file) TEXT")

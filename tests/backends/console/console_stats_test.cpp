@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "tests/support/spans.h"
 #include "tests/support/temp_dir.h"
 
 namespace chsync {
@@ -27,23 +28,8 @@ namespace {
 namespace fs = std::filesystem;
 
 std::vector<Span> make_spans(int n, int first) {
-  std::vector<Span> v;
-  for (int i = first; i < first + n; ++i) {
-    Span s;
-    s.trace_id[0] = 7;
-    s.span_id = span_id_from_key(static_cast<std::uint64_t>(i) + 1);
-    s.kind = SpanKind::kSpan;
-    s.name = "execute_tool Bash";
-    s.tool_name = "Bash";
-    s.start_ms = 1756860758373;
-    s.end_ms = s.start_ms + 10;
-    s.output = "ok";
-    s.source_file = "a.jsonl";
-    s.source_line = static_cast<std::uint64_t>(i) + 1;
-    s.bundle_seq = static_cast<std::uint64_t>(i);
-    v.push_back(std::move(s));
-  }
-  return v;
+  return test::tool_spans(n, first,
+                          {.output_bytes = 2, .spans_per_bundle = 1, .source_file = "a.jsonl"});
 }
 
 std::size_t count_lines(const std::string& path) {

@@ -19,6 +19,7 @@
 
 #include "backends/http/http_client.h"
 #include "backends/otlp/otlp_exporter.h"
+#include "tests/support/spans.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -143,21 +144,7 @@ class TestServer {
   std::vector<int> fds_;
 };
 
-std::vector<Span> make_spans(int n, int first = 0) {
-  std::vector<Span> v;
-  for (int i = first; i < first + n; ++i) {
-    Span s;
-    s.trace_id[0] = 9;
-    s.span_id = span_id_from_key(static_cast<std::uint64_t>(i) + 1);
-    s.kind = SpanKind::kGeneration;
-    s.name = "chat m";
-    s.model = "m";
-    s.start_ms = 1756860758373;
-    s.end_ms = s.start_ms + 1;
-    v.push_back(std::move(s));
-  }
-  return v;
-}
+std::vector<Span> make_spans(int n, int first = 0) { return test::tool_spans(n, first); }
 
 struct Acks {
   std::mutex mu;

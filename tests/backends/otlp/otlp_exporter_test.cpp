@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "backends/otlp/gzip.h"
+#include "tests/support/fake_transport.h"
+#include "tests/support/spans.h"
 #if __has_include("tools/proto/otlp_trace.pb.h")
 #include "tools/proto/otlp_trace.pb.h"  // the sink's chsync_otlp_proto
 #else
@@ -27,104 +29,11 @@ using otlp::OtlpOptions;
 
 namespace {
 
-// Runs posts and timers on one worker thread, in time order; responses come from `handler`.
-class FakeTransport final : public http::Transport {
- public:
-  using Handler = std::function<http::Response(const http::Request&, int n)>;
-  explicit FakeTransport(Handler h) : handler_(std::move(h)), worker_([this] { loop(); }) {}
-  ~FakeTransport() override { shutdown(); }
-
-  void post(http::Request req, http::ResponseFn done) override {
-    add(0ms, [this, req = std::move(req), done = std::move(done)](bool cancelled) mutable {
-      if (cancelled) {
-        http::Response r;
-        r.error = http::TransportError::kCancelled;
-        return done(std::move(r));
-      }
-      const int n = posts_++;
-      done(handler_(req, n));
-    });
-  }
-  void schedule(std::chrono::milliseconds d, std::function<void(bool)> fn) override {
-    add(d, std::move(fn));
-  }
-  void cancel_all() override {
-    std::lock_guard lock(mu_);
-    cancel_ = true;
-    cv_.notify_all();
-  }
-  void shutdown() noexcept override {
-    {
-      std::lock_guard lock(mu_);
-      if (stop_) return;
-      stop_ = true;
-      cancel_ = true;
-    }
-    cv_.notify_all();
-    worker_.join();
-  }
-  int posts() const { return posts_; }
-
- private:
-  struct Task {
-    std::chrono::steady_clock::time_point at;
-    std::uint64_t seq;
-    std::function<void(bool)> fn;
-    bool operator>(const Task& o) const { return at != o.at ? at > o.at : seq > o.seq; }
-  };
-  void add(std::chrono::milliseconds d, std::function<void(bool)> fn) {
-    std::lock_guard lock(mu_);
-    if (stop_) return;
-    q_.push(Task{std::chrono::steady_clock::now() + d, seq_++, std::move(fn)});
-    cv_.notify_all();
-  }
-  void loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      if (q_.empty()) {
-        if (stop_) return;
-        cv_.wait(lock);
-        continue;
-      }
-      if (!cancel_ && q_.top().at > std::chrono::steady_clock::now()) {
-        const auto at = q_.top().at;  // copy: a push while waiting may reallocate the heap
-        cv_.wait_until(lock, at);
-        continue;
-      }
-      auto fn = q_.top().fn;
-      q_.pop();
-      const bool cancelled = cancel_;
-      lock.unlock();
-      fn(cancelled);
-      lock.lock();
-    }
-  }
-  Handler handler_;
-  std::atomic<int> posts_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::priority_queue<Task, std::vector<Task>, std::greater<>> q_;
-  std::uint64_t seq_ = 0;
-  bool stop_ = false, cancel_ = false;
-  std::thread worker_;
-};
+using test::FakeTransport;
 
 std::vector<Span> make_spans(int n, int first = 0, std::size_t text = 10) {
-  std::vector<Span> v;
-  for (int i = first; i < first + n; ++i) {
-    Span s;
-    s.trace_id[0] = 9;
-    s.span_id = span_id_from_key(static_cast<std::uint64_t>(i) + 1);
-    s.kind = SpanKind::kSpan;
-    s.tool_name = "Bash";
-    s.name = "execute_tool Bash";
-    s.start_ms = 1756860758373;
-    s.end_ms = s.start_ms + 10;
-    s.output = std::string(text, 'o');
-    s.bundle_seq = static_cast<std::uint64_t>(i / 10);
-    v.push_back(std::move(s));
-  }
-  return v;
+  return test::tool_spans(n, first,
+                          {.output_bytes = text, .spans_per_bundle = 10, .source_file = ""});
 }
 
 std::vector<std::uint64_t> span_keys_in(const http::Request& req) {
