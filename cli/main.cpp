@@ -331,10 +331,10 @@ int main(int argc, char** argv) {
       // Request bodies are assembled and gzip-compressed on the HTTP client's io threads (~4
       // CPU-s per GB of body at level 1): one per worker, so compression is not held to one core.
       const std::size_t io_threads = o.workers;
-      return run_sync(o, [io_threads](const BackendSpec& spec) {
+      return run_sync(o, [io_threads](const BackendSpec& spec, const log::Logger& logger) {
         BackendSpec s = spec;
         s.settings["io_threads"] = std::to_string(io_threads);
-        return make_network_exporter(s);
+        return make_network_exporter(s, logger);
       });
     }
   } catch (const ConfigError& e) {

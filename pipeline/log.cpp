@@ -89,6 +89,9 @@ const Logger& stderr_logger() {
   return logger;
 }
 
+Format Logger::format() const { return g_format; }
+bool Logger::enabled(Level level) const { return level >= g_min; }
+
 void Logger::write(Level level, std::string_view message, const std::vector<Field>& fields,
                    bool text_fields) const {
   if (level < g_min) return;

@@ -43,10 +43,11 @@ std::string json_line(Level level, std::string_view message, const std::vector<F
 std::string format_line(Level level, std::string_view message, const std::vector<Field>& fields,
                         bool text_fields);
 
-// A logger object, passed to the library code that logs (input problems, map workers, HTTP
-// exporters) instead of reached as a global. Level and format are the process's (configure());
-// the lines go to stderr, or to `sink` (tests capture what a module says). Thread-safe like
-// write(); copying is cheap (a sink shares its target).
+// A logger object, passed to the library code that logs (the app layer through its options,
+// stages and backends through their constructors or options) instead of reached as a global:
+// only the command line (cli/) calls this header's free functions. Level and format are the
+// process's (configure()); the lines go to stderr, or to `sink` (tests capture what a module
+// says). Thread-safe like write(); copying is cheap (a sink shares its target).
 class Logger {
  public:
   using Sink = std::function<void(Level, const std::string& line)>;
@@ -54,6 +55,9 @@ class Logger {
   explicit Logger(Sink sink) : sink_(std::move(sink)) {}
   void write(Level level, std::string_view message, const std::vector<Field>& fields = {},
              bool text_fields = true) const;
+  // The process's format and level (configure()), for a caller that shapes its output by them.
+  Format format() const;
+  bool enabled(Level level) const;
   void info(std::string_view m) const { write(Level::kInfo, m); }
   void warn(std::string_view m) const { write(Level::kWarn, m); }
   void error(std::string_view m) const { write(Level::kError, m); }

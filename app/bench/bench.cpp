@@ -101,20 +101,21 @@ int run_child(const std::vector<std::string>& argv, bool quiet_stdout, bool quie
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-void generate_input(std::uint64_t bytes, const fs::path& out, bool quiet) {
+void generate_input(std::uint64_t bytes, const fs::path& out, bool quiet,
+                    const log::Logger& logger) {
   const fs::path gen = self_dir() / "chsync-gen";
   if (!fs::exists(gen))
     throw ConfigError("--generate needs chsync-gen next to chsync (looked for " + gen.string() +
                       "); build the chsync-gen target or pass INPUT paths instead");
   if (!quiet)
-    log::write(
+    logger.write(
         log::Level::kInfo,
         fmt::format("bench: generating {} bytes of transcripts with {}", bytes, gen.string()),
         {{"event", "bench_generate"}, {"bytes", bytes}}, false);
   // chsync-gen's own lines are plain text: with --log-format json they would break the stream.
   const int rc = run_child({gen.string(), "--out", out.string(), "--bytes", std::to_string(bytes),
                             "--seed", std::to_string(kGenerateSeed)},
-                           true, quiet || log::format() == log::Format::kJson);
+                           true, quiet || logger.format() == log::Format::kJson);
   if (rc != 0) throw ConfigError(fmt::format("chsync-gen failed (exit {})", rc));
 }
 
@@ -207,8 +208,9 @@ class InputLoader {
     DiscoverResult disc = discover(inputs, dopt);
     for (const auto& e : disc.errors)
       if (!opt_.quiet)
-        log::write(log::Level::kWarn, fmt::format("bench: {}: {}: {}", e.path, e.kind, e.message),
-                   {{"path", e.path}, {"kind", e.kind}, {"error", e.message}}, false);
+        opt_.logger.write(log::Level::kWarn,
+                          fmt::format("bench: {}: {}: {}", e.path, e.kind, e.message),
+                          {{"path", e.path}, {"kind", e.kind}, {"error", e.message}}, false);
     std::map<std::string, std::vector<std::size_t>> by_archive;
     for (std::size_t b = 0; b < disc.bundles.size() && !full(); ++b) {
       const Bundle& bundle = disc.bundles[b];
@@ -283,8 +285,9 @@ class InputLoader {
     }
     ArchiveReader ar(path, decoder_window_budget_bytes(opt_.max_memory_bytes));
     if (!ar.is_open()) {
-      log::write(log::Level::kError, fmt::format("bench: {}: {}", path, ar.error("cannot open")),
-                 {{"path", path}, {"error", ar.error("cannot open")}}, false);
+      opt_.logger.write(log::Level::kError,
+                        fmt::format("bench: {}: {}", path, ar.error("cannot open")),
+                        {{"path", path}, {"error", ar.error("cannot open")}}, false);
       return;
     }
     ArchiveEntry e;
@@ -468,20 +471,20 @@ int run_self(const BenchOptions& o, const std::vector<std::string>& inputs) {
                                    "--progress-interval",
                                    "0",
                                    "--log-format",
-                                   log::format() == log::Format::kJson ? "json" : "text"};
+                                   o.logger.format() == log::Format::kJson ? "json" : "text"};
   argv.insert(argv.end(), inputs.begin(), inputs.end());
-  if (!o.quiet) log::info("bench --self: running the sync pipeline (null backend, dry run)");
+  if (!o.quiet) o.logger.info("bench --self: running the sync pipeline (null backend, dry run)");
   const int rc = run_child(argv, true);
   if (!fs::exists(report)) {
-    log::write(log::Level::kError,
-               fmt::format("bench --self: the sync run failed (exit {}) without a report", rc),
-               {{"exit_code", rc}}, false);
+    o.logger.write(log::Level::kError,
+                   fmt::format("bench --self: the sync run failed (exit {}) without a report", rc),
+                   {{"exit_code", rc}}, false);
     return rc == 0 ? kExitPartial : rc;
   }
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (parser.load(report).get(doc) != simdjson::SUCCESS) {
-    log::error("bench --self: unreadable sync report");
+    o.logger.error("bench --self: unreadable sync report");
     return kExitPartial;
   }
   auto u64 = [&](const char* k) { return json_u64(doc[k]); };
@@ -629,7 +632,7 @@ std::vector<std::string> input_paths(const BenchOptions& o, std::unique_ptr<Temp
   std::vector<std::string> inputs = o.inputs;
   if (o.generate_bytes > 0) {
     gen_dir = std::make_unique<TempDir>();
-    generate_input(o.generate_bytes, gen_dir->path(), o.quiet);
+    generate_input(o.generate_bytes, gen_dir->path(), o.quiet, o.logger);
     inputs = {(gen_dir->path() / "projects").string()};
   }
   if (inputs.empty()) throw ConfigError("bench needs INPUT paths or --generate SIZE");
@@ -645,7 +648,7 @@ SpanStore load_spans(const BenchOptions& o, const std::vector<std::string>& inpu
   if (store.batches.empty()) throw ConfigError("bench: the input has no spans to send");
   if (!o.quiet) {
     const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
-    log::write(
+    o.logger.write(
         log::Level::kInfo,
         fmt::format("bench: {} spans ({:.1f} MiB encoded) in {} requests, loaded in {:.1f} s{}",
                     store.ends.size(), static_cast<double>(store.blob.size()) / (1 << 20),
@@ -832,23 +835,23 @@ int report_results(const BenchOptions& o, const bench::BenchResult& r) {
   std::fputs(table.c_str(), stdout);
   std::fflush(stdout);
   // The table is for people; a log shipper gets the headline numbers as one typed line.
-  if (log::format() == log::Format::kJson)
-    log::write(log::Level::kInfo, "bench: done",
-               {{"event", "bench_summary"},
-                {"backend", r.backend},
-                {"requests_sent", r.requests_sent},
-                {"requests_ok", r.requests_ok},
-                {"errors_http", r.errors_http},
-                {"errors_transport", r.errors_transport},
-                {"unfinished", r.unfinished},
-                {"error_rate", r.error_rate()},
-                {"rate", r.achieved_rate()},
-                {"rate_unit", r.rate_unit},
-                {"spans_ok", r.spans_ok},
-                {"bytes_sent", r.bytes_sent},
-                {"elapsed_s", r.elapsed_s},
-                {"stopped_early", r.stopped_early},
-                {"error", r.first_error}});
+  if (o.logger.format() == log::Format::kJson)
+    o.logger.write(log::Level::kInfo, "bench: done",
+                   {{"event", "bench_summary"},
+                    {"backend", r.backend},
+                    {"requests_sent", r.requests_sent},
+                    {"requests_ok", r.requests_ok},
+                    {"errors_http", r.errors_http},
+                    {"errors_transport", r.errors_transport},
+                    {"unfinished", r.unfinished},
+                    {"error_rate", r.error_rate()},
+                    {"rate", r.achieved_rate()},
+                    {"rate_unit", r.rate_unit},
+                    {"spans_ok", r.spans_ok},
+                    {"bytes_sent", r.bytes_sent},
+                    {"elapsed_s", r.elapsed_s},
+                    {"stopped_early", r.stopped_early},
+                    {"error", r.first_error}});
   if (!o.report_path.empty()) write_file(o.report_path, bench::render_json(r));
   if (!o.html_path.empty()) write_file(o.html_path, bench::render_html(r));
   if (r.requests_ok == 0) return kExitBackend;  // nothing was accepted: unreachable or refused

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/log.h"
+
 namespace chsync {
 
 struct BenchOptions {
@@ -48,6 +50,7 @@ struct BenchOptions {
   std::string report_path, html_path;
   bool self = false;  // benchmark chsync's own pipeline (sync, null backend, dry run)
   bool quiet = false;
+  log::Logger logger;  // progress, problems and (JSON logs) the summary line (default: stderr)
 };
 
 // Runs the bench; returns the process exit code. Throws ConfigError on usage errors.

@@ -29,10 +29,10 @@ namespace chsync {
 
 namespace {
 // --insecure turns off what keeps an API key from a man in the middle: say so every time.
-void warn_insecure(const std::string& who) {
-  log::warn(who +
-            ": --insecure: TLS certificates and host names are NOT verified; anyone on the "
-            "path can read the API keys and spans. Use --ca-file for a private CA instead.");
+void warn_insecure(const log::Logger& logger, const std::string& who) {
+  logger.warn(who +
+              ": --insecure: TLS certificates and host names are NOT verified; anyone on the "
+              "path can read the API keys and spans. Use --ca-file for a private CA instead.");
 }
 }  // namespace
 namespace {
@@ -74,8 +74,9 @@ std::vector<std::pair<std::string, std::string>> spec_headers(const BackendSpec&
 // Retry, timeout and TLS settings every HTTP backend shares (values resolved and validated by
 // app/config/backend_options.cpp, defaults included).
 template <typename Options>
-void common_http_options(const BackendSpec& spec, Options& o) {
+void common_http_options(const BackendSpec& spec, const log::Logger& logger, Options& o) {
   o.instance = spec.instance;
+  o.logger = logger;
   o.endpoint = setting(spec, "endpoint");
   o.timeout = spec_ms(spec, "timeout");
   o.connect_timeout = o.timeout.count() > 0 ? o.timeout : std::chrono::milliseconds(10000);
@@ -86,15 +87,15 @@ void common_http_options(const BackendSpec& spec, Options& o) {
   o.retry.max_elapsed = spec_ms(spec, "retry_max_elapsed");
   o.ca_file = setting(spec, "ca_file");
   o.insecure = spec_bool(spec, "insecure");
-  if (o.insecure) warn_insecure("backend " + spec.instance);
+  if (o.insecure) warn_insecure(logger, "backend " + spec.instance);
   o.client_cert = setting(spec, "client_cert");
   o.client_key = setting(spec, "client_key");
 }
 
 // Langfuse batch ingestion API (protocols §A.3-A.8), for self-hosted v3 servers.
-std::unique_ptr<Exporter> make_langfuse_legacy(const BackendSpec& spec) {
+std::unique_ptr<Exporter> make_langfuse_legacy(const BackendSpec& spec, const log::Logger& logger) {
   langfuse::LegacyOptions o;
-  common_http_options(spec, o);
+  common_http_options(spec, logger, o);
   o.headers.emplace_back("Authorization", langfuse_auth(spec));
   for (auto& kv : spec_headers(spec)) o.headers.push_back(kv);
   o.environment = setting(spec, "environment");
@@ -109,13 +110,14 @@ std::unique_ptr<Exporter> make_langfuse_legacy(const BackendSpec& spec) {
 
 }  // namespace
 
-std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec) {
+std::unique_ptr<Exporter> make_network_exporter(const BackendSpec& spec,
+                                                const log::Logger& logger) {
   const std::string type = spec.type;
-  if (type == "langfuse-legacy") return make_langfuse_legacy(spec);
+  if (type == "langfuse-legacy") return make_langfuse_legacy(spec, logger);
   if (type != "otlp" && type != "langfuse" && type != "phoenix")
     throw ConfigError("unknown backend '" + type + "'");
   otlp::OtlpOptions o;
-  common_http_options(spec, o);
+  common_http_options(spec, logger, o);
 
   // Headers: OTEL_EXPORTER_OTLP_HEADERS (and the traces variant), then --header, resolved with
   // their sources in app/config/backend_options.cpp (so --print-config shows them).

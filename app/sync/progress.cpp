@@ -220,7 +220,7 @@ std::vector<std::string> run_hints(const HintInputs& h) {
   return out;
 }
 
-void log_summary(const RunSummary& s) {
+void log_summary(const RunSummary& s, const log::Logger& logger) {
   const double mb = static_cast<double>(s.bytes_read) / 1e6;
   std::string text = fmt::format(
       "{}{} files scanned ({} updated, {} skipped), {} spans {}, {} deduped, {} held turns, {} "
@@ -229,20 +229,20 @@ void log_summary(const RunSummary& s) {
       s.dry_run ? "dry run: " : "", s.files_scanned, s.files_updated, s.files_skipped, s.spans_sent,
       s.dry_run ? "would be sent" : "sent", s.spans_deduped, s.turns_held, s.dead, s.bad_lines, mb,
       s.seconds, mb / std::max(s.seconds, 1e-6));
-  log::write(log::Level::kInfo, text,
-             {{"event", "summary"},
-              {"dry_run", s.dry_run},
-              {"files_scanned", s.files_scanned},
-              {"files_updated", s.files_updated},
-              {"files_skipped", s.files_skipped},
-              {"spans_sent", s.spans_sent},
-              {"spans_deduped", s.spans_deduped},
-              {"turns_held", s.turns_held},
-              {"dead", s.dead},
-              {"bad_lines", s.bad_lines},
-              {"bytes_read", s.bytes_read},
-              {"duration_s", std::round(s.seconds * 100) / 100}},
-             /*text_fields=*/false);
+  logger.write(log::Level::kInfo, text,
+               {{"event", "summary"},
+                {"dry_run", s.dry_run},
+                {"files_scanned", s.files_scanned},
+                {"files_updated", s.files_updated},
+                {"files_skipped", s.files_skipped},
+                {"spans_sent", s.spans_sent},
+                {"spans_deduped", s.spans_deduped},
+                {"turns_held", s.turns_held},
+                {"dead", s.dead},
+                {"bad_lines", s.bad_lines},
+                {"bytes_read", s.bytes_read},
+                {"duration_s", std::round(s.seconds * 100) / 100}},
+               /*text_fields=*/false);
   bool any_trouble = false;
   for (const auto& b : s.backends)
     any_trouble = any_trouble || b.fatal || b.dead || b.failed || b.rejected;
@@ -257,7 +257,7 @@ void log_summary(const RunSummary& s) {
     const std::string& why = b.fatal ? b.fatal_reason : b.last_error;
     if (b.fatal) line += "; failed: " + one_line(why, 300);
     else if (!why.empty()) line += "; last error: " + one_line(why, 300);
-    log::write(
+    logger.write(
         b.fatal ? log::Level::kError : (b.dead || b.failed ? log::Level::kWarn : log::Level::kInfo),
         line,
         {{"event", "backend_summary"},
@@ -274,12 +274,13 @@ void log_summary(const RunSummary& s) {
         false);
   }
   if (s.dead && !s.dead_letter_path.empty())
-    log::write(log::Level::kWarn,
-               fmt::format("{} dead spans: the requests and the backend's answers are in {} "
-                           "(send them again with: chsync replay-dead-letters)",
-                           s.dead, s.dead_letter_path),
-               {{"event", "dead_letters"}, {"dead", s.dead}, {"path", s.dead_letter_path}}, false);
-  for (const auto& h : s.hints) log::write(log::Level::kInfo, h, {{"event", "hint"}}, false);
+    logger.write(log::Level::kWarn,
+                 fmt::format("{} dead spans: the requests and the backend's answers are in {} "
+                             "(send them again with: chsync replay-dead-letters)",
+                             s.dead, s.dead_letter_path),
+                 {{"event", "dead_letters"}, {"dead", s.dead}, {"path", s.dead_letter_path}},
+                 false);
+  for (const auto& h : s.hints) logger.write(log::Level::kInfo, h, {{"event", "hint"}}, false);
 }
 
 }  // namespace chsync

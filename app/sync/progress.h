@@ -96,8 +96,8 @@ struct HintInputs {
 // One line per case: no transcripts found, files without transcript entries, held turns.
 std::vector<std::string> run_hints(const HintInputs& h);
 
-// Writes the summary through the logger (text or JSON): one run line, one line per backend
+// Writes the summary through `logger` (text or JSON): one run line, one line per backend
 // when there are several or one failed, the dead-letter location, and the hints.
-void log_summary(const RunSummary& s);
+void log_summary(const RunSummary& s, const log::Logger& logger);
 
 }  // namespace chsync

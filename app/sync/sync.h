@@ -19,6 +19,7 @@
 
 #include "backends/console/console.h"
 #include "backends/exporter.h"
+#include "pipeline/log.h"
 #include "stages/discover/discover.h"
 #include "stages/mapper/mapper.h"
 #include "stages/reader/reader.h"
@@ -51,7 +52,9 @@ struct BackendSpec {
       sources;  // key -> "flag --x", "env X", "file P [..]", "default"
 };
 
-using ExporterFactory = std::function<std::unique_ptr<Exporter>(const BackendSpec&)>;
+// Builds a network exporter that logs through the given logger (the run's).
+using ExporterFactory =
+    std::function<std::unique_ptr<Exporter>(const BackendSpec&, const log::Logger&)>;
 
 struct SyncOptions {
   std::vector<std::string> inputs;
@@ -87,6 +90,10 @@ struct SyncOptions {
   bool no_content = false;                   // --no-content
   std::string metrics_listen;                // --metrics-listen 127.0.0.1:9464
   std::string metrics_file;                  // --metrics-file PATH (node-exporter textfile)
+  // Every line the run writes to stderr (progress, summary, errors, backend answers) goes
+  // through it, and through the exporters the factory builds with it. Default: stderr, in the
+  // process's --log-format.
+  log::Logger logger;
 };
 
 // Runs one sync and returns the process exit code. `factory` builds network exporters

@@ -60,9 +60,9 @@ void write_stage(JsonWriter& w, std::uint64_t items, std::uint64_t bytes,
 
 // Whole or not at all, 0600, through a fresh temporary file (pipeline/atomic_file.h): never a
 // predictable "<path>.tmp" that a planted symlink could redirect.
-void write_whole(const std::string& path, const std::string& text) {
+void write_whole(const std::string& path, const std::string& text, const log::Logger& logger) {
   std::string err;
-  if (!replace_file(path, text, 0600, err)) log::error("--report: " + err);
+  if (!replace_file(path, text, 0600, err)) logger.error("--report: " + err);
 }
 
 }  // namespace
@@ -105,18 +105,18 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
   int code = kExitOk;
   if (t.bad_total > 0 || t.dead > 0 || file_error_count > 0 || t.rejected > 0) code = kExitPartial;
   if (t.rejected > 0)
-    log::warn(fmt::format(
+    opt_.logger.warn(fmt::format(
         "the backend rejected {} spans; they are not resent (the dead-letter file holds "
         "their requests, see replay-dead-letters)",
         t.rejected));
   if (state_failure_.failed()) {
-    log::error(state_failure_.message() +
-               " — spans whose outcome was not recorded are sent again by the next run");
+    opt_.logger.error(state_failure_.message() +
+                      " — spans whose outcome was not recorded are sent again by the next run");
     code = kExitPartial;
   }
   // No silent success (design, round two): a span left without an outcome means the backend did
   // not take it: exit 3 (unless the state failed, which is exit 1 above).
-  for (const auto& e : t.backend_errors) log::error(e);  // also with --quiet: cron mails it
+  for (const auto& e : t.backend_errors) opt_.logger.error(e);  // also with --quiet: cron mails it
   if (!t.backend_errors.empty() && !state_failure_.failed()) code = kExitBackend;
   // The shared database stayed unreachable (longer than the outage tolerance): exit 3 like an
   // unreachable backend, whichever part of the run noticed first (docs/scaleout.md).
@@ -126,7 +126,7 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
   if (sig == SIGTERM) code = kExitSigterm;
   const std::string first_error = runner_.first_error();
   if (!first_error.empty()) {
-    log::error("internal error: " + first_error);
+    opt_.logger.error("internal error: " + first_error);
     if (code == kExitOk) code = kExitPartial;
   }
   return code;
@@ -212,7 +212,7 @@ void SyncRun::write_report(const Totals& t, int code, double secs) const {
       .field("dry_run", opt_.dry_run)
       .end_object();
   j += '\n';
-  write_whole(opt_.report_path, j);
+  write_whole(opt_.report_path, j, opt_.logger);
 }
 
 void SyncRun::write_metrics_file(int code, double secs) const {
@@ -222,7 +222,7 @@ void SyncRun::write_metrics_file(int code, double secs) const {
       {"chsync_last_run_duration_seconds", "", secs}};
   std::string err;
   if (!write_metrics_textfile(opt_.metrics_file, metrics_.render(last), err))
-    log::error("--metrics-file: " + err);
+    opt_.logger.error("--metrics-file: " + err);
 }
 
 void SyncRun::print_summary(const Totals& t, double secs) const {
@@ -275,7 +275,7 @@ void SyncRun::print_summary(const Totals& t, double secs) const {
       hi.ignored_inputs.push_back(in);
   }
   sum.hints = run_hints(hi);
-  log_summary(sum);
+  log_summary(sum, opt_.logger);
 }
 
 }  // namespace chsync

@@ -15,12 +15,12 @@ namespace chsync {
 void SyncRun::wire_stages() {
   const auto& bundles = disc_.bundles;
   const bool lease_mode = work_table_ != nullptr;
-  problems_ =
-      std::make_unique<InputProblems>(opt_.quiet, opt_.max_bad_line_messages, log::stderr_logger());
+  problems_ = std::make_unique<InputProblems>(opt_.quiet, opt_.max_bad_line_messages, opt_.logger);
   outcomes_ = std::make_unique<BundleOutcomes>(bundles.size());
   work_ = std::make_unique<BoundedQueue<WorkItem>>(budget_->work_queue_bytes());
   results_ = std::make_unique<BoundedQueue<BundleResult>>(budget_->result_queue_bytes());
-  if (lease_mode) lease_ = std::make_unique<LeaseUnits>(*work_table_, bundles, any_need_);
+  if (lease_mode)
+    lease_ = std::make_unique<LeaseUnits>(*work_table_, bundles, any_need_, opt_.logger);
   auto stop_requested = [this] { return runner_.stop_requested(); };
 
   Dispatcher::Wiring dw;
@@ -143,8 +143,8 @@ void SyncRun::start_metrics() {
     throw ConfigError(e.what());
   }
   if (!opt_.quiet)
-    log::info(fmt::format("metrics at http://127.0.0.1:{}/metrics",
-                          static_cast<unsigned>(metrics_server_->port())));
+    opt_.logger.info(fmt::format("metrics at http://127.0.0.1:{}/metrics",
+                                 static_cast<unsigned>(metrics_server_->port())));
 }
 
 void SyncRun::start_threads() {
@@ -154,6 +154,7 @@ void SyncRun::start_threads() {
 
   Watcher::Wiring ww;
   ww.quiet = opt_.quiet;
+  ww.logger = opt_.logger;
   // A live line only when stderr is a terminal and stdout does not share it (console output).
   ww.progress_tty = ::isatty(2) && !(::isatty(1) && ordered_output_);
   ww.progress_interval = opt_.progress_interval;
@@ -297,7 +298,8 @@ void SyncRun::finish_state(bool any_fatal) {
   try {
     work_table_->finish(worker_progress(), ok);
   } catch (const std::exception& e) {
-    log::warn(std::string("work table: ") + e.what() + " (this run's leases expire by themselves)");
+    opt_.logger.warn(std::string("work table: ") + e.what() +
+                     " (this run's leases expire by themselves)");
   }
 }
 
@@ -312,13 +314,13 @@ void SyncRun::carry_over_in_flight() {
       if (!carry.empty()) state_->begin_request(inst->spec.instance, carry);
       state_->clear_in_flight(inst->spec.instance);
     } catch (const std::exception& e) {
-      log::error(std::string("state: ") + e.what());
+      opt_.logger.error(std::string("state: ") + e.what());
     }
   }
   try {
     state_->flush();
   } catch (const std::exception& e) {
-    log::error(std::string("state: ") + e.what());
+    opt_.logger.error(std::string("state: ") + e.what());
   }
 }
 

@@ -87,7 +87,8 @@ void SyncRun::open_state() {
     state_ = open_pg_state(opt_.db_path, so);
   } else {
     if (opt_.rebuild_state && !opt_.quiet)
-      log::warn("--rebuild-state: starting with a fresh state; every span will be sent again");
+      opt_.logger.warn(
+          "--rebuild-state: starting with a fresh state; every span will be sent again");
     state_ = open_sqlite_state(opt_.db_path, so);
   }
 }
@@ -118,7 +119,7 @@ void SyncRun::build_instances(const ExporterFactory& factory) {
     } else {
       if (!factory) throw ConfigError("backend '" + spec.type + "' is not available");
       if (opt_.dry_run) inst->exporter = make_null_exporter(name);
-      else inst->exporter = factory(inst->spec);
+      else inst->exporter = factory(inst->spec, opt_.logger);
       if (!inst->exporter) throw ConfigError("unknown backend '" + spec.type + "'");
     }
     ordered_output_ = ordered_output_ || spec.type == "console" || spec.type == "file";
@@ -133,8 +134,8 @@ void SyncRun::discover_inputs() {
   disc_ = discover(opt_.inputs, dopt);
   for (const auto& e : disc_.errors)
     if (!opt_.quiet)
-      log::write(log::Level::kWarn, e.path + ": " + e.kind + ": " + e.message,
-                 {{"event", "input_error"}, {"file", e.path}, {"error", e.message}}, false);
+      opt_.logger.write(log::Level::kWarn, e.path + ": " + e.kind + ": " + e.message,
+                        {{"event", "input_error"}, {"file", e.path}, {"error", e.message}}, false);
   if (opt_.shard_count <= 1) return;
   // Static sharding: this process keeps its share of the bundles (renumbered in order, since a
   // bundle's seq is its index).
@@ -213,7 +214,7 @@ void SyncRun::load_snapshots() {
         inst->dedupe.set_delivered(state_->load_delivered(name));
       else inst->lookup_settled = true;
       if (inst->lookup_settled && opt_.verbose)
-        log::info(
+        opt_.logger.info(
             fmt::format("{}: delivered set over {} keys: looked up per bundle", name, max_keys));
     }
     inst->settled_in_flight = inst->lookup_settled

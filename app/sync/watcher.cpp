@@ -70,7 +70,7 @@ void Watcher::heartbeat() {
                                 c.done + c.pending + c.claimed + c.expired, c.claimed, live);
     }
   } catch (const std::exception& e) {
-    if (!heartbeat_failed_) log::warn(std::string("work table heartbeat: ") + e.what());
+    if (!heartbeat_failed_) w_.logger.warn(std::string("work table heartbeat: ") + e.what());
     heartbeat_failed_ = true;
   }
 }
@@ -79,13 +79,14 @@ void Watcher::check_stop() {
   StageRunner& runner = *w_.runner;
   if (received_signal() != 0 && !runner.stop_requested()) {
     if (!w_.quiet)
-      log::warn(fmt::format("signal {}: stopping, draining in-flight requests", received_signal()));
+      w_.logger.warn(
+          fmt::format("signal {}: stopping, draining in-flight requests", received_signal()));
     runner.request_stop();
     // Retry waits end now; requests on the wire get at most --drain-timeout.
     if (w_.interrupt_exporters) w_.interrupt_exporters();
   }
   if (w_.failure->failed() && !runner.stop_requested()) {
-    log::error("the state cannot be written; stopping (nothing more is sent)");
+    w_.logger.error("the state cannot be written; stopping (nothing more is sent)");
     runner.request_stop();
   }
   // Nothing new is sent after a stop: every stage is asked (feeder and map workers close their
@@ -121,8 +122,8 @@ void Watcher::progress() {
     std::fflush(stderr);
     progress_drawn_ = true;
   } else {
-    log::write(log::Level::kInfo, "progress: " + render_progress(ps) + lease_note_,
-               progress_fields(ps), /*text_fields=*/false);
+    w_.logger.write(log::Level::kInfo, "progress: " + render_progress(ps) + lease_note_,
+                    progress_fields(ps), /*text_fields=*/false);
   }
 }
 

@@ -33,6 +33,7 @@ class Watcher {
  public:
   struct Wiring {
     bool quiet = false;
+    log::Logger logger;         // progress lines (off a terminal), stop and heartbeat trouble
     bool progress_tty = false;  // a live line (stderr is a terminal not shared with output)
     std::chrono::milliseconds progress_interval{10000};
     std::chrono::steady_clock::time_point start;

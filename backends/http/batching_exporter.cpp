@@ -325,7 +325,7 @@ void BatchingHttpExporter::start_part(std::uint64_t id) {
 
 void BatchingHttpExporter::note_error_locked(const std::string& what) {
   stats_.last_error = what;
-  if (log::enabled(log::Level::kDebug))
+  if (logger().enabled(log::Level::kDebug))
     logger().debug(
         fmt::format("{}[{}]: request failed: {}", options_.kind, options_.instance, what));
 }

@@ -107,7 +107,7 @@ struct BatchingOptions {
   RetryPolicy retry{};
   double rate = 0;  // 0: unlimited
   bool rate_is_spans = false;
-  const log::Logger* logger = nullptr;  // failures, rejections; null: the process's stderr logger
+  log::Logger logger{};  // failures, rejections (default: stderr)
 };
 
 // The batching options of a backend's options (any struct with the fields named below; rate and
@@ -125,6 +125,7 @@ BatchingOptions batching_options_of(const BackendOptions& o, std::string_view ki
     b.rate = o.rate;
     b.rate_is_spans = o.rate_is_spans;
   }
+  if constexpr (requires { o.logger; }) b.logger = o.logger;
   return b;
 }
 
@@ -202,9 +203,7 @@ class BatchingHttpExporter : public Exporter {
   void fail_all_locked(Flight& f, std::vector<Ack>& acks, const std::string& reason);
   void set_fatal_locked(std::string reason);
   void note_error_locked(const std::string& what);  // stats_.last_error + a debug line
-  const log::Logger& logger() const {
-    return options_.logger ? *options_.logger : log::stderr_logger();
-  }
+  const log::Logger& logger() const { return options_.logger; }
   std::vector<std::string_view> views_of(const Flight& f, const Part& p) const;
   std::string excerpt(const Response& r) const;
   void deliver(std::vector<Ack>& acks);

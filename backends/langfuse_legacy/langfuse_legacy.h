@@ -33,6 +33,7 @@
 #include "backends/exporter.h"
 #include "backends/http/http_client.h"
 #include "backends/http/retry_policy.h"
+#include "pipeline/log.h"
 
 namespace chsync::langfuse {
 
@@ -52,6 +53,7 @@ struct LegacyOptions {
   std::string ca_file;
   bool insecure = false;
   std::string client_cert, client_key;
+  log::Logger logger{};  // failures, rejections (default: stderr)
 };
 
 // Capped at 3.5 MB whatever the caller asks for.

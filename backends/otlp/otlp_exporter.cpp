@@ -1,6 +1,7 @@
 #include "backends/otlp/otlp_exporter.h"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
+
 #include <unistd.h>
 
 #include <cctype>
@@ -83,7 +84,8 @@ class OtlpCodec final : public http::HttpCodec {
       : spans_(EncoderOptions{o.profile, true, o.tags}, o.encoding == OtlpOptions::Encoding::kJson),
         json_(o.encoding == OtlpOptions::Encoding::kJson),
         gzip_(o.compression == OtlpOptions::Compression::kGzip),
-        gzip_level_(o.gzip_level) {
+        gzip_level_(o.gzip_level),
+        log_(o.logger) {
     // Resource: defaults, then user-given attributes override by key.
     StringPairs res = {{"service.name", o.service_name},
                        {"service.version", o.service_version.empty() ? std::string(chsync_version())
@@ -152,8 +154,8 @@ class OtlpCodec final : public http::HttpCodec {
     // OTLP: rejected_spans == 0 with a message is a warning only; > 0 names no span.
     if (ps.rejected_spans <= 0) {
       if (!ps.error_message.empty())
-        spdlog::warn("otlp: partial success: 0 spans rejected: {}",
-                     http::printable_excerpt(ps.error_message));
+        log_.warn(fmt::format("otlp: partial success: 0 spans rejected: {}",
+                              http::printable_excerpt(ps.error_message)));
       return rd;
     }
     rd.rejected_reason = "partial success: " + std::to_string(ps.rejected_spans) +
@@ -173,6 +175,7 @@ class OtlpCodec final : public http::HttpCodec {
   bool json_;
   bool gzip_;
   int gzip_level_;
+  log::Logger log_;  // read_success runs on io threads: Logger::write is thread-safe
   std::string resource_, scope_;
 };
 

@@ -23,6 +23,7 @@
 #include "backends/http/http_client.h"
 #include "backends/http/retry_policy.h"
 #include "backends/otlp/otlp_proto.h"
+#include "pipeline/log.h"
 
 namespace chsync::otlp {
 
@@ -61,6 +62,7 @@ struct OtlpOptions {
   std::string scope_name = "chsync";
   std::string scope_version;  // empty: chsync version
   std::size_t io_threads = 1;
+  log::Logger logger;  // failures, rejections, partial-success warnings (default: stderr)
 };
 
 class OtlpExporter final : public http::BatchingHttpExporter {

@@ -17,8 +17,8 @@ constexpr std::size_t kNoUnit = static_cast<std::size_t>(-1);
 }  // namespace
 
 LeaseUnits::LeaseUnits(WorkTable& table, const std::vector<Bundle>& bundles,
-                       const std::vector<bool>& any_need)
-    : table_(table), unit_of_(bundles.size(), kNoUnit) {
+                       const std::vector<bool>& any_need, log::Logger logger)
+    : table_(table), log_(std::move(logger)), unit_of_(bundles.size(), kNoUnit) {
   for (std::size_t b = 0; b < bundles.size(); ++b) {
     if (!any_need[b] || bundles[b].files.empty()) continue;
     const FileRef& f0 = bundles[b].files[0];
@@ -65,7 +65,7 @@ void LeaseUnits::finish_if_done(std::size_t u, std::unique_lock<std::mutex>& loc
     else table_.complete(uf);
   } catch (const std::exception& e) {
     // The lease then simply expires and another worker redoes the unit (deduped by span).
-    log::warn(std::string("work table: ") + e.what());
+    log_.warn(std::string("work table: ") + e.what());
   }
   lock.lock();
 }
@@ -124,7 +124,7 @@ void LeaseUnits::log_wait(const LeaseFeedOptions& options, const char* why, cons
     mine = outstanding_;
     queued = bundles_in_pipeline_;
   }
-  log::info(
+  log_.info(
       fmt::format("work sharing: waiting ({}): {} units in progress here, {} bundles "
                   "queued{}",
                   why, mine, queued,
@@ -147,7 +147,7 @@ bool LeaseUnits::start_unit(const ClaimedUnit& cu, const LeaseFeedOptions& optio
       try {
         table_.release(UnitFence{cu.key, cu.fence});
       } catch (const std::exception& e) {
-        log::warn(std::string("work table: ") + e.what());
+        log_.warn(std::string("work table: ") + e.what());
       }
       lock.lock();
       cv_.wait_for(lock, std::chrono::milliseconds(100));
@@ -166,7 +166,7 @@ bool LeaseUnits::start_unit(const ClaimedUnit& cu, const LeaseFeedOptions& optio
     units_[u].fence = cu.fence;
   }
   if (cu.taken_over && options.verbose)
-    log::info(fmt::format("taking over {} (attempt {}, last holder {})", cu.key, cu.attempts,
+    log_.info(fmt::format("taking over {} (attempt {}, last holder {})", cu.key, cu.attempts,
                           cu.prev_owner.empty() ? "none" : cu.prev_owner));
   return true;
 }
@@ -194,7 +194,7 @@ void LeaseUnits::claim_and_feed(const LeaseFeedOptions& options, const FeedFn& f
       failure.fail("work table: ", e);
       return true;
     }
-    log::warn(std::string("work table: ") + e.what() + " (retrying)");
+    log_.warn(std::string("work table: ") + e.what() + " (retrying)");
     std::this_thread::sleep_for(idle_wait);
     return false;
   };
@@ -255,7 +255,7 @@ void LeaseUnits::claim_and_feed(const LeaseFeedOptions& options, const FeedFn& f
         try {
           table_.release(UnitFence{cu.key, cu.fence});
         } catch (const std::exception& e) {
-          log::warn(std::string("work table: ") + e.what());
+          log_.warn(std::string("work table: ") + e.what());
         }
         continue;
       }

@@ -29,6 +29,7 @@
 
 #include "backends/exporter.h"
 #include "pipeline/bundle.h"
+#include "pipeline/log.h"
 #include "stages/state/work_table.h"
 
 namespace chsync {
@@ -44,9 +45,9 @@ struct LeaseFeedOptions {
 class LeaseUnits {
  public:
   // Registers one unit per plain bundle and per archive with the work table (throws on a
-  // database error: start-up).
+  // database error: start-up). Work-table trouble, take-overs and waits are logged to `logger`.
   LeaseUnits(WorkTable& table, const std::vector<Bundle>& bundles,
-             const std::vector<bool>& any_need);
+             const std::vector<bool>& any_need, log::Logger logger);
   LeaseUnits(const LeaseUnits&) = delete;
   LeaseUnits& operator=(const LeaseUnits&) = delete;
 
@@ -88,6 +89,7 @@ class LeaseUnits {
   bool start_unit(const ClaimedUnit& cu, const LeaseFeedOptions& options);
 
   WorkTable& table_;
+  const log::Logger log_;
   std::vector<Unit> units_;
   std::vector<std::size_t> unit_of_;  // per bundle; npos when not in a unit
   std::unordered_map<std::string, std::size_t> unit_by_key_;

@@ -3,13 +3,14 @@
 // Bad lines are counted by kind (all of them) and printed up to a limit; file errors (unreadable
 // files, damaged archives, spooling failures) are kept for the report and printed as they come.
 // Nothing here stops a run: bad input is counted, reported, and the rest goes on.
-// Thread: any; one mutex per list. Messages go to the logger it is given (stderr by default).
+// Thread: any; one mutex per list. Messages go to the logger it is given.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pipeline/log.h"
@@ -19,9 +20,8 @@ namespace chsync {
 
 class InputProblems {
  public:
-  InputProblems(bool quiet, std::size_t max_bad_line_messages,
-                const log::Logger& logger = log::stderr_logger())
-      : quiet_(quiet), max_printed_(max_bad_line_messages), log_(logger) {}
+  InputProblems(bool quiet, std::size_t max_bad_line_messages, log::Logger logger)
+      : quiet_(quiet), max_printed_(max_bad_line_messages), log_(std::move(logger)) {}
 
   void bad_line(const BadLine& bl);
   void file_error(const std::string& message);

@@ -8,7 +8,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <vector>
+
+#include "pipeline/log.h"
 #include "tests/support/temp_dir.h"
 
 namespace chsync {
@@ -74,6 +78,35 @@ TEST_F(SyncRunTest, ProgressReadsEveryBackendsStatsWhileTheyDeliver) {
   const std::size_t sent = count_lines(out_a);
   EXPECT_GT(sent, 1000u);
   EXPECT_EQ(count_lines(out_b), sent);
+}
+
+// Library code logs through the logger it is given (issue 18 "One logger"): the summary and the
+// per-backend lines of a run reach the sink, and nothing of the run goes to stderr (progress
+// lines, if the run lasts long enough for one, go the same way).
+TEST_F(SyncRunTest, EveryLineGoesToTheLoggerItIsGiven) {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  SyncOptions o = options(dir_ + "/a.jsonl");
+  o.backends = {BackendSpec{"file", "a", {{"output", dir_ + "/a.jsonl"}}, {}},
+                BackendSpec{"null", "n", {}, {}}};
+  o.quiet = false;
+  o.progress_interval = std::chrono::milliseconds(1);
+  o.logger = log::Logger([&](log::Level, const std::string& line) {
+    std::lock_guard lock(mu);
+    lines.push_back(line);
+  });
+  ::testing::internal::CaptureStderr();
+  const int rc = run_sync(o, nullptr);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(rc == kExitOk || rc == kExitPartial) << rc;
+  EXPECT_EQ(err, "");
+  auto said = [&](const std::string& what) {
+    for (const auto& l : lines)
+      if (l.find(what) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(said("files scanned")) << lines.size();  // the summary
+  EXPECT_TRUE(said("backend a: "));                    // per backend (there are two)
 }
 
 TEST_F(SyncRunTest, StartUpErrorsThrowBeforeAnyWork) {
