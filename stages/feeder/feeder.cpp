@@ -224,7 +224,7 @@ bool Feeder::feed_archive(const std::string& apath, const std::vector<std::size_
       ar.skip();
     }
     // Lines before the damage are kept: the reader passes the cut tail as a bad line.
-    if (!m.damage.empty() && !damage_known)
+    if (!m.damage.empty() && (!damage_known || m.damage_local))
       w_.problems->file_error(apath + "!" + e.name +
                               ": truncated or corrupt archive member: " + m.damage);
     held[b] += m.data.size();

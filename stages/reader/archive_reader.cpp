@@ -1,5 +1,8 @@
 #include "stages/reader/archive_reader.h"
 
+#include <algorithm>
+#include <string_view>
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -10,45 +13,68 @@
 
 namespace chsync {
 
-ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_bytes)
-    : ar_(archive_read_new()) {
+namespace {
+
+// A libarchive handle for the formats and filters chsync reads. zip_streaming: the zip reader
+// that walks local headers (only for a zip without a readable directory, see the constructor);
+// otherwise the seekable one, which reads the central directory.
+struct archive* new_handle(bool zip_streaming) {
+  struct archive* ar = archive_read_new();
   // The filters of archive_read_support_filter_all whose memory is small and fixed (gzip 32 KiB,
   // bzip2 900 KiB, lz4 blocks ≤ 4 MiB, ...). Not zstd, xz, lzip, lzma (see the header). Filters
   // that need an external program return ARCHIVE_WARN when it is missing: not an error here.
-  archive_read_support_filter_bzip2(ar_);
-  archive_read_support_filter_compress(ar_);
-  archive_read_support_filter_gzip(ar_);
-  archive_read_support_filter_grzip(ar_);
-  archive_read_support_filter_lrzip(ar_);
-  archive_read_support_filter_lz4(ar_);
-  archive_read_support_filter_lzop(ar_);
-  archive_read_support_filter_rpm(ar_);
-  archive_read_support_filter_uu(ar_);
+  archive_read_support_filter_bzip2(ar);
+  archive_read_support_filter_compress(ar);
+  archive_read_support_filter_gzip(ar);
+  archive_read_support_filter_grzip(ar);
+  archive_read_support_filter_lrzip(ar);
+  archive_read_support_filter_lz4(ar);
+  archive_read_support_filter_lzop(ar);
+  archive_read_support_filter_rpm(ar);
+  archive_read_support_filter_uu(ar);
   // The formats chsync documents (tar in all its dialects, zip) and empty files; not
   // format_all: 7z, RAR5 and cab carry their own dictionaries (up to GiBs) that no filter
   // limit reaches, and a file named .tar could be any of them.
-  archive_read_support_format_tar(ar_);
-  archive_read_support_format_zip(ar_);
-  archive_read_support_format_empty(ar_);
+  archive_read_support_format_tar(ar);
+  // Zip through its central directory (the seekable reader): chsync reads the same directory
+  // to decode LZMA/XZ members itself (zip_lzma.h). The streaming reader is the fallback for a zip
+  // cut before its directory, where chsync checks each member's local header instead.
+  if (zip_streaming) archive_read_support_format_zip_streamable(ar);
+  else archive_read_support_format_zip_seekable(ar);
+  archive_read_support_format_empty(ar);
+  return ar;
+}
+
+constexpr std::uint16_t kZipMethodLzma = 14;
+constexpr std::uint16_t kZipMethodXz = 95;
+constexpr std::uint16_t kZipFlagSizesAfterData = 8;  // bit 3: sizes in a data descriptor
+
+}  // namespace
+
+ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_bytes)
+    : ar_(new_handle(false)), max_window_bytes_(max_window_bytes) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   unsigned char magic[6] = {};
   const ssize_t got = fd_ >= 0 ? ::pread(fd_, magic, sizeof magic, 0) : -1;
   if (got > 0) dec_ = make_bounded_decoder(magic, static_cast<std::size_t>(got), max_window_bytes);
+  const bool zip_magic =
+      got >= 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
   if (dec_) {
     out_.resize(256 * 1024);
     open_ =
         archive_read_open(ar_, this, nullptr, &ArchiveReader::read_decoded, nullptr) == ARCHIVE_OK;
     return;
   }
-  // A zip's LZMA/XZ members are read from fd_ by ZipLzmaReader (zip_lzma.h); fd_ stays open
-  // only for a zip that has them.
-  if (fd_ >= 0) zip_lzma_ = scan_zip_lzma_members(fd_);
-  if (fd_ >= 0 && zip_lzma_.empty()) {
-    ::close(fd_);
-    fd_ = -1;
-  }
-  max_window_bytes_ = max_window_bytes;
+  // fd_ stays open: a zip's LZMA/XZ members and local headers are read from it.
   open_ = archive_read_open_filename(ar_, path.c_str(), 1 << 20) == ARCHIVE_OK;
+  if (!open_ && zip_magic) {
+    // A zip without a readable directory (cut short): the members before the damage are still
+    // read, through their local headers, as before chsync read zips by their directory.
+    archive_read_free(ar_);
+    ar_ = new_handle(true);
+    zip_streaming_ = true;
+    open_ = archive_read_open_filename(ar_, path.c_str(), 1 << 20) == ARCHIVE_OK;
+  }
 }
 
 ArchiveReader::~ArchiveReader() {
@@ -67,8 +93,35 @@ long ArchiveReader::read_decoded(struct archive* a, void* self, const void** buf
   return n;
 }
 
+// A zip read through its local headers: libarchive would decode an LZMA/XZ member with no memory
+// limit, so such a member is not read (there is no directory to check it against). libarchive
+// puts the header position at the member's local header; a member whose local header is not
+// there, or whose size is only known after its data (libarchive would have to decode it to skip
+// it), ends the walk.
+void ArchiveReader::check_streamed_zip_member() {
+  unsigned char lh[30];
+  const la_int64_t pos = archive_read_header_position(ar_);
+  const bool header = pos >= 0 && ::pread(fd_, lh, sizeof lh, pos) == sizeof lh && lh[0] == 'P' &&
+                      lh[1] == 'K' && lh[2] == 3 && lh[3] == 4;
+  const std::uint16_t flags = header ? static_cast<std::uint16_t>(lh[6] | (lh[7] << 8)) : 0;
+  const std::uint16_t method = header ? lh[8] : 0;  // libarchive reads only the low byte
+  if (header && method != kZipMethodLzma && method != kZipMethodXz) return;
+  member_error_ = header ? "LZMA/XZ member of a zip without a readable central directory: not "
+                           "read (its dictionary could not be bounded)"
+                         : "zip member without a local header where libarchive found it: not read";
+  // Skipping it would make libarchive decode it when its size is unknown: stop after it.
+  if (!header || (flags & kZipFlagSizesAfterData)) walk_ended_ = true;
+}
+
 ArchiveReader::Next ArchiveReader::next(ArchiveEntry& entry) {
   if (!open_) return Next::kDamaged;
+  if (walk_ended_) {
+    if (zip_error_.empty())
+      zip_error_ =
+          "zip without a readable central directory: the walk stops at a member that cannot be "
+          "skipped without decoding it";
+    return Next::kDamaged;
+  }
   archive_entry* e = nullptr;
   const int rc = archive_read_next_header(ar_, &e);
   if (rc == ARCHIVE_EOF) return Next::kEnd;
@@ -80,27 +133,73 @@ ArchiveReader::Next ArchiveReader::next(ArchiveEntry& entry) {
   entry.size = entry.size_known ? static_cast<std::uint64_t>(archive_entry_size(e)) : 0;
   entry.mtime_s = static_cast<std::int64_t>(archive_entry_mtime(e));
   member_.reset();
-  if (!zip_lzma_.empty()) {
-    // libarchive names the member as its directory entry does (raw bytes, or UTF-8 when it
-    // converted them); either way the member is decoded here, never by libarchive.
-    auto it = zip_lzma_.find(archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
-    const char* utf8 = archive_entry_pathname_utf8(e);
-    if (it == zip_lzma_.end() && utf8 != nullptr) it = zip_lzma_.find(utf8);
-    if (it != zip_lzma_.end())
-      member_ = std::make_unique<ZipLzmaReader>(fd_, it->second, max_window_bytes_);
+  member_error_.clear();
+  if (zip_streaming_) {
+    check_streamed_zip_member();
+    return Next::kEntry;
   }
+  if (!zip_checked_) {
+    zip_checked_ = true;
+    if ((archive_format(ar_) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_ZIP && !dec_) {
+      zip_ = std::make_unique<ZipDirectory>();
+      if (fd_ < 0 || !read_zip_directory(fd_, *zip_)) {
+        // libarchive found a directory chsync cannot read: nothing of this zip is read, since its
+        // members could not be checked for LZMA/XZ.
+        walk_ended_ = true;
+        zip_error_ = "cannot read the zip's central directory";
+        return Next::kDamaged;
+      }
+    }
+  }
+  if (zip_ && (zip_->any_lzma || zip_->any_unverified)) take_zip_lzma_member(e);
   return Next::kEntry;
+}
+
+// In a zip that names LZMA or XZ anywhere (directory or local headers), or where a local header
+// is not where its directory entry says (libarchive might find one elsewhere), every member is
+// matched to its directory entry by name: libarchive names it as the directory does (raw bytes, or
+// UTF-8 when it converted them). An LZMA/XZ member is decoded here, never by libarchive; one that
+// cannot be matched to a single entry whose two headers agree is not read at all, since
+// libarchive would decode it by its local header's method with no memory limit.
+void ArchiveReader::take_zip_lzma_member(archive_entry* e) {
+  const char* raw = archive_entry_pathname(e);
+  auto it = zip_->by_name.find(raw ? raw : "");
+  const char* utf8 = archive_entry_pathname_utf8(e);
+  if (it == zip_->by_name.end() && utf8 != nullptr) it = zip_->by_name.find(utf8);
+  if (it == zip_->by_name.end()) {
+    member_error_ =
+        "zip member that matches no directory entry, in a zip holding LZMA/XZ "
+        "members: not read (its dictionary could not be bounded)";
+    return;
+  }
+  const std::vector<ZipLzmaMember>& entries = it->second;
+  const bool lzma =
+      std::any_of(entries.begin(), entries.end(), [](const ZipLzmaMember& m) { return m.lzma(); });
+  const ZipLzmaMember& m = entries.front();
+  if (!lzma && m.local_header_found) return;  // libarchive reads it
+  if (entries.size() > 1)
+    member_error_ = "zip member whose name repeats in the directory, one of them LZMA/XZ: not read";
+  else if (!m.local_header_found)
+    member_error_ = "corrupt zip member: no local header at its directory offset";
+  else if (m.method != m.local_method)
+    member_error_ =
+        "corrupt zip member: its directory entry and local header name different "
+        "compression methods (" +
+        std::to_string(m.method) + ", " + std::to_string(m.local_method) + ")";
+  else member_ = std::make_unique<ZipLzmaReader>(fd_, m, max_window_bytes_);
 }
 
 long ArchiveReader::read(char* buf, std::size_t n) {
   if (member_) return member_->read(buf, n);
+  if (!member_error_.empty()) return -1;
   const la_ssize_t r = archive_read_data(ar_, buf, n);
   return r < 0 ? -1 : static_cast<long>(r);
 }
 
 bool ArchiveReader::skip() {
-  if (member_) {  // nothing of it was given to libarchive's decoder; the next header seeks past it
+  if (member_ || !member_error_.empty()) {  // libarchive's decoder never saw it; next() seeks on
     member_.reset();
+    member_error_.clear();
     return true;
   }
   return archive_read_data_skip(ar_) >= ARCHIVE_WARN;
@@ -110,6 +209,8 @@ std::string ArchiveReader::error(const char* fallback) const {
   // libarchive may put its own words ("Truncated tar archive") over the decoder's reason.
   if (dec_ && !dec_->error().empty()) return dec_->error();
   if (member_ && !member_->error().empty()) return member_->error();
+  if (!member_error_.empty()) return member_error_;
+  if (!zip_error_.empty()) return zip_error_;
   const char* m = archive_error_string(ar_);
   return m ? m : fallback;
 }

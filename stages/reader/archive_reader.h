@@ -16,9 +16,10 @@
 // dictionaries are beyond any limit here). A zip member compressed with LZMA or XZ (zip methods
 // 14/95) is decoded by a ZipLzmaReader (zip_lzma.h) under the same budget, never by libarchive,
 // whose zip reader runs liblzma without a memory limit; such a member over the budget fails
-// alone (read() returns -1, window_refused() and error() say why) and the walk goes on. Not
-// covered: a zip inside a zstd/xz stream (its directory cannot be read ahead), whose LZMA/XZ
-// members libarchive still decodes.
+// alone (read() returns -1, window_refused() and error() say why) and the walk goes on. A zip
+// cut before its directory (a partial download) is read through its local headers, where its
+// LZMA/XZ members are not read at all; a zip inside a compression filter (.zip.gz, .zip.zst) is
+// not read (libarchive's zip reader needs to seek).
 // Errors: never throws. An archive that cannot be opened has is_open() false and error() says
 // why; a damaged header ends the walk (Next::kDamaged); damaged data makes read() return -1.
 #pragma once
@@ -26,12 +27,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "stages/reader/zip_lzma.h"
 
 struct archive;
+struct archive_entry;
 
 namespace chsync {
 
@@ -70,19 +71,28 @@ class ArchiveReader {
   bool window_refused() const noexcept;
   // read() failed for a reason of the current member alone (a zip LZMA/XZ member read by
   // chsync: its dictionary, CRC or data), not of the archive: the next member can be read.
-  bool damage_is_local() const noexcept { return member_ && !member_->error().empty(); }
+  bool damage_is_local() const noexcept {
+    return (member_ && !member_->error().empty()) || !member_error_.empty();
+  }
 
  private:
   static long read_decoded(struct archive* a, void* self, const void** buf);
+  void take_zip_lzma_member(struct archive_entry* e);
+  void check_streamed_zip_member();
 
   struct archive* ar_ = nullptr;
   bool open_ = false;
-  int fd_ = -1;  // decoded archives, and zips with LZMA/XZ members: the file
+  int fd_ = -1;  // the archive file: decoders and zip members read it, zip headers are checked
   std::unique_ptr<BoundedDecoder> dec_;
   std::uint64_t max_window_bytes_ = 0;
-  std::unordered_map<std::string, ZipLzmaMember> zip_lzma_;  // by name in the central directory
-  std::unique_ptr<ZipLzmaReader> member_;                    // the current member is one of them
-  std::vector<char> out_;  // decompressed bytes handed to libarchive
+  std::unique_ptr<ZipDirectory> zip_;      // a zip read through its directory: its members
+  std::unique_ptr<ZipLzmaReader> member_;  // the current member is an LZMA/XZ one, read here
+  std::string member_error_;    // the current member is refused before any byte is decoded
+  std::string zip_error_;       // the zip's directory could not be read by chsync
+  bool zip_checked_ = false;    // the format was looked at (on the first header)
+  bool zip_streaming_ = false;  // a zip without a directory, read by its local headers
+  bool walk_ended_ = false;     // no member can be read safely any more: next() says kDamaged
+  std::vector<char> out_;       // decompressed bytes handed to libarchive
 };
 
 }  // namespace chsync

@@ -49,13 +49,15 @@ bool pread_all(int fd, unsigned char* buf, std::size_t n, std::uint64_t offset) 
 }
 
 struct Directory {
-  std::uint64_t offset = 0;
+  std::uint64_t offset = 0;  // where the directory really is in the file
   std::uint64_t bytes = 0;
+  std::uint64_t prefix_bytes = 0;  // bytes before the zip (self-extracting): added to offsets
 };
 
 // Finds the central directory from the end of central directory record (the last one in the
 // file's final 64 KiB + 22 bytes), following the zip64 locator when the record's fields are
-// saturated.
+// saturated. Without zip64 the directory ends where the record starts; when the record's offset
+// says otherwise, the difference is a prefix before the zip (as libarchive corrects it).
 bool find_directory(int fd, std::uint64_t file_bytes, Directory& dir) {
   if (file_bytes < kEocdBytes) return false;
   const std::uint64_t tail_bytes =
@@ -66,11 +68,16 @@ bool find_directory(int fd, std::uint64_t file_bytes, Directory& dir) {
   for (std::size_t i = tail.size() - kEocdBytes + 1; i-- > 0;) {
     if (le32(&tail[i]) != kEndOfCentralDirectory) continue;
     const unsigned char* e = &tail[i];
-    dir.bytes = le32(e + 12);
-    dir.offset = le32(e + 16);
-    if (dir.offset != 0xFFFFFFFF && dir.bytes != 0xFFFFFFFF && le16(e + 10) != 0xFFFF) return true;
-    // zip64: the locator stands right before the record and points at the zip64 record.
     const std::uint64_t eocd_offset = tail_offset + i;
+    dir.bytes = le32(e + 12);
+    const std::uint64_t claimed = le32(e + 16);
+    if (claimed != 0xFFFFFFFF && dir.bytes != 0xFFFFFFFF && le16(e + 10) != 0xFFFF) {
+      if (dir.bytes > eocd_offset || eocd_offset - dir.bytes < claimed) return false;
+      dir.offset = eocd_offset - dir.bytes;
+      dir.prefix_bytes = dir.offset - claimed;
+      return true;
+    }
+    // zip64: the locator stands right before the record and points at the zip64 record.
     if (eocd_offset < 20) return false;
     unsigned char loc[20];
     if (!pread_all(fd, loc, sizeof loc, eocd_offset - 20) || le32(loc) != kZip64Locator)
@@ -111,41 +118,46 @@ void apply_zip64_extra(const unsigned char* extra, std::size_t extra_bytes, ZipL
 
 }  // namespace
 
-std::unordered_map<std::string, ZipLzmaMember> scan_zip_lzma_members(int fd) {
-  std::unordered_map<std::string, ZipLzmaMember> out;
-  unsigned char magic[4];
-  if (fd < 0 || !pread_all(fd, magic, sizeof magic, 0)) return out;
-  // A zip starts with a local header, or an empty one with the end record; a self-extracting
-  // zip (a program in front) is left to libarchive, which does not read those either.
-  if (le32(magic) != kLocalHeader) return out;
-  const off_t end = ::lseek(fd, 0, SEEK_END);
+bool ZipLzmaMember::lzma() const noexcept {
+  const auto is = [](std::uint16_t m) { return m == kMethodLzma || m == kMethodXz; };
+  return is(method) || (local_header_found && is(local_method));
+}
+
+bool read_zip_directory(int fd, ZipDirectory& out) {
+  out = ZipDirectory{};
+  const off_t end = fd < 0 ? -1 : ::lseek(fd, 0, SEEK_END);
   Directory dir;
-  if (end <= 0 || !find_directory(fd, static_cast<std::uint64_t>(end), dir)) return out;
+  if (end <= 0 || !find_directory(fd, static_cast<std::uint64_t>(end), dir)) return false;
   if (dir.bytes > kMaxDirectoryBytes || dir.offset + dir.bytes > static_cast<std::uint64_t>(end))
-    return out;
+    return false;
   std::vector<unsigned char> cd(static_cast<std::size_t>(dir.bytes));
-  if (!pread_all(fd, cd.data(), cd.size(), dir.offset)) return out;
+  if (!pread_all(fd, cd.data(), cd.size(), dir.offset)) return false;
   std::size_t i = 0;
   while (i + 46 <= cd.size() && le32(&cd[i]) == kCentralHeader) {
     const unsigned char* h = &cd[i];
     const std::size_t name_bytes = le16(h + 28), extra_bytes = le16(h + 30),
                       comment_bytes = le16(h + 32);
     if (i + 46 + name_bytes + extra_bytes + comment_bytes > cd.size()) break;
-    const std::uint16_t method = le16(h + 10);
-    if (method == kMethodLzma || method == kMethodXz) {
-      ZipLzmaMember m;
-      m.method = method;
-      m.flags = le16(h + 8);
-      m.crc32 = le32(h + 16);
-      m.compressed_bytes = le32(h + 20);
-      m.uncompressed_bytes = le32(h + 24);
-      m.local_header_offset = le32(h + 42);
-      apply_zip64_extra(h + 46 + name_bytes, extra_bytes, m);
-      out[std::string(reinterpret_cast<const char*>(h + 46), name_bytes)] = m;
-    }
+    ZipLzmaMember m;
+    // libarchive keeps only the low byte of a method (0x740e is LZMA to it): so does chsync.
+    m.method = le16(h + 10) & 0xFF;
+    m.flags = le16(h + 8);
+    m.crc32 = le32(h + 16);
+    m.compressed_bytes = le32(h + 20);
+    m.uncompressed_bytes = le32(h + 24);
+    m.local_header_offset = le32(h + 42);
+    apply_zip64_extra(h + 46 + name_bytes, extra_bytes, m);
+    m.local_header_offset += dir.prefix_bytes;
+    unsigned char lh[30];
+    m.local_header_found =
+        pread_all(fd, lh, sizeof lh, m.local_header_offset) && le32(lh) == kLocalHeader;
+    if (m.local_header_found) m.local_method = le16(lh + 8) & 0xFF;
+    out.any_lzma = out.any_lzma || m.lzma();
+    out.any_unverified = out.any_unverified || !m.local_header_found;
+    out.by_name[std::string(reinterpret_cast<const char*>(h + 46), name_bytes)].push_back(m);
     i += 46 + name_bytes + extra_bytes + comment_bytes;
   }
-  return out;
+  return true;
 }
 
 struct ZipLzmaReader::Stream {

@@ -2,12 +2,12 @@
 // decoder window budget instead of by libarchive, whose zip reader runs liblzma without a memory
 // limit: a 200-byte member naming a 1.5 GiB dictionary was allocated whatever --max-memory said.
 //
-// scan_zip_lzma_members reads a zip's central directory (zip64 included) and lists those
-// members; ArchiveReader (archive_reader.h) then reads each of them through a ZipLzmaReader and
-// leaves every other member to libarchive. The layout read here is PKWARE's APPNOTE: the end of
-// central directory record (and its zip64 locator and record), central directory headers, local
-// file headers; method 14 data starts with a 2-byte version, a 2-byte properties size and the
-// 5-byte LZMA properties; method 95 data is one .xz stream.
+// read_zip_directory reads a zip's central directory (zip64 included) and every member's local
+// header; ArchiveReader (archive_reader.h) then reads each LZMA/XZ member through a
+// ZipLzmaReader and leaves the other members to libarchive. The layout read here is PKWARE's
+// APPNOTE: the end of central directory record (and its zip64 locator and record), central
+// directory headers, local file headers; method 14 data starts with a 2-byte version, a 2-byte
+// properties size and the 5-byte LZMA properties; method 95 data is one .xz stream.
 //
 // Consumes: an open file descriptor of the zip (pread(2) only, the offset is never moved).
 // Produces: the member's bytes, checked against its CRC-32 and size from the central directory.
@@ -23,18 +23,32 @@
 namespace chsync {
 
 struct ZipLzmaMember {
-  std::uint16_t method = 0;  // 14 LZMA, 95 XZ
-  std::uint16_t flags = 0;   // general purpose bit flag (bit 0: encrypted)
+  // The central directory's method, low byte only as libarchive reads it: 14 LZMA, 95 XZ, ...
+  std::uint16_t method = 0;
+  std::uint16_t flags = 0;  // general purpose bit flag (bit 0: encrypted)
   std::uint32_t crc32 = 0;
   std::uint64_t compressed_bytes = 0;
   std::uint64_t uncompressed_bytes = 0;
-  std::uint64_t local_header_offset = 0;
+  std::uint64_t local_header_offset = 0;  // in the file (a self-extracting prefix included)
+  bool local_header_found = false;        // a local header stands at that offset
+  std::uint16_t local_method = 0;         // the method its local header names (low byte)
+  // The central directory or the local header names LZMA/XZ (libarchive decodes by the local
+  // header's method, so a zip whose two headers disagree must not reach it).
+  bool lzma() const noexcept;
 };
 
-// The LZMA/XZ members of the zip open on `fd`, by name as stored in the central directory.
-// Empty when the file is not a zip, holds no such member, or its directory cannot be read (then
-// libarchive reports the damage as before).
-std::unordered_map<std::string, ZipLzmaMember> scan_zip_lzma_members(int fd);
+// Every member of a zip's central directory, by name as stored there (a name can repeat).
+struct ZipDirectory {
+  std::unordered_map<std::string, std::vector<ZipLzmaMember>> by_name;
+  bool any_lzma = false;        // some member's directory entry or local header names LZMA/XZ
+  bool any_unverified = false;  // some member has no local header where its entry says
+};
+
+// Reads the central directory of the zip open on `fd` (zip64 included; a prefix before the zip,
+// as in a self-extracting zip, is allowed) and each member's local header method into `out`.
+// False when the directory cannot be found or read (or is over 64 MiB, about a million
+// entries).
+bool read_zip_directory(int fd, ZipDirectory& out);
 
 class ZipLzmaReader {
  public:

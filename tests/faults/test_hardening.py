@@ -564,3 +564,33 @@ class Hardening(FaultCase):
         self.assertEqual(rc, 1, err[-2000:])
         self.assertEqual(r["errors"], [z + "!proj/a.jsonl: truncated or corrupt archive member: "
                                            "corrupt zip member: CRC-32 mismatch"])
+
+    def test_h13h_zip_cut_before_its_directory_reads_what_it_can_but_no_lzma_member(self):
+        """A partial download: deflate members before the cut are read as before (through their
+        local headers); an LZMA/XZ member is named and not read, since without the directory
+        its dictionary could not be bounded (fuzz_archive_reader: such a zip made libarchive
+        allocate 1 GiB)."""
+        import zipfile
+        sample = os.path.join(REAL, "iansherr__claude-code-log",
+                              "-Users-dain-workspace-claude-code-log-sample")
+        sids = ["07f2e15c-a38b-454b-9148-60edc06de401", "12a546d1-83a7-49a6-abba-5400db340b43"]
+        sink = self.sink()
+        for method, name in [(zipfile.ZIP_DEFLATED, "cut-deflate"), (zipfile.ZIP_LZMA, "cut-lzma")]:
+            z = os.path.join(self.tmp, name + ".zip")
+            with zipfile.ZipFile(z, "w", method) as zf:
+                for sid in sids:
+                    zf.write(os.path.join(sample, sid + ".jsonl"), f"proj/{sid}.jsonl")
+            with open(z, "r+b") as f:
+                f.truncate(os.path.getsize(z) - 200)  # into the central directory
+            rc, r, err = self.sync_loud([z], sink.traces_url, db=self.db(name + ".db"), timeout=120)
+            if method == zipfile.ZIP_DEFLATED:  # both members are whole before the cut
+                self.assertEqual(rc, 0, err[-2000:])
+                self.assertEqual(r["files_updated"], 2, r)
+                self.assertGreater(r["spans_synced"], 0, r)
+                continue
+            self.assertEqual(rc, 1, err[-2000:])
+            self.assertEqual(r["spans_synced"], 0, r)
+            for sid in sids:
+                self.assertIn(f"{z}!proj/{sid}.jsonl: truncated or corrupt archive member: LZMA/XZ "
+                              "member of a zip without a readable central directory: not read",
+                              err)
