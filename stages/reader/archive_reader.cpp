@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "stages/reader/bounded_decoder.h"
-#include "stages/reader/zip_lzma.h"
+#include "stages/reader/zip_reader.h"
 
 namespace chsync {
 
@@ -37,8 +37,9 @@ struct archive* new_handle(bool zip_streaming) {
   // limit reaches, and a file named .tar could be any of them.
   archive_read_support_format_tar(ar);
   // Zip through its central directory (the seekable reader): chsync reads the same directory
-  // to decode LZMA/XZ members itself (zip_lzma.h). The streaming reader is the fallback for a zip
-  // cut before its directory, where chsync checks each member's local header instead.
+  // and reads the zip itself when libarchive must not (zip_reader.h). The streaming reader is the
+  // fallback for a zip cut before its directory, where chsync checks each member's local header
+  // instead.
   if (zip_streaming) archive_read_support_format_zip_streamable(ar);
   else archive_read_support_format_zip_seekable(ar);
   archive_read_support_format_empty(ar);
@@ -115,6 +116,7 @@ void ArchiveReader::check_streamed_zip_member() {
 
 ArchiveReader::Next ArchiveReader::next(ArchiveEntry& entry) {
   if (!open_) return Next::kDamaged;
+  if (own_zip_) return next_own_zip_member(entry);
   if (walk_ended_) {
     if (zip_error_.empty())
       zip_error_ =
@@ -149,44 +151,34 @@ ArchiveReader::Next ArchiveReader::next(ArchiveEntry& entry) {
         zip_error_ = "cannot read the zip's central directory";
         return Next::kDamaged;
       }
+      if (!zip_->libarchive_may_read()) {
+        // From here on libarchive is not asked for anything: chsync walks the directory.
+        own_zip_ = true;
+        own_order_.resize(zip_->members.size());
+        for (std::size_t i = 0; i < own_order_.size(); ++i) own_order_[i] = i;
+        std::stable_sort(own_order_.begin(), own_order_.end(), [&](std::size_t x, std::size_t y) {
+          return zip_->members[x].local_header_offset < zip_->members[y].local_header_offset;
+        });
+        return next_own_zip_member(entry);
+      }
     }
   }
-  if (zip_ && (zip_->any_lzma || zip_->any_unverified)) take_zip_lzma_member(e);
   return Next::kEntry;
 }
 
-// In a zip that names LZMA or XZ anywhere (directory or local headers), or where a local header
-// is not where its directory entry says (libarchive might find one elsewhere), every member is
-// matched to its directory entry by name: libarchive names it as the directory does (raw bytes, or
-// UTF-8 when it converted them). An LZMA/XZ member is decoded here, never by libarchive; one that
-// cannot be matched to a single entry whose two headers agree is not read at all, since
-// libarchive would decode it by its local header's method with no memory limit.
-void ArchiveReader::take_zip_lzma_member(archive_entry* e) {
-  const char* raw = archive_entry_pathname(e);
-  auto it = zip_->by_name.find(raw ? raw : "");
-  const char* utf8 = archive_entry_pathname_utf8(e);
-  if (it == zip_->by_name.end() && utf8 != nullptr) it = zip_->by_name.find(utf8);
-  if (it == zip_->by_name.end()) {
-    member_error_ =
-        "zip member that matches no directory entry, in a zip holding LZMA/XZ "
-        "members: not read (its dictionary could not be bounded)";
-    return;
-  }
-  const std::vector<ZipLzmaMember>& entries = it->second;
-  const bool lzma =
-      std::any_of(entries.begin(), entries.end(), [](const ZipLzmaMember& m) { return m.lzma(); });
-  const ZipLzmaMember& m = entries.front();
-  if (!lzma && m.local_header_found) return;  // libarchive reads it
-  if (entries.size() > 1)
-    member_error_ = "zip member whose name repeats in the directory, one of them LZMA/XZ: not read";
-  else if (!m.local_header_found)
-    member_error_ = "corrupt zip member: no local header at its directory offset";
-  else if (m.method != m.local_method)
-    member_error_ =
-        "corrupt zip member: its directory entry and local header name different "
-        "compression methods (" +
-        std::to_string(m.method) + ", " + std::to_string(m.local_method) + ")";
-  else member_ = std::make_unique<ZipLzmaReader>(fd_, m, max_window_bytes_);
+// A member of a zip chsync reads itself (zip_reader.h), in the order of its data in the file.
+ArchiveReader::Next ArchiveReader::next_own_zip_member(ArchiveEntry& entry) {
+  member_.reset();
+  if (own_next_ >= own_order_.size()) return Next::kEnd;
+  const ZipMember& m = zip_->members[own_order_[own_next_++]];
+  entry.name = m.name;
+  while (entry.name.rfind("./", 0) == 0) entry.name.erase(0, 2);
+  entry.regular = !m.name.empty() && m.name.back() != '/';
+  entry.size_known = true;
+  entry.size = m.uncompressed_bytes;
+  entry.mtime_s = m.mtime_s;
+  member_ = std::make_unique<ZipMemberReader>(fd_, m, max_window_bytes_);
+  return Next::kEntry;
 }
 
 long ArchiveReader::read(char* buf, std::size_t n) {

@@ -13,13 +13,15 @@
 // archive (window_refused(), error() names the sizes) before the window is allocated. The other
 // filters (gzip, bzip2, lz4, ...) are libarchive's: their memory is small and fixed. Formats:
 // tar (every dialect) and zip only, not libarchive's others (7z, RAR, cab, ...: their own
-// dictionaries are beyond any limit here). A zip member compressed with LZMA or XZ (zip methods
-// 14/95) is decoded by a ZipLzmaReader (zip_lzma.h) under the same budget, never by libarchive,
-// whose zip reader runs liblzma without a memory limit; such a member over the budget fails
+// dictionaries are beyond any limit here). Zips: chsync reads the central directory and every
+// local header first (zip_reader.h); libarchive reads the zip only when no header names LZMA or
+// XZ (zip methods 14/95, which its zip reader decodes with no memory limit) and both headers of
+// every member agree. Any other zip is read by chsync itself from its directory (stored,
+// deflate, LZMA, XZ; LZMA/XZ under the same window budget): a member over the budget fails
 // alone (read() returns -1, window_refused() and error() say why) and the walk goes on. A zip
-// cut before its directory (a partial download) is read through its local headers, where its
-// LZMA/XZ members are not read at all; a zip inside a compression filter (.zip.gz, .zip.zst) is
-// not read (libarchive's zip reader needs to seek).
+// cut before its directory (a partial download) is read by libarchive through its local
+// headers, where LZMA/XZ members are not read at all; a zip inside a compression filter
+// (.zip.gz, .zip.zst) is not read (libarchive's zip reader needs to seek).
 // Errors: never throws. An archive that cannot be opened has is_open() false and error() says
 // why; a damaged header ends the walk (Next::kDamaged); damaged data makes read() return -1.
 #pragma once
@@ -29,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "stages/reader/zip_lzma.h"
+#include "stages/reader/zip_reader.h"
 
 struct archive;
 struct archive_entry;
@@ -77,7 +79,7 @@ class ArchiveReader {
 
  private:
   static long read_decoded(struct archive* a, void* self, const void** buf);
-  void take_zip_lzma_member(struct archive_entry* e);
+  Next next_own_zip_member(ArchiveEntry& entry);
   void check_streamed_zip_member();
 
   struct archive* ar_ = nullptr;
@@ -85,8 +87,11 @@ class ArchiveReader {
   int fd_ = -1;  // the archive file: decoders and zip members read it, zip headers are checked
   std::unique_ptr<BoundedDecoder> dec_;
   std::uint64_t max_window_bytes_ = 0;
-  std::unique_ptr<ZipDirectory> zip_;      // a zip read through its directory: its members
-  std::unique_ptr<ZipLzmaReader> member_;  // the current member is an LZMA/XZ one, read here
+  std::unique_ptr<ZipDirectory> zip_;        // a zip read through its directory: its members
+  bool own_zip_ = false;                     // chsync reads the zip, not libarchive
+  std::vector<std::size_t> own_order_;       // zip_->members by the offset of their data
+  std::size_t own_next_ = 0;                 // the next of own_order_ that next() gives
+  std::unique_ptr<ZipMemberReader> member_;  // the current member, when chsync reads it
   std::string member_error_;    // the current member is refused before any byte is decoded
   std::string zip_error_;       // the zip's directory could not be read by chsync
   bool zip_checked_ = false;    // the format was looked at (on the first header)

@@ -1,4 +1,4 @@
-#include "stages/reader/zip_lzma.h"
+#include "stages/reader/zip_reader.h"
 
 #include <lzma.h>
 #include <unistd.h>
@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <ctime>
+#include <unordered_set>
 
 #include "stages/reader/bounded_decoder.h"
 
@@ -17,12 +19,14 @@ constexpr std::uint32_t kZip64Locator = 0x07064b50;
 constexpr std::uint32_t kZip64EndOfCentralDirectory = 0x06064b50;
 constexpr std::uint32_t kCentralHeader = 0x02014b50;
 constexpr std::uint32_t kLocalHeader = 0x04034b50;
+constexpr std::uint16_t kMethodStored = 0;
+constexpr std::uint16_t kMethodDeflate = 8;
 constexpr std::uint16_t kMethodLzma = 14;
 constexpr std::uint16_t kMethodXz = 95;
 constexpr std::size_t kEocdBytes = 22;
 constexpr std::size_t kMaxCommentBytes = 0xFFFF;
-// A central directory larger than this is not scanned (libarchive alone reads the zip then);
-// 64 MiB holds about a million entries.
+// A central directory larger than this is not read (the zip is refused); 64 MiB holds about a
+// million entries.
 constexpr std::uint64_t kMaxDirectoryBytes = 64u << 20;
 
 std::uint16_t le16(const unsigned char* p) {
@@ -51,7 +55,10 @@ bool pread_all(int fd, unsigned char* buf, std::size_t n, std::uint64_t offset) 
 struct Directory {
   std::uint64_t offset = 0;  // where the directory really is in the file
   std::uint64_t bytes = 0;
-  std::uint64_t prefix_bytes = 0;  // bytes before the zip (self-extracting): added to offsets
+  std::uint64_t entries = 0;  // as the end record counts them
+  // Where the directory is minus where the end record says it is: bytes before the zip (a
+  // self-extracting prefix), or fewer; added to every offset the directory gives.
+  std::int64_t offset_correction = 0;
 };
 
 // Finds the central directory from the end of central directory record (the last one in the
@@ -70,11 +77,13 @@ bool find_directory(int fd, std::uint64_t file_bytes, Directory& dir) {
     const unsigned char* e = &tail[i];
     const std::uint64_t eocd_offset = tail_offset + i;
     dir.bytes = le32(e + 12);
+    dir.entries = le16(e + 10);
     const std::uint64_t claimed = le32(e + 16);
-    if (claimed != 0xFFFFFFFF && dir.bytes != 0xFFFFFFFF && le16(e + 10) != 0xFFFF) {
-      if (dir.bytes > eocd_offset || eocd_offset - dir.bytes < claimed) return false;
+    if (claimed != 0xFFFFFFFF && dir.bytes != 0xFFFFFFFF && dir.entries != 0xFFFF) {
+      if (dir.bytes > eocd_offset) return false;
       dir.offset = eocd_offset - dir.bytes;
-      dir.prefix_bytes = dir.offset - claimed;
+      dir.offset_correction =
+          static_cast<std::int64_t>(dir.offset) - static_cast<std::int64_t>(claimed);
       return true;
     }
     // zip64: the locator stands right before the record and points at the zip64 record.
@@ -85,6 +94,7 @@ bool find_directory(int fd, std::uint64_t file_bytes, Directory& dir) {
     unsigned char rec[56];
     if (!pread_all(fd, rec, sizeof rec, le64(loc + 8)) || le32(rec) != kZip64EndOfCentralDirectory)
       return false;
+    dir.entries = le64(rec + 32);
     dir.bytes = le64(rec + 40);
     dir.offset = le64(rec + 48);
     return true;
@@ -92,9 +102,10 @@ bool find_directory(int fd, std::uint64_t file_bytes, Directory& dir) {
   return false;
 }
 
-// Replaces the saturated 32-bit fields of a central directory header by the zip64 extra field's
-// 64-bit values (they appear in this order, only for the fields that are saturated).
-void apply_zip64_extra(const unsigned char* extra, std::size_t extra_bytes, ZipLzmaMember& m) {
+// Reads the extra fields of a central directory header: zip64 (0x0001) replaces the saturated
+// 32-bit fields by 64-bit values, in this order and only for the saturated ones; the extended
+// timestamp (0x5455) gives the modification time.
+void apply_extra_fields(const unsigned char* extra, std::size_t extra_bytes, ZipMember& m) {
   std::size_t i = 0;
   while (i + 4 <= extra_bytes) {
     const std::uint16_t id = le16(extra + i);
@@ -110,15 +121,29 @@ void apply_zip64_extra(const unsigned char* extra, std::size_t extra_bytes, ZipL
       take(m.uncompressed_bytes);
       take(m.compressed_bytes);
       take(m.local_header_offset);
-      return;
+    } else if (id == 0x5455 && end - p >= 5 && (p[0] & 1)) {
+      m.mtime_s = static_cast<std::int32_t>(le32(p + 1));
     }
     i += 4 + size;
   }
 }
 
+// A DOS date and time (local time, two-second resolution), as libarchive converts it.
+std::int64_t dos_time(std::uint16_t date, std::uint16_t time) {
+  std::tm tm{};
+  tm.tm_year = ((date >> 9) & 0x7f) + 80;
+  tm.tm_mon = ((date >> 5) & 0xf) - 1;
+  tm.tm_mday = date & 0x1f;
+  tm.tm_hour = (time >> 11) & 0x1f;
+  tm.tm_min = (time >> 5) & 0x3f;
+  tm.tm_sec = (time << 1) & 0x3e;
+  tm.tm_isdst = -1;
+  return static_cast<std::int64_t>(std::mktime(&tm));
+}
+
 }  // namespace
 
-bool ZipLzmaMember::lzma() const noexcept {
+bool ZipMember::lzma() const noexcept {
   const auto is = [](std::uint16_t m) { return m == kMethodLzma || m == kMethodXz; };
   return is(method) || (local_header_found && is(local_method));
 }
@@ -132,74 +157,109 @@ bool read_zip_directory(int fd, ZipDirectory& out) {
     return false;
   std::vector<unsigned char> cd(static_cast<std::size_t>(dir.bytes));
   if (!pread_all(fd, cd.data(), cd.size(), dir.offset)) return false;
+  bool agree = true;
+  std::unordered_set<std::string> names;
   std::size_t i = 0;
   while (i + 46 <= cd.size() && le32(&cd[i]) == kCentralHeader) {
     const unsigned char* h = &cd[i];
     const std::size_t name_bytes = le16(h + 28), extra_bytes = le16(h + 30),
                       comment_bytes = le16(h + 32);
     if (i + 46 + name_bytes + extra_bytes + comment_bytes > cd.size()) break;
-    ZipLzmaMember m;
+    ZipMember m;
+    m.name.assign(reinterpret_cast<const char*>(h + 46), name_bytes);
     // libarchive keeps only the low byte of a method (0x740e is LZMA to it): so does chsync.
     m.method = le16(h + 10) & 0xFF;
     m.flags = le16(h + 8);
+    m.mtime_s = dos_time(le16(h + 14), le16(h + 12));
     m.crc32 = le32(h + 16);
     m.compressed_bytes = le32(h + 20);
     m.uncompressed_bytes = le32(h + 24);
     m.local_header_offset = le32(h + 42);
-    apply_zip64_extra(h + 46 + name_bytes, extra_bytes, m);
-    m.local_header_offset += dir.prefix_bytes;
+    apply_extra_fields(h + 46 + name_bytes, extra_bytes, m);
+    const std::int64_t at =
+        static_cast<std::int64_t>(m.local_header_offset) + dir.offset_correction;
+    m.local_header_offset = at < 0 ? 0 : static_cast<std::uint64_t>(at);
     unsigned char lh[30];
     m.local_header_found =
-        pread_all(fd, lh, sizeof lh, m.local_header_offset) && le32(lh) == kLocalHeader;
+        at >= 0 && pread_all(fd, lh, sizeof lh, m.local_header_offset) && le32(lh) == kLocalHeader;
     if (m.local_header_found) m.local_method = le16(lh + 8) & 0xFF;
     out.any_lzma = out.any_lzma || m.lzma();
-    out.any_unverified = out.any_unverified || !m.local_header_found;
-    out.by_name[std::string(reinterpret_cast<const char*>(h + 46), name_bytes)].push_back(m);
+    agree =
+        agree && m.local_header_found && m.local_method == m.method && names.insert(m.name).second;
+    out.members.push_back(std::move(m));
     i += 46 + name_bytes + extra_bytes + comment_bytes;
   }
+  out.consistent = agree && out.members.size() == dir.entries;
   return true;
 }
 
-struct ZipLzmaReader::Stream {
-  lzma_stream s = LZMA_STREAM_INIT;
+struct ZipMemberReader::Stream {
+  lzma_stream lz = LZMA_STREAM_INIT;
   lzma_options_lzma* options = nullptr;  // method 14: from lzma_properties_decode (malloc'd)
+  z_stream z{};
+  bool z_started = false;
   ~Stream() {
-    lzma_end(&s);
+    lzma_end(&lz);
     free(options);  // NOLINT(cppcoreguidelines-no-malloc): liblzma allocated it with malloc
+    if (z_started) inflateEnd(&z);
   }
 };
 
-ZipLzmaReader::ZipLzmaReader(int fd, const ZipLzmaMember& member, std::uint64_t max_window_bytes)
+ZipMemberReader::ZipMemberReader(int fd, const ZipMember& member, std::uint64_t max_window_bytes)
     : s_(std::make_unique<Stream>()),
       fd_(fd),
       m_(member),
       limit_bytes_((max_window_bytes ? max_window_bytes : std::uint64_t{128} << 20) + (2u << 20)) {}
 
-ZipLzmaReader::~ZipLzmaReader() = default;
+ZipMemberReader::~ZipMemberReader() = default;
 
-bool ZipLzmaReader::fail(std::string why) {
+bool ZipMemberReader::fail(std::string why) {
   failed_ = true;
   error_ = std::move(why);
   return false;
 }
 
-// Reads the local header, then the method's own header, and starts liblzma within the limit.
-bool ZipLzmaReader::start() {
+// Checks the headers, finds the data after the local header and starts the method's decoder.
+bool ZipMemberReader::start() {
   started_ = true;
+  if (!m_.local_header_found)
+    return fail("corrupt zip member: no local header where its directory entry says");
+  if (m_.local_method != m_.method)
+    return fail(
+        "corrupt zip member: its directory entry and local header name different "
+        "compression methods (" +
+        std::to_string(m_.method) + ", " + std::to_string(m_.local_method) + ")");
   if (m_.flags & 1) return fail("encrypted zip member (not supported)");
   unsigned char lh[30];
   if (!pread_all(fd_, lh, sizeof lh, m_.local_header_offset) || le32(lh) != kLocalHeader)
-    return fail("corrupt zip member: no local header at its directory offset");
+    return fail("corrupt zip member: no local header where its directory entry says");
   next_in_offset_ = m_.local_header_offset + 30 + le16(lh + 26) + le16(lh + 28);
   in_left_bytes_ = m_.compressed_bytes;
   in_.resize(1 << 16);
-  lzma_stream& s = s_->s;
-  if (m_.method == kMethodXz) {
-    if (lzma_stream_decoder(&s, limit_bytes_, 0) != LZMA_OK)
-      return fail("cannot start the xz decoder");
-    return true;
+  switch (m_.method) {
+    case kMethodStored:
+      if (m_.compressed_bytes != m_.uncompressed_bytes)
+        return fail("corrupt zip member: stored, but its two sizes differ");
+      return true;
+    case kMethodDeflate:
+      if (inflateInit2(&s_->z, -MAX_WBITS) != Z_OK) return fail("cannot start the inflater");
+      s_->z_started = true;
+      return true;
+    case kMethodXz:
+      if (lzma_stream_decoder(&s_->lz, limit_bytes_, 0) != LZMA_OK)
+        return fail("cannot start the xz decoder");
+      return true;
+    case kMethodLzma: return start_lzma();
+    default:
+      return fail("zip compression method " + std::to_string(m_.method) +
+                  " is not read in a zip holding LZMA/XZ members or inconsistent headers "
+                  "(chsync reads those itself: stored, deflate, LZMA, XZ)");
   }
-  // Method 14: version (2 bytes), properties size (2 bytes, 5 for LZMA1), properties.
+}
+
+// Method 14: version (2 bytes), properties size (2 bytes, 5 for LZMA1), properties; the decoder
+// starts only when the dictionary they name fits the budget.
+bool ZipMemberReader::start_lzma() {
   unsigned char head[9];
   if (in_left_bytes_ < sizeof head || !pread_all(fd_, head, sizeof head, next_in_offset_))
     return fail("truncated LZMA zip member");
@@ -223,57 +283,85 @@ bool ZipLzmaReader::start() {
                 " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress "
                 "with a smaller dictionary");
   }
-  if (lzma_raw_decoder(&s, filters) != LZMA_OK) return fail("cannot start the LZMA decoder");
+  if (lzma_raw_decoder(&s_->lz, filters) != LZMA_OK) return fail("cannot start the LZMA decoder");
   return true;
 }
 
-long ZipLzmaReader::read(char* buf, std::size_t n) {
+bool ZipMemberReader::step(const unsigned char*& in, std::size_t& in_bytes, unsigned char*& out,
+                           std::size_t& out_bytes, bool input_done) {
+  if (m_.method == kMethodStored) {
+    const std::size_t n = std::min(in_bytes, out_bytes);
+    std::copy(in, in + n, out);
+    in += n, in_bytes -= n, out += n, out_bytes -= n;
+    if (input_done && in_bytes == 0) ended_ = true;
+    return true;
+  }
+  if (m_.method == kMethodDeflate) {
+    z_stream& z = s_->z;
+    z.next_in = const_cast<Bytef*>(in);  // zlib's API is not const-correct; it only reads
+    z.avail_in = static_cast<uInt>(in_bytes);
+    z.next_out = out;
+    z.avail_out = static_cast<uInt>(out_bytes);
+    const int rc = inflate(&z, Z_NO_FLUSH);
+    in_bytes = z.avail_in, in = z.next_in, out_bytes = z.avail_out, out = z.next_out;
+    if (rc == Z_STREAM_END) ended_ = true;
+    else if (rc == Z_BUF_ERROR && input_done && in_bytes == 0)
+      return fail("truncated deflate zip member");
+    else if (rc != Z_OK && rc != Z_BUF_ERROR)
+      return fail("corrupt deflate zip member (zlib error " + std::to_string(rc) + ")");
+    return true;
+  }
+  const char* kind = m_.method == kMethodXz ? "XZ" : "LZMA";
+  lzma_stream& s = s_->lz;
+  s.next_in = in;
+  s.avail_in = in_bytes;
+  s.next_out = out;
+  s.avail_out = out_bytes;
+  const lzma_ret rc = lzma_code(&s, input_done ? LZMA_FINISH : LZMA_RUN);
+  in = s.next_in, in_bytes = s.avail_in, out = s.next_out, out_bytes = s.avail_out;
+  if (rc == LZMA_OK) return true;
+  if (rc == LZMA_STREAM_END) {
+    ended_ = true;
+    return true;
+  }
+  if (rc == LZMA_MEMLIMIT_ERROR) {
+    window_refused_ = true;
+    return fail(std::string(kind) + " zip member needs " + window_size_text(lzma_memusage(&s)) +
+                " to decode (its dictionary), over the limit of " + window_size_text(limit_bytes_) +
+                " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress "
+                "with a smaller dictionary");
+  }
+  if (rc == LZMA_BUF_ERROR) return fail(std::string("truncated ") + kind + " zip member");
+  return fail(std::string("corrupt ") + kind + " zip member (liblzma error " +
+              std::to_string(static_cast<int>(rc)) + ")");
+}
+
+long ZipMemberReader::read(char* buf, std::size_t n) {
   if (!started_) start();
   if (failed_) return -1;
   if (ended_ || n == 0) return 0;
-  lzma_stream& s = s_->s;
-  s.next_out = reinterpret_cast<std::uint8_t*>(buf);
-  s.avail_out = n;
-  const bool xz = m_.method == kMethodXz;
-  while (s.avail_out == n && !failed_) {
-    if (s.avail_in == 0 && in_left_bytes_ > 0) {
+  auto* out = reinterpret_cast<unsigned char*>(buf);
+  std::size_t out_bytes = n;
+  int idle_steps = 0;  // steps that neither read nor wrote: a stream that cannot end
+  while (out_bytes == n && !failed_ && !ended_) {
+    if (in_avail_ == 0 && in_left_bytes_ > 0) {
       const std::size_t want =
           static_cast<std::size_t>(std::min<std::uint64_t>(in_.size(), in_left_bytes_));
       if (!pread_all(fd_, in_.data(), want, next_in_offset_)) {
-        fail(
-            "cannot read the zip member's data (the file is shorter than its directory says, or "
-            "unreadable)");
+        fail("cannot read the zip member's data (the file is shorter than its directory says)");
         break;
       }
       next_in_offset_ += want;
       in_left_bytes_ -= want;
-      s.next_in = in_.data();
-      s.avail_in = want;
+      in_next_ = in_.data();
+      in_avail_ = want;
     }
-    const lzma_ret rc = lzma_code(&s, in_left_bytes_ == 0 ? LZMA_FINISH : LZMA_RUN);
-    if (rc == LZMA_OK) {
-      if (s.avail_in == 0 && in_left_bytes_ == 0 && s.avail_out == n)
-        fail(std::string("truncated ") + (xz ? "XZ" : "LZMA") + " zip member");
-      continue;
-    }
-    if (rc == LZMA_STREAM_END) {
-      ended_ = true;
-      break;
-    }
-    if (rc == LZMA_MEMLIMIT_ERROR) {
-      window_refused_ = true;
-      fail("XZ zip member needs " + window_size_text(lzma_memusage(&s)) +
-           " to decode (its dictionary), over the limit of " + window_size_text(limit_bytes_) +
-           " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress with a "
-           "smaller dictionary");
-    } else if (rc == LZMA_BUF_ERROR) {
-      fail(std::string("truncated ") + (xz ? "XZ" : "LZMA") + " zip member");
-    } else {
-      fail(std::string("corrupt ") + (xz ? "XZ" : "LZMA") + " zip member (liblzma error " +
-           std::to_string(static_cast<int>(rc)) + ")");
-    }
+    const std::size_t in_before = in_avail_;
+    if (!step(in_next_, in_avail_, out, out_bytes, in_left_bytes_ == 0)) break;
+    if (in_avail_ == in_before && out_bytes == n && in_left_bytes_ == 0 && ++idle_steps > 1)
+      fail(std::string("truncated zip member (compressed data ended before its stream did)"));
   }
-  const std::size_t got = n - s.avail_out;
+  const std::size_t got = n - out_bytes;
   if (got > 0) {
     crc_ = static_cast<std::uint32_t>(
         ::crc32(crc_, reinterpret_cast<const Bytef*>(buf), static_cast<uInt>(got)));
@@ -283,12 +371,10 @@ long ZipLzmaReader::read(char* buf, std::size_t n) {
       return -1;
     }
   }
-  if (ended_ && (out_bytes_ != m_.uncompressed_bytes || crc_ != m_.crc32)) {
+  if (ended_ && !failed_ && (out_bytes_ != m_.uncompressed_bytes || crc_ != m_.crc32))
     fail(out_bytes_ != m_.uncompressed_bytes
              ? "corrupt zip member: size differs from its directory entry"
              : "corrupt zip member: CRC-32 mismatch");
-    return got > 0 ? static_cast<long>(got) : -1;
-  }
   if (got > 0) return static_cast<long>(got);
   return failed_ ? -1 : 0;
 }
