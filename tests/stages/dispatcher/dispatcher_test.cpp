@@ -30,12 +30,16 @@ class RecordingExporter final : public Exporter {
     if (ack_) ack_(std::move(a));
     return true;
   }
-  bool stop(std::chrono::milliseconds) noexcept override { return true; }
+  bool stop(std::chrono::milliseconds drain) noexcept override {
+    stops.push_back(drain);
+    return true;
+  }
   bool fatal() const noexcept override { return fatal_; }
   std::string fatal_reason() const override { return fatal_ ? "test" : ""; }
   ExporterStats stats() const override { return {}; }
 
   std::vector<std::pair<std::uint64_t, std::uint64_t>> sent;  // (bundle, span key)
+  std::vector<std::chrono::milliseconds> stops;               // stop() calls, with their drain
   int fail_at = -1;
 
  private:
@@ -73,7 +77,7 @@ class DispatcherTest : public ::testing::Test {
     ledger_->attach(exporter_, /*synchronous=*/true);
   }
 
-  void run(bool ordered, const std::vector<BundleResult>& in) {
+  Dispatcher::Wiring wiring(bool ordered) {
     Dispatcher::Wiring w;
     w.bundles = &bundles_;
     w.any_need = &needs_;
@@ -84,7 +88,10 @@ class DispatcherTest : public ::testing::Test {
     w.ordered = ordered;
     w.stop_requested = [this] { return stop_.load(); };
     w.request_stop = [this] { stop_ = true; };
-    Dispatcher d(std::move(w));
+    return w;
+  }
+  void run(bool ordered, const std::vector<BundleResult>& in) {
+    Dispatcher d(wiring(ordered));
     for (const auto& r : in) ASSERT_TRUE(results_.push(r, result_bytes(r)));
     results_.close();
     d.run();
@@ -150,6 +157,30 @@ TEST_F(DispatcherTest, FatalExporterRequestsTheStopAndSendsNothingMore) {
   ASSERT_EQ(finals_.size(), 1u);
   EXPECT_EQ(finals_[0], std::make_pair(std::size_t{0}, false));
   EXPECT_EQ(ledger_->counts().delivered, 1u);
+}
+
+// stop(deadline) while the dispatcher thread runs only asks: the exporter is not stopped under
+// a thread that may still send to it, and nothing new is sent. Once the thread has returned, the
+// same call stops the exporter with the time left and records what finished.
+TEST_F(DispatcherTest, StopWaitsForItsThreadBeforeStoppingTheExporter) {
+  Dispatcher d(wiring(/*ordered=*/false));
+  StageRunner runner;
+  d.start(runner);
+  const auto now = std::chrono::steady_clock::now;
+  EXPECT_FALSE(d.stop(now() - std::chrono::seconds(1)));  // still running: only asked
+  EXPECT_FALSE(d.stop(now() + std::chrono::milliseconds(50)));
+  EXPECT_TRUE(exporter_.stops.empty());
+  const BundleResult late = result(0, 2);
+  ASSERT_TRUE(results_.push(late, result_bytes(late)));
+  results_.close();
+  EXPECT_TRUE(d.stop(now() + std::chrono::seconds(30)));
+  runner.join_all();
+  EXPECT_EQ(runner.first_error(), "");
+  ASSERT_EQ(exporter_.stops.size(), 1u);
+  EXPECT_GT(exporter_.stops[0], std::chrono::seconds(20));  // the time left, not zero
+  EXPECT_TRUE(exporter_.sent.empty());  // asked to stop: the late bundle was not sent
+  EXPECT_TRUE(finals_.empty());         // ... so it is never recorded complete
+  EXPECT_FALSE(ledger_->stop(now()));   // its spans have no outcome
 }
 
 }  // namespace
