@@ -169,6 +169,10 @@ void add_sync_flags(CLI::App* cmd, RawSyncFlags& f) {
   so(cmd->add_option("--lease", f.lease,
                      "Lease of a claimed unit, renewed every third of it; default 60s"))
       ->type_name("DURATION");
+  so(cmd->add_option("--state-outage-tolerance", f.state_outage_tolerance,
+                     "How long the workers wait out an unreachable database (restart, failover) "
+                     "before they stop with exit 3; default max(--lease, 10s)"))
+      ->type_name("DURATION");
   so(cmd->add_option("--work-group", f.work_group,
                      "Processes of one import share a group; default \"default\""))
       ->type_name("NAME");

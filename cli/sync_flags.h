@@ -25,6 +25,7 @@ struct RawSyncFlags {
   std::size_t workers = 0;
   std::string db;
   std::string state_url, lease = "60s", work_group = "default", worker_id, shard;
+  std::string state_outage_tolerance;  // "" = max(lease, 10s)
   bool dry_run = false, rebuild_state = false, resend = false;
   std::string report;
   std::string settle = "10m", max_field_bytes = "64KiB", max_line_bytes = "64MiB",

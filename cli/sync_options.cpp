@@ -218,6 +218,11 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   if (f.db.empty() && f.state_url.empty()) sources["db"] = db_source;
   o.lease = dur_flag("--lease", f.lease);
   if (o.lease < std::chrono::milliseconds(500)) usage_error("--lease: must be at least 500ms");
+  if (!f.state_outage_tolerance.empty()) {
+    o.state_outage_tolerance = dur_flag("--state-outage-tolerance", f.state_outage_tolerance);
+    if (o.state_outage_tolerance < std::chrono::seconds(1))
+      usage_error(named("--state-outage-tolerance") + ": must be at least 1s");
+  }
   o.work_group = f.work_group;
   if (o.work_group.empty()) usage_error("--work-group: must not be empty");
   o.worker_id = f.worker_id;
@@ -308,6 +313,8 @@ void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sy
       .field("trace_per_session", o.map.trace_per_session)
       .field("redact", o.redact)
       .field("no_content", o.no_content)
+      .field("lease_ms", o.lease.count())
+      .field("state_outage_tolerance_ms", effective_state_outage_tolerance(o).count())
       .key("backends")
       .begin_array();
   for (const auto& b : o.backends) {

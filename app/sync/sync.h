@@ -8,6 +8,7 @@
 // 3).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -67,6 +68,9 @@ struct SyncOptions {
   std::string db_path;  // SQLite path, or a postgres:// URL (shared state, work sharing)
   // Work sharing (PostgreSQL state only; docs/scaleout.md).
   std::chrono::milliseconds lease{60000};
+  // --state-outage-tolerance: how long the shared database may stay unreachable (restart,
+  // failover) before the run gives up with exit 3. 0: the default, max(lease, 10 s).
+  std::chrono::milliseconds state_outage_tolerance{0};
   std::string work_group = "default";
   std::string worker_id;  // "" = HOST:PID
   // Static sharding: keep bundles whose stable hash mod shard_count == shard_index.
@@ -95,6 +99,13 @@ struct SyncOptions {
   // process's --log-format.
   log::Logger logger;
 };
+
+// The outage tolerance a run uses: --state-outage-tolerance, else max(--lease, 10 s) (a
+// database restart of a few seconds is ridden out even with a short lease).
+inline std::chrono::milliseconds effective_state_outage_tolerance(const SyncOptions& o) {
+  if (o.state_outage_tolerance.count() > 0) return o.state_outage_tolerance;
+  return std::max<std::chrono::milliseconds>(o.lease, std::chrono::seconds(10));
+}
 
 // Runs one sync and returns the process exit code. `factory` builds network exporters
 // (console/file/null are built here).

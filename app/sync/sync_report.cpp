@@ -120,6 +120,12 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
   if (!t.backend_errors.empty() && !state_failure_.failed()) code = kExitBackend;
   // The shared database stayed unreachable (longer than the outage tolerance): exit 3 like an
   // unreachable backend, whichever part of the run noticed first (docs/scaleout.md).
+  if (state_failure_.unreachable())
+    log::error(fmt::format(
+        "state: the shared database stayed unreachable for longer than "
+        "--state-outage-tolerance ({} ms); stopping with exit 3 — a restarted worker or the next "
+        "run sends the rest (docs/scaleout.md)",
+        effective_state_outage_tolerance(opt_).count()));
   if (any_fatal || state_failure_.unreachable()) code = kExitBackend;
   const int sig = received_signal();
   if (sig == SIGINT) code = kExitSigint;

@@ -63,7 +63,8 @@ void SyncRun::wire_stages() {
   fw.problems = problems_.get();
   fw.stop_requested = stop_requested;
   fw.lease = lease_.get();
-  fw.lease_options = LeaseFeedOptions{opt_.workers, opt_.lease, opt_.verbose};
+  fw.lease_options = LeaseFeedOptions{opt_.workers, opt_.lease, opt_.verbose,
+                                      effective_state_outage_tolerance(opt_)};
   fw.instances_needing = [this](std::size_t b) {
     std::uint64_t n = 0;
     for (auto& inst : instances_) n += inst->needs[b] ? 1 : 0;

@@ -69,7 +69,7 @@ void SyncRun::open_state() {
   so.pool_connections = std::max<std::size_t>(opt_.workers, 1) + 3;
   // A database restart or failover shorter than this is ridden out (the feeder gives up on
   // claims after the same time).
-  so.outage_tolerance = std::max<std::chrono::milliseconds>(opt_.lease, std::chrono::seconds(10));
+  so.outage_tolerance = effective_state_outage_tolerance(opt_);
   if (opt_.dry_run) {
     so.read_only = true;
     so.take_lock = false;

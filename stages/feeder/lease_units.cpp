@@ -185,8 +185,7 @@ void LeaseUnits::claim_and_feed(const LeaseFeedOptions& options, const FeedFn& f
   std::vector<std::string> foreign;  // claimed but unknown here (not in this run's inputs)
   // The database unreachable for this long (claims failing in a row) ends the run like any other
   // state failure: what was sent is recorded by the next run that can reach it.
-  const auto give_up_after =
-      std::max<std::chrono::milliseconds>(options.lease, std::chrono::seconds(10));
+  const auto give_up_after = options.outage_tolerance;
   std::optional<Clock::time_point> failing_since;
   auto db_trouble = [&](const std::exception& e) {
     if (!failing_since) failing_since = Clock::now();

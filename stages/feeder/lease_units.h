@@ -14,7 +14,7 @@
 // One mutex guards the table; the work table is called outside it.
 // Stop: claim_and_feed() returns when `stop_requested()` turns true, when `feed` reports the
 // work queue closed, when nothing is left for this run, or when the database stayed unreachable
-// for max(lease, 10 s) (then StateFailure says so).
+// for options.outage_tolerance (then StateFailure says so).
 #pragma once
 
 #include <atomic>
@@ -40,6 +40,8 @@ struct LeaseFeedOptions {
   std::size_t workers = 1;
   std::chrono::milliseconds lease{60000};
   bool verbose = false;
+  // Claims failing in a row for longer than this end the run (--state-outage-tolerance).
+  std::chrono::milliseconds outage_tolerance{10000};
 };
 
 class LeaseUnits {

@@ -565,6 +565,45 @@ class DatabaseCrashTest(ScaleoutCase):
         finally:
             pg.stop()
 
+    def test_f_outage_tolerance_shorter_than_the_outage_exits_3(self):
+        """--state-outage-tolerance 3s with a 15 s lease (whose default tolerance would be 15 s):
+        the database stays away longer than 3 s, so both workers stop with exit 3 and the
+        documented message within twice the tolerance (the outage clock is the store's: the
+        state calls on the way out do not wait the tolerance again each; they did, 3 x 2 s), and
+        well before 15 s; after the restart one rerun delivers the rest and every duplicate is
+        counted."""
+        pg = start_or_skip(fast=False)
+        try:
+            url = pg.createdb("short_tolerance")
+            sink = self.sink("--latency-ms", "100")
+            extra = ["--lease", "15s", "--state-outage-tolerance", "3s", "--batch-spans", "50",
+                     "--max-in-flight", "1", "--workers", "1"]
+            procs = self.start_two(sink, url, extra)
+            crashed_at = time.time()
+            pg.crash()  # back only after the workers have given up
+            rcs = self.wait_all(procs, timeout=60)
+            gave_up_s = time.time() - crashed_at
+            for n, rc in rcs.items():
+                self.assertEqual(rc, 3, f"{n} exited {rc}:\n{self.stderr_of(n)}")
+                self.assertIn("state: the shared database stayed unreachable for longer than "
+                              "--state-outage-tolerance (3000 ms); stopping with exit 3",
+                              self.stderr_of(n))
+            self.assertLess(gave_up_s, 2 * 3, "the workers waited longer than the tolerance")
+            self.assertLess(sink.stats()["spans_accepted"], len(self.ref))
+            pg.restart()
+            rc, r, err = self.run_once(sink, "--state", url, "--worker-id", "rerun", "--lease", "2s")
+            self.assertEqual(rc, 0, err)
+            ids = sink_ids(sink)
+            self.assert_reference(ids, "after an outage longer than the tolerance and one rerun")
+            repeated = r["spans_repeated"] + sum(load_json(rp)["spans_repeated"]
+                                                 for _, _, rp in procs if os.path.exists(rp))
+            dups = len(ids) - len(set(ids))
+            self.assertLessEqual(dups, repeated, f"{dups} spans delivered twice, {repeated} counted")
+            print(f"\n  tolerance 3s, lease 15s: both workers exited 3 {gave_up_s:.1f}s after the "
+                  f"crash; {dups} duplicates, {repeated} counted", file=sys.stderr)
+        finally:
+            pg.stop()
+
     def pg_status(self, url):
         p = subprocess.run([CHSYNC, "status", "--json", "--state", url], capture_output=True,
                            timeout=60, env=self.env)
