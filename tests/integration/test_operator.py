@@ -119,6 +119,33 @@ class ConfigAndFlagsTest(TempTestCase):
         self.assertEqual(rec["resource"]["team"], "ml")
         self.assertEqual(rec["resource"]["service.name"], "svc")
 
+    def test_state_outage_tolerance_from_every_source(self):
+        # Default: max(--lease, 10 s); then flag > CHSYNC_* > [sync] key, each shown with its source.
+        c = self.print_config()
+        self.assertEqual((c["state_outage_tolerance_ms"], c["sources"]["state-outage-tolerance"]),
+                         (60000, "default"))  # the default lease is 60 s
+        self.assertEqual(self.print_config("--lease", "3s")["state_outage_tolerance_ms"], 10000)
+        self.assertEqual(self.print_config("--lease", "45s")["state_outage_tolerance_ms"], 45000)
+        cfg = self.write("t.toml", '[sync]\nstate-outage-tolerance = "90s"\n')
+        c = self.print_config("--config", cfg)
+        self.assertEqual((c["state_outage_tolerance_ms"], c["sources"]["state-outage-tolerance"]),
+                         (90000, f"file {cfg} [sync]"))
+        c = self.print_config("--config", cfg,
+                              env=clean_env(CHSYNC_STATE_OUTAGE_TOLERANCE="2m"))
+        self.assertEqual(c["state_outage_tolerance_ms"], 120000)
+        c = self.print_config("--config", cfg, "--state-outage-tolerance", "5s", "--lease", "1m",
+                              env=clean_env(CHSYNC_STATE_OUTAGE_TOLERANCE="2m"))
+        self.assertEqual((c["state_outage_tolerance_ms"], c["lease_ms"]), (5000, 60000))
+        self.assertEqual(c["sources"]["state-outage-tolerance"], "flag --state-outage-tolerance")
+        self.assert_usage_error(["sync", "--state-outage-tolerance", "500ms", "--print-config"],
+                                "--state-outage-tolerance: must be at least 1s")
+        self.assert_usage_error(["sync", "--print-config"], "CHSYNC_STATE_OUTAGE_TOLERANCE",
+                                "invalid duration",
+                                env=clean_env(CHSYNC_STATE_OUTAGE_TOLERANCE="soon"))
+        rc, out, err = run(["sync", "--help"])
+        self.assertRegex(out, r"--state-outage-tolerance DURATION\s+How long[^\n]*exit 3; "
+                              r"default max\(--lease, 10s\)")
+
     def test_flag_that_does_not_apply_is_exit_2(self):
         err = self.assert_usage_error(
             ["sync", EXAMPLES, "--backend", "otlp", "--host", "http://127.0.0.1:9"],
