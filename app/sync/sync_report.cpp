@@ -121,7 +121,7 @@ int SyncRun::exit_code(const Totals& t, bool any_fatal) const {
   // The shared database stayed unreachable (longer than the outage tolerance): exit 3 like an
   // unreachable backend, whichever part of the run noticed first (docs/scaleout.md).
   if (state_failure_.unreachable())
-    log::error(fmt::format(
+    opt_.logger.error(fmt::format(
         "state: the shared database stayed unreachable for longer than "
         "--state-outage-tolerance ({} ms); stopping with exit 3 — a restarted worker or the next "
         "run sends the rest (docs/scaleout.md)",
