@@ -80,8 +80,10 @@ struct Cli {
         "Every flag can also be set as CHSYNC_<FLAG> (e.g. CHSYNC_SETTLE=0) or in the [sync]\n"
         "table of the config file; precedence: flags > environment > file > defaults.\n"
         "A backend flag that none of the chosen backends takes, or an unknown config key, is an\n"
-        "error (exit 2). Values: DURATION 0, 500ms, 10s, 10m, 1h; SIZE 64KiB, 4MiB; RATE 50/s\n"
-        "(requests) or 5000spans/s.\n\n" +
+        "error (exit 2); one that only some of them take applies to those (--print-config:\n"
+        "not_applied per backend), with a notice when another would take it but its settings\n"
+        "ignore it (--tag without --profile langfuse). Values: DURATION 0, 500ms, 10s, 10m,\n"
+        "1h; SIZE 64KiB, 4MiB; RATE 50/s (requests) or 5000spans/s.\n\n" +
         environment_help());
     add_sync_flags(sync_cmd, sf);
     sync_status = sync_cmd->add_subcommand("status", "Show the state (same as chsync status)");

@@ -322,6 +322,9 @@ void print_config(const SyncOptions& o, const ConfigFile& cf, const CLI::App& sy
     for (const auto& [k, v] : b.settings) w.field(k, shown_value(k, v));
     w.key("sources").begin_object();
     for (const auto& [k, v] : b.sources) w.field(k, v);
+    // Values given for several backends that this one does not take (flag -> source: why).
+    w.end_object().key("not_applied").begin_object();
+    for (const auto& [k, v] : b.not_applied) w.field(k, v);
     w.end_object().end_object();
   }
   // Proxies, read the way the HTTP client reads them (upper case first, then lower case).

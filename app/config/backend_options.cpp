@@ -463,38 +463,95 @@ class Resolver {
   std::string inst_name_;
 };
 
-// A backend flag set by the user that none of the chosen backends takes is a mistake.
+// Whether a chosen instance takes a given flag: "" when it does, else why not.
+std::string why_not_applied(const BackendTypeDecl& t, const BackendSpec& spec,
+                            const std::string& flag, const OptionDecl** declared) {
+  *declared = nullptr;
+  for (const auto& o : t.options) {
+    if (o.flag != flag) continue;
+    *declared = &o;
+    const std::string have = spec_str(spec, o.when_key);
+    if (o.when_key.empty() ||
+        std::find(o.when_values.begin(), o.when_values.end(), have) != o.when_values.end())
+      return "";
+    const OptionDecl* cond = find_option(t, o.when_key);
+    const std::string cflag = cond ? cond->flag : o.when_key;
+    auto src = spec.sources.find(o.when_key);
+    const std::string why = src == spec.sources.end()           ? "unset"
+                            : src->second.rfind("flag", 0) == 0 ? "--" + cflag + " " + have
+                                                                : src->second;
+    return fmt::format("needs --{} {} (has {}{})", cflag, fmt::join(o.when_values, "|"), have,
+                       why.rfind("--", 0) == 0 || why == "unset" ? "" : ", " + why);
+  }
+  return fmt::format("{} has no --{}", t.type, flag);
+}
+
+// A value that applies to some chosen backends but not to this one: its settings (set from that
+// value) go back to the default, so what the instance shows is what it uses.
+void drop_given_value(const OptionDecl& d, const GivenValue& g, BackendSpec& spec) {
+  bool dropped = false;
+  for (auto it = spec.settings.begin(); it != spec.settings.end();) {
+    const std::string& k = it->first;
+    const bool mine = k == d.key || k.rfind(d.key + ".", 0) == 0;
+    auto src = spec.sources.find(k);
+    if (mine && src != spec.sources.end() && src->second == g.source) {
+      spec.sources.erase(src);
+      it = spec.settings.erase(it);
+      dropped = true;
+    } else {
+      ++it;
+    }
+  }
+  if (!dropped || d.default_text.empty() || d.type == T::kList || d.type == T::kHeaders) return;
+  std::string canon;
+  if (canonical_value(d, d.default_text, canon).empty()) {
+    spec.settings[d.key] = canon;
+    spec.sources[d.key] = "default";
+  }
+}
+
+// A backend flag set by the user that none of the chosen backends takes is a mistake (exit 2).
+// One that some of them take is applied to those; the others record it in `not_applied`
+// (start-up notice, --print-config) and keep their own value.
 void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
-                       const std::vector<BackendSpec>& specs,
+                       std::vector<BackendSpec>& specs,
                        const std::map<std::string, GivenValue>& given) {
   for (const auto& [flag, g] : given) {
     if (g.values.empty()) continue;
+    std::vector<std::string> why(types.size());
+    std::vector<const OptionDecl*> decl(types.size());
     bool applies = false;
-    std::string
-        unmet;  // "otlp with --profile generic (default)" for each type whose condition fails
-    for (std::size_t i = 0; i < types.size(); ++i)
-      for (const auto& o : types[i]->options) {
-        if (o.flag != flag) continue;
-        const std::string have = spec_str(specs[i], o.when_key);
-        if (o.when_key.empty() ||
-            std::find(o.when_values.begin(), o.when_values.end(), have) != o.when_values.end()) {
-          applies = true;
-          continue;
-        }
-        const OptionDecl* cond = find_option(*types[i], o.when_key);
-        auto src = specs[i].sources.find(o.when_key);
-        const std::string why = src == specs[i].sources.end()       ? " (unset)"
-                                : src->second.rfind("flag", 0) == 0 ? ""
-                                                                    : " (" + src->second + ")";
-        unmet += fmt::format("{}{} with --{} {}{}; it needs --{} {}", unmet.empty() ? "" : ", ",
-                             specs[i].instance, cond ? cond->flag : o.when_key, have, why,
-                             cond ? cond->flag : o.when_key, fmt::join(o.when_values, "|"));
-      }
-    if (applies) continue;
-    const std::string from0 =
+    for (std::size_t i = 0; i < types.size(); ++i) {
+      why[i] = why_not_applied(*types[i], specs[i], flag, &decl[i]);
+      applies = applies || why[i].empty();
+    }
+    const std::string from =
         g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
+    if (applies) {
+      for (std::size_t i = 0; i < types.size(); ++i) {
+        if (why[i].empty()) continue;
+        specs[i].not_applied[flag] = g.source + ": " + why[i];
+        if (decl[i]) drop_given_value(*decl[i], g, specs[i]);
+      }
+      continue;
+    }
+    // None takes it. A condition that no instance meets says which condition.
+    std::string unmet;  // "otlp with --profile generic (default); it needs --profile langfuse"
+    for (std::size_t i = 0; i < types.size(); ++i) {
+      const OptionDecl* o = decl[i];
+      if (!o) continue;
+      const std::string have = spec_str(specs[i], o->when_key);
+      const OptionDecl* cond = find_option(*types[i], o->when_key);
+      auto src = specs[i].sources.find(o->when_key);
+      const std::string why_src = src == specs[i].sources.end()       ? " (unset)"
+                                  : src->second.rfind("flag", 0) == 0 ? ""
+                                                                      : " (" + src->second + ")";
+      unmet += fmt::format("{}{} with --{} {}{}; it needs --{} {}", unmet.empty() ? "" : ", ",
+                           specs[i].instance, cond ? cond->flag : o->when_key, have, why_src,
+                           cond ? cond->flag : o->when_key, fmt::join(o->when_values, "|"));
+    }
     if (!unmet.empty())
-      throw ConfigError(fmt::format("{} does nothing for --backend {}", from0, unmet));
+      throw ConfigError(fmt::format("{} does nothing for --backend {}", from, unmet));
     std::string chosen;
     std::vector<std::string> candidates;
     for (const auto* t : types) {
@@ -502,8 +559,6 @@ void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
       for (const auto& o : t->options)
         if (!o.flag.empty()) candidates.push_back(o.flag);
     }
-    const std::string from =
-        g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
     std::string msg = fmt::format("{} does not apply to --backend {}", from, chosen);
     std::vector<std::string> takers;
     for (const auto& t : backend_types())

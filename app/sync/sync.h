@@ -51,6 +51,11 @@ struct BackendSpec {
   std::map<std::string, std::string> settings;
   std::map<std::string, std::string>
       sources;  // key -> "flag --x", "env X", "file P [..]", "default"
+  // Backend values given for several backends that do nothing for this one (another chosen
+  // backend takes them): flag name -> where it came from and why not here: "tag" -> "flag --tag:
+  // needs --profile langfuse (has generic, default)" (said at start-up too), "host" -> "flag
+  // --host: otlp has no --host". Shown by --print-config.
+  std::map<std::string, std::string> not_applied;
 };
 
 // Builds a network exporter that logs through the given logger (the run's).

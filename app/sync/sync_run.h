@@ -96,6 +96,7 @@ class SyncRun {
   // Start-up (sync_setup.cpp).
   void open_state();
   void build_instances(const ExporterFactory& factory);
+  void notice_values_not_applied() const;
   void discover_inputs();
   void plan_needs();
   void load_snapshots();

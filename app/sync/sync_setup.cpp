@@ -1,7 +1,10 @@
 // SyncRun start-up: state, backend instances, discovery, what each instance needs, snapshots.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -93,7 +96,50 @@ void SyncRun::open_state() {
   }
 }
 
+// A backend value given once for several backends that one of them would take but ignores under
+// its own settings (--tag for otlp and langfuse: otlp sends tags only with --profile langfuse):
+// the run goes on, and says once per value which backends use it and which do not and why
+// (issue 23: nothing is dropped without a word). A flag a backend type does not have at all
+// (--host for otlp, --rate for console) is plainly another backend's: --print-config lists it
+// under not_applied, without a notice on every run.
+void SyncRun::notice_values_not_applied() const {
+  std::map<std::string, std::vector<std::string>> ignored;  // flag -> instances ignoring it
+  std::string source;
+  for (const auto& spec : opt_.backends)
+    for (const auto& [flag, why] : spec.not_applied)
+      if (why.find(": needs ") != std::string::npos) ignored[flag].push_back(spec.instance);
+  for (const auto& [flag, by] : ignored) {
+    std::vector<std::string> used, reasons;
+    for (const auto& spec : opt_.backends) {
+      auto it = spec.not_applied.find(flag);
+      if (it == spec.not_applied.end()) {
+        used.push_back(spec.instance);
+        continue;
+      }
+      if (std::find(by.begin(), by.end(), spec.instance) == by.end()) continue;
+      const auto colon = it->second.find(": ");
+      source = it->second.substr(0, colon);
+      reasons.push_back(spec.instance + ": " +
+                        (colon == std::string::npos ? it->second : it->second.substr(colon + 2)));
+    }
+    const std::string from =
+        source.rfind("flag", 0) == 0 ? "--" + flag : source + " (--" + flag + ")";
+    opt_.logger.write(
+        log::Level::kWarn,
+        fmt::format("{} applies to --backend {} only, not to {} ({}); set it per backend in "
+                    "a [backends.NAME] table of the config file to say so",
+                    from, fmt::join(used, ", "), fmt::join(by, ", "), fmt::join(reasons, "; ")),
+        {{"event", "value_not_applied"},
+         {"flag", flag},
+         {"source", source},
+         {"applies_to", fmt::format("{}", fmt::join(used, ","))},
+         {"not_applied_to", fmt::format("{}", fmt::join(by, ","))}},
+        false);
+  }
+}
+
 void SyncRun::build_instances(const ExporterFactory& factory) {
+  notice_values_not_applied();
   std::set<std::string> names;
   for (const auto& spec : opt_.backends) {
     auto inst = std::make_unique<Instance>();

@@ -160,7 +160,8 @@ class ConfigAndFlagsTest(TempTestCase):
         # From the environment it is named as such.
         self.assert_usage_error(["sync", EXAMPLES, "--backend", "console"], "CHSYNC_ENDPOINT",
                                 env=clean_env(CHSYNC_ENDPOINT="http://127.0.0.1:9/v1/traces"))
-        # With two backends a flag applies when either takes it.
+        # With two backends a flag applies when either takes it (to that one:
+        # test_value_for_several_backends_applies_per_backend_and_says_so).
         c = self.print_config("--backend", "console", "--backend", "otlp", "--batch-spans", "7")
         self.assertEqual(c["backends"][1]["batch_spans"], "7")
 
@@ -220,6 +221,74 @@ class ConfigAndFlagsTest(TempTestCase):
         rc, out, err = run(["sync", "--help"])
         self.assertRegex(out, r"--tag TEXT[^\[]*\[otlp with --profile langfuse, langfuse, "
                               r"langfuse-legacy, phoenix with --profile langfuse\]")
+
+    def test_value_for_several_backends_applies_per_backend_and_says_so(self):
+        """A backend value that some of the chosen backends take and others do not: taken by
+        those, dropped (back to their own value) by the others, and said at start-up and in
+        --print-config per backend. None of them taking it stays exit 2 (above)."""
+        env = clean_env(LANGFUSE_PUBLIC_KEY="pk", LANGFUSE_SECRET_KEY="sk")
+        c = self.print_config("--backend", "otlp", "--backend", "langfuse", "--tag", "team-a",
+                              env=env)
+        otlp, lf = c["backends"]
+        self.assertEqual(lf["tag.0"], "team-a")
+        self.assertEqual(lf["not_applied"], {})
+        self.assertNotIn("tag.0", otlp)  # what otlp shows is what it sends
+        self.assertNotIn("tag.0", otlp["sources"])
+        self.assertEqual(otlp["not_applied"],
+                         {"tag": "flag --tag: needs --profile langfuse (has generic, default)"})
+        c = self.print_config("--backend", "console", "--backend", "otlp", "--batch-spans", "7")
+        self.assertEqual(c["backends"][0]["not_applied"],
+                         {"batch-spans": "flag --batch-spans: console has no --batch-spans"})
+        self.assertEqual(c["backends"][1]["batch_spans"], "7")
+        # A condition on the instance's own value: gzip level with compression = "none" keeps
+        # its default there; from the environment the source is named.
+        cfg = self.write("n.toml", '[backends.plain]\ntype = "otlp"\ncompression = "none"\n')
+        c = self.print_config("--config", cfg, "--backend", "plain", "--backend", "otlp",
+                              env=clean_env(CHSYNC_COMPRESSION_LEVEL="9"))
+        plain, otlp = c["backends"]
+        self.assertEqual((plain["compression_level"], plain["sources"]["compression_level"]),
+                         ("1", "default"))
+        self.assertEqual(plain["not_applied"]["compression-level"],
+                         f"env CHSYNC_COMPRESSION_LEVEL: needs --compression gzip (has none, "
+                         f"file {cfg} [backends.plain])")
+        self.assertEqual(otlp["compression_level"], "9")
+
+        # A real run: the notice at start-up, the tag on Langfuse's spans only. (The OTLP
+        # endpoint is the instance's own: --endpoint would apply to langfuse too.)
+        a, b = self.sink(), self.sink()
+        two = self.write("two.toml", f'[backends.o]\ntype = "otlp"\nendpoint = "{a.traces_url}"\n')
+        rc, out, err = run(["sync", EXAMPLES, "--config", two, "--backend", "o",
+                            "--backend", "langfuse", "--host", b.url, "--tag", "team-a",
+                            "--settle", "0", "--db", self.db()], env=env)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("--tag applies to --backend langfuse only, not to o (o: needs "
+                      "--profile langfuse (has generic, default))", err)
+        # Once, and only for the value otlp would take: --host is plainly langfuse's.
+        self.assertEqual(err.count("applies to --backend"), 1, err)
+
+        def tags(sink):
+            out = set()
+            for sp in sink.spans():
+                v = (sp.get("attributes") or {}).get("langfuse.trace.tags")
+                out.update(json.loads(v) if isinstance(v, str) else v or [])  # a JSON array
+            return out
+        self.assertTrue(a.spans() and b.spans())
+        self.assertEqual(tags(a), set())
+        self.assertIn("team-a", tags(b))
+        # --log-format json: typed fields; from the environment the variable is named.
+        rc, out, err = run(["sync", EXAMPLES, "--config", two, "--backend", "o",
+                            "--backend", "langfuse", "--host", b.url, "--settle", "0",
+                            "--db", self.db("j.db"), "--log-format", "json"],
+                           env=dict(env, CHSYNC_TAG="team-b"))
+        self.assertEqual(rc, 0, err)
+        notes = [o for o in map(json.loads, err.splitlines()) if o.get("event") ==
+                 "value_not_applied"]
+        self.assertEqual(len(notes), 1, err)
+        self.assertEqual({k: notes[0][k] for k in ("level", "flag", "source", "applies_to",
+                                                    "not_applied_to")},
+                         {"level": "warn", "flag": "tag", "source": "env CHSYNC_TAG",
+                          "applies_to": "langfuse", "not_applied_to": "o"})
+        self.assertIn("CHSYNC_TAG (--tag) applies to", notes[0]["msg"])
 
     def test_unknown_keys_and_flags_say_did_you_mean(self):
         cfg = self.write("typo.toml", '[sync]\nsetle = "0"\n')

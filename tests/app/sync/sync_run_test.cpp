@@ -32,7 +32,7 @@ class SyncRunTest : public ::testing::Test {
   SyncOptions options(const std::string& out) const {
     SyncOptions o;
     o.inputs = {std::string(CHSYNC_SOURCE_DIR) + "/tests/data/real"};
-    o.backends = {BackendSpec{"file", "", {{"output", out}}, {}}};
+    o.backends = {BackendSpec{"file", "", {{"output", out}}, {}, {}}};
     o.format = ConsoleFormat::kJson;
     o.db_path = dir_ + "/state.db";
     o.report_path = dir_ + "/report.json";
@@ -67,9 +67,9 @@ TEST_F(SyncRunTest, ARunSendsEverySpanOnceAndARerunSendsNothing) {
 TEST_F(SyncRunTest, ProgressReadsEveryBackendsStatsWhileTheyDeliver) {
   const std::string out_a = dir_ + "/a.jsonl", out_b = dir_ + "/b.jsonl";
   SyncOptions o = options(out_a);
-  o.backends = {BackendSpec{"file", "a", {{"output", out_a}}, {}},
-                BackendSpec{"file", "b", {{"output", out_b}}, {}},
-                BackendSpec{"null", "n", {}, {}}};
+  o.backends = {BackendSpec{"file", "a", {{"output", out_a}}, {}, {}},
+                BackendSpec{"file", "b", {{"output", out_b}}, {}, {}},
+                BackendSpec{"null", "n", {}, {}, {}}};
   o.quiet = false;
   o.progress_interval = std::chrono::milliseconds(1);
   o.workers = 3;
@@ -87,8 +87,8 @@ TEST_F(SyncRunTest, EveryLineGoesToTheLoggerItIsGiven) {
   std::mutex mu;
   std::vector<std::string> lines;
   SyncOptions o = options(dir_ + "/a.jsonl");
-  o.backends = {BackendSpec{"file", "a", {{"output", dir_ + "/a.jsonl"}}, {}},
-                BackendSpec{"null", "n", {}, {}}};
+  o.backends = {BackendSpec{"file", "a", {{"output", dir_ + "/a.jsonl"}}, {}, {}},
+                BackendSpec{"null", "n", {}, {}, {}}};
   o.quiet = false;
   o.progress_interval = std::chrono::milliseconds(1);
   o.logger = log::Logger([&](log::Level, const std::string& line) {
