@@ -74,20 +74,14 @@ class BoundedQueue {
   // choice: it still owns nothing, so callers check the result and stop producing).
   bool push(T item, std::uint64_t bytes) {
     if (!reserve(bytes, /*wait=*/true)) return false;
-    queue_.enqueue(Slot{std::move(item), bytes});
-    counters_.pushed_items.fetch_add(1, std::memory_order_relaxed);
-    counters_.pushed_bytes.fetch_add(bytes, std::memory_order_relaxed);
-    wake_consumers();
+    enqueue_reserved(std::move(item), bytes);
     return true;
   }
 
   // Non-blocking: false when full or closed.
   bool try_push(T& item, std::uint64_t bytes) {
     if (!reserve(bytes, /*wait=*/false)) return false;
-    queue_.enqueue(Slot{std::move(item), bytes});
-    counters_.pushed_items.fetch_add(1, std::memory_order_relaxed);
-    counters_.pushed_bytes.fetch_add(bytes, std::memory_order_relaxed);
-    wake_consumers();
+    enqueue_reserved(std::move(item), bytes);
     return true;
   }
 
@@ -195,6 +189,14 @@ class BoundedQueue {
       if (used + bytes <= capacity_bytes_ || used == 0 || closed_.load()) continue;
       not_full_.wait_for(lock, std::chrono::milliseconds(50));
     }
+  }
+
+  // After reserve() succeeded: the item goes in, is counted, and a consumer is woken.
+  void enqueue_reserved(T&& item, std::uint64_t bytes) {
+    queue_.enqueue(Slot{std::move(item), bytes});
+    counters_.pushed_items.fetch_add(1, std::memory_order_relaxed);
+    counters_.pushed_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    wake_consumers();
   }
 
   T release(Slot&& slot) {

@@ -168,6 +168,17 @@ OptionDecl langfuse_host() {
                   {{"LANGFUSE_BASE_URL", "", false}, {"LANGFUSE_HOST", "", false}});
 }
 
+// A Langfuse backend type (OTLP or legacy ingestion): the base URL, the full URL that overrides
+// it, the key pair, then the options of its transport.
+BackendTypeDecl langfuse_type(std::string type, std::string help, const std::string& endpoint_help,
+                              const std::vector<OptionDecl>& transport) {
+  BackendTypeDecl t{std::move(type), std::move(help), {langfuse_host()}};
+  t.options.push_back(endpoint_option(endpoint_help));
+  for (auto& o : langfuse_keys()) t.options.push_back(o);
+  t.options.insert(t.options.end(), transport.begin(), transport.end());
+  return t;
+}
+
 std::vector<BackendTypeDecl> build_registry() {
   std::vector<BackendTypeDecl> r;
   r.push_back({"console", "Print spans on stdout (--format text|json)", {}});
@@ -186,20 +197,14 @@ std::vector<BackendTypeDecl> build_registry() {
   for (auto& o : otlp_options("generic")) otlp.options.push_back(o);
   r.push_back(otlp);
 
-  BackendTypeDecl lf{"langfuse", "Langfuse through its OTLP endpoint", {}};
-  lf.options.push_back(langfuse_host());
-  lf.options.push_back(
-      endpoint_option("Full traces URL (default: HOST/api/public/otel/v1/traces)"));
-  for (auto& o : langfuse_keys()) lf.options.push_back(o);
-  for (auto& o : otlp_options("langfuse")) lf.options.push_back(o);
-  r.push_back(lf);
+  r.push_back(langfuse_type("langfuse", "Langfuse through its OTLP endpoint",
+                            "Full traces URL (default: HOST/api/public/otel/v1/traces)",
+                            otlp_options("langfuse")));
 
-  BackendTypeDecl legacy{"langfuse-legacy", "Langfuse batch ingestion API (self-hosted v3)", {}};
-  legacy.options.push_back(langfuse_host());
-  legacy.options.push_back(
-      endpoint_option("Full ingestion URL (default: HOST/api/public/ingestion)"));
-  for (auto& o : langfuse_keys()) legacy.options.push_back(o);
-  for (auto& o : http_options(false, true, "4", "3500000")) legacy.options.push_back(o);
+  BackendTypeDecl legacy =
+      langfuse_type("langfuse-legacy", "Langfuse batch ingestion API (self-hosted v3)",
+                    "Full ingestion URL (default: HOST/api/public/ingestion)",
+                    http_options(false, true, "4", "3500000"));
   legacy.options.push_back(opt("typed_observations", "typed-observations", T::kBool, "false",
                                "Send agent-create/tool-create instead of span-create (Langfuse v3 "
                                "servers that accept them)"));

@@ -28,14 +28,6 @@
 namespace chsync {
 
 namespace {
-// --insecure turns off what keeps an API key from a man in the middle: say so every time.
-void warn_insecure(const log::Logger& logger, const std::string& who) {
-  logger.warn(who +
-              ": --insecure: TLS certificates and host names are NOT verified; anyone on the "
-              "path can read the API keys and spans. Use --ca-file for a private CA instead.");
-}
-}  // namespace
-namespace {
 
 std::string setting(const BackendSpec& spec, const std::string& key) { return spec_str(spec, key); }
 
@@ -87,7 +79,7 @@ void common_http_options(const BackendSpec& spec, const log::Logger& logger, Opt
   o.retry.max_elapsed = spec_ms(spec, "retry_max_elapsed");
   o.ca_file = setting(spec, "ca_file");
   o.insecure = spec_bool(spec, "insecure");
-  if (o.insecure) warn_insecure(logger, "backend " + spec.instance);
+  if (o.insecure) logger.warn(http::insecure_warning("backend " + spec.instance));
   o.client_cert = setting(spec, "client_cert");
   o.client_key = setting(spec, "client_key");
 }

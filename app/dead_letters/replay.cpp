@@ -43,6 +43,23 @@ Outcome outcome_of(const http::Response& r) {
                          r.status != 404 && r.status != 408 && r.status != 429;
   return final_4xx ? Outcome::kRejected : Outcome::kUnreachable;
 }
+
+// Sends one request and waits for its answer (replay goes one request at a time, in file order).
+http::Response post_and_wait(http::Transport& client, http::Request req) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  http::Response resp;
+  client.post(std::move(req), [&](http::Response&& r) {
+    std::lock_guard lock(mu);
+    resp = std::move(r);
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return done; });
+  return resp;
+}
 }  // namespace
 
 int cmd_replay_dead_letters(const ReplayOptions& ro) {
@@ -75,10 +92,7 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
   http::ClientOptions co;
   co.ca_file = ro.ca_file;
   co.insecure = ro.insecure;
-  if (ro.insecure)
-    log.warn(
-        "replay-dead-letters: --insecure: TLS certificates and host names are NOT verified; anyone "
-        "on the path can read the API keys and spans. Use --ca-file for a private CA instead.");
+  if (ro.insecure) log.warn(http::insecure_warning("replay-dead-letters"));
   co.user_agent = "chsync/" + std::string(otlp::chsync_version());
   auto client = http::make_http_client(co);
 
@@ -110,20 +124,7 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
                              d.content_type.empty() ? "application/x-protobuf" : d.content_type);
     for (const auto& kv : extra) req.headers.push_back(kv);
     req.body = std::make_shared<const std::string>(d.body);
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    http::Response resp;
-    client->post(std::move(req), [&](http::Response&& r) {
-      std::lock_guard lock(mu);
-      resp = std::move(r);
-      done = true;
-      cv.notify_all();
-    });
-    {
-      std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return done; });
-    }
+    const http::Response resp = post_and_wait(*client, std::move(req));
     const Outcome out = outcome_of(resp);
     if (out == Outcome::kDelivered) {
       state->mark_delivered(d.instance, d.span_keys);

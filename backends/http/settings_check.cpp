@@ -108,6 +108,12 @@ bool split_userinfo(std::string& url, std::string& user, std::string& password) 
   return true;
 }
 
+std::string insecure_warning(std::string_view who) {
+  return std::string(who) +
+         ": --insecure: TLS certificates and host names are NOT verified; anyone on the path can "
+         "read the API keys and spans. Use --ca-file for a private CA instead.";
+}
+
 std::string proxy_scheme_error(std::string_view proxy_url) {
   if (proxy_url.empty() || !starts_with_ci(proxy_url, "https://")) return {};
   return "proxy " + mask_url(proxy_url) +

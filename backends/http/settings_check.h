@@ -14,6 +14,8 @@
 // * proxy_scheme_error: "" for an http:// proxy (or none); else why the proxy URL is refused:
 //   an https:// proxy would need TLS to the proxy, which the client does not speak, so its
 //   password would travel in clear.
+// * insecure_warning: what `who` (a backend, a command) says every time --insecure turns off
+//   what keeps an API key from a man in the middle.
 #pragma once
 
 #include <string>
@@ -27,6 +29,7 @@ std::string header_error(std::string_view name, std::string_view value);
 std::string mask_url(std::string_view url);
 bool split_userinfo(std::string& url, std::string& user, std::string& password);
 std::string proxy_scheme_error(std::string_view proxy_url);
+std::string insecure_warning(std::string_view who);
 
 // The checks every HTTP exporter factory runs on its settings, in one place: header_error for
 // each header; endpoint userinfo moved into an "Authorization: Basic" header (refused when an

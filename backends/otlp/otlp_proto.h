@@ -108,11 +108,11 @@ class SpanEncoder {
   void add_str(std::string_view k, std::string_view v) {
     attrs_.push_back(make(k, Attr::Type::kString, v));
   }
-  void add_int(std::string_view k, std::int64_t v) {
-    Attr a = make(k, Attr::Type::kInt);
-    a.num = v;
-    attrs_.push_back(a);
-  }
+  // The attribute just added, for its value.
+  Attr& add(std::string_view k, Attr::Type t) { return attrs_.emplace_back(make(k, t)); }
+  void add_int(std::string_view k, std::int64_t v) { add(k, Attr::Type::kInt).num = v; }
+  void add_bool(std::string_view k, bool v) { add(k, Attr::Type::kBool).flag = v; }
+  void add_double(std::string_view k, double v) { add(k, Attr::Type::kDouble).dbl = v; }
   // Parts of collect_attributes (backends/otlp/span_attributes.cpp).
   void add_identity(const Span& s);
   void add_generation(const Span& s);

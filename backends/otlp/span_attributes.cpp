@@ -211,11 +211,7 @@ void SpanEncoder::add_generation(const Span& s) {
           make("gen_ai.response.finish_reasons", Attr::Type::kStringArray1, s.finish_reason));
   }
   add_usage(s);
-  if (s.is_streaming && p == Profile::kGeneric) {
-    Attr a = make("chsync.is_streaming", Attr::Type::kBool);
-    a.flag = true;
-    attrs_.push_back(a);
-  }
+  if (s.is_streaming && p == Profile::kGeneric) add_bool("chsync.is_streaming", true);
 }
 
 void SpanEncoder::add_tool(const Span& s) {
@@ -340,31 +336,16 @@ void SpanEncoder::add_metadata(const Span& s) {
   const std::string prefix = p == Profile::kGeneric ? "chsync."
                              : is_root_span(s)      ? "langfuse.trace.metadata."
                                                     : "langfuse.observation.metadata.";
-  auto push = [&](const chsync::Attr& m) {
-    Attr a;
-    a.key = keep(prefix + m.key);
+  for (const auto& m : s.metadata) {
+    const std::string_view key = keep(prefix + m.key);
     switch (m.type) {
       case chsync::Attr::Type::kString:
-      case chsync::Attr::Type::kJson:
-        a.type = Attr::Type::kString;
-        a.str = m.str;
-        break;
-      case chsync::Attr::Type::kInt:
-        a.type = Attr::Type::kInt;
-        a.num = m.num;
-        break;
-      case chsync::Attr::Type::kBool:
-        a.type = Attr::Type::kBool;
-        a.flag = m.flag;
-        break;
-      case chsync::Attr::Type::kDouble:
-        a.type = Attr::Type::kDouble;
-        a.dbl = m.dbl;
-        break;
+      case chsync::Attr::Type::kJson: add_str(key, m.str); break;
+      case chsync::Attr::Type::kInt: add_int(key, m.num); break;
+      case chsync::Attr::Type::kBool: add_bool(key, m.flag); break;
+      case chsync::Attr::Type::kDouble: add_double(key, m.dbl); break;
     }
-    attrs_.push_back(a);
-  };
-  for (const auto& m : s.metadata) push(m);
+  }
   if (p == Profile::kLangfuse && !s.finish_reason.empty())
     add_str(keep(prefix + "finish_reason"), s.finish_reason);
 }

@@ -462,6 +462,24 @@ ParseStatus EntryParser::parse(const char* data, std::size_t size, std::size_t c
   return out.type == EntryType::kOther ? ParseStatus::kSkipped : ParseStatus::kOk;
 }
 
+namespace {
+
+// Well-formed UTF-8 (the Unicode Standard, table 3-7 "Well-Formed UTF-8 Byte Sequences"): the
+// range of a sequence's first byte, its length, and the range its second byte must be in (every
+// later byte is 80..BF). A first byte in no row (80..C1, F5..FF) starts no sequence.
+struct Utf8Lead {
+  unsigned char first_lo, first_hi;
+  std::size_t len;
+  unsigned char second_lo, second_hi;
+};
+constexpr Utf8Lead kUtf8Leads[] = {
+    {0xC2, 0xDF, 2, 0x80, 0xBF}, {0xE0, 0xE0, 3, 0xA0, 0xBF}, {0xE1, 0xEC, 3, 0x80, 0xBF},
+    {0xED, 0xED, 3, 0x80, 0x9F}, {0xEE, 0xEF, 3, 0x80, 0xBF}, {0xF0, 0xF0, 4, 0x90, 0xBF},
+    {0xF1, 0xF3, 4, 0x80, 0xBF}, {0xF4, 0xF4, 4, 0x80, 0x8F},
+};
+
+}  // namespace
+
 bool repair_utf8(std::string_view in, std::string& out) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
   out.clear();
@@ -479,23 +497,13 @@ bool repair_utf8(std::string_view in, std::string& out) {
     }
     std::size_t len = 0;
     unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) {
-      len = 3;
-      lo = 0xA0;
-    } else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) {
-      len = 3;
-      hi = 0x9F;
-    } else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) {
-      len = 4;
-      lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) {
-      len = 4;
-      hi = 0x8F;
-    }
+    for (const Utf8Lead& row : kUtf8Leads)
+      if (c >= row.first_lo && c <= row.first_hi) {
+        len = row.len;
+        lo = row.second_lo;
+        hi = row.second_hi;
+        break;
+      }
     std::size_t good = 0;  // bytes of a valid prefix of the sequence
     if (len > 0) {
       good = 1;

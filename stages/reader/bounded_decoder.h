@@ -17,7 +17,11 @@ namespace chsync {
 
 class BoundedDecoder {
  public:
+  BoundedDecoder() = default;
   virtual ~BoundedDecoder() = default;
+  // A decoder owns its library stream (and its window): it is never copied, whatever its kind.
+  BoundedDecoder(const BoundedDecoder&) = delete;
+  BoundedDecoder& operator=(const BoundedDecoder&) = delete;
   // Decompresses from `fd` into buf: > 0 bytes, 0 at the end of the stream, -1 on error (bytes
   // decoded before damage are returned first; the error comes with the next call).
   virtual long read(int fd, char* buf, std::size_t n) = 0;

@@ -19,8 +19,6 @@ class XzDecoder : public BoundedDecoder {
   // max_window_bytes: the dictionary budget (0: 128 MiB).
   XzDecoder(Format format, std::uint64_t max_window_bytes);
   ~XzDecoder() override;
-  XzDecoder(const XzDecoder&) = delete;
-  XzDecoder& operator=(const XzDecoder&) = delete;
 
   long read(int fd, char* buf, std::size_t n) override;
   std::uint64_t memory_limit_bytes() const noexcept { return limit_; }

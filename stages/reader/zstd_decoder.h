@@ -37,8 +37,6 @@ class ZstdDecoder : public BoundedDecoder {
   // 1 KiB); 0 keeps libzstd's default limit (128 MiB).
   explicit ZstdDecoder(std::uint64_t max_window_bytes);
   ~ZstdDecoder() override;
-  ZstdDecoder(const ZstdDecoder&) = delete;
-  ZstdDecoder& operator=(const ZstdDecoder&) = delete;
 
   // Decompresses from `fd` into buf: > 0 bytes, 0 at the end of the stream, -1 on error (bytes
   // decoded before damage are returned first; the error comes with the next call).
