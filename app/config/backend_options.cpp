@@ -533,6 +533,22 @@ void check_flags_apply(const std::vector<const BackendTypeDecl*>& types,
     const std::string from =
         g.source.rfind("flag", 0) == 0 ? "--" + flag : g.source + " (--" + flag + ")";
     if (applies) {
+      // One destination for several backends cannot be meant: `--backend otlp --endpoint X
+      // --backend langfuse --host Y` sent Langfuse's spans, and its credentials, to X (a full
+      // --endpoint beats --host). Only where the value is the one in effect (an instance's own
+      // key beats a [sync] key).
+      std::vector<std::string> same_place;
+      for (std::size_t i = 0; i < types.size(); ++i) {
+        if (!why[i].empty() || !decl[i] || (flag != "endpoint" && flag != "host")) continue;
+        auto src = specs[i].sources.find(decl[i]->key);
+        if (src != specs[i].sources.end() && src->second == g.source)
+          same_place.push_back(specs[i].instance);
+      }
+      if (same_place.size() > 1)
+        throw ConfigError(
+            fmt::format("{} would send --backend {} to the same place; give each its own {} in a "
+                        "[backends.NAME] table of the config file",
+                        from, fmt::join(same_place, ", "), flag));
       for (std::size_t i = 0; i < types.size(); ++i) {
         if (why[i].empty()) continue;
         specs[i].not_applied[flag] = g.source + ": " + why[i];

@@ -253,6 +253,19 @@ class ConfigAndFlagsTest(TempTestCase):
                          f"file {cfg} [backends.plain])")
         self.assertEqual(otlp["compression_level"], "9")
 
+        # One destination for several backends is exit 2: a full --endpoint beats --host, so
+        # Langfuse's spans and credentials went to the OTLP collector.
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "otlp", "--endpoint",
+                                 "http://127.0.0.1:9/v1/traces", "--backend", "langfuse", "--host",
+                                 "http://127.0.0.1:8"],
+                                "--endpoint would send --backend otlp, langfuse to the same place",
+                                "[backends.NAME]", env=env)
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "otlp", "--backend", "phoenix"],
+                                "env CHSYNC_ENDPOINT (--endpoint) would send --backend otlp, "
+                                "phoenix", env=clean_env(CHSYNC_ENDPOINT="http://127.0.0.1:9/"))
+        c = self.print_config("--backend", "console", "--backend", "otlp", "--endpoint",
+                              "http://127.0.0.1:9/v1/traces")
+        self.assertEqual(c["backends"][1]["endpoint"], "http://127.0.0.1:9/v1/traces")
         # A real run: the notice at start-up, the tag on Langfuse's spans only. (The OTLP
         # endpoint is the instance's own: --endpoint would apply to langfuse too.)
         a, b = self.sink(), self.sink()
