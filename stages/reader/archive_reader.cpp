@@ -46,8 +46,6 @@ struct archive* new_handle(bool zip_streaming) {
   return ar;
 }
 
-constexpr std::uint16_t kZipMethodLzma = 14;
-constexpr std::uint16_t kZipMethodXz = 95;
 constexpr std::uint16_t kZipFlagSizesAfterData = 8;  // bit 3: sizes in a data descriptor
 
 }  // namespace
@@ -94,11 +92,11 @@ long ArchiveReader::read_decoded(struct archive* a, void* self, const void** buf
   return n;
 }
 
-// A zip read through its local headers: libarchive would decode an LZMA/XZ member with no memory
-// limit, so such a member is not read (there is no directory to check it against). libarchive
-// puts the header position at the member's local header; a member whose local header is not
-// there, or whose size is only known after its data (libarchive would have to decode it to skip
-// it), ends the walk.
+// A zip read through its local headers: libarchive would decode an LZMA, XZ or PPMd member with
+// no memory limit, so a member of any method but stored, deflate, deflate64 and bzip2 is not read
+// (there is no directory to check it against). libarchive puts the header position at the member's
+// local header; a member whose local header is not there, or whose size is only known after its
+// data (libarchive would have to decode it to skip it), ends the walk.
 void ArchiveReader::check_streamed_zip_member() {
   unsigned char lh[30];
   const la_int64_t pos = archive_read_header_position(ar_);
@@ -106,9 +104,12 @@ void ArchiveReader::check_streamed_zip_member() {
                       lh[1] == 'K' && lh[2] == 3 && lh[3] == 4;
   const std::uint16_t flags = header ? static_cast<std::uint16_t>(lh[6] | (lh[7] << 8)) : 0;
   const std::uint16_t method = header ? lh[8] : 0;  // libarchive reads only the low byte
-  if (header && method != kZipMethodLzma && method != kZipMethodXz) return;
-  member_error_ = header ? "LZMA/XZ member of a zip without a readable central directory: not "
-                           "read (its dictionary could not be bounded)"
+  if (header && zip_method_is_bounded(method)) return;
+  member_error_ = header ? "member of a zip without a readable central directory compressed with "
+                           "method " +
+                               std::to_string(method) +
+                               " (LZMA, XZ, PPMd, ...): not read, its decoder's memory could "
+                               "not be bounded"
                          : "zip member without a local header where libarchive found it: not read";
   // Skipping it would make libarchive decode it when its size is unknown: stop after it.
   if (!header || (flags & kZipFlagSizesAfterData)) walk_ended_ = true;

@@ -21,6 +21,8 @@ constexpr std::uint32_t kCentralHeader = 0x02014b50;
 constexpr std::uint32_t kLocalHeader = 0x04034b50;
 constexpr std::uint16_t kMethodStored = 0;
 constexpr std::uint16_t kMethodDeflate = 8;
+constexpr std::uint16_t kMethodDeflate64 = 9;
+constexpr std::uint16_t kMethodBzip2 = 12;
 constexpr std::uint16_t kMethodLzma = 14;
 constexpr std::uint16_t kMethodXz = 95;
 constexpr std::size_t kEocdBytes = 22;
@@ -143,9 +145,14 @@ std::int64_t dos_time(std::uint16_t date, std::uint16_t time) {
 
 }  // namespace
 
-bool ZipMember::lzma() const noexcept {
-  const auto is = [](std::uint16_t m) { return m == kMethodLzma || m == kMethodXz; };
-  return is(method) || (local_header_found && is(local_method));
+bool zip_method_is_bounded(std::uint16_t method) noexcept {
+  return method == kMethodStored || method == kMethodDeflate || method == kMethodDeflate64 ||
+         method == kMethodBzip2;
+}
+
+bool ZipMember::unbounded() const noexcept {
+  return !zip_method_is_bounded(method) ||
+         (local_header_found && !zip_method_is_bounded(local_method));
 }
 
 bool read_zip_directory(int fd, ZipDirectory& out) {
@@ -183,7 +190,7 @@ bool read_zip_directory(int fd, ZipDirectory& out) {
     m.local_header_found =
         at >= 0 && pread_all(fd, lh, sizeof lh, m.local_header_offset) && le32(lh) == kLocalHeader;
     if (m.local_header_found) m.local_method = le16(lh + 8) & 0xFF;
-    out.any_lzma = out.any_lzma || m.lzma();
+    out.any_unbounded = out.any_unbounded || m.unbounded();
     agree =
         agree && m.local_header_found && m.local_method == m.method && names.insert(m.name).second;
     out.members.push_back(std::move(m));
@@ -252,8 +259,9 @@ bool ZipMemberReader::start() {
     case kMethodLzma: return start_lzma();
     default:
       return fail("zip compression method " + std::to_string(m_.method) +
-                  " is not read in a zip holding LZMA/XZ members or inconsistent headers "
-                  "(chsync reads those itself: stored, deflate, LZMA, XZ)");
+                  " is not read in a zip chsync reads itself (one with LZMA, XZ, PPMd or other "
+                  "members whose decoders libarchive does not bound, or with disagreeing "
+                  "headers): chsync reads stored, deflate, LZMA and XZ");
   }
 }
 

@@ -1,14 +1,15 @@
 // Zips that libarchive must not read: its zip reader decodes LZMA (zip method 14) and XZ (95)
 // members with liblzma's memory limit off, so a 200-byte member naming a 1.5 GiB dictionary was
-// allocated whatever --max-memory said, and it picks the method from the local header, keeping
-// only its low byte, so a member can be LZMA to libarchive while its directory entry says
-// "stored" (fuzz_archive_reader found both).
+// allocated whatever --max-memory said; PPMd (98) takes up to 256 MiB the same way; and it picks
+// the method from the local header, keeping only its low byte, so a member can be LZMA to
+// libarchive while its directory entry says "stored" (fuzz_archive_reader found all three).
 //
 // read_zip_directory reads a zip's central directory (zip64 included) and every member's local
-// header. ArchiveReader (archive_reader.h) leaves a zip to libarchive only when no header names
-// LZMA/XZ and both headers of every member agree; any other zip is read here, member by member
-// from its directory, through ZipMemberReader: stored (0), deflate (8, zlib), LZMA and XZ
-// (liblzma, under the decoder window budget).
+// header. ArchiveReader (archive_reader.h) leaves a zip to libarchive only when every header
+// names stored, deflate, deflate64 or bzip2 and both headers of every member agree; any other zip
+// is read here, member by member from its directory, through ZipMemberReader: stored (0),
+// deflate (8, zlib), LZMA and XZ (liblzma, under the decoder window budget); its members of
+// other methods are named and not read.
 //
 // The layout read is PKWARE's APPNOTE: the end of central directory record (and its zip64
 // locator and record), central directory headers, local file headers; method 14 data starts with
@@ -41,24 +42,30 @@ struct ZipMember {
   bool local_header_found = false;        // a local header stands at that offset
   std::uint16_t local_method = 0;         // the method its local header names (low byte)
   std::int64_t mtime_s = 0;               // extended timestamp, else the DOS time
-  // The central directory or the local header names LZMA/XZ.
-  bool lzma() const noexcept;
+  // The central directory or the local header names a method whose decoder libarchive sizes
+  // from the data with no limit (LZMA, XZ, PPMd, zstd, ...): any but stored, deflate, deflate64
+  // and bzip2, whose memory is small and fixed.
+  bool unbounded() const noexcept;
 };
 
 struct ZipDirectory {
   std::vector<ZipMember> members;  // in directory order
-  bool any_lzma = false;           // some directory entry or local header names LZMA/XZ
+  bool any_unbounded = false;      // some member is unbounded() (LZMA, XZ, PPMd, ...)
   // Every entry the end record counts was read, names are unique, and every member's local
   // header is where its entry says and names the same method.
   bool consistent = false;
   // libarchive may read this zip: nothing in it can reach its unbounded LZMA decoder.
-  bool libarchive_may_read() const noexcept { return consistent && !any_lzma; }
+  bool libarchive_may_read() const noexcept { return consistent && !any_unbounded; }
 };
 
 // Reads the central directory of the zip open on `fd` (zip64 included; a prefix before the zip,
 // as in a self-extracting zip, is allowed) and each member's local header into `out`. False
 // when the directory cannot be found or read (or is over 64 MiB, about a million entries).
 bool read_zip_directory(int fd, ZipDirectory& out);
+
+// Methods whose decoders in libarchive take small, fixed memory: stored (0), deflate (8),
+// deflate64 (9), bzip2 (12); `method` is the low byte, as libarchive reads it.
+bool zip_method_is_bounded(std::uint16_t method) noexcept;
 
 class ZipMemberReader {
  public:
