@@ -468,6 +468,31 @@ class Resolver {
   std::string inst_name_;
 };
 
+// A user-given value: a flag, a CHSYNC_* variable or a key of the file (not a default, not an
+// ambient LANGFUSE_*/OTEL_* fallback).
+bool user_given(const BackendSpec& spec, const std::string& key) {
+  auto it = spec.sources.find(key);
+  if (it == spec.sources.end()) return false;
+  const std::string& s = it->second;
+  return s.rfind("flag ", 0) == 0 || s.rfind("env CHSYNC_", 0) == 0 || s.rfind("file ", 0) == 0;
+}
+
+// "--host" for a flag, else "env CHSYNC_HOST (--host)" / "file P [sync] (--host)".
+std::string named_source(const BackendSpec& spec, const std::string& key) {
+  const std::string& s = spec.sources.at(key);
+  return s.rfind("flag ", 0) == 0 ? s.substr(5) : s + " (--" + key + ")";
+}
+
+// The full endpoint is used as is: a host given beside it (both by the user) would do nothing.
+void check_endpoint_beside_host(const BackendSpec& spec) {
+  if (spec.settings.count("endpoint") && spec.settings.count("host") &&
+      user_given(spec, "endpoint") && user_given(spec, "host"))
+    throw ConfigError(fmt::format(
+        "{} does nothing for --backend {} beside {} (a full endpoint is used as is); give one "
+        "of them",
+        named_source(spec, "host"), spec.instance, named_source(spec, "endpoint")));
+}
+
 // Whether a chosen instance takes a given flag: "" when it does, else why not.
 std::string why_not_applied(const BackendTypeDecl& t, const BackendSpec& spec,
                             const std::string& flag, const OptionDecl** declared) {
@@ -809,6 +834,7 @@ std::vector<BackendSpec> resolve_backends(const std::vector<std::string>& backen
     out.push_back(std::move(spec));
   }
   check_flags_apply(types, out, given);
+  for (const auto& spec : out) check_endpoint_beside_host(spec);
   return out;
 }
 

@@ -263,6 +263,14 @@ class ConfigAndFlagsTest(TempTestCase):
         self.assert_usage_error(["sync", EXAMPLES, "--backend", "otlp", "--backend", "phoenix"],
                                 "env CHSYNC_ENDPOINT (--endpoint) would send --backend otlp, "
                                 "phoenix", env=clean_env(CHSYNC_ENDPOINT="http://127.0.0.1:9/"))
+        # Within one backend too: a full --endpoint is used as is, a --host beside it did nothing.
+        self.assert_usage_error(["sync", EXAMPLES, "--backend", "langfuse", "--endpoint",
+                                 "http://127.0.0.1:9/x", "--host", "http://127.0.0.1:8"],
+                                "--host does nothing for --backend langfuse beside --endpoint",
+                                env=env)
+        c = self.print_config("--backend", "langfuse", "--endpoint", "http://127.0.0.1:9/x",
+                              env=dict(env, LANGFUSE_HOST="http://127.0.0.1:8"))  # ambient: fine
+        self.assertEqual(c["backends"][0]["endpoint"], "http://127.0.0.1:9/x")
         c = self.print_config("--backend", "console", "--backend", "otlp", "--endpoint",
                               "http://127.0.0.1:9/v1/traces")
         self.assertEqual(c["backends"][1]["endpoint"], "http://127.0.0.1:9/v1/traces")
