@@ -130,10 +130,10 @@ int main(int argc, char** argv) {
     double s = run_threads(th, [&] {
       std::vector<char> buf(1 << 20);
       std::uint64_t n = 0;
-      for (std::size_t i; (i = next.fetch_add(1)) < paths.size();) {
+      for (std::size_t i = 0; (i = next.fetch_add(1)) < paths.size();) {
         int fd = ::open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) continue;
-        for (ssize_t r; (r = ::read(fd, buf.data(), buf.size())) > 0;)
+        for (ssize_t r = 0; (r = ::read(fd, buf.data(), buf.size())) > 0;)
           n += static_cast<std::size_t>(r);
         ::close(fd);
       }
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
       simdjson::ondemand::parser parser;
       std::string buf;
       std::uint64_t n = 0, l = 0, c = 0;
-      for (std::size_t i; (i = next.fetch_add(1)) < paths.size();) {
+      for (std::size_t i = 0; (i = next.fetch_add(1)) < paths.size();) {
         if (!slurp(paths[i], buf)) continue;
         n += buf.size();
         const char* p = buf.data();
@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
           bodies.push_back(std::make_shared<const std::string>(body));
         }
       };
-      for (std::size_t b; (b = next.fetch_add(1)) < bundles.size();) {
+      for (std::size_t b = 0; (b = next.fetch_add(1)) < bundles.size();) {
         BundleMapper m(mo, bundles[b], nullptr);
         for (std::size_t fi = 0; fi < bundles[b].files.size(); ++fi) {
           if (!slurp(bundles[b].files[fi].path, buf)) continue;
@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
             if (!nl) nl = end;
             ++ln;
             if (nl > p) {
-              const std::size_t off = static_cast<std::size_t>(p - buf.data());
+              const auto off = static_cast<std::size_t>(p - buf.data());
               m.add_line(fi, std::string_view(p, static_cast<std::size_t>(nl - p)),
                          buf.capacity() - off, ln, off);
             }

@@ -49,13 +49,13 @@ void open_store(const char* group, std::size_t units) {
   }
 }
 
-void setup_claims(const benchmark::State&) {
+void setup_claims(const benchmark::State& /*unused*/) {
   if (pg_url()) open_store("claims", 400000);
 }
-void setup_plain(const benchmark::State&) {
+void setup_plain(const benchmark::State& /*unused*/) {
   if (pg_url()) open_store("writes", 0);
 }
-void teardown(const benchmark::State&) { g_store.reset(); }
+void teardown(const benchmark::State& /*unused*/) { g_store.reset(); }
 
 // Claim one unit and complete it: the per-unit lease traffic of a worker (two round trips).
 void BM_PgClaimComplete(benchmark::State& state) {

@@ -1,5 +1,7 @@
 #include "pipeline/atomic_file.h"
 
+#include "pipeline/text.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,13 +34,13 @@ bool replace_file(const std::string& path, std::string_view content, mode_t mode
     // /dev/stdout, a FIFO: no rename possible; write in place (no O_CREAT: it exists).
     const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) {
-      error = path + ": " + std::strerror(errno);
+      error = path + ": " + errno_text(errno);
       return false;
     }
     const bool ok = write_all(fd, content);
     const int saved = errno;
     ::close(fd);
-    if (!ok) error = path + ": write failed: " + std::strerror(saved);
+    if (!ok) error = path + ": write failed: " + errno_text(saved);
     return ok;
   }
   std::vector<char> tmpl(path.begin(), path.end());
@@ -46,7 +48,7 @@ bool replace_file(const std::string& path, std::string_view content, mode_t mode
   tmpl.insert(tmpl.end(), suffix, suffix + sizeof(suffix));  // with the NUL
   const int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
   if (fd < 0) {
-    error = std::string(tmpl.data()) + ": " + std::strerror(errno);
+    error = std::string(tmpl.data()) + ": " + errno_text(errno);
     return false;
   }
   const std::string tmp(tmpl.data());
@@ -61,7 +63,7 @@ bool replace_file(const std::string& path, std::string_view content, mode_t mode
     saved = errno;
   }
   if (!ok) {
-    error = path + ": " + std::strerror(saved);
+    error = path + ": " + errno_text(saved);
     ::unlink(tmp.c_str());
   }
   return ok;

@@ -19,7 +19,7 @@ bool base64_decode(std::string_view in, std::string& out) {
                                 reinterpret_cast<const unsigned char*>(in.data()),
                                 static_cast<int>(in.size()));
   if (n < 0) return false;
-  std::size_t len = static_cast<std::size_t>(n);
+  auto len = static_cast<std::size_t>(n);
   // EVP_DecodeBlock counts padding bytes as output: drop them.
   if (!in.empty() && in.back() == '=') --len;
   if (in.size() > 1 && in[in.size() - 2] == '=') --len;

@@ -67,6 +67,7 @@ template <typename T>
 class BoundedQueue {
  public:
   explicit BoundedQueue(std::uint64_t capacity_bytes) : capacity_bytes_(capacity_bytes) {}
+  ~BoundedQueue() = default;
   BoundedQueue(const BoundedQueue&) = delete;
   BoundedQueue& operator=(const BoundedQueue&) = delete;
 

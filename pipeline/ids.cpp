@@ -10,16 +10,16 @@ namespace chsync {
 struct IdHasher::Impl {
   EVP_MD* md = nullptr;
   EVP_MD_CTX* ctx = nullptr;
-  Impl() {
-    md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    ctx = EVP_MD_CTX_new();
+  Impl() : md(EVP_MD_fetch(nullptr, "SHA256", nullptr)), ctx(EVP_MD_CTX_new()) {
     if (!md || !ctx) throw std::runtime_error("OpenSSL: cannot fetch SHA256");
   }
   ~Impl() {
     EVP_MD_CTX_free(ctx);
     EVP_MD_free(md);
   }
-  std::array<std::uint8_t, 32> digest(std::initializer_list<std::string_view> parts) {
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  std::array<std::uint8_t, 32> digest(std::initializer_list<std::string_view> parts) const {
     std::array<std::uint8_t, 32> out{};
     EVP_DigestInit_ex2(ctx, md, nullptr);
     for (auto p : parts) EVP_DigestUpdate(ctx, p.data(), p.size());

@@ -7,7 +7,7 @@ void append_json_escaped(std::string& out, std::string_view s) {
   // Copy runs of bytes that need no escaping in one append: most text has none at all.
   std::size_t run = 0;
   for (std::size_t i = 0; i < s.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(s.data() + run, i - run);
     run = i + 1;

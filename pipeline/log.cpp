@@ -15,9 +15,10 @@
 
 namespace chsync::log {
 namespace {
-std::mutex g_mu;
-Format g_format = Format::kText;
-Level g_min = Level::kInfo;
+// The process-wide stderr logger's settings (--log-format, --log-level), set once at start-up.
+std::mutex g_mu;                  // NOLINT(*-avoid-non-const-global-variables): see above
+Format g_format = Format::kText;  // NOLINT(*-avoid-non-const-global-variables): see above
+Level g_min = Level::kInfo;       // NOLINT(*-avoid-non-const-global-variables): see above
 
 const char* level_name(Level l) {
   switch (l) {

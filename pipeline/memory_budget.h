@@ -34,9 +34,9 @@ class MemoryBudget {
   static constexpr std::uint64_t kMinQueueBytes = 32u << 20;
 
   MemoryBudget(std::uint64_t max_memory_bytes, bool reorder_buffer, std::size_t backend_instances)
-      : instances_(std::max<std::size_t>(backend_instances, 1)) {
-    delivered_ = max_memory_bytes / 16;
-    sending_ = max_memory_bytes / 4;
+      : instances_(std::max<std::size_t>(backend_instances, 1)),
+        delivered_(max_memory_bytes / 16),
+        sending_(max_memory_bytes / 4) {
     const std::uint64_t queues = std::max(max_memory_bytes - delivered_ - sending_, kMinQueueBytes);
     total_ = delivered_ + sending_ + queues;
     const bool send_queues = instances_ > 1;

@@ -86,7 +86,7 @@ bool StageThreads::running() const {
 }
 
 namespace {
-std::atomic<int> g_signal{0};
+std::atomic<int> g_signal{0};  // NOLINT(*-avoid-non-const-global-variables): signal handler
 
 extern "C" void on_signal(int signo) {
   int expected = 0;

@@ -84,7 +84,7 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) noexce
 }  // namespace
 
 bool parse_rfc3339_ms(std::string_view s, std::int64_t& epoch_ms) noexcept {
-  int y, mo, d, h, mi, se;
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0;
   if (!digits(s, 0, 4, y) || s.size() < 19 || s[4] != '-' || !digits(s, 5, 2, mo) || s[7] != '-' ||
       !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
       !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' ||
@@ -108,11 +108,11 @@ bool parse_rfc3339_ms(std::string_view s, std::int64_t& epoch_ms) noexcept {
   if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
     ++pos;
   } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
-    int oh, om;
+    int oh = 0, om = 0;
     if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
         !digits(s, pos + 4, 2, om))
       return false;
-    offset_min = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
+    offset_min = (std::int64_t{oh} * 60 + om) * (s[pos] == '-' ? -1 : 1);
     pos += 6;
   } else {
     return false;
@@ -139,7 +139,7 @@ std::string format_rfc3339_ms(std::int64_t epoch_ms) {
   // civil_from_days
   days += 719468;
   const std::int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(days - era * 146097);
+  const auto doe = static_cast<unsigned>(days - era * 146097);
   const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
   std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
   const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);

@@ -148,6 +148,6 @@ std::size_t approx_bytes(const Span& span) noexcept;
 // RFC 3339 UTC with milliseconds: 2025-09-03T00:52:38.373Z
 std::string format_rfc3339_ms(std::int64_t epoch_ms);
 // Parses YYYY-MM-DDTHH:MM:SS[.fff...](Z|+hh:mm). Returns false on malformed input.
-bool parse_rfc3339_ms(std::string_view text, std::int64_t& epoch_ms) noexcept;
+bool parse_rfc3339_ms(std::string_view s, std::int64_t& epoch_ms) noexcept;
 
 }  // namespace chsync

@@ -1,6 +1,8 @@
 #include "pipeline/text.h"
 
+#include <array>
 #include <cctype>
+#include <cstring>
 
 namespace chsync {
 
@@ -64,6 +66,12 @@ std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept {
   // Step back over continuation bytes to the start of the sequence that would be split.
   while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
   return cut;
+}
+
+std::string errno_text(int err) {
+  std::array<char, 256> buf{};
+  // GNU strerror_r (_GNU_SOURCE, which g++ and clang++ define): returns buf or a static string.
+  return ::strerror_r(err, buf.data(), buf.size());
 }
 
 }  // namespace chsync

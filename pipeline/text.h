@@ -26,6 +26,11 @@ std::string percent_decode(std::string_view s);
 // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
 std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept;
 
+// The text of an errno value, as std::strerror gives it but from any thread: strerror may share
+// one buffer between threads (glibc documents it MT-Unsafe), and readers, the spool and the
+// console backend report I/O errors from worker threads.
+std::string errno_text(int err);
+
 // The longest prefix of s of at most max_bytes bytes that does not split a UTF-8 sequence.
 std::size_t utf8_cut(std::string_view s, std::size_t max_bytes) noexcept;
 

@@ -76,7 +76,9 @@ fs::path self_dir() {
 // Returns the exit status, or -1 when it could not run.
 int run_child(const std::vector<std::string>& argv, bool quiet_stdout, bool quiet_stderr = false) {
   std::vector<char*> av;
-  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+  av.reserve(argv.size() + 1);
+  // execvp takes char* const[] for C's sake and does not write the strings.
+  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));  // NOLINT(*-const-cast)
   av.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) return -1;

@@ -75,7 +75,7 @@ std::string num(double v) {
 }
 
 std::string human_bytes(std::uint64_t n) {
-  const double d = static_cast<double>(n);
+  const auto d = static_cast<double>(n);
   if (d >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", d / (1024.0 * 1024 * 1024));
   if (d >= 1024.0 * 1024) return fmt::format("{:.2f} MiB", d / (1024.0 * 1024));
   if (d >= 1024.0) return fmt::format("{:.1f} KiB", d / 1024.0);
@@ -462,7 +462,7 @@ std::string render_html(const BenchResult& r) {
   const bool rate_in_spans = r.rate_unit == "spans/s";
   for (std::size_t i = 0; i < n; ++i) {
     const auto& s = r.timeline[i];
-    const double x = static_cast<double>(i);
+    const auto x = static_cast<double>(i);
     if (s.latency.count()) {
       for (auto* se : {&p50, &p99, &mx}) se->x.push_back(x);
       p50.y.push_back(ms(s.latency.percentile_us(50)));

@@ -24,6 +24,6 @@ struct ReplayOptions {
   bool insecure = false;
   log::Logger log;  // errors per line and per request; the summary goes to stdout
 };
-int cmd_replay_dead_letters(const ReplayOptions& options);
+int cmd_replay_dead_letters(const ReplayOptions& ro);
 
 }  // namespace chsync

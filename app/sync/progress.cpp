@@ -170,7 +170,7 @@ std::string one_line(const std::string& text, std::size_t max_chars) {
   std::string out;
   std::size_t cols = 0;
   for (std::size_t i = 0; i < text.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const auto c = static_cast<unsigned char>(text[i]);
     std::string piece;
     if (c == '\n') piece = "\\n";
     else if (c == '\r') piece = "\\r";

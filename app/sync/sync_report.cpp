@@ -44,7 +44,7 @@ void write_counts(JsonWriter& w, const std::map<std::string, std::uint64_t>& cou
                   std::uint64_t total) {
   w.begin_object();
   // Kinds and pattern names: escaped like every string (issue 20 #15).
-  for (auto& [k, v] : counts) w.field(k, v);
+  for (const auto& [k, v] : counts) w.field(k, v);
   w.field("total", total).end_object();
 }
 
@@ -69,7 +69,7 @@ void write_whole(const std::string& path, const std::string& text, const log::Lo
 
 SyncRun::Totals SyncRun::totals() const {
   Totals t;
-  for (auto& inst : instances_) {
+  for (const auto& inst : instances_) {
     const auto st = inst->exporter->stats();
     const DeliveryCounts c = inst->ledger->counts();
     t.spans_synced += c.delivered;
@@ -90,7 +90,7 @@ SyncRun::Totals SyncRun::totals() const {
     t.repeated += st.spans_maybe_repeated;
     t.bytes_wire += st.bytes_wire;
     t.bytes_raw += st.bytes_raw;
-    for (auto& [k, v] : st.retries) t.retries[k] += v;
+    for (const auto& [k, v] : st.retries) t.retries[k] += v;
   }
   t.bytes_read = workers_->bytes_read();
   t.bad_lines = problems_->bad_lines_by_kind();
@@ -169,7 +169,7 @@ void SyncRun::write_report(const Totals& t, int code, double secs) const {
       .field("turns_held", t.map.turns_held)
       .field("requests", t.requests);
   std::uint64_t rsum = 0;
-  for (auto& [k, v] : t.retries) rsum += v;
+  for (const auto& [k, v] : t.retries) rsum += v;
   write_counts(w.key("retries"), t.retries, rsum);
   w.field("dead_letters", t.dead);
   if (redactor_) write_counts(w.key("redactions"), redactor_->counts(), redactor_->total());
@@ -197,7 +197,7 @@ void SyncRun::write_report(const Totals& t, int code, double secs) const {
               wq.push_blocked_ns.load() / 1000000);
   write_stage(w.key("result_queue"), rq.pushed_items.load(), rq.pushed_bytes.load(),
               rq.push_blocked_ns.load() / 1000000);
-  for (auto& inst : instances_) {
+  for (const auto& inst : instances_) {
     const auto st = inst->exporter->stats();
     // A user-given name, escaped (issue 20 #15).
     write_stage(w.key("sender." + inst->spec.instance), inst->ledger->counts().delivered,
@@ -246,7 +246,7 @@ void SyncRun::print_summary(const Totals& t, double secs) const {
   sum.spans_mapped = t.map.spans;
   sum.seconds = secs;
   if (t.dead > 0 && state_) sum.dead_letter_path = dead_letter_path(opt_.db_path);
-  for (auto& inst : instances_) {
+  for (const auto& inst : instances_) {
     const ExporterStats st = inst->exporter->stats();
     const DeliveryCounts c = inst->ledger->counts();
     BackendSummary b;
@@ -256,7 +256,7 @@ void SyncRun::print_summary(const Totals& t, double secs) const {
     b.dead = c.dead;
     b.failed = c.failed;
     b.rejected = st.spans_rejected;
-    for (auto& [k, v] : st.retries) b.retries += v;
+    for (const auto& [k, v] : st.retries) b.retries += v;
     b.requests = st.requests;
     b.fatal = inst->exporter->fatal();
     if (b.fatal) b.fatal_reason = inst->exporter->fatal_reason();

@@ -180,7 +180,7 @@ ProgressSnapshot SyncRun::progress_snapshot() const {
   ps.files_done = dispatcher_->files_done();
   ps.bytes_done = dispatcher_->disk_bytes_done();
   ps.bytes_read = workers_->bytes_read();
-  for (auto& inst : instances_) {
+  for (const auto& inst : instances_) {
     auto st = inst->exporter->stats();
     ps.spans_sent += st.spans_delivered;
     ps.dead += st.spans_dead;
@@ -194,7 +194,7 @@ ProgressSnapshot SyncRun::progress_snapshot() const {
 WorkerProgress SyncRun::worker_progress() const {
   WorkerProgress p;
   if (lease_) p.units_done = lease_->counts().done;
-  for (auto& inst : instances_) p.spans_sent += inst->ledger->counts().delivered;
+  for (const auto& inst : instances_) p.spans_sent += inst->ledger->counts().delivered;
   p.bytes_read = workers_->bytes_read();
   return p;
 }
@@ -217,7 +217,7 @@ void SyncRun::sample_metrics(std::vector<MetricSample>& out) const {
       d(work_->counters().push_blocked_ns.load()) / 1e9);
   add("chsync_stage_blocked_seconds_total", metric_label("stage", "mapper"),
       d(results_->counters().push_blocked_ns.load()) / 1e9);
-  for (auto& inst : instances_) {
+  for (const auto& inst : instances_) {
     const std::string b = metric_label("backend", inst->spec.instance);
     const DeliveryCounts c = inst->ledger->counts();
     add("chsync_spans_synced_total", b, d(c.delivered));
@@ -225,9 +225,9 @@ void SyncRun::sample_metrics(std::vector<MetricSample>& out) const {
     const ExporterStats st = inst->exporter->stats();
     add("chsync_bytes_sent_total", b, d(st.bytes_wire));
     add("chsync_in_flight_requests", b, d(st.in_flight));
-    for (auto& [code, n] : st.status_counts)
+    for (const auto& [code, n] : st.status_counts)
       add("chsync_requests_total", b + "," + metric_label("status", std::to_string(code)), d(n));
-    for (auto& [cause, n] : st.retries)
+    for (const auto& [cause, n] : st.retries)
       add("chsync_retries_total", b + "," + metric_label("cause", cause), d(n));
     add("chsync_stage_blocked_seconds_total",
         metric_label("stage", "sender." + inst->spec.instance), d(st.time_blocked_ms) / 1e3);

@@ -79,6 +79,9 @@ class SyncRun {
     std::unique_ptr<DeliveryLedger> ledger;
     // The exporter goes first: its threads may still call the ledger until it is destroyed.
     ~Instance() { exporter.reset(); }
+    Instance() = default;
+    Instance(const Instance&) = delete;
+    Instance& operator=(const Instance&) = delete;
   };
   // What the report and the summary line say, summed over the instances.
   struct Totals {

@@ -42,6 +42,9 @@ class WritingExporter : public Exporter {
   ~WritingExporter() override {
     if (own_fd_ && fd_ >= 0) ::close(fd_);
   }
+  // A copy would close fd_ twice.
+  WritingExporter(const WritingExporter&) = delete;
+  WritingExporter& operator=(const WritingExporter&) = delete;
 
   std::string_view instance() const noexcept override { return instance_; }
 
@@ -111,7 +114,7 @@ class WritingExporter : public Exporter {
   }
 
  public:
-  bool stop(std::chrono::milliseconds) noexcept override { return true; }
+  bool stop(std::chrono::milliseconds /*drain_timeout*/) noexcept override { return true; }
   bool fatal() const noexcept override {
     std::lock_guard lock(mu_);
     return fatal_;
@@ -132,7 +135,7 @@ class WritingExporter : public Exporter {
       ssize_t n = ::write(fd_, data.data() + off, data.size() - off);
       if (n < 0) {
         if (errno == EINTR) continue;
-        std::string why = std::string("write failed: ") + std::strerror(errno);
+        std::string why = std::string("write failed: ") + errno_text(errno);
         std::lock_guard lock(mu_);
         fatal_ = true;
         fatal_reason_ = std::move(why);
@@ -198,7 +201,7 @@ std::unique_ptr<Exporter> make_console_exporter(std::string instance, ConsoleFor
 
 std::unique_ptr<Exporter> make_file_exporter(std::string instance, const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + errno_text(errno));
   return std::make_unique<WritingExporter>(std::move(instance), ConsoleFormat::kJson, fd, true,
                                            false);
 }

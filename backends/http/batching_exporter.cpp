@@ -60,7 +60,7 @@ BatchingHttpExporter::BatchingHttpExporter(BatchingOptions options, Url url,
 }
 
 BatchingHttpExporter::~BatchingHttpExporter() {
-  bool stopped;
+  bool stopped = false;
   {
     std::lock_guard lock(mu_);
     stopped = stopped_;
@@ -257,7 +257,7 @@ void BatchingHttpExporter::dispatch(Batch&& batch, Clock::time_point deadline) {
   });
 }
 
-std::vector<std::string_view> BatchingHttpExporter::views_of(const Flight& f, const Part& p) const {
+std::vector<std::string_view> BatchingHttpExporter::views_of(const Flight& f, const Part& p) {
   std::vector<std::string_view> v;
   v.reserve(p.items.size());
   const auto& ends = f.batch.ends;
@@ -575,7 +575,7 @@ bool BatchingHttpExporter::stop(milliseconds drain_timeout) noexcept {
       cur_ = Batch{};
     }
     std::vector<Ack> acks;
-    bool ok;
+    bool ok = false;
     {
       std::unique_lock lock(mu_);
       ok = cv_.wait_until(lock, deadline, [&] { return flights_.empty(); });

@@ -200,11 +200,11 @@ class BatchingHttpExporter : public Exporter {
   // kDead for positions `which` of part p (all when empty).
   void dead_locked(const Flight& f, const Part& p, const std::vector<std::uint32_t>& which,
                    int status, std::string reason, std::vector<Ack>& acks);
-  void fail_all_locked(Flight& f, std::vector<Ack>& acks, const std::string& reason);
+  static void fail_all_locked(Flight& f, std::vector<Ack>& acks, const std::string& reason);
   void set_fatal_locked(std::string reason);
   void note_error_locked(const std::string& what);  // stats_.last_error + a debug line
   const log::Logger& logger() const { return options_.logger; }
-  std::vector<std::string_view> views_of(const Flight& f, const Part& p) const;
+  static std::vector<std::string_view> views_of(const Flight& f, const Part& p);
   std::string excerpt(const Response& r) const;
   void deliver(std::vector<Ack>& acks);
   void fail_batch(Batch&& batch, std::string reason);

@@ -51,7 +51,7 @@ struct BoundedStringBody {
   class reader {
    public:
     template <bool isRequest, class Fields>
-    reader(bhttp::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+    reader(bhttp::header<isRequest, Fields>& /*unused*/, value_type& body) : body_(body) {}
     void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
       if (length)
         body_.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, body_.limit)));
@@ -60,6 +60,7 @@ struct BoundedStringBody {
     template <class ConstBufferSequence>
     std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
       std::size_t n = 0;
+      // NOLINTNEXTLINE(readability-qualified-auto): a pointer for one buffer type, not for all
       for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
            ++it) {
         const asio::const_buffer b = *it;
@@ -73,6 +74,7 @@ struct BoundedStringBody {
       ec = {};
       return n;
     }
+    // NOLINTNEXTLINE(readability-convert-member-functions-to-static): Beast BodyReader interface
     void finish(beast::error_code& ec) { ec = {}; }
 
    private:
@@ -108,7 +110,7 @@ std::optional<Url> parse_url(std::string_view s) {
   Url u;
   auto lower_prefix = [&](std::string_view p) {
     if (s.size() < p.size()) return false;
-    for (std::size_t i = 0; i < p.size(); ++i)
+    for (std::size_t i = 0; i < p.size(); ++i)  // NOLINT(modernize-loop-convert): indexes s too
       if (std::tolower(static_cast<unsigned char>(s[i])) != p[i]) return false;
     return true;
   };
@@ -334,6 +336,8 @@ class ClientImpl final : public Transport {
   }
 
   ~ClientImpl() override { shutdown(); }
+  ClientImpl(const ClientImpl&) = delete;
+  ClientImpl& operator=(const ClientImpl&) = delete;
 
   void post(Request req, ResponseFn done) override {
     start(std::move(req), std::move(done), false);

@@ -31,7 +31,7 @@ struct Url {
   std::string host_header() const;  // host[:port] when the port is not the default
 };
 // Parses http:// and https:// URLs. nullopt when malformed or another scheme.
-[[nodiscard]] std::optional<Url> parse_url(std::string_view url);
+[[nodiscard]] std::optional<Url> parse_url(std::string_view s);
 
 struct Request {
   Url url;

@@ -13,8 +13,8 @@
 namespace chsync::http {
 
 std::chrono::milliseconds RetryPolicy::backoff_cap(std::uint32_t n) const noexcept {
-  const double base = static_cast<double>(initial_backoff.count());
-  const double cap = static_cast<double>(max_backoff.count());
+  const auto base = static_cast<double>(initial_backoff.count());
+  const auto cap = static_cast<double>(max_backoff.count());
   const double v =
       base * std::pow(multiplier < 1.0 ? 1.0 : multiplier, static_cast<double>(std::min(n, 62u)));
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(v, cap)));
@@ -117,7 +117,7 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
   if (year > 2200) return std::chrono::milliseconds::max();
   const std::int64_t epoch_s =
       days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(day)) * 86400 +
-      hh * 3600 + mm * 60 + ss;
+      std::int64_t{hh} * 3600 + std::int64_t{mm} * 60 + ss;
   const auto target = std::chrono::system_clock::time_point(std::chrono::seconds(epoch_s));
   if (target <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(target - now);

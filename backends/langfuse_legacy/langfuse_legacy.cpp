@@ -258,6 +258,7 @@ void append_item(std::string& out, const std::vector<EventRef>& evs) {
 void encode_legacy_span(const Span& span, const EventOptions& options, std::string& out) {
   const auto evs = legacy_events(span, options, export_time_now());
   std::vector<EventRef> refs;
+  refs.reserve(evs.size());
   for (const auto& e : evs) refs.push_back({id_of(e), e});
   append_item(out, refs);
 }

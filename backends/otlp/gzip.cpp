@@ -38,6 +38,7 @@ bool gzip_zlib(std::string_view in, std::string& out, int level) {
   z_stream zs{};
   if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
   out.resize(deflateBound(&zs, static_cast<uLong>(in.size())) + 32);
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): zlib reads next_in, never writes it
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   zs.avail_in = static_cast<uInt>(in.size());
   zs.next_out = reinterpret_cast<Bytef*>(out.data());
@@ -54,6 +55,7 @@ bool gunzip(std::string_view in, std::string& out) {
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 16) != Z_OK) return false;
   out.clear();
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): zlib reads next_in, never writes it
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   zs.avail_in = static_cast<uInt>(in.size());
   char buf[65536];

@@ -30,9 +30,9 @@ std::string host_name() {
   return buf;
 }
 bool contains_ci(std::string_view hay, std::string_view needle) {
-  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
-    return std::tolower(static_cast<unsigned char>(a)) == b;
-  });
+  const auto* it =
+      std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
+                  [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
   return it != hay.end();
 }
 
@@ -191,13 +191,14 @@ http::BatchingOptions batching_options(const OtlpOptions& o) {
 }
 }  // namespace
 
-OtlpExporter::OtlpExporter(OtlpOptions options, http::Url url,
+OtlpExporter::OtlpExporter(const OtlpOptions& options, http::Url url,
                            std::unique_ptr<http::Transport> transport)
     : http::BatchingHttpExporter(batching_options(options), std::move(url), std::move(transport),
                                  std::make_unique<OtlpCodec>(options)) {}
 
 const std::string& OtlpExporter::resource_bytes() const noexcept {
-  return static_cast<const OtlpCodec&>(codec()).resource();
+  // The codec is the OtlpCodec the constructor passed, and only that.
+  return static_cast<const OtlpCodec&>(codec()).resource();  // NOLINT(*-static-cast-downcast)
 }
 
 std::unique_ptr<Exporter> make_otlp_exporter(OtlpOptions options, std::string* error) {

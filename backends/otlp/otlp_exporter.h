@@ -68,7 +68,8 @@ struct OtlpOptions {
 class OtlpExporter final : public http::BatchingHttpExporter {
  public:
   // transport: the network seam (make_http_client in production, a fake in tests).
-  OtlpExporter(OtlpOptions options, http::Url url, std::unique_ptr<http::Transport> transport);
+  OtlpExporter(const OtlpOptions& options, http::Url url,
+               std::unique_ptr<http::Transport> transport);
   // The encoded Resource message every request carries (tests).
   const std::string& resource_bytes() const noexcept;
 };

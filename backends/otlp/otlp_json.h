@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "backends/otlp/otlp_proto.h"
 
@@ -14,7 +15,7 @@ namespace chsync::otlp {
 
 class JsonSpanEncoder {
  public:
-  explicit JsonSpanEncoder(EncoderOptions options = {}) : attrs_(options) {}
+  explicit JsonSpanEncoder(EncoderOptions options = {}) : attrs_(std::move(options)) {}
   std::size_t append_span(const Span& span, std::string& out);
 
  private:

@@ -82,7 +82,7 @@ char* write_attr(char* p, const SpanEncoder::Attr& a) {
       break;
     case T::kDouble: {
       *p++ = kTagAnyDouble;
-      std::uint64_t bits;
+      std::uint64_t bits = 0;
       std::memcpy(&bits, &a.dbl, 8);
       p = put_fixed64(p, bits);
       break;
@@ -240,7 +240,7 @@ struct Reader {
   }
   // Reads a field; for LEN fields sets data; for others skips the value into v.
   bool field(std::uint32_t& num, std::uint32_t& wire, std::uint64_t& v, std::string_view& data) {
-    std::uint64_t tag;
+    std::uint64_t tag = 0;
     if (!varint(tag)) return false;
     num = static_cast<std::uint32_t>(tag >> 3);
     wire = static_cast<std::uint32_t>(tag & 7);
@@ -255,7 +255,7 @@ struct Reader {
         p += 4;
         return true;
       case 2: {
-        std::uint64_t len;
+        std::uint64_t len = 0;
         if (!varint(len) || static_cast<std::uint64_t>(end - p) < len) return false;
         data = std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(len));
         p += len;
@@ -267,7 +267,7 @@ struct Reader {
 };
 
 Reader reader_of(std::string_view s) {
-  auto* b = reinterpret_cast<const std::uint8_t*>(s.data());
+  const auto* b = reinterpret_cast<const std::uint8_t*>(s.data());
   return Reader{b, b + s.size()};
 }
 
@@ -277,7 +277,7 @@ template <class F>
 bool for_each_field(std::string_view message, F&& fn) {
   Reader r = reader_of(message);
   while (r.p != r.end) {
-    std::uint32_t num, wire;
+    std::uint32_t num = 0, wire = 0;
     std::uint64_t v = 0;
     std::string_view data;
     if (!r.field(num, wire, v, data) || !fn(num, wire, v, data)) return false;

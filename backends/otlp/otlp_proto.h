@@ -91,7 +91,6 @@ class SpanEncoder {
   // valid until the next call).
   const std::vector<Attr>& collect_attributes(const Span& span);
 
- public:
   static Attr make_attr(std::string_view k, Attr::Type t, std::string_view v = {}) {
     return make(k, t, v);
   }

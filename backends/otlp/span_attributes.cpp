@@ -75,7 +75,7 @@ SpanEncoder::SpanEncoder(EncoderOptions options) : options_(std::move(options)) 
   std::vector<std::string> tags = {"claude-code"};
   for (const auto& t : options_.tags)
     if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
-  tags_json_ = "[";
+  tags_json_ = "[";  // NOLINT(*-prefer-member-initializer): built by the loop below
   for (std::size_t i = 0; i < tags.size(); ++i) {
     if (i) tags_json_ += ',';
     json_str(tags_json_, tags[i]);

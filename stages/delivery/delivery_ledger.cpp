@@ -287,7 +287,7 @@ std::vector<std::uint64_t> DeliveryLedger::carry_over() const {
   std::vector<std::uint64_t> carry;
   std::lock_guard lock(mu_);
   for (auto k : w_.dedupe->in_flight_keys())
-    if (!w_.dedupe->delivered_before(k) && !recovered_.count(k))
+    if (!w_.dedupe->delivered_before(k) && !recovered_.contains(k))
       carry.insert(carry.end(), w_.dedupe->sends_before(k), k);
   return carry;
 }

@@ -90,6 +90,7 @@ class DeliveryLedger {
     FencesFn fences;                // lease mode: the in-flight record is fenced
   };
   explicit DeliveryLedger(Wiring wiring);
+  ~DeliveryLedger() = default;
   DeliveryLedger(const DeliveryLedger&) = delete;
   DeliveryLedger& operator=(const DeliveryLedger&) = delete;
 

@@ -7,12 +7,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 #include <string_view>
 #include <utility>
 
+#include "pipeline/text.h"
 #include "stages/reader/archive_reader.h"
 #include "stages/reader/reader.h"
 
@@ -85,8 +88,8 @@ std::string read_head(const FileRef& f, std::size_t bytes, std::uint64_t max_win
   std::string head;
   ReaderOptions o;
   o.max_window_bytes = max_window_bytes;
-  o.chunk_bytes = 64 * 1024;
-  o.max_line_bytes = 64 * 1024;
+  o.chunk_bytes = std::size_t{64} * 1024;
+  o.max_line_bytes = std::size_t{64} * 1024;
   std::size_t lines = 0;
   read_lines(
       f, o,
@@ -99,10 +102,16 @@ std::string read_head(const FileRef& f, std::size_t bytes, std::uint64_t max_win
   return head;
 }
 
+// realpath(3) of path (symbolic links resolved), or path itself when it cannot be resolved.
+std::string real_path_or(const std::string& path) {
+  const std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr),
+                                                         &std::free);
+  return real ? std::string(real.get()) : path;
+}
+
 bool glob_match(const std::vector<std::string>& globs, const std::string& s) {
-  for (const auto& g : globs)
-    if (::fnmatch(g.c_str(), s.c_str(), 0) == 0) return true;
-  return false;
+  return std::any_of(globs.begin(), globs.end(),
+                     [&](const std::string& g) { return ::fnmatch(g.c_str(), s.c_str(), 0) == 0; });
 }
 
 class Walker {
@@ -113,7 +122,7 @@ class Walker {
   void walk_root(const std::string& root) {
     struct stat st {};
     if (::stat(root.c_str(), &st) != 0) {
-      error(root, errno == ENOENT ? "missing" : "unreadable", std::strerror(errno));
+      error(root, errno == ENOENT ? "missing" : "unreadable", errno_text(errno));
       return;
     }
     std::string r = root;
@@ -151,7 +160,7 @@ class Walker {
     }
     DIR* d = ::opendir(dir.c_str());
     if (!d) {
-      error(dir, "unreadable", std::strerror(errno));
+      error(dir, "unreadable", errno_text(errno));
       return;
     }
     std::vector<std::string> names;
@@ -163,12 +172,14 @@ class Walker {
     ::closedir(d);
     std::sort(names.begin(), names.end());
     for (const auto& n : names) {
-      std::string p = dir + "/" + n;
+      std::string p = dir;
+      p += '/';
+      p += n;
       struct stat lst {};
       if (::lstat(p.c_str(), &lst) != 0) continue;
       if (S_ISLNK(lst.st_mode)) {
         if (::stat(p.c_str(), &st) != 0) {
-          error(p, errno == ELOOP ? "symlink_loop" : "broken_symlink", std::strerror(errno));
+          error(p, errno == ELOOP ? "symlink_loop" : "broken_symlink", errno_text(errno));
           continue;
         }
         if (!opt_.follow_symlinks) continue;
@@ -189,15 +200,13 @@ class Walker {
     std::string_view stem;
     if (!transcript_kind(name, kind, stem)) return;
     if (::access(path.c_str(), R_OK) != 0) {
-      error(path, "unreadable", std::strerror(errno));
+      error(path, "unreadable", errno_text(errno));
       return;
     }
     Candidate c;
     c.ref.kind = kind;
     c.ref.path = path;
-    char* real = ::realpath(path.c_str(), nullptr);
-    c.ref.key = real ? real : path;
-    std::free(real);
+    c.ref.key = real_path_or(path);
     std::string rel = path.size() > root_.size() && path.compare(0, root_.size(), root_) == 0
                           ? path.substr(root_.size() + 1)
                           : path;
@@ -222,9 +231,7 @@ void list_archive(const std::string& path, const DiscoverOptions& opt, DiscoverR
                   std::vector<Candidate>& out) {
   struct stat ast {};
   ::stat(path.c_str(), &ast);
-  char* real = ::realpath(path.c_str(), nullptr);
-  std::string apath = real ? real : path;
-  std::free(real);
+  std::string apath = real_path_or(path);
   ArchiveReader ar(path, opt.max_decoder_window_bytes);
   // A zstd window over the budget is not damage: the archive is refused (members listed before
   // a later frame asked for it are kept and read up to there, like a cut archive).
@@ -257,8 +264,12 @@ void list_archive(const std::string& path, const DiscoverOptions& opt, DiscoverR
     c.ref.kind = SourceKind::kArchiveMember;
     c.ref.path = path;
     c.ref.member = member;
-    c.ref.key = apath + "!" + member;
-    c.ref.display = path + "!" + member;
+    c.ref.key = apath;
+    c.ref.key += '!';
+    c.ref.key += member;
+    c.ref.display = path;
+    c.ref.display += '!';
+    c.ref.display += member;
     c.ref.size = e.size;
     c.ref.mtime_ms = e.mtime_s * 1000;
     c.ref.settles = false;  // archived files are final by definition
@@ -266,7 +277,7 @@ void list_archive(const std::string& path, const DiscoverOptions& opt, DiscoverR
     c.stem = std::string(stem);
     if (c.stem.rfind("agent-", 0) == 0 && session_dir_of_subagent(c.dir).empty()) {
       // Flat 2.0.x sibling: peek its first bytes for the parent sessionId.
-      std::string head(64 * 1024, '\0');
+      std::string head(std::size_t{64} * 1024, '\0');
       const long n = ar.read(head.data(), head.size());
       head.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
       c.session = peek_session_id(head);
@@ -326,8 +337,8 @@ DiscoverResult discover(const std::vector<std::string>& inputs, const DiscoverOp
         } else {
           c.project = std::string(basename_of(c.dir));
           if (c.session.empty() && c.ref.kind != SourceKind::kArchiveMember)
-            c.session =
-                peek_session_id(read_head(c.ref, 16 * 1024, options.max_decoder_window_bytes));
+            c.session = peek_session_id(
+                read_head(c.ref, std::size_t{16} * 1024, options.max_decoder_window_bytes));
         }
       } else {
         c.session = c.stem;

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <numeric>
+#include <string_view>
 
 namespace chsync {
 
@@ -113,7 +114,7 @@ void Dispatcher::dispatch(BundleResult& r) {
       std::uint64_t bytes =
           std::accumulate(out.begin(), out.end(), std::uint64_t{64},
                           [](std::uint64_t n, const Span& sp) { return n + approx_bytes(sp); });
-      for (auto e : encoded) bytes += e.size() + sizeof(e);
+      for (auto e : encoded) bytes += e.size() + sizeof(std::string_view);
       SendItem item{
           bi, std::move(out), repeats, false, encoded.empty() ? nullptr : enc, std::move(encoded)};
       if (send_queues_[ii]->push(std::move(item), bytes)) continue;

@@ -102,7 +102,7 @@ class Dispatcher {
   void dispatch(BundleResult& r);
   void send_to(const Route& route, std::size_t bundle, std::vector<Span>&& out,
                const std::vector<std::string_view>& encoded, std::uint64_t repeats);
-  void run_sender(std::size_t route);
+  void run_sender(std::size_t ii);
   void idle_flush();
   void run_ordered();
   bool stopping() const { return stop_.load() || (w_.stop_requested && w_.stop_requested()); }

@@ -73,7 +73,9 @@ struct MemberRead {
   bool damage_local = false;    // the damage is the member's own; the archive walk goes on
 };
 
-std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 1048576.0); }
+std::string mib(std::uint64_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / 1048576.0);
+}
 
 MemberRead read_member(ArchiveReader& ar, SpoolDir& spool, std::uint64_t declared,
                        std::uint64_t pending_bytes, std::uint64_t pending_cap,

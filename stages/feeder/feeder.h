@@ -61,6 +61,7 @@ class Feeder {
     std::uint64_t zstd_window_bytes = 0;
   };
   explicit Feeder(Wiring wiring) : w_(std::move(wiring)), spool_(w_.max_spool_bytes) {}
+  ~Feeder() = default;
   Feeder(const Feeder&) = delete;
   Feeder& operator=(const Feeder&) = delete;
 

@@ -249,7 +249,7 @@ void LeaseUnits::claim_and_feed(const LeaseFeedOptions& options, const FeedFn& f
     }
     feeder_idle_ = false;
     for (const auto& cu : got) {
-      if (!unit_by_key_.count(cu.key)) {
+      if (!unit_by_key_.contains(cu.key)) {
         foreign.push_back(cu.key);
         try {
           table_.release(UnitFence{cu.key, cu.fence});

@@ -50,6 +50,7 @@ class LeaseUnits {
   // database error: start-up). Work-table trouble, take-overs and waits are logged to `logger`.
   LeaseUnits(WorkTable& table, const std::vector<Bundle>& bundles,
              const std::vector<bool>& any_need, log::Logger logger);
+  ~LeaseUnits() = default;
   LeaseUnits(const LeaseUnits&) = delete;
   LeaseUnits& operator=(const LeaseUnits&) = delete;
 
@@ -74,7 +75,7 @@ class LeaseUnits {
   void on_push(std::size_t bundle, std::uint64_t instances);
   void bundle_dispatched();
   // fenced: some of its spans were refused by the fence (the unit changed hands).
-  void bundle_finalized(std::size_t bundle, bool failed, bool fenced);
+  void bundle_finalized(std::size_t seq, bool failed, bool fenced);
   // The units and fence tokens the refs' bundles were fed under (the fenced in-flight record).
   std::vector<UnitFence> fences_of(const std::vector<SpanRef>& refs) const;
 

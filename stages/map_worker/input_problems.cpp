@@ -37,7 +37,7 @@ std::map<std::string, std::uint64_t> InputProblems::bad_lines_by_kind() const {
 std::uint64_t InputProblems::bad_lines_total() const {
   std::lock_guard lock(bad_mu_);
   std::uint64_t n = 0;
-  for (auto& [k, v] : by_kind_) n += v;
+  for (const auto& [k, v] : by_kind_) n += v;
   return n;
 }
 

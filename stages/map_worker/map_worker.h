@@ -64,6 +64,7 @@ class MapWorkers {
     std::vector<EncodeAhead> encode;
   };
   explicit MapWorkers(Wiring wiring) : w_(std::move(wiring)), left_(w_.workers) {}
+  ~MapWorkers() = default;
   MapWorkers(const MapWorkers&) = delete;
   MapWorkers& operator=(const MapWorkers&) = delete;
 

@@ -396,6 +396,7 @@ namespace {
 // A parser grown for one huge line (capacity above kKeepParserBytes) is released after it, so
 // the resident size stays flat across archives.
 constexpr std::size_t kKeepParserBytes = 1u << 20;
+// NOLINTNEXTLINE(*-avoid-non-const-global-variables): one parser per thread (style rule 5)
 thread_local std::unique_ptr<od::parser> t_parser;
 od::parser& thread_parser() {
   if (!t_parser) t_parser = std::make_unique<od::parser>();
@@ -429,7 +430,10 @@ ParseStatus EntryParser::parse(const char* data, std::size_t size, std::size_t c
     utf8_repaired = true;
   }
   struct Trim {
+    Trim() = default;
     ~Trim() { trim_thread_parser(); }
+    Trim(const Trim&) = delete;
+    Trim& operator=(const Trim&) = delete;
   } trim;
   FieldReader reader;
   const auto bad_json = [&] {

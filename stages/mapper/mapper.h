@@ -27,13 +27,14 @@ struct MapOptions {
   bool trace_per_session = false;
   std::string trace_name =
       "claude-code";  // --trace-name: the name of every root (Langfuse trace name)
-  std::size_t max_field_bytes = 64 * 1024;  // per-field truncation, UTF-8 safe
-  bool message_hash = false;                // add the seed's message hash to metadata
-  std::string user_id;                      // --user-id
-  std::string user_from_path_regex;         // --user-from-path (first capture group)
-  std::int64_t now_ms = 0;                  // "now" for --settle decisions
-  std::int64_t settle_ms = 10 * 60 * 1000;  // a turn whose file changed less than this ago is held
-  std::int64_t since_ms = 0;                // --since/--until on entry timestamps (0: unbounded)
+  std::size_t max_field_bytes = std::size_t{64} << 10;  // per-field truncation, UTF-8 safe
+  bool message_hash = false;                            // add the seed's message hash to metadata
+  std::string user_id;                                  // --user-id
+  std::string user_from_path_regex;                     // --user-from-path (first capture group)
+  std::int64_t now_ms = 0;                              // "now" for --settle decisions
+  std::int64_t settle_ms =
+      std::int64_t{10} * 60 * 1000;  // a turn whose file changed less than this ago is held
+  std::int64_t since_ms = 0;         // --since/--until on entry timestamps (0: unbounded)
   std::int64_t until_ms = 0;
   // Content policy (stages/redact), applied before truncation and before content is hashed:
   const Redactor* redactor = nullptr;  // --redact: secrets in content become [REDACTED:kind]

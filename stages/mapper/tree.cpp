@@ -2,6 +2,7 @@
 #include "stages/mapper/tree.h"
 
 #include <algorithm>
+#include <ranges>
 #include <unordered_map>
 
 namespace chsync::mapper {
@@ -64,7 +65,7 @@ std::vector<std::size_t> tree_order(const std::vector<Span>& spans,
     order.push_back(i);
     auto& ch = children[i];
     std::sort(ch.begin(), ch.end(), less);
-    for (auto it = ch.rbegin(); it != ch.rend(); ++it) stack.push_back(*it);
+    for (const std::size_t child : std::views::reverse(ch)) stack.push_back(child);
   }
   return order;
 }

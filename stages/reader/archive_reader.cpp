@@ -59,7 +59,7 @@ ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_b
   const bool zip_magic =
       got >= 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
   if (dec_) {
-    out_.resize(256 * 1024);
+    out_.resize(std::size_t{256} * 1024);
     open_ =
         archive_read_open(ar_, this, nullptr, &ArchiveReader::read_decoded, nullptr) == ARCHIVE_OK;
     return;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "pipeline/text.h"
 #include "stages/reader/zstd_decoder.h"
 
 namespace chsync {
@@ -37,9 +38,12 @@ class ByteSource {
 
 struct FdCloser {
   int fd = -1;
+  FdCloser() = default;
   ~FdCloser() {
     if (fd > 2) ::close(fd);
   }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
 };
 
 class FdSource : public ByteSource {
@@ -50,7 +54,7 @@ class FdSource : public ByteSource {
       ssize_t r = ::read(fd_, buf, n);
       if (r >= 0) return static_cast<long>(r);
       if (errno == EINTR) continue;
-      error_ = std::strerror(errno);
+      error_ = errno_text(errno);
       return -1;
     }
   }
@@ -77,11 +81,12 @@ class MemorySource : public ByteSource {
 class GzipStreamSource : public ByteSource {
  public:
   explicit GzipStreamSource(int fd) : fd_(fd) {
-    std::memset(&zs_, 0, sizeof zs_);
     inflateInit2(&zs_, 15 + 32);  // auto-detect gzip/zlib headers
     in_.resize(1 << 20);
   }
   ~GzipStreamSource() override { inflateEnd(&zs_); }
+  GzipStreamSource(const GzipStreamSource&) = delete;
+  GzipStreamSource& operator=(const GzipStreamSource&) = delete;
   long read(char* buf, std::size_t n) override {
     if (failed_) return -1;
     zs_.next_out = reinterpret_cast<Bytef*>(buf);
@@ -99,7 +104,7 @@ class GzipStreamSource : public ByteSource {
         ssize_t r = ::read(fd_, in_.data(), in_.size());
         if (r < 0) {
           if (errno == EINTR) continue;
-          error_ = std::strerror(errno);
+          error_ = errno_text(errno);
           failed_ = true;
           break;
         }
@@ -131,7 +136,7 @@ class GzipStreamSource : public ByteSource {
 
  private:
   int fd_;
-  z_stream zs_;
+  z_stream zs_{};
   std::vector<char> in_;
   bool eof_ = false;
   bool stream_end_ = false;
@@ -174,7 +179,7 @@ ReadResult split_lines(ByteSource& src, const ReaderOptions& opt, const LineFn& 
     while (begin < end) {
       char* nl = static_cast<char*>(std::memchr(buf.get() + begin, '\n', end - begin));
       if (!nl) break;
-      std::size_t len = static_cast<std::size_t>(nl - (buf.get() + begin));
+      auto len = static_cast<std::size_t>(nl - (buf.get() + begin));
       ++line_no;
       if (!skipping && len > opt.max_line_bytes) {
         // The buffer may be larger than max_line_bytes (chunk size, whole-file gzip): the limit
@@ -303,7 +308,7 @@ ReadResult read_lines(const FileRef& file, const ReaderOptions& options, const L
     fdc.fd = ::open(file.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fdc.fd < 0) {
       ReadResult r;
-      r.error = std::string("cannot open: ") + std::strerror(errno);
+      r.error = std::string("cannot open: ") + errno_text(errno);
       return r;
     }
   }
@@ -312,7 +317,7 @@ ReadResult read_lines(const FileRef& file, const ReaderOptions& options, const L
       if (options.start_offset > 0 &&
           ::lseek(fdc.fd, static_cast<off_t>(options.start_offset), SEEK_SET) < 0) {
         ReadResult r;
-        r.error = std::string("cannot seek: ") + std::strerror(errno);
+        r.error = std::string("cannot seek: ") + errno_text(errno);
         return r;
       }
       ::posix_fadvise(fdc.fd, 0, 0, POSIX_FADV_SEQUENTIAL);

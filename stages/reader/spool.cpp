@@ -1,5 +1,7 @@
 #include "stages/reader/spool.h"
 
+#include "pipeline/text.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -30,7 +32,7 @@ std::string SpoolDir::create_file(int& fd, std::string& error) {
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     if (::mkdtemp(buf.data()) == nullptr) {
-      error = "cannot create spool folder in " + base.string() + ": " + std::strerror(errno);
+      error = "cannot create spool folder in " + base.string() + ": " + errno_text(errno);
       return "";
     }
     dir_ = buf.data();
@@ -38,7 +40,7 @@ std::string SpoolDir::create_file(int& fd, std::string& error) {
   std::string p = dir_ + "/m" + std::to_string(files_++);
   fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    error = "cannot create spool file " + p + ": " + std::strerror(errno);
+    error = "cannot create spool file " + p + ": " + errno_text(errno);
     return "";
   }
   return p;
@@ -89,7 +91,7 @@ bool write_all(int fd, const char* data, std::size_t n, std::string& error) {
     ssize_t w = ::write(fd, data, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      error = std::strerror(errno);
+      error = errno_text(errno);
       return false;
     }
     data += w;

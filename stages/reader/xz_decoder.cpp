@@ -1,5 +1,7 @@
 #include "stages/reader/xz_decoder.h"
 
+#include "pipeline/text.h"
+
 #include <lzma.h>
 #include <unistd.h>
 
@@ -22,8 +24,9 @@ bool is_lzip_magic(const unsigned char* p, std::size_t n) {
 }
 
 XzDecoder::XzDecoder(Format format, std::uint64_t max_window_bytes)
-    : s_(std::make_unique<Stream>()), format_(format) {
-  limit_ = (max_window_bytes ? max_window_bytes : std::uint64_t{128} << 20) + (2u << 20);
+    : s_(std::make_unique<Stream>()),
+      format_(format),
+      limit_((max_window_bytes ? max_window_bytes : std::uint64_t{128} << 20) + (2u << 20)) {
   const lzma_ret rc = format == Format::kXz ? lzma_stream_decoder(&s_->s, limit_, LZMA_CONCATENATED)
                                             : lzma_lzip_decoder(&s_->s, limit_, LZMA_CONCATENATED);
   if (rc != LZMA_OK) {
@@ -47,7 +50,7 @@ long XzDecoder::read(int fd, char* buf, std::size_t n) {
       const ssize_t r = ::read(fd, in_.data(), in_.size());
       if (r < 0) {
         if (errno == EINTR) continue;
-        error_ = std::strerror(errno);
+        error_ = errno_text(errno);
         failed_ = true;
         break;
       }

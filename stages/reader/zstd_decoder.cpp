@@ -1,5 +1,7 @@
 #include "stages/reader/zstd_decoder.h"
 
+#include "pipeline/text.h"
+
 #include <unistd.h>
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -82,7 +84,7 @@ bool ZstdDecoder::fill(int fd, std::size_t want) {
     const ssize_t r = ::read(fd, in_.data() + in_size_, in_.size() - in_size_);
     if (r < 0) {
       if (errno == EINTR) continue;
-      error_ = std::strerror(errno);
+      error_ = errno_text(errno);
       return false;
     }
     if (r == 0) eof_ = true;

@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <stdexcept>
 
@@ -213,10 +214,9 @@ void scan_url_passwords(std::string_view t, std::vector<Match>& out) {
 }
 
 bool name_part_is_secret(std::string_view part) noexcept {
-  for (std::string_view w : {"KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "APIKEY", "AUTHTOKEN",
-                             "ACCESSTOKEN", "PASS"})
-    if (part == w) return true;
-  return false;
+  static constexpr std::array<std::string_view, 9> kWords = {
+      "KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "APIKEY", "AUTHTOKEN", "ACCESSTOKEN", "PASS"};
+  return std::find(kWords.begin(), kWords.end(), part) != kWords.end();
 }
 
 // .env / shell / compose style: FOO_API_KEY=value, export DB_PASSWORD="value", API_TOKEN: value.

@@ -89,7 +89,7 @@ class AckBuffer {
     if (error_) {
       StateError e = std::move(*error_);
       error_.reset();
-      throw e;
+      throw StateError(std::move(e));
     }
   }
 

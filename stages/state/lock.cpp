@@ -11,6 +11,7 @@
 
 #include <fmt/core.h>
 
+#include "pipeline/text.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {
@@ -50,11 +51,11 @@ std::string read_holder(int fd) {
 
 }  // namespace
 
-RunLock::RunLock(std::string lock_path) : path_(std::move(lock_path)) {
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+RunLock::RunLock(std::string lock_path)
+    : path_(std::move(lock_path)), fd_(::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
   if (fd_ < 0) {
     throw StateError(StateError::Code::kIo,
-                     fmt::format("cannot open state lock {}: {}", path_, std::strerror(errno)));
+                     fmt::format("cannot open state lock {}: {}", path_, errno_text(errno)));
   }
   int rc = 0;
   do {
@@ -67,7 +68,7 @@ RunLock::RunLock(std::string lock_path) : path_(std::move(lock_path)) {
     fd_ = -1;
     if (err != EWOULDBLOCK) {
       throw StateError(StateError::Code::kIo,
-                       fmt::format("cannot lock {}: {}", path_, std::strerror(err)));
+                       fmt::format("cannot lock {}: {}", path_, errno_text(err)));
     }
     // Holder line: "pid start_time hostname".
     std::string pid = "unknown", started = "unknown", host;

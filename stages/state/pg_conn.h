@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "stages/state/state_store.h"
@@ -92,6 +93,8 @@ class Result {
   explicit Result(PGresult* r) : r_(r) {}
   Result(Result&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
   Result(const Result&) = delete;
+  Result& operator=(const Result&) = delete;
+  Result& operator=(Result&&) = delete;
   ~Result() { PQclear(r_); }
   int rows() const { return PQntuples(r_); }
   const char* get(int row, int col) const { return PQgetvalue(r_, row, col); }
@@ -122,8 +125,8 @@ class Result {
 
 class Conn {
  public:
-  Conn(const std::string& url, const std::string& shown) : shown_(shown) {
-    c_ = PQconnectdb(url.c_str());
+  Conn(const std::string& url, std::string shown)
+      : shown_(std::move(shown)), c_(PQconnectdb(url.c_str())) {
     if (PQstatus(c_) != CONNECTION_OK) {
       std::string msg = PQerrorMessage(c_);
       while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
@@ -193,6 +196,8 @@ class Tx {
     c_.run("commit", "COMMIT");
     done_ = true;
   }
+  Tx(const Tx&) = delete;
+  Tx& operator=(const Tx&) = delete;
 
  private:
   Conn& c_;

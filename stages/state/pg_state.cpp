@@ -630,6 +630,7 @@ std::vector<std::string> PgState::instances() {
                      "SELECT instance FROM chsync_files UNION SELECT DISTINCT instance FROM "
                      "chsync_spans ORDER BY 1");
   std::vector<std::string> out;
+  out.reserve(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) out.push_back(r.str(i, 0));
   return out;
 }
@@ -642,7 +643,7 @@ void PgState::vacuum() {
     c->run("vacuum", fmt::format("VACUUM (ANALYZE) {}", t));
 }
 
-void PgState::backup(const std::string&) {
+void PgState::backup(const std::string& /*dest_path*/) {
   throw StateError(
       Code::kIo,
       fmt::format("backup of the PostgreSQL state {}: use pg_dump -t 'chsync_*'", shown_));

@@ -58,6 +58,8 @@ class PgState final : public AckBufferedStore {
  public:
   PgState(std::string url, StateOpenOptions opts);
   ~PgState() override;
+  PgState(const PgState&) = delete;
+  PgState& operator=(const PgState&) = delete;
 
   std::optional<FileState> file(std::string_view instance, std::string_view key) override;
   void put_files(const std::vector<FileState>& rows) override;
@@ -91,6 +93,9 @@ class PgState final : public AckBufferedStore {
    public:
     Lease(PgState& s, std::unique_ptr<Conn> c) : s_(s), c_(std::move(c)) {}
     ~Lease() { s_.give_back(std::move(c_)); }
+    // A copy would give the connection back twice.
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
     Conn& operator*() { return *c_; }
     Conn* operator->() { return c_.get(); }
 
@@ -104,13 +109,13 @@ class PgState final : public AckBufferedStore {
       if (!pool_.empty()) {
         auto c = std::move(pool_.back());
         pool_.pop_back();
-        return Lease(*this, std::move(c));
+        return {*this, std::move(c)};
       }
     }
     // Synchronous commit here too: a claim lost in a database crash hands its unit to a second
     // worker while the first still sends it, and neither can count those repeats (seen in the
     // database-restart test: 60 duplicates, 0 counted, with asynchronous claims).
-    return Lease(*this, std::make_unique<Conn>(url_, shown_));
+    return {*this, std::make_unique<Conn>(url_, shown_)};
   }
   void give_back(std::unique_ptr<Conn> c) {
     if (!c || !c->ok()) return;
@@ -125,7 +130,7 @@ class PgState final : public AckBufferedStore {
   void defer_complete(const UnitFence& unit);
 
  private:
-  void migrate(Conn& c);
+  static void migrate(Conn& c);
   // The writer connection, reconnected if the last one broke (writer_mu_ held).
   Conn& writer() {
     if (!writer_ || !writer_->ok()) {

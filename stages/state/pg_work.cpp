@@ -64,6 +64,7 @@ std::vector<ClaimedUnit> PgWork::claim(std::size_t max, const std::vector<std::s
       {s_.opts().work_group, std::to_string(max), text_array(exclude), s_.run_id(),
        i64s(s_.opts().lease.count())});
   std::vector<ClaimedUnit> out;
+  out.reserve(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i)
     out.push_back(ClaimedUnit{r.str(i, 0), static_cast<int>(r.i64(i, 1)), r.str(i, 2), r.i64(i, 3),
                               r.get(i, 4)[0] == 't'});

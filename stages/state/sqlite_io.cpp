@@ -563,7 +563,7 @@ void SqliteState::backup(const std::string& dest_path) {
     StateError e = sqlite_error(dest.get(), rc, "backup", tmp);
     dest.reset();
     fs::remove(tmp, ec);
-    throw e;
+    throw StateError(std::move(e));
   }
   dest.reset();
   fs::rename(tmp, dest_path, ec);

@@ -7,6 +7,8 @@
 // state is always a prefix of the calls made.
 #include "stages/state/sqlite_state.h"
 
+#include <utility>
+
 namespace chsync {
 namespace sqlite {
 namespace {
@@ -123,8 +125,8 @@ std::int64_t SqliteState::query_i64(std::string_view sql, std::optional<std::int
 // ---------------------------------------------------------------------------------------------
 // Open
 
-SqliteState::SqliteState(std::string path, const StateOpenOptions& opts)
-    : path_(std::move(path)), opts_(opts) {
+SqliteState::SqliteState(std::string path, StateOpenOptions opts)
+    : path_(std::move(path)), opts_(std::move(opts)) {
   if (opts_.read_only) {
     if (!path_exists(path_)) {
       throw StateError(Code::kReadOnlyMissing, fmt::format("no state database at {}", path_));

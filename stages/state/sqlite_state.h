@@ -134,21 +134,21 @@ inline StateError sqlite_error(sqlite3* db, int rc, std::string_view what,
                                const std::string& path) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   if ((rc & 0xff) == SQLITE_FULL) {
-    return StateError(Code::kIo,
-                      fmt::format("state database {}: disk full during {} ({}); free space on that "
-                                  "filesystem and rerun (spans whose outcome could not be recorded "
-                                  "are resent and counted as repeats)",
-                                  path, what, msg));
+    return {Code::kIo,
+            fmt::format("state database {}: disk full during {} ({}); free space on that "
+                        "filesystem and rerun (spans whose outcome could not be recorded "
+                        "are resent and counted as repeats)",
+                        path, what, msg)};
   }
-  return StateError(Code::kIo, fmt::format("state database {}: {} failed: {} (sqlite error {})",
-                                           path, what, msg, rc));
+  return {Code::kIo,
+          fmt::format("state database {}: {} failed: {} (sqlite error {})", path, what, msg, rc)};
 }
 
 using Outcome = AckOutcome;
 
 class SqliteState final : public AckBufferedStore {
  public:
-  SqliteState(std::string path, const StateOpenOptions& opts);
+  SqliteState(std::string path, StateOpenOptions opts);
   ~SqliteState() override;
   SqliteState(const SqliteState&) = delete;
   SqliteState& operator=(const SqliteState&) = delete;

@@ -49,8 +49,7 @@ class StateError : public std::runtime_error {
     kReadOnlyMissing,
     kUnavailable
   };
-  StateError(Code code, std::string message)
-      : std::runtime_error(std::move(message)), code_(code) {}
+  StateError(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
   Code code() const noexcept { return code_; }
 
  private:

@@ -361,6 +361,7 @@ std::string gzip_bytes(std::string_view in) {
   if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
     throw std::runtime_error("deflateInit2 failed");
   std::string out(deflateBound(&zs, in.size()) + 64, '\0');
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): zlib reads next_in, never writes it
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   zs.avail_in = static_cast<uInt>(in.size());
   zs.next_out = reinterpret_cast<Bytef*>(out.data());
@@ -496,11 +497,14 @@ struct AgentOutcome {
 
 class Generator {
  public:
-  Generator(const GenOptions& opt, Writer& w) : opt_(opt), w_(w), r_(opt.seed), pools_(opt.seed) {
-    huge_total_ = opt.huge_lines >= 0
-                      ? opt.huge_lines
-                      : static_cast<std::int64_t>(opt.target_bytes / (100ull << 20));
-  }
+  Generator(const GenOptions& opt, Writer& w)
+      : opt_(opt),
+        w_(w),
+        r_(opt.seed),
+        pools_(opt.seed),
+        huge_total_(opt.huge_lines >= 0
+                        ? opt.huge_lines
+                        : static_cast<std::int64_t>(opt.target_bytes / (100ull << 20))) {}
 
   Manifest run() {
     std::int64_t session_index = 0;
@@ -521,7 +525,7 @@ class Generator {
     return *clock_;
   }
 
-  void head(std::string& o, Conv& c, std::string_view parent) {
+  static void head(std::string& o, Conv& c, std::string_view parent) {
     o += "{\"parentUuid\":";
     if (parent.empty()) o += "null";
     else json_str(o, parent);
@@ -546,8 +550,8 @@ class Generator {
     }
   }
 
-  void tail(std::string& o, Conv& c, std::string_view uuid_s, std::int64_t ts,
-            std::string_view extra = {}) {
+  static void tail(std::string& o, Conv& c, std::string_view uuid_s, std::int64_t ts,
+                   std::string_view extra = {}) {
     o += ",\"uuid\":";
     json_str(o, uuid_s);
     o += ",\"timestamp\":\"";
@@ -574,7 +578,7 @@ class Generator {
     return u;
   }
 
-  void usage_json(std::string& o, const Ver& v, const Usage& u, bool final_entry) {
+  static void usage_json(std::string& o, const Ver& v, const Usage& u, bool final_entry) {
     o += "{\"input_tokens\":" + std::to_string(u.in);
     o += ",\"cache_creation_input_tokens\":" + std::to_string(u.cc);
     o += ",\"cache_read_input_tokens\":" + std::to_string(u.cr);
@@ -780,7 +784,7 @@ class Generator {
       content += "}]";
       tur = task_result;
     } else {
-      const std::size_t n = static_cast<std::size_t>(r_.lognormal(650, 1.75, 0, kMaxToolOutput));
+      const auto n = static_cast<std::size_t>(r_.lognormal(650, 1.75, 0, kMaxToolOutput));
       const std::string_view body = n == 0 ? std::string_view{} : pools_.prose(r_, n);
       if (t.name == "Read" && r_.chance(0.1)) {
         content = "[{\"type\":\"text\",\"text\":";
@@ -1320,10 +1324,13 @@ class Generator {
       if (turn > 0) tick(5000, turn % 4 == 0 ? 1800000 : 120000);
       const std::string prompt_uuid_pre = uuid(r_);
       if (v.fhs) {
-        o += "{\"type\":\"file-history-snapshot\",\"messageId\":\"" + prompt_uuid_pre +
-             "\",\"snapshot\":{\"messageId\":\"" + prompt_uuid_pre +
-             "\",\"trackedFileBackups\":{},\"timestamp\":\"" + iso(*clock_) +
-             "\"},\"isSnapshotUpdate\":false}\n";
+        o += "{\"type\":\"file-history-snapshot\",\"messageId\":\"";
+        o += prompt_uuid_pre;
+        o += "\",\"snapshot\":{\"messageId\":\"";
+        o += prompt_uuid_pre;
+        o += "\",\"trackedFileBackups\":{},\"timestamp\":\"";
+        o += iso(*clock_);
+        o += "\"},\"isSnapshotUpdate\":false}\n";
         ++m_.file_history_snapshots;
       }
       if (v.queue_ops && r_.chance(0.08)) {

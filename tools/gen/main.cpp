@@ -11,7 +11,8 @@
 
 #include "tools/gen/gen.h"
 
-int main(int argc, char** argv) {
+// CLI11 set-up throws only on a programming error (a duplicate option): terminating is right.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   using chsync::gen::Format;
   using chsync::gen::Layout;
   CLI::App app{"chsync-gen: deterministic synthetic Claude Code transcript archive generator"};

@@ -18,7 +18,7 @@ inline std::uint64_t splitmix64(std::uint64_t& x) {
 // xoshiro256**: fast, good quality, fully deterministic across platforms.
 class Rng {
  public:
-  explicit Rng(std::uint64_t seed) {
+  explicit Rng(std::uint64_t seed) {  // NOLINT(*-pro-type-member-init): s_ filled right here
     for (auto& w : s_) w = splitmix64(seed);
   }
   std::uint64_t next() {

@@ -39,7 +39,8 @@ std::vector<unsigned> parse_status_list(const std::string& s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// CLI11 set-up throws only on a programming error (a duplicate option): terminating is right.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   GOOGLE_PROTOBUF_VERIFY_VERSION;
   CLI::App app{"chsync-sink: OTLP/HTTP + Langfuse receiver with fault injection"};
   chsync::sink::ServerOptions opts;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <iterator>
@@ -16,6 +17,12 @@
 namespace chsync::sink {
 
 namespace {
+
+// std::strerror from any thread (chsync's errno_text; the sink does not link chsync's pipeline).
+std::string errno_text(int err) {
+  std::array<char, 256> buf{};
+  return ::strerror_r(err, buf.data(), buf.size());  // GNU: buf or a static string
+}
 
 std::uint64_t fnv1a(std::string_view s) noexcept {
   std::uint64_t h = 0xcbf29ce484222325ull;
@@ -40,7 +47,7 @@ SinkState::SinkState(FaultConfig cfg, std::uint64_t seed, const std::string& rec
         ::open(record_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (record_fd_ < 0) {
       throw std::runtime_error(
-          fmt::format("cannot open record file {}: {}", record_path, std::strerror(errno)));
+          fmt::format("cannot open record file {}: {}", record_path, errno_text(errno)));
     }
   }
   clear_stats_locked();
@@ -149,7 +156,7 @@ void SinkState::write_record_locked(const std::string& lines) {
     const ssize_t n = ::write(record_fd_, lines.data() + off, lines.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      fmt::print(stderr, "chsync-sink: record write failed: {}\n", std::strerror(errno));
+      fmt::print(stderr, "chsync-sink: record write failed: {}\n", errno_text(errno));
       return;
     }
     off += static_cast<std::size_t>(n);
