@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "stages/reader/bounded_decoder.h"
+#include "stages/reader/little_endian.h"
 #include "stages/reader/zip_reader.h"
 
 namespace chsync {
@@ -102,7 +103,7 @@ void ArchiveReader::check_streamed_zip_member() {
   const la_int64_t pos = archive_read_header_position(ar_);
   const bool header = pos >= 0 && ::pread(fd_, lh, sizeof lh, pos) == sizeof lh && lh[0] == 'P' &&
                       lh[1] == 'K' && lh[2] == 3 && lh[3] == 4;
-  const std::uint16_t flags = header ? static_cast<std::uint16_t>(lh[6] | (lh[7] << 8)) : 0;
+  const std::uint16_t flags = header ? le16(lh + 6) : 0;
   const std::uint16_t method = header ? lh[8] : 0;  // libarchive reads only the low byte
   if (header && zip_method_is_bounded(method)) return;
   member_error_ = header ? "member of a zip without a readable central directory compressed with "

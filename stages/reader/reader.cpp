@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "pipeline/text.h"
+#include "stages/reader/little_endian.h"
 #include "stages/reader/zstd_decoder.h"
 
 namespace chsync {
@@ -257,11 +258,6 @@ ReadResult split_lines(ByteSource& src, const ReaderOptions& opt, const LineFn& 
     }
   }
   return res;
-}
-
-std::uint32_t le32(const unsigned char* p) {
-  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
 }
 
 // Whole-file gzip via libdeflate. Returns false (and leaves `out` empty) when the file is not a

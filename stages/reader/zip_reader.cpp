@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "stages/reader/bounded_decoder.h"
+#include "stages/reader/little_endian.h"
 
 namespace chsync {
 namespace {
@@ -30,17 +31,6 @@ constexpr std::size_t kMaxCommentBytes = 0xFFFF;
 // A central directory larger than this is not read (the zip is refused); 64 MiB holds about a
 // million entries.
 constexpr std::uint64_t kMaxDirectoryBytes = 64u << 20;
-
-std::uint16_t le16(const unsigned char* p) {
-  return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
-}
-std::uint32_t le32(const unsigned char* p) {
-  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
-}
-std::uint64_t le64(const unsigned char* p) {
-  return static_cast<std::uint64_t>(le32(p)) | (static_cast<std::uint64_t>(le32(p + 4)) << 32);
-}
 
 bool pread_all(int fd, unsigned char* buf, std::size_t n, std::uint64_t offset) {
   while (n > 0) {
