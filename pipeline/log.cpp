@@ -90,8 +90,11 @@ const Logger& stderr_logger() {
   return logger;
 }
 
-Format Logger::format() const { return g_format; }
-bool Logger::enabled(Level level) const { return level >= g_min; }
+// Members, not static: callers ask the logger they were handed, whatever it reads today.
+Format Logger::format() const { return g_format; }  // NOLINT(*-convert-member-functions-to-static)
+bool Logger::enabled(Level level) const {           // NOLINT(*-convert-member-functions-to-static)
+  return level >= g_min;
+}
 
 void Logger::write(Level level, std::string_view message, const std::vector<Field>& fields,
                    bool text_fields) const {

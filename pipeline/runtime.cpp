@@ -59,7 +59,7 @@ void StageThreads::spawn(StageRunner& runner, std::string name, std::function<vo
     ++running_;  // before the thread exists: a stop() right after start() waits for it
   }
   runner.spawn(std::move(name), [this, fn = std::move(fn)] {
-    struct Leave {
+    struct Leave {  // NOLINT(*-special-member-functions): a scope guard, aggregate, never copied
       StageThreads* t;
       ~Leave() {
         std::lock_guard lock(t->mu_);
