@@ -2,7 +2,6 @@
 #include "stages/mapper/tree.h"
 
 #include <algorithm>
-#include <ranges>
 #include <unordered_map>
 
 namespace chsync::mapper {
@@ -65,7 +64,8 @@ std::vector<std::size_t> tree_order(const std::vector<Span>& spans,
     order.push_back(i);
     auto& ch = children[i];
     std::sort(ch.begin(), ch.end(), less);
-    for (const std::size_t child : std::views::reverse(ch)) stack.push_back(child);
+    // Not std::views::reverse: clang 14 (the fuzz build) cannot use libstdc++ 12's ranges.
+    stack.insert(stack.end(), ch.rbegin(), ch.rend());
   }
   return order;
 }
