@@ -52,8 +52,9 @@ constexpr std::uint16_t kZipFlagSizesAfterData = 8;  // bit 3: sizes in a data d
 }  // namespace
 
 ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_bytes)
-    : ar_(new_handle(false)), max_window_bytes_(max_window_bytes) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    : ar_(new_handle(false)),
+      fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)),
+      max_window_bytes_(max_window_bytes) {
   unsigned char magic[6] = {};
   const ssize_t got = fd_ >= 0 ? ::pread(fd_, magic, sizeof magic, 0) : -1;
   if (got > 0) dec_ = make_bounded_decoder(magic, static_cast<std::size_t>(got), max_window_bytes);

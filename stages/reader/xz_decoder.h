@@ -13,6 +13,7 @@
 
 namespace chsync {
 
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): BoundedDecoder deletes the copies
 class XzDecoder : public BoundedDecoder {
  public:
   enum class Format { kXz, kLzip };

@@ -2,12 +2,14 @@
 
 #include <lzma.h>
 #include <unistd.h>
+#define ZLIB_CONST  // z_stream::next_in is const: zlib only reads the input
 #include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <unordered_set>
+#include <utility>
 
 #include "stages/reader/bounded_decoder.h"
 #include "stages/reader/little_endian.h"
@@ -195,6 +197,9 @@ struct ZipMemberReader::Stream {
   lzma_options_lzma* options = nullptr;  // method 14: from lzma_properties_decode (malloc'd)
   z_stream z{};
   bool z_started = false;
+  Stream() = default;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
   ~Stream() {
     lzma_end(&lz);
     free(options);  // NOLINT(cppcoreguidelines-no-malloc): liblzma allocated it with malloc
@@ -202,10 +207,10 @@ struct ZipMemberReader::Stream {
   }
 };
 
-ZipMemberReader::ZipMemberReader(int fd, const ZipMember& member, std::uint64_t max_window_bytes)
+ZipMemberReader::ZipMemberReader(int fd, ZipMember member, std::uint64_t max_window_bytes)
     : s_(std::make_unique<Stream>()),
       fd_(fd),
-      m_(member),
+      m_(std::move(member)),
       limit_bytes_((max_window_bytes ? max_window_bytes : std::uint64_t{128} << 20) + (2u << 20)) {}
 
 ZipMemberReader::~ZipMemberReader() = default;
@@ -296,7 +301,7 @@ bool ZipMemberReader::step(const unsigned char*& in, std::size_t& in_bytes, unsi
   }
   if (m_.method == kMethodDeflate) {
     z_stream& z = s_->z;
-    z.next_in = const_cast<Bytef*>(in);  // zlib's API is not const-correct; it only reads
+    z.next_in = in;  // const with ZLIB_CONST (above)
     z.avail_in = static_cast<uInt>(in_bytes);
     z.next_out = out;
     z.avail_out = static_cast<uInt>(out_bytes);

@@ -71,7 +71,7 @@ class ZipMemberReader {
  public:
   // max_window_bytes: the LZMA/XZ dictionary budget (decoder_window_budget_bytes; 0: 128 MiB).
   // The decoder may use it plus 2 MiB of state, as XzDecoder.
-  ZipMemberReader(int fd, const ZipMember& member, std::uint64_t max_window_bytes);
+  ZipMemberReader(int fd, ZipMember member, std::uint64_t max_window_bytes);
   ~ZipMemberReader();
   ZipMemberReader(const ZipMemberReader&) = delete;
   ZipMemberReader& operator=(const ZipMemberReader&) = delete;

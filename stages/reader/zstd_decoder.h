@@ -31,6 +31,7 @@ bool is_zstd_magic(const unsigned char* p, std::size_t n);
 // single-segment frame); 0 when `p` does not hold a whole zstd frame header (or a skippable one).
 std::uint64_t zstd_frame_window_bytes(const unsigned char* p, std::size_t n);
 
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): BoundedDecoder deletes the copies
 class ZstdDecoder : public BoundedDecoder {
  public:
   // max_window_bytes: the largest window accepted (rounded down to a power of two, at least
