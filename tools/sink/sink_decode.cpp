@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <simdjson.h>
+#define ZLIB_CONST  // z_stream::next_in is const: zlib only reads the input
 #include <zlib.h>
 
 #include "tools/proto/otlp_trace.pb.h"
@@ -19,7 +20,6 @@ namespace {
 namespace pb = chsync::otlp::v1;
 using simdjson::dom::array;
 using simdjson::dom::element;
-using simdjson::dom::element_type;
 using simdjson::dom::object;
 
 constexpr int kMaxKind = 5;        // SpanKind CONSUMER
@@ -261,10 +261,7 @@ bool json_u64(element e, std::uint64_t& v) {
     const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
     return r.ec == std::errc() && r.ptr == s.data() + s.size();
   }
-  if (e.get_uint64().get(v) == simdjson::SUCCESS) {
-    return true;
-  }
-  return false;
+  return e.get_uint64().get(v) == simdjson::SUCCESS;
 }
 
 bool json_i64(element e, std::int64_t& v) {
@@ -905,10 +902,10 @@ bool gunzip(std::string_view in, std::size_t limit, std::string& out, bool& too_
     error = "inflateInit2 failed";
     return false;
   }
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.next_in = reinterpret_cast<const Bytef*>(in.data());  // const with ZLIB_CONST (above)
   zs.avail_in = static_cast<uInt>(in.size());
   out.clear();
-  constexpr std::size_t kChunk = 256 * 1024;
+  constexpr std::size_t kChunk = std::size_t{256} * 1024;
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
     const std::size_t old = out.size();
