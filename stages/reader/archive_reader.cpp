@@ -58,8 +58,7 @@ ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_window_b
   unsigned char magic[6] = {};
   const ssize_t got = fd_ >= 0 ? ::pread(fd_, magic, sizeof magic, 0) : -1;
   if (got > 0) dec_ = make_bounded_decoder(magic, static_cast<std::size_t>(got), max_window_bytes);
-  const bool zip_magic =
-      got >= 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+  const bool zip_magic = got > 0 && is_zip_local_header(magic, static_cast<std::size_t>(got));
   if (dec_) {
     out_.resize(std::size_t{256} * 1024);
     open_ =
@@ -102,8 +101,8 @@ long ArchiveReader::read_decoded(struct archive* a, void* self, const void** buf
 void ArchiveReader::check_streamed_zip_member() {
   unsigned char lh[30];
   const la_int64_t pos = archive_read_header_position(ar_);
-  const bool header = pos >= 0 && ::pread(fd_, lh, sizeof lh, pos) == sizeof lh && lh[0] == 'P' &&
-                      lh[1] == 'K' && lh[2] == 3 && lh[3] == 4;
+  const bool header = pos >= 0 && ::pread(fd_, lh, sizeof lh, pos) == sizeof lh &&
+                      is_zip_local_header(lh, sizeof lh);
   const std::uint16_t flags = header ? le16(lh + 6) : 0;
   const std::uint16_t method = header ? lh[8] : 0;  // libarchive reads only the low byte
   if (header && zip_method_is_bounded(method)) return;

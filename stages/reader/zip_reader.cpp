@@ -137,6 +137,10 @@ std::int64_t dos_time(std::uint16_t date, std::uint16_t time) {
 
 }  // namespace
 
+bool is_zip_local_header(const unsigned char* p, std::size_t n) noexcept {
+  return n >= 4 && le32(p) == kLocalHeader;
+}
+
 bool zip_method_is_bounded(std::uint16_t method) noexcept {
   return method == kMethodStored || method == kMethodDeflate || method == kMethodDeflate64 ||
          method == kMethodBzip2;
@@ -179,8 +183,8 @@ bool read_zip_directory(int fd, ZipDirectory& out) {
         static_cast<std::int64_t>(m.local_header_offset) + dir.offset_correction;
     m.local_header_offset = at < 0 ? 0 : static_cast<std::uint64_t>(at);
     unsigned char lh[30];
-    m.local_header_found =
-        at >= 0 && pread_all(fd, lh, sizeof lh, m.local_header_offset) && le32(lh) == kLocalHeader;
+    m.local_header_found = at >= 0 && pread_all(fd, lh, sizeof lh, m.local_header_offset) &&
+                           is_zip_local_header(lh, sizeof lh);
     if (m.local_header_found) m.local_method = le16(lh + 8) & 0xFF;
     out.any_unbounded = out.any_unbounded || m.unbounded();
     agree =
@@ -233,7 +237,7 @@ bool ZipMemberReader::start() {
         std::to_string(m_.method) + ", " + std::to_string(m_.local_method) + ")");
   if (m_.flags & 1) return fail("encrypted zip member (not supported)");
   unsigned char lh[30];
-  if (!pread_all(fd_, lh, sizeof lh, m_.local_header_offset) || le32(lh) != kLocalHeader)
+  if (!pread_all(fd_, lh, sizeof lh, m_.local_header_offset) || !is_zip_local_header(lh, sizeof lh))
     return fail("corrupt zip member: no local header where its directory entry says");
   next_in_offset_ = m_.local_header_offset + 30 + le16(lh + 26) + le16(lh + 28);
   in_left_bytes_ = m_.compressed_bytes;

@@ -63,6 +63,9 @@ struct ZipDirectory {
 // when the directory cannot be found or read (or is over 64 MiB, about a million entries).
 bool read_zip_directory(int fd, ZipDirectory& out);
 
+// True when `p` starts with a zip local file header's signature ("PK\3\4").
+bool is_zip_local_header(const unsigned char* p, std::size_t n) noexcept;
+
 // Methods whose decoders in libarchive take small, fixed memory: stored (0), deflate (8),
 // deflate64 (9), bzip2 (12); `method` is the low byte, as libarchive reads it.
 bool zip_method_is_bounded(std::uint16_t method) noexcept;
