@@ -530,11 +530,13 @@ class Hardening(FaultCase):
         sink = self.sink()
         rc, r, err = self.sync_loud([z], sink.traces_url, "--max-memory", "32MiB", timeout=120)
         self.assertEqual(rc, 1, err[-2000:])
+        # Members are decoded by several workers: the two errors come in either order.
         self.assertEqual(len(r["errors"]), 2, r["errors"])
-        self.assertTrue(r["errors"][0].startswith(
-            f"{z}!{members[0][0]}: decoder_window: LZMA zip member needs 48."), r["errors"])
-        self.assertTrue(r["errors"][1].startswith(
-            f"{z}!{members[1][0]}: decoder_window: XZ zip member needs 4"), r["errors"])
+        expected = [f"{z}!{members[0][0]}: decoder_window: LZMA zip member needs 48.",
+                    f"{z}!{members[1][0]}: decoder_window: XZ zip member needs 48."]
+        for prefix in expected:
+            self.assertEqual(sum(e.startswith(prefix) for e in r["errors"]), 1,
+                             (prefix, r["errors"]))
         first = r["spans_synced"]
         self.assertGreater(first, 0, "the other members were delivered")
         # Left out, not marked read: at the default --max-memory (a 64 MiB dictionary budget)
