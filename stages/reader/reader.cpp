@@ -4,14 +4,15 @@
 #include <libdeflate.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "pipeline/text.h"
+#include "stages/reader/inflater.h"
 #include "stages/reader/little_endian.h"
 #include "stages/reader/zstd_decoder.h"
 
@@ -81,64 +82,62 @@ class MemorySource : public ByteSource {
 
 class GzipStreamSource : public ByteSource {
  public:
-  explicit GzipStreamSource(int fd) : fd_(fd) {
-    inflateInit2(&zs_, 15 + 32);  // auto-detect gzip/zlib headers
-    in_.resize(1 << 20);
+  explicit GzipStreamSource(int fd) : fd_(fd), in_(std::size_t{1} << 20) {
+    if (!inflater_.error().empty()) fail(inflater_.error());
   }
-  ~GzipStreamSource() override { inflateEnd(&zs_); }
-  GzipStreamSource(const GzipStreamSource&) = delete;
-  GzipStreamSource& operator=(const GzipStreamSource&) = delete;
   long read(char* buf, std::size_t n) override {
     if (failed_) return -1;
-    zs_.next_out = reinterpret_cast<Bytef*>(buf);
-    zs_.avail_out = static_cast<uInt>(n);
-    while (zs_.avail_out == n) {
-      if (zs_.avail_in == 0) {
+    auto* out = reinterpret_cast<unsigned char*>(buf);
+    std::size_t out_left = n;
+    while (out_left == n) {
+      if (in_left_ == 0) {
         if (eof_) {
           if (!stream_end_) {
-            error_ = "truncated gzip stream";
-            failed_ = true;
+            fail("truncated gzip stream");
             break;
           }
           return 0;
         }
-        ssize_t r = ::read(fd_, in_.data(), in_.size());
+        const ssize_t r = ::read(fd_, in_.data(), in_.size());
         if (r < 0) {
           if (errno == EINTR) continue;
-          error_ = errno_text(errno);
-          failed_ = true;
+          fail(errno_text(errno));
           break;
         }
         if (r == 0) {
           eof_ = true;
           continue;
         }
-        zs_.next_in = reinterpret_cast<Bytef*>(in_.data());
-        zs_.avail_in = static_cast<uInt>(r);
+        next_in_ = in_.data();
+        in_left_ = static_cast<std::size_t>(r);
       }
-      if (stream_end_) {
-        // Concatenated gzip members: start the next one.
-        inflateReset(&zs_);
+      if (stream_end_) {  // concatenated gzip members: start the next one
+        inflater_.restart();
         stream_end_ = false;
       }
-      int rc = inflate(&zs_, Z_NO_FLUSH);
-      if (rc == Z_STREAM_END) {
-        stream_end_ = true;
-      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        error_ = std::string("corrupt gzip stream: ") + (zs_.msg ? zs_.msg : "inflate error");
-        failed_ = true;
+      const Inflater::Result rc = inflater_.step(next_in_, in_left_, out, out_left);
+      if (rc == Inflater::Result::kEnd) stream_end_ = true;
+      if (rc == Inflater::Result::kError) {
+        fail("corrupt gzip stream: " + inflater_.error());
         break;
       }
     }
     // Bytes inflated before the damage are handed out first; the error comes with the next call.
-    if (n - zs_.avail_out > 0) return static_cast<long>(n - zs_.avail_out);
+    if (out_left < n) return static_cast<long>(n - out_left);
     return failed_ ? -1 : 0;
   }
 
  private:
+  void fail(std::string why) {
+    error_ = std::move(why);
+    failed_ = true;
+  }
+
   int fd_;
-  z_stream zs_{};
-  std::vector<char> in_;
+  Inflater inflater_{Inflater::Framing::kGzipOrZlib};
+  std::vector<unsigned char> in_;
+  const unsigned char* next_in_ = nullptr;
+  std::size_t in_left_ = 0;
   bool eof_ = false;
   bool stream_end_ = false;
   bool failed_ = false;

@@ -2,16 +2,17 @@
 
 #include <lzma.h>
 #include <unistd.h>
-#define ZLIB_CONST  // z_stream::next_in is const: zlib only reads the input
-#include <zlib.h>
+#include <zlib.h>  // crc32
 
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <optional>
 #include <unordered_set>
 #include <utility>
 
 #include "stages/reader/bounded_decoder.h"
+#include "stages/reader/inflater.h"
 #include "stages/reader/little_endian.h"
 
 namespace chsync {
@@ -199,15 +200,13 @@ bool read_zip_directory(int fd, ZipDirectory& out) {
 struct ZipMemberReader::Stream {
   lzma_stream lz = LZMA_STREAM_INIT;
   lzma_options_lzma* options = nullptr;  // method 14: from lzma_properties_decode (malloc'd)
-  z_stream z{};
-  bool z_started = false;
+  std::optional<Inflater> inflater;      // method 8
   Stream() = default;
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
   ~Stream() {
     lzma_end(&lz);
     free(options);  // NOLINT(cppcoreguidelines-no-malloc): liblzma allocated it with malloc
-    if (z_started) inflateEnd(&z);
   }
 };
 
@@ -248,8 +247,8 @@ bool ZipMemberReader::start() {
         return fail("corrupt zip member: stored, but its two sizes differ");
       return true;
     case kMethodDeflate:
-      if (inflateInit2(&s_->z, -MAX_WBITS) != Z_OK) return fail("cannot start the inflater");
-      s_->z_started = true;
+      s_->inflater.emplace(Inflater::Framing::kRaw);
+      if (!s_->inflater->error().empty()) return fail(s_->inflater->error());
       return true;
     case kMethodXz:
       if (lzma_stream_decoder(&s_->lz, limit_bytes_, 0) != LZMA_OK)
@@ -304,18 +303,16 @@ bool ZipMemberReader::step(const unsigned char*& in, std::size_t& in_bytes, unsi
     return true;
   }
   if (m_.method == kMethodDeflate) {
-    z_stream& z = s_->z;
-    z.next_in = in;  // const with ZLIB_CONST (above)
-    z.avail_in = static_cast<uInt>(in_bytes);
-    z.next_out = out;
-    z.avail_out = static_cast<uInt>(out_bytes);
-    const int rc = inflate(&z, Z_NO_FLUSH);
-    in_bytes = z.avail_in, in = z.next_in, out_bytes = z.avail_out, out = z.next_out;
-    if (rc == Z_STREAM_END) ended_ = true;
-    else if (rc == Z_BUF_ERROR && input_done && in_bytes == 0)
+    const unsigned char* const out_before = out;
+    switch (s_->inflater->step(in, in_bytes, out, out_bytes)) {
+      case Inflater::Result::kEnd: ended_ = true; return true;
+      case Inflater::Result::kError:
+        return fail("corrupt deflate zip member: " + s_->inflater->error());
+      case Inflater::Result::kProgress: break;
+    }
+    // Every byte given, room for output, and still no output and no end: the data is cut.
+    if (input_done && in_bytes == 0 && out_bytes > 0 && out == out_before)
       return fail("truncated deflate zip member");
-    else if (rc != Z_OK && rc != Z_BUF_ERROR)
-      return fail("corrupt deflate zip member (zlib error " + std::to_string(rc) + ")");
     return true;
   }
   const char* kind = m_.method == kMethodXz ? "XZ" : "LZMA";
