@@ -18,7 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "stages/state/state_store.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/state_store.h"
 
 namespace chsync {
 namespace {
@@ -50,23 +50,6 @@ void pg_admin(const std::string& url, const std::string& sql) {
   ASSERT_TRUE(ok) << sql << ": " << err;
 }
 
-FileState sample_file(const std::string& instance, const std::string& key) {
-  FileState f;
-  f.instance = instance;
-  f.key = key;
-  f.size = 12345;
-  f.mtime_ms = 1700000000123;
-  f.fingerprint = "abcdef0123456789";
-  f.committed_offset = 12000;
-  f.lines = 42;
-  f.complete = true;
-  f.last_sync_ms = 1700000001000;
-  f.spans = 7;
-  f.errors = 2;
-  f.project = "proj";
-  return f;
-}
-
 class StateContract : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -76,43 +59,32 @@ class StateContract : public ::testing::TestWithParam<std::string> {
       pg_admin(pg_base_url(), "CREATE DATABASE " + db_name_);
       url_ = with_database(pg_base_url(), db_name_);
     } else {
-      tmp_ = std::make_unique<test::TempDir>("chsync-contract");
+      sqlite_ = std::make_unique<test::StateFile>("chsync-contract");
     }
   }
   void TearDown() override {
     if (!db_name_.empty()) pg_admin(pg_base_url(), "DROP DATABASE IF EXISTS " + db_name_);
-    tmp_.reset();
+    sqlite_.reset();
   }
   std::unique_ptr<StateStore> open(StateOpenOptions o = {}) {
     if (!url_.empty()) return open_pg_state(url_, o);
-    return open_sqlite_state(tmp_->file("state.db"), o);
+    return sqlite_->open(o);
   }
 
   std::string db_name_, url_;
-  std::unique_ptr<test::TempDir> tmp_;  // SQLite only
+  std::unique_ptr<test::StateFile> sqlite_;  // SQLite only
 };
 
 TEST_P(StateContract, ReopenKeepsSpansAndFiles) {
-  {
-    auto s = open();
-    s->mark_delivered("otlp", {3, 1, 2});
-    s->put_files({sample_file("otlp", "a.jsonl")});
-  }
-  auto s = open();
-  EXPECT_EQ(s->load_delivered("otlp"), (std::vector<std::uint64_t>{1, 2, 3}));
-  EXPECT_TRUE(s->load_delivered("other").empty());
-  EXPECT_EQ(s->instances(), (std::vector<std::string>{"otlp"}));
-  const StatusTotals t = s->totals("otlp");
-  EXPECT_EQ(t.files, 1u);
-  EXPECT_EQ(t.spans_delivered, 3u);
-  EXPECT_EQ(t.bytes, 12345u);
-  EXPECT_EQ(t.file_errors, 2u);
+  test::write_sample_rows(*open(), "otlp");
+  test::expect_sample_rows(*open(), "otlp");
 }
 
 TEST_P(StateContract, FileRowsRoundTripAndForgetByPrefix) {
   auto s = open();
-  FileState a = sample_file("lf", "dir/a.jsonl");
-  s->put_files({a, sample_file("lf", "dir/b.jsonl"), sample_file("otlp", "dir/a.jsonl")});
+  FileState a = test::sample_file("lf", "dir/a.jsonl");
+  s->put_files(
+      {a, test::sample_file("lf", "dir/b.jsonl"), test::sample_file("otlp", "dir/a.jsonl")});
   auto got = s->file("lf", "dir/a.jsonl");
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->size, a.size);
@@ -177,7 +149,7 @@ TEST_P(StateContract, FileRowsCommitWithTheAcksBeforeThem) {
   auto s = open(slow);
   const auto r = s->begin_request("otlp", {7, 8});
   s->finish_request("otlp", r, {7, 8}, true, false);
-  s->put_files({sample_file("otlp", "f")});
+  s->put_files({test::sample_file("otlp", "f")});
   s->flush();
   StateOpenOptions reader;  // a second, read-only view (no run lock): after flush(), both
   reader.read_only = true;

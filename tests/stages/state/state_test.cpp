@@ -22,12 +22,15 @@
 #include <gtest/gtest.h>
 
 #include "stages/state/state_store.h"
+#include "tests/support/state_store.h"
 #include "tests/support/temp_dir.h"
 
 namespace chsync {
 namespace {
 
 namespace fs = std::filesystem;
+using chsync::test::sample_file;
+using chsync::test::StateFile;
 using chsync::test::TempDir;
 using Code = StateError::Code;
 
@@ -54,23 +57,6 @@ void raw_sql(const std::string& path, const char* sql) {
   EXPECT_EQ(rc, SQLITE_OK) << (err != nullptr ? err : "");
   sqlite3_free(err);
   sqlite3_close(db);
-}
-
-FileState sample_file(std::string instance, std::string key) {
-  FileState f;
-  f.instance = std::move(instance);
-  f.key = std::move(key);
-  f.size = 12345;
-  f.mtime_ms = 1700000000123;
-  f.fingerprint = "abcdef0123";
-  f.committed_offset = 999;
-  f.lines = 42;
-  f.complete = true;
-  f.last_sync_ms = 1700000001000;
-  f.spans = 77;
-  f.errors = 2;
-  f.project = "proj";
-  return f;
 }
 
 // Child process helpers: the child writes one byte to `ready` when its part is done.
@@ -109,8 +95,8 @@ void kill_and_reap(pid_t pid) {
 // --------------------------------------------------------------------------------------------
 
 TEST(StateTest, SettledLookupsMatchTheLoadedSet) {
-  TempDir dir{"chsync-state"};
-  auto s = open_sqlite_state(dir.file("state.db"), {});
+  const StateFile st;
+  auto s = st.open();
   EXPECT_TRUE(s->settled_fits("otlp", 0));  // unknown instance: nothing to load
   EXPECT_TRUE(s->settled_among("otlp", {1, 2}).empty());
   // Delivered keys on both sides of the signed rowid order, plus dead ones.
@@ -135,27 +121,16 @@ TEST(StateTest, SettledLookupsMatchTheLoadedSet) {
 TEST(StateTest, CreateAndReopenKeepsData) {
   TempDir dir{"chsync-state"};
   const std::string db = dir.file("sub/dir/state.db");
-  {
-    auto s = open_sqlite_state(db, {});
-    s->mark_delivered("otlp", {3, 1, 2});
-    s->put_files({sample_file("otlp", "a.jsonl")});
-  }
+  test::write_sample_rows(*open_sqlite_state(db, {}), "otlp");  // parent folders made
   EXPECT_TRUE(fs::exists(db));
   auto s = open_sqlite_state(db, {});
-  EXPECT_EQ(s->load_delivered("otlp"), (std::vector<std::uint64_t>{1, 2, 3}));
-  EXPECT_TRUE(s->load_delivered("other").empty());
-  EXPECT_EQ(s->instances(), (std::vector<std::string>{"otlp"}));
+  test::expect_sample_rows(*s, "otlp");
   EXPECT_EQ(s->path(), db);
-  const StatusTotals t = s->totals("otlp");
-  EXPECT_EQ(t.files, 1u);
-  EXPECT_EQ(t.spans_delivered, 3u);
-  EXPECT_EQ(t.bytes, 12345u);
-  EXPECT_EQ(t.file_errors, 2u);
 }
 
 TEST(StateTest, FilesPutGetUpdateAndScope) {
-  TempDir dir{"chsync-state"};
-  auto s = open_sqlite_state(dir.file("state.db"), {});
+  const StateFile st;
+  auto s = st.open();
   FileState a = sample_file("lf", "dir/a.jsonl");
   FileState b = sample_file("lf", "dir/b.jsonl");
   FileState c = sample_file("otlp", "dir/a.jsonl");
@@ -195,8 +170,8 @@ TEST(StateTest, FilesPutGetUpdateAndScope) {
 }
 
 TEST(StateTest, ForgetFilesPrefixWithHighBytes) {
-  TempDir dir{"chsync-state"};
-  auto s = open_sqlite_state(dir.file("state.db"), {});
+  const StateFile st;
+  auto s = st.open();
   s->put_files({sample_file("i",
                             "x\xff\xff"
                             "a"),
@@ -207,10 +182,9 @@ TEST(StateTest, ForgetFilesPrefixWithHighBytes) {
 }
 
 TEST(StateTest, BeginFinishMovesKeysToDeliveredAndClearsInFlight) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
   {
-    auto s = open_sqlite_state(db, {});
+    auto s = st.open();
     const std::uint64_t r1 = s->begin_request("otlp", {10, 11, 12});
     const std::uint64_t r2 = s->begin_request("otlp", {20, 21});
     const std::uint64_t r3 = s->begin_request("otlp", {30});
@@ -232,14 +206,14 @@ TEST(StateTest, BeginFinishMovesKeysToDeliveredAndClearsInFlight) {
     s->forget_spans("otlp", {10, 21});
     EXPECT_EQ(s->load_delivered("otlp"), (std::vector<std::uint64_t>{11, 12, 20}));
   }
-  auto s = open_sqlite_state(db, {});
+  auto s = st.open();
   EXPECT_TRUE(s->load_in_flight("otlp").empty());
   EXPECT_EQ(s->load_delivered("otlp"), (std::vector<std::uint64_t>{11, 12, 20}));
 }
 
 TEST(StateTest, InstancesAreIndependent) {
-  TempDir dir{"chsync-state"};
-  auto s = open_sqlite_state(dir.file("state.db"), {});
+  const StateFile st;
+  auto s = st.open();
   const auto r = s->begin_request("a", {1, 2});
   s->finish_request("a", r, {1, 2}, true, false);
   s->mark_delivered("b", {3});
@@ -250,20 +224,19 @@ TEST(StateTest, InstancesAreIndependent) {
 }
 
 TEST(StateTest, TopBitKeysRoundTripInUnsignedOrder) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
   const std::vector<std::uint64_t> keys = {0xffffffffffffffffull, 0x8000000000000000ull, 0, 1,
                                            0x7fffffffffffffffull, 0xdeadbeefcafef00dull};
   std::vector<std::uint64_t> sorted = keys;
   std::sort(sorted.begin(), sorted.end());
   {
-    auto s = open_sqlite_state(db, {});
+    auto s = st.open();
     s->mark_delivered("i", keys);
     const auto r = s->begin_request("i", keys);
     (void)r;
     s->finish_request_dead("j", s->begin_request("j", keys), keys, "x");
   }
-  auto s = open_sqlite_state(db, {});
+  auto s = st.open();
   EXPECT_EQ(s->load_delivered("i"), sorted);
   EXPECT_EQ(s->load_in_flight("i"), sorted);
   EXPECT_EQ(s->load_delivered("j"), sorted);
@@ -271,15 +244,14 @@ TEST(StateTest, TopBitKeysRoundTripInUnsignedOrder) {
 }
 
 TEST(StateTest, InFlightOfEarlierRunsLoadedUnionAndCleared) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
   {
-    auto s = open_sqlite_state(db, {});
+    auto s = st.open();
     s->begin_request("i", {5, 3});
     s->begin_request("i", {3, 9});
     s->begin_request("other", {100});
   }
-  auto s = open_sqlite_state(db, {});
+  auto s = st.open();
   EXPECT_EQ(s->load_in_flight("i"), (std::vector<std::uint64_t>{3, 5, 9}));
   // A request of this run is not "from an earlier run" and survives clear_in_flight.
   const auto mine = s->begin_request("i", {77});
@@ -294,13 +266,12 @@ TEST(StateTest, InFlightOfEarlierRunsLoadedUnionAndCleared) {
 
 // begin_request must be durable when it returns: a kill -9 right after leaves the record.
 TEST(StateTest, KilledAfterBeginLeavesInFlightVisible) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
   Pipe ready;
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    auto s = open_sqlite_state(db, {});
+    auto s = st.open();
     const auto r1 = s->begin_request("otlp", {1, 2, 3});
     s->finish_request("otlp", r1, {1, 2, 3}, true, false);
     s->flush();  // r1 is fully recorded
@@ -313,7 +284,7 @@ TEST(StateTest, KilledAfterBeginLeavesInFlightVisible) {
   }
   ASSERT_TRUE(ready.wait());
   kill_and_reap(pid);
-  auto s = open_sqlite_state(db, {});
+  auto s = st.open();
   const auto delivered = s->load_delivered("otlp");
   // 1,2,3 certainly delivered; 6 only if the 50 ms flusher ran before the kill.
   const std::vector<std::uint64_t> first = {1, 2, 3};
@@ -329,15 +300,14 @@ TEST(StateTest, KilledAfterBeginLeavesInFlightVisible) {
 
 // With a long flush interval the buffered ack is certainly lost at the kill: safe (repeat counted).
 TEST(StateTest, KilledWithBufferedAckKeepsInFlightRecord) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
   Pipe ready;
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     StateOpenOptions o;
     o.ack_flush_interval = std::chrono::hours(1);
-    auto s = open_sqlite_state(db, o);
+    auto s = st.open(o);
     const auto r = s->begin_request("otlp", {7, 8});
     s->finish_request("otlp", r, {7, 8}, true, false);
     ready.signal();
@@ -346,22 +316,21 @@ TEST(StateTest, KilledWithBufferedAckKeepsInFlightRecord) {
   }
   ASSERT_TRUE(ready.wait());
   kill_and_reap(pid);
-  auto s = open_sqlite_state(db, {});
+  auto s = st.open();
   EXPECT_TRUE(s->load_delivered("otlp").empty());
   EXPECT_EQ(s->load_in_flight("otlp"), (std::vector<std::uint64_t>{7, 8}));
 }
 
 // Any later write commits the earlier buffered acks with it (a file row never gets ahead).
 TEST(StateTest, PutFilesCommitsEarlierAcksFirst) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
   Pipe ready;
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     StateOpenOptions o;
     o.ack_flush_interval = std::chrono::hours(1);
-    auto s = open_sqlite_state(db, o);
+    auto s = st.open(o);
     const auto r = s->begin_request("otlp", {7, 8});
     s->finish_request("otlp", r, {7, 8}, true, false);
     s->put_files({sample_file("otlp", "f")});
@@ -371,20 +340,20 @@ TEST(StateTest, PutFilesCommitsEarlierAcksFirst) {
   }
   ASSERT_TRUE(ready.wait());
   kill_and_reap(pid);
-  auto s = open_sqlite_state(db, {});
+  auto s = st.open();
   EXPECT_EQ(s->load_delivered("otlp"), (std::vector<std::uint64_t>{7, 8}));
   EXPECT_TRUE(s->load_in_flight("otlp").empty());
   EXPECT_TRUE(s->file("otlp", "f").has_value());
 }
 
 TEST(StateTest, LockHeldByLiveChildIsReported) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
+  const std::string& db = st.path();
   Pipe ready;
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    auto s = open_sqlite_state(db, {});
+    auto s = st.open();
     ready.signal();
     ::pause();
     ::_exit(0);
@@ -397,22 +366,22 @@ TEST(StateTest, LockHeldByLiveChildIsReported) {
   // Read-only (status) does not need the lock.
   StateOpenOptions ro;
   ro.read_only = true;
-  EXPECT_NO_THROW(open_sqlite_state(db, ro));
+  EXPECT_NO_THROW(st.open(ro));
   // A SIGKILLed holder's lock is taken over: the kernel drops flock with the process.
   kill_and_reap(pid);
-  EXPECT_NO_THROW(open_sqlite_state(db, {}));
+  EXPECT_NO_THROW(st.open());
 }
 
 TEST(StateTest, SecondStoreInSameProcessIsLocked) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
-  auto s = open_sqlite_state(db, {});
+  const StateFile st;
+  const std::string& db = st.path();
+  auto s = st.open();
   EXPECT_EQ(open_error(db), Code::kLocked);
 }
 
 TEST(StateTest, GarbageFileIsCorrupt) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
+  const std::string& db = st.path();
   {
     std::ofstream f(db, std::ios::binary);
     for (int i = 0; i < 1000; ++i) {
@@ -431,10 +400,10 @@ TEST(StateTest, GarbageFileIsCorrupt) {
 }
 
 TEST(StateTest, DamagedPagesAreCorrupt) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
+  const std::string& db = st.path();
   {
-    auto s = open_sqlite_state(db, {});
+    auto s = st.open();
     std::vector<std::uint64_t> keys(20000);
     for (std::size_t i = 0; i < keys.size(); ++i) {
       keys[i] = i * 7919u;
@@ -455,10 +424,10 @@ TEST(StateTest, DamagedPagesAreCorrupt) {
 TEST(StateTest, LargeStateChecksOnlyItsSmallTablesAtOpen) {
   // Past full_check_max_bytes the delivered table is not read at open; its damage surfaces as
   // an error on the first read, and the run stops there (StateError, never wrong answers).
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
+  const std::string& db = st.path();
   {
-    auto s = open_sqlite_state(db, {});
+    auto s = st.open();
     std::vector<std::uint64_t> keys(20000);
     for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = i * 7919u;
     s->mark_delivered("i", keys);
@@ -467,7 +436,7 @@ TEST(StateTest, LargeStateChecksOnlyItsSmallTablesAtOpen) {
   StateOpenOptions small_check;
   small_check.full_check_max_bytes = 0;
   {
-    auto s = open_sqlite_state(db, small_check);  // healthy: opens, reads as before
+    auto s = st.open(small_check);  // healthy: opens, reads as before
     EXPECT_EQ(s->load_delivered("i").size(), 20000u);
     EXPECT_TRUE(s->file("i", "a.jsonl").has_value());
   }
@@ -479,7 +448,7 @@ TEST(StateTest, LargeStateChecksOnlyItsSmallTablesAtOpen) {
     f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
   }
   EXPECT_EQ(open_error(db), Code::kCorrupt);  // full check (small file): found at open
-  auto s = open_sqlite_state(db, small_check);
+  auto s = st.open(small_check);
   EXPECT_THROW(s->load_delivered("i"), StateError);
 }
 
@@ -499,9 +468,9 @@ TEST(StateTest, ForeignDatabaseIsForeign) {
 }
 
 TEST(StateTest, NewerSchemaIsRefused) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
-  { auto s = open_sqlite_state(db, {}); }
+  const StateFile st;
+  const std::string& db = st.path();
+  { auto s = st.open(); }
   raw_sql(db.c_str(), "PRAGMA user_version=999;");
   std::string msg;
   EXPECT_EQ(open_error(db, {}, &msg), Code::kNewerSchema);
@@ -509,9 +478,9 @@ TEST(StateTest, NewerSchemaIsRefused) {
 }
 
 TEST(StateTest, SchemaIdentifiesChsync) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
-  { auto s = open_sqlite_state(db, {}); }
+  const StateFile file;
+  const std::string& db = file.path();
+  { auto s = file.open(); }
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
   auto one = [&](const char* sql) {
@@ -531,8 +500,8 @@ TEST(StateTest, SchemaIdentifiesChsync) {
 }
 
 TEST(StateTest, RebuildMovesOldFileAside) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
+  const std::string& db = st.path();
   {
     std::ofstream f(db, std::ios::binary);
     f << std::string(4096, '\x13');
@@ -544,7 +513,7 @@ TEST(StateTest, RebuildMovesOldFileAside) {
   EXPECT_EQ(open_error(db), Code::kCorrupt);
   StateOpenOptions o;
   o.rebuild = true;
-  auto s = open_sqlite_state(db, o);
+  auto s = st.open(o);
   const std::string aside = s->moved_aside_path();
   ASSERT_FALSE(aside.empty());
   EXPECT_EQ(aside.rfind(db + ".broken-", 0), 0u) << aside;
@@ -585,10 +554,9 @@ TEST(StateTest, ReadOnlyMissingAndReadOnlyNeverWrites) {
 }
 
 TEST(StateTest, BackupOpensWithSameTotals) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
-  const std::string copy = dir.file("copy.db");
-  auto s = open_sqlite_state(db, {});
+  const StateFile st;
+  const std::string copy = st.file("copy.db");
+  auto s = st.open();
   s->put_files({sample_file("i", "a"), sample_file("i", "b")});
   const auto r = s->begin_request("i", {1, 2, 3});
   s->finish_request("i", r, {1, 2, 3}, true, false);  // buffered: backup must include it
@@ -610,8 +578,8 @@ TEST(StateTest, BackupOpensWithSameTotals) {
 }
 
 TEST(StateTest, VacuumKeepsData) {
-  TempDir dir{"chsync-state"};
-  auto s = open_sqlite_state(dir.file("state.db"), {});
+  const StateFile st;
+  auto s = st.open();
   std::vector<std::uint64_t> keys(5000);
   for (std::size_t i = 0; i < keys.size(); ++i) {
     keys[i] = i;
@@ -623,8 +591,7 @@ TEST(StateTest, VacuumKeepsData) {
 }
 
 TEST(StateTest, ConcurrentBeginFinish) {
-  TempDir dir{"chsync-state"};
-  const std::string db = dir.file("state.db");
+  const StateFile st;
   constexpr int kThreads = 4;
   constexpr int kRequests = 200;
   constexpr std::uint64_t kPerRequest = 16;
@@ -632,7 +599,7 @@ TEST(StateTest, ConcurrentBeginFinish) {
     StateOpenOptions o;
     o.ack_flush_interval = std::chrono::milliseconds(5);
     o.ack_flush_keys = 100;
-    auto s = open_sqlite_state(db, o);
+    auto s = st.open(o);
     std::vector<std::thread> threads;
     std::atomic<int> errors{0};
     for (int t = 0; t < kThreads; ++t) {
@@ -661,7 +628,7 @@ TEST(StateTest, ConcurrentBeginFinish) {
     }
     EXPECT_EQ(errors.load(), 0);
   }
-  auto s = open_sqlite_state(db, {});
+  auto s = st.open();
   EXPECT_EQ(s->load_delivered("even").size(), 2u * kRequests * kPerRequest);
   EXPECT_EQ(s->load_delivered("odd").size(), 2u * kRequests * kPerRequest);
   EXPECT_TRUE(s->load_in_flight("even").empty());
