@@ -20,17 +20,33 @@ def load_tests(loader, tests, pattern):
 
 
 class Writer(threading.Thread):
-    """Runs fn(stop_event) in a thread; re-raises its exception on join."""
+    """Runs fn(writer) in a thread; re-raises its exception on join.
+
+    fn calls writer.after_runs(n) to go on only once chsync finished n runs: the changes then
+    overlap at least that many runs however slowly the box runs chsync (a writer paced by the
+    clock alone could finish before chsync ran twice on a loaded machine)."""
 
     def __init__(self, fn):
         super().__init__(daemon=True)
         self.fn, self.exc = fn, None
+        self.runs = 0
+        self.cv = threading.Condition()
 
     def run(self):
         try:
-            self.fn()
+            self.fn(self)
         except BaseException as e:  # noqa: BLE001
             self.exc = e
+
+    def run_done(self):
+        with self.cv:
+            self.runs += 1
+            self.cv.notify_all()
+
+    def after_runs(self, n, timeout=120):
+        with self.cv:
+            if not self.cv.wait_for(lambda: self.runs >= n, timeout):
+                raise AssertionError(f"chsync did not finish {n} runs within {timeout} s")
 
     def finish(self, timeout=60):
         self.join(timeout)
@@ -49,6 +65,7 @@ class FileFaults(FaultCase):
             self.assertIn(rc, (0, 1), err[-2000:])
             repeated += r["spans_repeated"]
             runs += 1
+            writer.run_done()
         writer.finish()
         self.assertGreaterEqual(runs, 2, "the writer finished before chsync ran twice")
         return repeated
@@ -61,9 +78,11 @@ class FileFaults(FaultCase):
         lines = ti.session_lines("s12", n_turns=150, text="append")
         write_lines(f, lines[:10])
 
-        def append():
+        def append(w):
             with open(f, "a") as fh:
-                for line in lines[10:]:
+                for i, line in enumerate(lines[10:]):
+                    if i in (40, 80):  # at least two runs see the file grow
+                        w.after_runs(1 if i == 40 else 2)
                     half = len(line) // 2
                     fh.write(line[:half])  # a partial line is visible for a moment
                     fh.flush()
@@ -94,9 +113,10 @@ class FileFaults(FaultCase):
         write_lines(f, versions[0])
         ids = set()
 
-        def rewrite():
-            for v in versions[1:]:
+        def rewrite(w):
+            for k, v in enumerate(versions[1:]):
                 time.sleep(0.4)
+                w.after_runs(k + 1)  # a run of the previous version before each rewrite
                 with open(f, "w") as fh:  # truncate, then write slowly
                     for line in v:
                         fh.write(line + "\n")
@@ -134,9 +154,11 @@ class FileFaults(FaultCase):
             files.append(p)
         tar = os.path.join(self.tmp, "rotated.tar")
 
-        def rotate():
-            for p in files[:4]:
+        def rotate(w):
+            for k, p in enumerate(files[:4]):
                 time.sleep(0.8)
+                if k in (1, 3):  # renames between runs, at least two runs during the rotation
+                    w.after_runs(k // 2 + 1)
                 os.rename(p, os.path.join(arch, "proj", os.path.basename(p)))
             subprocess.run(["tar", "-cf", tar, "-C", arch, "proj"], check=True, timeout=60)
             shutil.rmtree(os.path.join(arch, "proj"))

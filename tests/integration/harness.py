@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import tempfile
@@ -189,6 +190,15 @@ class TempTestCase(unittest.TestCase):
         s = Sink(self.tmp, *args)
         self.sinks.append(s)
         return s
+
+    def refused_url(self, path="/v1/traces"):
+        """A loopback URL whose connections are refused, for the test's whole life: the port is
+        held by a bound socket that never listens (a connect gets RST). A port found free and then
+        closed could be taken meanwhile by a sink of a test running beside this one."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        return f"http://127.0.0.1:{s.getsockname()[1]}{path}"
 
     def db(self, name="state.db"):
         return os.path.join(self.tmp, name)

@@ -21,14 +21,23 @@ class BenchTest(TempTestCase):
 
     def test_p50_matches_injected_latency(self):
         sink = self.sink("--latency-ms", "20", "--no-decode")
-        rep, out = self.bench(sink, "--rate", "50/s", "--duration", "3s", "--batch-spans", "10", REAL)
-        p50 = rep["latency_ms"]["p50"]
-        self.assertGreaterEqual(p50, 19.9, out)
-        if not SANITIZED:
-            # Generous: the bench adds loopback and scheduling time on a shared 2-core box; an
-            # order-of-magnitude error (a unit mix-up, timing the wrong thing) still fails.
-            self.assertLessEqual(p50, 20.0 * 1.5, out)
-        self.assertIn("p99.9", out)
+        # The lower bound holds in every run: the injected wait is always part of a latency. The
+        # upper bound is about what is timed (a unit mix-up, timing the wrong thing), not about
+        # the box: loopback and scheduling time come on top, and on a loaded 2-core machine a
+        # whole 3 s window can run slow. So it must hold in one of up to three runs; a timing
+        # error fails all three.
+        seen = []
+        for _ in range(3):
+            rep, out = self.bench(sink, "--rate", "50/s", "--duration", "3s", "--batch-spans", "10",
+                                  REAL)
+            p50 = rep["latency_ms"]["p50"]
+            seen.append(p50)
+            self.assertGreaterEqual(p50, 19.9, out)
+            self.assertIn("p99.9", out)
+            if SANITIZED or p50 <= 20.0 * 1.5:
+                break
+        else:
+            self.fail(f"p50 over 30 ms in three runs (injected 20 ms): {seen}\n{out}")
 
     def test_fixed_rate_is_achieved(self):
         sink = self.sink("--no-decode")

@@ -177,7 +177,10 @@ secret_key = "sk-lf-very-secret-abcdef"
         gen(d, "20M", 6)
         sink_args = ["--latency-ms", "100", "--no-decode"]
         s = self.sink(*sink_args)
-        cmd = (f"{CHSYNC} sync {d} --backend otlp --endpoint {s.traces_url} --batch-spans 64 "
+        # A known terminal size: script(1) copies the size of the terminal it runs in (none
+        # under ctest: 80 columns), and a narrow one would drop fields the regex below expects.
+        cmd = (f"stty cols 160 rows 40; "
+               f"{CHSYNC} sync {d} --backend otlp --endpoint {s.traces_url} --batch-spans 64 "
                f"--max-in-flight 1 --settle 0 --db {self.db()} > /dev/null")
         p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
                            timeout=120, env=clean_env())

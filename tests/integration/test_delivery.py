@@ -6,7 +6,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,14 +39,6 @@ def split_session(path):
     assert cands, "no turn boundary"
     mid = min(cands, key=lambda i: abs(i - len(lines) // 2))
     return b"".join(lines[:mid]), b"".join(lines[mid:])
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class DeliveryTest(TempTestCase):
@@ -449,7 +440,7 @@ class DeliveryTest(TempTestCase):
     # ---- 8. sink down ----
     def test_sink_down_exits_3_then_next_run_delivers(self):
         d, _ = self.session_copy()
-        url = f"http://127.0.0.1:{free_port()}/v1/traces"
+        url = self.refused_url()
         t0 = time.time()
         rc, r, err = self.sync(d, url, "--retry-max-elapsed", "3s", "--retry-initial", "100ms",
                                timeout=60)

@@ -41,6 +41,16 @@ class Tmux:
             time.sleep(0.2)
         raise AssertionError(f"{pattern!r} never appeared; screen:\n{self.screen()}")
 
+    def wait_until(self, check, timeout=60):
+        """Polls the screen until check(screen) is true; returns that screen (else the last one,
+        which the caller's assertions then explain)."""
+        deadline = time.time() + timeout
+        s = self.screen()
+        while not check(s) and time.time() < deadline:
+            time.sleep(0.2)
+            s = self.screen()
+        return s
+
     def kill(self):
         subprocess.run(["tmux", "-L", self.sock, "kill-server"], capture_output=True, timeout=10,
                        env=self.env)
@@ -73,10 +83,14 @@ class ProgressLineTest(TempTestCase):
         self.assertRegex(lines[0], r"^sending  \d+%  ")
         self.assertRegex(lines[0], r"[\d.k]+ spans  [\d.k]+/s")
         self.assertRegex(lines[0], r"\d+ in flight")
-        # Narrower window: the line shrinks to fit at the next redraw.
+        # Narrower window: the line shrinks to fit at the next redraw (every 250 ms; waited for
+        # rather than slept on, a loaded box may redraw late).
         t.resize(50)
-        time.sleep(1.0)
-        screen = t.screen()
+
+        def fits(screen):
+            lines = self.progress_lines(screen)
+            return len(lines) == 1 and len(lines[0].rstrip()) <= 49
+        screen = t.wait_until(fits, timeout=30)
         lines = self.progress_lines(screen)
         self.assertEqual(len(lines), 1, screen)
         self.assertLessEqual(len(lines[0].rstrip()), 49, lines[0])
@@ -89,9 +103,9 @@ class ProgressLineTest(TempTestCase):
         cmd = (f"{CHSYNC} sync {d} --backend otlp --endpoint {s.traces_url} --settle 0 "
                f"--retry-initial 100ms --retry-max 300ms --retry-max-elapsed 8s --db {self.db()}")
         t = self.start("retry", cmd)
-        screen = t.wait_for(r"retrying", timeout=30)
-        time.sleep(1)
-        screen = t.screen()
+        # The first retrying line may be drawn before the error it shows is known: wait for one
+        # with both, instead of sleeping and hoping (the run gives up after 8 s).
+        screen = t.wait_for(r"(?m)^retrying.*otlp: HTTP 503", timeout=30)
         lines = self.progress_lines(screen)
         self.assertEqual(len(lines), 1, screen)
         line = lines[0]
