@@ -35,11 +35,15 @@ TEST(BoundedQueueTest, OversizeItemAdmittedIntoEmptyQueue) {
 TEST(BoundedQueueTest, ProducerBlocksWhenFullAndResumes) {
   BoundedQueue<int> q(10);
   ASSERT_TRUE(q.push(1, 10));
-  std::atomic<bool> pushed{false};
+  std::atomic<bool> pushing{false}, pushed{false};
   std::thread producer([&] {
+    pushing = true;
     q.push(2, 10);
     pushed = true;
   });
+  // From when the producer calls push, not from when the thread was made: a loaded box may
+  // start the thread late, and the blocked time below is measured inside push.
+  while (!pushing.load()) std::this_thread::sleep_for(1ms);
   std::this_thread::sleep_for(100ms);
   EXPECT_FALSE(pushed.load()) << "producer must wait while the queue is full";
   EXPECT_EQ(*q.pop(), 1);

@@ -242,12 +242,13 @@ TEST(HttpClientTest, BadRequestIsDead) {
 }
 
 TEST(HttpClientTest, DownBackendIsFatalWithinMaxElapsed) {
-  unsigned short port;
-  {
-    asio::io_context ioc;
-    tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    port = a.local_endpoint().port();
-  }  // closed: connection refused
+  // A port bound but never listened on, held for the whole test: connections are refused. A
+  // port found free and closed again could be bound meanwhile by a test running beside this one.
+  asio::io_context ioc;
+  tcp::acceptor held(ioc);
+  held.open(tcp::v4());
+  held.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const unsigned short port = held.local_endpoint().port();
   Acks acks;
   auto o = opts("http://127.0.0.1:" + std::to_string(port) + "/v1/traces");
   o.retry.max_elapsed = 300ms;

@@ -240,7 +240,11 @@ TEST(OtlpExporterTest, RetriesTransientThenDelivers) {
 TEST(OtlpExporterTest, AuthErrorIsFatalAndFailsTheRest) {
   Fixture fx(fast_options(), [](const http::Request&, int) { return status(401, "bad key"); });
   fx.exp->send(make_spans(10));  // one full batch goes out
-  for (int i = 0; i < 200 && !fx.exp->fatal(); ++i) std::this_thread::sleep_for(5ms);
+  // Waited for with a deadline, not a count of naps: under TSan on a loaded box the first
+  // answer can take longer than the 1 s the 200 x 5 ms naps allowed.
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!fx.exp->fatal() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
   EXPECT_TRUE(fx.exp->fatal());
   EXPECT_NE(fx.exp->fatal_reason().find("401"), std::string::npos);
   EXPECT_FALSE(fx.exp->send(make_spans(5, 10)));
