@@ -20,24 +20,27 @@ class BenchTest(TempTestCase):
         return load_json(report), out
 
     def test_p50_matches_injected_latency(self):
-        sink = self.sink("--latency-ms", "20", "--no-decode")
-        # The lower bound holds in every run: the injected wait is always part of a latency. The
-        # upper bound is about what is timed (a unit mix-up, timing the wrong thing), not about
-        # the box: loopback and scheduling time come on top, and on a loaded 2-core machine a
-        # whole 3 s window can run slow. So it must hold in one of up to three runs; a timing
-        # error fails all three.
+        # 200 ms held by the sink, 10 requests/s (2 in flight, under the default cap of 8). The
+        # lower bound holds in every run: the injected wait is always part of a latency. The
+        # upper one (1.5x) is about what is timed (a unit mix-up, timing the wrong thing), not
+        # about the box: loopback, scheduling and a generator running behind its schedule come
+        # on top: 11-12 ms of p50 over a 20 ms injection, 6-20 ms over 100 ms, at load 17 on the
+        # 2-core box (20 ms at 1.5x failed three runs in a row). It must hold in one of up to
+        # three runs.
+        latency_ms = 200.0
+        sink = self.sink("--latency-ms", str(int(latency_ms)), "--no-decode")
         seen = []
         for _ in range(3):
-            rep, out = self.bench(sink, "--rate", "50/s", "--duration", "3s", "--batch-spans", "10",
+            rep, out = self.bench(sink, "--rate", "10/s", "--duration", "3s", "--batch-spans", "10",
                                   REAL)
             p50 = rep["latency_ms"]["p50"]
             seen.append(p50)
-            self.assertGreaterEqual(p50, 19.9, out)
+            self.assertGreaterEqual(p50, latency_ms - 0.1, out)
             self.assertIn("p99.9", out)
-            if SANITIZED or p50 <= 20.0 * 1.5:
+            if SANITIZED or p50 <= latency_ms * 1.5:
                 break
         else:
-            self.fail(f"p50 over 30 ms in three runs (injected 20 ms): {seen}\n{out}")
+            self.fail(f"p50 over 1.5 x {latency_ms} ms in three runs: {seen}\n{out}")
 
     def test_fixed_rate_is_achieved(self):
         sink = self.sink("--no-decode")
