@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "app/config/backend_options.h"
+#include "app/config/option_help.h"
 #include "pipeline/text.h"
 
 namespace chsync {
@@ -23,7 +24,8 @@ const char* backend_option_group(const std::string& flag) {
 }
 
 // The backend options are not written here: they are derived from the declarations in
-// app/config/backend_options.cpp (type, default, environment, applicable backends).
+// app/config/backend_registry.cpp (type, default, environment, applicable backends), their help
+// lines by app/config/option_help.h.
 void add_backend_flags(CLI::App* cmd, RawSyncFlags& f) {
   for (const OptionDecl* d : all_backend_options()) {
     const std::string name = "--" + d->flag + (d->flag == "output" ? ",-o" : "");

@@ -61,7 +61,7 @@ inline constexpr const char* kGroupOutput = "Output and logging";
 inline constexpr const char* kGroupScale = "Scale-out (PostgreSQL state)";
 
 // Declares every flag of `chsync sync` on `cmd`, writing into `f`. The backend options are not
-// written here: they are derived from the declarations in app/config/backend_options.cpp.
+// written here: they are derived from the declarations in app/config/backend_registry.cpp.
 void add_sync_flags(CLI::App* cmd, RawSyncFlags& f);
 
 // The environment variables `chsync sync` reads, for --help.

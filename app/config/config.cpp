@@ -1,7 +1,11 @@
 #include "app/config/config.h"
 
+// toml++ reads TOML_EXCEPTIONS while its header is preprocessed: only a macro can set it.
+// NOLINTNEXTLINE(cppcoreguidelines-macro-usage): a switch of toml++, not a constant of ours
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -35,101 +39,108 @@ bool scalar_to_string(const toml::node& n, std::string& out) {
   return true;
 }
 
+// [sync]: every key to its list of values (an array or one scalar), by flag name.
+void load_sync_table(const toml::node& v, const std::string& path, ConfigFile& cf) {
+  const auto* t = v.as_table();
+  if (!t) throw ConfigError(fmt::format("config {}: [sync] must be a table", path));
+  for (auto&& [sk, sv] : *t) {
+    std::vector<std::string> values;
+    std::string s;
+    if (const auto* arr = sv.as_array()) {
+      for (const auto& el : *arr) {
+        if (!scalar_to_string(el, s))
+          throw ConfigError(fmt::format(
+              "config {}: sync.{}: arrays may hold only strings and numbers", path, sk.str()));
+        values.push_back(s);
+      }
+    } else if (scalar_to_string(sv, s)) {
+      values.push_back(s);
+    } else {
+      throw ConfigError(fmt::format("config {}: sync.{}: unsupported value", path, sk.str()));
+    }
+    const std::string key = normalise(std::string(sk.str()));
+    cf.sync[key] = values;
+    cf.lines["sync." + key] = static_cast<int>(sv.source().begin.line);
+  }
+}
+
+// [backends.NAME]: one instance's keys as strings ("headers" -> header.cfgN = "K=V"; an array
+// -> KEY.0, KEY.1, read back by app/config/backend_options.cpp).
+void load_backend_table(const std::string& iname, const toml::node& bt, const std::string& path,
+                        ConfigFile& cf) {
+  const auto* inst = bt.as_table();
+  if (!inst) throw ConfigError(fmt::format("config {}: backends.{} must be a table", path, iname));
+  auto& out = cf.backends[iname];
+  cf.lines["backends." + iname] = static_cast<int>(bt.source().begin.line);
+  for (auto&& [bk, bv] : *inst) {
+    const std::string bkey(bk.str());
+    if (bkey == "headers") {
+      const auto* ht = bv.as_table();
+      if (!ht)
+        throw ConfigError(
+            fmt::format("config {}: backends.{}.headers must be a table", path, iname));
+      int i = 0;
+      for (auto&& [hk, hv] : *ht) {
+        std::string hs;
+        if (!scalar_to_string(hv, hs))
+          throw ConfigError(fmt::format("config {}: backends.{}.headers.{}: must be a string", path,
+                                        iname, hk.str()));
+        out["header.cfg" + std::to_string(i++)] = fmt::format("{}={}", hk.str(), hs);
+      }
+      continue;
+    }
+    std::string nk = bkey;
+    std::replace(nk.begin(), nk.end(), '-', '_');
+    cf.lines[fmt::format("backends.{}.{}", iname, nk)] = static_cast<int>(bv.source().begin.line);
+    std::string s;
+    if (const auto* arr = bv.as_array()) {  // tag = ["a", "b"] -> tag.0, tag.1
+      std::size_t i = 0;
+      for (const auto& el : *arr) {
+        if (!scalar_to_string(el, s))
+          throw ConfigError(
+              fmt::format("config {}: backends.{}.{}: arrays may hold only strings and numbers",
+                          path, iname, bkey));
+        out[nk + "." + std::to_string(i++)] = s;
+      }
+      continue;
+    }
+    if (!scalar_to_string(bv, s))
+      throw ConfigError(
+          fmt::format("config {}: backends.{}.{}: unsupported value", path, iname, bkey));
+    out[nk] = s;
+  }
+  if (!out.contains("type"))
+    throw ConfigError(fmt::format("config {}: backends.{} needs type = \"otlp\"|...", path, iname));
+}
+
 }  // namespace
 
 ConfigFile load_config_file(const std::string& path, bool required) {
   ConfigFile cf;
   if (!std::filesystem::exists(path)) {
-    if (required) throw ConfigError("--config: " + path + ": no such file");
+    if (required) throw ConfigError(fmt::format("--config: {}: no such file", path));
     return cf;
   }
   toml::table root;
   try {
     root = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    throw ConfigError("config " + path + ":" + std::to_string(e.source().begin.line) + ":" +
-                      std::to_string(e.source().begin.column) + ": " +
-                      std::string(e.description()));
+    throw ConfigError(fmt::format("config {}:{}:{}: {}", path, e.source().begin.line,
+                                  e.source().begin.column, e.description()));
   }
   cf.path = path;
   for (auto&& [k, v] : root) {
     const std::string key(k.str());
     if (key == "sync") {
-      auto* t = v.as_table();
-      if (!t) throw ConfigError("config " + path + ": [sync] must be a table");
-      for (auto&& [sk, sv] : *t) {
-        std::vector<std::string> values;
-        std::string s;
-        if (auto* arr = sv.as_array()) {
-          for (auto& el : *arr) {
-            if (!scalar_to_string(el, s))
-              throw ConfigError("config " + path + ": sync." + std::string(sk.str()) +
-                                ": arrays may hold only strings and numbers");
-            values.push_back(s);
-          }
-        } else if (scalar_to_string(sv, s)) {
-          values.push_back(s);
-        } else {
-          throw ConfigError("config " + path + ": sync." + std::string(sk.str()) +
-                            ": unsupported value");
-        }
-        cf.sync[normalise(std::string(sk.str()))] = values;
-        cf.lines["sync." + normalise(std::string(sk.str()))] =
-            static_cast<int>(sv.source().begin.line);
-      }
+      load_sync_table(v, path, cf);
     } else if (key == "backends") {
-      auto* t = v.as_table();
-      if (!t) throw ConfigError("config " + path + ": [backends] must hold tables");
-      for (auto&& [name, bt] : *t) {
-        auto* inst = bt.as_table();
-        const std::string iname(name.str());
-        if (!inst) throw ConfigError("config " + path + ": backends." + iname + " must be a table");
-        auto& out = cf.backends[iname];
-        cf.lines["backends." + iname] = static_cast<int>(bt.source().begin.line);
-        for (auto&& [bk, bv] : *inst) {
-          const std::string bkey(bk.str());
-          if (bkey == "headers") {
-            auto* ht = bv.as_table();
-            if (!ht)
-              throw ConfigError("config " + path + ": backends." + iname +
-                                ".headers must be a table");
-            int i = 0;
-            for (auto&& [hk, hv] : *ht) {
-              std::string hs;
-              if (!scalar_to_string(hv, hs))
-                throw ConfigError("config " + path + ": backends." + iname + ".headers." +
-                                  std::string(hk.str()) + ": must be a string");
-              out["header.cfg" + std::to_string(i++)] = std::string(hk.str()) + "=" + hs;
-            }
-            continue;
-          }
-          std::string nk = bkey;
-          std::replace(nk.begin(), nk.end(), '-', '_');
-          cf.lines["backends." + iname + "." + nk] = static_cast<int>(bv.source().begin.line);
-          std::string s;
-          if (auto* arr =
-                  bv.as_array()) {  // tag = ["a", "b"] -> tag.0, tag.1 (backend_options.cpp)
-            std::size_t i = 0;
-            for (auto& el : *arr) {
-              if (!scalar_to_string(el, s))
-                throw ConfigError("config " + path + ": backends." + iname + "." + bkey +
-                                  ": arrays may hold only strings and numbers");
-              out[nk + "." + std::to_string(i++)] = s;
-            }
-            continue;
-          }
-          if (!scalar_to_string(bv, s))
-            throw ConfigError("config " + path + ": backends." + iname + "." + bkey +
-                              ": unsupported value");
-          out[nk] = s;
-        }
-        if (out.find("type") == out.end())
-          throw ConfigError("config " + path + ": backends." + iname +
-                            " needs type = \"otlp\"|...");
-      }
+      const auto* t = v.as_table();
+      if (!t) throw ConfigError(fmt::format("config {}: [backends] must hold tables", path));
+      for (auto&& [name, bt] : *t) load_backend_table(std::string(name.str()), bt, path, cf);
     } else {
-      throw ConfigError("config " + path + ": unknown section or key '" + key +
-                        "' (expected [sync] and [backends.NAME])");
+      throw ConfigError(fmt::format(
+          "config {}: unknown section or key '{}' (expected [sync] and [backends.NAME])", path,
+          key));
     }
   }
   return cf;

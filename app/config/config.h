@@ -11,8 +11,8 @@
 //   inputs = ["/data/claude/projects"]
 //
 //   [backends.collector]         # a named backend instance (its own delivery state); its keys
-//                                # are the type's options (app/config/backend_options.cpp),
-//                                validated
+//                                # are the type's options (app/config/backend_registry.cpp),
+//                                # validated
 //   type = "otlp"
 //   endpoint = "http://otel:4318/v1/traces"
 //   headers = { "x-team" = "ml" }
@@ -39,7 +39,7 @@ struct ConfigFile {
   std::string path;  // "" when no file was used
   // [sync] keys normalised to flag names without dashes ("max-field-bytes"); values as strings.
   std::map<std::string, std::vector<std::string>> sync;
-  // [backends.NAME] -> key -> value ("headers" entries become "header.<name>" = "name=value").
+  // [backends.NAME] -> key -> value ("headers" entries become "header.cfgN" = "name=value").
   std::map<std::string, std::map<std::string, std::string>> backends;
   // Line of each key for error messages: "sync.settle", "backends.NAME.rate" (keys as stored).
   std::map<std::string, int> lines;

@@ -64,7 +64,7 @@ std::vector<std::pair<std::string, std::string>> spec_headers(const BackendSpec&
 }
 
 // Retry, timeout and TLS settings every HTTP backend shares (values resolved and validated by
-// app/config/backend_options.cpp, defaults included).
+// app/config/backend_options.cpp, defaults included: declared in backend_registry.cpp).
 template <typename Options>
 void common_http_options(const BackendSpec& spec, const log::Logger& logger, Options& o) {
   o.instance = spec.instance;

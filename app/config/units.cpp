@@ -21,13 +21,12 @@ bool split_number(std::string_view t, double& num, std::string_view& unit) {
 }  // namespace
 
 bool parse_duration(std::string_view t, std::chrono::milliseconds& out) {
-  double n;
+  double n = 0;
   std::string_view u;
   if (!split_number(t, n, u)) return false;
-  double ms;
+  double ms = 0;
   if (u.empty()) {
-    if (n != 0) return false;  // a bare number is ambiguous except 0
-    ms = 0;
+    if (n != 0) return false;  // a bare number is ambiguous except 0 (ms stays 0)
   } else if (u == "ms") ms = n;
   else if (u == "s") ms = n * 1000;
   else if (u == "m" || u == "min") ms = n * 60000;
@@ -39,7 +38,7 @@ bool parse_duration(std::string_view t, std::chrono::milliseconds& out) {
 }
 
 bool parse_size(std::string_view t, std::uint64_t& out) {
-  double n;
+  double n = 0;
   std::string_view u;
   if (!split_number(t, n, u)) return false;
   double mult = 1;
@@ -56,7 +55,7 @@ bool parse_size(std::string_view t, std::uint64_t& out) {
 }
 
 bool parse_rate(std::string_view t, Rate& out) {
-  double n;
+  double n = 0;
   std::string_view u;
   if (!split_number(t, n, u)) return false;
   if (u == "/s" || u == "req/s" || u == "requests/s") {

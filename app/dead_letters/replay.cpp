@@ -10,7 +10,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -21,6 +20,7 @@
 #include "backends/http/settings_check.h"
 #include "backends/otlp/otlp_env.h"
 #include "backends/otlp/otlp_exporter.h"
+#include "pipeline/text.h"
 #include "stages/state/state_store.h"
 
 namespace chsync {
@@ -176,14 +176,15 @@ int cmd_replay_dead_letters(const ReplayOptions& ro) {
     std::remove(path.c_str());
   } else if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     log.error(fmt::format("replay-dead-letters: could not rename {} to {}: {}", tmp, path,
-                          std::strerror(errno)));
+                          errno_text(errno)));
     code = kExitPartial;
   }
-  const std::size_t still_dead = static_cast<std::size_t>(rejected + unreachable);
+  const auto still_dead = static_cast<std::size_t>(rejected + unreachable);
   std::string summary = fmt::format("replayed {} spans in {} requests; {} requests still dead",
                                     replayed_spans, file.letters.size() - still_dead, still_dead);
   if (!file.bad.empty()) {
     std::vector<std::string> kinds;
+    kinds.reserve(bad_by_kind.size());
     for (const auto& [k, n] : bad_by_kind) kinds.push_back(fmt::format("{} {}", n, k));
     const bool one = file.bad.size() == 1;
     summary += fmt::format(

@@ -58,6 +58,13 @@ struct BackendSpec {
   std::map<std::string, std::string> not_applied;
 };
 
+// How a message names where a backend option's value came from (a source as in
+// BackendSpec::sources): "--FLAG" for a flag, else "SOURCE (--FLAG)" ("env CHSYNC_HOST (--host)",
+// "file PATH [sync] (--host)"). Start-up errors and notices all say it this way.
+inline std::string named_source(const std::string& source, const std::string& flag) {
+  return source.rfind("flag", 0) == 0 ? "--" + flag : source + " (--" + flag + ")";
+}
+
 // Builds a network exporter that logs through the given logger (the run's).
 using ExporterFactory =
     std::function<std::unique_ptr<Exporter>(const BackendSpec&, const log::Logger&)>;

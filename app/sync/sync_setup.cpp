@@ -122,8 +122,7 @@ void SyncRun::notice_values_not_applied() const {
       reasons.push_back(spec.instance + ": " +
                         (colon == std::string::npos ? it->second : it->second.substr(colon + 2)));
     }
-    const std::string from =
-        source.rfind("flag", 0) == 0 ? "--" + flag : source + " (--" + flag + ")";
+    const std::string from = named_source(source, flag);
     opt_.logger.write(
         log::Level::kWarn,
         fmt::format("{} applies to --backend {} only, not to {} ({}); set it per backend in "
