@@ -230,9 +230,8 @@ void DeliveryLedger::file_rows_locked(std::uint64_t seq, const Pending& p,
 bool DeliveryLedger::stop(Deadline /*deadline*/) noexcept {
   finalize_ready();
   std::lock_guard lock(mu_);
-  for (const auto& [seq, p] : pending_)
-    if (p.outstanding > 0) return false;
-  return true;
+  return std::none_of(pending_.begin(), pending_.end(),
+                      [](const auto& entry) { return entry.second.outstanding > 0; });
 }
 
 void DeliveryLedger::finalize_ready() noexcept {

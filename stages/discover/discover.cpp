@@ -196,7 +196,7 @@ class Walker {
 
   void add_file(const std::string& path, const struct stat& st) {
     std::string_view name = basename_of(path);
-    SourceKind kind;
+    SourceKind kind = SourceKind::kPlain;  // set by transcript_kind
     std::string_view stem;
     if (!transcript_kind(name, kind, stem)) return;
     if (::access(path.c_str(), R_OK) != 0) {
@@ -254,7 +254,7 @@ void list_archive(const std::string& path, const DiscoverOptions& opt, DiscoverR
     if (!e.regular) continue;
     const std::string& member = e.name;
     std::string_view name = basename_of(member);
-    SourceKind kind;
+    SourceKind kind = SourceKind::kPlain;  // set by transcript_kind
     std::string_view stem;
     if (!transcript_kind(name, kind, stem) || kind != SourceKind::kPlain) {
       ar.skip();

@@ -34,6 +34,8 @@ class FieldReader {
   }
 
  private:
+  // Callers start t as od::json_type{}: 0 names no type (simdjson's start at 1), so a type that
+  // could not be read matches none of their branches.
   bool type_of_value(od::value v, od::json_type& t) { return keep(v.type().get(t)); }
 
   std::string_view get_sv(od::value v) {
@@ -43,20 +45,20 @@ class FieldReader {
 
   // String fields that may be null in some versions: null (or another scalar type) gives "".
   std::string opt_string(od::value v) {
-    od::json_type t;
+    od::json_type t{};
     if (!type_of_value(v, t) || t != od::json_type::string) return {};
     return std::string(get_sv(v));
   }
 
   bool opt_bool(od::value v) {
-    od::json_type t;
+    od::json_type t{};
     if (!type_of_value(v, t) || t != od::json_type::boolean) return false;
     bool b = false;
     return keep(v.get_bool().get(b)) && b;
   }
 
   std::int64_t opt_int(od::value v, std::int64_t fallback = 0) {
-    od::json_type t;
+    od::json_type t{};
     if (!type_of_value(v, t)) return fallback;
     if (t != od::json_type::number) return fallback;
     std::int64_t n = 0;
@@ -91,7 +93,7 @@ std::string_view rtrim(std::string_view s) {
 
 // Raw JSON text of any value (objects and arrays are consumed).
 std::string FieldReader::raw_json(od::value v) {
-  od::json_type t;
+  od::json_type t{};
   if (!type_of_value(v, t)) return {};
   std::string_view sv;
   if (t == od::json_type::object) {
@@ -108,7 +110,7 @@ std::string FieldReader::raw_json(od::value v) {
 
 // The object of v; false when v is not an object (then the field reads as absent).
 bool FieldReader::get_object(od::value v, od::object& o) {
-  od::json_type t;
+  od::json_type t{};
   if (!type_of_value(v, t) || t != od::json_type::object) return false;
   return keep(v.get_object().get(o));
 }
@@ -119,8 +121,8 @@ void FieldReader::for_each_object_in(od::value v, F&& fn) {
   od::array arr;
   if (!keep(v.get_array().get(arr))) return;
   for (auto br : arr) {
-    od::value b;
-    if (!keep(std::move(br).get(b))) return;
+    if (!keep(br.error())) return;
+    const od::value b = br.value_unsafe();
     od::object o;
     if (get_object(b, o)) fn(o);
     if (failed()) return;
@@ -162,7 +164,7 @@ void FieldReader::parse_usage(od::value v, Usage& u) {
 
 // Text of a tool_result content value: a string, or its blocks joined by "\n".
 std::string FieldReader::result_text(od::value v) {
-  od::json_type t;
+  od::json_type t{};
   if (!type_of_value(v, t)) return {};
   if (t == od::json_type::string) return std::string(get_sv(v));
   if (t != od::json_type::array) return t == od::json_type::null ? std::string() : raw_json(v);
@@ -184,7 +186,7 @@ std::string FieldReader::result_text(od::value v) {
 }
 
 void FieldReader::parse_tool_input(od::value v, Block& b) {
-  od::json_type t;
+  od::json_type t{};
   if (!type_of_value(v, t)) return;
   if (t != od::json_type::object) {
     b.input_json = raw_json(v);
@@ -202,7 +204,7 @@ void FieldReader::parse_tool_input(od::value v, Block& b) {
 }
 
 void FieldReader::parse_content(od::value v, Entry& e) {
-  od::json_type t;
+  od::json_type t{};
   if (!type_of_value(v, t)) return;
   if (t == od::json_type::string) {
     e.content_is_string = true;
@@ -220,8 +222,7 @@ void FieldReader::parse_content_block(od::object& bo, Entry& e) {
   bool has_input = false;
   for_each_field(bo, [&](std::string_view k, od::value fv) {
     if (k == "type") type = opt_string(fv);
-    else if (k == "text") b.text = opt_string(fv);
-    else if (k == "thinking") b.text = opt_string(fv);
+    else if (k == "text" || k == "thinking") b.text = opt_string(fv);
     else if (k == "id") b.tool_id = opt_string(fv);
     else if (k == "name") b.tool_name = opt_string(fv);
     else if (k == "input") {
@@ -270,7 +271,7 @@ void FieldReader::parse_message(od::value v, Entry& e) {
 }
 
 void FieldReader::parse_tool_use_result(od::value v, Entry& e) {
-  od::json_type t;
+  od::json_type t{};
   if (!type_of_value(v, t)) return;
   if (t == od::json_type::string) {
     e.tur_error = std::string(get_sv(v));
@@ -442,7 +443,7 @@ ParseStatus EntryParser::parse(const char* data, std::size_t size, std::size_t c
   };
   od::document doc;
   if (!reader.keep(thread_parser().iterate(data, size, capacity).get(doc))) return bad_json();
-  od::json_type t;
+  od::json_type t{};
   if (!reader.keep(doc.type().get(t))) return bad_json();
   if (t != od::json_type::object) {
     error = "not a JSON object";

@@ -25,10 +25,9 @@ using mapper::ltrim;
 using mapper::ParseStatus;
 using mapper::starts_with;
 
-BundleMapper::Impl::Impl(const MapOptions& o, const Bundle& b, BadLineFn fn)
-    : opt(o), bundle(b), on_bad(std::move(fn)) {
+BundleMapper::Impl::Impl(MapOptions o, Bundle b, BadLineFn fn)
+    : opt(std::move(o)), bundle(std::move(b)), on_bad(std::move(fn)), user_id(opt.user_id) {
   last_ts.assign(bundle.files.size(), 0);
-  user_id = opt.user_id;
   if (user_id.empty() && !opt.user_from_path_regex.empty() && !bundle.files.empty()) {
     const FileRef& f = bundle.files.front();
     const std::string path = !f.key.empty() ? f.key : !f.path.empty() ? f.path : f.display;
@@ -146,7 +145,7 @@ void BundleMapper::Impl::find_title() {
     if (!e.uuid.empty()) uuids.insert(e.uuid);
   for (const Entry& e : entries) {
     if (e.type != EntryType::kSummary || e.summary.empty()) continue;
-    if (uuids.count(e.leaf_uuid)) {
+    if (uuids.contains(e.leaf_uuid)) {
       session_title = e.summary;
       return;
     }
@@ -187,7 +186,7 @@ void BundleMapper::Impl::assign_contexts() {
     }
     if (e.is_sidechain && e.agent_id.empty() && relevant) {
       auto it = e.parent_uuid.empty() ? side_agent.end() : side_agent.find(e.parent_uuid);
-      int a;
+      int a = kNone;
       if (it != side_agent.end()) {
         a = it->second;
       } else {
@@ -286,7 +285,8 @@ void BundleMapper::Impl::build_groups() {
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const Group& g = groups[gi];
     for (const Block& b : g.blocks) {
-      if (b.type != Block::Type::kToolUse || b.tool_id.empty() || tools.count(b.tool_id)) continue;
+      if (b.type != Block::Type::kToolUse || b.tool_id.empty() || tools.contains(b.tool_id))
+        continue;
       int entry = g.all.front();
       for (int k : g.all) {
         const auto& eb = entries[static_cast<std::size_t>(k)].blocks;
@@ -337,7 +337,7 @@ void BundleMapper::Impl::link_agents() {
       for (const auto& id : tool_order) {
         const Tool& t = tools.at(id);
         if ((t.block->tool_name == "Task" || t.block->tool_name == "Agent") &&
-            !task_used.count(id) && !t.block->task_prompt.empty() &&
+            !task_used.contains(id) && !t.block->task_prompt.empty() &&
             t.block->task_prompt == root.text &&
             !ctx_of[static_cast<std::size_t>(t.entry)].is_agent) {
           a.link_tool = id;
@@ -360,7 +360,7 @@ void BundleMapper::Impl::link_agents() {
       continue;
     }
     auto it = by_agent_id.find(a.key);
-    if (it != by_agent_id.end() && tools.count(it->second)) a.link_tool = it->second;
+    if (it != by_agent_id.end() && tools.contains(it->second)) a.link_tool = it->second;
   }
 }
 

@@ -97,7 +97,7 @@ struct BundleMapper::Impl {
   std::vector<std::int64_t> last_ts;  // per file: timestamp fill for entries without one
   std::string user_id;
 
-  Impl(const MapOptions& o, const Bundle& b, BadLineFn fn);
+  Impl(MapOptions o, Bundle b, BadLineFn fn);
   void add_line(std::size_t file, std::string_view line, std::size_t cap, std::uint64_t line_no);
   void bad_line(std::size_t file, std::uint64_t line, std::string kind, std::string message);
 

@@ -26,7 +26,7 @@ using Code = StateError::Code;
 // retrying, unlike an error the server reported on a live connection.
 class PgTransient : public StateError {
  public:
-  PgTransient(std::string message) : StateError(Code::kUnavailable, std::move(message)) {}
+  explicit PgTransient(const std::string& message) : StateError(Code::kUnavailable, message) {}
 };
 
 inline std::string redact_url(std::string url) {
@@ -172,8 +172,8 @@ class Conn {
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     PQclear(r);
     msg = fmt::format("PostgreSQL state {}: {}: {}", shown_, what, msg);
-    if (PQstatus(c_) != CONNECTION_OK) throw PgTransient(std::move(msg));
-    throw StateError(Code::kIo, std::move(msg));
+    if (PQstatus(c_) != CONNECTION_OK) throw PgTransient(msg);
+    throw StateError(Code::kIo, msg);
   }
 
   std::string shown_;

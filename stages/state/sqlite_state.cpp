@@ -7,7 +7,10 @@
 // state is always a prefix of the calls made.
 #include "stages/state/sqlite_state.h"
 
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace chsync {
 namespace sqlite {
@@ -415,6 +418,24 @@ void SqliteState::load_all_instances() {
 using sqlite::SqliteState;
 namespace fs = std::filesystem;
 
+namespace {
+
+// The running user's home directory from the password database; nullopt when there is no entry.
+// getpwuid_r, not getpwuid: glibc documents getpwuid as MT-Unsafe (one static record).
+std::optional<std::string> passwd_home() {
+  const long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buf(hint > 0 ? static_cast<std::size_t>(hint) : 4096);
+  passwd pw{};
+  passwd* found = nullptr;
+  int rc = 0;
+  while ((rc = ::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found)) == ERANGE)
+    buf.resize(buf.size() * 2);  // a record longer than the hint: retry with more room
+  if (rc != 0 || found == nullptr || found->pw_dir == nullptr) return std::nullopt;
+  return std::string(found->pw_dir);
+}
+
+}  // namespace
+
 std::unique_ptr<StateStore> open_sqlite_state(const std::string& path,
                                               const StateOpenOptions& opts) {
   return std::make_unique<SqliteState>(path, opts);
@@ -428,8 +449,8 @@ std::string default_state_path() {
   std::string home;
   if (const char* h = std::getenv("HOME"); h != nullptr && h[0] != '\0') {
     home = h;
-  } else if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_dir != nullptr) {
-    home = pw->pw_dir;
+  } else if (std::optional<std::string> dir = passwd_home()) {
+    home = std::move(*dir);
   } else {
     home = ".";
   }
