@@ -33,12 +33,12 @@ int cmd_version(const char* version, const char* revision) {
   return 0;
 }
 
-int cmd_hash(const std::vector<std::string>& targets) {
+int cmd_hash(const std::vector<std::string>& file_colon_lines) {
   // Parse every FILE:LINE first; each distinct file is then read once, whatever the number of
   // its lines asked for (tests/data/vectors checks all 11,506 corpus lines in ~100 runs).
   std::vector<std::pair<std::string, std::uint64_t>> wanted;
   std::map<std::string, std::map<std::uint64_t, std::string>> by_file;  // path -> line -> hash
-  for (const std::string& target : targets) {
+  for (const std::string& target : file_colon_lines) {
     const auto colon = target.rfind(':');
     if (colon == std::string::npos) {
       log::error(fmt::format("hash: expected FILE:LINE, got '{}'", target));

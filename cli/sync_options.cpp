@@ -25,13 +25,12 @@ namespace chsync {
 
 std::string env(const char* name, std::string fallback) {
   const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
+  return v && *v ? std::string(v) : std::move(fallback);
 }
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  log::error(msg);
-  std::exit(kExitUsage);
-}
+// A throw, not std::exit: main() catches ConfigError, logs it and returns kExitUsage, so the
+// stack unwinds (std::exit is MT-Unsafe in glibc and skips every destructor on the way).
+[[noreturn]] void usage_error(const std::string& msg) { throw ConfigError(msg); }
 
 std::string default_db(std::string* source) {
   auto from = [&](const char* name) {
@@ -62,37 +61,44 @@ namespace {
 
 std::string home_dir() { return env("HOME", "/root"); }
 
-// Where a sync option's value came from, for error messages: "--settle", "CHSYNC_SETTLE" or
-// "config PATH:LINE: sync.settle" (set while the options are built).
-const std::map<std::string, std::string>* g_sources = nullptr;
-const ConfigFile* g_config = nullptr;
-std::string named(const std::string& flag) {
-  const std::string lname = flag.rfind("--", 0) == 0 ? flag.substr(2) : flag;
-  if (!g_sources) return flag;
-  auto it = g_sources->find(lname);
-  if (it == g_sources->end() || it->second.rfind("flag", 0) == 0) return flag;
-  if (it->second.rfind("env ", 0) == 0) return it->second.substr(4);
-  std::string where = "config " + (g_config ? g_config->path : std::string("file"));
-  if (g_config) {
-    auto line = g_config->lines.find("sync." + lname);
-    if (line != g_config->lines.end()) where += ":" + std::to_string(line->second);
-  }
-  return where + ": sync." + lname;
-}
+// Names a sync option in error messages after where its value came from: "--settle",
+// "CHSYNC_SETTLE" or "config PATH:LINE: sync.settle". Holds the sources and the config file
+// build_sync_options was given (both outlive it), and sees the sources it adds.
+class OptionNamer {
+ public:
+  OptionNamer(const std::map<std::string, std::string>& sources, const ConfigFile& config)
+      : sources_(&sources), config_(&config) {}
 
-std::chrono::milliseconds dur_flag(const std::string& flag, const std::string& v) {
-  std::chrono::milliseconds d{};
-  if (!parse_duration(v, d))
-    usage_error(
-        fmt::format("{}: invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", named(flag), v));
-  return d;
-}
-std::uint64_t size_flag(const std::string& flag, const std::string& v) {
-  std::uint64_t n = 0;
-  if (!parse_size(v, n))
-    usage_error(fmt::format("{}: invalid size '{}' (use 64KiB, 4MiB)", named(flag), v));
-  return n;
-}
+  std::string operator()(const std::string& flag) const {
+    const std::string lname = flag.rfind("--", 0) == 0 ? flag.substr(2) : flag;
+    auto it = sources_->find(lname);
+    if (it == sources_->end() || it->second.rfind("flag", 0) == 0) return flag;
+    if (it->second.rfind("env ", 0) == 0) return it->second.substr(4);
+    std::string where = "config " + config_->path;
+    auto line = config_->lines.find("sync." + lname);
+    if (line != config_->lines.end()) where += ":" + std::to_string(line->second);
+    return where + ": sync." + lname;
+  }
+
+  // The duration or size value `v` of `flag`; a bad one is a usage error naming its source.
+  std::chrono::milliseconds duration(const std::string& flag, const std::string& v) const {
+    std::chrono::milliseconds d{};
+    if (!parse_duration(v, d))
+      usage_error(
+          fmt::format("{}: invalid duration '{}' (use 0, 500ms, 10s, 10m, 1h)", (*this)(flag), v));
+    return d;
+  }
+  std::uint64_t size(const std::string& flag, const std::string& v) const {
+    std::uint64_t n = 0;
+    if (!parse_size(v, n))
+      usage_error(fmt::format("{}: invalid size '{}' (use 64KiB, 4MiB)", (*this)(flag), v));
+    return n;
+  }
+
+ private:
+  const std::map<std::string, std::string>* sources_;
+  const ConfigFile* config_;
+};
 
 // "K/N" (0 <= K < N), or "/N" with K from JOB_COMPLETION_INDEX.
 std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& s) {
@@ -174,7 +180,7 @@ std::string shown_value(const std::string& k, const std::string& v) {
 // Every sync option's source: what was set says where from; everything else is a default.
 void write_sources(JsonWriter& w, const CLI::App& sync_cmd,
                    const std::map<std::string, std::string>& sources) {
-  w.begin_object().field("inputs", sources.count("inputs") ? sources.at("inputs") : "default");
+  w.begin_object().field("inputs", sources.contains("inputs") ? sources.at("inputs") : "default");
   for (const CLI::Option* opt : sync_cmd.get_options()) {
     if (opt->get_lnames().empty()) continue;
     const std::string lname = opt->get_lnames().front();
@@ -193,8 +199,7 @@ void write_sources(JsonWriter& w, const CLI::App& sync_cmd,
 SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
                                std::map<std::string, std::string>& sources) {
   SyncOptions o;
-  g_sources = &sources;
-  g_config = &cf;
+  const OptionNamer named(sources, cf);
   o.inputs = f.inputs;
   for (auto& p : f.files) o.inputs.push_back(p);
   if (o.inputs.empty()) {
@@ -209,17 +214,17 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   const bool console = std::any_of(o.backends.begin(), o.backends.end(),
                                    [](const BackendSpec& b) { return b.type == "console"; });
   for (const char* flag : {"format", "json"})
-    if (!console && sources.count(flag))
+    if (!console && sources.contains(flag))
       usage_error(fmt::format("{} does not apply to --backend {}; --{} is for --backend console",
                               named(std::string("--") + flag), fmt::join(f.backends, ", "), flag));
   o.workers = f.workers ? f.workers : std::max(1u, std::thread::hardware_concurrency());
   std::string db_source;
   o.db_path = state_location(f.db, f.state_url, &db_source);
   if (f.db.empty() && f.state_url.empty()) sources["db"] = db_source;
-  o.lease = dur_flag("--lease", f.lease);
+  o.lease = named.duration("--lease", f.lease);
   if (o.lease < std::chrono::milliseconds(500)) usage_error("--lease: must be at least 500ms");
   if (!f.state_outage_tolerance.empty()) {
-    o.state_outage_tolerance = dur_flag("--state-outage-tolerance", f.state_outage_tolerance);
+    o.state_outage_tolerance = named.duration("--state-outage-tolerance", f.state_outage_tolerance);
     if (o.state_outage_tolerance < std::chrono::seconds(1))
       usage_error(named("--state-outage-tolerance") + ": must be at least 1s");
   }
@@ -235,16 +240,16 @@ SyncOptions build_sync_options(RawSyncFlags& f, const ConfigFile& cf,
   o.rebuild_state = f.rebuild_state;
   o.resend = f.resend;
   o.report_path = f.report;
-  o.map.settle_ms = dur_flag("--settle", f.settle).count();
-  o.map.max_field_bytes = size_flag("--max-field-bytes", f.max_field_bytes);
+  o.map.settle_ms = named.duration("--settle", f.settle).count();
+  o.map.max_field_bytes = named.size("--max-field-bytes", f.max_field_bytes);
   if (o.map.max_field_bytes < 64) usage_error("--max-field-bytes: must be at least 64");
-  o.reader.max_line_bytes = size_flag("--max-line-bytes", f.max_line_bytes);
-  o.max_memory_bytes = size_flag("--max-memory", f.max_memory);
-  o.max_spool_bytes = size_flag("--max-spool", f.max_spool);
-  o.reader.chunk_bytes =
-      std::min<std::size_t>(4u << 20, std::max<std::size_t>(o.reader.max_line_bytes, 64 * 1024));
-  o.drain_timeout = dur_flag("--drain-timeout", f.drain_timeout);
-  o.progress_interval = dur_flag("--progress-interval", f.progress_interval);
+  o.reader.max_line_bytes = named.size("--max-line-bytes", f.max_line_bytes);
+  o.max_memory_bytes = named.size("--max-memory", f.max_memory);
+  o.max_spool_bytes = named.size("--max-spool", f.max_spool);
+  o.reader.chunk_bytes = std::min<std::size_t>(
+      4u << 20, std::max<std::size_t>(o.reader.max_line_bytes, std::size_t{64} * 1024));
+  o.drain_timeout = named.duration("--drain-timeout", f.drain_timeout);
+  o.progress_interval = named.duration("--progress-interval", f.progress_interval);
   o.map.trace_per_session = f.trace_per_session;
   if (f.trace_name.empty()) usage_error("--trace-name: must not be empty");
   o.map.trace_name = f.trace_name;

@@ -19,7 +19,7 @@ namespace chsync {
 // The value of environment variable `name`, or `fallback` when it is unset or empty.
 std::string env(const char* name, std::string fallback = "");
 
-// Logs `msg` as an error and exits with kExitUsage (2).
+// Throws ConfigError(msg), which main() logs as an error before it exits with kExitUsage (2).
 [[noreturn]] void usage_error(const std::string& msg);
 
 // State location when no --db/--state is given: CHSYNC_STATE_URL (PostgreSQL), then
