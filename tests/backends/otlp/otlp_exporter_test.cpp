@@ -345,7 +345,12 @@ TEST(OtlpExporterTest, InterruptEndsRetryWaitsAtOnce) {
   o.batch_spans = 5;
   Fixture fx(o, [](const http::Request&, int) { return status(503, "", "", "60"); });
   std::thread sender([&] { fx.exp->send(make_spans(20)); });  // blocks: one slot, retrying
-  std::this_thread::sleep_for(100ms);
+  // Until the first request went out (was: a fixed 100 ms, which a thread started late on a
+  // loaded box or under TSan could miss, leaving posts() at 0).
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (fx.fake->posts() == 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(2ms);
+  std::this_thread::sleep_for(50ms);  // into its Retry-After wait (either way the wait must end)
   const auto t0 = std::chrono::steady_clock::now();
   fx.exp->interrupt();
   sender.join();  // send() gave up its wait for a slot
