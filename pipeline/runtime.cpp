@@ -1,6 +1,7 @@
 #include "pipeline/runtime.h"
 
 #include <unistd.h>
+#include <algorithm>
 #include <csignal>
 #include <exception>
 
@@ -83,6 +84,31 @@ bool StageThreads::wait_until(Deadline deadline) {
 bool StageThreads::running() const {
   std::lock_guard lock(mu_);
   return running_ > 0;
+}
+
+Deadline DrainDeadline::arm() noexcept {
+  std::lock_guard lock(mu_);
+  if (!armed_) {
+    armed_ = true;
+    deadline_ = std::chrono::steady_clock::now() + timeout_;
+  }
+  return deadline_;
+}
+
+bool DrainDeadline::armed() const noexcept {
+  std::lock_guard lock(mu_);
+  return armed_;
+}
+
+Deadline DrainDeadline::get() const noexcept {
+  std::lock_guard lock(mu_);
+  return deadline_;
+}
+
+Deadline DrainDeadline::from_now() const noexcept {
+  const Deadline own = std::chrono::steady_clock::now() + timeout_;
+  std::lock_guard lock(mu_);
+  return std::min(own, deadline_);
 }
 
 namespace {

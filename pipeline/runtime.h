@@ -76,6 +76,32 @@ class StageThreads {
   std::size_t running_ = 0;
 };
 
+// The one deadline by which a run's stop must be done: now + --drain-timeout, fixed once, when the
+// run begins to end (the first stop request, or the joins of a run whose input is exhausted);
+// a later arm() returns the deadline already fixed. No drain of the run ends after it: a drain
+// that starts before it is fixed (a sender whose queue ended) ends by from_now(), which is never
+// later than the deadline fixed afterwards; once it is fixed, every drain ends by it, so a stop
+// never waits --drain-timeout again after a slow thread has returned. Thread-safe.
+class DrainDeadline {
+ public:
+  explicit DrainDeadline(std::chrono::milliseconds drain_timeout) : timeout_(drain_timeout) {}
+
+  // Fixes the deadline at now + the drain timeout unless it is fixed already; returns it.
+  Deadline arm() noexcept;
+  bool armed() const noexcept;
+  // The deadline once fixed, else Deadline::max().
+  Deadline get() const noexcept;
+  // The end of a drain that starts now: now + the drain timeout, or the run's deadline when it
+  // is fixed and earlier.
+  Deadline from_now() const noexcept;
+
+ private:
+  const std::chrono::milliseconds timeout_;
+  mutable std::mutex mu_;
+  bool armed_ = false;
+  Deadline deadline_ = Deadline::max();
+};
+
 // Installs SIGINT/SIGTERM handlers that record the signal (first one); the sync's watcher thread
 // polls received_signal() and turns it into request_stop(). A second signal exits immediately
 // with 128+signo (hard stop, crash semantics).

@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -193,6 +194,10 @@ struct MetricsServer::Impl {
   tcp::acceptor acceptor{io};
   std::thread thread;
   std::atomic<bool> stopped{false};
+  std::mutex exit_mu;
+  std::condition_variable exited_cv;
+  bool exited = false;  // io.run() returned (under exit_mu)
+  std::mutex join_mu;   // two stop() calls must not both join
 
   explicit Impl(MetricsRegistry& r) : registry(r) {}
 
@@ -226,7 +231,15 @@ MetricsServer::MetricsServer(MetricsRegistry& registry, const std::string& liste
   if (ec)
     throw std::runtime_error("--metrics-listen " + listen + ": cannot listen: " + ec.message());
   impl_->accept();
-  impl_->thread = std::thread([this] { impl_->io.run(); });
+  impl_->thread = std::thread([impl = impl_.get()] {
+    try {
+      impl->io.run();
+    } catch (...) {  // a handler's exception ends the endpoint, not the run
+    }
+    std::lock_guard lock(impl->exit_mu);
+    impl->exited = true;
+    impl->exited_cv.notify_all();
+  });
 }
 
 MetricsServer::~MetricsServer() { stop(std::chrono::steady_clock::time_point::max()); }
@@ -237,9 +250,18 @@ std::uint16_t MetricsServer::port() const noexcept {
   return ec ? 0 : ep.port();
 }
 
-bool MetricsServer::stop(std::chrono::steady_clock::time_point /*deadline*/) noexcept {
-  if (impl_->stopped.exchange(true)) return true;
-  impl_->io.stop();  // the acceptor closes with Impl
+bool MetricsServer::stop(std::chrono::steady_clock::time_point deadline) noexcept {
+  if (!impl_->stopped.exchange(true)) impl_->io.stop();  // the acceptor closes with Impl
+  {
+    // The io thread returns once the handler running now does (a scrape blocked in the sampler,
+    // a slow write); past the deadline it is left to the destructor.
+    std::unique_lock lock(impl_->exit_mu);
+    if (deadline == std::chrono::steady_clock::time_point::max())
+      impl_->exited_cv.wait(lock, [this] { return impl_->exited; });
+    else if (!impl_->exited_cv.wait_until(lock, deadline, [this] { return impl_->exited; }))
+      return false;
+  }
+  std::lock_guard lock(impl_->join_mu);
   if (impl_->thread.joinable()) impl_->thread.join();
   return true;
 }

@@ -6,9 +6,10 @@
 // MetricsServer: serves `GET /metrics` from its own thread (Beast; kept out of this header). Binds
 // at construction (throws std::runtime_error naming the address on failure: a startup error).
 // Only 127.0.0.1 / ::1 / localhost are accepted. A sync stops it like its other stages:
-// stop(deadline) is noexcept and idempotent; it ends the io thread after the handler running now
-// (sessions in progress are dropped) and joins it. A scrape renders in well under a millisecond,
-// so the join never needs the deadline; the return value is true.
+// stop(deadline) is noexcept and idempotent; it asks the io thread to end after the handler
+// running now (sessions in progress are dropped) and joins it by the deadline. False when that
+// handler is still running at the deadline (a scrape whose sampler waits on a lock; a deadline
+// already passed only asks): the thread ends once it returns, and the destructor joins it.
 // write_metrics_textfile: node-exporter textfile (temp + rename); returns false with `error` set.
 #pragma once
 

@@ -107,7 +107,7 @@ void SyncRun::wire_stages() {
   dw.budget = &*budget_;
   dw.ordered = ordered_output_;
   dw.lease = lease_.get();
-  dw.drain_timeout = opt_.drain_timeout;
+  dw.drain = &drain_;
   dw.stop_requested = stop_requested;
   dw.request_stop = [this] { runner_.request_stop(); };
   dispatcher_ = std::make_unique<Dispatcher>(std::move(dw));
@@ -240,6 +240,7 @@ void SyncRun::sample_metrics(std::vector<MetricSample>& out) const {
 // full queue. The dispatcher and the senders see the run's stop flag and send nothing new. The
 // deadline has passed: nothing waits here; stop_stages() finishes the stop after the joins.
 void SyncRun::ask_stages_to_stop() noexcept {
+  drain_.arm();  // the stop starts the run's one drain deadline (unless the input's end did)
   const Deadline now = std::chrono::steady_clock::now();
   if (feeder_) feeder_->stop(now);
   else if (work_) work_->close();
@@ -248,22 +249,25 @@ void SyncRun::ask_stages_to_stop() noexcept {
 }
 
 // Every pipeline thread has returned (input exhausted, or a stop was asked): each stage is
-// stopped in pipeline order by the drain deadline. The dispatcher stops the exporters without a
-// sender of their own (senders stopped theirs when their queue ended), then the ledgers record
-// what finished.
+// stopped in pipeline order by the run's one drain deadline. The dispatcher stops the exporters
+// without a sender of their own (senders stopped theirs by the same deadline when their queue
+// ended), then the ledgers record what finished.
 void SyncRun::stop_stages(Deadline drain_deadline) noexcept {
   feeder_->stop(drain_deadline);
   workers_->stop(drain_deadline);
   dispatcher_->stop(drain_deadline);
-  // The last progress line was drawn while the exporters drained; the watcher's loop ends
-  // within 50 ms (or after a heartbeat in progress).
-  watcher_->stop(Deadline::max());
+  // The last progress line was drawn while the exporters drained. The watcher's loop ends at
+  // once; one still inside a heartbeat at the deadline is left to it (its line is cleared now,
+  // nothing more is drawn, the destructor joins it).
+  watcher_->stop(drain_deadline);
 }
 
 int SyncRun::run() {
   start_threads();
   runner_.join_all();
-  stop_stages(std::chrono::steady_clock::now() + opt_.drain_timeout);
+  // Fixed by the stop request when there was one (a stop does not wait --drain-timeout again
+  // after a slow feeder, map worker or sender has returned), else now.
+  stop_stages(drain_.arm());
 
   bool any_fatal = false;
   for (auto& inst : instances_)

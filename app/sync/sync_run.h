@@ -12,15 +12,18 @@
 //                                                                          delivery ledgers ─►
 //                                                                          state
 //
-// waits for them, drains the exporters (--drain-timeout), finishes the state, writes the report
+// waits for them, drains the exporters (by one deadline), finishes the state, writes the report
 // and returns the exit code (design Contracts).
 // Owns: everything above. Lifetimes do not depend on member order: the destructor stops and
 // joins every thread, and stops the exporters, before any member is destroyed.
 // Stop: a signal or a state failure (seen by the watcher), or a fatal exporter (seen by the
 // dispatcher), requests a stop: the watcher asks the stages (ask_stages_to_stop: the feeder and
-// the map workers close their output queues), nothing new is sent. Once the threads returned,
-// stop_stages() stops every stage with one deadline, now + --drain-timeout: in-flight requests
-// drain, the ledgers record what finished, the watcher ends (docs/architecture.md).
+// the map workers close their output queues), nothing new is sent. The run has one drain
+// deadline (drain_), now + --drain-timeout taken when the run begins to end: at the stop
+// request, else at the joins. No exporter's drain ends after it (a sender's drain that started
+// earlier ends earlier); once the threads returned, stop_stages() stops every stage by it:
+// in-flight requests drain, the ledgers record what finished, the watcher ends
+// (docs/architecture.md).
 #pragma once
 
 #include <atomic>
@@ -124,6 +127,7 @@ class SyncRun {
   void shutdown() noexcept;
 
   const SyncOptions& opt_;
+  DrainDeadline drain_{opt_.drain_timeout};  // the run's one drain deadline
   const std::chrono::steady_clock::time_point t_start_;
   const double run_start_s_;
   std::unique_ptr<Redactor> redactor_;  // shared read-only by the map workers; counts are atomic

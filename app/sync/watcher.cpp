@@ -22,26 +22,41 @@ Watcher::~Watcher() {
 }
 
 bool Watcher::stop(Deadline deadline) noexcept {
-  done_ = true;
+  bool exited = false;
   {
     std::unique_lock lock(exit_mu_);
+    done_ = true;
+    exited_cv_.notify_all();  // ends the 50 ms wait of run() at once: it draws a last time, ends
     if (deadline == Deadline::max()) exited_cv_.wait(lock, [this] { return exited_; });
-    else if (!exited_cv_.wait_until(lock, deadline, [this] { return exited_; })) return false;
+    else exited_cv_.wait_until(lock, deadline, [this] { return exited_; });
+    exited = exited_;
   }
+  {
+    // Nothing is drawn from now on (progress() checks `closed_` under this lock), so the live
+    // line can be cleared even when the thread is still busy.
+    std::lock_guard lock(draw_mu_);
+    closed_ = true;
+    if (progress_drawn_) {
+      std::fputs("\r\x1b[K", stderr);
+      progress_drawn_ = false;
+    }
+  }
+  if (!exited) return false;
+  std::lock_guard lock(join_mu_);  // two stop() calls must not both join
   if (thread_.joinable()) thread_.join();
-  if (progress_drawn_) {
-    std::fputs("\r\x1b[K", stderr);
-    progress_drawn_ = false;
-  }
   return true;
 }
 
 void Watcher::run() {
-  while (!done_.load()) {
-    if (w_.work_table) heartbeat();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (bool last = false; !last;) {
+    if (w_.work_table && !done_.load()) heartbeat();
+    {
+      std::unique_lock lock(exit_mu_);
+      last =
+          exited_cv_.wait_for(lock, std::chrono::milliseconds(50), [this] { return done_.load(); });
+    }
     check_stop();
-    progress();
+    progress();  // once more after stop(): off a terminal the last line says where the run ended
   }
   std::lock_guard lock(exit_mu_);
   exited_ = true;
@@ -99,6 +114,10 @@ void Watcher::progress() {
   const bool tty = w_.progress_tty;
   const auto every = tty ? std::chrono::milliseconds(250) : w_.progress_interval;
   if (w_.quiet || every.count() <= 0 || Clock::now() - last_progress_ < every) return;
+  {
+    std::lock_guard lock(draw_mu_);
+    if (closed_) return;
+  }
   last_progress_ = Clock::now();
   ProgressSnapshot ps = w_.snapshot();
   ps.elapsed_s = std::chrono::duration<double>(Clock::now() - w_.start).count();
@@ -110,6 +129,8 @@ void Watcher::progress() {
   ps.state = progress_state(
       ps.files_total > 0 && ps.files_done >= ps.files_total, w_.runner->stop_requested(),
       ps.retries > 0 && ps.elapsed_s - last_retry_at_s_ < 3, ps.spans_sent, ps.in_flight);
+  std::lock_guard lock(draw_mu_);
+  if (closed_) return;  // stopped while the snapshot was taken: the line stays cleared
   if (tty) {
     // Fit the terminal (asked each time, so a resize takes effect at the next redraw); one
     // column stays free so the cursor never wraps to a new line.

@@ -8,10 +8,13 @@
 // only asks; interrupt_exporters on a signal), lease renewals, progress lines.
 // Owns: its thread and the live line (cleared by stop()).
 // Thread: its own; the callbacks it is given run there.
-// Stop: stop(deadline) ends the thread (it looks every 50 ms), joins it by the deadline and clears
-// the live line; the run calls it after the pipeline threads were joined, so the last progress
-// line is drawn while the exporters drain. False when the thread is still inside a heartbeat at
-// the deadline (the destructor joins it).
+// Stop: stop(deadline) ends the thread's 50 ms wait at once (it then checks and draws a last
+// time) and joins it by the deadline, then clears the live line (nothing is drawn after it, even
+// by a thread still busy); the run calls it with its drain deadline after the pipeline threads
+// were joined, so the last progress line is drawn while the exporters drain. False when the
+// thread has not returned by the deadline (it is inside a heartbeat or a progress snapshot; a
+// deadline already passed only asks): the thread ends on its own once that call returns, and
+// the destructor joins it.
 #pragma once
 
 #include <atomic>
@@ -63,11 +66,14 @@ class Watcher {
   void progress();
 
   Wiring w_;
-  std::atomic<bool> done_{false};
+  std::atomic<bool> done_{false};  // set under exit_mu_ (run() waits on it)
   std::mutex exit_mu_;
-  std::condition_variable exited_cv_;
-  bool exited_ = false;  // run() returned (under exit_mu_)
-  bool progress_drawn_ = false;
+  std::condition_variable exited_cv_;  // done_ set, or run() returned
+  bool exited_ = false;                // run() returned (under exit_mu_)
+  std::mutex join_mu_;
+  std::mutex draw_mu_;           // the live line: drawn by run(), cleared by stop()
+  bool closed_ = false;          // stop() cleared the line: nothing more is drawn (draw_mu_)
+  bool progress_drawn_ = false;  // (draw_mu_)
   std::chrono::steady_clock::time_point last_progress_, last_heartbeat_;
   bool heartbeat_failed_ = false;
   std::string lease_note_;  // " | units ... workers ..." from the heartbeat

@@ -37,9 +37,10 @@ void Dispatcher::run_sender(std::size_t ii) {
     }
     send_to(route, item->bundle, std::move(item->spans), item->encoded, item->repeats);
   }
-  // Input is exhausted: flush this backend's partial batch and drain it now, without waiting for
-  // the slower backends' senders.
-  sender_stopped_[ii] = route.exporter->stop(w_.drain_timeout) ? 1 : 0;
+  // Input is exhausted for this backend: its partial batch goes out and its requests drain now,
+  // without waiting for the slower backends' senders, and never past the run's one deadline
+  // (after a stop it is fixed already: a sender that returns late gets only what is left of it).
+  sender_stopped_[ii] = route.exporter->stop(time_left(w_.drain->from_now())) ? 1 : 0;
 }
 
 // Sends one bundle's spans to one instance, then records finished bundles. Runs on the

@@ -19,11 +19,14 @@
 // Stop: after a stop (stop(), or `stop_requested()` of the run) or a fatal exporter nothing new
 // is sent (spans count as not sent, their bundles stay incomplete); run() returns when the result
 // queue is closed (by the map workers, at their end or their stop) and drained, then closes the
-// send queues; each sender stops its exporter (drain up to --drain-timeout) once its queue is
-// empty. stop(deadline) asks, waits for the dispatcher and sender threads, then stops the
-// exporters that have no sender of their own (in-flight requests get until the deadline; spans
-// without an outcome come back as failed) and stops the routes' ledgers (which record what
-// finished). True when every thread returned and every exporter drained in time.
+// send queues. No drain ends past the run's one deadline (DrainDeadline, pipeline/runtime.h): a
+// sender whose queue is empty stops its exporter at once (its partial batch goes out, its
+// requests drain without waiting for slower backends) by --drain-timeout from then, or by the
+// run's deadline when a stop has fixed it and it is earlier. stop(deadline) asks, waits for the
+// dispatcher and sender threads, then stops the exporters that have no sender of their own
+// (in-flight requests get until the deadline; spans without an outcome come back as failed) and
+// stops the routes' ledgers (which record what finished). True when every thread returned and
+// every exporter drained in time.
 #pragma once
 
 #include <atomic>
@@ -66,7 +69,9 @@ class Dispatcher {
     const MemoryBudget* budget = nullptr;
     bool ordered = false;         // reorder by bundle (console/file output)
     LeaseUnits* lease = nullptr;  // lease mode
-    std::chrono::milliseconds drain_timeout{30000};
+    // The run's one drain deadline (required with several routes: the senders' drains end by
+    // it).
+    DrainDeadline* drain = nullptr;
     std::function<bool()> stop_requested;
     std::function<void()> request_stop;
   };

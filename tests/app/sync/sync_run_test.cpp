@@ -6,13 +6,17 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "app/sync/sync_run.h"
 #include "pipeline/log.h"
+#include "pipeline/runtime.h"
 #include "tests/support/temp_dir.h"
 
 namespace chsync {
@@ -117,6 +121,85 @@ TEST_F(SyncRunTest, StartUpErrorsThrowBeforeAnyWork) {
   o.backends.push_back(o.backends.front());  // the same instance twice
   EXPECT_THROW(run_sync(o, nullptr), ConfigError);
   EXPECT_FALSE(fs::exists(dir_ + "/report.json"));  // no run, no report
+}
+
+// A backend that takes every span and never answers: each request stays on the wire until the
+// drain ends (then its spans come back failed). Its first send() raises SIGTERM and then holds
+// the sending thread `hold` (its in-flight record waits on a slow database), so the run's
+// threads return well after the stop.
+class NeverAnswers final : public Exporter {
+ public:
+  NeverAnswers(std::chrono::milliseconds hold, std::chrono::steady_clock::time_point* signalled)
+      : hold_(hold), signalled_(signalled) {}
+  std::string_view instance() const noexcept override { return "otlp"; }
+  bool send(std::vector<Span>&& spans) override {
+    for (const Span& s : spans) on_wire_.push_back(SpanRef{s.span_key(), s.bundle_seq});
+    if (!raised_) {
+      raised_ = true;
+      *signalled_ = std::chrono::steady_clock::now();
+      std::raise(SIGTERM);
+      std::this_thread::sleep_for(hold_);
+    }
+    return true;
+  }
+  bool stop(std::chrono::milliseconds drain) noexcept override {
+    drains.push_back(drain);
+    std::this_thread::sleep_for(std::min(drain, std::chrono::milliseconds(20000)));
+    Ack a;
+    a.outcome = Ack::Outcome::kFailed;
+    a.reason = "not acknowledged before the drain timeout";
+    a.spans.swap(on_wire_);
+    const bool any = !a.spans.empty();
+    if (any && ack_) ack_(std::move(a));
+    return !any;
+  }
+  bool fatal() const noexcept override { return false; }
+  std::string fatal_reason() const override { return ""; }
+  ExporterStats stats() const override { return {}; }
+
+  std::vector<std::chrono::milliseconds> drains;
+
+ private:
+  std::chrono::milliseconds hold_;
+  std::chrono::steady_clock::time_point* signalled_;
+  bool raised_ = false;
+  std::vector<SpanRef> on_wire_;
+};
+
+// SIGTERM, then the sending thread returns 3.5 s later. The run's drain deadline is fixed at the
+// stop (3 s after it), so the drain is over when the threads have returned: the run ends about
+// 3.5 s after the signal. Before, a fresh --drain-timeout was counted from the joins: 6.5 s. Spans
+// without an outcome still make the run's failure count (and their bundles stay unfinished for the
+// next run).
+TEST_F(SyncRunTest, ASignalStartsTheOneDrainDeadlineNotTheEndOfTheSlowestThread) {
+  reset_signal_state();
+  SyncOptions o = options(dir_ + "/unused.jsonl");
+  o.backends = {BackendSpec{"otlp", "", {}, {}, {}}};
+  o.drain_timeout = std::chrono::milliseconds(3000);
+  o.logger = log::Logger([](log::Level, const std::string&) {});  // "20 spans not delivered"
+  std::chrono::steady_clock::time_point signalled{};
+  NeverAnswers* made = nullptr;
+  const ExporterFactory factory = [&](const BackendSpec&, const log::Logger&) {
+    auto e = std::make_unique<NeverAnswers>(std::chrono::milliseconds(3500), &signalled);
+    made = e.get();
+    return e;
+  };
+  SyncRun run(o, factory);
+  const int rc = run.run();
+  const auto ended = std::chrono::steady_clock::now();
+  reset_signal_state();
+  EXPECT_EQ(rc, kExitSigterm);
+  ASSERT_NE(made, nullptr);
+  ASSERT_EQ(made->drains.size(), 1u);
+  EXPECT_LT(made->drains[0], std::chrono::milliseconds(500));  // the deadline had passed
+  const auto after_signal = ended - signalled;
+  EXPECT_GE(after_signal, std::chrono::milliseconds(3400));
+  EXPECT_LT(after_signal, std::chrono::milliseconds(5000));
+  std::ifstream report(dir_ + "/report.json");
+  const std::string text((std::istreambuf_iterator<char>(report)),
+                         std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("\"spans_failed\":0"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"spans_failed\":"), std::string::npos) << text;
 }
 
 }  // namespace

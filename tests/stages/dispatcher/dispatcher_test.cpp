@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace chsync {
@@ -86,6 +88,7 @@ class DispatcherTest : public ::testing::Test {
     w.outcomes = &outcomes_;
     w.budget = &budget_;
     w.ordered = ordered;
+    w.drain = &drain_;
     w.stop_requested = [this] { return stop_.load(); };
     w.request_stop = [this] { stop_ = true; };
     return w;
@@ -114,6 +117,7 @@ class DispatcherTest : public ::testing::Test {
   MemoryBudget budget_{64u << 20, true, 1};
   BoundedQueue<BundleResult> results_{64u << 20};
   std::atomic<bool> stop_{false};
+  DrainDeadline drain_{std::chrono::seconds(30)};
   std::vector<std::pair<std::size_t, bool>> finals_;
 };
 
@@ -181,6 +185,159 @@ TEST_F(DispatcherTest, StopWaitsForItsThreadBeforeStoppingTheExporter) {
   EXPECT_TRUE(exporter_.sent.empty());  // asked to stop: the late bundle was not sent
   EXPECT_TRUE(finals_.empty());         // ... so it is never recorded complete
   EXPECT_FALSE(ledger_->stop(now()));   // its spans have no outcome
+}
+
+// Several backends: each route has its own sender thread, and every sender's drain ends at the
+// run's one deadline (DrainDeadline), not --drain-timeout counted from its own queue's end.
+class SlowExporter final : public Exporter {
+ public:
+  explicit SlowExporter(std::chrono::milliseconds send_delay) : send_delay_(send_delay) {}
+  std::string_view instance() const noexcept override { return "slow"; }
+  bool send(std::vector<Span>&& spans) override {
+    sending = true;
+    std::this_thread::sleep_for(send_delay_);  // a backend that holds each request a while
+    Ack a;
+    for (const Span& s : spans) a.spans.push_back(SpanRef{s.span_key(), s.bundle_seq});
+    if (ack_) ack_(std::move(a));
+    return true;
+  }
+  bool stop(std::chrono::milliseconds drain) noexcept override {
+    std::lock_guard lock(mu_);
+    // When this drain would end at the latest (a backend that never answers takes all of it).
+    called_at = std::chrono::steady_clock::now();
+    drain_given = drain;
+    drain_end = called_at + drain;
+    ++stops;
+    return true;
+  }
+  bool fatal() const noexcept override { return false; }
+  std::string fatal_reason() const override { return ""; }
+  ExporterStats stats() const override { return {}; }
+
+  std::atomic<bool> sending{false};
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point called_at, drain_end;
+  std::chrono::milliseconds drain_given{-1};
+  int stops = 0;
+
+ private:
+  std::chrono::milliseconds send_delay_;
+};
+
+class DispatcherSendersTest : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kRoutes = 2;
+  DispatcherSendersTest() : bundles_(kBundles), outcomes_(kBundles), needs_(kBundles, true) {
+    for (std::size_t b = 0; b < kBundles; ++b) bundles_[b].seq = b;
+    for (std::size_t i = 0; i < kRoutes; ++i) {
+      DeliveryLedger::Wiring lw;
+      lw.instance = "r" + std::to_string(i);
+      lw.bundles = &bundles_;
+      lw.outcomes = &outcomes_;
+      lw.dedupe = &dedupe_[i];
+      lw.failure = &failure_;
+      ledgers_[i] = std::make_unique<DeliveryLedger>(std::move(lw));
+      ledgers_[i]->attach(*exporters_[i], /*synchronous=*/true);
+    }
+  }
+  Dispatcher::Wiring wiring() {
+    Dispatcher::Wiring w;
+    w.bundles = &bundles_;
+    w.any_need = &needs_;
+    for (std::size_t i = 0; i < kRoutes; ++i)
+      w.routes.push_back(Dispatcher::Route{"r" + std::to_string(i), exporters_[i].get(),
+                                           &dedupe_[i], ledgers_[i].get(), &needs_});
+    w.results = &results_;
+    w.outcomes = &outcomes_;
+    w.budget = &budget_;
+    w.drain = &drain_;
+    w.stop_requested = [this] { return stop_.load(); };
+    w.request_stop = [this] { stop_ = true; };
+    return w;
+  }
+  void push(std::size_t b) {
+    const BundleResult r = result(b, 1);
+    ASSERT_TRUE(results_.push(r, result_bytes(r)));
+  }
+
+  static constexpr auto kDrain = std::chrono::milliseconds(2000);
+  std::vector<Bundle> bundles_;
+  BundleOutcomes outcomes_;
+  std::vector<bool> needs_;
+  SpanDedupe dedupe_[kRoutes];
+  StateFailure failure_;
+  // Route 0 answers at once; route 1 holds every request 400 ms.
+  std::unique_ptr<SlowExporter> exporters_[kRoutes] = {
+      std::make_unique<SlowExporter>(std::chrono::milliseconds(0)),
+      std::make_unique<SlowExporter>(std::chrono::milliseconds(400))};
+  std::unique_ptr<DeliveryLedger> ledgers_[kRoutes];
+  MemoryBudget budget_{64u << 20, false, kRoutes};
+  BoundedQueue<BundleResult> results_{64u << 20};
+  std::atomic<bool> stop_{false};
+  DrainDeadline drain_{kDrain};
+};
+
+// A stop is asked while the slow backend's sender is inside a send() (4 s) that outlasts the
+// drain timeout (2 s). Before: that sender then drained a whole --drain-timeout from its own
+// queue's end, 4 s after the run's deadline. Now its drain ends at that deadline.
+TEST_F(DispatcherSendersTest, AStopEndsEverySendersDrainAtTheRunsDeadline) {
+  exporters_[1] = std::make_unique<SlowExporter>(std::chrono::milliseconds(4000));
+  ledgers_[1]->attach(*exporters_[1], /*synchronous=*/true);
+  Dispatcher d(wiring());
+  StageRunner runner;
+  d.start(runner);
+  push(0);
+  push(1);
+  while (!exporters_[1]->sending.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stop_ = true;
+  const Deadline deadline = drain_.arm();  // what the run does at its stop request
+  results_.close();
+  runner.join_all();
+  EXPECT_EQ(runner.first_error(), "");
+  EXPECT_TRUE(d.stop(drain_.get()));
+  EXPECT_EQ(drain_.get(), deadline);  // armed once
+  {  // the fast route was done before the deadline: it drains until then
+    std::lock_guard lock(exporters_[0]->mu_);
+    ASSERT_EQ(exporters_[0]->stops, 1);
+    EXPECT_LT(exporters_[0]->called_at, deadline);
+    EXPECT_LE(exporters_[0]->drain_end, deadline + std::chrono::milliseconds(50));
+  }
+  {  // the slow one came out of its send() after the deadline: no drain time is left
+    std::lock_guard lock(exporters_[1]->mu_);
+    ASSERT_EQ(exporters_[1]->stops, 1);
+    EXPECT_GE(exporters_[1]->called_at, deadline);
+    EXPECT_EQ(exporters_[1]->drain_given, std::chrono::milliseconds(0));
+  }
+}
+
+// Input exhausted without a stop: each sender drains as soon as its own queue is done (the fast
+// route does not wait for the slow one: its partial batch goes out at once), and no drain ends
+// after the run's deadline, which the run fixes at the joins.
+TEST_F(DispatcherSendersTest, AtTheEndOfInputEachSenderDrainsAtOnceWithinTheRunsDeadline) {
+  Dispatcher d(wiring());
+  StageRunner runner;
+  d.start(runner);
+  for (std::size_t b = 0; b < 3; ++b) push(b);
+  results_.close();
+  const auto t0 = std::chrono::steady_clock::now();
+  runner.join_all();
+  EXPECT_EQ(runner.first_error(), "");
+  EXPECT_FALSE(drain_.armed());            // nothing asked for a stop
+  const Deadline deadline = drain_.arm();  // what the run does after the joins
+  EXPECT_GE(deadline, t0 + std::chrono::milliseconds(1200) + kDrain);  // after 3 slow sends
+  {
+    std::lock_guard lock(exporters_[0]->mu_);
+    ASSERT_EQ(exporters_[0]->stops, 1);
+    EXPECT_LT(exporters_[0]->called_at, t0 + std::chrono::milliseconds(1200));
+  }
+  for (const auto& e : exporters_) {
+    std::lock_guard lock(e->mu_);
+    ASSERT_EQ(e->stops, 1);
+    EXPECT_LE(e->drain_end, deadline);
+  }
+  EXPECT_TRUE(d.stop(deadline));
+  EXPECT_EQ(ledgers_[0]->counts().delivered, 3u);
+  EXPECT_EQ(ledgers_[1]->counts().delivered, 3u);
 }
 
 }  // namespace
