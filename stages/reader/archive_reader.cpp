@@ -138,6 +138,7 @@ ArchiveReader::Next ArchiveReader::next(ArchiveEntry& entry) {
   entry.mtime_s = static_cast<std::int64_t>(archive_entry_mtime(e));
   member_.reset();
   member_error_.clear();
+  data_damage_local_ = false;
   if (zip_streaming_) {
     check_streamed_zip_member();
     return Next::kEntry;
@@ -187,7 +188,12 @@ long ArchiveReader::read(char* buf, std::size_t n) {
   if (member_) return member_->read(buf, n);
   if (!member_error_.empty()) return -1;
   const la_ssize_t r = archive_read_data(ar_, buf, n);
-  return r < 0 ? -1 : static_cast<long>(r);
+  if (r >= 0) return static_cast<long>(r);
+  // A zip read through its central directory (zip_ is set only then) finds each member from
+  // the directory: bad data in one (a CRC or size mismatch, a broken deflate stream) leaves the
+  // others readable, unless libarchive gave up on the whole archive (ARCHIVE_FATAL).
+  data_damage_local_ = zip_ != nullptr && !zip_streaming_ && r != ARCHIVE_FATAL;
+  return -1;
 }
 
 bool ArchiveReader::skip() {

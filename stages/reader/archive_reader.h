@@ -72,9 +72,11 @@ class ArchiveReader {
   // decoder window over max_window_bytes.
   bool window_refused() const noexcept;
   // read() failed for a reason of the current member alone (a zip LZMA/XZ member read by
-  // chsync: its dictionary, CRC or data), not of the archive: the next member can be read.
+  // chsync: its dictionary, CRC or data; a member of a zip libarchive reads through its central
+  // directory, which finds the next member without this one's data), not of the archive: the
+  // next member can be read.
   bool damage_is_local() const noexcept {
-    return (member_ && !member_->error().empty()) || !member_error_.empty();
+    return (member_ && !member_->error().empty()) || !member_error_.empty() || data_damage_local_;
   }
 
  private:
@@ -92,12 +94,13 @@ class ArchiveReader {
   std::vector<std::size_t> own_order_;       // zip_->members by the offset of their data
   std::size_t own_next_ = 0;                 // the next of own_order_ that next() gives
   std::unique_ptr<ZipMemberReader> member_;  // the current member, when chsync reads it
-  std::string member_error_;    // the current member is refused before any byte is decoded
-  std::string zip_error_;       // the zip's directory could not be read by chsync
-  bool zip_checked_ = false;    // the format was looked at (on the first header)
-  bool zip_streaming_ = false;  // a zip without a directory, read by its local headers
-  bool walk_ended_ = false;     // no member can be read safely any more: next() says kDamaged
-  std::vector<char> out_;       // decompressed bytes handed to libarchive
+  std::string member_error_;        // the current member is refused before any byte is decoded
+  bool data_damage_local_ = false;  // libarchive failed on this member's data, not the archive
+  std::string zip_error_;           // the zip's directory could not be read by chsync
+  bool zip_checked_ = false;        // the format was looked at (on the first header)
+  bool zip_streaming_ = false;      // a zip without a directory, read by its local headers
+  bool walk_ended_ = false;         // no member can be read safely any more: next() says kDamaged
+  std::vector<char> out_;           // decompressed bytes handed to libarchive
 };
 
 }  // namespace chsync

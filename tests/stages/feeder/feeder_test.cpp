@@ -7,6 +7,8 @@
 #include <archive_entry.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +22,10 @@
 #include <vector>
 
 #include "pipeline/runtime.h"
+#include "stages/delivery/delivery_ledger.h"
 #include "stages/discover/discover.h"
+#include "stages/feeder/lease_units.h"
+#include "stages/state/work_table.h"
 #include "tests/support/temp_dir.h"
 
 namespace chsync {
@@ -109,6 +114,11 @@ class FeederTest : public ::testing::Test {
     disc_ = discover({input}, DiscoverOptions{});
     ASSERT_TRUE(disc_.errors.empty())
         << disc_.errors.front().path << ": " << disc_.errors.front().kind;
+    need_.assign(disc_.bundles.size(), true);
+  }
+  // A damaged input: discover may name the damage itself (the feeder then does not repeat it).
+  void discover_damaged(const std::string& input) {
+    disc_ = discover({input}, DiscoverOptions{});
     need_.assign(disc_.bundles.size(), true);
   }
   // The bundle whose session id is `session` (discover orders bundles its own way).
@@ -359,6 +369,357 @@ TEST_F(FeederTest, StopWhileWaitingForSpoolRoomEndsTheFeed) {
   while (work.pop()) ++after;
   EXPECT_EQ(before_stop + after, 1u);
   EXPECT_TRUE(problems_.file_errors().empty());  // a stop is not an input error
+}
+
+// ---- damaged archives: the damage is named archive!member, the rest goes on ----
+
+// The first byte offset of `needle` in the file at `path` after `from` (npos when absent).
+std::size_t find_in_file(const std::string& path, const std::string& needle, std::size_t from = 0) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return bytes.find(needle, from);
+}
+
+// Lines of `session` that do not compress to nothing (a deflate stream long enough to damage).
+std::string varied(const std::string& session, int lines) {
+  std::string s;
+  for (int i = 0; i < lines; ++i)
+    s += line(session, "u" + std::to_string(i * 7919 % 100003), static_cast<std::size_t>(i % 97));
+  return s;
+}
+
+// An archive cut in the middle of a member's data: the members before the cut are fed whole,
+// the cut member's bundle is fed with what could be decoded of it (a prefix: libarchive hands out
+// nothing of a cut plain-tar member, a zstd stream gives what it decoded; the worker passes a cut
+// tail as a bad line, and the ledger keeps a member read short incomplete), the damage is
+// reported once naming the archive, and nothing after the cut is read.
+class FeederTruncatedTest : public FeederTest, public ::testing::WithParamInterface<Format> {};
+
+TEST_P(FeederTruncatedTest, FeedsWhatArrivedAndNamesTheDamageOnce) {
+  put("p/s1.jsonl", varied("s1", 40));
+  put("p/s2.jsonl", varied("s2", 4000));
+  put("p/s3.jsonl", varied("s3", 40));
+  const std::string path = write_archive(GetParam());
+  if (GetParam() == Format::kTar) {
+    // 1000 bytes into s2's data (its header is the 512-byte block holding its name).
+    const std::size_t s2_header = find_in_file(path, "p/s2.jsonl");
+    ASSERT_NE(s2_header, std::string::npos);
+    fs::resize_file(path, (s2_header / 512 + 1) * 512 + 1000);
+  } else {
+    fs::resize_file(path, fs::file_size(path) / 2);  // s2 is nearly all of it
+  }
+  discover_damaged(path);
+  // Discover lists what it can: s1 and s2 at most (the cut is inside s2's data), never s3.
+  ASSERT_GE(disc_.bundles.size(), 1u);
+  ASSERT_LE(disc_.bundles.size(), 2u);
+  for (const auto& b : disc_.bundles) EXPECT_NE(b.session_id, "s3");
+
+  const Fed fed = feed_all();
+  ASSERT_EQ(fed.items.size(), disc_.bundles.size());
+  bool s1_seen = false;
+  for (const auto& item : fed.items) {
+    ASSERT_EQ(item.member_data.size(), 1u);
+    EXPECT_TRUE(item.member_error[0].empty()) << item.member_error[0];
+    const std::string whole = content_of(item.bundle_index, 0);
+    if (item.bundle_index == bundle_of("s1")) {
+      s1_seen = true;
+      EXPECT_EQ(item.member_data[0], whole);
+    } else {
+      EXPECT_LT(item.member_data[0].size(), whole.size());
+      EXPECT_EQ(item.member_data[0], whole.substr(0, item.member_data[0].size()));
+    }
+  }
+  EXPECT_TRUE(s1_seen);
+  // Named once, by discover or by the feeder, with the archive's path.
+  std::vector<std::string> named;
+  for (const auto& e : disc_.errors) named.push_back(e.path + ": " + e.kind);
+  for (const auto& e : fed.file_errors) named.push_back(e);
+  ASSERT_EQ(named.size(), 1u) << ::testing::PrintToString(named);
+  EXPECT_NE(named[0].find(path), std::string::npos) << named[0];
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, FeederTruncatedTest,
+                         ::testing::Values(Format::kTar, Format::kTarZst),
+                         [](const ::testing::TestParamInfo<Format>& p) {
+                           return p.param == Format::kTar ? std::string("tar")
+                                                          : std::string("tar_zst");
+                         });
+
+// A zip whose one member's compressed bytes are damaged: the damage is reported with the
+// archive!member name, that member is fed with what decoded before the damage (nothing of it is
+// lost silently: its file has an error), and the members after it are fed whole (a zip's
+// members are independent: the walk goes on).
+TEST_F(FeederTest, ZipWithABadMemberNamesArchiveAndMemberAndTheRestGoesOn) {
+  put("p/s1.jsonl", varied("s1", 200));
+  put("p/s2.jsonl", varied("s2", 2000));
+  put("p/s3.jsonl", varied("s3", 200));
+  const std::string zip = write_archive(Format::kZip);
+  discover_input(zip);  // the central directory is intact: discover sees nothing wrong
+  ASSERT_EQ(disc_.bundles.size(), 3u);
+  // Overwrite bytes inside s2's compressed data (its local header holds its name first).
+  const std::size_t s2_local = find_in_file(zip, "p/s2.jsonl");
+  const std::size_t s3_local = find_in_file(zip, "p/s3.jsonl");
+  ASSERT_NE(s2_local, std::string::npos);
+  ASSERT_GT(s3_local, s2_local + 2000);
+  {
+    std::fstream f(zip, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(s2_local + 1000));
+    const std::string junk(64, '\xff');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+
+  const Fed fed = feed_all();
+  ASSERT_EQ(fed.items.size(), 3u);
+  for (const auto& item : fed.items) {
+    const std::string whole = content_of(item.bundle_index, 0);
+    if (item.bundle_index == bundle_of("s2")) {
+      EXPECT_LT(item.member_data[0].size(), whole.size());
+      EXPECT_EQ(item.member_data[0], whole.substr(0, item.member_data[0].size()));
+    } else {
+      EXPECT_EQ(item.member_data[0], whole) << disc_.bundles[item.bundle_index].files[0].member;
+      EXPECT_TRUE(item.member_error[0].empty());
+    }
+  }
+  ASSERT_EQ(fed.file_errors.size(), 1u) << ::testing::PrintToString(fed.file_errors);
+  EXPECT_NE(fed.file_errors[0].find(zip + "!p/s2.jsonl: truncated or corrupt archive member"),
+            std::string::npos)
+      << fed.file_errors[0];
+}
+
+// ---- lease mode: only the units this run claims are fed ----
+
+// An in-memory work table (one group of workers): units pending, claimed (by this run or by
+// another), or done; every claim a new fence token; complete/release only under the holder's
+// token, as the PostgreSQL one does.
+class MemoryWorkTable final : public WorkTable {
+ public:
+  struct Row {
+    std::uint64_t seq = 0;
+    std::string owner;  // "" pending, else the run holding it
+    std::int64_t fence = 0;
+    bool done = false;
+  };
+  const std::string& run_id() const override { return me_; }
+  void register_units(const std::vector<WorkUnitSpec>& units) override {
+    std::lock_guard lock(mu_);
+    for (const auto& u : units) rows_.try_emplace(u.key, Row{u.seq, "", 0, false});
+  }
+  std::vector<ClaimedUnit> claim(std::size_t max,
+                                 const std::vector<std::string>& exclude) override {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::uint64_t, std::string>> free;
+    for (const auto& [k, r] : rows_)
+      if (!r.done && r.owner.empty() &&
+          std::find(exclude.begin(), exclude.end(), k) == exclude.end())
+        free.emplace_back(r.seq, k);
+    std::sort(free.begin(), free.end());
+    std::vector<ClaimedUnit> out;
+    for (std::size_t i = 0; i < free.size() && out.size() < max; ++i) {
+      Row& r = rows_[free[i].second];
+      r.owner = me_;
+      ++r.fence;
+      ++claims[free[i].second];
+      out.push_back(ClaimedUnit{free[i].second, claims[free[i].second], "", r.fence, false});
+    }
+    return out;
+  }
+  void complete(const UnitFence& u) override {
+    std::lock_guard lock(mu_);
+    Row& r = rows_.at(u.key);
+    if (r.owner != me_ || r.fence != u.fence) return;
+    r.done = true;
+    r.owner.clear();
+    completed.push_back(u);
+  }
+  void release(const UnitFence& u) override {
+    std::lock_guard lock(mu_);
+    Row& r = rows_.at(u.key);
+    if (r.owner != me_ || r.fence != u.fence) return;
+    r.owner.clear();
+    released.push_back(u);
+  }
+  WorkCounts counts() override {
+    std::lock_guard lock(mu_);
+    WorkCounts c;
+    for (const auto& [k, r] : rows_) {
+      if (r.done) ++c.done;
+      else if (r.owner.empty()) ++c.pending;
+      else ++c.claimed, c.claimed_by_me += r.owner == me_ ? 1 : 0;
+    }
+    return c;
+  }
+  std::uint64_t heartbeat(const WorkerProgress&) override { return 0; }
+  void finish(const WorkerProgress&, bool) override {}
+  std::vector<WorkerRow> workers() override { return {}; }
+  std::chrono::milliseconds lease() const override { return std::chrono::milliseconds(400); }
+
+  // Another live worker holds `key` / finishes it.
+  void held_elsewhere(const std::string& key) {
+    std::lock_guard lock(mu_);
+    rows_.at(key).owner = "other-run";
+  }
+  void finished_elsewhere(const std::string& key) {
+    std::lock_guard lock(mu_);
+    rows_.at(key).owner.clear();
+    rows_.at(key).done = true;
+  }
+  bool done(const std::string& key) {
+    std::lock_guard lock(mu_);
+    return rows_.at(key).done;
+  }
+
+  // Guarded by mu_ while the feeder runs; read after it was joined.
+  std::map<std::string, int> claims;
+  std::vector<UnitFence> completed, released;
+
+ private:
+  const std::string me_ = "this-run";
+  std::mutex mu_;
+  std::map<std::string, Row> rows_;
+};
+
+class FeederLeaseTest : public FeederTest {
+ protected:
+  // Runs the feeder in lease mode on a thread; a consumer plays the map workers, the dispatcher
+  // and the one instance's ledger: every bundle fed is dispatched and finalized (failed the
+  // first time when it is in fail_once_). Returns when the feeder has closed the work queue or
+  // after `limit`.
+  void run_lease(std::chrono::milliseconds limit, const std::function<void()>& meanwhile = {}) {
+    lease_ = std::make_unique<LeaseUnits>(table_, disc_.bundles, need_,
+                                          log::Logger([](log::Level, const std::string&) {}));
+    BoundedQueue<WorkItem> work(1ull << 40);
+    Feeder::Wiring w = wiring(work);
+    w.lease = lease_.get();
+    w.lease_options.workers = 1;
+    w.lease_options.lease = table_.lease();
+    w.instances_needing = [](std::size_t) { return std::uint64_t{1}; };
+    w.failure = &failure_;
+    w.stop_requested = [this] { return stop_.load(); };
+    StageRunner runner;
+    Feeder feeder(std::move(w));
+    feeder.start(runner);
+    const StopOnExit guard{feeder, runner};
+    std::thread consumer([&] {
+      while (auto item = work.pop()) {
+        const std::size_t b = item->bundle_index;
+        fed_.push_back(std::move(*item));
+        lease_->bundle_dispatched();
+        const bool fail = fail_once_.erase(b) > 0;
+        lease_->bundle_finalized(b, fail, false);
+      }
+    });
+    if (meanwhile) meanwhile();
+    const auto until = Clock::now() + limit;
+    while (!work.closed() && Clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    closed_in_time_ = work.closed();
+    stop_ = true;
+    feeder.stop(Clock::now() + std::chrono::seconds(10));
+    runner.join_all();
+    consumer.join();
+    EXPECT_EQ(runner.first_error(), "");
+  }
+  std::size_t times_fed(std::size_t bundle) const {
+    return static_cast<std::size_t>(std::count_if(
+        fed_.begin(), fed_.end(), [&](const WorkItem& i) { return i.bundle_index == bundle; }));
+  }
+  // The work unit of a bundle: the first file's key (plain) or the archive path.
+  std::string unit_key(std::size_t b) const {
+    const FileRef& f = disc_.bundles[b].files[0];
+    return f.kind == SourceKind::kArchiveMember ? f.path : f.key;
+  }
+
+  MemoryWorkTable table_;
+  std::unique_ptr<LeaseUnits> lease_;
+  StateFailure failure_;
+  std::atomic<bool> stop_{false};
+  std::set<std::size_t> fail_once_;  // consumer thread only, once the feeder started
+  std::vector<WorkItem> fed_;        // consumer thread; read after it was joined
+  bool closed_in_time_ = false;
+};
+
+// Plain bundles are units of their own, an archive is one unit. A unit another live worker
+// holds is not fed here; the feeder waits until that worker has finished it, then ends. Each
+// unit this run claimed is fed once and completed under its claim's fence once its bundles
+// were finalized.
+TEST_F(FeederLeaseTest, FeedsOnlyTheUnitsItClaimsAndCompletesThem) {
+  put("p/s1.jsonl", line("s1", "a"));
+  put("p/s2.jsonl", line("s2", "b"));
+  const std::string tree = write_tree();
+  members_.clear();
+  put("q/s3.jsonl", line("s3", "c"));
+  put("q/s4.jsonl", line("s4", "d") + line("s4", "e"));
+  const std::string tar = write_archive(Format::kTar);
+  disc_ = discover({tree, tar}, DiscoverOptions{});
+  ASSERT_TRUE(disc_.errors.empty());
+  need_.assign(disc_.bundles.size(), true);
+  ASSERT_EQ(disc_.bundles.size(), 4u);
+  const std::size_t s2 = bundle_of("s2");
+  LeaseUnits registering(table_, disc_.bundles, need_,
+                         log::Logger([](log::Level, const std::string&) {}));
+  table_.held_elsewhere(unit_key(s2));
+
+  run_lease(std::chrono::seconds(20), [&] {
+    // The other worker is still at it: everything else is fed and done, the feed goes on.
+    const auto until = Clock::now() + std::chrono::seconds(10);
+    while (!(table_.done(unit_key(bundle_of("s1"))) && table_.done(tar)) && Clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(table_.done(unit_key(s2)));
+    table_.finished_elsewhere(unit_key(s2));
+  });
+  EXPECT_TRUE(closed_in_time_) << "the feed did not end once nothing was left";
+  EXPECT_EQ(times_fed(s2), 0u);
+  for (const char* s : {"s1", "s3", "s4"}) EXPECT_EQ(times_fed(bundle_of(s)), 1u) << s;
+  for (const auto& item : fed_) {
+    const Bundle& b = disc_.bundles[item.bundle_index];
+    if (b.files[0].kind != SourceKind::kArchiveMember) continue;
+    EXPECT_EQ(item.member_data[0], content_of(item.bundle_index, 0));  // archive members' bytes
+  }
+  EXPECT_EQ(table_.claims.size(), 2u);  // s1's unit and the archive: one claim each
+  ASSERT_EQ(table_.completed.size(), 2u);
+  for (const auto& u : table_.completed) EXPECT_EQ(u.fence, 1);
+  EXPECT_TRUE(table_.released.empty());
+  EXPECT_EQ(lease_->counts().claimed, 2u);
+  EXPECT_EQ(lease_->counts().done, 2u);
+  EXPECT_FALSE(failure_.failed());
+}
+
+// A bundle that failed (a span without an outcome) gives its unit back instead of completing it;
+// the unit is claimed again under a new fence and fed again, and completed then.
+TEST_F(FeederLeaseTest, AFailedUnitIsGivenBackAndClaimedAgain) {
+  put("p/s1.jsonl", line("s1", "a"));
+  put("p/s2.jsonl", line("s2", "b"));
+  discover_input(write_tree());
+  fail_once_ = {bundle_of("s1")};
+
+  run_lease(std::chrono::seconds(20));
+  EXPECT_TRUE(closed_in_time_);
+  EXPECT_EQ(times_fed(bundle_of("s1")), 2u);
+  EXPECT_EQ(times_fed(bundle_of("s2")), 1u);
+  const std::string k1 = unit_key(bundle_of("s1"));
+  ASSERT_EQ(table_.released.size(), 1u);
+  EXPECT_EQ(table_.released[0], (UnitFence{k1, 1}));
+  EXPECT_EQ(table_.claims[k1], 2);
+  EXPECT_TRUE(table_.done(k1));
+  EXPECT_NE(std::find(table_.completed.begin(), table_.completed.end(), UnitFence{k1, 2}),
+            table_.completed.end());
+  EXPECT_EQ(lease_->counts().done, 2u);
+}
+
+// A stop while the feeder waits for a unit another worker holds ends the feed at once.
+TEST_F(FeederLeaseTest, AStopEndsTheWaitForUnitsHeldElsewhere) {
+  put("p/s1.jsonl", line("s1", "a"));
+  discover_input(write_tree());
+  LeaseUnits registering(table_, disc_.bundles, need_,
+                         log::Logger([](log::Level, const std::string&) {}));
+  table_.held_elsewhere(unit_key(bundle_of("s1")));
+  const auto t0 = Clock::now();
+  run_lease(std::chrono::milliseconds(500));  // then stop_ is set
+  EXPECT_FALSE(closed_in_time_);              // it was still waiting
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_TRUE(fed_.empty());
+  EXPECT_FALSE(failure_.failed());
 }
 
 }  // namespace
