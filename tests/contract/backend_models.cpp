@@ -21,7 +21,7 @@ std::string str(const Attrs& a, const std::string& key) {
              : "";
 }
 
-bool has(const Attrs& a, const std::string& key) { return a.count(key) > 0; }
+bool has(const Attrs& a, const std::string& key) { return a.contains(key); }
 
 std::string hex(const std::string& bytes) {
   static const char* d = "0123456789abcdef";
@@ -65,7 +65,7 @@ std::string observation_type(const Attrs& a) {
     std::transform(t.begin(), t.end(), t.begin(), ::toupper);
     return t;
   }
-  const std::string oi = str(a, "openinference.span.kind");
+  std::string oi = str(a, "openinference.span.kind");
   if (oi == "LLM") return "GENERATION";
   if (!oi.empty()) return oi;
   const std::string op = str(a, "gen_ai.operation.name");
@@ -257,7 +257,8 @@ LangfuseObservation langfuse_ingest(const pbv1::Span& span, const Attrs& res) {
                                                 "langfuse.observation.level"};
   o.trace_update = o.is_root;
   for (const auto& [k, v] : a) {
-    if (kTraceKeys.count(k) || k.rfind("langfuse.trace.metadata.", 0) == 0) o.trace_update = true;
+    if (kTraceKeys.contains(k) || k.rfind("langfuse.trace.metadata.", 0) == 0)
+      o.trace_update = true;
     std::string text = v.value_case() == pbv1::AnyValue::kStringValue ? v.string_value()
                        : v.value_case() == pbv1::AnyValue::kIntValue ? std::to_string(v.int_value())
                        : v.value_case() == pbv1::AnyValue::kBoolValue
@@ -265,7 +266,7 @@ LangfuseObservation langfuse_ingest(const pbv1::Span& span, const Attrs& res) {
                            : "";
     for (const char* pre : {"langfuse.observation.metadata.", "langfuse.trace.metadata."})
       if (k.rfind(pre, 0) == 0) o.metadata[k.substr(std::string(pre).size())] = text;
-    if (!kMapped.count(k) && k.rfind("langfuse.", 0) != 0) o.unmapped.push_back(k);
+    if (!kMapped.contains(k) && k.rfind("langfuse.", 0) != 0) o.unmapped.push_back(k);
   }
   if (o.output) extract_tool_calls(*o.output, o);
   return o;
@@ -345,33 +346,33 @@ std::vector<std::string> genai_schema_problems(const std::string& json, bool out
   bool first = true;
   for (auto m : msgs) {
     std::string_view role, finish;
-    if (m["role"].get(role) || !kRoles.count(role)) bad.push_back("bad role");
+    if (m["role"].get(role) || !kRoles.contains(role)) bad.emplace_back("bad role");
     simdjson::dom::array parts;
     if (m["parts"].get(parts)) {
-      bad.push_back("parts missing");
+      bad.emplace_back("parts missing");
       continue;
     }
     if (!m["finish_reason"].get(finish)) {
-      if (!output) bad.push_back("finish_reason on an input message");
-      if (!kFinish.count(finish))
-        bad.push_back("finish_reason not in the OTel set: " + std::string(finish));
+      if (!output) bad.emplace_back("finish_reason on an input message");
+      if (!kFinish.contains(finish))
+        bad.emplace_back("finish_reason not in the OTel set: " + std::string(finish));
     }
     for (auto part : parts) {
       std::string_view type, s;
       if (part["type"].get(type)) {
-        bad.push_back("part without type");
+        bad.emplace_back("part without type");
         continue;
       }
       std::string shown;
       if (type == "text" || type == "reasoning") {
-        if (part["content"].get(s)) bad.push_back(std::string(type) + " without content");
+        if (part["content"].get(s)) bad.emplace_back(std::string(type) + " without content");
         shown = std::string(type) + ":" + clip(std::string(s), 50);
       } else if (type == "tool_call") {
-        if (part["name"].get(s)) bad.push_back("tool_call without name");
+        if (part["name"].get(s)) bad.emplace_back("tool_call without name");
         shown = "tool_call:" + std::string(s);
       } else if (type == "tool_call_response") {
         simdjson::dom::element r;
-        if (part["response"].get(r)) bad.push_back("tool_call_response without response");
+        if (part["response"].get(r)) bad.emplace_back("tool_call_response without response");
         std::string_view id;
         if (part["id"].get(id)) id = "";
         shown = "tool_call_response:" + std::string(id);

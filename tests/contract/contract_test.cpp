@@ -93,8 +93,12 @@ const std::vector<Span>& corpus_spans() {
 // is made).
 class NoTransport final : public http::Transport {
  public:
-  void post(http::Request, http::ResponseFn) override { ADD_FAILURE() << "no request expected"; }
-  void schedule(std::chrono::milliseconds, std::function<void(bool)> fn) override { fn(true); }
+  void post(http::Request /*req*/, http::ResponseFn /*done*/) override {
+    ADD_FAILURE() << "no request expected";
+  }
+  void schedule(std::chrono::milliseconds /*delay*/, std::function<void(bool)> fn) override {
+    fn(true);
+  }
   void cancel_all() override {}
   void shutdown() noexcept override {}
 };
@@ -223,7 +227,7 @@ TEST(LangfuseContract, EverySpanOfTheCorpusBecomesTheObservationLangfuseShouldSt
       for (const auto& id : o.tool_call_ids) called_ids_by_trace[o.trace_id].insert(id);
       for (const auto& m : s.input_messages) tool_responses += m.role == "tool";
       if (!s.finish_reason.empty()) {
-        EXPECT_EQ(o.metadata.count("finish_reason") ? o.metadata.at("finish_reason") : "",
+        EXPECT_EQ(o.metadata.contains("finish_reason") ? o.metadata.at("finish_reason") : "",
                   s.finish_reason);
       }
     }
@@ -539,7 +543,7 @@ std::string tree(const std::vector<Span>& spans, Line line) {
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const Span& s = spans[i];
     const int d =
-        s.has_parent && depth.count(to_hex(s.parent_id)) ? depth[to_hex(s.parent_id)] + 1 : 0;
+        s.has_parent && depth.contains(to_hex(s.parent_id)) ? depth[to_hex(s.parent_id)] + 1 : 0;
     depth[to_hex(s.span_id)] = d;
     out += std::string(static_cast<std::size_t>(2 * d), ' ') + line(i) + "\n";
   }

@@ -74,6 +74,7 @@ TEST(BoundedQueueTest, ManyProducersManyConsumersLoseNothing) {
   BoundedQueue<std::uint64_t> q(64);
   constexpr int kProducers = 4, kConsumers = 3, kPerProducer = 20000;
   std::vector<std::thread> threads;
+  threads.reserve(kProducers);
   std::atomic<std::uint64_t> sum{0}, count{0};
   for (int p = 0; p < kProducers; ++p)
     threads.emplace_back([&, p] {
@@ -81,6 +82,7 @@ TEST(BoundedQueueTest, ManyProducersManyConsumersLoseNothing) {
         ASSERT_TRUE(q.push(static_cast<std::uint64_t>(p) * kPerProducer + i, 1 + i % 7));
     });
   std::vector<std::thread> consumers;
+  consumers.reserve(kConsumers);
   for (int c = 0; c < kConsumers; ++c)
     consumers.emplace_back([&] {
       while (auto v = q.pop()) {
@@ -92,7 +94,7 @@ TEST(BoundedQueueTest, ManyProducersManyConsumersLoseNothing) {
   for (auto& t : threads) t.join();
   q.close();
   for (auto& t : consumers) t.join();
-  const std::uint64_t n = kProducers * kPerProducer;
+  const std::uint64_t n = std::uint64_t{kProducers} * kPerProducer;
   EXPECT_EQ(count.load(), n);
   EXPECT_EQ(sum.load(), n * (n - 1) / 2);
   EXPECT_LE(q.counters().max_bytes.load(), 64u + 7u) << "capacity really bounds memory";

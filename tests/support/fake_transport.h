@@ -22,6 +22,8 @@ class FakeTransport final : public http::Transport {
   using Handler = std::function<http::Response(const http::Request&, int n)>;
   explicit FakeTransport(Handler h) : handler_(std::move(h)), worker_([this] { loop(); }) {}
   ~FakeTransport() override { shutdown(); }
+  FakeTransport(const FakeTransport&) = delete;  // owns the worker thread
+  FakeTransport& operator=(const FakeTransport&) = delete;
 
   void post(http::Request req, http::ResponseFn done) override {
     add(std::chrono::milliseconds(0),

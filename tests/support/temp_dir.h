@@ -3,7 +3,7 @@
 // in it when the object goes. Throws std::runtime_error when it cannot be made.
 #pragma once
 
-#include <stdlib.h>
+#include <cstdlib>
 
 #include <filesystem>
 #include <fstream>
@@ -33,7 +33,7 @@ class TempDir {
   std::string file(std::string_view name) const { return (path_ / name).string(); }
   // Writes `content` to `name` inside the directory; returns its path.
   std::string file(std::string_view name, std::string_view content) const {
-    const std::string p = file(name);
+    std::string p = file(name);
     std::ofstream(p, std::ios::binary).write(content.data(), std::streamsize(content.size()));
     return p;
   }

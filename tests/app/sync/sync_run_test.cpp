@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -105,9 +106,8 @@ TEST_F(SyncRunTest, EveryLineGoesToTheLoggerItIsGiven) {
   EXPECT_TRUE(rc == kExitOk || rc == kExitPartial) << rc;
   EXPECT_EQ(err, "");
   auto said = [&](const std::string& what) {
-    for (const auto& l : lines)
-      if (l.find(what) != std::string::npos) return true;
-    return false;
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(what) != std::string::npos; });
   };
   EXPECT_TRUE(said("files scanned")) << lines.size();  // the summary
   EXPECT_TRUE(said("backend a: "));                    // per backend (there are two)

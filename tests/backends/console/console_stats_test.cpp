@@ -51,6 +51,7 @@ class ConsoleStatsTest : public ::testing::Test {
 
 constexpr int kBatches = 200;
 constexpr int kSpansPerBatch = 5;
+constexpr std::size_t kSpansSent = std::size_t{kBatches} * kSpansPerBatch;
 
 // One thread sends batches (the dispatcher), another reads stats(), fatal() and fatal_reason()
 // the whole time (the progress thread): the counters only grow, and end exact.
@@ -90,9 +91,9 @@ void send_while_reading_stats(Exporter& exp) {
   reader.join();
   EXPECT_TRUE(sent_all);
   const ExporterStats st = exp.stats();
-  EXPECT_EQ(st.spans_delivered, std::uint64_t{kBatches * kSpansPerBatch});
+  EXPECT_EQ(st.spans_delivered, std::uint64_t{kSpansSent});
   EXPECT_EQ(st.requests, std::uint64_t{kBatches});
-  EXPECT_EQ(acked.load(), std::uint64_t{kBatches * kSpansPerBatch});
+  EXPECT_EQ(acked.load(), std::uint64_t{kSpansSent});
   EXPECT_TRUE(exp.stop(std::chrono::milliseconds(100)));
 }
 
@@ -100,7 +101,7 @@ TEST_F(ConsoleStatsTest, FileStatsReadByAnotherThreadWhileSending) {
   const std::string path = dir_ + "/out.jsonl";
   auto exp = make_file_exporter("file", path);
   send_while_reading_stats(*exp);
-  EXPECT_EQ(count_lines(path), std::size_t{kBatches * kSpansPerBatch});
+  EXPECT_EQ(count_lines(path), kSpansSent);
   EXPECT_EQ(exp->stats().bytes_wire, fs::file_size(path));
 }
 
@@ -116,7 +117,7 @@ TEST_F(ConsoleStatsTest, ConsoleTextStatsReadByAnotherThreadWhileSending) {
   ASSERT_GE(fd_, 0);
   auto exp = make_console_exporter("console", ConsoleFormat::kText, fd_);
   send_while_reading_stats(*exp);
-  EXPECT_EQ(count_lines(path), std::size_t{kBatches * kSpansPerBatch});
+  EXPECT_EQ(count_lines(path), kSpansSent);
   std::ifstream in(path);
   std::string first;
   std::getline(in, first);

@@ -60,7 +60,7 @@ std::string output_of(ConsoleFormat format, bool ahead) {
   std::string out;
   std::rewind(f);
   char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  for (std::size_t n = 0; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
   std::fclose(f);
   return out;
 }

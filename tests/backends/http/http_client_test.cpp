@@ -51,6 +51,8 @@ class TestServer {
     accept_thread_ = std::thread([this] { accept_loop(); });
   }
   ~TestServer() { stop(); }
+  TestServer(const TestServer&) = delete;  // owns the accept and connection threads
+  TestServer& operator=(const TestServer&) = delete;
   void stop() {
     if (stop_.exchange(true)) return;
     accept_thread_.join();

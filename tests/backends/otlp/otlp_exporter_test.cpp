@@ -39,7 +39,7 @@ std::vector<Span> make_spans(int n, int first = 0, std::size_t text = 10) {
 std::vector<std::uint64_t> span_keys_in(const http::Request& req) {
   std::string raw;
   bool gz = false;
-  for (auto& [k, v] : req.headers)
+  for (const auto& [k, v] : req.headers)
     if (k == "Content-Encoding" && v == "gzip") gz = true;
   if (gz) {
     EXPECT_TRUE(otlp::gunzip(*req.body, raw));
@@ -97,23 +97,23 @@ struct Fixture {
   std::set<std::uint64_t> recorded;  // before_send
   std::atomic<int> unrecorded_posts{0};
 
-  Fixture(OtlpOptions o, FakeTransport::Handler h) {
+  Fixture(const OtlpOptions& o, FakeTransport::Handler h) {
     auto t =
         std::make_unique<FakeTransport>([this, h = std::move(h)](const http::Request& r, int n) {
           {
             std::lock_guard lock(mu);
             for (auto k : span_keys_in(r))
-              if (!recorded.count(k)) ++unrecorded_posts;
+              if (!recorded.contains(k)) ++unrecorded_posts;
           }
           return h(r, n);
         });
     fake = t.get();
-    exp = std::make_unique<OtlpExporter>(
-        std::move(o), *http::parse_url("http://127.0.0.1:4318/v1/traces"), std::move(t));
+    exp = std::make_unique<OtlpExporter>(o, *http::parse_url("http://127.0.0.1:4318/v1/traces"),
+                                         std::move(t));
     exp->set_ack_fn([log = log](Ack&& a) { (*log)(std::move(a)); });
     exp->set_before_send([this](const std::vector<SpanRef>& refs) {
       std::lock_guard lock(mu);
-      for (auto& r : refs) recorded.insert(r.span_key);
+      for (const auto& r : refs) recorded.insert(r.span_key);
       return true;
     });
   }
@@ -407,7 +407,7 @@ TEST(OtlpExporterTest, LangfuseProfileAddsIngestionHeader) {
   std::atomic<bool> ok{false};
   Fixture fx(o, [&](const http::Request& r, int) {
     bool has = false;
-    for (auto& [k, v] : r.headers) has |= (k == "x-langfuse-ingestion-version" && v == "4");
+    for (const auto& [k, v] : r.headers) has |= (k == "x-langfuse-ingestion-version" && v == "4");
     ok = has;
     return status(200, "{}", "application/json");
   });
@@ -429,7 +429,7 @@ TEST(OtlpExporterTest, JsonEncodingFollowsOtlpJsonRules) {
     std::lock_guard lock(mu);
     bodies.push_back(*r.body);
     bool json = false;
-    for (auto& [k, v] : r.headers) json |= (k == "Content-Type" && v == "application/json");
+    for (const auto& [k, v] : r.headers) json |= (k == "Content-Type" && v == "application/json");
     EXPECT_TRUE(json);
     return status(200, "{\"partialSuccess\":{\"rejectedSpans\":\"1\"}}", "application/json");
   });

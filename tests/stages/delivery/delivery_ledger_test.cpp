@@ -48,16 +48,17 @@ class DeliveryLedgerTest : public ::testing::Test {
     ledger_ = std::make_unique<DeliveryLedger>(std::move(w));
   }
 
-  static std::vector<SpanRef> refs(std::vector<std::uint64_t> keys) {
+  static std::vector<SpanRef> refs(const std::vector<std::uint64_t>& keys) {
     std::vector<SpanRef> r;
+    r.reserve(keys.size());
     for (auto k : keys) r.push_back(SpanRef{k, 0});
     return r;
   }
-  void ack(Ack::Outcome o, std::vector<std::uint64_t> keys, int status = 200,
+  void ack(Ack::Outcome o, const std::vector<std::uint64_t>& keys, int status = 200,
            std::string reason = {}) {
     Ack a;
     a.outcome = o;
-    a.spans = refs(std::move(keys));
+    a.spans = refs(keys);
     a.http_status = status;
     a.reason = std::move(reason);
     ledger_->on_ack(std::move(a));

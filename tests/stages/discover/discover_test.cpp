@@ -119,9 +119,9 @@ TEST_F(DiscoverTest, GroupsEveryLayoutInADirectory) {
   EXPECT_EQ(shape(r), kExpected);
   EXPECT_EQ(r.files, 11u);
   for (const auto& b : r.bundles)
-    for (std::size_t i = 0; i < b.files.size(); ++i) {
-      EXPECT_EQ(b.files[i].kind, SourceKind::kPlain);
-      EXPECT_TRUE(b.files[i].settles);
+    for (const auto& f : b.files) {
+      EXPECT_EQ(f.kind, SourceKind::kPlain);
+      EXPECT_TRUE(f.settles);
     }
   // Subagent flags and ids from the file name.
   const auto& s30 = *std::find_if(r.bundles.begin(), r.bundles.end(),

@@ -60,10 +60,13 @@ struct Fed {
 struct StopOnExit {
   Feeder& feeder;
   StageRunner& runner;
+  StopOnExit(Feeder& f, StageRunner& r) : feeder(f), runner(r) {}
   ~StopOnExit() {
     feeder.stop(Deadline::max());
     runner.join_all();
   }
+  StopOnExit(const StopOnExit&) = delete;  // a copy would stop and join a second time
+  StopOnExit& operator=(const StopOnExit&) = delete;
 };
 
 class FeederTest : public ::testing::Test {
@@ -83,7 +86,7 @@ class FeederTest : public ::testing::Test {
   // The same files as one archive, members in the order they were put.
   std::string write_archive(Format f) {
     const char* name = f == Format::kTar ? "in.tar" : f == Format::kZip ? "in.zip" : "in.tar.zst";
-    const std::string path = tmp_.file(name);
+    std::string path = tmp_.file(name);
     archive* a = archive_write_new();
     if (f == Format::kZip) {
       EXPECT_EQ(archive_write_set_format_zip(a), ARCHIVE_OK);
@@ -160,9 +163,8 @@ class FeederTest : public ::testing::Test {
     fed.file_errors = problems_.file_errors();
     // What was spooled is still on disk (no worker read it): check it before the Feeder goes.
     for (const auto& item : fed.items)
-      for (std::size_t i = 0; i < item.member_spool.size(); ++i)
-        if (!item.member_spool[i].empty())
-          spooled_[item.member_spool[i]] = read(item.member_spool[i]);
+      for (const auto& spooled : item.member_spool)
+        if (!spooled.empty()) spooled_[spooled] = read(spooled);
     spool_used_at_end_ = feeder.spool().used_bytes();
     return fed;
   }

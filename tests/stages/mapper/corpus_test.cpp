@@ -64,7 +64,7 @@ std::vector<CorpusBundle> discover_corpus(const fs::path& root) {
     b.bundle.session_id = sid.empty() ? m.stem().string() : sid;
     const fs::path session_dir = m.parent_path() / m.stem();
     for (const auto& a : agents) {
-      if (claimed.count(a)) continue;
+      if (claimed.contains(a)) continue;
       const std::string as = a.string();
       const bool nested = as.rfind((session_dir / "subagents").string() + "/", 0) == 0;
       const bool sibling = a.parent_path() == m.parent_path() && !sid.empty() &&
@@ -77,7 +77,7 @@ std::vector<CorpusBundle> discover_corpus(const fs::path& root) {
     out.push_back(std::move(b));
   }
   for (const auto& a : agents) {
-    if (claimed.count(a)) continue;
+    if (claimed.contains(a)) continue;
     CorpusBundle b;
     b.bundle.seq = ++seq;
     b.bundle.files.push_back(file_ref(rel(a), true, agent_id_of(a)));
@@ -184,20 +184,19 @@ Expected expected_counts(const CorpusBundle& b) {
   }
   x.tools = tool_ids.size();
   for (const auto& [id, err] : first_result)
-    if (err && tool_ids.count(id)) ++x.tool_errors;
+    if (err && tool_ids.contains(id)) ++x.tool_errors;
   std::size_t acompact = 0;
-  for (std::size_t f = 0; f < b.bundle.files.size(); ++f) {
-    const FileRef& fr = b.bundle.files[f];
+  for (const FileRef& fr : b.bundle.files) {
     if (!fr.is_subagent) continue;
     ++x.agent_streams;
     if (fr.agent_id.rfind("acompact", 0) == 0) ++acompact;
-    else if (agent_links.count(fr.agent_id)) ++x.agents_linked;
+    else if (agent_links.contains(fr.agent_id)) ++x.agents_linked;
   }
   x.agents_linked += std::min(acompact, b.bundle.files[0].is_subagent ? 0 : boundaries);
   std::multiset<std::string> prompts(task_prompts.begin(), task_prompts.end());
   for (const auto& r : inline_roots) {
     ++x.agent_streams;
-    if (prompts.count(r)) ++x.agents_linked;
+    if (prompts.contains(r)) ++x.agents_linked;
   }
   return x;
 }
@@ -211,7 +210,6 @@ TEST(MapperCorpusTest, MatchesIndependentCounts) {
   ASSERT_TRUE(fs::exists(root));
   const auto bundles = discover_corpus(root);
   ASSERT_GT(bundles.size(), 50u);
-  Expected total_x;
   std::uint64_t gens = 0, tools = 0, tool_errors = 0, linked = 0, unlinked = 0, spans_total = 0;
   std::int64_t tin = 0, tout = 0;
   for (const auto& b : bundles) {

@@ -26,7 +26,7 @@ class ArchiveReaderTest : public ::testing::Test {
 
   // A tar with these (name, content) members, plus a directory entry first.
   std::string tar(const std::vector<std::pair<std::string, std::string>>& members) {
-    const std::string path = dir_ + "/a.tar";
+    std::string path = dir_ + "/a.tar";
     struct archive* a = archive_write_new();
     archive_write_set_format_pax_restricted(a);
     archive_write_open_filename(a, path.c_str());
@@ -58,7 +58,8 @@ class ArchiveReaderTest : public ::testing::Test {
 std::string read_all(ArchiveReader& ar) {
   std::string out;
   char buf[7];  // small on purpose: several reads per member
-  for (long n; (n = ar.read(buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  for (long n = 0; (n = ar.read(buf, sizeof buf)) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
   return out;
 }
 
@@ -91,7 +92,7 @@ TEST_F(ArchiveReaderTest, AMissingFileIsNotOpenAndSaysWhy) {
 }
 
 TEST_F(ArchiveReaderTest, ACutArchiveEndsInDamageNotInSilence) {
-  std::string big(64 * 1024, 'x');
+  std::string big(std::size_t{64} * 1024, 'x');
   const std::string path = tar({{"a.jsonl", big}, {"b.jsonl", big}});
   fs::resize_file(path, fs::file_size(path) / 2);  // inside the second half of the members
   ArchiveReader ar(path, 0);

@@ -67,7 +67,7 @@ std::string xz(const std::string& data, std::uint32_t preset, std::uint32_t dict
 }
 
 std::string tar_bytes(const std::string& name, const std::string& data) {
-  std::string out(data.size() + 64 * 1024, '\0');
+  std::string out(data.size() + std::size_t{64} * 1024, '\0');
   std::size_t used = 0;
   struct archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
@@ -94,7 +94,7 @@ class DecoderLimitsTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string file(const std::string& name, const std::string& content) {
-    const std::string p = dir_ + "/" + name;
+    std::string p = dir_ + "/" + name;
     std::ofstream(p, std::ios::binary).write(content.data(), std::streamsize(content.size()));
     return p;
   }
@@ -163,7 +163,7 @@ TEST_F(DecoderLimitsTest, ALaterFrameOverTheLimitIsRefusedToo) {
   ZstdDecoder dec(8 * kMiB);
   std::string out;
   char buf[4096];
-  long n;
+  long n = 0;
   while ((n = dec.read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
   ::close(fd);
   EXPECT_EQ(n, -1);
@@ -185,7 +185,7 @@ TEST_F(DecoderLimitsTest, LegacyFramesAreNotHandedToLibzstd) {
   ZstdDecoder dec(8 * kMiB);
   std::uint64_t total = 0;
   char buf[65536];
-  long n;
+  long n = 0;
   while ((n = dec.read(fd, buf, sizeof buf)) > 0) total += static_cast<std::uint64_t>(n);
   ::close(fd);
   EXPECT_EQ(n, -1);
@@ -201,7 +201,7 @@ TEST_F(DecoderLimitsTest, TruncatedAndEmptyStreams) {
     const int fd = ::open(p.c_str(), O_RDONLY);
     ZstdDecoder dec(8 * kMiB);
     char buf[4096];
-    long n;
+    long n = 0;
     while ((n = dec.read(fd, buf, sizeof buf)) > 0) {
     }
     ::close(fd);
@@ -234,7 +234,8 @@ TEST_F(DecoderLimitsTest, TarZstOverTheWindowLimitIsRefusedByArchiveReaderAndDis
     EXPECT_EQ(e.name, "proj/s1.jsonl");
     std::string got;
     char buf[65536];
-    for (long n; (n = ar.read(buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+    for (long n = 0; (n = ar.read(buf, sizeof buf)) > 0;)
+      got.append(buf, static_cast<std::size_t>(n));
     EXPECT_EQ(got, kLines);
     EXPECT_EQ(ar.next(e), ArchiveReader::Next::kEnd);
   }
@@ -297,7 +298,8 @@ TEST_F(DecoderLimitsTest, TarXzOverTheDictionaryLimitIsRefusedAndXz9IsReadByDefa
   ASSERT_EQ(ar.next(e), ArchiveReader::Next::kEntry);
   std::string got;
   char buf[65536];
-  for (long n; (n = ar.read(buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  for (long n = 0; (n = ar.read(buf, sizeof buf)) > 0;)
+    got.append(buf, static_cast<std::size_t>(n));
   EXPECT_EQ(got, kLines);
   // ...but not under --max-memory 64MiB (16 MiB + 2).
   ArchiveReader small(x9, decoder_window_budget_bytes(64 * kMiB));
@@ -311,7 +313,7 @@ TEST_F(DecoderLimitsTest, CutXzIsTruncatedNotSilent) {
   const int fd = ::open(p.c_str(), O_RDONLY);
   XzDecoder dec(XzDecoder::Format::kXz, 8 * kMiB);
   char buf[4096];
-  long n;
+  long n = 0;
   std::uint64_t total = 0;
   while ((n = dec.read(fd, buf, sizeof buf)) > 0) total += static_cast<std::uint64_t>(n);
   ::close(fd);
