@@ -178,7 +178,7 @@ TEST(RedactTest, InvalidCustomPatternThrows) {
 // Issue 20 item 8: std::regex recursed per character and crashed (SIGSEGV) on a 200 KB field.
 TEST(RedactTest, CustomPatternOnAHugeFieldDoesNotCrash) {
   Redactor r(RedactOptions{{"(?:a|b)*c", "x[a-z]+y"}});
-  std::string s(400 * 1024, 'a');
+  std::string s(std::size_t{400} * 1024, 'a');
   s += "c and xqwertyy";
   EXPECT_EQ(r.redact(s), 2u);
   EXPECT_EQ(s, "[REDACTED:custom] and [REDACTED:custom]");

@@ -23,8 +23,6 @@
 namespace chsync {
 namespace {
 
-namespace fs = std::filesystem;
-
 const char* pg_base_url() {
   const char* u = std::getenv("CHSYNC_TEST_PG_URL");
   return u && *u ? u : nullptr;
@@ -66,7 +64,7 @@ class StateContract : public ::testing::TestWithParam<std::string> {
     if (!db_name_.empty()) pg_admin(pg_base_url(), "DROP DATABASE IF EXISTS " + db_name_);
     sqlite_.reset();
   }
-  std::unique_ptr<StateStore> open(StateOpenOptions o = {}) {
+  std::unique_ptr<StateStore> open(const StateOpenOptions& o = {}) {
     if (!url_.empty()) return open_pg_state(url_, o);
     return sqlite_->open(o);
   }
@@ -185,7 +183,7 @@ TEST_P(StateContract, InstancesAreIndependent) {
 
 std::vector<std::string> stores() {
   std::vector<std::string> v = {"sqlite"};
-  if (pg_base_url()) v.push_back("postgresql");
+  if (pg_base_url()) v.emplace_back("postgresql");
   return v;
 }
 

@@ -455,12 +455,12 @@ TEST(StateTest, LargeStateChecksOnlyItsSmallTablesAtOpen) {
 TEST(StateTest, ForeignDatabaseIsForeign) {
   TempDir dir{"chsync-state"};
   const std::string a = dir.file("a.db");
-  raw_sql(a.c_str(), "CREATE TABLE stuff(x); INSERT INTO stuff VALUES(1);");
+  raw_sql(a, "CREATE TABLE stuff(x); INSERT INTO stuff VALUES(1);");
   std::string msg;
   EXPECT_EQ(open_error(a, {}, &msg), Code::kForeign);
   EXPECT_NE(msg.find("not a chsync state database"), std::string::npos) << msg;
   const std::string b = dir.file("b.db");
-  raw_sql(b.c_str(), "PRAGMA application_id=1234; CREATE TABLE t(x);");
+  raw_sql(b, "PRAGMA application_id=1234; CREATE TABLE t(x);");
   EXPECT_EQ(open_error(b), Code::kForeign);
   StateOpenOptions ro;
   ro.read_only = true;
@@ -471,7 +471,7 @@ TEST(StateTest, NewerSchemaIsRefused) {
   const StateFile st;
   const std::string& db = st.path();
   { auto s = st.open(); }
-  raw_sql(db.c_str(), "PRAGMA user_version=999;");
+  raw_sql(db, "PRAGMA user_version=999;");
   std::string msg;
   EXPECT_EQ(open_error(db, {}, &msg), Code::kNewerSchema);
   EXPECT_NE(msg.find("999"), std::string::npos) << msg;
@@ -601,6 +601,7 @@ TEST(StateTest, ConcurrentBeginFinish) {
     o.ack_flush_keys = 100;
     auto s = st.open(o);
     std::vector<std::thread> threads;
+    threads.reserve(kThreads);
     std::atomic<int> errors{0};
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
@@ -629,8 +630,8 @@ TEST(StateTest, ConcurrentBeginFinish) {
     EXPECT_EQ(errors.load(), 0);
   }
   auto s = st.open();
-  EXPECT_EQ(s->load_delivered("even").size(), 2u * kRequests * kPerRequest);
-  EXPECT_EQ(s->load_delivered("odd").size(), 2u * kRequests * kPerRequest);
+  EXPECT_EQ(s->load_delivered("even").size(), std::size_t{2} * kRequests * kPerRequest);
+  EXPECT_EQ(s->load_delivered("odd").size(), std::size_t{2} * kRequests * kPerRequest);
   EXPECT_TRUE(s->load_in_flight("even").empty());
   EXPECT_EQ(s->totals("").spans_in_flight, 0u);
 }
@@ -694,13 +695,16 @@ TEST(StateTest, DiskFullGivesClearErrorAndLosesNothing) {
   if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k") == 0) {
     struct Unmount {  // also on a failed assertion/exception, so no mount is left behind
       std::string dir;
+      explicit Unmount(std::string d) : dir(std::move(d)) {}
       ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+      Unmount(const Unmount&) = delete;  // one unmount per mount
+      Unmount& operator=(const Unmount&) = delete;
     } unmount{mnt};
     SCOPED_TRACE("tmpfs 256k");
     const std::string filler = mnt + "/filler";
     {
       std::ofstream f(filler, std::ios::binary);
-      f << std::string(64 * 1024, 'f');
+      f << std::string(std::size_t{64} * 1024, 'f');
     }
     expect_disk_full(mnt + "/state.db", {}, [&] { fs::remove(filler); });
   } else {
@@ -790,7 +794,7 @@ TEST(StatePerf, DISABLED_InsertAndLoadMillionSpans) {
                          "WHERE name LIKE 'delivered_%' GROUP BY name",
                          -1, &st, nullptr) == SQLITE_OK) {
     while (sqlite3_step(st) == SQLITE_ROW) {
-      const double pages = static_cast<double>(sqlite3_column_int64(st, 1));
+      const auto pages = static_cast<double>(sqlite3_column_int64(st, 1));
       std::printf(
           "[   PERF   ] %s: %.0f bytes of pages = %.2f bytes/span = %.1f MB per million "
           "spans (payload %lld, unused %lld)\n",

@@ -180,7 +180,7 @@ Recount recount(const std::map<std::string, std::string>& files) {
   }
   c["projects"] = projects.size();
   for (const auto& id : agent_file_ids) {
-    if (referenced_agents.count(id) != 0) ++c["subagents"];
+    if (referenced_agents.contains(id)) ++c["subagents"];
     else ++c["subagents_unlinked"];
   }
   c["api_responses"] = responses.size();
@@ -346,7 +346,7 @@ TEST(GenTest, ArchiveFormatsHoldTheSameMembers) {
     const fs::path ar = t.path() / (std::string("projects.") + fmt);
     ASSERT_TRUE(fs::exists(ar)) << ar;
     EXPECT_TRUE(read_archive(ar) == expected) << fmt;
-    EXPECT_EQ(slurp(t.path() / "manifest.json").size() > 0, true);
+    EXPECT_EQ(!slurp(t.path() / "manifest.json").empty(), true);
     // Archives are deterministic too.
     ASSERT_EQ(
         run_gen(t2.path(), std::string("--bytes 2M --seed 11 --huge-lines 1 --format ") + fmt), 0);
