@@ -45,9 +45,11 @@ std::string read_all(int fd) {
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string out;
   char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return out;
     out.append(buf, static_cast<size_t>(n));
-  return out;
+  }
 }
 
 TEST(MetricsServerTest, ServesAScrapeAndStopsInTime) {

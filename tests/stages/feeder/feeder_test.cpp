@@ -550,8 +550,8 @@ class MemoryWorkTable final : public WorkTable {
     }
     return c;
   }
-  std::uint64_t heartbeat(const WorkerProgress&) override { return 0; }
-  void finish(const WorkerProgress&, bool) override {}
+  std::uint64_t heartbeat(const WorkerProgress& /*progress*/) override { return 0; }
+  void finish(const WorkerProgress& /*progress*/, bool /*ok*/) override {}
   std::vector<WorkerRow> workers() override { return {}; }
   std::chrono::milliseconds lease() const override { return std::chrono::milliseconds(400); }
 
