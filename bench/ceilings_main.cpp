@@ -70,6 +70,7 @@ template <class Fn>
 double run_threads(int threads, Fn fn) {
   auto t0 = Clock::now();
   std::vector<std::thread> ts;
+  ts.reserve(static_cast<std::size_t>(threads));
   for (int t = 0; t < threads; ++t) ts.emplace_back(fn);
   for (auto& t : ts) t.join();
   return secs_since(t0);
@@ -240,8 +241,8 @@ int main(int argc, char** argv) {
     });
     report("chained", th, total.load(), s,
            "spans=" + std::to_string(spans_n.load()) +
-               " encoded=" + std::to_string(out_bytes.load()) +
-               " spans_per_s=" + std::to_string(static_cast<std::uint64_t>(spans_n.load() / s)));
+               " encoded=" + std::to_string(out_bytes.load()) + " spans_per_s=" +
+               std::to_string(static_cast<std::uint64_t>(static_cast<double>(spans_n.load()) / s)));
   }
 
   // ---- upload ----
