@@ -15,6 +15,8 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/loopback.h"
+
 namespace chsync {
 namespace {
 
@@ -22,16 +24,8 @@ using Clock = std::chrono::steady_clock;
 
 // Connects to 127.0.0.1:port and sends one GET /metrics; returns the socket (-1 on failure).
 int send_scrape(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = test::connect_loopback(port);
   if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
   const std::string req = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   if (::send(fd, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) {
     ::close(fd);

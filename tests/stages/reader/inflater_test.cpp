@@ -3,28 +3,14 @@
 #include "stages/reader/inflater.h"
 
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <string>
 #include <string_view>
 
+#include "tests/support/compress.h"
+
 namespace chsync {
 namespace {
-
-// window_bits: -15 raw deflate, 15 + 16 gzip.
-std::string deflate_text(std::string_view in, int window_bits) {
-  z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&zs, in.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));  // NOLINT: zlib's API
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
 
 std::string sample_text() {
   std::string s;
@@ -72,9 +58,10 @@ Outcome inflate_all(std::string_view in, Inflater::Framing framing, std::size_t 
 
 TEST(InflaterTest, RawAndGzipGiveTheTextBackWhateverThePieces) {
   const std::string text = sample_text();
-  for (auto [bits, framing] : {std::pair{-15, Inflater::Framing::kRaw},
-                               std::pair{15 + 16, Inflater::Framing::kGzipOrZlib}}) {
-    const std::string z = deflate_text(text, bits);
+  for (auto [deflated, framing] :
+       {std::pair{test::Deflated::kRaw, Inflater::Framing::kRaw},
+        std::pair{test::Deflated::kGzip, Inflater::Framing::kGzipOrZlib}}) {
+    const std::string z = test::deflate_bytes(text, deflated);
     for (auto [in_piece, out_piece] :
          {std::pair<std::size_t, std::size_t>{1, 7}, {13, 4096}, {z.size(), text.size()}}) {
       const Outcome o = inflate_all(z, framing, in_piece, out_piece);
@@ -85,14 +72,14 @@ TEST(InflaterTest, RawAndGzipGiveTheTextBackWhateverThePieces) {
 }
 
 TEST(InflaterTest, RestartReadsConcatenatedGzipMembers) {
-  const std::string z = deflate_text("{\"a\":1}\n", 15 + 16) + deflate_text("{\"b\":2}\n", 15 + 16);
+  const std::string z = test::deflate_bytes("{\"a\":1}\n") + test::deflate_bytes("{\"b\":2}\n");
   const Outcome o = inflate_all(z, Inflater::Framing::kGzipOrZlib, 5, 64);
   EXPECT_EQ(o.last, Inflater::Result::kEnd);
   EXPECT_EQ(o.out, "{\"a\":1}\n{\"b\":2}\n");
 }
 
 TEST(InflaterTest, DamageIsAnErrorWithZlibsReasonAndStaysOne) {
-  std::string z = deflate_text(sample_text(), 15 + 16);
+  std::string z = test::deflate_bytes(sample_text());
   z[0] = 'x';  // not a gzip (or zlib) header
   Inflater inf(Inflater::Framing::kGzipOrZlib);
   const auto* in = reinterpret_cast<const unsigned char*>(z.data());
@@ -107,7 +94,7 @@ TEST(InflaterTest, DamageIsAnErrorWithZlibsReasonAndStaysOne) {
 
 TEST(InflaterTest, CutStreamNeverEnds) {
   const std::string text = sample_text();
-  const std::string z = deflate_text(text, -15);
+  const std::string z = test::deflate_bytes(text, test::Deflated::kRaw);
   const Outcome o =
       inflate_all(std::string_view(z).substr(0, z.size() / 2), Inflater::Framing::kRaw, 4096, 4096);
   EXPECT_EQ(o.last, Inflater::Result::kProgress);

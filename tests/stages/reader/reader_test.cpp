@@ -1,10 +1,8 @@
 // Reader: line splitting over every source kind, line limits, tails and damaged streams.
-#define ZLIB_CONST  // z_stream::next_in is const: zlib only reads the input
 #include "stages/reader/reader.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include <cstdio>
@@ -14,6 +12,7 @@
 #include <vector>
 
 #include "stages/reader/spool.h"
+#include "tests/support/compress.h"
 #include "tests/support/temp_dir.h"
 
 namespace chsync {
@@ -52,20 +51,6 @@ Collected read_mem(std::string_view data, ReaderOptions o = {}) {
   Collected c;
   c.result = read_memory_lines(data, o, collect_into(c), too_long_into(c));
   return c;
-}
-
-std::string gzip(std::string_view in) {
-  z_stream zs{};
-  deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&zs, in.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<const Bytef*>(in.data());  // const with ZLIB_CONST (above)
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
 }
 
 std::string zstd(std::string_view in) {
@@ -226,10 +211,10 @@ TEST(ReaderTest, GzipSmallAndLargeGiveTheSameLines) {
   TempDir d{"reader-test"};
   std::string small = numbered_lines(100);
   std::string large = numbered_lines(200000, 90);  // ~20 MB: above the whole-file limit
-  auto cs = read_file(d.file("s.jsonl.gz", gzip(small)), SourceKind::kGzip);
+  auto cs = read_file(d.file("s.jsonl.gz", test::deflate_bytes(small)), SourceKind::kGzip);
   EXPECT_EQ(cs.lines.size(), 100u);
   EXPECT_TRUE(cs.result.error.empty());
-  auto cl = read_file(d.file("l.jsonl.gz", gzip(large)), SourceKind::kGzip);
+  auto cl = read_file(d.file("l.jsonl.gz", test::deflate_bytes(large)), SourceKind::kGzip);
   EXPECT_EQ(cl.lines.size(), 200000u);
   EXPECT_TRUE(cl.result.error.empty()) << cl.result.error;
   EXPECT_EQ(cl.result.bytes, large.size());
@@ -238,8 +223,9 @@ TEST(ReaderTest, GzipSmallAndLargeGiveTheSameLines) {
 
 TEST(ReaderTest, ConcatenatedGzipMembersAreOneStream) {
   TempDir d{"reader-test"};
-  auto c =
-      read_file(d.file("m.jsonl.gz", gzip("{\"a\":1}\n") + gzip("{\"b\":2}\n")), SourceKind::kGzip);
+  auto c = read_file(
+      d.file("m.jsonl.gz", test::deflate_bytes("{\"a\":1}\n") + test::deflate_bytes("{\"b\":2}\n")),
+      SourceKind::kGzip);
   ASSERT_EQ(c.lines.size(), 2u);
   EXPECT_EQ(c.lines[1].offset, 8u);
   EXPECT_TRUE(c.result.error.empty());
@@ -249,7 +235,7 @@ TEST(ReaderTest, TruncatedGzipKeepsLinesBeforeTheDamage) {
   TempDir d{"reader-test"};
   for (int n : {300, 60000}) {  // whole-file (libdeflate) and streaming sizes
     std::string text = numbered_lines(n);
-    std::string z = gzip(text);
+    std::string z = test::deflate_bytes(text);
     z.resize(z.size() * 2 / 3);
     auto c = read_file(d.file("t.jsonl.gz", z), SourceKind::kGzip);
     EXPECT_FALSE(c.result.error.empty()) << n;
@@ -264,7 +250,7 @@ TEST(ReaderTest, TruncatedGzipKeepsLinesBeforeTheDamage) {
 
 TEST(ReaderTest, CorruptGzipIsAnError) {
   TempDir d{"reader-test"};
-  std::string z = gzip(numbered_lines(1000));
+  std::string z = test::deflate_bytes(numbered_lines(1000));
   for (std::size_t i = z.size() / 2; i < z.size() / 2 + 64; ++i) z[i] = static_cast<char>(~z[i]);
   auto c = read_file(d.file("c.jsonl.gz", z), SourceKind::kGzip);
   EXPECT_FALSE(c.result.error.empty());

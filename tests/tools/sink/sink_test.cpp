@@ -21,9 +21,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#define ZLIB_CONST  // z_stream::next_in is const: zlib only reads the input
-#include <zlib.h>
 
+#include "tests/support/compress.h"
+#include "tests/support/loopback.h"
 #include "tools/proto/otlp_trace.pb.h"
 
 namespace {
@@ -62,14 +62,8 @@ HttpResult http(std::uint16_t port, const std::string& method, const std::string
                 const std::string& body = {},
                 const std::vector<std::pair<std::string, std::string>>& headers = {}) {
   HttpResult r;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  EXPECT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
+  const int fd = chsync::test::connect_loopback(port);
+  if (fd < 0) {
     ADD_FAILURE() << "connect failed";
     return r;
   }
@@ -282,21 +276,6 @@ const std::string kJsonRequest =
     R"({"key":"a","value":{"arrayValue":{"values":[{"stringValue":"x"},{"boolValue":true}]}}}],)"
     R"("status":{"code":2,"message":"boom"}}]}]}]})";
 
-std::string gzip(const std::string& in) {
-  z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY),
-            Z_OK);
-  std::string out(deflateBound(&zs, in.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<const Bytef*>(in.data());  // const with ZLIB_CONST (above)
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
-
 TEST(SinkTest, ProtobufRequestIsAcceptedAndRecorded) {
   Sink sink;
   const auto req = make_request({{kRootId, ""}, {kChildId, kRootId}});
@@ -351,16 +330,19 @@ TEST(SinkTest, LangfuseOtelPathAnswersJsonEvenForProtobuf) {
 TEST(SinkTest, GzipBodyIsDecompressed) {
   Sink sink;
   const std::string plain = make_request({{kRootId, ""}, {kChildId, kRootId}}).SerializeAsString();
-  const std::string gz = gzip(plain);
+  const std::string gz = chsync::test::deflate_bytes(plain);
   auto headers = kHeaderProto;
   headers.emplace_back("Content-Encoding", "gzip");
   ASSERT_EQ(http(sink.port(), "POST", "/v1/traces", gz, headers).status, 200);
   auto jheaders = kHeaderJson;
   jheaders.emplace_back("Content-Encoding", "gzip");
-  ASSERT_EQ(http(sink.port(), "POST", "/v1/traces", gzip(kJsonRequest), jheaders).status, 200);
+  ASSERT_EQ(
+      http(sink.port(), "POST", "/v1/traces", chsync::test::deflate_bytes(kJsonRequest), jheaders)
+          .status,
+      200);
   const auto s = sink.stats();
   EXPECT_EQ(stat(s, "bytes_received_wire"),
-            static_cast<long long>(gz.size() + gzip(kJsonRequest).size()));
+            static_cast<long long>(gz.size() + chsync::test::deflate_bytes(kJsonRequest).size()));
   EXPECT_EQ(stat(s, "bytes_received_decoded"),
             static_cast<long long>(plain.size() + kJsonRequest.size()));
   EXPECT_EQ(stat(s, "spans_accepted"), 3);
@@ -425,7 +407,7 @@ TEST(SinkTest, TooLargeBodyGets413OnWireAndDecompressedSize) {
   EXPECT_EQ(http(sink.port(), "POST", "/v1/traces", big, kHeaderProto).status, 413);
   auto headers = kHeaderProto;
   headers.emplace_back("Content-Encoding", "gzip");
-  const std::string bomb = gzip(std::string(100000, '\0'));
+  const std::string bomb = chsync::test::deflate_bytes(std::string(100000, '\0'));
   ASSERT_LT(bomb.size(), 1000u);
   EXPECT_EQ(http(sink.port(), "POST", "/v1/traces", bomb, headers).status, 413);
   const auto s = sink.stats();
