@@ -33,4 +33,12 @@ std::string window_size_text(std::uint64_t bytes) {
   return std::to_string(bytes) + " bytes";
 }
 
+std::string dictionary_refusal(std::string_view what, std::uint64_t need_bytes,
+                               std::uint64_t limit_bytes) {
+  return fmt::format(
+      "{} needs {} to decode (its dictionary), over the limit of {} (a quarter of --max-memory, "
+      "plus 2 MiB): raise --max-memory or recompress with a smaller dictionary",
+      what, window_size_text(need_bytes), window_size_text(limit_bytes));
+}
+
 }  // namespace chsync

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace chsync {
 
@@ -46,5 +47,9 @@ std::unique_ptr<BoundedDecoder> make_bounded_decoder(const unsigned char* head, 
 
 // "64 MiB" for whole MiB, else "N bytes" (error messages).
 std::string window_size_text(std::uint64_t bytes);
+// The refusal of an LZMA-family stream whose dictionary needs more than the limit, one wording for
+// every reader: "<what> needs N MiB to decode (its dictionary), over the limit of M MiB ...".
+std::string dictionary_refusal(std::string_view what, std::uint64_t need_bytes,
+                               std::uint64_t limit_bytes);
 
 }  // namespace chsync

@@ -67,10 +67,7 @@ long XzDecoder::read(int fd, char* buf, std::size_t n) {
     failed_ = true;
     if (rc == LZMA_MEMLIMIT_ERROR) {
       window_refused_ = true;
-      error_ = std::string(kind) + " stream needs " + window_size_text(lzma_memusage(&s)) +
-               " to decode (its dictionary), over the limit of " + window_size_text(limit_) +
-               " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress with "
-               "a smaller dictionary";
+      error_ = dictionary_refusal(std::string(kind) + " stream", lzma_memusage(&s), limit_);
     } else if (rc == LZMA_BUF_ERROR) {
       error_ = std::string("truncated ") + kind + " stream";
     } else {

@@ -284,10 +284,7 @@ bool ZipMemberReader::start_lzma() {
   if (need == UINT64_MAX) return fail("corrupt LZMA zip member: bad properties");
   if (need > limit_bytes_) {
     window_refused_ = true;
-    return fail("LZMA zip member needs " + window_size_text(need) +
-                " to decode (its dictionary), over the limit of " + window_size_text(limit_bytes_) +
-                " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress "
-                "with a smaller dictionary");
+    return fail(dictionary_refusal("LZMA zip member", need, limit_bytes_));
   }
   if (lzma_raw_decoder(&s_->lz, filters) != LZMA_OK) return fail("cannot start the LZMA decoder");
   return true;
@@ -330,10 +327,8 @@ bool ZipMemberReader::step(const unsigned char*& in, std::size_t& in_bytes, unsi
   }
   if (rc == LZMA_MEMLIMIT_ERROR) {
     window_refused_ = true;
-    return fail(std::string(kind) + " zip member needs " + window_size_text(lzma_memusage(&s)) +
-                " to decode (its dictionary), over the limit of " + window_size_text(limit_bytes_) +
-                " (a quarter of --max-memory, plus 2 MiB): raise --max-memory or recompress "
-                "with a smaller dictionary");
+    return fail(
+        dictionary_refusal(std::string(kind) + " zip member", lzma_memusage(&s), limit_bytes_));
   }
   if (rc == LZMA_BUF_ERROR) return fail(std::string("truncated ") + kind + " zip member");
   return fail(std::string("corrupt ") + kind + " zip member (liblzma error " +
